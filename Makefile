@@ -1,0 +1,51 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is derived.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+# Load the URLs that scripts/services.sh found or started.
+WITH_SERVICES := set -a && . .hub/services.env && set +a &&
+
+.PHONY: help install services services-stop migrate run test bench lint schemas clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP) ## Create .venv and install the hub with its dev tools
+
+services: ## Find or start PostgreSQL and Redis (writes .hub/services.env)
+	@scripts/services.sh
+
+services-stop: ## Stop the private PostgreSQL/Redis under .hub/ (never the system ones)
+	@scripts/services-stop.sh
+
+migrate: install services ## Create the database and apply migrations
+	@$(WITH_SERVICES) $(BIN)/hub migrate
+
+run: migrate ## Run the whole hub with a demo edge node (Ctrl-C stops it)
+	@$(WITH_SERVICES) $(BIN)/hub up
+
+test: install services ## Run the full test suite against real PostgreSQL and Redis
+	@$(WITH_SERVICES) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: migrate ## Run every benchmark under bench/ (prints figures)
+	@$(WITH_SERVICES) for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lint: install ## ruff (lint + format check), mypy strict, import direction
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/mypy
+
+schemas: install ## Export the JSON Schema of hub.detection.v1 into schemas/
+	@$(BIN)/hub export-schemas schemas
+
+clean: ## Remove derived files (keeps .hub/ data)
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

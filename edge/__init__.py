@@ -1,0 +1,1 @@
+"""Edge-side client code: signing and uploading detections to the hub."""

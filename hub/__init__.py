@@ -1,0 +1,1 @@
+"""The hub: policy-driven integration hub for edge-to-cloud video AI."""

@@ -1,0 +1,44 @@
+"""create_app(settings) -> Litestar: lifespan, routers, error handling, OpenAPI."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from hub import health
+from hub.ingest.routes import build_router as edge_router
+from hub.kit.logging import configure_logging
+from hub.kit.problems import EXCEPTION_HANDLERS
+from hub.kit.runtime import Services, build_services, start_services, stop_services
+from hub.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Litestar:
+    """The hub's HTTP API for these settings (or the environment's)."""
+    settings = settings or load_settings()
+    configure_logging(settings)
+    services = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await start_services(services)
+        try:
+            yield
+        finally:
+            await stop_services(services)
+
+    def provide_services(state: State) -> Services:
+        return services
+
+    return Litestar(
+        route_handlers=[health.router, edge_router(settings)],
+        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="hub", version="1", path="/schema"),
+        debug=False,
+    )

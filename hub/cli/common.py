@@ -1,0 +1,50 @@
+"""Shared plumbing of CLI commands: settings, an async runner with services, output."""
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+import msgspec
+
+from hub.kit.errors import HubError
+from hub.kit.runtime import Services, build_services, start_services, stop_services
+from hub.settings import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
+
+
+def settings_or_exit() -> Settings:
+    """Load settings or stop with one clear line (exit status 2)."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        click.echo(f"hub: {exc}", err=True)
+        sys.exit(2)
+
+
+def run_with_services(work: Callable[[Services], Awaitable[T]]) -> T:
+    """Run `work` with connected services; a hub error becomes one line and exit status 1."""
+
+    async def main() -> T:
+        services = build_services(settings_or_exit())
+        await start_services(services)
+        try:
+            return await work(services)
+        finally:
+            await stop_services(services)
+
+    try:
+        return asyncio.run(main())
+    except HubError as exc:
+        click.echo(f"hub: {exc.detail}", err=True)
+        sys.exit(1)
+
+
+def emit(value: object, *, as_json: bool, text: Callable[[], str]) -> None:
+    """Print JSON for scripts or the human text."""
+    if as_json:
+        click.echo(msgspec.json.encode(value).decode())
+    else:
+        click.echo(text())

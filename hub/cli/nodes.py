@@ -1,0 +1,86 @@
+"""`hub nodes`: the edge-node registry."""
+
+import os
+from pathlib import Path
+
+import click
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hub.cli.common import emit, run_with_services
+from hub.identity import NodeCreate, NodeRead, add_node, list_nodes, revoke_node
+from hub.kit.runtime import Services
+
+ACTOR = "cli:" + os.environ.get("USER", "operator")
+
+
+@click.group("nodes")
+def nodes() -> None:
+    """Register, list and revoke edge nodes (each signs its uploads with an Ed25519 key)."""
+
+
+@nodes.command("add")
+@click.argument("name")
+@click.option("--public-key", "public_key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM or base64 Ed25519 public key of the node.")
+@click.option("--generate-key", "key_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Generate a key pair here instead; write the private key (0600) to this file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the node as JSON.")
+def add(name: str, public_key_file: Path | None, key_out: Path | None, as_json: bool) -> None:
+    """Register edge node NAME; prints its id, which is the node's signature keyid."""
+    if (public_key_file is None) == (key_out is None):
+        raise click.UsageError("give exactly one of --public-key and --generate-key")
+    public_pem = public_key_file.read_text() if public_key_file else _generate(key_out)  # type: ignore[arg-type]
+
+    async def work(services: Services) -> NodeRead:
+        return await add_node(services.db, NodeCreate(name=name, public_key=public_pem), actor=ACTOR)
+
+    node = run_with_services(work)
+    emit(node, as_json=as_json, text=lambda: f"registered {node.name}: keyid {node.id} ({node.key_fingerprint})")
+
+
+@nodes.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def list_(as_json: bool) -> None:
+    """List registered edge nodes."""
+
+    async def work(services: Services) -> list[NodeRead]:
+        return await list_nodes(services.db)
+
+    found = run_with_services(work)
+    emit(found, as_json=as_json, text=lambda: _table(found))
+
+
+@nodes.command("revoke")
+@click.argument("node")
+@click.option("--reason", required=True, help="Why (kept in the registry and the audit log).")
+@click.option("--json", "as_json", is_flag=True, help="Print the node as JSON.")
+def revoke(node: str, reason: str, as_json: bool) -> None:
+    """Revoke NODE (id or name): its next request is refused."""
+
+    async def work(services: Services) -> NodeRead:
+        return await revoke_node(services.db, node, reason=reason, actor=ACTOR)
+
+    done = run_with_services(work)
+    emit(done, as_json=as_json, text=lambda: f"revoked {done.name} ({done.id})")
+
+
+def _generate(key_out: Path) -> str:
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    key_out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return public.decode()
+
+
+def _table(found: list[NodeRead]) -> str:
+    if not found:
+        return "no edge nodes registered (add one with: hub nodes add NAME --generate-key FILE)"
+    lines = [f"{'ID':36}  {'NAME':24}  {'STATUS':8}  FINGERPRINT"]
+    lines += [f"{n.id!s:36}  {n.name:24}  {n.status:8}  {n.key_fingerprint}" for n in found]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Wire contracts shared with the edge; modules here import nothing else of the hub."""

@@ -1,0 +1,48 @@
+"""Liveness and readiness: `/healthz` (the process answers) and `/readyz` (it can work)."""
+
+from typing import Any
+
+import msgspec
+from litestar import Response, Router, get
+
+from hub.kit.errors import UnavailableError
+from hub.kit.problems import PROBLEM_MEDIA_TYPE, problem_type
+from hub.kit.runtime import Services, ServicesDep
+
+
+class Readiness(msgspec.Struct, frozen=True, kw_only=True):
+    """Each dependency and whether it answered."""
+
+    status: str
+    checks: dict[str, str]
+
+
+@get("/healthz", sync_to_thread=False, include_in_schema=True)
+def healthz() -> dict[str, str]:
+    """Alive: the process serves requests (does not look at dependencies)."""
+    return {"status": "ok"}
+
+
+@get("/readyz")
+async def readyz(services: ServicesDep) -> Response[Any]:
+    """Ready: PostgreSQL and Redis answer and a policy is loaded; 503 naming what failed."""
+    checks: dict[str, str] = {}
+    for name, probe in (("postgres", services.db.ping), ("redis", services.redis.ping)):
+        try:
+            await probe()
+            checks[name] = "ok"
+        except UnavailableError as exc:
+            checks[name] = f"failing: {exc.detail}"
+    # Until the policy engine lands, authorisation is the static "registered, active node" rule.
+    checks["policy"] = "ok: static rule (registered, active edge node)"
+    failing = [name for name, value in checks.items() if not value.startswith("ok")]
+    if not failing:
+        return Response(Readiness(status="ready", checks=checks))
+    body = {
+        "type": problem_type("not_ready"), "title": "Not ready", "status": 503, "code": "not_ready",
+        "detail": f"not ready: {', '.join(failing)}", "checks": checks,
+    }
+    return Response(body, status_code=503, media_type=PROBLEM_MEDIA_TYPE, headers={"Retry-After": "5"})
+
+
+router = Router(path="/", route_handlers=[healthz, readyz], tags=["health"])

@@ -1,0 +1,89 @@
+"""Monthly partitions of `detection_event`: created ahead of time, default partition kept empty.
+
+A partition is created as a plain table, filled with any rows of its month that fell into the
+default partition, then attached. ATTACH takes only a SHARE UPDATE EXCLUSIVE lock on the
+parent, so ingest keeps running while this happens.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import asyncpg
+
+PARENT = "detection_event"
+DEFAULT = "detection_event_default"
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionReport:
+    """What `ensure_partitions` did."""
+
+    created: list[str]
+    moved_rows: int
+    default_rows: int
+
+
+def month_start(day: date, offset: int = 0) -> date:
+    """The first day of the month `offset` months after `day`'s month."""
+    index = day.year * 12 + (day.month - 1) + offset
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def partition_name(month: date) -> str:
+    """e.g. detection_event_y2026m11."""
+    return f"{PARENT}_y{month.year:04d}m{month.month:02d}"
+
+
+async def ensure_partitions(conn: asyncpg.Connection, *, now: datetime, ahead: int) -> PartitionReport:
+    """Make sure this month and `ahead` months after it, plus every month that has rows in the
+    default partition, have their own partition. Safe to run any number of times."""
+    wanted = {month_start(now.date(), k) for k in range(ahead + 1)}
+    wanted |= await _months_in_default(conn)
+    existing = await _existing_partitions(conn)
+    created: list[str] = []
+    moved = 0
+    for month in sorted(wanted):
+        if partition_name(month) not in existing:
+            moved += await _create_partition(conn, month)
+            created.append(partition_name(month))
+    remaining = await conn.fetchval(f"SELECT count(*) FROM {DEFAULT}")
+    return PartitionReport(created=created, moved_rows=moved, default_rows=remaining)
+
+
+async def _existing_partitions(conn: asyncpg.Connection) -> set[str]:
+    rows = await conn.fetch(
+        """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+           WHERE i.inhparent = $1::regclass""",
+        PARENT,
+    )
+    return {row["relname"] for row in rows}
+
+
+async def _months_in_default(conn: asyncpg.Connection) -> set[date]:
+    rows = await conn.fetch(
+        f"SELECT DISTINCT date_trunc('month', captured_at AT TIME ZONE 'UTC')::date AS m FROM {DEFAULT}"
+    )
+    return {row["m"] for row in rows}
+
+
+async def _create_partition(conn: asyncpg.Connection, month: date) -> int:
+    """Create, back-fill from the default partition and attach one month, atomically."""
+    name = partition_name(month)
+    low = datetime(month.year, month.month, 1, tzinfo=UTC)
+    nxt = month_start(month, 1)
+    high = datetime(nxt.year, nxt.month, 1, tzinfo=UTC)
+    bounds = f"'{low.isoformat()}' AND captured_at < '{high.isoformat()}'"
+    async with conn.transaction():
+        await conn.execute(f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        # The CHECK lets ATTACH skip scanning the new table; dropped once attached.
+        await conn.execute(f"ALTER TABLE {name} ADD CONSTRAINT {name}_bounds CHECK (captured_at >= {bounds})")
+        status = await conn.execute(
+            f"WITH moved AS (DELETE FROM {DEFAULT} WHERE captured_at >= {bounds} RETURNING *) "
+            f"INSERT INTO {name} SELECT * FROM moved"
+        )
+        await conn.execute(
+            f"ALTER TABLE {PARENT} ATTACH PARTITION {name} "
+            f"FOR VALUES FROM ('{low.isoformat()}') TO ('{high.isoformat()}')"
+        )
+        await conn.execute(f"ALTER TABLE {name} DROP CONSTRAINT {name}_bounds")
+    return int(status.split()[-1])

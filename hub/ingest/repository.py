@@ -1,0 +1,85 @@
+"""SQL for detection events and media objects; the only module that queries them."""
+
+from collections.abc import Sequence
+from uuid import UUID
+
+import asyncpg
+
+from hub.ingest.rules import PreparedEvent
+
+_INSERT_EVENTS = """
+INSERT INTO detection_event
+    (node_id, event_id, captured_at, camera_id, classes, max_confidence, media_sha256,
+     disposition, content_sha256, payload)
+SELECT $1, e.event_id, e.captured_at, e.camera_id, string_to_array(e.classes, ','),
+       e.max_confidence, string_to_array(e.media, ','), e.disposition, e.sha, e.payload::jsonb
+FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::real[], $7::text[],
+            $8::text[], $9::bytea[], $10::text[])
+     AS e(event_id, captured_at, camera_id, classes, max_confidence, media, disposition, sha,
+          payload)
+ON CONFLICT (node_id, event_id, captured_at) DO NOTHING
+RETURNING event_id
+"""
+
+
+async def stored_hashes(
+    conn: asyncpg.Connection, *, node_id: UUID, event_ids: Sequence[UUID]
+) -> dict[UUID, bytes]:
+    """Content hashes of the given events this node already stored (any capture time)."""
+    rows = await conn.fetch(
+        """SELECT event_id, content_sha256 FROM detection_event
+           WHERE node_id = $1 AND event_id = ANY($2::uuid[])""",
+        node_id,
+        event_ids,
+    )
+    return {row["event_id"]: bytes(row["content_sha256"]) for row in rows}
+
+
+async def insert_events(
+    conn: asyncpg.Connection,
+    *,
+    node_id: UUID,
+    events: Sequence[PreparedEvent],
+    quarantined: set[UUID],
+) -> set[UUID]:
+    """Insert in one statement; returns the ids actually inserted (a conflict inserts nothing)."""
+    columns: tuple[list[object], ...] = ([], [], [], [], [], [], [], [], [])
+    for item in events:
+        event = item.event
+        values = (
+            event.event_id,
+            event.captured_at,
+            event.camera_id,
+            ",".join(sorted({d.label for d in event.detections})),
+            max(d.confidence for d in event.detections),
+            ",".join(m.sha256 for m in event.media),
+            "quarantined" if event.event_id in quarantined else "accepted",
+            item.content_sha256,
+            item.payload.decode(),
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    rows = await conn.fetch(_INSERT_EVENTS, node_id, *columns)
+    return {row["event_id"] for row in rows}
+
+
+async def insert_media(
+    conn: asyncpg.Connection,
+    *,
+    sha256: str,
+    size: int,
+    content_type: str,
+    storage_path: str,
+    node_id: UUID,
+) -> bool:
+    """Record a stored blob; False when it was already recorded."""
+    status: str = await conn.execute(
+        """INSERT INTO media_object (sha256, size_bytes, content_type, storage_path, node_id)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sha256) DO NOTHING""",
+        sha256,
+        size,
+        content_type,
+        storage_path,
+        node_id,
+    )
+    return status.endswith(" 1")

@@ -1,0 +1,88 @@
+"""HTTP routes of edge ingest: `POST /v1/edge/events` and `POST /v1/edge/media`."""
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Router, post
+from litestar.params import Parameter
+
+from hub.contracts.detection_v1 import BatchResult, EventBatch
+from hub.ingest.auth import authenticate_edge
+from hub.ingest.service import IngestDeps, accept_batch, store_media
+from hub.kit.errors import UnsupportedMediaTypeError, ValidationError
+from hub.kit.runtime import Services, ServicesDep
+from hub.settings import Settings
+
+Sha256Param = Annotated[str, Parameter(pattern="^[0-9a-f]{64}$", description="SHA-256 of the body, hex")]
+
+
+class MediaResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to a media upload: `created` is false when the hub already had it."""
+
+    sha256: str
+    size: int
+    created: bool
+
+
+async def post_events(request: Request[Any, Any, Any], services: ServicesDep) -> BatchResult:
+    """Accept a signed batch of `hub.detection.v1` events; per-event results, same on re-send."""
+    body = await request.body()
+    node_id = await _authenticate(request, services, body)
+    _require_json(request)
+    batch = decode_batch(body, max_events=services.settings.max_batch_events)
+    deps = IngestDeps(
+        db=services.db,
+        future_tolerance=timedelta(seconds=services.settings.capture_future_tolerance_seconds),
+    )
+    return await accept_batch(deps, node_id=node_id, batch=batch)
+
+
+async def post_media(request: Request[Any, Any, Any], services: ServicesDep, sha256: Sha256Param) -> MediaResult:
+    """Store a signed JPEG/PNG snapshot under its SHA-256 (idempotent)."""
+    body = await request.body()
+    node_id = await _authenticate(request, services, body)
+    stored = await store_media(
+        services.db, services.media, node_id=node_id, sha256=sha256,
+        content_type=request.headers.get("content-type", "").split(";")[0].strip(), data=body,
+    )
+    return MediaResult(sha256=stored.sha256, size=stored.size, created=stored.created)
+
+
+def decode_batch(body: bytes, *, max_events: int) -> EventBatch:
+    """Parse and validate a batch; the error names the offending field."""
+    try:
+        batch = msgspec.json.decode(body, type=EventBatch)
+    except msgspec.ValidationError as exc:
+        raise ValidationError(str(exc), code="validation_failed") from None
+    except msgspec.DecodeError as exc:
+        raise ValidationError(f"body is not valid JSON: {exc}", code="malformed_json") from None
+    if len(batch.events) > max_events:
+        raise ValidationError(f"a batch holds at most {max_events} events - at `$.events`")
+    return batch
+
+
+async def _authenticate(request: Request[Any, Any, Any], services: Services, body: bytes) -> Any:
+    base = services.settings.public_base_url.rstrip("/")
+    url = f"{base}{request.url.path}" + (f"?{request.url.query}" if request.url.query else "") if base else str(request.url)
+    return await authenticate_edge(
+        services, method=request.method, url=url, headers=request.headers, body=body
+    )
+
+
+def _require_json(request: Request[Any, Any, Any]) -> None:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaTypeError("events must be sent as application/json")
+
+
+def build_router(settings: Settings) -> Router:
+    """The edge router, with body limits taken from settings."""
+    return Router(
+        path="/v1/edge",
+        tags=["edge"],
+        route_handlers=[
+            post("/events", request_max_body_size=settings.max_body_bytes, status_code=200)(post_events),
+            post("/media/{sha256:str}", request_max_body_size=settings.max_media_bytes, status_code=200)(post_media),
+        ],
+    )

@@ -1,0 +1,152 @@
+"""Use cases of ingest: store a batch of detection events exactly once, store media."""
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from uuid import UUID
+
+import asyncpg
+
+from hub.audit import AuditEntry, append_entry
+from hub.contracts.detection_v1 import BatchResult, DetectionEvent, EventBatch, EventResult
+from hub.ingest import repository
+from hub.ingest.ports import AcceptRegisteredNodes, DeliveryPlanner, IngestPolicy, NoDeliveries
+from hub.ingest.rules import PreparedEvent, screen, verdict_for_existing
+from hub.kit.clock import Clock, utcnow
+from hub.kit.db import Database
+from hub.kit.errors import UnsupportedMediaTypeError, ValidationError
+from hub.kit.storage import BlobStore
+
+
+@dataclass(frozen=True, slots=True)
+class IngestDeps:
+    """Collaborators of ingest; the policy and delivery seams default to the pre-policy ones."""
+
+    db: Database
+    future_tolerance: timedelta
+    policy: IngestPolicy = field(default_factory=AcceptRegisteredNodes)
+    planner: DeliveryPlanner = field(default_factory=NoDeliveries)
+    clock: Clock = utcnow
+
+
+async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) -> BatchResult:
+    """Store each new event once; answer per event, the same way every time it is re-sent."""
+    keep, decided = screen(batch.events, now=deps.clock(), future_tolerance=deps.future_tolerance)
+    keep, quarantined = await _apply_policy(deps, node_id=node_id, keep=keep, decided=decided, batch=batch)
+    async with deps.db.transaction() as tx:
+        outcome = await _store(tx.connection, node_id=node_id, keep=keep, quarantined=quarantined)
+        await deps.planner.plan(tx.connection, node_id=node_id, event_ids=outcome.inserted)
+        result = _assemble(batch.events, decided, outcome.results)
+        await append_entry(tx.connection, _audit(node_id, result, outcome.inserted), clock=deps.clock)
+    return result
+
+
+@dataclass(slots=True)
+class _StoreOutcome:
+    results: dict[UUID, EventResult]
+    inserted: set[UUID]
+
+
+async def _apply_policy(
+    deps: IngestDeps, *, node_id: UUID, keep: list[PreparedEvent], decided: dict[int, EventResult],
+    batch: EventBatch,
+) -> tuple[list[PreparedEvent], set[UUID]]:
+    """Ask the ingest policy; dropped events become `rejected`, quarantined ones are flagged."""
+    dispositions = await deps.policy.decide(node_id=node_id, events=[p.event for p in keep])
+    dropped = {p.event.event_id for p, d in zip(keep, dispositions, strict=True) if d == "drop"}
+    quarantined = {p.event.event_id for p, d in zip(keep, dispositions, strict=True) if d == "quarantine"}
+    for position, event in enumerate(batch.events):
+        if event.event_id in dropped and position not in decided:
+            decided[position] = EventResult(event_id=event.event_id, status="rejected", reason="dropped by policy")
+    return [p for p in keep if p.event.event_id not in dropped], quarantined
+
+
+async def _store(
+    conn: asyncpg.Connection, *, node_id: UUID, keep: list[PreparedEvent], quarantined: set[UUID]
+) -> _StoreOutcome:
+    """Insert what is new; compare what already exists (also after losing a concurrent race)."""
+    ids = [p.event.event_id for p in keep]
+    existing = await repository.stored_hashes(conn, node_id=node_id, event_ids=ids) if keep else {}
+    # Sorted, so two requests inserting overlapping batches take row locks in one order.
+    fresh = sorted((p for p in keep if p.event.event_id not in existing), key=lambda p: p.event.event_id)
+    inserted = (
+        await repository.insert_events(conn, node_id=node_id, events=fresh, quarantined=quarantined)
+        if fresh
+        else set()
+    )
+    raced = [p.event.event_id for p in fresh if p.event.event_id not in inserted]
+    if raced:  # another request stored them between our look-up and our insert
+        existing |= await repository.stored_hashes(conn, node_id=node_id, event_ids=raced)
+    results: dict[UUID, EventResult] = {}
+    for p in keep:
+        event_id = p.event.event_id
+        if event_id in inserted:
+            results[event_id] = EventResult(event_id=event_id, status="accepted")
+        else:
+            results[event_id] = verdict_for_existing(
+                event_id, stored_sha256=existing[event_id], sent_sha256=p.content_sha256
+            )
+    return _StoreOutcome(results=results, inserted=inserted)
+
+
+def _assemble(
+    events: list[DetectionEvent], decided: dict[int, EventResult], stored: dict[UUID, EventResult]
+) -> BatchResult:
+    results = [decided.get(i) or stored[e.event_id] for i, e in enumerate(events)]
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    for r in results:
+        counts[r.status] += 1
+    return BatchResult(results=results, **counts)
+
+
+def _audit(node_id: UUID, result: BatchResult, inserted: set[UUID]) -> AuditEntry:
+    return AuditEntry(
+        actor=f"edge_node:{node_id}",
+        action="ingest.batch",
+        target=f"edge_node:{node_id}",
+        detail={
+            "accepted": result.accepted,
+            "duplicate": result.duplicate,
+            "rejected": result.rejected,
+            "stored": len(inserted),
+        },
+    )
+
+
+MEDIA_MAGIC = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n"}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaStored:
+    """The answer to a media upload."""
+
+    sha256: str
+    size: int
+    created: bool
+
+
+async def store_media(
+    db: Database, media: BlobStore, *, node_id: UUID, sha256: str, content_type: str, data: bytes
+) -> MediaStored:
+    """Store a snapshot content-addressed; uploading the same bytes again changes nothing."""
+    magic = MEDIA_MAGIC.get(content_type)
+    if magic is None:
+        raise UnsupportedMediaTypeError("media must be image/jpeg or image/png", code="media_type")
+    if not data.startswith(magic):
+        raise ValidationError(f"body is not a {content_type} image", code="media_content")
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ValidationError("body does not hash to the given sha256", code="media_hash_mismatch")
+    # File first, row second: a row never points at a missing file; an orphan file left by a
+    # crash is harmless (the next upload of the same bytes reuses it).
+    path = await media.put(sha256, data)
+    async with db.transaction() as tx:
+        created = await repository.insert_media(
+            tx.connection, sha256=sha256, size=len(data), content_type=content_type,
+            storage_path=path, node_id=node_id,
+        )
+        if created:
+            await append_entry(tx.connection, AuditEntry(
+                actor=f"edge_node:{node_id}", action="ingest.media", target=f"media:{sha256}",
+                detail={"size": len(data), "content_type": content_type},
+            ))
+    return MediaStored(sha256=sha256, size=len(data), created=created)

@@ -1,0 +1,1 @@
+"""Business-free helpers shared by every domain: errors, database, Redis, clock, logging."""

@@ -1,0 +1,97 @@
+"""The hub's settings: the only module that reads environment variables.
+
+Values come from an optional TOML file (``HUB_SETTINGS_FILE``) overlaid by ``HUB_*``
+environment variables, and are validated once at start-up. A wrong value stops the process
+with one line naming the setting, never a traceback.
+"""
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+PREFIX = "HUB_"
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class SettingsError(Exception):
+    """A setting is missing or has a wrong value; the message is one line for the operator."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything the hub can be configured with; see the README for each value."""
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/hub"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prefix for every Redis key the hub owns, so several hubs (and test runs) share one server.
+    redis_prefix: str = "hub:"
+    environment: Literal["development", "test", "production"] = "development"
+    api_host: str = "127.0.0.1"
+    api_port: Port = 8000
+    api_workers: Positive = 1
+    # Public base URL the edge signs (@target-uri); empty means "as the request arrived".
+    public_base_url: str = ""
+    db_pool_min: Annotated[int, msgspec.Meta(ge=0)] = 2
+    db_pool_max: Positive = 10
+    max_body_bytes: Positive = 1024 * 1024
+    max_media_bytes: Positive = 10 * 1024 * 1024
+    max_batch_events: Annotated[int, msgspec.Meta(ge=1, le=500)] = 500
+    signature_max_skew_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 300
+    # How far in the future a capture time may lie (edge clocks drift) before it is rejected.
+    capture_future_tolerance_seconds: Annotated[int, msgspec.Meta(ge=0)] = 300
+    media_dir: str = ".hub/media"
+    partitions_ahead_months: Annotated[int, msgspec.Meta(ge=1, le=36)] = 3
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = True
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, file: Path | None = None
+) -> Settings:
+    """Build validated settings from a TOML file (optional) and ``HUB_*`` variables."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    path = file or (Path(env[f"{PREFIX}SETTINGS_FILE"]) if f"{PREFIX}SETTINGS_FILE" in env else None)
+    if path is not None:
+        values.update(_read_file(path))
+    values.update(_read_environ(env))
+    try:
+        return msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"invalid setting: {_name_setting(str(exc))}") from None
+
+
+def _read_file(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise SettingsError(f"cannot read settings file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from None
+
+
+def _read_environ(env: Mapping[str, str]) -> dict[str, object]:
+    known = set(Settings.__struct_fields__)
+    values: dict[str, object] = {}
+    for key, raw in env.items():
+        if not key.startswith(PREFIX) or key == f"{PREFIX}SETTINGS_FILE":
+            continue
+        name = key[len(PREFIX) :].lower()
+        if name not in known:
+            raise SettingsError(f"unknown setting {key} (known: see README 'Configuration')")
+        values[name] = raw
+    return values
+
+
+def _name_setting(message: str) -> str:
+    """Turn msgspec's `... - at `$.api_port`` into `HUB_API_PORT: ...`."""
+    text, _, where = message.partition(" - at `$.")
+    if not where:
+        return text
+    return f"{PREFIX}{where.rstrip('`').upper()}: {text}"

@@ -1,0 +1,1 @@
+"""Piccolo migrations for the hub (one app, `hub`); SQL bodies live in `migrations/sql/`."""
