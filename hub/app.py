@@ -12,7 +12,7 @@ from hub import health
 from hub.ingest.routes import build_router as edge_router
 from hub.kit.logging import configure_logging
 from hub.kit.problems import EXCEPTION_HANDLERS
-from hub.kit.runtime import Services, build_services, start_services, stop_services
+from hub.runtime import Services, build_services, start_services, stop_services
 from hub.settings import Settings, load_settings
 
 

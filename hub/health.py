@@ -7,7 +7,7 @@ from litestar import Response, Router, get
 
 from hub.kit.errors import UnavailableError
 from hub.kit.problems import PROBLEM_MEDIA_TYPE, problem_type
-from hub.kit.runtime import Services, ServicesDep
+from hub.runtime import ServicesDep
 
 
 class Readiness(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,10 +39,16 @@ async def readyz(services: ServicesDep) -> Response[Any]:
     if not failing:
         return Response(Readiness(status="ready", checks=checks))
     body = {
-        "type": problem_type("not_ready"), "title": "Not ready", "status": 503, "code": "not_ready",
-        "detail": f"not ready: {', '.join(failing)}", "checks": checks,
+        "type": problem_type("not_ready"),
+        "title": "Not ready",
+        "status": 503,
+        "code": "not_ready",
+        "detail": f"not ready: {', '.join(failing)}",
+        "checks": checks,
     }
-    return Response(body, status_code=503, media_type=PROBLEM_MEDIA_TYPE, headers={"Retry-After": "5"})
+    return Response(
+        body, status_code=503, media_type=PROBLEM_MEDIA_TYPE, headers={"Retry-After": "5"}
+    )
 
 
 router = Router(path="/", route_handlers=[healthz, readyz], tags=["health"])

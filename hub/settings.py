@@ -56,7 +56,9 @@ def load_settings(
     """Build validated settings from a TOML file (optional) and ``HUB_*`` variables."""
     env = os.environ if environ is None else environ
     values: dict[str, object] = {}
-    path = file or (Path(env[f"{PREFIX}SETTINGS_FILE"]) if f"{PREFIX}SETTINGS_FILE" in env else None)
+    path = file or (
+        Path(env[f"{PREFIX}SETTINGS_FILE"]) if f"{PREFIX}SETTINGS_FILE" in env else None
+    )
     if path is not None:
         values.update(_read_file(path))
     values.update(_read_environ(env))

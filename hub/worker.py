@@ -8,7 +8,7 @@ from arq.worker import run_worker
 
 from hub.ingest.jobs import ensure_partitions_job
 from hub.kit.logging import configure_logging
-from hub.kit.runtime import build_services, start_services, stop_services
+from hub.runtime import build_services, start_services, stop_services
 from hub.settings import Settings
 
 

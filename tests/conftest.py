@@ -10,7 +10,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import asyncpg
 import msgspec
@@ -19,12 +18,12 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from edge.signing import RequestSigner, generate_key, public_key_pem
-from tests.support import BASE_URL, EdgeNode
 from hub.app import create_app
 from hub.identity import NodeCreate, add_node
 from hub.kit.db import drop_database, with_database
-from hub.kit.runtime import Services, build_services, start_services, stop_services
+from hub.runtime import Services, build_services, start_services, stop_services
 from hub.settings import Settings, load_settings
+from tests.support import BASE_URL, EdgeNode
 
 TABLES = ("edge_node", "agency", "detection_event", "media_object", "delivery", "audit_log")
 
@@ -42,7 +41,10 @@ def database_url(base_settings: Settings) -> Iterator[str]:
     url = with_database(base_settings.database_url, name)
     env = {**os.environ, "HUB_DATABASE_URL": url}
     done = subprocess.run(
-        [sys.executable, "-m", "hub.cli.main", "migrate"], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "hub.cli.main", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
         check=False,
     )
     if done.returncode != 0:
@@ -54,7 +56,9 @@ def database_url(base_settings: Settings) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(base_settings: Settings, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def settings(
+    base_settings: Settings, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
     """Test settings: our database, our Redis prefix, media in a temporary folder."""
     return msgspec.structs.replace(
         base_settings,
@@ -115,8 +119,9 @@ async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:  # type:
 async def edge_node(services: Services) -> EdgeNode:
     """A registered, active edge node."""
     key = generate_key()
-    node = await add_node(services.db, NodeCreate(name=f"node-{uuid.uuid4().hex[:6]}",
-                                                  public_key=public_key_pem(key)), actor="test")
+    node = await add_node(
+        services.db,
+        NodeCreate(name=f"node-{uuid.uuid4().hex[:6]}", public_key=public_key_pem(key)),
+        actor="test",
+    )
     return EdgeNode(node=node, signer=RequestSigner(key_id=str(node.id), private_key=key))
-
-

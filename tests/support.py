@@ -1,5 +1,9 @@
 """Helpers shared by tests: a signed edge node and signed request headers."""
 
+import asyncio
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import msgspec
@@ -17,8 +21,14 @@ class EdgeNode(msgspec.Struct, frozen=True):
     signer: RequestSigner
 
 
-def signed_headers(signer: RequestSigner, *, path: str, body: bytes,
-                   content_type: str = "application/json", **sign_kwargs: object) -> dict[str, str]:
+def signed_headers(
+    signer: RequestSigner,
+    *,
+    path: str,
+    body: bytes,
+    content_type: str = "application/json",
+    **sign_kwargs: object,
+) -> dict[str, str]:
     """Headers for a request signed the way the edge signs it."""
     headers = signer.sign(method="POST", url=f"{BASE_URL}{path}", body=body, **sign_kwargs)  # type: ignore[arg-type]
     return {**headers, "Content-Type": content_type}
@@ -27,3 +37,70 @@ def signed_headers(signer: RequestSigner, *, path: str, body: bytes,
 def repo_root() -> Path:
     """The repository root."""
     return Path(__file__).resolve().parent.parent
+
+
+class TcpProxy:
+    """A loopback TCP proxy we can cut, to take a real dependency "down" for one test
+    without touching the shared server. It runs its own event loop in a thread, because
+    Litestar's test client may block the test's loop while the app waits on a dependency."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> int:
+        """Listen on a free loopback port; returns it."""
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, "127.0.0.1", 0), self.loop
+        ).result(5)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def cut(self) -> None:
+        """Stop accepting and drop every open connection (idempotent)."""
+        if self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._cut(), self.loop).result(5)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+            self.loop.close()
+
+    async def _cut(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for writer in list(self.writers):
+            writer.close()
+        self.writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.writers |= {writer, up_writer}
+        await asyncio.gather(
+            _pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True
+        )
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        writer.close()
+
+
+async def run_hub(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the real `hub` CLI in a subprocess (off the event loop) and capture its output."""
+    command = [sys.executable, "-m", "hub.cli.main", *args]
+    return await asyncio.to_thread(
+        subprocess.run,
+        command,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )

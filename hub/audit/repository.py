@@ -50,7 +50,9 @@ async def insert_entry(
     )
 
 
-async def iter_entries(conn: asyncpg.Connection, *, batch: int = 1000) -> AsyncIterator[StoredEntry]:
+async def iter_entries(
+    conn: asyncpg.Connection, *, batch: int = 1000
+) -> AsyncIterator[StoredEntry]:
     """Every entry in seq order, read in bounded batches (keyset on seq)."""
     after = 0
     while True:

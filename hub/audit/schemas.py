@@ -5,7 +5,7 @@ from datetime import datetime
 import msgspec
 
 # Only JSON-safe scalars and containers of them; never raw PII (store hashes or ids).
-Detail = dict[str, str | int | bool | None | list[str] | list[int]]
+Detail = dict[str, str | int | bool | list[str] | list[int] | None]
 
 
 class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):

@@ -49,7 +49,11 @@ async def verify_chain(pool: asyncpg.Pool) -> ChainReport:
             problem = check_link(entry, expected_seq=expected, prev_hash=prev_hash)
             if problem is not None:
                 return ChainReport(
-                    ok=False, entries=count, last_seq=expected - 1, broken_at=expected, problem=problem
+                    ok=False,
+                    entries=count,
+                    last_seq=expected - 1,
+                    broken_at=expected,
+                    problem=problem,
                 )
             count, prev_hash, expected = count + 1, entry.hash, entry.seq + 1
     return ChainReport(ok=True, entries=count, last_seq=expected - 1)

@@ -1,5 +1,1 @@
-"""The `hub` command: run the services, migrate, manage edge nodes, verify the audit chain."""
-
-from hub.cli.main import main
-
-__all__ = ["main"]
+"""The `hub` command (entry point `hub.cli.main:main`): services, migrations, registry, audit."""

@@ -9,7 +9,7 @@ import click
 import msgspec
 
 from hub.kit.errors import HubError
-from hub.kit.runtime import Services, build_services, start_services, stop_services
+from hub.runtime import Services, build_services, start_services, stop_services
 from hub.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")

@@ -8,7 +8,7 @@ import msgspec
 
 from hub.cli.common import emit, run_with_services, settings_or_exit
 from hub.cli.nodes import nodes
-from hub.kit.runtime import Services
+from hub.runtime import Services
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,9 +29,14 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
 
     settings = settings_or_exit()
     uvicorn.run(
-        "hub.app:create_app", factory=True, host=host or settings.api_host,
-        port=port or settings.api_port, workers=workers or settings.api_workers,
-        log_level=settings.log_level, access_log=False, proxy_headers=False,
+        "hub.app:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers or settings.api_workers,
+        log_level=settings.log_level,
+        access_log=False,
+        proxy_headers=False,
     )
 
 
@@ -47,7 +52,8 @@ def worker() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def migrate(as_json: bool) -> None:
     """Create the database if missing, apply migrations, create partitions ahead."""
-    from hub.kit.migrate import MigrationError, migrate as run_migrate
+    from hub.kit.migrate import MigrationError
+    from hub.kit.migrate import migrate as run_migrate
 
     try:
         report = asyncio.run(run_migrate(settings_or_exit()))
@@ -57,11 +63,15 @@ def migrate(as_json: bool) -> None:
     except OSError as exc:
         click.echo(f"hub: cannot reach PostgreSQL: {exc}", err=True)
         sys.exit(1)
-    emit(report, as_json=as_json, text=lambda: (
-        f"database {'created' if report.database_created else 'present'}; "
-        f"{len(report.applied)} migration(s) applied; "
-        f"partitions created: {', '.join(report.partitions.created) or 'none'}"
-    ))
+    emit(
+        report,
+        as_json=as_json,
+        text=lambda: (
+            f"database {'created' if report.database_created else 'present'}; "
+            f"{len(report.applied)} migration(s) applied; "
+            f"partitions created: {', '.join(report.partitions.created) or 'none'}"
+        ),
+    )
 
 
 @main.group()
@@ -79,10 +89,15 @@ def audit_verify(as_json: bool) -> None:
         return await verify_chain(services.db.pool)
 
     report = run_with_services(work)
-    emit(report, as_json=as_json, text=lambda: (
-        f"audit chain intact: {report.entries} entries" if report.ok
-        else f"audit chain BROKEN at entry {report.broken_at}: {report.problem}"
-    ))
+    emit(
+        report,
+        as_json=as_json,
+        text=lambda: (
+            f"audit chain intact: {report.entries} entries"
+            if report.ok
+            else f"audit chain BROKEN at entry {report.broken_at}: {report.problem}"
+        ),
+    )
     sys.exit(0 if report.ok else 1)
 
 

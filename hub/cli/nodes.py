@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hub.cli.common import emit, run_with_services
 from hub.identity import NodeCreate, NodeRead, add_node, list_nodes, revoke_node
-from hub.kit.runtime import Services
+from hub.runtime import Services
 
 ACTOR = "cli:" + os.environ.get("USER", "operator")
 
@@ -21,10 +21,18 @@ def nodes() -> None:
 
 @nodes.command("add")
 @click.argument("name")
-@click.option("--public-key", "public_key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="PEM or base64 Ed25519 public key of the node.")
-@click.option("--generate-key", "key_out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Generate a key pair here instead; write the private key (0600) to this file.")
+@click.option(
+    "--public-key",
+    "public_key_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM or base64 Ed25519 public key of the node.",
+)
+@click.option(
+    "--generate-key",
+    "key_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Generate a key pair here instead; write the private key (0600) to this file.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the node as JSON.")
 def add(name: str, public_key_file: Path | None, key_out: Path | None, as_json: bool) -> None:
     """Register edge node NAME; prints its id, which is the node's signature keyid."""
@@ -33,10 +41,16 @@ def add(name: str, public_key_file: Path | None, key_out: Path | None, as_json: 
     public_pem = public_key_file.read_text() if public_key_file else _generate(key_out)  # type: ignore[arg-type]
 
     async def work(services: Services) -> NodeRead:
-        return await add_node(services.db, NodeCreate(name=name, public_key=public_pem), actor=ACTOR)
+        return await add_node(
+            services.db, NodeCreate(name=name, public_key=public_pem), actor=ACTOR
+        )
 
     node = run_with_services(work)
-    emit(node, as_json=as_json, text=lambda: f"registered {node.name}: keyid {node.id} ({node.key_fingerprint})")
+    emit(
+        node,
+        as_json=as_json,
+        text=lambda: f"registered {node.name}: keyid {node.id} ({node.key_fingerprint})",
+    )
 
 
 @nodes.command("list")
@@ -67,14 +81,16 @@ def revoke(node: str, reason: str, as_json: bool) -> None:
 
 def _generate(key_out: Path) -> str:
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     key_out.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(key_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return public.decode()
 
 

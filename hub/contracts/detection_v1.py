@@ -6,12 +6,12 @@ that breaks a consumer is a new module (`detection_v2`) served side by side, nev
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 from uuid import UUID
 
 import msgspec
 
-SCHEMA_ID = "hub.detection.v1"
+SCHEMA_ID: Final = "hub.detection.v1"
 
 Unit = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Sha256Hex = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]

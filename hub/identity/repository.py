@@ -1,12 +1,15 @@
 """SQL for the edge-node registry; the only module that queries `edge_node`."""
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 from hub.identity.keys import fingerprint
 from hub.identity.schemas import NodeRead
+from hub.identity.tables import EdgeNode
 
 _COLUMNS = "id, name, status, public_key, created_at, revoked_at, revoked_reason"
 
@@ -26,9 +29,9 @@ async def insert_node(
     return None if row is None else _read(row)
 
 
-async def select_nodes(conn: asyncpg.Connection | asyncpg.Pool) -> list[NodeRead]:
+async def select_nodes() -> list[NodeRead]:
     """Every node, oldest first."""
-    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM edge_node ORDER BY created_at, name")
+    rows = await EdgeNode.select().order_by(EdgeNode.created_at, EdgeNode.name)
     return [_read(row) for row in rows]
 
 
@@ -48,13 +51,13 @@ async def revoke(
     return None if row is None else _read(row)
 
 
-async def find_node_id(conn: asyncpg.Connection | asyncpg.Pool, ref: str) -> UUID | None:
-    """Resolve a node by id or by name."""
+async def find_node_id(ref: str) -> UUID | None:
+    """Resolve a node by id or by name (runs in the caller's transaction, if any)."""
     try:
         return UUID(ref)
     except ValueError:
-        value: UUID | None = await conn.fetchval("SELECT id FROM edge_node WHERE name = $1", ref)
-        return value
+        row = await EdgeNode.select(EdgeNode.id).where(EdgeNode.name == ref).first()
+        return None if row is None else UUID(str(row["id"]))
 
 
 async def active_key(conn: asyncpg.Connection | asyncpg.Pool, node_id: UUID) -> bytes | None:
@@ -65,7 +68,7 @@ async def active_key(conn: asyncpg.Connection | asyncpg.Pool, node_id: UUID) -> 
     return None if value is None else bytes(value)
 
 
-def _read(row: asyncpg.Record) -> NodeRead:
+def _read(row: Mapping[str, Any]) -> NodeRead:
     return NodeRead(
         id=row["id"],
         name=row["name"],

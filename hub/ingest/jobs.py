@@ -6,7 +6,7 @@ import structlog
 
 from hub.ingest.partitions import ensure_partitions
 from hub.kit.clock import utcnow
-from hub.kit.runtime import Services
+from hub.runtime import Services
 
 log = structlog.get_logger("hub.ingest.jobs")
 

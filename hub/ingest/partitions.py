@@ -34,7 +34,9 @@ def partition_name(month: date) -> str:
     return f"{PARENT}_y{month.year:04d}m{month.month:02d}"
 
 
-async def ensure_partitions(conn: asyncpg.Connection, *, now: datetime, ahead: int) -> PartitionReport:
+async def ensure_partitions(
+    conn: asyncpg.Connection, *, now: datetime, ahead: int
+) -> PartitionReport:
     """Make sure this month and `ahead` months after it, plus every month that has rows in the
     default partition, have their own partition. Safe to run any number of times."""
     wanted = {month_start(now.date(), k) for k in range(ahead + 1)}
@@ -61,7 +63,8 @@ async def _existing_partitions(conn: asyncpg.Connection) -> set[str]:
 
 async def _months_in_default(conn: asyncpg.Connection) -> set[date]:
     rows = await conn.fetch(
-        f"SELECT DISTINCT date_trunc('month', captured_at AT TIME ZONE 'UTC')::date AS m FROM {DEFAULT}"
+        "SELECT DISTINCT date_trunc('month', captured_at AT TIME ZONE 'UTC')::date AS m "
+        f"FROM {DEFAULT}"
     )
     return {row["m"] for row in rows}
 
@@ -74,9 +77,13 @@ async def _create_partition(conn: asyncpg.Connection, month: date) -> int:
     high = datetime(nxt.year, nxt.month, 1, tzinfo=UTC)
     bounds = f"'{low.isoformat()}' AND captured_at < '{high.isoformat()}'"
     async with conn.transaction():
-        await conn.execute(f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        await conn.execute(
+            f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+        )
         # The CHECK lets ATTACH skip scanning the new table; dropped once attached.
-        await conn.execute(f"ALTER TABLE {name} ADD CONSTRAINT {name}_bounds CHECK (captured_at >= {bounds})")
+        await conn.execute(
+            f"ALTER TABLE {name} ADD CONSTRAINT {name}_bounds CHECK (captured_at >= {bounds})"
+        )
         status = await conn.execute(
             f"WITH moved AS (DELETE FROM {DEFAULT} WHERE captured_at >= {bounds} RETURNING *) "
             f"INSERT INTO {name} SELECT * FROM moved"

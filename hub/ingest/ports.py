@@ -21,7 +21,9 @@ class IngestPolicy(Protocol):
 class DeliveryPlanner(Protocol):
     """Creates delivery (outbox) rows for newly stored events inside the ingest transaction."""
 
-    async def plan(self, conn: asyncpg.Connection, *, node_id: UUID, event_ids: set[UUID]) -> list[UUID]:
+    async def plan(
+        self, conn: asyncpg.Connection, *, node_id: UUID, event_ids: set[UUID]
+    ) -> list[UUID]:
         """Insert deliveries; return their ids, to enqueue after commit."""
         ...
 
@@ -37,6 +39,8 @@ class AcceptRegisteredNodes:
 class NoDeliveries:
     """Until agency routing lands: no event is offered to any agency."""
 
-    async def plan(self, conn: asyncpg.Connection, *, node_id: UUID, event_ids: set[UUID]) -> list[UUID]:
+    async def plan(
+        self, conn: asyncpg.Connection, *, node_id: UUID, event_ids: set[UUID]
+    ) -> list[UUID]:
         """Plan nothing."""
         return []

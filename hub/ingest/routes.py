@@ -11,10 +11,12 @@ from hub.contracts.detection_v1 import BatchResult, EventBatch
 from hub.ingest.auth import authenticate_edge
 from hub.ingest.service import IngestDeps, accept_batch, store_media
 from hub.kit.errors import UnsupportedMediaTypeError, ValidationError
-from hub.kit.runtime import Services, ServicesDep
+from hub.runtime import Services, ServicesDep
 from hub.settings import Settings
 
-Sha256Param = Annotated[str, Parameter(pattern="^[0-9a-f]{64}$", description="SHA-256 of the body, hex")]
+Sha256Param = Annotated[
+    str, Parameter(pattern="^[0-9a-f]{64}$", description="SHA-256 of the body, hex")
+]
 
 
 class MediaResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,13 +40,19 @@ async def post_events(request: Request[Any, Any, Any], services: ServicesDep) ->
     return await accept_batch(deps, node_id=node_id, batch=batch)
 
 
-async def post_media(request: Request[Any, Any, Any], services: ServicesDep, sha256: Sha256Param) -> MediaResult:
+async def post_media(
+    request: Request[Any, Any, Any], services: ServicesDep, sha256: Sha256Param
+) -> MediaResult:
     """Store a signed JPEG/PNG snapshot under its SHA-256 (idempotent)."""
     body = await request.body()
     node_id = await _authenticate(request, services, body)
     stored = await store_media(
-        services.db, services.media, node_id=node_id, sha256=sha256,
-        content_type=request.headers.get("content-type", "").split(";")[0].strip(), data=body,
+        services.db,
+        services.media,
+        node_id=node_id,
+        sha256=sha256,
+        content_type=request.headers.get("content-type", "").split(";")[0].strip(),
+        data=body,
     )
     return MediaResult(sha256=stored.sha256, size=stored.size, created=stored.created)
 
@@ -64,7 +72,11 @@ def decode_batch(body: bytes, *, max_events: int) -> EventBatch:
 
 async def _authenticate(request: Request[Any, Any, Any], services: Services, body: bytes) -> Any:
     base = services.settings.public_base_url.rstrip("/")
-    url = f"{base}{request.url.path}" + (f"?{request.url.query}" if request.url.query else "") if base else str(request.url)
+    url = (
+        f"{base}{request.url.path}" + (f"?{request.url.query}" if request.url.query else "")
+        if base
+        else str(request.url)
+    )
     return await authenticate_edge(
         services, method=request.method, url=url, headers=request.headers, body=body
     )
@@ -82,7 +94,13 @@ def build_router(settings: Settings) -> Router:
         path="/v1/edge",
         tags=["edge"],
         route_handlers=[
-            post("/events", request_max_body_size=settings.max_body_bytes, status_code=200)(post_events),
-            post("/media/{sha256:str}", request_max_body_size=settings.max_media_bytes, status_code=200)(post_media),
+            post("/events", request_max_body_size=settings.max_body_bytes, status_code=200)(
+                post_events
+            ),
+            post(
+                "/media/{sha256:str}",
+                request_max_body_size=settings.max_media_bytes,
+                status_code=200,
+            )(post_media),
         ],
     )

@@ -22,7 +22,9 @@ class PreparedEvent:
 def prepare(event: DetectionEvent) -> PreparedEvent:
     """Canonical JSON (sorted keys) and its SHA-256, so re-sends compare byte for byte."""
     payload = msgspec.json.encode(event, order="sorted")
-    return PreparedEvent(event=event, payload=payload, content_sha256=hashlib.sha256(payload).digest())
+    return PreparedEvent(
+        event=event, payload=payload, content_sha256=hashlib.sha256(payload).digest()
+    )
 
 
 def screen(
@@ -42,7 +44,9 @@ def screen(
         prepared = prepare(event)
         earlier = seen.get(event.event_id)
         if earlier is not None:
-            decided[position] = _repeat_verdict(event.event_id, same=earlier == prepared.content_sha256)
+            decided[position] = _repeat_verdict(
+                event.event_id, same=earlier == prepared.content_sha256
+            )
         elif event.captured_at > latest:
             decided[position] = EventResult(
                 event_id=event.event_id, status="rejected", reason="captured_at is in the future"
@@ -53,7 +57,9 @@ def screen(
     return keep, decided
 
 
-def verdict_for_existing(event_id: UUID, *, stored_sha256: bytes, sent_sha256: bytes) -> EventResult:
+def verdict_for_existing(
+    event_id: UUID, *, stored_sha256: bytes, sent_sha256: bytes
+) -> EventResult:
     """A re-sent event gets the same answer as the first time, unless its content changed."""
     if stored_sha256 == sent_sha256:
         return EventResult(event_id=event_id, status="accepted")
@@ -66,5 +72,7 @@ def _repeat_verdict(event_id: UUID, *, same: bool) -> EventResult:
     if same:
         return EventResult(event_id=event_id, status="duplicate")
     return EventResult(
-        event_id=event_id, status="rejected", reason="event_id repeated in the batch with different content"
+        event_id=event_id,
+        status="rejected",
+        reason="event_id repeated in the batch with different content",
     )

@@ -32,12 +32,14 @@ class IngestDeps:
 async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) -> BatchResult:
     """Store each new event once; answer per event, the same way every time it is re-sent."""
     keep, decided = screen(batch.events, now=deps.clock(), future_tolerance=deps.future_tolerance)
-    keep, quarantined = await _apply_policy(deps, node_id=node_id, keep=keep, decided=decided, batch=batch)
-    async with deps.db.transaction() as tx:
-        outcome = await _store(tx.connection, node_id=node_id, keep=keep, quarantined=quarantined)
-        await deps.planner.plan(tx.connection, node_id=node_id, event_ids=outcome.inserted)
+    keep, quarantined = await _apply_policy(
+        deps, node_id=node_id, keep=keep, decided=decided, batch=batch
+    )
+    async with deps.db.transaction() as conn:
+        outcome = await _store(conn, node_id=node_id, keep=keep, quarantined=quarantined)
+        await deps.planner.plan(conn, node_id=node_id, event_ids=outcome.inserted)
         result = _assemble(batch.events, decided, outcome.results)
-        await append_entry(tx.connection, _audit(node_id, result, outcome.inserted), clock=deps.clock)
+        await append_entry(conn, _audit(node_id, result, outcome.inserted), clock=deps.clock)
     return result
 
 
@@ -48,16 +50,24 @@ class _StoreOutcome:
 
 
 async def _apply_policy(
-    deps: IngestDeps, *, node_id: UUID, keep: list[PreparedEvent], decided: dict[int, EventResult],
+    deps: IngestDeps,
+    *,
+    node_id: UUID,
+    keep: list[PreparedEvent],
+    decided: dict[int, EventResult],
     batch: EventBatch,
 ) -> tuple[list[PreparedEvent], set[UUID]]:
     """Ask the ingest policy; dropped events become `rejected`, quarantined ones are flagged."""
     dispositions = await deps.policy.decide(node_id=node_id, events=[p.event for p in keep])
     dropped = {p.event.event_id for p, d in zip(keep, dispositions, strict=True) if d == "drop"}
-    quarantined = {p.event.event_id for p, d in zip(keep, dispositions, strict=True) if d == "quarantine"}
+    quarantined = {
+        p.event.event_id for p, d in zip(keep, dispositions, strict=True) if d == "quarantine"
+    }
     for position, event in enumerate(batch.events):
         if event.event_id in dropped and position not in decided:
-            decided[position] = EventResult(event_id=event.event_id, status="rejected", reason="dropped by policy")
+            decided[position] = EventResult(
+                event_id=event.event_id, status="rejected", reason="dropped by policy"
+            )
     return [p for p in keep if p.event.event_id not in dropped], quarantined
 
 
@@ -68,7 +78,9 @@ async def _store(
     ids = [p.event.event_id for p in keep]
     existing = await repository.stored_hashes(conn, node_id=node_id, event_ids=ids) if keep else {}
     # Sorted, so two requests inserting overlapping batches take row locks in one order.
-    fresh = sorted((p for p in keep if p.event.event_id not in existing), key=lambda p: p.event.event_id)
+    fresh = sorted(
+        (p for p in keep if p.event.event_id not in existing), key=lambda p: p.event.event_id
+    )
     inserted = (
         await repository.insert_events(conn, node_id=node_id, events=fresh, quarantined=quarantined)
         if fresh
@@ -139,14 +151,23 @@ async def store_media(
     # File first, row second: a row never points at a missing file; an orphan file left by a
     # crash is harmless (the next upload of the same bytes reuses it).
     path = await media.put(sha256, data)
-    async with db.transaction() as tx:
+    async with db.transaction() as conn:
         created = await repository.insert_media(
-            tx.connection, sha256=sha256, size=len(data), content_type=content_type,
-            storage_path=path, node_id=node_id,
+            conn,
+            sha256=sha256,
+            size=len(data),
+            content_type=content_type,
+            storage_path=path,
+            node_id=node_id,
         )
         if created:
-            await append_entry(tx.connection, AuditEntry(
-                actor=f"edge_node:{node_id}", action="ingest.media", target=f"media:{sha256}",
-                detail={"size": len(data), "content_type": content_type},
-            ))
+            await append_entry(
+                conn,
+                AuditEntry(
+                    actor=f"edge_node:{node_id}",
+                    action="ingest.media",
+                    target=f"media:{sha256}",
+                    detail={"size": len(data), "content_type": content_type},
+                ),
+            )
     return MediaStored(sha256=sha256, size=len(data), created=created)

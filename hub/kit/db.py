@@ -1,10 +1,11 @@
 """PostgreSQL access: one Piccolo engine (and its asyncpg pool) per process.
 
-Use cases open transactions with `Database.transaction()` and pass `tx.connection` to the
+Use cases open transactions with `Database.transaction()` and pass the connection to the
 repository; hot paths run plain SQL on that asyncpg connection, simple CRUD uses Piccolo.
 """
 
 from collections.abc import Sequence
+from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -36,9 +37,9 @@ class Database:
         if self.engine.pool is not None:
             await self.engine.close_connection_pool()
 
-    def transaction(self) -> PostgresTransaction:
-        """A transaction; `async with db.transaction() as tx:` and use `tx.connection`."""
-        return self.engine.transaction(allow_nested=False)
+    def transaction(self) -> "Transaction":
+        """A transaction: `async with db.transaction() as conn:`; commits unless it raises."""
+        return Transaction(self.engine.transaction(allow_nested=False))
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -54,6 +55,26 @@ class Database:
                 await conn.fetchval("SELECT 1", timeout=2)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise UnavailableError(f"PostgreSQL: {type(exc).__name__}") from exc
+
+
+class Transaction:
+    """Piccolo's transaction, yielding its asyncpg connection and never hiding an exception
+    (Piccolo's own `__aexit__` returns a bool, which type checkers read as "may swallow")."""
+
+    def __init__(self, inner: PostgresTransaction) -> None:
+        self._inner = inner
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        entered = await self._inner.__aenter__()
+        return entered.connection
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._inner.__aexit__(exc_type, exc, tb)
 
 
 def database_name(url: str) -> str:
@@ -85,7 +106,9 @@ async def drop_database(url: str) -> None:
     """Drop the URL's database (tests only: they drop only what they created)."""
     conn = await asyncpg.connect(with_database(url, "postgres"), timeout=10)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{_identifier(database_name(url))}" WITH (FORCE)')
+        await conn.execute(
+            f'DROP DATABASE IF EXISTS "{_identifier(database_name(url))}" WITH (FORCE)'
+        )
     finally:
         await conn.close()
 

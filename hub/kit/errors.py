@@ -4,6 +4,7 @@ Each error carries an HTTP status and a stable `code` that becomes the RFC 9457 
 `type` (``/problems/<code>``), so clients can branch on it across releases.
 """
 
+
 class HubError(Exception):
     """Base of every error the hub raises on purpose."""
 

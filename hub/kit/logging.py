@@ -12,7 +12,9 @@ def configure_logging(settings: Settings) -> None:
     """Route stdlib and structlog output through one renderer at the configured level."""
     level = getattr(logging, settings.log_level.upper())
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if settings.log_json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer()
+        if settings.log_json
+        else structlog.dev.ConsoleRenderer()
     )
     structlog.configure(
         processors=[

@@ -42,7 +42,9 @@ async def migrate(settings: Settings) -> MigrateReport:
     applied = sorted(set(await _applied(settings.database_url)) - set(before))
     conn = await asyncpg.connect(settings.database_url)
     try:
-        partitions = await ensure_partitions(conn, now=utcnow(), ahead=settings.partitions_ahead_months)
+        partitions = await ensure_partitions(
+            conn, now=utcnow(), ahead=settings.partitions_ahead_months
+        )
     finally:
         await conn.close()
     return MigrateReport(database_created=created, applied=applied, partitions=partitions)
@@ -54,6 +56,8 @@ async def _applied(url: str) -> list[str]:
         exists = await conn.fetchval("SELECT to_regclass('migration') IS NOT NULL")
         if not exists:
             return []
-        return [r["name"] for r in await conn.fetch("SELECT name FROM migration WHERE app_name = 'hub'")]
+        return [
+            r["name"] for r in await conn.fetch("SELECT name FROM migration WHERE app_name = 'hub'")
+        ]
     finally:
         await conn.close()

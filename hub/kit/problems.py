@@ -48,19 +48,32 @@ def problem_type(code: str) -> str:
 
 
 def problem_response(
-    *, status: int, code: str, title: str, detail: str | None, request: Request[Any, Any, Any],
-    headers: dict[str, str] | None = None, extra: dict[str, object] | None = None,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None,
+    request: Request[Any, Any, Any],
+    headers: dict[str, str] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> Response[bytes]:
     """Build the problem+json response for an error."""
     body: dict[str, object] = msgspec.to_builtins(
-        Problem(type=problem_type(code), title=title, status=status, detail=detail,
-                instance=request.url.path)
+        Problem(
+            type=problem_type(code),
+            title=title,
+            status=status,
+            detail=detail,
+            instance=request.url.path,
+        )
     )
     body["code"] = code
     body.update(extra or {})
     return Response(
-        content=msgspec.json.encode(body), status_code=status,
-        media_type=PROBLEM_MEDIA_TYPE, headers=headers or {},
+        content=msgspec.json.encode(body),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers or {},
     )
 
 
@@ -69,26 +82,48 @@ def handle_hub_error(request: Request[Any, Any, Any], exc: HubError) -> Response
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, UnavailableError) else None
     if exc.status >= 500:
         log.warning("request failed", code=exc.code, status=exc.status, path=request.url.path)
-    return problem_response(status=exc.status, code=exc.code, title=exc.title, detail=exc.detail,
-                            request=request, headers=headers, extra=exc.extra)
+    return problem_response(
+        status=exc.status,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        request=request,
+        headers=headers,
+        extra=exc.extra,
+    )
 
 
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     """Litestar's own errors (unknown route, wrong method, bad parameter) as problems."""
     status = exc.status_code
-    code = "validation_failed" if isinstance(exc, LitestarValidationError) else _LITESTAR_CODES.get(
-        status, "http_error"
+    code = (
+        "validation_failed"
+        if isinstance(exc, LitestarValidationError)
+        else _LITESTAR_CODES.get(status, "http_error")
     )
-    headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() in {"allow", "retry-after"}}
-    return problem_response(status=status, code=code, title=_title(status), detail=str(exc.detail),
-                            request=request, headers=headers)
+    headers = {
+        k: v for k, v in (exc.headers or {}).items() if k.lower() in {"allow", "retry-after"}
+    }
+    return problem_response(
+        status=status,
+        code=code,
+        title=_title(status),
+        detail=str(exc.detail),
+        request=request,
+        headers=headers,
+    )
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """Anything else: log it with its traceback, tell the client only that it failed."""
     log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
-    return problem_response(status=500, code="internal", title="Internal error",
-                            detail="The hub could not complete the request.", request=request)
+    return problem_response(
+        status=500,
+        code="internal",
+        title="Internal error",
+        detail="The hub could not complete the request.",
+        request=request,
+    )
 
 
 def _title(status: int) -> str:

@@ -16,11 +16,18 @@ def event(**overrides: Any) -> dict[str, Any]:
         "model_name": "centerface",
         "model_version": "1.0",
         "detections": [
-            {"label": "person", "confidence": 0.91,
-             "box": {"x": 0.1, "y": 0.2, "width": 0.3, "height": 0.4}, "track_id": "t1"},
-            {"label": "plate", "confidence": 0.77,
-             "box": {"x": 0.5, "y": 0.5, "width": 0.2, "height": 0.1},
-             "attributes": {"plate_text": "AB-123-CD"}},
+            {
+                "label": "person",
+                "confidence": 0.91,
+                "box": {"x": 0.1, "y": 0.2, "width": 0.3, "height": 0.4},
+                "track_id": "t1",
+            },
+            {
+                "label": "plate",
+                "confidence": 0.77,
+                "box": {"x": 0.5, "y": 0.5, "width": 0.2, "height": 0.1},
+                "attributes": {"plate_text": "AB-123-CD"},
+            },
         ],
     }
     base.update(overrides)

@@ -6,13 +6,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
 from edge.signing import RequestSigner, generate_key
 from hub.identity import revoke_node
-from hub.kit.runtime import Services
+from hub.runtime import Services
 from hub.settings import Settings
 from tests.hub.ingest.builders import batch, event
 from tests.support import EdgeNode, signed_headers
@@ -24,7 +23,9 @@ Client = AsyncTestClient  # type: ignore[type-arg]
 
 
 async def post_batch(client: Client, node: EdgeNode, body: bytes, **kwargs: object):  # type: ignore[no-untyped-def]
-    return await client.post(EVENTS, content=body, headers=signed_headers(node.signer, path=EVENTS, body=body, **kwargs))
+    return await client.post(
+        EVENTS, content=body, headers=signed_headers(node.signer, path=EVENTS, body=body, **kwargs)
+    )
 
 
 async def count_events(settings: Settings) -> int:
@@ -35,7 +36,9 @@ async def count_events(settings: Settings) -> int:
         await conn.close()
 
 
-async def test_signed_batch_is_accepted_and_stored(client: Client, edge_node: EdgeNode, settings: Settings) -> None:
+async def test_signed_batch_is_accepted_and_stored(
+    client: Client, edge_node: EdgeNode, settings: Settings
+) -> None:
     events = [event(), event()]
     response = await post_batch(client, edge_node, batch(*events))
     assert response.status_code == 200, response.text
@@ -56,7 +59,9 @@ async def test_resend_stores_nothing_new_and_answers_the_same(
     assert await count_events(settings) == 2
 
 
-async def test_event_id_reused_for_other_content_is_rejected(client: Client, edge_node: EdgeNode) -> None:
+async def test_event_id_reused_for_other_content_is_rejected(
+    client: Client, edge_node: EdgeNode
+) -> None:
     original = event()
     await post_batch(client, edge_node, batch(original))
     altered = {**original, "camera_id": "cam-other"}
@@ -66,14 +71,18 @@ async def test_event_id_reused_for_other_content_is_rejected(client: Client, edg
     assert "different content" in result["reason"]
 
 
-async def test_repeat_inside_one_batch_is_a_duplicate(client: Client, edge_node: EdgeNode, settings: Settings) -> None:
+async def test_repeat_inside_one_batch_is_a_duplicate(
+    client: Client, edge_node: EdgeNode, settings: Settings
+) -> None:
     one = event()
     response = await post_batch(client, edge_node, batch(one, one))
     assert [r["status"] for r in response.json()["results"]] == ["accepted", "duplicate"]
     assert await count_events(settings) == 1
 
 
-async def test_future_capture_time_is_rejected_per_event(client: Client, edge_node: EdgeNode) -> None:
+async def test_future_capture_time_is_rejected_per_event(
+    client: Client, edge_node: EdgeNode
+) -> None:
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     response = await post_batch(client, edge_node, batch(event(), event(captured_at=future)))
     body = response.json()
@@ -87,22 +96,31 @@ async def test_concurrent_resend_from_two_clients_stores_once(
     from hub.app import create_app
 
     body = batch(*[event() for _ in range(50)])
-    async with AsyncTestClient(app=create_app(settings), base_url="http://testserver.local") as a, \
-            AsyncTestClient(app=create_app(settings), base_url="http://testserver.local") as b:
+    async with (
+        AsyncTestClient(app=create_app(settings), base_url="http://testserver.local") as a,
+        AsyncTestClient(app=create_app(settings), base_url="http://testserver.local") as b,
+    ):
         responses = await asyncio.gather(*(post_batch(c, edge_node, body) for c in (a, b, a, b)))
     assert {r.status_code for r in responses} == {200}
     assert all(r.json()["accepted"] == 50 for r in responses)
     assert await count_events(settings) == 50
 
 
-async def test_events_route_to_their_month_partition(client: Client, edge_node: EdgeNode, settings: Settings) -> None:
+async def test_events_route_to_their_month_partition(
+    client: Client, edge_node: EdgeNode, settings: Settings
+) -> None:
     now = datetime.now(UTC)
     last_month = (now.replace(day=1) - timedelta(days=1)).replace(hour=12)
-    await post_batch(client, edge_node, batch(event(captured_at=now.isoformat()),
-                                             event(captured_at=last_month.isoformat())))
+    await post_batch(
+        client,
+        edge_node,
+        batch(event(captured_at=now.isoformat()), event(captured_at=last_month.isoformat())),
+    )
     conn = await asyncpg.connect(settings.database_url)
     try:
-        rows = await conn.fetch("SELECT tableoid::regclass::text AS part, captured_at FROM detection_event")
+        rows = await conn.fetch(
+            "SELECT tableoid::regclass::text AS part, captured_at FROM detection_event"
+        )
     finally:
         await conn.close()
     parts = {r["part"] for r in rows}
@@ -119,7 +137,9 @@ async def test_events_route_to_their_month_partition(client: Client, edge_node: 
         (lambda h: {**h, "Signature": h["Signature"][:-6] + "AAAA=:"}, "signature_invalid"),
     ],
 )
-async def test_bad_signatures_are_refused(client: Client, edge_node: EdgeNode, settings: Settings, mutate, code) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_signatures_are_refused(
+    client: Client, edge_node: EdgeNode, settings: Settings, mutate, code
+) -> None:  # type: ignore[no-untyped-def]
     body = batch()
     headers = mutate(signed_headers(edge_node.signer, path=EVENTS, body=body))
     response = await client.post(EVENTS, content=body, headers=headers)
@@ -136,7 +156,9 @@ async def test_stale_signature_is_refused(client: Client, edge_node: EdgeNode) -
     assert response.json()["code"] == "signature_expired"
 
 
-async def test_replayed_request_is_refused(client: Client, edge_node: EdgeNode, settings: Settings) -> None:
+async def test_replayed_request_is_refused(
+    client: Client, edge_node: EdgeNode, settings: Settings
+) -> None:
     body = batch()
     headers = signed_headers(edge_node.signer, path=EVENTS, body=body)
     assert (await client.post(EVENTS, content=body, headers=headers)).status_code == 200
@@ -148,26 +170,34 @@ async def test_replayed_request_is_refused(client: Client, edge_node: EdgeNode, 
 async def test_unknown_node_is_refused(client: Client) -> None:
     signer = RequestSigner(key_id=str(uuid.uuid4()), private_key=generate_key())
     body = batch()
-    response = await client.post(EVENTS, content=body, headers=signed_headers(signer, path=EVENTS, body=body))
+    response = await client.post(
+        EVENTS, content=body, headers=signed_headers(signer, path=EVENTS, body=body)
+    )
     assert response.status_code == 401
     assert response.json()["code"] == "unknown_node"
 
 
-async def test_revoked_node_is_refused(client: Client, edge_node: EdgeNode, services: Services) -> None:
+async def test_revoked_node_is_refused(
+    client: Client, edge_node: EdgeNode, services: Services
+) -> None:
     await revoke_node(services.db, edge_node.node.name, reason="stolen", actor="test")
     response = await post_batch(client, edge_node, batch())
     assert response.status_code == 401
     assert response.json()["code"] == "unknown_node"
 
 
-async def test_oversized_body_is_refused_with_413(client: Client, edge_node: EdgeNode, settings: Settings) -> None:
+async def test_oversized_body_is_refused_with_413(
+    client: Client, edge_node: EdgeNode, settings: Settings
+) -> None:
     body = b'{"events": [' + b" " * (settings.max_body_bytes + 10) + b"]}"
     response = await post_batch(client, edge_node, body)
     assert response.status_code == 413
     assert response.json()["type"] == "/problems/payload_too_large"
 
 
-async def test_malformed_json_is_422_and_stores_nothing(client: Client, edge_node: EdgeNode, settings: Settings) -> None:
+async def test_malformed_json_is_422_and_stores_nothing(
+    client: Client, edge_node: EdgeNode, settings: Settings
+) -> None:
     response = await post_batch(client, edge_node, b'{"events": [')
     assert response.status_code == 422
     assert response.json()["code"] == "malformed_json"

@@ -13,6 +13,7 @@ from hub.kit.db import Database
 from hub.kit.redis import RedisStore
 from hub.kit.storage import BlobStore, LocalBlobStore
 from hub.settings import Settings
+from hub.tables import ALL_TABLES
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +30,17 @@ def build_services(settings: Settings) -> Services:
     """Create (not yet connect) the clients for these settings."""
     return Services(
         settings=settings,
-        db=Database(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max),
+        db=Database(
+            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        ),
         redis=RedisStore(settings.redis_url, prefix=settings.redis_prefix),
         media=LocalBlobStore(Path(settings.media_dir)),
     )
 
 
 async def start_services(services: Services) -> None:
-    """Open the database pool (Redis connects lazily)."""
-    await services.db.start()
+    """Open the database pool and bind the Piccolo tables to it (Redis connects lazily)."""
+    await services.db.start(ALL_TABLES)
 
 
 async def stop_services(services: Services) -> None:

@@ -1,0 +1,1 @@
+"""The Streamlit compliance console; it arrives with the console issue."""

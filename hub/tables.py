@@ -1,0 +1,17 @@
+"""Every Piccolo table of the hub, bound to the process's engine at start-up."""
+
+from piccolo.table import Table
+
+from hub.audit.tables import AuditLog
+from hub.delivery.tables import Agency, Delivery
+from hub.identity.tables import EdgeNode
+from hub.ingest.tables import DetectionEvent, MediaObject
+
+ALL_TABLES: tuple[type[Table], ...] = (
+    EdgeNode,
+    Agency,
+    DetectionEvent,
+    MediaObject,
+    Delivery,
+    AuditLog,
+)

@@ -1,0 +1,81 @@
+"""Pure rules of the audit chain."""
+
+from datetime import UTC, datetime
+
+import msgspec
+
+from hub.audit.rules import GENESIS, check_link, entry_hash
+from hub.audit.schemas import StoredEntry
+
+AT = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def stored(seq: int, prev: bytes, **changes: object) -> StoredEntry:
+    fields = {
+        "seq": seq,
+        "at": AT,
+        "actor": "a",
+        "action": "x",
+        "target": "t",
+        "detail": {"n": 1},
+        "decision_id": None,
+        "trace_id": None,
+    }
+    digest = entry_hash(prev_hash=prev, **fields)  # type: ignore[arg-type]
+    entry = StoredEntry(prev_hash=prev, hash=digest, **fields)  # type: ignore[arg-type]
+    return msgspec.structs.replace(entry, **changes)
+
+
+def test_hash_depends_on_every_field_and_the_previous_hash() -> None:
+    base = stored(1, GENESIS)
+    assert stored(1, b"\x01" * 32).hash != base.hash
+    for field, value in {"actor": "b", "action": "y", "target": "u", "detail": {"n": 2}}.items():
+        fields = {
+            "seq": 1,
+            "at": AT,
+            "actor": "a",
+            "action": "x",
+            "target": "t",
+            "detail": {"n": 1},
+            "decision_id": None,
+            "trace_id": None,
+            field: value,
+        }
+        assert entry_hash(prev_hash=GENESIS, **fields) != base.hash  # type: ignore[arg-type]
+
+
+def test_hash_ignores_key_order_of_detail() -> None:
+    one = entry_hash(
+        prev_hash=GENESIS,
+        seq=1,
+        at=AT,
+        actor="a",
+        action="x",
+        target="t",
+        detail={"a": 1, "b": 2},
+        decision_id=None,
+        trace_id=None,
+    )
+    two = entry_hash(
+        prev_hash=GENESIS,
+        seq=1,
+        at=AT,
+        actor="a",
+        action="x",
+        target="t",
+        detail={"b": 2, "a": 1},
+        decision_id=None,
+        trace_id=None,
+    )
+    assert one == two
+
+
+def test_check_link_names_edit_gap_and_wrong_pointer() -> None:
+    first = stored(1, GENESIS)
+    assert check_link(first, expected_seq=1, prev_hash=GENESIS) is None
+    edited = msgspec.structs.replace(first, actor="mallory")
+    assert "altered" in (check_link(edited, expected_seq=1, prev_hash=GENESIS) or "")
+    third = stored(3, first.hash)
+    assert "entry 2 is missing" in (check_link(third, expected_seq=2, prev_hash=first.hash) or "")
+    wrong = stored(2, b"\x02" * 32)
+    assert "does not point" in (check_link(wrong, expected_seq=2, prev_hash=first.hash) or "")
