@@ -52,8 +52,8 @@ def worker() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def migrate(as_json: bool) -> None:
     """Create the database if missing, apply migrations, create partitions ahead."""
-    from hub.kit.migrate import MigrationError
-    from hub.kit.migrate import migrate as run_migrate
+    from hub.migrate import MigrationError
+    from hub.migrate import migrate as run_migrate
 
     try:
         report = asyncio.run(run_migrate(settings_or_exit()))

@@ -95,3 +95,10 @@ async def test_postgres_down_makes_readyz_503_naming_postgres(
         response = await client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["postgres"].startswith("failing")
+
+
+async def test_openapi_schema_is_served(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert {"/v1/edge/events", "/v1/edge/media/{sha256}", "/readyz", "/healthz"} <= set(paths)
