@@ -1,6 +1,5 @@
 """Unit tests for hub.ingest.signatures: every acceptance and rejection path."""
 
-from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
