@@ -39,7 +39,7 @@ test: install services ## Run the full test suite against real PostgreSQL and Re
 bench: migrate ## Run every benchmark under bench/ (prints figures)
 	@$(WITH_SERVICES) for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-lint: install ## ruff (lint + format check), mypy strict, import direction
+lint: install ## ruff (lint + format check) and mypy strict (import direction is a test)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy

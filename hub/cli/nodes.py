@@ -38,14 +38,25 @@ def add(name: str, public_key_file: Path | None, key_out: Path | None, as_json: 
     """Register edge node NAME; prints its id, which is the node's signature keyid."""
     if (public_key_file is None) == (key_out is None):
         raise click.UsageError("give exactly one of --public-key and --generate-key")
-    public_pem = public_key_file.read_text() if public_key_file else _generate(key_out)  # type: ignore[arg-type]
+    if key_out is not None and key_out.exists():
+        raise click.UsageError(f"{key_out} exists; refusing to overwrite a private key")
+    # A generated key is written beside its final name and moved there only once the node is
+    # registered, so a refused registration leaves no orphan key behind.
+    partial = None if key_out is None else key_out.with_name(key_out.name + ".partial")
+    public_pem = generate_key_file(partial) if partial else _read_text(public_key_file)
 
     async def work(services: Services) -> NodeRead:
         return await add_node(
             services.db, NodeCreate(name=name, public_key=public_pem), actor=ACTOR
         )
 
-    node = run_with_services(work)
+    registered = False
+    try:
+        node = run_with_services(work)
+        registered = True
+    finally:
+        if partial is not None and key_out is not None:
+            _settle_key(partial, key_out, keep=registered)
     emit(
         node,
         as_json=as_json,
@@ -79,7 +90,9 @@ def revoke(node: str, reason: str, as_json: bool) -> None:
     emit(done, as_json=as_json, text=lambda: f"revoked {done.name} ({done.id})")
 
 
-def _generate(key_out: Path) -> str:
+def generate_key_file(key_out: Path) -> str:
+    """Generate an Ed25519 key pair, write the private key (0600, never overwriting); return
+    the public key as PEM."""
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -92,6 +105,19 @@ def _generate(key_out: Path) -> str:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return public.decode()
+
+
+def _read_text(path: Path | None) -> str:
+    if path is None:
+        raise click.UsageError("--public-key is required")
+    return path.read_text()
+
+
+def _settle_key(partial: Path, final: Path, *, keep: bool) -> None:
+    if keep:
+        partial.rename(final)
+    else:
+        partial.unlink(missing_ok=True)
 
 
 def _table(found: list[NodeRead]) -> str:

@@ -10,27 +10,22 @@ It is a development tool: production runs each process under its own supervisor.
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, TextIO
-from uuid import UUID
 
 import httpx
 import msgspec
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.cli.nodes import _generate as generate_key_file
-from hub.identity import NodeCreate, NodeRead, active_node_key, add_node, list_nodes
-from hub.kit.db import Database, database_name
+from hub.cli.demo_node import DemoNode, ensure_demo_node
+from hub.kit.db import database_name
 from hub.kit.errors import HubError
 from hub.migrate import MigrationError, migrate
 from hub.runtime import build_services, start_services, stop_services
@@ -40,18 +35,7 @@ SELF = "hub"
 STATE_DIR = Path(".hub")
 READY_TIMEOUT = 30.0  # seconds for the API to answer /readyz with 200
 STOP_GRACE = 10.0  # seconds between asking a child to stop and killing it
-DEMO_NAME = "demo-edge"
-ACTOR = "cli:hub-up"
-_DEMO_NAMES = re.compile(r"demo-edge(-[0-9]+)?")
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-_RAW = (serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-class DemoNode(msgspec.Struct, frozen=True, kw_only=True):
-    """What `.hub/demo-node.json` holds: the demo node's id and its private key file."""
-
-    node_id: UUID
-    key_path: str
 
 
 class StartupError(Exception):
@@ -130,7 +114,8 @@ def _run(
         dead = wait_for_exit(children, signals)
         if dead is None:
             return 0
-        out.line(SELF, f"{dead.name} exited with code {dead.process.returncode}; stopping the rest")
+        code = exit_text(dead.process.returncode)
+        out.line(SELF, f"{dead.name} ended unexpectedly ({code}); stopping the rest")
         return 1
     except StartupError as exc:
         out.line(SELF, f"error: {exc}")
@@ -177,107 +162,6 @@ def _prepare_demo(settings: Settings, out: Output) -> DemoNode | None:
         return None
 
 
-async def ensure_demo_node(
-    db: Database, *, state_dir: Path, say: Callable[[str], None]
-) -> DemoNode | None:
-    """The active demo node whose key we hold, registered when there is none; None if stuck.
-
-    The key file is the node's identity; `demo-node.json` just records which node it is.
-    An active demo node whose key we lack blocks a new one (it would be a second demo node).
-    """
-    key_path = state_dir / "demo-node.key"
-    key = _read_key(key_path)
-    nodes = await list_nodes(db)
-    if key is not None:
-        found = await _node_with_key(db, nodes, key, hint=_read_record(state_dir))
-        if found is not None:
-            return _save_record(state_dir, DemoNode(node_id=found, key_path=str(key_path)))
-    stranded = [n for n in nodes if _DEMO_NAMES.fullmatch(n.name) and n.status == "active"]
-    if stranded:
-        say(_stranded_message(stranded[0], key_path))
-        return None
-    public_pem = _public_pem(key) if key is not None else generate_key_file(key_path)
-    create = NodeCreate(name=_free_name(nodes), public_key=public_pem)
-    node = await add_node(db, create, actor=ACTOR)
-    say(f"registered demo edge node {node.name} ({node.id}); its key is {key_path}")
-    return _save_record(state_dir, DemoNode(node_id=node.id, key_path=str(key_path)))
-
-
-async def _node_with_key(
-    db: Database, nodes: list[NodeRead], key: Ed25519PrivateKey, *, hint: UUID | None
-) -> UUID | None:
-    """The active node (the recorded one first, then demo-named ones) holding `key`."""
-    ours = _raw_public(key)
-    candidates = [
-        n.id
-        for n in nodes
-        if n.status == "active" and (n.id == hint or _DEMO_NAMES.fullmatch(n.name))
-    ]
-    candidates.sort(key=lambda node_id: node_id != hint)
-    for node_id in candidates:
-        public = await active_node_key(db, node_id)
-        raw = None if public is None else public.public_bytes(*_RAW)
-        if raw == ours:
-            return node_id
-    return None
-
-
-def _stranded_message(node: NodeRead, key_path: Path) -> str:
-    return (
-        f"demo edge node not started: {node.name} ({node.id}) is registered, but {key_path} "
-        f"is missing or is not its key. Revoke it (hub nodes revoke {node.name} --reason "
-        f'"demo key lost") and run hub up again to register a new one, or use hub up --no-demo.'
-    )
-
-
-def _free_name(nodes: list[NodeRead]) -> str:
-    """`demo-edge`, or `demo-edge-N` when earlier (revoked) demo nodes keep the name taken."""
-    taken = {n.name for n in nodes}
-    number = 1
-    name = DEMO_NAME
-    while name in taken:
-        number += 1
-        name = f"{DEMO_NAME}-{number}"
-    return name
-
-
-def _read_key(path: Path) -> Ed25519PrivateKey | None:
-    """The private key in `path`, None if there is no file; ValueError if it is not one."""
-    if not path.exists():
-        return None
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path} does not hold an Ed25519 private key")
-    return key
-
-
-def _raw_public(key: Ed25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(*_RAW)
-
-
-def _public_pem(key: Ed25519PrivateKey) -> str:
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return public.decode()
-
-
-def _read_record(state_dir: Path) -> UUID | None:
-    """The node id recorded last time, if the record is there and readable."""
-    try:
-        return msgspec.json.decode(
-            (state_dir / "demo-node.json").read_bytes(), type=DemoNode
-        ).node_id
-    except (OSError, msgspec.DecodeError):
-        return None
-
-
-def _save_record(state_dir: Path, node: DemoNode) -> DemoNode:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / "demo-node.json").write_bytes(msgspec.json.encode(node) + b"\n")
-    return node
-
-
 def api_url(host: str, port: int) -> str:
     """Where a local client reaches an API bound to `host` (a wildcard means loopback)."""
     wildcards = {"", "0.0.0.0", "::"}  # noqa: S104 - recognising binds, not binding
@@ -295,18 +179,8 @@ def core_commands() -> list[tuple[str, list[str]]]:
 
 def demo_command(url: str, node: DemoNode) -> list[str]:
     """The demo edge node's command line."""
-    return [
-        sys.executable,
-        "-u",
-        "-m",
-        "edge.demo",
-        "--hub-url",
-        url,
-        "--node-id",
-        str(node.node_id),
-        "--key",
-        node.key_path,
-    ]
+    args = ["--hub-url", url, "--node-id", str(node.node_id), "--key", node.key_path]
+    return [sys.executable, "-u", "-m", "edge.demo", *args]
 
 
 def start_child(name: str, argv: Sequence[str], *, out: Output) -> Child:
@@ -344,8 +218,8 @@ def wait_ready(url: str, children: list[Child], signals: StopSignals, *, timeout
             dead = first_exited(children)
             if dead is not None:
                 raise StartupError(
-                    f"{dead.name} exited with code {dead.process.returncode} before the API "
-                    "was ready (its output is above)"
+                    f"{dead.name} ended ({exit_text(dead.process.returncode)}) before the API "
+                    "was ready; its output is above"
                 )
             ready, last = _probe(client, f"{url}/readyz")
             if ready:
@@ -413,8 +287,18 @@ def stop_children(
         child.process.wait()
         child.reader.join(timeout=2.0)
     if children:
-        codes = ", ".join(f"{c.name} (exit {c.process.returncode})" for c in children)
+        codes = ", ".join(f"{c.name} ({exit_text(c.process.returncode)})" for c in children)
         out.line(SELF, f"stopped: {codes}")
+
+
+def exit_text(code: int) -> str:
+    """`exit 3`, or `SIGTERM` for a process ended by a signal (uvicorn re-raises it)."""
+    if code >= 0:
+        return f"exit {code}"
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
 
 
 def first_running(children: list[Child]) -> Child | None:

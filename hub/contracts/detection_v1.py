@@ -83,7 +83,8 @@ class EventResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
 
     `accepted`: the hub holds it (now or from an earlier send; a re-send gets the same
     answer). `duplicate`: the same event id appeared earlier in this batch. `rejected`: not
-    stored; `reason` says why and re-sending it will not help.
+    stored; `reason` says why (a capture time in the future may be accepted once it has
+    passed; a reused event id with other content never will).
     """
 
     event_id: UUID

@@ -12,6 +12,7 @@ import asyncpg
 
 PARENT = "detection_event"
 DEFAULT = "detection_event_default"
+PARTITION_LOCK_KEY = 0x6875625F70617274  # "hub_part"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,15 @@ async def ensure_partitions(
 ) -> PartitionReport:
     """Make sure this month and `ahead` months after it, plus every month that has rows in the
     default partition, have their own partition. Safe to run any number of times."""
+    # One creator at a time (`hub migrate` and the worker's cron may overlap).
+    await conn.execute("SELECT pg_advisory_lock($1)", PARTITION_LOCK_KEY)
+    try:
+        return await _ensure(conn, now=now, ahead=ahead)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", PARTITION_LOCK_KEY)
+
+
+async def _ensure(conn: asyncpg.Connection, *, now: datetime, ahead: int) -> PartitionReport:
     wanted = {month_start(now.date(), k) for k in range(ahead + 1)}
     wanted |= await _months_in_default(conn)
     existing = await _existing_partitions(conn)

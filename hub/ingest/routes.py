@@ -1,4 +1,4 @@
-"""HTTP routes of edge ingest: `POST /v1/edge/events` and `POST /v1/edge/media`."""
+"""HTTP routes of edge ingest: `POST /v1/edge/events` and `POST /v1/edge/media/{sha256}`."""
 
 from datetime import timedelta
 from typing import Annotated, Any

@@ -8,7 +8,6 @@ replay checking is the caller's job. Every rejection is a `SignatureError` whose
 ``code`` names the failed check and whose ``detail`` never holds keys or body bytes.
 """
 
-
 import hashlib
 import hmac
 from collections.abc import Mapping

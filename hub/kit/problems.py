@@ -6,11 +6,13 @@ Every error has a stable `type` (`/problems/<code>`); no stack trace ever reache
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.exceptions import ValidationException as LitestarValidationError
+from litestar.types import ExceptionHandlersMap
 
 from hub.kit.errors import HubError, UnavailableError
 
@@ -114,6 +116,23 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     )
 
 
+def handle_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """A lost database connection, a refused connect or a pool timeout: retry later (503).
+
+    The request's transaction (if any) was rolled back, so nothing was half written and the
+    edge keeps its spool until a retry succeeds.
+    """
+    log.warning("dependency unavailable", path=request.url.path, error_type=type(exc).__name__)
+    return problem_response(
+        status=503,
+        code="unavailable",
+        title="Service unavailable",
+        detail="A backing service is not reachable; retry later.",
+        request=request,
+        headers={"Retry-After": "5"},
+    )
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """Anything else: log it with its traceback, tell the client only that it failed."""
     log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
@@ -133,8 +152,19 @@ def _title(status: int) -> str:
         return "Error"
 
 
-EXCEPTION_HANDLERS = {
+# Errors that mean "a dependency is down", not "the hub is broken".
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HubError: handle_hub_error,
     HTTPException: handle_http_exception,
+    **dict.fromkeys(DEPENDENCY_ERRORS, handle_dependency_down),
     Exception: handle_unexpected,
 }

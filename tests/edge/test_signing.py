@@ -1,6 +1,5 @@
 """Unit tests for edge.signing: digests, keys and RFC 9421 request signing."""
 
-
 import base64
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any

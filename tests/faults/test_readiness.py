@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
+import asyncpg
 import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
@@ -102,3 +103,25 @@ async def test_openapi_schema_is_served(client: AsyncTestClient) -> None:  # typ
     assert response.status_code == 200
     paths = response.json()["paths"]
     assert {"/v1/edge/events", "/v1/edge/media/{sha256}", "/readyz", "/healthz"} <= set(paths)
+
+
+async def test_ingest_answers_503_and_stores_nothing_when_postgres_drops(
+    pg_proxy: tuple[TcpProxy, Settings], edge_node: EdgeNode, settings: Settings
+) -> None:
+    proxy, proxied = pg_proxy
+    body = batch()
+    async with AsyncTestClient(app=create_app(proxied), base_url=BASE_URL) as client:
+        await proxy.cut()
+        response = await client.post(
+            "/v1/edge/events",
+            content=body,
+            headers=signed_headers(edge_node.signer, path="/v1/edge/events", body=body),
+        )
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json()["type"] == "/problems/unavailable"
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM detection_event") == 0
+    finally:
+        await conn.close()

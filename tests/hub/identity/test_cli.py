@@ -48,3 +48,23 @@ async def test_add_refuses_a_key_that_is_not_ed25519(settings: Settings, tmp_pat
     done = await run_hub("nodes", "add", "cam-x", "--public-key", str(bad), env=env)
     assert done.returncode == 1
     assert "32 bytes" in done.stderr
+
+
+async def test_a_refused_registration_leaves_no_key_and_an_existing_key_is_kept(
+    settings: Settings, tmp_path: Path
+) -> None:
+    env = {"HUB_DATABASE_URL": settings.database_url, "HUB_REDIS_URL": settings.redis_url}
+    first = tmp_path / "first.key"
+    assert (
+        await run_hub("nodes", "add", "cam-dup", "--generate-key", str(first), env=env)
+    ).returncode == 0
+    second = tmp_path / "second.key"
+    refused = await run_hub("nodes", "add", "cam-dup", "--generate-key", str(second), env=env)
+    assert refused.returncode == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first.key"]
+    before = first.read_bytes()
+    clash = await run_hub("nodes", "add", "cam-other", "--generate-key", str(first), env=env)
+    assert clash.returncode == 2
+    assert "refusing to overwrite" in clash.stderr
+    assert "Traceback" not in clash.stderr
+    assert first.read_bytes() == before

@@ -1,6 +1,5 @@
 """Unit tests for hub.ingest.signatures: every acceptance and rejection path."""
 
-
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta

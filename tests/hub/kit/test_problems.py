@@ -28,7 +28,7 @@ async def only_post() -> None:
 
 
 def app() -> Litestar:
-    return Litestar([boom, conflict, busy, only_post], exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    return Litestar([boom, conflict, busy, only_post], exception_handlers=EXCEPTION_HANDLERS)
 
 
 async def test_unexpected_errors_hide_their_details() -> None:

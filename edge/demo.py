@@ -1,0 +1,415 @@
+"""A stand-in camera box: posts synthetic `hub.detection.v1` batches to a hub.
+
+Until the ONNX edge agent exists this is what `hub up` runs as its demo edge node:
+every interval it signs and posts a batch of random person/vehicle/plate detections and,
+every fifth batch, first uploads a tiny JPEG snapshot the batch refers to. It backs off on
+connection errors and honours ``Retry-After``; it keeps no spool, so a batch given up on is
+lost. Like all of ``edge/`` it imports only ``hub.contracts`` from the hub.
+
+    python -m edge.demo --hub-url http://127.0.0.1:8000 --node-id ID --key FILE
+"""
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import math
+import random
+import signal
+import string
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from edge.signing import RequestSigner, load_private_key
+from hub.contracts.detection_v1 import (
+    BatchResult,
+    BoundingBox,
+    Detection,
+    DetectionEvent,
+    EventBatch,
+    MediaRef,
+)
+
+log = logging.getLogger("edge.demo")
+
+MODEL_NAME = "demo-synthetic"
+MODEL_VERSION = "0.1"
+SNAPSHOT_EVERY = 5  # batches
+BACKOFF_BASE = 0.5  # seconds
+BACKOFF_CAP = 30.0
+RETRY_AFTER_CAP = 300.0
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# Box width and height ranges (normalised) per label: people are tall, vehicles wide.
+BOX_SIZES = {
+    "person": ((0.04, 0.12), (0.15, 0.45)),
+    "vehicle": ((0.12, 0.35), (0.08, 0.25)),
+}
+VEHICLE_TYPES = ("car", "van", "truck", "bus", "motorcycle")
+
+BatchHook = Callable[[EventBatch, BatchResult], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """What to post where, how often and as whom."""
+
+    hub_url: str
+    node_id: str
+    key_path: Path
+    interval: float = 2.0
+    batch: int = 5
+    cameras: int = 3
+    count: int | None = None
+
+
+@dataclass(slots=True)
+class DemoTotals:
+    """Running totals over every batch sent."""
+
+    batches: int = 0
+    failed: int = 0
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    snapshots: int = 0
+
+
+@dataclass(slots=True)
+class Sender:
+    """Signs and posts requests, retrying what may succeed later."""
+
+    client: httpx.AsyncClient
+    signer: RequestSigner
+    stop: asyncio.Event
+    # Synthetic data and retry jitter only; nothing here needs unpredictable numbers.
+    rng: random.Random = field(default_factory=random.Random)
+
+
+def parse_args(argv: list[str] | None = None) -> DemoOptions:
+    """Read the command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m edge.demo", description="Post synthetic detection batches to a hub."
+    )
+    parser.add_argument("--hub-url", required=True, help="Base URL of the hub API.")
+    parser.add_argument("--node-id", required=True, help="Registered node id (the signing keyid).")
+    parser.add_argument("--key", required=True, type=Path, help="Ed25519 private key (PEM).")
+    parser.add_argument("--interval", type=float, default=2.0, help="Seconds between batches.")
+    parser.add_argument("--batch", type=int, default=5, help="Events per batch (1-500).")
+    parser.add_argument("--cameras", type=int, default=3, help="Number of synthetic cameras.")
+    parser.add_argument("--count", type=int, help="Send this many batches, then exit.")
+    ns = parser.parse_args(argv)
+    if not 1 <= ns.batch <= 500 or ns.cameras < 1 or ns.interval < 0:
+        parser.error("need 1 <= --batch <= 500, --cameras >= 1 and --interval >= 0")
+    return DemoOptions(
+        hub_url=ns.hub_url.rstrip("/"),
+        node_id=ns.node_id,
+        key_path=ns.key,
+        interval=ns.interval,
+        batch=ns.batch,
+        cameras=ns.cameras,
+        count=ns.count,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run until SIGINT/SIGTERM (or `--count` batches); exit status 1 if a batch failed."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    options = parse_args(argv)
+    try:
+        signer = load_signer(options)
+    except (OSError, ValueError) as exc:
+        log.error("cannot load the node key %s: %s", options.key_path, exc)
+        return 2
+    totals = asyncio.run(_run_until_signalled(options, signer))
+    return 1 if options.count is not None and totals.failed else 0
+
+
+def load_signer(options: DemoOptions) -> RequestSigner:
+    """A signer for the node's key file; OSError or ValueError when it cannot be read."""
+    key = load_private_key(options.key_path.read_bytes())
+    return RequestSigner(key_id=options.node_id, private_key=key)
+
+
+async def _run_until_signalled(options: DemoOptions, signer: RequestSigner) -> DemoTotals:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return await run_demo(options, signer=signer, stop=stop)
+
+
+async def run_demo(
+    options: DemoOptions,
+    *,
+    signer: RequestSigner,
+    stop: asyncio.Event,
+    on_batch: BatchHook | None = None,
+) -> DemoTotals:
+    """Post batches every `interval` until `stop` is set or `count` batches are sent."""
+    totals = DemoTotals()
+    log.info("demo edge node %s posting to %s", options.node_id, options.hub_url)
+    async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
+        sender = Sender(client=client, signer=signer, stop=stop)
+        while not stop.is_set() and (options.count is None or totals.batches < options.count):
+            await _send_one(sender, options, totals, on_batch)
+            done = options.count is not None and totals.batches >= options.count
+            if done or await _sleep(stop, options.interval):
+                break
+    log.info(
+        "demo edge node stopped after %d batches (%d accepted, %d failed)",
+        totals.batches,
+        totals.accepted,
+        totals.failed,
+    )
+    return totals
+
+
+async def _send_one(
+    sender: Sender, options: DemoOptions, totals: DemoTotals, on_batch: BatchHook | None
+) -> None:
+    """Build, (snapshot,) post and log one batch; update the totals."""
+    number = totals.batches + 1
+    totals.batches = number
+    media = None
+    if (number - 1) % SNAPSHOT_EVERY == 0:
+        media = await _upload_snapshot(sender, options.hub_url, counter=number)
+        totals.snapshots += media is not None
+    now = datetime.now(UTC)
+    batch = build_batch(
+        sender.rng, cameras=options.cameras, size=options.batch, now=now, media=media
+    )
+    result = await _post_batch(sender, options.hub_url, batch)
+    if result is None:
+        totals.failed += 1
+        return
+    totals.accepted += result.accepted
+    totals.duplicate += result.duplicate
+    totals.rejected += result.rejected
+    snapshot = f", snapshot {media.sha256[:12]}" if media else ""
+    log.info(
+        "batch %d: accepted %d, duplicate %d, rejected %d%s",
+        number,
+        result.accepted,
+        result.duplicate,
+        result.rejected,
+        snapshot,
+    )
+    if on_batch is not None:
+        on_batch(batch, result)
+
+
+async def _upload_snapshot(sender: Sender, hub_url: str, *, counter: int) -> MediaRef | None:
+    """Upload a fresh snapshot; its reference, or None when the hub would not take it."""
+    data = snapshot_jpeg(counter)
+    sha256 = hashlib.sha256(data).hexdigest()
+    response = await post_signed(sender, f"{hub_url}/v1/edge/media/{sha256}", data, "image/jpeg")
+    if response is None or not _succeeded(response, what="snapshot"):
+        return None
+    return MediaRef(sha256=sha256, kind="snapshot", content_type="image/jpeg")
+
+
+async def _post_batch(sender: Sender, hub_url: str, batch: EventBatch) -> BatchResult | None:
+    """Post a batch; the hub's per-event answer, or None when it failed as a whole."""
+    body = msgspec.json.encode(batch)
+    response = await post_signed(sender, f"{hub_url}/v1/edge/events", body, "application/json")
+    if response is None or not _succeeded(response, what="batch"):
+        return None
+    return msgspec.json.decode(response.content, type=BatchResult)
+
+
+def _succeeded(response: httpx.Response, *, what: str) -> bool:
+    """True for 2xx; otherwise log the problem detail the hub sent."""
+    if response.is_success:
+        return True
+    try:
+        detail = str(response.json().get("detail", response.text))
+    except ValueError:
+        detail = response.text[:200]
+    log.warning("%s refused: %d %s", what, response.status_code, detail)
+    return False
+
+
+async def post_signed(
+    sender: Sender, url: str, body: bytes, content_type: str
+) -> httpx.Response | None:
+    """POST signed; retry connection errors and busy answers; None if stopped meanwhile."""
+    attempt = 0
+    while not sender.stop.is_set():
+        request = sender.client.build_request(
+            "POST", url, content=body, headers={"Content-Type": content_type}
+        )
+        # Sign exactly the URL httpx will send, with a fresh nonce and time per attempt.
+        request.headers.update(sender.signer.sign(method="POST", url=str(request.url), body=body))
+        try:
+            response = await sender.client.send(request)
+        except httpx.TransportError as exc:
+            delay = backoff_delay(attempt, sender.rng)
+            log.warning("hub unreachable (%s); retrying in %.1f s", type(exc).__name__, delay)
+        else:
+            if response.status_code not in RETRY_STATUSES:
+                return response
+            asked = retry_after(response, now=datetime.now(UTC))
+            delay = backoff_delay(attempt, sender.rng) if asked is None else asked
+            delay += sender.rng.uniform(0.0, 0.5)
+            log.warning("hub busy (%d); retrying in %.1f s", response.status_code, delay)
+        attempt += 1
+        if await _sleep(sender.stop, delay):
+            break
+    return None
+
+
+def backoff_delay(attempt: int, rng: random.Random) -> float:
+    """Exponential backoff with "equal jitter": half fixed, half random, capped."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** min(attempt, 16))
+    return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
+
+
+def retry_after(response: httpx.Response, *, now: datetime) -> float | None:
+    """Seconds a `Retry-After` header asks us to wait (delta or HTTP date), capped."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_CAP)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return min(max((when - now).total_seconds(), 0.0), RETRY_AFTER_CAP)
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait `seconds` or until `stop` is set; True when stopped."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+def build_batch(
+    rng: random.Random, *, cameras: int, size: int, now: datetime, media: MediaRef | None
+) -> EventBatch:
+    """A batch of synthetic events captured just before `now`; `media` goes on the first."""
+    events = [
+        DetectionEvent(
+            event_id=uuid.uuid4(),
+            camera_id=f"demo-cam-{rng.randint(1, cameras)}",
+            captured_at=now - timedelta(seconds=rng.uniform(0.0, 1.0)),
+            model_name=MODEL_NAME,
+            model_version=MODEL_VERSION,
+            detections=_detections(rng),
+            media=[media] if media is not None and i == 0 else [],
+        )
+        for i in range(size)
+    ]
+    return EventBatch(events=events)
+
+
+def _detections(rng: random.Random) -> list[Detection]:
+    """One to four objects; some vehicles come with a readable plate inside their box."""
+    found: list[Detection] = []
+    for _ in range(rng.randint(1, 4)):
+        label = rng.choices(("person", "vehicle"), weights=(0.55, 0.45))[0]
+        track = f"{label[0]}{rng.randint(1, 40)}"
+        box = _box(rng, label)
+        attributes = {"vehicle_type": rng.choice(VEHICLE_TYPES)} if label == "vehicle" else {}
+        found.append(_detection(rng, label, box, track, attributes))
+        if label == "vehicle" and rng.random() < 0.6:
+            plate = {"plate_text": plate_text(rng)}
+            found.append(_detection(rng, "plate", _plate_box(rng, box), track, plate))
+    return found
+
+
+def _detection(
+    rng: random.Random, label: str, box: BoundingBox, track: str, attributes: dict[str, str]
+) -> Detection:
+    return Detection(
+        label=label,
+        confidence=round(rng.uniform(0.45, 0.99), 3),
+        box=box,
+        track_id=track,
+        attributes=dict(attributes),
+    )
+
+
+def _box(rng: random.Random, label: str) -> BoundingBox:
+    """A box of the label's typical size, anywhere inside the frame."""
+    (w_low, w_high), (h_low, h_high) = BOX_SIZES[label]
+    width, height = rng.uniform(w_low, w_high), rng.uniform(h_low, h_high)
+    return _floored(rng.uniform(0.0, 1.0 - width), rng.uniform(0.0, 1.0 - height), width, height)
+
+
+def _plate_box(rng: random.Random, vehicle: BoundingBox) -> BoundingBox:
+    """A plate in the lower middle of its vehicle's box."""
+    width, height = vehicle.width * 0.22, vehicle.height * 0.12
+    x = vehicle.x + vehicle.width * rng.uniform(0.3, 0.45)
+    y = vehicle.y + vehicle.height * rng.uniform(0.7, 0.8)
+    return _floored(x, y, width, height)
+
+
+def _floored(x: float, y: float, width: float, height: float) -> BoundingBox:
+    """Round down to 4 decimals, so rounding never pushes a box past the frame."""
+
+    def floor4(v: float) -> float:
+        return math.floor(v * 10_000) / 10_000
+
+    return BoundingBox(x=floor4(x), y=floor4(y), width=floor4(width), height=floor4(height))
+
+
+def plate_text(rng: random.Random) -> str:
+    """A plausible plate: two letters, three digits, two letters (AB-123-CD)."""
+    letters = string.ascii_uppercase
+
+    def pick(n: int, alphabet: str) -> str:
+        return "".join(rng.choice(alphabet) for _ in range(n))
+
+    return f"{pick(2, letters)}-{pick(3, string.digits)}-{pick(2, letters)}"
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    """A JPEG marker segment: FF, marker, big-endian length (counting itself), payload."""
+    return bytes((0xFF, marker)) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def snapshot_jpeg(counter: int) -> bytes:
+    """A valid 8x8 mid-grey baseline JPEG; a COM segment with `counter` varies its hash.
+
+    One DC-only block: both Huffman tables hold a single 1-bit code (DC difference 0,
+    end-of-block), so the scan is the bits 00 padded with ones.
+    """
+    jfif = b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    quant = b"\x00" + b"\x01" * 64
+    frame = b"\x08\x00\x08\x00\x08\x01\x01\x11\x00"
+    one_code = b"\x01" + b"\x00" * 15 + b"\x00"
+    scan = b"\x01\x01\x00\x00\x3f\x00"
+    comment = f"hub edge demo snapshot {counter}".encode()
+    return b"".join(
+        (
+            b"\xff\xd8",
+            _segment(0xE0, jfif),
+            _segment(0xFE, comment),
+            _segment(0xDB, quant),
+            _segment(0xC0, frame),
+            _segment(0xC4, b"\x00" + one_code),
+            _segment(0xC4, b"\x10" + one_code),
+            _segment(0xDA, scan),
+            b"\x3f",
+            b"\xff\xd9",
+        )
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""The demo edge node against a real hub (uvicorn on loopback, PostgreSQL, Redis), and the
+pieces of `hub up` that can be exercised without starting the whole hub."""
+
+import asyncio
+import hashlib
+import io
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID
+
+import asyncpg
+import httpx
+import msgspec
+import pytest
+import uvicorn
+
+from edge.demo import (
+    Sender,
+    backoff_delay,
+    build_batch,
+    load_signer,
+    parse_args,
+    post_signed,
+    retry_after,
+    run_demo,
+    snapshot_jpeg,
+)
+from edge.signing import RequestSigner, generate_key, private_key_pem, public_key_pem
+from hub.app import create_app
+from hub.cli.demo_node import ensure_demo_node
+from hub.cli.up import (
+    Output,
+    StopSignals,
+    api_url,
+    pump,
+    start_child,
+    stop_children,
+    wait_for_exit,
+)
+from hub.contracts.detection_v1 import BatchResult, EventBatch
+from hub.identity import NodeCreate, add_node, list_nodes, revoke_node
+from hub.ingest.signatures import verify_request
+from hub.runtime import Services
+from hub.settings import Settings
+
+pytestmark = [pytest.mark.db, pytest.mark.redis]
+
+
+# --- a real hub on a loopback port -------------------------------------------------------
+
+
+@pytest.fixture
+def hub_url(settings: Settings, services: Services) -> Iterator[str]:
+    """The app served by uvicorn in a thread (its own event loop), on a free loopback port.
+
+    Depends on `services` so it starts after them: Piccolo binds tables to the engine that
+    started last, and that must be the server's.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(settings), log_level="warning", lifespan="on", ws="none", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.fixture
+async def demo_node(services: Services, tmp_path: Path) -> tuple[UUID, Path]:
+    """A registered node and its private key written to a file, as `hub up` leaves them."""
+    key = generate_key()
+    node = await add_node(
+        services.db, NodeCreate(name="demo-test", public_key=public_key_pem(key)), actor="test"
+    )
+    key_file = tmp_path / "node.key"
+    key_file.write_text(private_key_pem(key))
+    return node.id, key_file
+
+
+async def test_demo_posts_batches_the_hub_stores(
+    hub_url: str, demo_node: tuple[UUID, Path], settings: Settings
+) -> None:
+    node_id, key_file = demo_node
+    argv = ["--hub-url", hub_url, "--node-id", str(node_id), "--key", str(key_file)]
+    options = parse_args([*argv, "--count", "3", "--interval", "0.05", "--batch", "4"])
+    sent: list[tuple[EventBatch, BatchResult]] = []
+
+    totals = await run_demo(
+        options,
+        signer=load_signer(options),
+        stop=asyncio.Event(),
+        on_batch=lambda batch, result: sent.append((batch, result)),
+    )
+
+    assert (totals.batches, totals.failed, totals.snapshots) == (3, 0, 1)
+    accepted = {r.event_id for _, result in sent for r in result.results if r.status == "accepted"}
+    assert len(accepted) == totals.accepted == 12
+    snapshot = sent[0][0].events[0].media[0].sha256
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        stored = await conn.fetch(
+            "SELECT event_id, media_sha256 FROM detection_event WHERE node_id = $1", node_id
+        )
+        media = await conn.fetchrow(
+            "SELECT size_bytes, content_type, node_id FROM media_object WHERE sha256 = $1",
+            snapshot,
+        )
+    finally:
+        await conn.close()
+    assert {row["event_id"] for row in stored} == accepted
+    assert any(row["media_sha256"] == [snapshot] for row in stored)
+    assert media is not None
+    assert (media["content_type"], media["node_id"]) == ("image/jpeg", node_id)
+
+
+async def test_demo_with_an_unregistered_key_fails_every_batch(
+    hub_url: str, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "stranger.key"
+    key_file.write_text(private_key_pem(generate_key()))
+    argv = ["--hub-url", hub_url, "--node-id", str(UUID(int=7)), "--key", str(key_file)]
+    options = parse_args([*argv, "--count", "2", "--interval", "0"])
+    totals = await run_demo(options, signer=load_signer(options), stop=asyncio.Event())
+    assert (totals.batches, totals.failed, totals.accepted) == (2, 2, 0)
+
+
+# --- demo pieces without a hub -----------------------------------------------------------
+
+
+def test_synthetic_batches_pass_the_contract() -> None:
+    rng = random.Random(1)
+    now = datetime.now(UTC)
+    for _ in range(50):
+        batch = build_batch(rng, cameras=3, size=5, now=now, media=None)
+        # Struct constructors do not check constraints; decoding does.
+        decoded = msgspec.json.decode(msgspec.json.encode(batch), type=EventBatch)
+        assert len(decoded.events) == 5
+        assert all(now - timedelta(seconds=1) <= e.captured_at <= now for e in decoded.events)
+    plates = [
+        d
+        for _ in range(20)
+        for e in build_batch(rng, cameras=1, size=5, now=now, media=None).events
+        for d in e.detections
+        if d.label == "plate"
+    ]
+    assert plates
+    assert all(isinstance(d.attributes["plate_text"], str) for d in plates)
+
+
+def test_snapshots_are_jpegs_with_distinct_hashes() -> None:
+    first, second = snapshot_jpeg(1), snapshot_jpeg(2)
+    assert first.startswith(b"\xff\xd8\xff")
+    assert second.endswith(b"\xff\xd9")
+    assert hashlib.sha256(first).digest() != hashlib.sha256(second).digest()
+
+
+def test_retry_after_reads_seconds_and_dates() -> None:
+    now = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+    def answer(value: str | None) -> httpx.Response:
+        return httpx.Response(503, headers={} if value is None else {"Retry-After": value})
+
+    assert retry_after(answer("7"), now=now) == 7.0
+    assert retry_after(answer("Wed, 01 Jan 2025 12:00:30 GMT"), now=now) == 30.0
+    assert retry_after(answer("99999"), now=now) == 300.0
+    assert retry_after(answer(None), now=now) is None
+    assert retry_after(answer("soon"), now=now) is None
+
+
+def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    rng = random.Random(3)
+    first = [backoff_delay(0, rng) for _ in range(100)]
+    assert all(0.25 <= d <= 0.5 for d in first)
+    assert len(set(first)) > 1
+    assert all(15.0 <= backoff_delay(40, rng) <= 30.0 for _ in range(100))
+
+
+async def test_busy_hub_is_retried_with_a_fresh_signature() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) == 1:
+            raise httpx.ConnectError("refused", request=request)
+        if len(seen) == 2:
+            return httpx.Response(429, headers={"Retry-After": "0"})
+        return httpx.Response(200, json={"ok": True})
+
+    key = generate_key()
+    signer = RequestSigner(key_id="k", private_key=key)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        sender = Sender(client=client, signer=signer, stop=asyncio.Event(), rng=random.Random(0))
+        response = await post_signed(sender, "http://hub.test:80/v1/edge/events", b"{}", "a/b")
+    assert response is not None
+    assert response.status_code == 200
+    # Each attempt is signed anew, over exactly the URL that was requested.
+    nonces = {
+        verify_request(
+            method=r.method,
+            url=str(r.url),
+            headers=r.headers,
+            body=r.content,
+            public_key=key.public_key(),
+            now=datetime.now(UTC),
+        ).nonce
+        for r in seen
+    }
+    assert len(nonces) == 3
+
+
+async def test_stop_interrupts_retrying() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, headers={"Retry-After": "60"})
+
+    stop = asyncio.Event()
+    signer = RequestSigner(key_id="k", private_key=generate_key())
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        sender = Sender(client=client, signer=signer, stop=stop)
+        task = asyncio.create_task(post_signed(sender, "http://hub.test/x", b"{}", "a/b"))
+        await asyncio.sleep(0.1)
+        stop.set()
+        assert await asyncio.wait_for(task, 2) is None
+
+
+# --- hub up: the supervisor's pieces ------------------------------------------------------
+
+
+def test_pump_prefixes_every_line() -> None:
+    buffer = io.StringIO()
+    pump("api", io.BytesIO(b"started\r\nbad \xff byte\nlast"), Output(buffer))
+    assert buffer.getvalue() == "api | started\napi | bad \ufffd byte\napi | last\n"
+
+
+def test_api_url_maps_wildcard_binds_to_loopback() -> None:
+    assert api_url("0.0.0.0", 8765) == "http://127.0.0.1:8765"  # noqa: S104
+    assert api_url("::", 80) == "http://[::1]:80"
+    assert api_url("hub.local", 8000) == "http://hub.local:8000"
+
+
+def test_a_dying_child_is_reported_and_the_rest_stopped() -> None:
+    buffer = io.StringIO()
+    out, signals = Output(buffer), StopSignals()
+    sleeper = start_child(
+        "sleeper", [sys.executable, "-c", "import time; print('up'); time.sleep(60)"], out=out
+    )
+    quitter = start_child("quitter", [sys.executable, "-c", "print('bye'); exit(3)"], out=out)
+    dead = wait_for_exit([sleeper, quitter], signals, poll=0.02)
+    stop_children([sleeper, quitter], sig=signal.SIGTERM, grace=5, signals=signals, out=out)
+    assert dead is quitter
+    assert quitter.process.returncode == 3
+    assert sleeper.process.returncode == -signal.SIGTERM
+    assert "quitter | bye\n" in buffer.getvalue()
+    assert "hub | stopped: sleeper (SIGTERM), quitter (exit 3)\n" in buffer.getvalue()
+
+
+def test_a_child_ignoring_sigterm_is_killed_after_the_grace() -> None:
+    buffer = io.StringIO()
+    out, signals = Output(buffer), StopSignals()
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ok')\n"
+    stubborn = start_child(
+        "stubborn", [sys.executable, "-u", "-c", code + "time.sleep(60)"], out=out
+    )
+    deadline = time.monotonic() + 10
+    while "stubborn | ok" not in buffer.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = time.monotonic()
+    stop_children([stubborn], sig=signal.SIGTERM, grace=0.5, signals=signals, out=out)
+    assert time.monotonic() - started < 5
+    assert stubborn.process.returncode == -signal.SIGKILL
+    assert "stubborn did not stop within 0.5 s; killing it" in buffer.getvalue()
+
+
+# --- hub up: registering the demo node ----------------------------------------------------
+
+
+async def test_demo_node_is_registered_once_and_reused(services: Services, tmp_path: Path) -> None:
+    said: list[str] = []
+    first = await ensure_demo_node(services.db, state_dir=tmp_path, say=said.append)
+    second = await ensure_demo_node(services.db, state_dir=tmp_path, say=said.append)
+
+    assert first is not None
+    assert second == first
+    nodes = await list_nodes(services.db)
+    assert [(n.id, n.name) for n in nodes] == [(first.node_id, "demo-edge")]
+    key_file = tmp_path / "demo-node.key"
+    assert first.key_path == str(key_file)
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert msgspec.json.decode((tmp_path / "demo-node.json").read_bytes())["node_id"] == str(
+        first.node_id
+    )
+    assert len(said) == 1
+
+
+async def test_demo_node_without_its_key_is_not_replaced_until_revoked(
+    services: Services, tmp_path: Path
+) -> None:
+    said: list[str] = []
+    first = await ensure_demo_node(services.db, state_dir=tmp_path, say=said.append)
+    assert first is not None
+    (tmp_path / "demo-node.key").unlink()
+
+    stuck = await ensure_demo_node(services.db, state_dir=tmp_path, say=said.append)
+    assert stuck is None
+    assert "hub nodes revoke demo-edge" in said[-1]
+
+    await revoke_node(services.db, "demo-edge", reason="demo key lost", actor="test")
+    fresh = await ensure_demo_node(services.db, state_dir=tmp_path, say=said.append)
+    assert fresh is not None
+    assert fresh.node_id != first.node_id
+    names = {n.name: n.status for n in await list_nodes(services.db)}
+    assert names == {"demo-edge": "revoked", "demo-edge-2": "active"}
