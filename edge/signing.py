@@ -6,7 +6,6 @@ the ``created``, ``keyid``, ``alg`` and ``nonce`` parameters. Signature bases ar
 by ``http_message_signatures``; this module only fixes the policy.
 """
 
-
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime

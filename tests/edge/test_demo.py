@@ -1,13 +1,9 @@
-"""The demo edge node against a real hub (uvicorn on loopback, PostgreSQL, Redis), and the
-pieces of `hub up` that can be exercised without starting the whole hub."""
+"""The demo edge node against a real hub (uvicorn on loopback, PostgreSQL, Redis)."""
 
 import asyncio
 import hashlib
-import io
 import random
-import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,28 +20,17 @@ import uvicorn
 from edge.demo import (
     Sender,
     backoff_delay,
-    build_batch,
     load_signer,
     parse_args,
     post_signed,
     retry_after,
     run_demo,
-    snapshot_jpeg,
 )
 from edge.signing import RequestSigner, generate_key, private_key_pem, public_key_pem
+from edge.synthetic import build_batch, snapshot_jpeg
 from hub.app import create_app
-from hub.cli.demo_node import ensure_demo_node
-from hub.cli.up import (
-    Output,
-    StopSignals,
-    api_url,
-    pump,
-    start_child,
-    stop_children,
-    wait_for_exit,
-)
 from hub.contracts.detection_v1 import BatchResult, EventBatch
-from hub.identity import NodeCreate, add_node, list_nodes, revoke_node
+from hub.identity import NodeCreate, add_node
 from hub.ingest.signatures import verify_request
 from hub.runtime import Services
 from hub.settings import Settings
@@ -237,92 +222,3 @@ async def test_stop_interrupts_retrying() -> None:
         await asyncio.sleep(0.1)
         stop.set()
         assert await asyncio.wait_for(task, 2) is None
-
-
-# --- hub up: the supervisor's pieces ------------------------------------------------------
-
-
-def test_pump_prefixes_every_line() -> None:
-    buffer = io.StringIO()
-    pump("api", io.BytesIO(b"started\r\nbad \xff byte\nlast"), Output(buffer))
-    assert buffer.getvalue() == "api | started\napi | bad \ufffd byte\napi | last\n"
-
-
-def test_api_url_maps_wildcard_binds_to_loopback() -> None:
-    assert api_url("0.0.0.0", 8765) == "http://127.0.0.1:8765"  # noqa: S104
-    assert api_url("::", 80) == "http://[::1]:80"
-    assert api_url("hub.local", 8000) == "http://hub.local:8000"
-
-
-def test_a_dying_child_is_reported_and_the_rest_stopped() -> None:
-    buffer = io.StringIO()
-    out, signals = Output(buffer), StopSignals()
-    sleeper = start_child(
-        "sleeper", [sys.executable, "-c", "import time; print('up'); time.sleep(60)"], out=out
-    )
-    quitter = start_child("quitter", [sys.executable, "-c", "print('bye'); exit(3)"], out=out)
-    dead = wait_for_exit([sleeper, quitter], signals, poll=0.02)
-    stop_children([sleeper, quitter], sig=signal.SIGTERM, grace=5, signals=signals, out=out)
-    assert dead is quitter
-    assert quitter.process.returncode == 3
-    assert sleeper.process.returncode == -signal.SIGTERM
-    assert "quitter | bye\n" in buffer.getvalue()
-    assert "hub | stopped: sleeper (SIGTERM), quitter (exit 3)\n" in buffer.getvalue()
-
-
-def test_a_child_ignoring_sigterm_is_killed_after_the_grace() -> None:
-    buffer = io.StringIO()
-    out, signals = Output(buffer), StopSignals()
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ok')\n"
-    stubborn = start_child(
-        "stubborn", [sys.executable, "-u", "-c", code + "time.sleep(60)"], out=out
-    )
-    deadline = time.monotonic() + 10
-    while "stubborn | ok" not in buffer.getvalue() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    started = time.monotonic()
-    stop_children([stubborn], sig=signal.SIGTERM, grace=0.5, signals=signals, out=out)
-    assert time.monotonic() - started < 5
-    assert stubborn.process.returncode == -signal.SIGKILL
-    assert "stubborn did not stop within 0.5 s; killing it" in buffer.getvalue()
-
-
-# --- hub up: registering the demo node ----------------------------------------------------
-
-
-async def test_demo_node_is_registered_once_and_reused(services: Services, tmp_path: Path) -> None:
-    said: list[str] = []
-    first = await ensure_demo_node(services.db, state_dir=tmp_path, say=said.append)
-    second = await ensure_demo_node(services.db, state_dir=tmp_path, say=said.append)
-
-    assert first is not None
-    assert second == first
-    nodes = await list_nodes(services.db)
-    assert [(n.id, n.name) for n in nodes] == [(first.node_id, "demo-edge")]
-    key_file = tmp_path / "demo-node.key"
-    assert first.key_path == str(key_file)
-    assert key_file.stat().st_mode & 0o777 == 0o600
-    assert msgspec.json.decode((tmp_path / "demo-node.json").read_bytes())["node_id"] == str(
-        first.node_id
-    )
-    assert len(said) == 1
-
-
-async def test_demo_node_without_its_key_is_not_replaced_until_revoked(
-    services: Services, tmp_path: Path
-) -> None:
-    said: list[str] = []
-    first = await ensure_demo_node(services.db, state_dir=tmp_path, say=said.append)
-    assert first is not None
-    (tmp_path / "demo-node.key").unlink()
-
-    stuck = await ensure_demo_node(services.db, state_dir=tmp_path, say=said.append)
-    assert stuck is None
-    assert "hub nodes revoke demo-edge" in said[-1]
-
-    await revoke_node(services.db, "demo-edge", reason="demo key lost", actor="test")
-    fresh = await ensure_demo_node(services.db, state_dir=tmp_path, say=said.append)
-    assert fresh is not None
-    assert fresh.node_id != first.node_id
-    names = {n.name: n.status for n in await list_nodes(services.db)}
-    assert names == {"demo-edge": "revoked", "demo-edge-2": "active"}
