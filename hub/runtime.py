@@ -9,6 +9,8 @@ from pathlib import Path
 
 from litestar.di import NamedDependency
 
+from hub.identity.authn import AuthnDeps
+from hub.identity.tokens import TokenStore
 from hub.kit.db import Database
 from hub.kit.redis import RedisStore
 from hub.kit.storage import BlobStore, LocalBlobStore
@@ -24,6 +26,17 @@ class Services:
     db: Database
     redis: RedisStore
     media: BlobStore
+    tokens: TokenStore
+
+    @property
+    def authn(self) -> AuthnDeps:
+        """Collaborators of authentication."""
+        return AuthnDeps(
+            db=self.db,
+            redis=self.redis,
+            tokens=self.tokens,
+            max_skew_seconds=self.settings.signature_max_skew_seconds,
+        )
 
 
 def build_services(settings: Settings) -> Services:
@@ -35,6 +48,7 @@ def build_services(settings: Settings) -> Services:
         ),
         redis=RedisStore(settings.redis_url, prefix=settings.redis_prefix),
         media=LocalBlobStore(Path(settings.media_dir)),
+        tokens=TokenStore(Path(settings.api_tokens_file)),
     )
 
 

@@ -45,6 +45,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # How far in the future a capture time may lie (edge clocks drift) before it is rejected.
     capture_future_tolerance_seconds: Annotated[int, msgspec.Meta(ge=0)] = 300
     media_dir: str = ".hub/media"
+    # Hashes of static bearer tokens (until OAuth2 arrives); re-read when the file changes.
+    api_tokens_file: str = ".hub/api-tokens.toml"
     partitions_ahead_months: Annotated[int, msgspec.Meta(ge=1, le=36)] = 3
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True

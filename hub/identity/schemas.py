@@ -6,6 +6,8 @@ from uuid import UUID
 
 import msgspec
 
+Role = Literal["edge_node", "agency", "admin", "compliance_officer", "operator"]
+
 NodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 
@@ -31,3 +33,16 @@ class NodeRead(msgspec.Struct, frozen=True, kw_only=True):
     def key_id(self) -> str:
         """The `keyid` the node signs with."""
         return str(self.id)
+
+
+class Subject(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is asking; built from a verified signature, token or certificate, never the body."""
+
+    id: str
+    kind: Literal["edge_node", "user", "client"]
+    roles: list[Role]
+    agency: str | None = None
+    jurisdictions: list[str] = []
+    clearance: int = 0
+    purpose: str | None = None
+    status: Literal["active", "revoked"] = "active"

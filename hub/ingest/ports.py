@@ -1,5 +1,6 @@
 """What ingest needs from other domains, as Protocols (implemented elsewhere)."""
 
+from dataclasses import dataclass
 from typing import Literal, Protocol
 from uuid import UUID
 
@@ -10,10 +11,18 @@ from hub.contracts.detection_v1 import DetectionEvent
 Disposition = Literal["accept", "drop", "quarantine"]
 
 
+@dataclass(frozen=True, slots=True)
+class IngestVerdicts:
+    """One disposition per event, in order, and the decision that produced them."""
+
+    dispositions: list[Disposition]
+    decision_id: str | None = None
+
+
 class IngestPolicy(Protocol):
     """Decides per event whether to accept, drop or quarantine it (policy `hub/ingest`)."""
 
-    async def decide(self, *, node_id: UUID, events: list[DetectionEvent]) -> list[Disposition]:
+    async def decide(self, *, node_id: UUID, events: list[DetectionEvent]) -> IngestVerdicts:
         """One disposition per event, in order."""
         ...
 
@@ -31,9 +40,9 @@ class DeliveryPlanner(Protocol):
 class AcceptRegisteredNodes:
     """Until the policy engine lands: an authenticated, active node's events are accepted."""
 
-    async def decide(self, *, node_id: UUID, events: list[DetectionEvent]) -> list[Disposition]:
+    async def decide(self, *, node_id: UUID, events: list[DetectionEvent]) -> IngestVerdicts:
         """Accept everything (authentication already proved the node is registered and active)."""
-        return ["accept"] * len(events)
+        return IngestVerdicts(dispositions=["accept"] * len(events))
 
 
 class NoDeliveries:

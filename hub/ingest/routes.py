@@ -8,7 +8,7 @@ from litestar import Request, Router, post
 from litestar.params import Parameter
 
 from hub.contracts.detection_v1 import BatchResult, EventBatch
-from hub.ingest.auth import authenticate_edge
+from hub.identity.authn import authenticate_edge
 from hub.ingest.service import IngestDeps, accept_batch, store_media
 from hub.kit.errors import UnsupportedMediaTypeError, ValidationError
 from hub.runtime import Services, ServicesDep
@@ -78,7 +78,7 @@ async def _authenticate(request: Request[Any, Any, Any], services: Services, bod
         else str(request.url)
     )
     return await authenticate_edge(
-        services, method=request.method, url=url, headers=request.headers, body=body
+        services.authn, method=request.method, url=url, headers=request.headers, body=body
     )
 
 

@@ -32,15 +32,25 @@ class IngestDeps:
 async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) -> BatchResult:
     """Store each new event once; answer per event, the same way every time it is re-sent."""
     keep, decided = screen(batch.events, now=deps.clock(), future_tolerance=deps.future_tolerance)
-    keep, quarantined = await _apply_policy(
-        deps, node_id=node_id, keep=keep, decided=decided, batch=batch
-    )
+    policy = await _apply_policy(deps, node_id=node_id, keep=keep, decided=decided, batch=batch)
     async with deps.db.transaction() as conn:
-        outcome = await _store(conn, node_id=node_id, keep=keep, quarantined=quarantined)
-        await deps.planner.plan(conn, node_id=node_id, event_ids=outcome.inserted)
+        outcome = await _store(
+            conn, node_id=node_id, keep=policy.keep, quarantined=policy.quarantined
+        )
+        # Quarantined events are stored for review but never offered to any agency.
+        routable = outcome.inserted - policy.quarantined
+        await deps.planner.plan(conn, node_id=node_id, event_ids=routable)
         result = _assemble(batch.events, decided, outcome.results)
-        await append_entry(conn, _audit(node_id, result, outcome.inserted), clock=deps.clock)
+        entry = _audit(node_id, result, outcome.inserted, decision_id=policy.decision_id)
+        await append_entry(conn, entry, clock=deps.clock)
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class _PolicyOutcome:
+    keep: list[PreparedEvent]
+    quarantined: set[UUID]
+    decision_id: str | None
 
 
 @dataclass(slots=True)
@@ -56,9 +66,10 @@ async def _apply_policy(
     keep: list[PreparedEvent],
     decided: dict[int, EventResult],
     batch: EventBatch,
-) -> tuple[list[PreparedEvent], set[UUID]]:
+) -> _PolicyOutcome:
     """Ask the ingest policy; dropped events become `rejected`, quarantined ones are flagged."""
-    dispositions = await deps.policy.decide(node_id=node_id, events=[p.event for p in keep])
+    verdicts = await deps.policy.decide(node_id=node_id, events=[p.event for p in keep])
+    dispositions = verdicts.dispositions
     dropped = {p.event.event_id for p, d in zip(keep, dispositions, strict=True) if d == "drop"}
     quarantined = {
         p.event.event_id for p, d in zip(keep, dispositions, strict=True) if d == "quarantine"
@@ -68,7 +79,8 @@ async def _apply_policy(
             decided[position] = EventResult(
                 event_id=event.event_id, status="rejected", reason="dropped by policy"
             )
-    return [p for p in keep if p.event.event_id not in dropped], quarantined
+    kept = [p for p in keep if p.event.event_id not in dropped]
+    return _PolicyOutcome(keep=kept, quarantined=quarantined, decision_id=verdicts.decision_id)
 
 
 async def _store(
@@ -111,11 +123,14 @@ def _assemble(
     return BatchResult(results=results, **counts)
 
 
-def _audit(node_id: UUID, result: BatchResult, inserted: set[UUID]) -> AuditEntry:
+def _audit(
+    node_id: UUID, result: BatchResult, inserted: set[UUID], *, decision_id: str | None
+) -> AuditEntry:
     return AuditEntry(
         actor=f"edge_node:{node_id}",
         action="ingest.batch",
         target=f"edge_node:{node_id}",
+        decision_id=decision_id,
         detail={
             "accepted": result.accepted,
             "duplicate": result.duplicate,

@@ -31,7 +31,7 @@ from edge.synthetic import build_batch, snapshot_jpeg
 from hub.app import create_app
 from hub.contracts.detection_v1 import BatchResult, EventBatch
 from hub.identity import NodeCreate, add_node
-from hub.ingest.signatures import verify_request
+from hub.identity.signatures import verify_request
 from hub.runtime import Services
 from hub.settings import Settings
 

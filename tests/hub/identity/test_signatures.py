@@ -1,4 +1,4 @@
-"""Unit tests for hub.ingest.signatures: every acceptance and rejection path."""
+"""Unit tests for hub.identity.signatures: every acceptance and rejection path."""
 
 import hashlib
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ from http_message_signatures import HTTPMessageSigner, MappingKeyResolver
 from http_message_signatures.algorithms import ED25519
 
 from edge.signing import RequestSigner, content_digest, private_key_pem, public_key_pem
-from hub.ingest.signatures import (
+from hub.identity.signatures import (
     SignatureError,
     VerifiedSignature,
     read_key_id,

@@ -1,0 +1,135 @@
+"""Applying a `hub/release/decision` to a record: pure functions, values in, values out.
+
+Paths are JSON pointers where `*` stands for every element of an array. Every change is
+listed in the manifest (concrete path and operator, never the value), so a recipient and an
+auditor can see what was withheld without seeing it.
+"""
+
+import base64
+import hashlib
+import hmac
+import math
+from collections.abc import Callable, Iterator
+from copy import deepcopy
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from hub.policy.schemas import Redaction
+
+MASK_CHAR = "*"
+
+
+class AppliedRedaction(msgspec.Struct, frozen=True, kw_only=True):
+    """One change made to a released record."""
+
+    path: str
+    op: str
+
+
+class Redacted(msgspec.Struct, frozen=True, kw_only=True):
+    """A record ready to leave the hub and the manifest of what was changed."""
+
+    record: dict[str, Any]
+    manifest: list[AppliedRedaction]
+
+
+def recipient_hash_key(master_key: bytes, recipient_id: str) -> bytes:
+    """A key per recipient, so hashed values link within one recipient and never across."""
+    return hmac.new(master_key, b"release-hash:" + recipient_id.encode(), hashlib.sha256).digest()
+
+
+def apply_redactions(
+    record: dict[str, Any], redactions: list[Redaction], *, hash_key: bytes
+) -> Redacted:
+    """A redacted deep copy of `record` and the manifest of changes, in redaction order."""
+    result = deepcopy(record)
+    manifest: list[AppliedRedaction] = []
+    for redaction in redactions:
+        change = _operator(redaction, hash_key)
+        for parent, key, path in _matches(result, _split(redaction.path)):
+            if redaction.op == "remove":
+                _remove(parent, key)
+            else:
+                parent[key] = change(parent[key])
+            manifest.append(AppliedRedaction(path=path, op=redaction.op))
+    return Redacted(record=result, manifest=manifest)
+
+
+def _split(pointer: str) -> list[str]:
+    """RFC 6901 tokens of a pointer ("" is the whole document; it is never redacted)."""
+    if not pointer:
+        return []
+    return [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+
+
+def _matches(node: Any, tokens: list[str], prefix: str = "") -> Iterator[tuple[Any, Any, str]]:
+    """(parent, key, concrete path) of every existing value the tokens reach; `*` fans out."""
+    if not tokens:
+        return
+    head, rest = tokens[0], tokens[1:]
+    for key in _keys(node, head):
+        path = f"{prefix}/{str(key).replace('~', '~0').replace('/', '~1')}"
+        if rest:
+            yield from _matches(node[key], rest, path)
+        else:
+            yield node, key, path
+
+
+def _keys(node: Any, step: str) -> list[Any]:
+    if isinstance(node, dict):
+        return list(node) if step == "*" else ([step] if step in node else [])
+    if isinstance(node, list):
+        if step == "*":
+            return list(range(len(node)))
+        return [int(step)] if step.isdigit() and int(step) < len(node) else []
+    return []
+
+
+def _remove(parent: Any, key: Any) -> None:
+    # Array elements become null rather than shifting later indexes under other pointers.
+    if isinstance(parent, list):
+        parent[key] = None
+    else:
+        del parent[key]
+
+
+def _operator(redaction: Redaction, hash_key: bytes) -> Callable[[Any], Any]:
+    if redaction.op == "mask":
+        return lambda v: _mask(v, keep_last=redaction.params.get("keep_last", 0))
+    if redaction.op == "hash":
+        return lambda v: _hash(v, hash_key)
+    if redaction.op == "generalize":
+        return lambda v: _generalize(v, redaction.params)
+    return lambda v: v
+
+
+def _mask(value: Any, *, keep_last: int) -> Any:
+    text = value if isinstance(value, str) else msgspec.json.encode(value).decode()
+    keep = max(0, min(keep_last, len(text) // 2))  # never reveal more than half
+    return MASK_CHAR * (len(text) - keep) + (text[len(text) - keep :] if keep else "")
+
+
+def _hash(value: Any, key: bytes) -> str:
+    canonical = value.encode() if isinstance(value, str) else msgspec.json.encode(value)
+    digest = hmac.new(key, canonical, hashlib.sha256).digest()
+    return "hmac-sha256:" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _generalize(value: Any, params: dict[str, int]) -> Any:
+    if "time_seconds" in params and isinstance(value, str):
+        return _round_time(value, params["time_seconds"])
+    if "decimals" in params and isinstance(value, int | float) and not isinstance(value, bool):
+        factor = 10 ** params["decimals"]
+        return math.floor(value * factor) / factor
+    return None  # a value we cannot generalize is withheld rather than released as is
+
+
+def _round_time(value: str, seconds: int) -> str | None:
+    try:
+        moment = datetime.fromisoformat(value).astimezone(UTC)
+    except ValueError:
+        return None
+    floored = math.floor(moment.timestamp() / max(seconds, 1)) * max(seconds, 1)
+    return datetime.fromtimestamp(floored, tz=UTC).isoformat().replace("+00:00", "Z")

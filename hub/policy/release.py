@@ -1,0 +1,78 @@
+"""`release()`: the only way data leaves the hub. It asks `hub/release/decision`, applies the
+redactions and hands back the record with its decision id and a manifest of what changed.
+
+A denied release returns no record at all. Media are released through `release_media`,
+which blurs the regions the decision names; an image that cannot be processed is withheld.
+"""
+
+from typing import Any
+
+import msgspec
+
+from hub.contracts.detection_v1 import Detection
+from hub.policy.guard import Decider
+from hub.policy.media import MediaError, blur_regions
+from hub.policy.redaction import AppliedRedaction, apply_redactions, recipient_hash_key
+from hub.policy.schemas import MediaObligation, Recipient, ReleaseInput, ReleaseResult
+
+
+class Released(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of one release: the redacted record (None when denied) and why."""
+
+    decision_id: str
+    allowed: bool
+    reason: str
+    record: dict[str, Any] | None
+    manifest: list[AppliedRedaction]
+    media: list[MediaObligation]
+
+
+async def release(
+    decider: Decider,
+    *,
+    recipient: Recipient,
+    purpose: str,
+    data_class: str,
+    record: dict[str, Any],
+    hash_master_key: bytes,
+) -> Released:
+    """Decide and redact one record for one recipient and purpose."""
+    policy_input = ReleaseInput(
+        recipient=recipient, purpose=purpose, data_class=data_class, record=record
+    )
+    result, decision = await decider.decide(
+        "hub/release/decision", policy_input, result_type=ReleaseResult
+    )
+    if not result.allow:
+        return Released(
+            decision_id=decision.decision_id,
+            allowed=False,
+            reason=result.reason,
+            record=None,
+            manifest=[],
+            media=[],
+        )
+    key = recipient_hash_key(hash_master_key, recipient.id)
+    redacted = apply_redactions(record, result.redactions, hash_key=key)
+    return Released(
+        decision_id=decision.decision_id,
+        allowed=True,
+        reason=result.reason,
+        record=redacted.record,
+        manifest=redacted.manifest,
+        media=result.media,
+    )
+
+
+def release_media(
+    released: Released, *, image: bytes, content_type: str, detections: list[Detection]
+) -> bytes | None:
+    """The image as this release may show it (regions blurred), or None when withheld."""
+    if not released.allowed:
+        return None
+    classes = {c for obligation in released.media for c in obligation.classes}
+    boxes = [d.box for d in detections if d.label in classes]
+    try:
+        return blur_regions(image, boxes, content_type=content_type) if boxes else image
+    except MediaError:
+        return None

@@ -1,0 +1,101 @@
+"""The redaction operators, pure."""
+
+from typing import Any
+
+from hub.policy.redaction import apply_redactions, recipient_hash_key
+from hub.policy.schemas import Redaction
+
+KEY = recipient_hash_key(b"k" * 32, "police-north")
+
+
+def record() -> dict[str, Any]:
+    return {
+        "event_id": "e1",
+        "captured_at": "2026-11-22T10:47:31.250000+00:00",
+        "location": {"lat": 52.370216, "lon": 4.895168},
+        "detections": [
+            {"label": "person", "track_id": "p1", "attributes": {}},
+            {"label": "plate", "track_id": "v2", "attributes": {"plate_text": "AB-123-CD"}},
+        ],
+    }
+
+
+def test_remove_under_a_wildcard_touches_only_existing_values() -> None:
+    out = apply_redactions(
+        record(), [Redaction(path="/detections/*/attributes/plate_text", op="remove")], hash_key=KEY
+    )
+    assert out.record["detections"][1]["attributes"] == {}
+    assert [(m.path, m.op) for m in out.manifest] == [
+        ("/detections/1/attributes/plate_text", "remove")
+    ]
+
+
+def test_mask_keeps_at_most_half() -> None:
+    masked = apply_redactions(
+        record(),
+        [Redaction(path="/detections/1/attributes/plate_text", op="mask", params={"keep_last": 2})],
+        hash_key=KEY,
+    )
+    assert masked.record["detections"][1]["attributes"]["plate_text"] == "*******CD"
+    greedy = apply_redactions(
+        record(), [Redaction(path="/event_id", op="mask", params={"keep_last": 9})], hash_key=KEY
+    )
+    assert greedy.record["event_id"] == "*1"
+
+
+def test_hash_links_within_one_recipient_only() -> None:
+    rule = [Redaction(path="/detections/*/attributes/plate_text", op="hash")]
+    a1 = apply_redactions(record(), rule, hash_key=KEY).record
+    a2 = apply_redactions(record(), rule, hash_key=KEY).record
+    other = apply_redactions(
+        record(), rule, hash_key=recipient_hash_key(b"k" * 32, "transit")
+    ).record
+    value = a1["detections"][1]["attributes"]["plate_text"]
+    assert value.startswith("hmac-sha256:")
+    assert "AB-123-CD" not in value
+    assert value == a2["detections"][1]["attributes"]["plate_text"]
+    assert value != other["detections"][1]["attributes"]["plate_text"]
+
+
+def test_generalize_rounds_time_and_location() -> None:
+    out = apply_redactions(
+        record(),
+        [
+            Redaction(path="/captured_at", op="generalize", params={"time_seconds": 3600}),
+            Redaction(path="/location/lat", op="generalize", params={"decimals": 2}),
+            Redaction(path="/location/lon", op="generalize", params={"decimals": 2}),
+        ],
+        hash_key=KEY,
+    ).record
+    assert out["captured_at"] == "2026-11-22T10:00:00Z"
+    assert out["location"] == {"lat": 52.37, "lon": 4.89}
+
+
+def test_a_value_that_cannot_be_generalized_is_withheld() -> None:
+    out = apply_redactions(
+        record(),
+        [Redaction(path="/event_id", op="generalize", params={"decimals": 1})],
+        hash_key=KEY,
+    ).record
+    assert out["event_id"] is None
+
+
+def test_the_input_record_is_never_modified() -> None:
+    original = record()
+    apply_redactions(original, [Redaction(path="/detections", op="remove")], hash_key=KEY)
+    assert original == record()
+
+
+def test_pointer_escapes_and_missing_paths() -> None:
+    data = {"a/b": {"~x": 1}, "list": [1, 2]}
+    out = apply_redactions(
+        data,
+        [
+            Redaction(path="/a~1b/~0x", op="remove"),
+            Redaction(path="/list/5", op="remove"),
+            Redaction(path="/list/1", op="remove"),
+        ],
+        hash_key=KEY,
+    )
+    assert out.record == {"a/b": {}, "list": [1, None]}
+    assert [m.path for m in out.manifest] == ["/a~1b/~0x", "/list/1"]
