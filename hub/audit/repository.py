@@ -8,36 +8,11 @@ import msgspec
 
 from hub.audit.schemas import AuditEntry, StoredEntry
 
-# Arbitrary constant naming the audit chain's advisory lock.
-CHAIN_LOCK_KEY = 0x6875625F61756469  # "hub_audi"
 
-
-async def lock_chain(conn: asyncpg.Connection) -> None:
-    """Serialise appenders until the end of the transaction (keeps `seq` gap-free)."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK_KEY)
-
-
-async def chain_head(conn: asyncpg.Connection) -> tuple[int, bytes] | None:
-    """The last entry's seq and hash, or None for an empty log."""
-    row = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-    return None if row is None else (row["seq"], bytes(row["hash"]))
-
-
-async def insert_entry(
-    conn: asyncpg.Connection,
-    entry: AuditEntry,
-    *,
-    seq: int,
-    at: datetime,
-    prev_hash: bytes,
-    entry_hash: bytes,
-) -> None:
-    """Insert one chained entry."""
-    await conn.execute(
-        """INSERT INTO audit_log
-           (seq, at, actor, action, target, detail, decision_id, trace_id, prev_hash, hash)
-           VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10)""",
-        seq,
+async def append(conn: asyncpg.Connection, entry: AuditEntry, *, at: datetime, body: bytes) -> int:
+    """Chain and insert one entry server-side (see migrations/sql/0003_audit_append.sql)."""
+    seq: int = await conn.fetchval(
+        "SELECT audit_append($1, $2, $3, $4, $5::jsonb, $6, $7, $8)",
         at,
         entry.actor,
         entry.action,
@@ -45,9 +20,9 @@ async def insert_entry(
         msgspec.json.encode(entry.detail).decode(),
         entry.decision_id,
         entry.trace_id,
-        prev_hash,
-        entry_hash,
+        body,
     )
+    return seq
 
 
 async def iter_entries(

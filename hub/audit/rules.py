@@ -10,10 +10,8 @@ from hub.audit.schemas import Detail, StoredEntry
 GENESIS = bytes(32)  # prev_hash of the first entry
 
 
-def entry_hash(
+def entry_body(
     *,
-    prev_hash: bytes,
-    seq: int,
     at: datetime,
     actor: str,
     action: str,
@@ -22,10 +20,9 @@ def entry_hash(
     decision_id: str | None,
     trace_id: str | None,
 ) -> bytes:
-    """SHA-256 over the previous hash and a canonical (sorted-key) JSON of the entry."""
-    canonical = msgspec.json.encode(
+    """Canonical (sorted-key) JSON of an entry without its seq: the bytes that are hashed."""
+    return msgspec.json.encode(
         {
-            "seq": seq,
             "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
             "actor": actor,
             "action": action,
@@ -36,7 +33,12 @@ def entry_hash(
         },
         order="sorted",
     )
-    return hashlib.sha256(prev_hash + canonical).digest()
+
+
+def entry_hash(*, prev_hash: bytes, seq: int, body: bytes) -> bytes:
+    """SHA-256 over the previous hash, the seq (8 bytes, big-endian) and the body; the
+    database computes the same in `audit_append()`."""
+    return hashlib.sha256(prev_hash + seq.to_bytes(8, "big", signed=True) + body).digest()
 
 
 def check_link(entry: StoredEntry, *, expected_seq: int, prev_hash: bytes) -> str | None:
@@ -45,9 +47,7 @@ def check_link(entry: StoredEntry, *, expected_seq: int, prev_hash: bytes) -> st
         return f"entry {expected_seq} is missing (next present is {entry.seq})"
     if entry.prev_hash != prev_hash:
         return f"entry {entry.seq} does not point at the hash of entry {entry.seq - 1}"
-    recomputed = entry_hash(
-        prev_hash=prev_hash,
-        seq=entry.seq,
+    body = entry_body(
         at=entry.at,
         actor=entry.actor,
         action=entry.action,
@@ -56,6 +56,7 @@ def check_link(entry: StoredEntry, *, expected_seq: int, prev_hash: bytes) -> st
         decision_id=entry.decision_id,
         trace_id=entry.trace_id,
     )
+    recomputed = entry_hash(prev_hash=prev_hash, seq=entry.seq, body=body)
     if recomputed != entry.hash:
         return f"entry {entry.seq} was altered (its content no longer matches its hash)"
     return None

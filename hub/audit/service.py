@@ -3,7 +3,7 @@
 import asyncpg
 
 from hub.audit import repository
-from hub.audit.rules import GENESIS, check_link, entry_hash
+from hub.audit.rules import GENESIS, check_link, entry_body
 from hub.audit.schemas import AuditEntry, ChainReport
 from hub.kit.clock import Clock, utcnow
 
@@ -13,16 +13,11 @@ async def append_entry(
 ) -> int:
     """Chain and insert `entry` in the caller's open transaction; returns its seq.
 
-    Call it as the transaction's last statement: the chain lock is held until commit, so
-    the shorter the rest of the transaction after it, the less appenders wait.
+    One server-side call (`audit_append`) locks the chain, reads its head and inserts. Call
+    it as the transaction's last statement: the lock is held until commit.
     """
-    await repository.lock_chain(conn)
-    head = await repository.chain_head(conn)
-    seq, prev_hash = (1, GENESIS) if head is None else (head[0] + 1, head[1])
     at = clock()
-    digest = entry_hash(
-        prev_hash=prev_hash,
-        seq=seq,
+    body = entry_body(
         at=at,
         actor=entry.actor,
         action=entry.action,
@@ -31,10 +26,7 @@ async def append_entry(
         decision_id=entry.decision_id,
         trace_id=entry.trace_id,
     )
-    await repository.insert_entry(
-        conn, entry, seq=seq, at=at, prev_hash=prev_hash, entry_hash=digest
-    )
-    return seq
+    return await repository.append(conn, entry, at=at, body=body)
 
 
 async def verify_chain(pool: asyncpg.Pool) -> ChainReport:

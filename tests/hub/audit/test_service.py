@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from hub.audit import AuditEntry, append_entry, verify_chain
+from hub.audit.rules import entry_body, entry_hash
 from hub.runtime import Services
 from hub.settings import Settings
 from tests.support import run_hub
@@ -84,3 +85,30 @@ async def test_cli_verify_exits_non_zero_on_a_broken_chain(
     broken = await run_hub("audit", "verify", env=env)
     assert broken.returncode == 1
     assert "BROKEN at entry 2" in broken.stdout
+
+
+async def test_the_database_hashes_exactly_like_the_verifier(services: Services) -> None:
+    async with services.db.transaction() as conn:
+        seq = await append_entry(
+            conn,
+            AuditEntry(
+                actor="a",
+                action="b",
+                target="c",
+                detail={"k": ["x", "y"], "n": 3},
+                decision_id="d-1",
+                trace_id="t-1",
+            ),
+        )
+    async with services.db.pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT prev_hash, hash, at FROM audit_log WHERE seq = $1", seq)
+    body = entry_body(
+        at=row["at"],
+        actor="a",
+        action="b",
+        target="c",
+        detail={"k": ["x", "y"], "n": 3},
+        decision_id="d-1",
+        trace_id="t-1",
+    )
+    assert bytes(row["hash"]) == entry_hash(prev_hash=bytes(row["prev_hash"]), seq=seq, body=body)

@@ -1,0 +1,828 @@
+"""Ingest throughput: signed batches through `POST /v1/edge/events`, against raw COPY.
+
+Everything runs against scratch resources made for this run and removed afterwards, even on
+failure: a database `hub_bench_<random>` on the server of HUB_DATABASE_URL, Redis keys under
+`bench:<random>:`, a registered edge node and a `hub api` subprocess on a free loopback port.
+The load generator runs in its own processes (so its GIL does not cap the figure), but it
+shares the machine's cores with the API, PostgreSQL and Redis; the output says how the CPU
+was split. See bench/README.md for what each figure means.
+
+    .venv/bin/python bench/ingest.py --clients 8 --duration 15 --workers 2
+"""
+
+import argparse
+import asyncio
+import contextlib
+import math
+import multiprocessing
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import msgspec
+from redis.asyncio import Redis
+
+from edge.signing import RequestSigner, load_private_key
+from hub.contracts.detection_v1 import EventBatch
+from hub.ingest.rules import prepare
+from hub.settings import Settings, load_settings
+
+EVENTS_PATH = "/v1/edge/events"
+TARGET_EVENTS_PER_S = 5_000
+TARGET_P99_MS = 100.0
+AIM_FRACTION_OF_RAW = 0.25
+# The hub accepts a signature whose `created` lies within 300 s of its clock; runs longer
+# than this build and sign every body while sending instead of pre-signing them.
+PRESIGN_MAX_SECONDS = 240.0
+# About 470 bytes an event: caps the pre-signed bodies of one process near 190 MB.
+PRESIGN_MAX_EVENTS_PER_PROC = 400_000
+RAW_TABLE = "bench_raw_event"
+RAW_COLUMNS = (
+    "node_id", "event_id", "captured_at", "camera_id", "classes", "max_confidence",
+    "media_sha256", "disposition", "content_sha256", "payload",
+)  # fmt: skip
+LABELS = ("person", "person", "car", "car", "truck", "bicycle", "plate")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+OTHER_CPU_WARNING = 15.0  # % of a core used by processes outside this run
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr, so stdout holds only the figures (or the JSON)."""
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
+
+
+class EventMaker:
+    """Fresh, realistic `hub.detection.v1` events: 1-3 detections, some plates with text."""
+
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(seed)
+
+    def event(self, now: datetime) -> dict[str, Any]:
+        """One event captured up to 30 s before `now`, with a new id."""
+        rng = self._rng
+        event: dict[str, Any] = {
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "camera_id": f"site-{rng.randint(1, 4)}:cam-{rng.randint(1, 12):02d}",
+            "captured_at": (now - timedelta(seconds=rng.uniform(0.2, 30.0))).isoformat(),
+            "model_name": "yolov8n",
+            "model_version": "8.1.0",
+            "detections": [self._detection() for _ in range(rng.randint(1, 3))],
+        }
+        if rng.random() < 0.3:
+            event["media"] = [{"sha256": f"{rng.getrandbits(256):064x}", "kind": "snapshot"}]
+        return event
+
+    def body(self, size: int) -> bytes:
+        """A batch body of `size` fresh events."""
+        now = datetime.now(UTC)
+        return msgspec.json.encode({"events": [self.event(now) for _ in range(size)]})
+
+    def _detection(self) -> dict[str, Any]:
+        rng = self._rng
+        label = rng.choice(LABELS)
+        width, height = round(rng.uniform(0.02, 0.4), 4), round(rng.uniform(0.02, 0.4), 4)
+        detection: dict[str, Any] = {
+            "label": label,
+            "confidence": round(rng.uniform(0.35, 0.99), 3),
+            "box": {
+                "x": round(rng.uniform(0, 1 - width), 4),
+                "y": round(rng.uniform(0, 1 - height), 4),
+                "width": width,
+                "height": height,
+            },
+            "track_id": f"t{rng.randint(1, 99_999)}",
+        }
+        if label == "plate":
+            letters = "ABCDEFGHJKLMNPRSTVWXYZ"
+            text = f"{rng.choice(letters)}{rng.choice(letters)}-{rng.randint(100, 999)}-"
+            detection["attributes"] = {"plate_text": text + rng.choice(letters) * 2}
+        return detection
+
+
+# ---------------------------------------------------------------------------------------------
+# Load generator (runs in child processes)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPlan:
+    """What one load-generator process does."""
+
+    index: int
+    clients: int
+    base_url: str
+    key_id: str
+    key_pem: bytes
+    batch: int
+    warmup: float
+    duration: float
+    presigned: int  # bodies to build and sign before the clock starts
+
+
+class Counts(msgspec.Struct):
+    """The counts of a `BatchResult` (the per-event results are skipped)."""
+
+    accepted: int
+    duplicate: int
+    rejected: int
+
+
+@dataclass(slots=True)
+class Tally:
+    """What one process saw inside the timed window."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    requests_ok: int = 0
+    events_accepted: int = 0
+    events_not_accepted: int = 0
+    errors: dict[str, int] = field(default_factory=dict)  # a Counter would not survive asdict
+    built_live: int = 0
+
+    def record(self, status: str, counts: Counts | None, seconds: float) -> None:
+        """Count one finished request."""
+        if counts is None:
+            self.errors[status] = self.errors.get(status, 0) + 1
+            return
+        self.requests_ok += 1
+        self.latencies_ms.append(seconds * 1000)
+        self.events_accepted += counts.accepted
+        self.events_not_accepted += counts.duplicate + counts.rejected
+
+
+class BodySource:
+    """Signed request bodies, each used once (a signature carries a one-time nonce)."""
+
+    def __init__(self, plan: LoadPlan) -> None:
+        self._plan = plan
+        self._maker = EventMaker(seed=plan.index * 7919 + secrets.randbits(32))
+        key = load_private_key(plan.key_pem)
+        self._signer = RequestSigner(key_id=plan.key_id, private_key=key)
+        self._url = plan.base_url + EVENTS_PATH
+        self._ready: list[tuple[bytes, dict[str, str]]] = []
+        self.built_live = 0
+
+    def prebuild(self) -> None:
+        """Build and sign the planned number of bodies now, before the clock starts."""
+        self._ready = [self._build() for _ in range(self._plan.presigned)]
+        self._ready.reverse()
+
+    def take(self) -> tuple[bytes, dict[str, str]]:
+        """The next unused body and its headers; built on the spot once the stock runs out."""
+        if self._ready:
+            return self._ready.pop()
+        self.built_live += 1
+        return self._build()
+
+    def _build(self) -> tuple[bytes, dict[str, str]]:
+        body = self._maker.body(self._plan.batch)
+        headers = self._signer.sign(method="POST", url=self._url, body=body)
+        return body, {**headers, "Content-Type": "application/json"}
+
+
+async def post_once(
+    client: httpx.AsyncClient, body: bytes, headers: dict[str, str]
+) -> tuple[str, Counts | None]:
+    """Send one batch; the status (or exception name) and, on 200, the counts."""
+    try:
+        response = await client.post(EVENTS_PATH, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        return type(exc).__name__, None
+    if response.status_code != 200:
+        return str(response.status_code), None
+    return "200", msgspec.json.decode(response.content, type=Counts)
+
+
+async def run_client(
+    plan: LoadPlan, source: BodySource, window: tuple[float, float], tally: Tally
+) -> None:
+    """One keep-alive HTTP/1.1 connection posting batches back to back until the window ends."""
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with httpx.AsyncClient(base_url=plan.base_url, limits=limits, timeout=30.0) as client:
+        while time.monotonic() < window[1]:
+            body, headers = source.take()
+            started = time.monotonic()
+            status, counts = await post_once(client, body, headers)
+            finished = time.monotonic()
+            if window[0] <= finished <= window[1]:
+                tally.record(status, counts, finished - started)
+
+
+async def drive(plan: LoadPlan, source: BodySource, start_at: float) -> Tally:
+    """Run this process's clients from `start_at`; count only the timed window."""
+    measure_from = start_at + plan.warmup
+    window = (measure_from, measure_from + plan.duration)
+    tally = Tally()
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+    await asyncio.gather(*(run_client(plan, source, window, tally) for _ in range(plan.clients)))
+    tally.built_live = source.built_live
+    return tally
+
+
+def load_process(plan: LoadPlan, conn: Connection) -> None:
+    """Child entry: pre-build, report ready, wait for the common start time, run, report."""
+    with contextlib.suppress(ImportError):
+        import uvloop  # a faster loop keeps the client's share of the CPU small
+
+        uvloop.install()
+    source = BodySource(plan)
+    source.prebuild()
+    conn.send("ready")
+    start_at: float = conn.recv()
+    conn.send(asdict(asyncio.run(drive(plan, source, start_at))))
+    conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU accounting from /proc (who used the cores during the timed window)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcSample:
+    """CPU ticks per process and for the whole machine at one moment."""
+
+    at: float
+    procs: dict[int, tuple[str, int, int]]  # pid -> (comm, ppid, user+system ticks)
+    busy: int
+    total: int
+
+
+def sample_cpu() -> ProcSample:
+    """Read /proc once."""
+    procs: dict[int, tuple[str, int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        rest = raw[raw.rindex(")") + 2 :].split()
+        procs[int(entry.name)] = (comm, int(rest[1]), int(rest[11]) + int(rest[12]))
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    total = sum(values[:8])
+    return ProcSample(at=time.monotonic(), procs=procs, busy=total - idle, total=total)
+
+
+def descendants(sample: ProcSample, root: int) -> set[int]:
+    """`root` and every process below it."""
+    found = {root}
+    grew = True
+    while grew:
+        more = {pid for pid, (_, ppid, _) in sample.procs.items() if ppid in found} - found
+        found |= more
+        grew = bool(more)
+    return found
+
+
+def cpu_split(
+    before: ProcSample, after: ProcSample, *, api_pid: int, load_pids: set[int]
+) -> dict[str, Any]:
+    """Percent of one core used per group (api, postgres, redis, load generator, other)."""
+    seconds = after.at - before.at
+    used: dict[int, float] = {}
+    for pid, (_, _, ticks) in after.procs.items():
+        start = before.procs.get(pid, ("", 0, 0))[2]
+        used[pid] = (ticks - start) / CLK_TCK / seconds * 100
+    api = descendants(after, api_pid)
+    load = set().union(*(descendants(after, p) for p in load_pids)) if load_pids else set()
+    groups = {
+        "api": api,
+        "postgres": {p for p, v in after.procs.items() if v[0].startswith("postgres")},
+        "redis": {p for p, v in after.procs.items() if v[0].startswith("redis-server")},
+        "load_generator": load,
+    }
+    split = {name: round(sum(used.get(p, 0.0) for p in pids), 1) for name, pids in groups.items()}
+    busy = (after.busy - before.busy) / CLK_TCK / seconds * 100
+    split["other"] = round(max(0.0, busy - sum(split.values())), 1)
+    cores = os.cpu_count() or 1
+    split["idle"] = round(max(0.0, cores * 100 - busy), 1)
+    workers = sorted(
+        (round(used.get(p, 0.0), 1) for p in api if used.get(p, 0.0) > 1), reverse=True
+    )
+    return {"percent_of_one_core": split, "api_processes_busy": workers, "cores": cores}
+
+
+# ---------------------------------------------------------------------------------------------
+# Scratch environment: database, Redis prefix, edge node, API subprocess
+
+
+@dataclass(slots=True)
+class Scratch:
+    """The resources this run owns; `close()` removes all of them."""
+
+    settings: Settings
+    tag: str = field(default_factory=lambda: secrets.token_hex(4))
+    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hub-bench-")))
+    api: subprocess.Popen[bytes] | None = None
+    api_log: Path | None = None
+
+    @property
+    def database_url(self) -> str:
+        """The scratch database on the configured server."""
+        return with_database(self.settings.database_url, f"hub_bench_{self.tag}")
+
+    @property
+    def redis_prefix(self) -> str:
+        """Every Redis key of this run starts with this."""
+        return f"bench:{self.tag}:"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment of the hub subprocesses."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        env.update(
+            HUB_DATABASE_URL=self.database_url,
+            HUB_REDIS_URL=self.settings.redis_url,
+            HUB_REDIS_PREFIX=self.redis_prefix,
+            HUB_LOG_LEVEL="warning",
+            HUB_MEDIA_DIR=str(self.folder / "media"),
+            **extra,
+        )
+        return env
+
+    def hub(self, *args: str) -> str:
+        """Run one `hub` command; its stdout, or an error with its stderr."""
+        done = subprocess.run(  # noqa: S603 - our own interpreter and fixed arguments
+            [sys.executable, "-m", "hub.cli.main", *args],
+            env=self.env(), capture_output=True, check=False, timeout=120,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"hub {' '.join(args)} failed:\n{done.stderr.decode()}")
+        return done.stdout.decode()
+
+    def add_node(self) -> tuple[str, bytes]:
+        """Register an edge node; its key id and private key PEM."""
+        key_file = self.folder / "edge-key.pem"
+        out = self.hub(
+            "nodes", "add", f"bench-{self.tag}", "--generate-key", str(key_file), "--json"
+        )
+        node = msgspec.json.decode(out.strip().splitlines()[-1])
+        return str(node["id"]), key_file.read_bytes()
+
+    def start_api(self, *, port: int, workers: int) -> None:
+        """Start `hub api` in its own process group, logging to a file."""
+        self.api_log = self.folder / "api.log"
+        base = f"http://127.0.0.1:{port}"
+        with self.api_log.open("wb") as sink:
+            self.api = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
+                [sys.executable, "-m", "hub.cli.main", "api", "--host", "127.0.0.1",
+                 "--port", str(port), "--workers", str(workers)],
+                env=self.env(HUB_PUBLIC_BASE_URL=base), stdout=sink, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+
+    def wait_ready(self, base_url: str, *, workers: int, timeout: float = 60.0) -> None:
+        """Wait for /readyz and, with several workers, for every worker process to exist."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.api is None or self.api.poll() is not None:
+                raise RuntimeError(f"hub api exited early:\n{self.api_log_tail()}")
+            if self._answers_ready(base_url) and self._worker_count() >= workers:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"hub api not ready after {timeout:.0f} s:\n{self.api_log_tail()}")
+
+    def _answers_ready(self, base_url: str) -> bool:
+        try:
+            return httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _worker_count(self) -> int:
+        if self.api is None:
+            return 0
+        workers = 0  # uvicorn's worker processes are spawned children of the API process
+        for pid, (_, ppid, _) in sample_cpu().procs.items():
+            with contextlib.suppress(OSError):
+                if (
+                    ppid == self.api.pid
+                    and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                ):
+                    workers += 1
+        return max(1, workers)
+
+    def api_log_tail(self) -> str:
+        """The last lines the API wrote (for error messages)."""
+        if self.api_log is None or not self.api_log.exists():
+            return "(no log)"
+        return "\n".join(self.api_log.read_text(errors="replace").splitlines()[-30:])
+
+    def stop_api(self) -> None:
+        """SIGTERM the API (graceful), SIGKILL its process group if it lingers."""
+        if self.api is None or self.api.poll() is not None:
+            return
+        self.api.send_signal(signal.SIGTERM)
+        try:
+            self.api.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.api.pid, signal.SIGKILL)  # the group we created for it
+            self.api.wait(timeout=5)
+
+    def close(self) -> None:
+        """Stop the API, drop the database, delete the Redis keys and the temp folder."""
+        steps = (
+            ("stop the API", self.stop_api),
+            ("drop the database", lambda: asyncio.run(drop_database(self.database_url))),
+            ("delete Redis keys", lambda: asyncio.run(self._delete_redis_keys())),
+            ("remove the temp folder", lambda: shutil.rmtree(self.folder, ignore_errors=True)),
+        )
+        for what, step in steps:
+            try:
+                step()
+            except Exception as exc:  # clean up the rest regardless
+                log(f"could not {what}: {exc!r}")
+
+    async def _delete_redis_keys(self) -> None:
+        client: Redis = Redis.from_url(self.settings.redis_url)
+        try:
+            keys = [
+                key async for key in client.scan_iter(match=f"{self.redis_prefix}*", count=1000)
+            ]
+            for start in range(0, len(keys), 1000):
+                await client.delete(*keys[start : start + 1000])
+        finally:
+            await client.aclose()
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL pointing at database `name`."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+async def drop_database(url: str) -> None:
+    """Drop the scratch database of `url`, disconnecting anyone still on it."""
+    name = urlsplit(url).path.lstrip("/")
+    if not name.startswith("hub_bench_") or not name.replace("_", "").isalnum():
+        raise ValueError(f"refusing to drop {name!r}: not a scratch database of this bench")
+    conn = await asyncpg.connect(with_database(url, "postgres"), timeout=10)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# ---------------------------------------------------------------------------------------------
+# Load phase
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """The merged tallies and the CPU split of the timed window."""
+
+    tally: Tally
+    cpu: dict[str, Any]
+
+
+def split_clients(clients: int, procs: int) -> list[int]:
+    """Spread `clients` over `procs` processes as evenly as possible."""
+    return [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+
+
+def plan_load(
+    args: argparse.Namespace, *, base_url: str, key_id: str, key_pem: bytes
+) -> list[LoadPlan]:
+    """One plan per load process, with enough pre-signed bodies for `--pool-rate` events/s."""
+    procs = max(1, min(args.procs, args.clients))
+    seconds = args.warmup + args.duration
+    per_proc = math.ceil(args.pool_rate * seconds / args.batch / procs)
+    per_proc = min(per_proc, PRESIGN_MAX_EVENTS_PER_PROC // args.batch)
+    presign = seconds <= PRESIGN_MAX_SECONDS
+    return [
+        LoadPlan(
+            index=i,
+            clients=n,
+            base_url=base_url,
+            key_id=key_id,
+            key_pem=key_pem,
+            batch=args.batch,
+            warmup=args.warmup,
+            duration=args.duration,
+            presigned=per_proc + n if presign else 0,
+        )
+        for i, n in enumerate(split_clients(args.clients, procs))
+    ]
+
+
+def merge(parts: list[dict[str, Any]]) -> Tally:
+    """Add up the tallies of every load process."""
+    total = Tally()
+    for part in parts:
+        total.latencies_ms += part["latencies_ms"]
+        total.requests_ok += part["requests_ok"]
+        total.events_accepted += part["events_accepted"]
+        total.events_not_accepted += part["events_not_accepted"]
+        total.errors = dict(Counter(total.errors) + Counter(part["errors"]))
+        total.built_live += part["built_live"]
+    return total
+
+
+def run_load(plans: list[LoadPlan], *, api_pid: int) -> LoadResult:
+    """Start the load processes, release them together, sample the CPU around the window."""
+    ctx = multiprocessing.get_context("spawn")
+    pipes, procs = [], []
+    try:
+        for plan in plans:
+            mine, theirs = ctx.Pipe()
+            proc = ctx.Process(target=load_process, args=(plan, theirs), daemon=True)
+            proc.start()
+            pipes.append(mine)
+            procs.append(proc)
+        log(f"pre-building {sum(p.presigned for p in plans)} signed batches")
+        for pipe in pipes:
+            pipe.recv()
+        start_at = time.monotonic() + 0.3
+        for pipe in pipes:
+            pipe.send(start_at)
+        load_pids = {p.pid for p in procs if p.pid}
+        cpu = sample_window(plans[0], start_at, api_pid=api_pid, load_pids=load_pids)
+        parts = [pipe.recv() for pipe in pipes]
+    finally:
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+    return LoadResult(tally=merge(parts), cpu=cpu)
+
+
+def sample_window(
+    plan: LoadPlan, start_at: float, *, api_pid: int, load_pids: set[int]
+) -> dict[str, Any]:
+    """Sleep through the warm-up, sample /proc at both ends of the timed window."""
+    log(f"warming up {plan.warmup:g} s, then measuring {plan.duration:g} s")
+    time.sleep(max(0.0, start_at + plan.warmup - time.monotonic()))
+    before = sample_cpu()
+    time.sleep(max(0.0, start_at + plan.warmup + plan.duration - time.monotonic()))
+    after = sample_cpu()
+    return cpu_split(before, after, api_pid=api_pid, load_pids=load_pids)
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw COPY phase (the machine's limit for the same rows)
+
+
+def raw_rows(node_id: uuid.UUID, count: int, *, batch: int) -> list[tuple[Any, ...]]:
+    """Rows exactly as the hub would insert them (same canonical payload and hash)."""
+    maker = EventMaker(seed=secrets.randbits(32))
+    rows: list[tuple[Any, ...]] = []
+    while len(rows) < count:
+        body = maker.body(min(batch, count - len(rows)))
+        for prepared in map(prepare, msgspec.json.decode(body, type=EventBatch).events):
+            e = prepared.event
+            rows.append((
+                node_id, e.event_id, e.captured_at, e.camera_id,
+                sorted({d.label for d in e.detections}), max(d.confidence for d in e.detections),
+                [m.sha256 for m in e.media], "accepted", prepared.content_sha256,
+                prepared.payload.decode(),
+            ))  # fmt: skip
+    return rows
+
+
+async def time_copies(conn: asyncpg.Connection, rows: list[tuple[Any, ...]], chunk: int) -> float:
+    """Rows per second copying `rows` in chunks of `chunk`, one transaction (commit) each."""
+    started = time.monotonic()
+    for start in range(0, len(rows), chunk):
+        records = rows[start : start + chunk]
+        await conn.copy_records_to_table(RAW_TABLE, records=records, columns=RAW_COLUMNS)
+    return len(rows) / (time.monotonic() - started)
+
+
+async def measure_raw(database_url: str, *, node_id: str, count: int, batch: int) -> dict[str, Any]:
+    """COPY into a plain copy of `detection_event` (same columns, indexes and defaults)."""
+    rows = raw_rows(uuid.UUID(node_id), count, batch=batch)
+    conn = await asyncpg.connect(database_url)
+    try:
+        # No CHECKPOINT between the two: the server may be shared, and it would stall others.
+        await conn.execute(f"CREATE TABLE {RAW_TABLE} (LIKE detection_event INCLUDING ALL)")
+        batched = await time_copies(conn, rows, batch)
+        await conn.execute(f"TRUNCATE {RAW_TABLE}")
+        whole = await time_copies(conn, rows, len(rows))
+        await conn.execute(f"DROP TABLE {RAW_TABLE}")
+    finally:
+        await conn.close()
+    return {
+        "rows": count,
+        "batched_rows_per_s": round(batched),
+        "one_copy_rows_per_s": round(whole),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of already sorted values (0 when empty)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def cpu_per_batch(cpu: dict[str, Any], *, requests: float) -> dict[str, float]:
+    """CPU milliseconds per answered batch, by group: steadier than rates on a busy machine."""
+    if requests <= 0:
+        return {}
+    split = cpu["percent_of_one_core"]
+    groups = ("api", "postgres", "redis", "load_generator")
+    return {name: round(split[name] * 10 / requests, 2) for name in groups}
+
+
+def build_report(
+    args: argparse.Namespace, load: LoadResult, raw: dict[str, Any], *, procs: int
+) -> dict[str, Any]:
+    """Every figure of the run as one JSON-ready dict."""
+    tally = load.tally
+    latencies = sorted(tally.latencies_ms)
+    events_per_s = tally.events_accepted / args.duration
+    p99 = percentile(latencies, 0.99)
+    quantiles = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))
+    return {
+        "config": {
+            "clients": args.clients, "load_processes": procs, "api_workers": args.workers,
+            "batch": args.batch, "duration_s": args.duration, "warmup_s": args.warmup,
+        },
+        "events_per_s": round(events_per_s),
+        "requests_per_s": round(len(latencies) / args.duration, 1),
+        "events_accepted": tally.events_accepted,
+        "events_not_accepted": tally.events_not_accepted,
+        "latency_ms": {name: round(percentile(latencies, q), 1) for name, q in quantiles},
+        "errors": dict(sorted(tally.errors.items())),
+        "bodies_built_during_run": tally.built_live,
+        "server_workers": args.workers,
+        "cpu": load.cpu,
+        "cpu_ms_per_batch": cpu_per_batch(load.cpu, requests=len(latencies) / args.duration),
+        "raw_copy": raw,
+        "fraction_of_raw": {
+            "batched": round(events_per_s / raw["batched_rows_per_s"], 3),
+            "one_copy": round(events_per_s / raw["one_copy_rows_per_s"], 3),
+            "aim": AIM_FRACTION_OF_RAW,
+        },
+        "target": {
+            "events_per_s": TARGET_EVENTS_PER_S, "p99_ms": TARGET_P99_MS,
+            "met": events_per_s >= TARGET_EVENTS_PER_S and bool(latencies) and p99 < TARGET_P99_MS,
+        },
+    }  # fmt: skip
+
+
+def render(report: dict[str, Any]) -> Iterator[str]:
+    """The human-readable lines of a report."""
+    c, lat, cpu = report["config"], report["latency_ms"], report["cpu"]
+    raw, frac, split = report["raw_copy"], report["fraction_of_raw"], cpu["percent_of_one_core"]
+    yield (
+        f"hub ingest: {c['clients']} clients in {c['load_processes']} load process(es), "
+        f"{c['api_workers']} API worker(s), batches of {c['batch']}, "
+        f"{c['duration_s']:g} s timed after {c['warmup_s']:g} s warm-up"
+    )
+    yield (
+        f"  note: the load generator shares this machine's {cpu['cores']} cores "
+        "with the API, PostgreSQL and Redis"
+    )
+    yield (
+        f"  accepted        {report['events_per_s']:,} events/s "
+        f"({report['events_accepted']:,} events)"
+    )
+    yield f"  requests        {report['requests_per_s']:,} /s"
+    yield (
+        f"  latency/batch   p50 {lat['p50']} ms, p90 {lat['p90']} ms, "
+        f"p99 {lat['p99']} ms, max {lat['max']} ms"
+    )
+    errors = ", ".join(f"{k}: {v}" for k, v in report["errors"].items()) or "none"
+    yield (
+        f"  errors          {errors} "
+        f"(events not accepted inside 200 answers: {report['events_not_accepted']})"
+    )
+    yield (
+        f"  server workers  {report['server_workers']} "
+        f"(% of a core per busy API process: {cpu['api_processes_busy']})"
+    )
+    yield (
+        f"  cpu, % of one core (machine = {cpu['cores'] * 100}): api {split['api']}, "
+        f"postgres {split['postgres']}, redis {split['redis']}, "
+        f"load generator {split['load_generator']}, other {split['other']}, idle {split['idle']}"
+    )
+    per = report["cpu_ms_per_batch"]
+    if per:
+        yield (
+            f"  cpu per batch   api {per['api']} ms, postgres {per['postgres']} ms, "
+            f"redis {per['redis']} ms, load generator {per['load_generator']} ms"
+        )
+    if split["other"] > OTHER_CPU_WARNING:
+        yield (
+            f"  warning: other processes used {split['other']} % of a core during the run; "
+            "rates and latencies are pessimistic, compare cpu per batch instead"
+        )
+    if report["bodies_built_during_run"]:
+        yield f"  warning: {report['bodies_built_during_run']} bodies were built during the run"
+    yield (
+        f"  raw COPY        {raw['batched_rows_per_s']:,} rows/s in batches of {c['batch']} "
+        f"(a commit each); {raw['one_copy_rows_per_s']:,} rows/s in one copy of {raw['rows']:,}"
+    )
+    yield (
+        f"  accepted/raw    {frac['batched']:.1%} of batched COPY, "
+        f"{frac['one_copy']:.1%} of one big COPY (aim {frac['aim']:.0%})"
+    )
+    met = "MET" if report["target"]["met"] else "NOT MET"
+    yield (
+        f"  target          >= {TARGET_EVENTS_PER_S:,} events/s with p99 < {TARGET_P99_MS:g} ms "
+        f"per batch: {met}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(
+        description="Benchmark POST /v1/edge/events with signed batches against scratch services.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--clients", type=int, default=8, help="concurrent keep-alive clients")
+    parser.add_argument("--duration", type=float, default=15.0, help="timed seconds")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before timing")
+    parser.add_argument("--batch", type=int, default=100, help="events per request (max 500)")
+    parser.add_argument("--workers", type=int, default=2, help="API worker processes")
+    parser.add_argument("--procs", type=int, default=2, help="load-generator processes")
+    parser.add_argument(
+        "--pool-rate", type=int, default=16_000,
+        help="events/s to pre-sign bodies for; beyond it bodies are signed while sending",
+    )  # fmt: skip
+    parser.add_argument("--raw-rows", type=int, default=30_000, help="rows for raw COPY figures")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = parser.parse_args(argv)
+    if not 1 <= args.batch <= 500 or min(args.clients, args.workers, args.procs) < 1:
+        parser.error("need 1 <= --batch <= 500 and --clients, --workers, --procs >= 1")
+    if args.duration <= 0 or args.warmup < 0 or args.raw_rows < args.batch:
+        parser.error("need --duration > 0, --warmup >= 0 and --raw-rows >= --batch")
+    return args
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Set up the scratch services, load the API, measure raw COPY, always clean up."""
+    scratch = Scratch(settings=load_settings())
+    try:
+        log(f"scratch database hub_bench_{scratch.tag}, Redis prefix {scratch.redis_prefix}")
+        scratch.hub("migrate")
+        key_id, key_pem = scratch.add_node()
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        scratch.start_api(port=port, workers=args.workers)
+        scratch.wait_ready(base_url, workers=args.workers)
+        assert scratch.api is not None
+        plans = plan_load(args, base_url=base_url, key_id=key_id, key_pem=key_pem)
+        load = run_load(plans, api_pid=scratch.api.pid)
+        scratch.stop_api()
+        log(f"raw COPY of {args.raw_rows:,} rows")
+        raw = asyncio.run(
+            measure_raw(scratch.database_url, node_id=key_id, count=args.raw_rows, batch=args.batch)
+        )
+        return build_report(args, load, raw, procs=len(plans))
+    finally:
+        scratch.close()
+
+
+def main() -> None:
+    """Run once and print the figures (exit status 0 even when the target is missed)."""
+    args = parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` still cleans up
+    report = run(args)
+    if args.json:
+        print(msgspec.json.encode(report).decode())
+    else:
+        print("\n".join(render(report)))
+
+
+if __name__ == "__main__":
+    main()
