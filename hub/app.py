@@ -13,7 +13,16 @@ from hub import health
 from hub.ingest.routes import build_router as edge_router
 from hub.kit.logging import configure_logging
 from hub.kit.problems import EXCEPTION_HANDLERS
-from hub.runtime import Services, build_services, start_services, stop_services
+from hub.policy.bundles.routes import build_router as bundles_router
+from hub.policy.guard import policy_guard
+from hub.runtime import (
+    Services,
+    build_services,
+    start_policy,
+    start_services,
+    stop_policy,
+    stop_services,
+)
 from hub.settings import Settings, load_settings
 
 
@@ -38,18 +47,23 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await start_services(services)
+        watcher = await start_policy(services, role="api")
         tune_gc()
         try:
             yield
         finally:
+            await stop_policy(services, watcher)
             await stop_services(services)
 
     def provide_services(state: State) -> Services:
         return services
 
     return Litestar(
-        route_handlers=[health.router, edge_router(settings)],
+        route_handlers=[health.router, edge_router(settings), bundles_router(settings)],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        # Every route is authenticated and decided by policy unless marked public.
+        guards=[policy_guard],
+        state=State({"guard_deps": services}),
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,

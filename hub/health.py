@@ -33,8 +33,8 @@ async def readyz(services: ServicesDep) -> Response[Any]:
             checks[name] = "ok"
         except UnavailableError as exc:
             checks[name] = f"failing: {exc.detail}"
-    # Until the policy engine lands, authorisation is the static "registered, active node" rule.
-    checks["policy"] = "ok: static rule (registered, active edge node)"
+    revision = services.policy.revision
+    checks["policy"] = f"ok: bundle {revision}" if revision else "failing: no policy bundle loaded"
     failing = [name for name, value in checks.items() if not value.startswith("ok")]
     if not failing:
         return Response(Readiness(status="ready", checks=checks))
@@ -51,4 +51,5 @@ async def readyz(services: ServicesDep) -> Response[Any]:
     )
 
 
-router = Router(path="/", route_handlers=[healthz, readyz], tags=["health"])
+# Probes answer without credentials: the guard skips routes marked public.
+router = Router(path="/", route_handlers=[healthz, readyz], tags=["health"], opt={"public": True})

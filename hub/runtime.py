@@ -1,4 +1,4 @@
-"""The clients one hub process shares: settings, PostgreSQL, Redis, blob storage.
+"""The clients one hub process shares: settings, PostgreSQL, Redis, blob storage, policy.
 
 Built once at start-up (API lifespan, worker start-up, CLI command) and passed in;
 there is no module-level state.
@@ -14,6 +14,9 @@ from hub.identity.tokens import TokenStore
 from hub.kit.db import Database
 from hub.kit.redis import RedisStore
 from hub.kit.storage import BlobStore, LocalBlobStore
+from hub.policy.bundles.watcher import BundleWatcher, build_watcher
+from hub.policy.decision_log import DecisionLog
+from hub.policy.service import PolicyService
 from hub.settings import Settings
 from hub.tables import ALL_TABLES
 
@@ -27,6 +30,8 @@ class Services:
     redis: RedisStore
     media: BlobStore
     tokens: TokenStore
+    decisions: DecisionLog
+    policy: PolicyService
 
     @property
     def authn(self) -> AuthnDeps:
@@ -38,23 +43,50 @@ class Services:
             max_skew_seconds=self.settings.signature_max_skew_seconds,
         )
 
+    @property
+    def public_base_url(self) -> str:
+        """The base URL edge nodes sign (empty: as the request arrived)."""
+        return self.settings.public_base_url
+
 
 def build_services(settings: Settings) -> Services:
-    """Create (not yet connect) the clients for these settings."""
+    """Create (not yet connect) the clients for these settings. Policy starts with no engine
+    (every decision fails closed) until `start_policy` loads the active bundle."""
+    db = Database(
+        settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
+    decisions = DecisionLog.from_settings(db, settings)
     return Services(
         settings=settings,
-        db=Database(
-            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
-        ),
+        db=db,
         redis=RedisStore(settings.redis_url, prefix=settings.redis_prefix),
         media=LocalBlobStore(Path(settings.media_dir)),
         tokens=TokenStore(Path(settings.api_tokens_file)),
+        decisions=decisions,
+        policy=PolicyService(None, sink=decisions, eval_budget_ms=settings.policy_eval_timeout_ms),
     )
 
 
 async def start_services(services: Services) -> None:
     """Open the database pool and bind the Piccolo tables to it (Redis connects lazily)."""
     await services.db.start(ALL_TABLES)
+
+
+async def start_policy(services: Services, *, role: str) -> BundleWatcher:
+    """Start the decision log and load the active bundle (or the default one), then follow
+    activations; the caller stops the returned watcher before `stop_policy`."""
+    await services.decisions.start()
+    watcher = build_watcher(
+        services.settings, db=services.db, redis=services.redis, policy=services.policy, role=role
+    )
+    await watcher.start()
+    return watcher
+
+
+async def stop_policy(services: Services, watcher: BundleWatcher) -> None:
+    """Stop following activations and write every buffered decision."""
+    await watcher.stop()
+    await services.decisions.stop()
 
 
 async def stop_services(services: Services) -> None:

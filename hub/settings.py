@@ -50,6 +50,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     partitions_ahead_months: Annotated[int, msgspec.Meta(ge=1, le=36)] = 3
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
+    # Folder of the default policy bundle, loaded when no bundle has been activated yet.
+    policy_dir: str = "policies"
+    # Decision records buffered in memory before `record()` waits (back-pressure).
+    decision_log_buffer: Positive = 10_000
+    # How often buffered decision records are written (they also go when a batch is full).
+    decision_log_flush_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 200
+    # Budget of one policy evaluation; a slower one is treated as failed (fail closed).
+    policy_eval_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 50
+    # Refuse policy bundles without a valid `.signatures.json`. Always on in production;
+    # development and test may turn it off (hub.policy.bundles.config.signing_required).
+    policy_signing_required: bool = True
+    # Trusted bundle signing keys by key id (TOML or JSON); re-read on every upload.
+    policy_verify_keys_file: str = ".hub/policy-keys.toml"
+    # Largest policy bundle archive an upload may carry (413 above it).
+    max_bundle_bytes: Positive = 8 * 1024 * 1024
 
 
 def load_settings(

@@ -6,6 +6,7 @@ from hub.audit.tables import AuditLog
 from hub.delivery.tables import Agency, Delivery
 from hub.identity.tables import EdgeNode
 from hub.ingest.tables import DetectionEvent, MediaObject
+from hub.policy.tables import PolicyBundle, PolicyDecision
 
 ALL_TABLES: tuple[type[Table], ...] = (
     EdgeNode,
@@ -14,4 +15,6 @@ ALL_TABLES: tuple[type[Table], ...] = (
     MediaObject,
     Delivery,
     AuditLog,
+    PolicyDecision,
+    PolicyBundle,
 )

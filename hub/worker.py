@@ -8,7 +8,7 @@ from arq.worker import run_worker
 
 from hub.ingest.jobs import ensure_partitions_job
 from hub.kit.logging import configure_logging
-from hub.runtime import build_services, start_services, stop_services
+from hub.runtime import build_services, start_policy, start_services, stop_policy, stop_services
 from hub.settings import Settings
 
 
@@ -24,8 +24,11 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         services = build_services(settings)
         await start_services(services)
         ctx["services"] = services
+        ctx["policy_watcher"] = await start_policy(services, role="worker")
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        if "policy_watcher" in ctx:
+            await stop_policy(ctx["services"], ctx["policy_watcher"])
         if "services" in ctx:
             await stop_services(ctx["services"])
 

@@ -25,7 +25,16 @@ from hub.runtime import Services, build_services, start_services, stop_services
 from hub.settings import Settings, load_settings
 from tests.support import BASE_URL, EdgeNode
 
-TABLES = ("edge_node", "agency", "detection_event", "media_object", "delivery", "audit_log")
+TABLES = (
+    "edge_node",
+    "agency",
+    "detection_event",
+    "media_object",
+    "delivery",
+    "audit_log",
+    "policy_decisions",
+    "policy_bundles",
+)
 
 
 @pytest.fixture(scope="session")

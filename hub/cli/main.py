@@ -8,6 +8,7 @@ import msgspec
 
 from hub.cli.common import emit, run_with_services, settings_or_exit
 from hub.cli.nodes import nodes
+from hub.cli.policy import policy_group
 from hub.runtime import Services
 
 
@@ -126,6 +127,7 @@ def export_schemas(folder: str) -> None:
 
 
 main.add_command(nodes)
+main.add_command(policy_group)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,18 @@
 
 from datetime import timedelta
 from typing import Annotated, Any
+from uuid import UUID
 
 import msgspec
 from litestar import Request, Router, post
 from litestar.params import Parameter
 
 from hub.contracts.detection_v1 import BatchResult, EventBatch
-from hub.identity.authn import authenticate_edge
+from hub.ingest.decider import PolicyIngestDecider
 from hub.ingest.service import IngestDeps, accept_batch, store_media
-from hub.kit.errors import UnsupportedMediaTypeError, ValidationError
-from hub.runtime import Services, ServicesDep
+from hub.kit.errors import ForbiddenError, UnsupportedMediaTypeError, ValidationError
+from hub.policy.guard import current_subject
+from hub.runtime import ServicesDep
 from hub.settings import Settings
 
 Sha256Param = Annotated[
@@ -29,13 +31,13 @@ class MediaResult(msgspec.Struct, frozen=True, kw_only=True):
 
 async def post_events(request: Request[Any, Any, Any], services: ServicesDep) -> BatchResult:
     """Accept a signed batch of `hub.detection.v1` events; per-event results, same on re-send."""
-    body = await request.body()
-    node_id = await _authenticate(request, services, body)
+    node_id = edge_node_id(request)
     _require_json(request)
-    batch = decode_batch(body, max_events=services.settings.max_batch_events)
+    batch = decode_batch(await request.body(), max_events=services.settings.max_batch_events)
     deps = IngestDeps(
         db=services.db,
         future_tolerance=timedelta(seconds=services.settings.capture_future_tolerance_seconds),
+        policy=PolicyIngestDecider(services.policy),
     )
     return await accept_batch(deps, node_id=node_id, batch=batch)
 
@@ -44,8 +46,8 @@ async def post_media(
     request: Request[Any, Any, Any], services: ServicesDep, sha256: Sha256Param
 ) -> MediaResult:
     """Store a signed JPEG/PNG snapshot under its SHA-256 (idempotent)."""
+    node_id = edge_node_id(request)
     body = await request.body()
-    node_id = await _authenticate(request, services, body)
     stored = await store_media(
         services.db,
         services.media,
@@ -70,16 +72,12 @@ def decode_batch(body: bytes, *, max_events: int) -> EventBatch:
     return batch
 
 
-async def _authenticate(request: Request[Any, Any, Any], services: Services, body: bytes) -> Any:
-    base = services.settings.public_base_url.rstrip("/")
-    url = (
-        f"{base}{request.url.path}" + (f"?{request.url.query}" if request.url.query else "")
-        if base
-        else str(request.url)
-    )
-    return await authenticate_edge(
-        services.authn, method=request.method, url=url, headers=request.headers, body=body
-    )
+def edge_node_id(request: Request[Any, Any, Any]) -> UUID:
+    """The edge node the guard authenticated (by its RFC 9421 signature) for this request."""
+    subject = current_subject(request)
+    if subject.kind != "edge_node":  # policy should never let anyone else here
+        raise ForbiddenError("only edge nodes upload events and media", code="not_an_edge_node")
+    return UUID(subject.id)
 
 
 def _require_json(request: Request[Any, Any, Any]) -> None:

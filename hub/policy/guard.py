@@ -21,6 +21,7 @@ from hub.policy.schemas import AuthzInput, AuthzResult, DecisionRecord, RequestI
 T = TypeVar("T", bound=msgspec.Struct)
 
 SUBJECT_KEY = "hub_subject"
+OPENAPI_PREFIX = "/schema"  # the API's own description is public
 DECISION_KEY = "hub_authz_decision_id"
 
 
@@ -57,7 +58,7 @@ async def policy_guard(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     """Authenticate and authorise one request (Litestar guard)."""
-    if handler.opt.get("public"):
+    if handler.opt.get("public") or connection.url.path.startswith(OPENAPI_PREFIX):
         return
     deps: GuardDeps = connection.app.state["guard_deps"]
     subject = await authenticate(deps.authn, _incoming(connection, deps.public_base_url))

@@ -1,0 +1,322 @@
+"""Policy decisions: evaluate, decode, fail closed, mask, log.
+
+`PolicyService.decide` is the one way the hub asks policy anything. Every call returns a
+typed result and its `DecisionRecord`; whatever goes wrong (no bundle, an evaluation error,
+a result that does not match the contract, the time budget, a full decision log) becomes
+the entrypoint's deny-shaped default, a log line and a metric. Evaluation is synchronous
+and in-process (tens to hundreds of microseconds), so it runs on the caller's thread; an
+evaluation that overruns the budget cannot be interrupted there (the wasm engine interrupts
+its own), but its answer is discarded and the decision fails closed.
+"""
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import msgspec
+import structlog
+
+from hub.kit.clock import Clock, utcnow
+from hub.policy.errors import DecisionLogFullError, PolicyEvaluationError
+from hub.policy.metrics import PolicyMetrics, default_metrics
+from hub.policy.ports import PolicyEngine
+from hub.policy.schemas import (
+    AuthzResult,
+    DecisionRecord,
+    EventVerdict,
+    IngestInput,
+    IngestResult,
+    ReleaseResult,
+    RetentionResult,
+)
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+MASK_ENTRYPOINT = "system/log/mask"
+MASKED = "**masked**"
+FULLY_MASKED = {"masked": "all"}
+# Fail-closed retention: keep (about a century) and hold; an error must never delete data.
+FAIL_CLOSED_KEEP_DAYS = 36_500
+
+log = structlog.get_logger("hub.policy")
+
+
+class DecisionSink(Protocol):
+    """Where decision records go (the `DecisionLog`, or a list in tests)."""
+
+    async def record(self, record: DecisionRecord) -> None:
+        """Take one record, or raise `DecisionLogFullError`."""
+        ...
+
+
+@runtime_checkable
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+class _Failure(Exception):
+    """Why a decision failed closed: `cause` is the metric label, the message the detail."""
+
+    def __init__(self, cause: str, detail: str) -> None:
+        super().__init__(detail)
+        self.cause = cause
+
+
+class _MaskRule(msgspec.Struct, frozen=True):
+    """OPA's object form of a mask entry; only the pointer is used."""
+
+    path: str
+
+
+_MASK_TYPE = list[str | _MaskRule]
+
+
+class PolicyService:
+    """Holds the active engine and makes every decision through it."""
+
+    def __init__(
+        self,
+        engine: PolicyEngine | None,
+        *,
+        sink: DecisionSink,
+        eval_budget_ms: int,
+        clock: Clock = utcnow,
+        metrics: PolicyMetrics | None = None,
+    ) -> None:
+        self._engine = engine
+        self._sink = sink
+        self._budget_ns = eval_budget_ms * 1_000_000
+        self._clock = clock
+        self._metrics = metrics or default_metrics()
+
+    @property
+    def revision(self) -> str | None:
+        """The active bundle's revision, or None before any bundle is active."""
+        engine = self._engine
+        return None if engine is None else engine.revision
+
+    def activate(self, engine: PolicyEngine) -> PolicyEngine | None:
+        """Make `engine` the one every following decision uses; returns the one it replaced.
+
+        One reference swap: a decision already running finishes on the engine it started
+        with. The replaced engine is closed (a wasm engine releases its instances).
+        """
+        previous, self._engine = self._engine, engine
+        if previous is not None and previous is not engine and isinstance(previous, _Closable):
+            previous.close()
+        return previous
+
+    async def decide(
+        self, entrypoint: str, input: msgspec.Struct, *, result_type: type[T]
+    ) -> tuple[T, DecisionRecord]:
+        """Evaluate `entrypoint` on `input` into `result_type`, failing closed; log it."""
+        engine = self._engine  # one engine for the whole decision, even across a swap
+        input_json = msgspec.json.encode(input)
+        error: _Failure | None = None
+        start = time.perf_counter_ns()
+        try:
+            result = self._evaluate(engine, entrypoint, input_json, input, result_type)
+            if time.perf_counter_ns() - start > self._budget_ns:
+                raise _Failure("timeout", f"evaluation overran {self._budget_ns // 1000} µs")
+        except _Failure as failure:
+            result, error = fail_closed(result_type, input, cause=failure.cause), failure
+        elapsed = time.perf_counter_ns() - start
+        record = self._record(engine, entrypoint, input_json, result, error, elapsed)
+        try:
+            await self._sink.record(record)
+        except DecisionLogFullError as exc:
+            result = fail_closed(result_type, input, cause="log_full")
+            error = _Failure("log_full", str(exc))
+            record = msgspec.structs.replace(
+                record, result=msgspec.to_builtins(result), error=f"log_full: {exc}"
+            )
+        self._count(entrypoint, error, record, elapsed)
+        return result, record
+
+    def _evaluate(
+        self,
+        engine: PolicyEngine | None,
+        entrypoint: str,
+        input_json: bytes,
+        input: msgspec.Struct,
+        result_type: type[T],
+    ) -> T:
+        if engine is None:
+            raise _Failure("no_bundle", "no policy bundle is active")
+        try:
+            raw = engine.evaluate(entrypoint, input_json)
+        except Exception as exc:  # any engine failure denies; never a 500
+            raise _Failure("evaluation", str(exc) or type(exc).__name__) from None
+        try:
+            result = msgspec.json.decode(raw, type=result_type)
+        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+            raise _Failure(
+                "schema", f"result does not match {result_type.__name__}: {exc}"
+            ) from None
+        _check_result(input, result)
+        return result
+
+    def _record(
+        self,
+        engine: PolicyEngine | None,
+        entrypoint: str,
+        input_json: bytes,
+        result: msgspec.Struct,
+        error: _Failure | None,
+        elapsed_ns: int,
+    ) -> DecisionRecord:
+        document = {"input": msgspec.json.decode(input_json), "result": msgspec.to_builtins(result)}
+        masked = self._mask(engine, entrypoint, input_json, document)
+        return DecisionRecord(
+            decision_id=new_decision_id(),
+            entrypoint=entrypoint,
+            revision="" if engine is None else engine.revision,
+            at=self._clock(),
+            latency_us=elapsed_ns // 1000,
+            input=masked["input"],
+            result=masked["result"],
+            error=None if error is None else f"{error.cause}: {error}",
+        )
+
+    def _mask(
+        self,
+        engine: PolicyEngine | None,
+        entrypoint: str,
+        input_json: bytes,
+        document: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The document with `system/log/mask`'s pointers masked; the input fully redacted
+        when the mask cannot be evaluated (the log must never hold what the mask hides)."""
+        try:
+            if engine is None:
+                raise PolicyEvaluationError("no policy bundle is active")
+            mask_input = {"entrypoint": entrypoint, "input": msgspec.Raw(input_json)}
+            raw = engine.evaluate(MASK_ENTRYPOINT, msgspec.json.encode(mask_input))
+            rules = msgspec.json.decode(raw, type=_MASK_TYPE)
+        except Exception as exc:  # a broken mask must not break the decision
+            self._metrics.mask_failures.labels(entrypoint).inc()
+            log.warning("decision log mask failed", entrypoint=entrypoint, error=str(exc)[:200])
+            return {**document, "input": dict(FULLY_MASKED)}
+        for rule in rules:
+            mask_pointer(document, rule if isinstance(rule, str) else rule.path)
+        return document
+
+    def _count(
+        self, entrypoint: str, error: _Failure | None, record: DecisionRecord, elapsed_ns: int
+    ) -> None:
+        self._metrics.latency.labels(entrypoint).observe(elapsed_ns / 1e9)
+        if error is None:
+            self._metrics.decisions.labels(entrypoint, "ok").inc()
+            return
+        self._metrics.decisions.labels(entrypoint, "failed_closed").inc()
+        self._metrics.failed_closed.labels(entrypoint, error.cause).inc()
+        log.warning(
+            "policy decision failed closed",
+            entrypoint=entrypoint,
+            decision_id=record.decision_id,
+            revision=record.revision,
+            cause=error.cause,
+            error=str(error)[:500],
+        )
+
+
+def _check_result(input: msgspec.Struct, result: msgspec.Struct) -> None:
+    """Contract checks the result's schema cannot express."""
+    if (
+        isinstance(input, IngestInput)
+        and isinstance(result, IngestResult)
+        and len(result.events) != len(input.events)
+    ):
+        raise _Failure(
+            "schema",
+            f"{len(result.events)} verdicts for {len(input.events)} events",
+        )
+
+
+def _deny_authz(input: msgspec.Struct, reason: str) -> AuthzResult:
+    return AuthzResult(allow=False, reason=reason)
+
+
+def _quarantine_all(input: msgspec.Struct, reason: str) -> IngestResult:
+    # Quarantine, not drop: the edge forgets an event once the hub has answered, so a drop
+    # would lose it for good; quarantined events are stored but never routed, so nothing is
+    # released on a policy error and they can be reviewed once policy works again.
+    if not isinstance(input, IngestInput):
+        raise PolicyEvaluationError("hub/ingest needs an IngestInput to fail closed")
+    return IngestResult(
+        events=[EventVerdict(action="quarantine", reason=reason) for _ in input.events]
+    )
+
+
+def _deny_release(input: msgspec.Struct, reason: str) -> ReleaseResult:
+    return ReleaseResult(allow=False, reason=reason)
+
+
+def _keep_and_hold(input: msgspec.Struct, reason: str) -> RetentionResult:
+    return RetentionResult(keep_days=FAIL_CLOSED_KEEP_DAYS, hold=True, reason=reason)
+
+
+_FAIL_CLOSED: dict[type[msgspec.Struct], Callable[[msgspec.Struct, str], msgspec.Struct]] = {
+    AuthzResult: _deny_authz,
+    IngestResult: _quarantine_all,
+    ReleaseResult: _deny_release,
+    RetentionResult: _keep_and_hold,
+}
+
+
+def fail_closed(result_type: type[T], input: msgspec.Struct, *, cause: str) -> T:
+    """The deny-shaped result of an entrypoint: deny, quarantine, or keep and hold.
+
+    The reason names only the cause (clients may see it); the detail is in the record.
+    Raises `PolicyEvaluationError` for a result type without a safe default.
+    """
+    build = _FAIL_CLOSED.get(result_type)
+    if build is None:
+        raise PolicyEvaluationError(f"no fail-closed default for {result_type.__name__}")
+    result = build(input, f"policy error: {cause}")
+    if not isinstance(result, result_type):
+        raise PolicyEvaluationError(f"fail-closed default is not a {result_type.__name__}")
+    return result
+
+
+def mask_pointer(document: Any, pointer: str) -> None:
+    """Replace every value `pointer` reaches with "**masked**", in place.
+
+    RFC 6901 pointer where `*` stands for every key of an object or element of an array;
+    a pointer that reaches nothing changes nothing.
+    """
+    if not pointer.startswith("/"):
+        return
+    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
+    _mask_at(document, tokens)
+
+
+def _mask_at(node: Any, tokens: list[str]) -> None:
+    head, rest = tokens[0], tokens[1:]
+    for key in _keys(node, head):
+        if rest:
+            _mask_at(node[key], rest)
+        else:
+            node[key] = MASKED
+
+
+def _keys(node: Any, step: str) -> list[Any]:
+    if isinstance(node, dict):
+        return list(node) if step == "*" else [step] if step in node else []
+    if isinstance(node, list):
+        if step == "*":
+            return list(range(len(node)))
+        return [int(step)] if step.isdigit() and int(step) < len(node) else []
+    return []
+
+
+def new_decision_id() -> str:
+    """A time-ordered id (UUIDv7 layout: 48-bit Unix milliseconds, then 74 random bits), so
+    ids sort by time and index appends stay cheap."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (millis & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68) << 64
+    value |= 0b10 << 62 | rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
