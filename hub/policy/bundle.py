@@ -6,7 +6,9 @@ The layout is OPA's: `.manifest` (revision, roots, optional wasm modules), Rego 
 the upload path before a bundle gets here; this module only reads and validates the layout.
 """
 
+import errno
 import hashlib
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +19,7 @@ import msgspec
 from hub.policy.errors import PolicyLoadError
 
 MANIFEST = ".manifest"
+MAX_FILE_BYTES = 1024 * 1024  # a Rego module or data file; bigger is a mistake or an attack
 WASM_FILE = "policy.wasm"
 _PACKAGE = re.compile(r"^\s*package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
 
@@ -56,8 +59,8 @@ class LoadedBundle(msgspec.Struct, frozen=True, kw_only=True):
 def load_bundle_dir(path: Path) -> LoadedBundle:
     """Read the bundle in folder `path` (hidden files other than `.manifest` are skipped;
     a symbolic link is refused)."""
-    if not path.is_dir():
-        raise PolicyLoadError(f"bundle folder {path} does not exist")
+    if path.is_symlink() or not path.is_dir():
+        raise PolicyLoadError(f"bundle folder {path} does not exist (or is a symbolic link)")
     files: dict[str, bytes] = {}
     for file in sorted(path.rglob("*")):
         relative = file.relative_to(path).as_posix()
@@ -66,8 +69,23 @@ def load_bundle_dir(path: Path) -> LoadedBundle:
         if file.is_symlink():  # a bundle is self-contained: never read outside it
             raise PolicyLoadError(f"{relative} is a symbolic link")
         if file.is_file():
-            files[relative] = file.read_bytes()
+            files[relative] = _read_file(file, relative)
     return load_bundle_files(files)
+
+
+def _read_file(path: Path, relative: str) -> bytes:
+    """A file's bytes; refuses a symlink swapped in after the walk and files over the limit."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PolicyLoadError(f"{relative} is a symbolic link") from None
+        raise
+    with os.fdopen(handle, "rb") as file:
+        raw = file.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise PolicyLoadError(f"{relative} is larger than {MAX_FILE_BYTES} bytes")
+    return raw
 
 
 def load_bundle_files(files: Mapping[str, bytes]) -> LoadedBundle:

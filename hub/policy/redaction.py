@@ -9,13 +9,14 @@ import base64
 import hashlib
 import hmac
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from copy import deepcopy
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
+from hub.kit.pointers import find, split_pointer
 from hub.policy.schemas import Redaction
 
 MASK_CHAR = "*"
@@ -48,43 +49,13 @@ def apply_redactions(
     manifest: list[AppliedRedaction] = []
     for redaction in redactions:
         change = _operator(redaction, hash_key)
-        for parent, key, path in _matches(result, _split(redaction.path)):
+        for parent, key, path in find(result, split_pointer(redaction.path)):
             if redaction.op == "remove":
                 _remove(parent, key)
             else:
                 parent[key] = change(parent[key])
             manifest.append(AppliedRedaction(path=path, op=redaction.op))
     return Redacted(record=result, manifest=manifest)
-
-
-def _split(pointer: str) -> list[str]:
-    """RFC 6901 tokens of a pointer ("" is the whole document; it is never redacted)."""
-    if not pointer:
-        return []
-    return [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
-
-
-def _matches(node: Any, tokens: list[str], prefix: str = "") -> Iterator[tuple[Any, Any, str]]:
-    """(parent, key, concrete path) of every existing value the tokens reach; `*` fans out."""
-    if not tokens:
-        return
-    head, rest = tokens[0], tokens[1:]
-    for key in _keys(node, head):
-        path = f"{prefix}/{str(key).replace('~', '~0').replace('/', '~1')}"
-        if rest:
-            yield from _matches(node[key], rest, path)
-        else:
-            yield node, key, path
-
-
-def _keys(node: Any, step: str) -> list[Any]:
-    if isinstance(node, dict):
-        return list(node) if step == "*" else ([step] if step in node else [])
-    if isinstance(node, list):
-        if step == "*":
-            return list(range(len(node)))
-        return [int(step)] if step.isdigit() and int(step) < len(node) else []
-    return []
 
 
 def _remove(parent: Any, key: Any) -> None:

@@ -9,27 +9,18 @@ rego-cpp 1.5.2 aborts the whole process on a few constructs (see `policies/READM
 caller that runs bundles it does not trust should run this in a child process.
 """
 
-import errno
-import os
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 import msgspec
-from regopy import Interpreter, LogLevel, NodeKind, RegoError, rego_shared
+from regopy import Interpreter, LogLevel, RegoError
 
-from hub.policy.engines.rego import compiler_message
+from hub.policy.engines.rego import compiler_message, error_messages
 
-MAX_FILE_BYTES = 1024 * 1024
-DATA_FILE = "data.json"
 _PACKAGE = re.compile(r"^package\s+([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*(?:#.*)?$", re.MULTILINE)
 # A rule head at the start of a line; `test_x(` is a function, which OPA does not run.
 _TEST_RULE = re.compile(r"^(test_\w*)\b(?!\s*\()", re.MULTILINE)
-
-
-class BundleFileError(ValueError):
-    """A bundle file that will not be read: a symlink, over `MAX_FILE_BYTES`, or not UTF-8."""
 
 
 class TestResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,7 +92,7 @@ def _compile(interpreter: Any, sources: dict[str, str], data_json: str, names: l
     query = None if names else "true"
     bundle = interpreter.build(query, [_entrypoint(name) for name in names])
     if not bundle.ok():
-        raise RegoError("; ".join(_error_messages(bundle.node())) or "compilation failed")
+        raise RegoError("; ".join(error_messages(bundle.node())) or "compilation failed")
     return bundle
 
 
@@ -125,7 +116,7 @@ def _run_one(interpreter: Any, bundle: Any, name: str) -> TestResult:
 def _failure(output: Any) -> str | None:
     """None when the output is exactly `true`, otherwise what it was instead."""
     if not output.ok():
-        return "; ".join(_error_messages(output.node())) or "evaluation failed"
+        return "; ".join(error_messages(output.node())) or "evaluation failed"
     text = str(output)
     if text == "undefined":
         return "undefined (a condition of the test did not hold)"
@@ -134,56 +125,3 @@ def _failure(output: Any) -> str | None:
     if expressions is not None and len(expressions) == 1 and expressions[0] is True:
         return None
     return f"expected true, got {text}"
-
-
-def _error_messages(node: Any) -> list[str]:
-    """The messages of a rego-cpp error sequence (an output's or a bundle's root node)."""
-    if node.kind != NodeKind.ErrorSeq:
-        return []
-    messages: list[str] = []
-    for i in range(len(node)):
-        error = node.at(i)
-        for j in range(len(error)):
-            part = error.at(j)
-            if part.kind == NodeKind.ErrorMessage:
-                # regopy gives no public accessor for an error node's text.
-                messages.append(rego_shared.rego_node_value(part._impl))
-    return messages
-
-
-def load_bundle_dir(path: Path | str) -> tuple[dict[str, str], str]:
-    """A bundle folder's `.rego` sources by relative path and root `data.json` ("{}" if none)."""
-    root = Path(path)
-    if root.is_symlink() or not root.is_dir():
-        raise BundleFileError(f"{root} is not a bundle folder (or is a symlink)")
-    sources: dict[str, str] = {}
-    for folder, dirs, files in os.walk(root):
-        for name in sorted(dirs + files):
-            entry = Path(folder) / name
-            if entry.is_symlink():
-                raise BundleFileError(f"{entry.relative_to(root)} is a symlink")
-        dirs.sort()
-        for name in sorted(files):
-            if name.endswith(".rego"):
-                entry = Path(folder) / name
-                sources[entry.relative_to(root).as_posix()] = _read_text(entry)
-    data = root / DATA_FILE
-    return sources, _read_text(data) if data.is_file() else "{}"
-
-
-def _read_text(path: Path) -> str:
-    """A file's UTF-8 text; refuses symlinks (even swapped in after the walk) and big files."""
-    try:
-        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise BundleFileError(f"{path.name} is a symlink") from None
-        raise
-    with os.fdopen(handle, "rb") as file:
-        raw = file.read(MAX_FILE_BYTES + 1)
-    if len(raw) > MAX_FILE_BYTES:
-        raise BundleFileError(f"{path.name} is larger than {MAX_FILE_BYTES} bytes")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BundleFileError(f"{path.name} is not UTF-8 text") from None

@@ -19,6 +19,7 @@ import msgspec
 import structlog
 
 from hub.kit.clock import Clock, utcnow
+from hub.kit.pointers import find, split_pointer
 from hub.policy.errors import DecisionLogFullError, PolicyEvaluationError
 from hub.policy.metrics import PolicyMetrics, default_metrics
 from hub.policy.ports import PolicyEngine
@@ -282,34 +283,10 @@ def fail_closed(result_type: type[T], input: msgspec.Struct, *, cause: str) -> T
 
 
 def mask_pointer(document: Any, pointer: str) -> None:
-    """Replace every value `pointer` reaches with "**masked**", in place.
-
-    RFC 6901 pointer where `*` stands for every key of an object or element of an array;
-    a pointer that reaches nothing changes nothing.
-    """
-    if not pointer.startswith("/"):
-        return
-    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
-    _mask_at(document, tokens)
-
-
-def _mask_at(node: Any, tokens: list[str]) -> None:
-    head, rest = tokens[0], tokens[1:]
-    for key in _keys(node, head):
-        if rest:
-            _mask_at(node[key], rest)
-        else:
-            node[key] = MASKED
-
-
-def _keys(node: Any, step: str) -> list[Any]:
-    if isinstance(node, dict):
-        return list(node) if step == "*" else [step] if step in node else []
-    if isinstance(node, list):
-        if step == "*":
-            return list(range(len(node)))
-        return [int(step)] if step.isdigit() and int(step) < len(node) else []
-    return []
+    """Replace every value `pointer` reaches (`*` = every key or element) with "**masked**",
+    in place; a pointer that reaches nothing changes nothing."""
+    for parent, key, _ in list(find(document, split_pointer(pointer))):
+        parent[key] = MASKED
 
 
 def new_decision_id() -> str:

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from hub.policy import rego_tests
-from hub.policy.bundle import load_bundle_dir
+from hub.policy.bundle import LoadedBundle, load_bundle_dir
 from hub.policy.engines import ENTRYPOINTS, load_engine
 from hub.policy.ports import PolicyEngine
 from hub.policy.redaction import apply_redactions, recipient_hash_key
@@ -23,7 +23,14 @@ from hub.policy.schemas import (
 )
 
 BUNDLE = Path(__file__).resolve().parents[2] / "policies"
-REGO_TESTS = rego_tests.discover_tests(rego_tests.load_bundle_dir(BUNDLE)[0])
+
+
+def all_modules(bundle: LoadedBundle) -> dict[str, str]:
+    """Policy modules and their tests, as the runner takes them."""
+    return {**bundle.sources, **bundle.tests}
+
+
+REGO_TESTS = rego_tests.discover_tests(all_modules(load_bundle_dir(BUNDLE)))
 PLATE = "AB-123-CD"
 T = TypeVar("T")
 
@@ -31,8 +38,8 @@ T = TypeVar("T")
 @pytest.fixture(scope="module")
 def report() -> rego_tests.TestReport:
     """Every Rego test of the bundle, run once for the whole module."""
-    sources, data_json = rego_tests.load_bundle_dir(BUNDLE)
-    return rego_tests.run_tests(sources, data_json)
+    bundle = load_bundle_dir(BUNDLE)
+    return rego_tests.run_tests(all_modules(bundle), bundle.data_json)
 
 
 @pytest.fixture(scope="module")
@@ -411,7 +418,9 @@ def test_runner_fails_a_false_test(tmp_path: Path) -> None:
         "package broken_test\n\nimport rego.v1\n\n"
         "test_true if true\n\ntest_false if false\n\ntest_one := 1\n"
     )
-    report = rego_tests.run_tests(*rego_tests.load_bundle_dir(tmp_path))
+    report = rego_tests.run_tests(
+        {"broken_test.rego": (tmp_path / "broken.rego").read_text()}, "{}"
+    )
     outcome = {r.name.rsplit(".", 1)[1]: r.passed for r in report.results}
     assert outcome == {"test_true": True, "test_false": False, "test_one": False}
     assert not report.ok

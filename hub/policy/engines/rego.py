@@ -116,7 +116,7 @@ def _compile(
     except RegoError as exc:
         raise PolicyLoadError(compiler_message(str(exc), sources)) from None
     if not bundle.ok():
-        raise PolicyLoadError("; ".join(_error_messages(bundle.node())) or "compilation failed")
+        raise PolicyLoadError("; ".join(error_messages(bundle.node())) or "compilation failed")
     return bundle
 
 
@@ -173,14 +173,14 @@ def _escaped(text: str) -> bytes:
 def _value_of(output: Any, entrypoint: str) -> bytes:
     """The entrypoint's value as JSON, from regopy's parsed output."""
     if not output.ok():
-        detail = "; ".join(_error_messages(output.node())) or "evaluation failed"
+        detail = "; ".join(error_messages(output.node())) or "evaluation failed"
         raise PolicyEvaluationError(f"{entrypoint}: {detail}")
     if len(output) != 1 or len(output[0].expressions) != 1:
         raise PolicyEvaluationError(f"{entrypoint} has no single value for this input")
     return msgspec.json.encode(output[0].expressions[0])
 
 
-def _error_messages(node: Any) -> list[str]:
+def error_messages(node: Any) -> list[str]:
     """The messages of an rego-cpp error sequence (a bundle's or an output's root node)."""
     if node.kind != NodeKind.ErrorSeq:
         return []

@@ -1,5 +1,5 @@
 """The Rego test runner's edge cases: discovery, what counts as a pass, compile and
-evaluation errors, missing data, and the bundle-folder reader's refusals."""
+evaluation errors, missing data; and the bundle-folder reader's refusals."""
 
 from pathlib import Path
 
@@ -7,6 +7,8 @@ import msgspec
 import pytest
 
 from hub.policy import rego_tests
+from hub.policy.bundle import MAX_FILE_BYTES, load_bundle_dir
+from hub.policy.errors import PolicyLoadError
 
 HEADER = "package demo_test\n\nimport rego.v1\n\n"
 
@@ -123,83 +125,48 @@ def write_bundle(root: Path) -> None:
     (root / "data.json").write_text('{"x": 1}')
 
 
-def test_load_bundle_dir_reads_rego_and_data(tmp_path: Path) -> None:
+def test_a_bundle_folder_runs_through_the_runner(tmp_path: Path) -> None:
     write_bundle(tmp_path)
-    sources, data_json = rego_tests.load_bundle_dir(tmp_path)
-    assert sorted(sources) == ["b.rego", "hub/a.rego"]
-    assert data_json == '{"x": 1}'
-    assert rego_tests.run_tests(sources, data_json).ok
+    bundle = load_bundle_dir(tmp_path)
+    assert sorted({**bundle.sources, **bundle.tests}) == ["b.rego", "hub/a.rego"]
+    assert rego_tests.run_tests({**bundle.sources, **bundle.tests}, bundle.data_json).ok
 
 
-def test_load_bundle_dir_without_data_gives_an_empty_document(tmp_path: Path) -> None:
-    write_bundle(tmp_path)
-    (tmp_path / "data.json").unlink()
-    sources, data_json = rego_tests.load_bundle_dir(tmp_path)
-    assert data_json == "{}"
-    report = rego_tests.run_tests(sources, data_json)
-    assert {r.name: r.passed for r in report.results} == {
-        "data.demo_test.test_a": False,
-        "data.demo_test.test_b": True,
-    }
-
-
-def test_symlinked_module_is_refused(tmp_path: Path) -> None:
-    write_bundle(tmp_path)
-    outside = tmp_path.parent / f"{tmp_path.name}-outside.rego"
+@pytest.mark.parametrize("where", ["module", "folder", "data", "root"])
+def test_symlinks_are_refused(tmp_path: Path, where: str) -> None:
+    bundle = tmp_path / "bundle"
+    write_bundle(bundle)
+    outside = tmp_path / "outside.rego"
     outside.write_text(HEADER + "test_x if true\n")
-    (tmp_path / "hub" / "link.rego").symlink_to(outside)
-    with pytest.raises(rego_tests.BundleFileError, match="symlink"):
-        rego_tests.load_bundle_dir(tmp_path)
+    target = bundle
+    if where == "module":
+        (bundle / "hub" / "link.rego").symlink_to(outside)
+    elif where == "folder":
+        (bundle / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+    elif where == "data":
+        (bundle / "data.json").unlink()
+        (bundle / "data.json").symlink_to(outside)
+    else:
+        target = tmp_path / "alias"
+        target.symlink_to(bundle, target_is_directory=True)
+    with pytest.raises(PolicyLoadError, match="symbolic link"):
+        load_bundle_dir(target)
 
 
-def test_symlinked_folder_is_refused(tmp_path: Path) -> None:
-    bundle = tmp_path / "bundle"
-    write_bundle(bundle)
-    (bundle / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
-    with pytest.raises(rego_tests.BundleFileError, match="symlink"):
-        rego_tests.load_bundle_dir(bundle)
-
-
-def test_symlinked_data_is_refused(tmp_path: Path) -> None:
-    bundle = tmp_path / "bundle"
-    write_bundle(bundle)
-    (bundle / "data.json").unlink()
-    (tmp_path / "secret.json").write_text('{"x": 1}')
-    (bundle / "data.json").symlink_to(tmp_path / "secret.json")
-    with pytest.raises(rego_tests.BundleFileError, match="symlink"):
-        rego_tests.load_bundle_dir(bundle)
-
-
-def test_symlinked_bundle_root_is_refused(tmp_path: Path) -> None:
-    write_bundle(tmp_path / "real")
-    (tmp_path / "alias").symlink_to(tmp_path / "real", target_is_directory=True)
-    with pytest.raises(rego_tests.BundleFileError):
-        rego_tests.load_bundle_dir(tmp_path / "alias")
-
-
-def test_oversized_file_is_refused(tmp_path: Path) -> None:
+def test_oversized_file_is_refused_and_the_limit_itself_is_read(tmp_path: Path) -> None:
     write_bundle(tmp_path)
-    padding = "#" * rego_tests.MAX_FILE_BYTES
-    (tmp_path / "big.rego").write_text(HEADER + padding + "\n")
-    with pytest.raises(rego_tests.BundleFileError, match="larger than"):
-        rego_tests.load_bundle_dir(tmp_path)
-
-
-def test_file_of_exactly_the_limit_is_read(tmp_path: Path) -> None:
-    write_bundle(tmp_path)
-    text = HEADER + "#" * (rego_tests.MAX_FILE_BYTES - len(HEADER) - 1) + "\n"
+    text = HEADER + "#" * (MAX_FILE_BYTES - len(HEADER) - 1) + "\n"
     (tmp_path / "edge.rego").write_text(text)
-    sources, _ = rego_tests.load_bundle_dir(tmp_path)
-    assert len(sources["edge.rego"]) == rego_tests.MAX_FILE_BYTES
+    assert len(load_bundle_dir(tmp_path).sources["edge.rego"]) == MAX_FILE_BYTES
+    (tmp_path / "big.rego").write_text(text + "#")
+    with pytest.raises(PolicyLoadError, match="larger than"):
+        load_bundle_dir(tmp_path)
 
 
-def test_non_utf8_module_is_refused(tmp_path: Path) -> None:
+def test_non_utf8_module_and_missing_folder_are_refused(tmp_path: Path) -> None:
     write_bundle(tmp_path)
     (tmp_path / "latin.rego").write_bytes(b"package x\n# caf\xe9\n")
-    with pytest.raises(rego_tests.BundleFileError, match="UTF-8"):
-        rego_tests.load_bundle_dir(tmp_path)
-
-
-def test_missing_folder_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(rego_tests.BundleFileError):
-        rego_tests.load_bundle_dir(tmp_path / "absent")
+    with pytest.raises(PolicyLoadError, match="UTF-8"):
+        load_bundle_dir(tmp_path)
+    with pytest.raises(PolicyLoadError):
+        load_bundle_dir(tmp_path / "absent")
