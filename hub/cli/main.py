@@ -9,6 +9,7 @@ import msgspec
 from hub.cli.common import emit, run_with_services, settings_or_exit
 from hub.cli.nodes import nodes
 from hub.cli.policy import policy_group
+from hub.cli.tokens import tokens
 from hub.runtime import Services
 
 
@@ -128,6 +129,7 @@ def export_schemas(folder: str) -> None:
 
 main.add_command(nodes)
 main.add_command(policy_group)
+main.add_command(tokens)
 
 
 if __name__ == "__main__":
