@@ -91,6 +91,7 @@ class PolicyService:
         self._budget_ns = eval_budget_ms * 1_000_000
         self._clock = clock
         self._metrics = metrics or default_metrics()
+        self._mask_cache: dict[tuple[int, str], list[str | _MaskRule]] = {}
 
     @property
     def revision(self) -> str | None:
@@ -105,6 +106,7 @@ class PolicyService:
         with. The replaced engine is closed (a wasm engine releases its instances).
         """
         previous, self._engine = self._engine, engine
+        self._mask_cache.clear()
         if previous is not None and previous is not engine and isinstance(previous, _Closable):
             previous.close()
         return previous
@@ -191,11 +193,7 @@ class PolicyService:
         """The document with `system/log/mask`'s pointers masked; the input fully redacted
         when the mask cannot be evaluated (the log must never hold what the mask hides)."""
         try:
-            if engine is None:
-                raise PolicyEvaluationError("no policy bundle is active")
-            mask_input = {"entrypoint": entrypoint, "input": msgspec.Raw(input_json)}
-            raw = engine.evaluate(MASK_ENTRYPOINT, msgspec.json.encode(mask_input))
-            rules = msgspec.json.decode(raw, type=_MASK_TYPE)
+            rules = self._mask_rules(engine, entrypoint)
         except Exception as exc:  # a broken mask must not break the decision
             self._metrics.mask_failures.labels(entrypoint).inc()
             log.warning("decision log mask failed", entrypoint=entrypoint, error=str(exc)[:200])
@@ -203,6 +201,23 @@ class PolicyService:
         for rule in rules:
             mask_pointer(document, rule if isinstance(rule, str) else rule.path)
         return document
+
+    def _mask_rules(self, engine: PolicyEngine | None, entrypoint: str) -> list[str | _MaskRule]:
+        """The mask pointers of an entrypoint under this engine, evaluated once per bundle.
+
+        The mask's input is `{"entrypoint": ...}` only (policies/README.md): what to hide is a
+        property of the entrypoint, not of one request, so it is cached per engine instead of
+        costing a second evaluation over the whole input on every decision.
+        """
+        if engine is None:
+            raise PolicyEvaluationError("no policy bundle is active")
+        key = (id(engine), entrypoint)
+        cached = self._mask_cache.get(key)
+        if cached is None:
+            raw = engine.evaluate(MASK_ENTRYPOINT, msgspec.json.encode({"entrypoint": entrypoint}))
+            cached = msgspec.json.decode(raw, type=_MASK_TYPE)
+            self._mask_cache[key] = cached
+        return cached
 
     def _count(
         self, entrypoint: str, error: _Failure | None, record: DecisionRecord, elapsed_ns: int
