@@ -63,7 +63,12 @@ def build_services(settings: Settings) -> Services:
         media=LocalBlobStore(Path(settings.media_dir)),
         tokens=TokenStore(Path(settings.api_tokens_file)),
         decisions=decisions,
-        policy=PolicyService(None, sink=decisions, eval_budget_ms=settings.policy_eval_timeout_ms),
+        policy=PolicyService(
+            None,
+            sink=decisions,
+            eval_budget_ms=settings.policy_eval_timeout_ms,
+            cache_size=settings.policy_cache_size,
+        ),
     )
 
 

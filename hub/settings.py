@@ -58,6 +58,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     decision_log_flush_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 200
     # Budget of one policy evaluation; a slower one is treated as failed (fail closed).
     policy_eval_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 50
+    # Authz answers cached per bundle on (subject, request); 0 turns the cache off.
+    policy_cache_size: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 10_000
     # Refuse policy bundles without a valid `.signatures.json`. Always on in production;
     # development and test may turn it off (hub.policy.bundles.config.signing_required).
     policy_signing_required: bool = True

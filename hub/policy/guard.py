@@ -29,7 +29,12 @@ class Decider(Protocol):
     """What the guard needs from the policy service."""
 
     async def decide(
-        self, entrypoint: str, input: msgspec.Struct, *, result_type: type[T]
+        self,
+        entrypoint: str,
+        input: msgspec.Struct,
+        *,
+        result_type: type[T],
+        cache_key: bytes | None = None,
     ) -> tuple[T, DecisionRecord]:
         """Evaluate an entrypoint, fail closed, log the decision."""
         ...
@@ -68,10 +73,13 @@ async def policy_guard(
         path=connection.url.path,
         resource={k: str(v) for k, v in connection.path_params.items()},
     )
+    # The default bundle's authz reads subject and request, not time (policies/README.md),
+    # so answers are cached per bundle on those two; each request still gets its own record.
     result, record = await deps.policy.decide(
         "hub/authz/decision",
         AuthzInput(subject=subject, request=info, time=utcnow()),
         result_type=AuthzResult,
+        cache_key=msgspec.json.encode((subject, info)),
     )
     if not result.allow:
         raise ForbiddenError(

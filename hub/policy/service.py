@@ -12,6 +12,7 @@ its own), but its answer is discarded and the decision fails closed.
 import os
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -74,6 +75,34 @@ class _MaskRule(msgspec.Struct, frozen=True):
 _MASK_TYPE = list[str | _MaskRule]
 
 
+class BoundedCache:
+    """A small LRU map (bounded: a cache must never grow with traffic)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        """The value for key (marking it recently used), or None."""
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        """Store, evicting the least recently used entry past the size."""
+        if self.size <= 0:
+            return
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget everything (a new bundle may answer differently)."""
+        self._items.clear()
+
+
 class PolicyService:
     """Holds the active engine and makes every decision through it."""
 
@@ -85,6 +114,7 @@ class PolicyService:
         eval_budget_ms: int,
         clock: Clock = utcnow,
         metrics: PolicyMetrics | None = None,
+        cache_size: int = 10_000,
     ) -> None:
         self._engine = engine
         self._sink = sink
@@ -92,6 +122,7 @@ class PolicyService:
         self._clock = clock
         self._metrics = metrics or default_metrics()
         self._mask_cache: dict[tuple[int, str], list[str | _MaskRule]] = {}
+        self._results: BoundedCache = BoundedCache(cache_size)
 
     @property
     def revision(self) -> str | None:
@@ -107,22 +138,41 @@ class PolicyService:
         """
         previous, self._engine = self._engine, engine
         self._mask_cache.clear()
+        self._results.clear()
         if previous is not None and previous is not engine and isinstance(previous, _Closable):
             previous.close()
         return previous
 
     async def decide(
-        self, entrypoint: str, input: msgspec.Struct, *, result_type: type[T]
+        self,
+        entrypoint: str,
+        input: msgspec.Struct,
+        *,
+        result_type: type[T],
+        cache_key: bytes | None = None,
     ) -> tuple[T, DecisionRecord]:
-        """Evaluate `entrypoint` on `input` into `result_type`, failing closed; log it."""
+        """Evaluate `entrypoint` on `input` into `result_type`, failing closed; log it.
+
+        With `cache_key` (the input fields the answer depends on), a successful result is
+        reused for the same key under the same bundle. A cached decision is still a decision:
+        it gets its own id and log record, only the evaluation is skipped.
+        """
         engine = self._engine  # one engine for the whole decision, even across a swap
         input_json = msgspec.json.encode(input)
         error: _Failure | None = None
         start = time.perf_counter_ns()
+        key = None if cache_key is None else (id(engine), entrypoint, cache_key)
+        cached = None if key is None else self._results.get(key)
         try:
-            result = self._evaluate(engine, entrypoint, input_json, input, result_type)
+            result = (
+                cached
+                if cached is not None
+                else self._evaluate(engine, entrypoint, input_json, input, result_type)
+            )
             if time.perf_counter_ns() - start > self._budget_ns:
                 raise _Failure("timeout", f"evaluation overran {self._budget_ns // 1000} µs")
+            if key is not None and cached is None:
+                self._results.put(key, result)
         except _Failure as failure:
             result, error = fail_closed(result_type, input, cause=failure.cause), failure
         elapsed = time.perf_counter_ns() - start

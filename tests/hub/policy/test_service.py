@@ -423,3 +423,51 @@ def test_decision_ids_are_uuid7_and_sort_by_time() -> None:
     assert uuid.UUID(first).variant == uuid.RFC_4122
     assert first < second
     assert len({new_decision_id() for _ in range(1000)}) == 1000
+
+
+async def test_cached_answers_are_reused_but_every_decision_is_logged() -> None:
+    from datetime import UTC, datetime
+
+    from hub.identity.schemas import Subject
+    from hub.policy.engines.rego import RegoEngine
+    from hub.policy.schemas import AuthzInput, AuthzResult, RequestInfo
+    from hub.policy.service import PolicyService
+
+    source = (
+        "package hub.authz\nimport rego.v1\n"
+        'decision := {"allow": input.subject.id == "ada", "reason": data.reason}\n'
+    )
+    logged: list[object] = []
+
+    class Sink:
+        async def record(self, record: object) -> None:
+            logged.append(record)
+
+    def engine(reason: str) -> RegoEngine:
+        return RegoEngine(
+            {"a.rego": source},
+            f'{{"reason": "{reason}"}}',
+            revision=reason,
+            entrypoints=["hub/authz/decision"],
+        )
+
+    service = PolicyService(engine("first"), sink=Sink(), eval_budget_ms=1000, cache_size=10)
+    query = AuthzInput(
+        subject=Subject(id="ada", kind="user", roles=["admin"]),
+        request=RequestInfo(method="GET", route="/x", path="/x"),
+        time=datetime.now(UTC),
+    )
+    one, rec1 = await service.decide(
+        "hub/authz/decision", query, result_type=AuthzResult, cache_key=b"k"
+    )
+    two, rec2 = await service.decide(
+        "hub/authz/decision", query, result_type=AuthzResult, cache_key=b"k"
+    )
+    assert one == two == AuthzResult(allow=True, reason="first")
+    assert rec1.decision_id != rec2.decision_id
+    assert len(logged) == 2
+    service.activate(engine("second"))  # a new bundle must not answer from the old cache
+    three, _ = await service.decide(
+        "hub/authz/decision", query, result_type=AuthzResult, cache_key=b"k"
+    )
+    assert three.reason == "second"
