@@ -27,21 +27,20 @@ from litestar.datastructures import State
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from hub.identity.tokens import TokenEntry, append_token, new_token, token_hash  # noqa: E402
-from hub.kit.db import drop_database, with_database  # noqa: E402
-from hub.kit.problems import EXCEPTION_HANDLERS  # noqa: E402
-from hub.policy.guard import policy_guard  # noqa: E402
-from hub.runtime import (  # noqa: E402
+from hub.identity.tokens import TokenEntry, append_token, new_token, token_hash
+from hub.kit.db import drop_database, with_database
+from hub.kit.problems import EXCEPTION_HANDLERS
+from hub.policy.guard import policy_guard
+from hub.runtime import (
     build_services,
     start_policy,
     start_services,
     stop_policy,
     stop_services,
 )
-from hub.settings import Settings, load_settings  # noqa: E402
+from hub.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @get("/healthz", opt={"public": True}, sync_to_thread=False)
@@ -79,7 +78,9 @@ def bench_app(settings: Settings) -> Litestar:
     )
 
 
-async def timed(client: AsyncTestClient, path: str, headers: dict[str, str], n: int) -> list[float]:  # type: ignore[type-arg]
+async def timed(
+    client: AsyncTestClient[Litestar], path: str, headers: dict[str, str], n: int
+) -> list[float]:
     """Latencies (µs) of n sequential requests; every answer must be 200."""
     samples: list[float] = []
     for _ in range(n):

@@ -405,9 +405,7 @@ def print_report(result: dict[str, Any]) -> None:
     )
     if "authz_input" in result:
         print_table("authz, where the time goes (rego-cpp)", result["authz_input"])
-    print_table(
-        "authz with the decision cache (PolicyService, HUB_POLICY_CACHE_SIZE)", result["authz_cache"]
-    )
+    print_table("authz with the decision cache (HUB_POLICY_CACHE_SIZE)", result["authz_cache"])
     target = result["target"]
     verdict = "met" if target["met"] else "missed"
     print(

@@ -64,7 +64,7 @@ async def test_admin_token_reaches_admin_routes_and_others_are_refused(
 
 async def test_edge_node_signature_does_not_open_admin_routes(
     client: AsyncTestClient,
-    edge_node: EdgeNode,  # type: ignore[type-arg]
+    edge_node: EdgeNode,
 ) -> None:
     path = "/v1/admin/policy/bundles"
     headers = edge_node.signer.sign(method="GET", url=f"{BASE_URL}{path}", body=b"")
@@ -76,7 +76,7 @@ async def test_edge_node_signature_does_not_open_admin_routes(
 async def test_decisions_are_logged_with_the_masked_input(
     client: AsyncTestClient,
     edge_node: EdgeNode,
-    settings: Settings,  # type: ignore[type-arg]
+    settings: Settings,
 ) -> None:
     import asyncio
 
