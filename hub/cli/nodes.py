@@ -4,11 +4,11 @@ import os
 from pathlib import Path
 
 import click
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hub.cli.common import emit, run_with_services
 from hub.identity import NodeCreate, NodeRead, add_node, list_nodes, revoke_node
+from hub.kit.keyfiles import write_private_key
 from hub.runtime import Services
 
 ACTOR = "cli:" + os.environ.get("USER", "operator")
@@ -94,17 +94,7 @@ def generate_key_file(key_out: Path) -> str:
     """Generate an Ed25519 key pair, write the private key (0600, never overwriting); return
     the public key as PEM."""
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    key_out.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(key_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return public.decode()
+    return write_private_key(key_out, key)
 
 
 def _read_text(path: Path | None) -> str:

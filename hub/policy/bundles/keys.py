@@ -19,7 +19,6 @@ It is re-read on every upload, so a key added or removed takes effect without a 
 """
 
 import json
-import os
 import tomllib
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc.jwk import ECKey, RSAKey
 
+from hub.kit.keyfiles import write_private_key
 from hub.policy.bundles.errors import BundleError
 
 SigningKey = ECKey | RSAKey
@@ -91,17 +91,7 @@ def generate_key_pem(path: Path) -> str:
     """Write a new P-256 (ES256) private key to `path` (0600, never overwriting); return the
     public key as PEM."""
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return public.decode()
+    return write_private_key(path, key)
 
 
 def _wrap(loaded: object) -> tuple[SigningKey, str]:
