@@ -25,7 +25,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from hub.policy.schemas import (
     AuthzInput,
     AuthzResult,
     DecisionRecord,
-    IngestEvent,
+    IngestGroup,
     IngestInput,
     IngestNode,
     IngestResult,
@@ -111,7 +111,9 @@ def scenarios() -> list[Scenario]:
             AuthzInput(subject=agency_user, request=admin_only, time=NOW),
             AuthzResult,
         ),
-        Scenario("ingest: batch of 20 events", "hub/ingest/decision", ingest_input(), IngestResult),
+        Scenario(
+            "ingest: 100 events (18 groups)", "hub/ingest/decision", ingest_input(), IngestResult
+        ),
         Scenario(
             "release: plates hashed for transit",
             "hub/release/decision",
@@ -127,22 +129,22 @@ def scenarios() -> list[Scenario]:
     ]
 
 
-def ingest_input(count: int = 20) -> IngestInput:
-    classes = [["vehicle", "plate"], ["person"], ["person", "face"], ["vehicle"]]
-    events = [
-        IngestEvent(
-            event_id=f"0193a8f0-0000-7000-8000-{i:012d}",
-            camera_id=f"demo-cam-{1 + i % 3}",
-            captured_at=NOW - timedelta(seconds=i),
-            classes=classes[i % len(classes)],
-            max_confidence=0.91 - i * 0.01,
-            min_confidence=0.45 + (i % 5) * 0.05,
-            model_name="yolov8n-hub",
-        )
-        for i in range(count)
+def ingest_input(count: int = 100) -> IngestInput:
+    """The groups of a busy 100-event batch: three cameras, six class lists."""
+    classes = [
+        ["plate", "vehicle"],
+        ["person"],
+        ["face", "person"],
+        ["vehicle"],
+        ["person", "vehicle"],
+        ["person", "plate", "vehicle"],
+    ]
+    keys = {(f"demo-cam-{1 + i % 3}", tuple(classes[i % len(classes)])) for i in range(count)}
+    groups = [
+        IngestGroup(camera_id=c, model_name="yolov8n-hub", classes=list(k)) for c, k in sorted(keys)
     ]
     return IngestInput(
-        node=IngestNode(id="3f6c1d2e-node", name="gate-7", status="active"), events=events
+        node=IngestNode(id="3f6c1d2e-node", name="gate-7", status="active"), groups=groups
     )
 
 

@@ -45,18 +45,6 @@ class AuthzResult(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
 
 
-class IngestEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """What ingest policy may look at for one event (no attribute values: no PII)."""
-
-    event_id: str
-    camera_id: str
-    captured_at: datetime
-    classes: list[str]
-    max_confidence: float
-    min_confidence: float
-    model_name: str
-
-
 class IngestNode(msgspec.Struct, frozen=True, kw_only=True):
     """The uploading node as the registry knows it."""
 
@@ -65,24 +53,35 @@ class IngestNode(msgspec.Struct, frozen=True, kw_only=True):
     name: str = ""
 
 
+class IngestGroup(msgspec.Struct, frozen=True, kw_only=True):
+    """The events of a batch that share camera, model and class list (no attribute values:
+    no personal data). Policy judges groups; a batch of 100 events from one camera is a few."""
+
+    camera_id: str
+    model_name: str
+    classes: list[str]
+
+
 class IngestInput(msgspec.Struct, frozen=True, kw_only=True):
-    """Input of `hub/ingest/decision`: one evaluation per batch (events in order)."""
+    """Input of `hub/ingest/decision`: one evaluation per batch, its distinct groups in order."""
 
     node: IngestNode
-    events: list[IngestEvent]
+    groups: list[IngestGroup]
 
 
-class EventVerdict(msgspec.Struct, frozen=True, kw_only=True):
-    """What to do with one event."""
+class GroupVerdict(msgspec.Struct, frozen=True, kw_only=True):
+    """What to do with a group's events. On `accept`, `min_confidence` is an obligation the
+    hub applies per event: an event whose best score is below it is dropped."""
 
     action: Literal["accept", "drop", "quarantine"]
     reason: str
+    min_confidence: float | None = None
 
 
 class IngestResult(msgspec.Struct, frozen=True, kw_only=True):
-    """Output of `hub/ingest/decision`: one verdict per input event, same order."""
+    """Output of `hub/ingest/decision`: one verdict per input group, same order."""
 
-    events: list[EventVerdict]
+    groups: list[GroupVerdict]
 
 
 class Recipient(msgspec.Struct, frozen=True, kw_only=True):

@@ -27,7 +27,7 @@ from hub.policy.ports import PolicyEngine
 from hub.policy.schemas import (
     AuthzResult,
     DecisionRecord,
-    EventVerdict,
+    GroupVerdict,
     IngestInput,
     IngestResult,
     ReleaseResult,
@@ -293,11 +293,11 @@ def _check_result(input: msgspec.Struct, result: msgspec.Struct) -> None:
     if (
         isinstance(input, IngestInput)
         and isinstance(result, IngestResult)
-        and len(result.events) != len(input.events)
+        and len(result.groups) != len(input.groups)
     ):
         raise _Failure(
             "schema",
-            f"{len(result.events)} verdicts for {len(input.events)} events",
+            f"{len(result.groups)} verdicts for {len(input.groups)} groups",
         )
 
 
@@ -312,7 +312,7 @@ def _quarantine_all(input: msgspec.Struct, reason: str) -> IngestResult:
     if not isinstance(input, IngestInput):
         raise PolicyEvaluationError("hub/ingest needs an IngestInput to fail closed")
     return IngestResult(
-        events=[EventVerdict(action="quarantine", reason=reason) for _ in input.events]
+        groups=[GroupVerdict(action="quarantine", reason=reason) for _ in input.groups]
     )
 
 

@@ -1,16 +1,13 @@
-# What the hub does with each uploaded event: accept, drop or quarantine.
+# What the hub does with the events of a batch, judged per group of events that share a
+# camera, a model and a class list: accept (with the minimum confidence an event of the group
+# needs), drop or quarantine. The hub applies the minimum to each event's best score.
 #
 # Quarantined events are stored but never routed to agencies. Checks run in this order and
 # the first that applies decides: node status, camera blocklist, camera quarantine, model,
-# classes, confidence. The tunables live in data.hub.config.ingest.
+# classes. The tunables live in data.hub.config.ingest.
 #
-# Entrypoint: hub/ingest/decision -> {"events": [{"action", "reason"}, ...]}, one verdict per
-# input event, in input order.
-#
-# Written for rego-cpp's costs: the events of a batch share a few cameras and class lists,
-# so what depends only on those is judged once per batch (the tables below) and each event
-# costs a few lookups. An `else` chain per event would cost about twice as much (rego-cpp's
-# else chains grow faster than linearly with their length).
+# Entrypoint: hub/ingest/decision -> {"groups": [{"action", "reason", "min_confidence"?}, ...]},
+# one verdict per input group, in input order.
 package hub.ingest
 
 import rego.v1
@@ -19,44 +16,25 @@ config := data.hub.config.ingest
 
 node_status := object.get(object.get(input, "node", {}), "status", "missing")
 
-accepted := {"action": "accept", "reason": "accepted"}
-
-# Per event: the issues found, in check order, then the score's verdict; the first one wins.
-# An event missing a field matches nothing and is dropped as not evaluable.
-decision := {"events": [drop("node not active") | some _ in input.events]} if {
+decision := {"groups": [drop("node not active") | some _ in input.groups]} if {
 	node_status != "active"
-} else := {"events": [verdict |
-	some idx
-	ev := input.events[idx]
-	found := array.concat(
-		array.concat(
-			[issue | issue := camera_issues[ev.camera_id]],
-			[issue | not known_models[ev.model_name]; issue := quarantine(concat("", ["unknown model ", ev.model_name]))],
-		),
-		array.concat(
-			[issue | issue := class_issues[ev.classes]],
-			[outcome | minimum := floors[ev.classes]; outcome := scored(ev.max_confidence, minimum)],
-		),
-	)
-	verdict := array.concat(found, [drop("event not evaluable")])[0]
-]}
+} else := {"groups": [group_verdict(group) | some group in input.groups]}
 
-# Per batch: each distinct camera, model and class list once.
-batch_cameras := {ev.camera_id | some ev in input.events}
-
-batch_classes := {ev.classes | some ev in input.events}
-
-known_models := {ev.model_name | some ev in input.events; ev.model_name in config.models}
-
-camera_issues := {cam: issue | some cam in batch_cameras; issue := camera_issue(cam)}
+group_verdict(group) := issue if {
+	issue := camera_issue(group.camera_id)
+} else := quarantine(concat("", ["unknown model ", group.model_name])) if {
+	not group.model_name in config.models
+} else := issue if {
+	issue := class_issue(group.classes)
+} else := {"action": "accept", "reason": "accepted", "min_confidence": confidence_floor(group.classes)} if {
+	true
+} else := drop("group not evaluable")
 
 camera_issue(cam) := drop(concat("", ["camera blocked: ", note])) if {
 	note := config.cameras.blocked[cam]
 } else := quarantine(concat("", ["camera quarantined: ", note])) if {
 	note := config.cameras.quarantined[cam]
 }
-
-class_issues := {labels: issue | some labels in batch_classes; issue := class_issue(labels)}
 
 class_issue(labels) := drop("no classes") if {
 	count(labels) == 0
@@ -65,22 +43,13 @@ class_issue(labels) := drop("no classes") if {
 	count(unaccepted) > 0
 }
 
-floors := {labels: minimum | some labels in batch_classes; minimum := confidence_floor(labels)}
-
-# The most lenient minimum among the event's classes: the event carries only its best score,
+# The most lenient minimum among the group's classes: an event carries only its best score,
 # so it is dropped only when no detection in it can reach its own class's minimum.
 # (Not min(): rego-cpp's min() compares numbers as text, so min({9, 10}) is 10.)
 confidence_floor(labels) := low if {
 	minimums := {config.classes[label].min_confidence | some label in labels}
 	some low in minimums
 	every other in minimums { low <= other }
-}
-
-# Reasons are built with concat (see hub.authz: rego-cpp's sprintf quotes computed strings).
-scored(score, minimum) := accepted if {
-	score >= minimum
-} else := drop(concat("", ["below confidence threshold: ", sprintf("%v", [score]), " < ", sprintf("%v", [minimum])])) if {
-	score < minimum
 }
 
 drop(reason) := {"action": "drop", "reason": reason}

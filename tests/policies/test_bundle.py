@@ -190,45 +190,41 @@ def test_quotes_in_input_do_not_break_the_reason(engine: PolicyEngine) -> None:
 # Ingest
 
 
-def ingest_event(**overrides: object) -> dict[str, Any]:
+def ingest_group(**overrides: object) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "event_id": "0b9f3d1e-8c1a-4c7e-9f57-3f1f3b0c9a11",
         "camera_id": "demo-cam-1",
-        "captured_at": "2026-11-22T10:17:42.512Z",
-        "classes": ["person", "vehicle"],
-        "max_confidence": 0.91,
-        "min_confidence": 0.62,
         "model_name": "demo-synthetic",
+        "classes": ["person", "vehicle"],
     }
     return base | overrides
 
 
 def ingest(
-    engine: PolicyEngine, events: list[dict[str, Any]], status: str = "active"
+    engine: PolicyEngine, groups: list[dict[str, Any]], status: str = "active"
 ) -> IngestResult:
     node = {"id": "node-7", "name": "gate-east", "status": status}
     return typed(
-        decide(engine, "hub/ingest/decision", {"node": node, "events": events}), IngestResult
+        decide(engine, "hub/ingest/decision", {"node": node, "groups": groups}), IngestResult
     )
 
 
-def test_ingest_gives_one_verdict_per_event_in_order(engine: PolicyEngine) -> None:
-    # 500 events (the batch maximum) whose expected action is known from their index.
-    events = [
-        ingest_event(
-            event_id=f"e{i}",
-            camera_id="cam-lab-02" if i % 3 == 0 else "demo-cam-1",
-            max_confidence=0.1 if i % 3 == 1 else 0.9,
+def test_ingest_gives_one_verdict_per_group_in_order(engine: PolicyEngine) -> None:
+    groups = [
+        ingest_group(
+            camera_id=f"cam-{i}" if i % 3 else "cam-lab-02",
+            classes=["dog"] if i % 3 == 1 else ["person"],
         )
-        for i in range(500)
+        for i in range(60)
     ]
-    expected = ["quarantine", "drop", "accept"] * 167
-    assert [v.action for v in ingest(engine, events).events] == expected[:500]
+    expected = ["quarantine", "drop", "accept"] * 20
+    result = ingest(engine, groups)
+    assert [v.action for v in result.groups] == expected
+    assert {v.min_confidence for v in result.groups if v.action == "accept"} == {0.5}
 
 
-def test_revoked_node_has_every_event_dropped(engine: PolicyEngine) -> None:
-    result = ingest(engine, [ingest_event(), ingest_event()], status="revoked")
-    assert {(v.action, v.reason) for v in result.events} == {("drop", "node not active")}
+def test_revoked_node_has_every_group_dropped(engine: PolicyEngine) -> None:
+    result = ingest(engine, [ingest_group(), ingest_group(camera_id="x")], status="revoked")
+    assert {(v.action, v.reason) for v in result.groups} == {("drop", "node not active")}
 
 
 # Release

@@ -17,7 +17,7 @@ from hub.policy.schemas import (
     AuthzInput,
     AuthzResult,
     DecisionRecord,
-    IngestEvent,
+    IngestGroup,
     IngestInput,
     IngestNode,
     IngestResult,
@@ -49,9 +49,9 @@ decision := {"allow": true, "reason": "admin"} if "admin" in input.subject.roles
 """,
     "hub/ingest.rego": """package hub.ingest
 import rego.v1
-decision := {"events": [verdict(e) | some e in input.events]}
-verdict(e) := {"action": "accept", "reason": "ok"} if e.max_confidence >= 0.5
-verdict(e) := {"action": "drop", "reason": "low confidence"} if e.max_confidence < 0.5
+decision := {"groups": [verdict(g) | some g in input.groups]}
+verdict(g) := {"action": "accept", "reason": "ok", "min_confidence": 0.5} if g.camera_id == "cam-1"
+verdict(g) := {"action": "drop", "reason": "unknown camera"} if g.camera_id != "cam-1"
 """,
     "hub/release.rego": """package hub.release
 import rego.v1
@@ -86,7 +86,7 @@ import rego.v1
 }
 WRONG_SHAPE = {
     "hub/authz.rego": 'package hub.authz\ndecision := {"allow": "yes", "reason": 1}\n',
-    "hub/ingest.rego": 'package hub.ingest\ndecision := {"events": []}\n',
+    "hub/ingest.rego": 'package hub.ingest\ndecision := {"groups": []}\n',
 }
 
 
@@ -151,20 +151,9 @@ def authz_input(*, roles: list[Any]) -> AuthzInput:
     )
 
 
-def ingest_input(*confidences: float) -> IngestInput:
-    events = [
-        IngestEvent(
-            event_id=f"e{i}",
-            camera_id="cam-1",
-            captured_at=NOW,
-            classes=["car"],
-            max_confidence=c,
-            min_confidence=c,
-            model_name="yolo",
-        )
-        for i, c in enumerate(confidences)
-    ]
-    return IngestInput(node=IngestNode(id="n1", name="node", status="active"), events=events)
+def ingest_input(*cameras: str) -> IngestInput:
+    groups = [IngestGroup(camera_id=c, model_name="yolo", classes=["car"]) for c in cameras]
+    return IngestInput(node=IngestNode(id="n1", name="node", status="active"), groups=groups)
 
 
 def release_input() -> ReleaseInput:
@@ -220,7 +209,7 @@ async def test_decisions_come_back_typed_with_their_record() -> None:
 async def test_ingest_release_and_retention_decode_into_their_results() -> None:
     svc, _, _ = service()
     ingest, _ = await svc.decide(
-        "hub/ingest/decision", ingest_input(0.9, 0.2), result_type=IngestResult
+        "hub/ingest/decision", ingest_input("cam-1", "cam-2"), result_type=IngestResult
     )
     release, _ = await svc.decide(
         "hub/release/decision", release_input(), result_type=ReleaseResult
@@ -228,7 +217,8 @@ async def test_ingest_release_and_retention_decode_into_their_results() -> None:
     retention, _ = await svc.decide(
         "hub/retention/decision", retention_input(), result_type=RetentionResult
     )
-    assert [v.action for v in ingest.events] == ["accept", "drop"]
+    assert [v.action for v in ingest.groups] == ["accept", "drop"]
+    assert ingest.groups[0].min_confidence == 0.5
     assert release.allow
     assert release.redactions[0].op == "hash"
     assert retention == RetentionResult(keep_days=30, hold=False, reason="default")
@@ -238,7 +228,7 @@ async def test_ingest_release_and_retention_decode_into_their_results() -> None:
 
 CASES: list[tuple[str, Any, type[Any]]] = [
     ("hub/authz/decision", authz_input(roles=["admin"]), AuthzResult),
-    ("hub/ingest/decision", ingest_input(0.9, 0.8, 0.7), IngestResult),
+    ("hub/ingest/decision", ingest_input("cam-1", "cam-2", "cam-3"), IngestResult),
     ("hub/release/decision", release_input(), ReleaseResult),
     ("hub/retention/decision", retention_input(), RetentionResult),
 ]
@@ -247,8 +237,8 @@ CASES: list[tuple[str, Any, type[Any]]] = [
 def assert_closed(result: Any, cause: str) -> None:
     reason = f"policy error: {cause}"
     if isinstance(result, IngestResult):
-        assert result.events
-        assert all(v.action == "quarantine" and v.reason == reason for v in result.events)
+        assert result.groups
+        assert all(v.action == "quarantine" and v.reason == reason for v in result.groups)
     elif isinstance(result, RetentionResult):
         assert result == RetentionResult(keep_days=FAIL_CLOSED_KEEP_DAYS, hold=True, reason=reason)
     else:
@@ -305,10 +295,10 @@ async def test_a_result_that_does_not_match_the_schema_fails_closed() -> None:
 async def test_an_ingest_result_with_the_wrong_number_of_verdicts_fails_closed() -> None:
     svc, _, _ = service(WRONG_SHAPE)
     result, record = await svc.decide(
-        "hub/ingest/decision", ingest_input(0.9, 0.9), result_type=IngestResult
+        "hub/ingest/decision", ingest_input("cam-1", "cam-2"), result_type=IngestResult
     )
-    assert [v.action for v in result.events] == ["quarantine", "quarantine"]
-    assert record.error == "schema: 0 verdicts for 2 events"
+    assert [v.action for v in result.groups] == ["quarantine", "quarantine"]
+    assert record.error == "schema: 0 verdicts for 2 groups"
 
 
 async def test_an_evaluation_over_budget_fails_closed() -> None:

@@ -1,0 +1,61 @@
+"""The ingest port on the real default bundle: groups judged once, minimums applied per event."""
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hub.contracts.detection_v1 import BoundingBox, Detection, DetectionEvent
+from hub.ingest.decider import PolicyIngestDecider
+from hub.policy.bundle import load_bundle_dir
+from hub.policy.engines import load_engine
+from hub.policy.schemas import DecisionRecord
+from hub.policy.service import PolicyService
+
+BUNDLE = Path(__file__).resolve().parents[3] / "policies"
+BOX = BoundingBox(x=0.1, y=0.1, width=0.2, height=0.2)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.records: list[DecisionRecord] = []
+
+    async def record(self, record: DecisionRecord) -> None:
+        self.records.append(record)
+
+
+def event(camera: str, *scores_by_label: tuple[str, float]) -> DetectionEvent:
+    return DetectionEvent(
+        event_id=uuid.uuid4(),
+        camera_id=camera,
+        captured_at=datetime.now(UTC),
+        model_name="demo-synthetic",
+        model_version="1",
+        detections=[
+            Detection(label=label, confidence=score, box=BOX) for label, score in scores_by_label
+        ],
+    )
+
+
+async def test_groups_are_judged_once_and_minimums_apply_per_event() -> None:
+    sink = Sink()
+    policy = PolicyService(load_engine(load_bundle_dir(BUNDLE)), sink=sink, eval_budget_ms=1000)
+    events = [
+        event("demo-cam-1", ("person", 0.9)),
+        event("demo-cam-1", ("person", 0.3)),  # below person's 0.5
+        event("cam-lab-02", ("person", 0.9)),  # a quarantined camera
+        event("demo-cam-1", ("person", 0.55), ("face", 0.55)),  # most lenient minimum: 0.5
+        event("demo-cam-1", ("face", 0.55)),  # face alone needs 0.6
+        event("demo-cam-1", ("dog", 0.99)),  # a class nobody accepts
+    ]
+    verdicts = await PolicyIngestDecider(policy).decide(node_id=uuid.uuid4(), events=events)
+    assert verdicts.dispositions == ["accept", "drop", "quarantine", "accept", "drop", "drop"]
+    (record,) = sink.records
+    assert verdicts.decision_id == record.decision_id
+    assert len(record.input["groups"]) == 5  # the two plain person events share one group
+
+
+async def test_without_a_bundle_every_event_is_quarantined() -> None:
+    policy = PolicyService(None, sink=Sink(), eval_budget_ms=1000)
+    events = [event("demo-cam-1", ("person", 0.9)), event("demo-cam-2", ("vehicle", 0.9))]
+    verdicts = await PolicyIngestDecider(policy).decide(node_id=uuid.uuid4(), events=events)
+    assert verdicts.dispositions == ["quarantine", "quarantine"]
