@@ -118,7 +118,7 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
+async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:
     """An HTTP client on a real app (lifespan run, real PostgreSQL and Redis)."""
     async with AsyncTestClient(app=create_app(settings), base_url=BASE_URL) as test_client:
         yield test_client

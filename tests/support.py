@@ -30,7 +30,7 @@ def signed_headers(
     **sign_kwargs: object,
 ) -> dict[str, str]:
     """Headers for a request signed the way the edge signs it."""
-    headers = signer.sign(method="POST", url=f"{BASE_URL}{path}", body=body, **sign_kwargs)  # type: ignore[arg-type]
+    headers = signer.sign(method="POST", url=f"{BASE_URL}{path}", body=body, **sign_kwargs)
     return {**headers, "Content-Type": content_type}
 
 

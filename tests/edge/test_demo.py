@@ -96,7 +96,11 @@ async def test_demo_posts_batches_the_hub_stores(
 
     assert (totals.batches, totals.failed, totals.snapshots) == (3, 0, 1)
     accepted = {r.event_id for _, result in sent for r in result.results if r.status == "accepted"}
-    assert len(accepted) == totals.accepted == 12
+    # Synthetic scores are random: policy may drop a detection below its class's minimum.
+    assert len(accepted) == totals.accepted
+    assert totals.accepted + totals.rejected == 12
+    rejected = [r for _, result in sent for r in result.results if r.status == "rejected"]
+    assert all(r.reason == "dropped by policy" for r in rejected)
     snapshot = sent[0][0].events[0].media[0].sha256
     conn = await asyncpg.connect(settings.database_url)
     try:

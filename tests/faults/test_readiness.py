@@ -44,7 +44,7 @@ async def pg_proxy(settings: Settings) -> AsyncIterator[tuple[TcpProxy, Settings
     await proxy.cut()
 
 
-async def test_ready_when_everything_answers(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+async def test_ready_when_everything_answers(client: AsyncTestClient) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200
     assert response.json()["checks"]["postgres"] == "ok"
@@ -98,7 +98,7 @@ async def test_postgres_down_makes_readyz_503_naming_postgres(
     assert response.json()["checks"]["postgres"].startswith("failing")
 
 
-async def test_openapi_schema_is_served(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+async def test_openapi_schema_is_served(client: AsyncTestClient) -> None:
     response = await client.get("/schema/openapi.json")
     assert response.status_code == 200
     paths = response.json()["paths"]

@@ -55,7 +55,7 @@ def decide(engine: PolicyEngine, entrypoint: str, value: object) -> Any:
 
 def typed(raw: dict[str, Any], kind: type[T]) -> T:
     """The result as its contract Struct, refusing a missing, extra or mistyped field."""
-    assert set(raw) == set(kind.__struct_fields__)  # type: ignore[attr-defined]
+    assert set(raw) == set(kind.__struct_fields__)
     return msgspec.convert(raw, kind)
 
 

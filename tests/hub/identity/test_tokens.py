@@ -23,7 +23,7 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 def entry(token: str, **overrides: object) -> TokenEntry:
     fields: dict[str, object] = {"sha256": token_hash(token), "subject": "ada", "roles": ["admin"]}
     fields.update(overrides)
-    return TokenEntry(**fields)  # type: ignore[arg-type]
+    return TokenEntry(**fields)
 
 
 def test_tokens_are_stored_only_as_hashes(tmp_path: Path) -> None:

@@ -19,10 +19,10 @@ from tests.support import EdgeNode, signed_headers
 pytestmark = [pytest.mark.db, pytest.mark.redis]
 
 EVENTS = "/v1/edge/events"
-Client = AsyncTestClient  # type: ignore[type-arg]
+Client = AsyncTestClient
 
 
-async def post_batch(client: Client, node: EdgeNode, body: bytes, **kwargs: object):  # type: ignore[no-untyped-def]
+async def post_batch(client: Client, node: EdgeNode, body: bytes, **kwargs: object):
     return await client.post(
         EVENTS, content=body, headers=signed_headers(node.signer, path=EVENTS, body=body, **kwargs)
     )
@@ -139,7 +139,7 @@ async def test_events_route_to_their_month_partition(
 )
 async def test_bad_signatures_are_refused(
     client: Client, edge_node: EdgeNode, settings: Settings, mutate, code
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     body = batch()
     headers = mutate(signed_headers(edge_node.signer, path=EVENTS, body=body))
     response = await client.post(EVENTS, content=body, headers=headers)

@@ -43,7 +43,7 @@ RULES = UploadRules(keys=KEY.trusted, signing_required=True)
 
 
 async def upload(services: Services, revision: str, **kwargs: object) -> str:
-    archive = signed_archive(bundle_files(revision, **kwargs), KEY)  # type: ignore[arg-type]
+    archive = signed_archive(bundle_files(revision, **kwargs), KEY)
     result = await upload_bundle(services.db, archive, actor=ADMIN, rules=RULES)
     return result.bundle.revision
 
