@@ -192,7 +192,9 @@ def start_child(name: str, argv: Sequence[str], *, out: Output) -> Child:
         stderr=subprocess.STDOUT,
         process_group=0,
     )
-    source: IO[bytes] = process.stdout  # type: ignore[assignment]  # set by stdout=PIPE
+    source = process.stdout
+    if source is None:  # cannot happen with stdout=PIPE; keeps the type exact
+        raise RuntimeError(f"{name} has no output pipe")
     reader = threading.Thread(
         target=pump, args=(name, source, out), name=f"hub-up-{name}", daemon=True
     )

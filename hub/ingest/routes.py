@@ -53,7 +53,7 @@ async def post_media(
         services.media,
         node_id=node_id,
         sha256=sha256,
-        content_type=request.headers.get("content-type", "").split(";")[0].strip(),
+        content_type=request.content_type[0].lower(),
         data=body,
     )
     return MediaResult(sha256=stored.sha256, size=stored.size, created=stored.created)
@@ -81,7 +81,7 @@ def edge_node_id(request: Request[Any, Any, Any]) -> UUID:
 
 
 def _require_json(request: Request[Any, Any, Any]) -> None:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = request.content_type[0].lower()
     if media_type != "application/json":
         raise UnsupportedMediaTypeError("events must be sent as application/json")
 

@@ -37,7 +37,7 @@ async def post_bundle(request: AnyRequest, services: ServicesDep) -> Response[Up
     """Upload a bundle `.tar.gz`: verified, tested and stored, not activated.
     201 when stored, 200 when the same archive was already there."""
     actor = _actor(request)
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = request.content_type[0].lower()
     if media_type not in ARCHIVE_TYPES:
         raise UnsupportedMediaTypeError(
             "send the bundle as application/gzip (or application/octet-stream)"
