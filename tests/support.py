@@ -104,3 +104,58 @@ async def run_hub(*args: str, env: dict[str, str]) -> subprocess.CompletedProces
         text=True,
         check=False,
     )
+
+
+class ThreadedServer:
+    """A real ASGI server (uvicorn) on a free loopback port, in a thread of its own, so
+    receivers can be stopped and started again while a test's event loop keeps running."""
+
+    def __init__(self, app: object, *, port: int = 0) -> None:
+        self.app = app
+        self.port = port or free_port()
+        self._server: object | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "ThreadedServer":
+        import time
+
+        import uvicorn
+
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        server = uvicorn.Server(config)
+        self._server = server
+        self._thread = threading.Thread(target=server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"server on port {self.port} did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True  # type: ignore[attr-defined]
+            self._thread.join(timeout=10)
+            self._server = None
+
+    def __enter__(self) -> "ThreadedServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
