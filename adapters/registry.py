@@ -1,28 +1,36 @@
 """Adapter discovery through the `hub.adapters` entry-point group."""
 
+import logging
 from importlib.metadata import entry_points
 
 from adapters.base import Adapter
 
 GROUP = "hub.adapters"
 
-
-class UnknownAdapterError(LookupError):
-    """No adapter of that kind is installed."""
+log = logging.getLogger(__name__)
 
 
 def load_adapters() -> dict[str, Adapter]:
-    """One instance of every installed adapter, by kind."""
+    """One instance of every installed adapter that loads, by kind.
+
+    An adapter that fails to import or build is left out and logged, not fatal: one broken
+    third-party plugin must not stop deliveries to every other agency. Agencies of a missing
+    kind are refused at registration and their deliveries wait as dead letters for replay.
+    """
     found: dict[str, Adapter] = {}
     for ep in entry_points(group=GROUP):
-        factory = ep.load()
-        adapter = factory()
+        try:
+            adapter = ep.load()()
+        except Exception as exc:  # a plugin's import or factory failed: skip that kind
+            log.error("adapter %r failed to load: %s: %s", ep.name, type(exc).__name__, exc)
+            continue
         if adapter.kind != ep.name:
-            raise RuntimeError(f"entry point {ep.name!r} built an adapter of kind {adapter.kind!r}")
+            log.error("entry point %r built an adapter of kind %r; skipped", ep.name, adapter.kind)
+            continue
         found[ep.name] = adapter
     return found
 
 
 def installed_kinds() -> list[str]:
-    """Names of the installed adapter kinds, without importing them."""
+    """Names of the declared adapter kinds, without importing them."""
     return sorted(ep.name for ep in entry_points(group=GROUP))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from litestar.di import NamedDependency
 
+from hub.delivery.kit import DeliveryKit
 from hub.identity.authn import AuthnDeps
 from hub.identity.tokens import TokenStore
 from hub.kit.db import Database
@@ -32,6 +33,7 @@ class Services:
     tokens: TokenStore
     decisions: DecisionLog
     policy: PolicyService
+    delivery: DeliveryKit
 
     @property
     def authn(self) -> AuthnDeps:
@@ -56,10 +58,11 @@ def build_services(settings: Settings) -> Services:
         settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
     )
     decisions = DecisionLog.from_settings(db, settings)
+    redis = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
     return Services(
         settings=settings,
         db=db,
-        redis=RedisStore(settings.redis_url, prefix=settings.redis_prefix),
+        redis=redis,
         media=LocalBlobStore(Path(settings.media_dir)),
         tokens=TokenStore(Path(settings.api_tokens_file)),
         decisions=decisions,
@@ -69,6 +72,7 @@ def build_services(settings: Settings) -> Services:
             eval_budget_ms=settings.policy_eval_timeout_ms,
             cache_size=settings.policy_cache_size,
         ),
+        delivery=DeliveryKit.build(settings, db, redis),
     )
 
 
@@ -96,6 +100,7 @@ async def stop_policy(services: Services, watcher: BundleWatcher) -> None:
 
 async def stop_services(services: Services) -> None:
     """Close every client."""
+    await services.delivery.aclose()
     await services.db.stop()
     await services.redis.close()
 

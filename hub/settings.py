@@ -67,6 +67,29 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     policy_verify_keys_file: str = ".hub/policy-keys.toml"
     # Largest policy bundle archive an upload may carry (413 above it).
     max_bundle_bytes: Positive = 8 * 1024 * 1024
+    # Keys the hub derives per-recipient hashes (release redactions) from; created 0600.
+    secrets_dir: str = ".hub/keys"
+    # Delivery: attempts before a dead letter; backoff base and cap (full jitter, doubling).
+    delivery_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 8
+    delivery_backoff_base_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 1.0
+    delivery_backoff_max_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 600.0
+    # Longest one attempt may take (adapter timeouts are shorter); also the lease on a
+    # claimed row, after which reconcile hands it to another worker.
+    delivery_job_timeout_seconds: Annotated[int, msgspec.Meta(ge=5, le=600)] = 30
+    # Reconcile re-enqueues rows due for longer than this (the queue normally has them).
+    delivery_reconcile_grace_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 5
+    delivery_reconcile_batch: Annotated[int, msgspec.Meta(ge=10, le=100_000)] = 5_000
+    # Circuit breaker per agency: open after this many consecutive failures, probe after.
+    breaker_failure_threshold: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    breaker_open_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    # An agency failing without a success for this long is paused (and an alert logged).
+    agency_auto_pause_seconds: Annotated[int, msgspec.Meta(ge=10)] = 900
+    # Back-pressure: ingest answers 503 when due-but-undelivered rows or queued jobs pass these.
+    backpressure_max_backlog: Positive = 100_000
+    backpressure_max_queue: Positive = 100_000
+    backpressure_retry_after_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 10
+    # Concurrent jobs per worker process.
+    worker_max_jobs: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
 
 
 def load_settings(

@@ -3,7 +3,7 @@
 from piccolo.table import Table
 
 from hub.audit.tables import AuditLog
-from hub.delivery.tables import Agency, Delivery
+from hub.delivery.tables import Agency, Delivery, DeliveryAttempt
 from hub.identity.tables import EdgeNode
 from hub.ingest.tables import DetectionEvent, MediaObject
 from hub.policy.tables import PolicyBundle, PolicyDecision
@@ -14,6 +14,7 @@ ALL_TABLES: tuple[type[Table], ...] = (
     DetectionEvent,
     MediaObject,
     Delivery,
+    DeliveryAttempt,
     AuditLog,
     PolicyDecision,
     PolicyBundle,

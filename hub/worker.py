@@ -2,19 +2,17 @@
 
 from typing import Any
 
-from arq import cron
+from arq import cron, func
 from arq.connections import RedisSettings
 from arq.worker import run_worker
 
+from hub.delivery.jobs import deliver, reconcile_deliveries_job
+from hub.delivery.kit import queue_name
+from hub.delivery.queue import DELIVER_FUNCTION
 from hub.ingest.jobs import ensure_partitions_job
 from hub.kit.logging import configure_logging
 from hub.runtime import build_services, start_policy, start_services, stop_policy, stop_services
 from hub.settings import Settings
-
-
-def queue_name(settings: Settings) -> str:
-    """The arq queue, namespaced like every other key of this hub."""
-    return f"{settings.redis_prefix}arq:queue"
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:
@@ -25,6 +23,9 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         await start_services(services)
         ctx["services"] = services
         ctx["policy_watcher"] = await start_policy(services, role="worker")
+        ctx["delivery_deps"] = services.delivery.worker_deps(
+            services.db, services.redis, services.policy
+        )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         if "policy_watcher" in ctx:
@@ -32,16 +33,35 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         if "services" in ctx:
             await stop_services(ctx["services"])
 
+    timeout = settings.delivery_job_timeout_seconds
     return {
-        "functions": [ensure_partitions_job],
+        "functions": [
+            ensure_partitions_job,
+            # Our ledger counts attempts; arq's try counter only has to outlast deferrals
+            # (breaker open, rate limited), hence the generous max_tries. No arq result is
+            # kept, so a replay can queue the same job id again at once.
+            func(deliver, name=DELIVER_FUNCTION, timeout=timeout, max_tries=100_000, keep_result=0),
+            func(reconcile_deliveries_job, timeout=120, keep_result=0),
+        ],
         "cron_jobs": [
             cron(ensure_partitions_job, hour={0, 12}, minute=5, run_at_startup=True, unique=True),
+            # Every 5 seconds; unique, so several workers do not all scan at once.
+            cron(
+                reconcile_deliveries_job,
+                second=set(range(0, 60, 5)),
+                run_at_startup=True,
+                unique=True,
+                timeout=120,
+                keep_result=0,
+            ),
         ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": queue_name(settings),
-        "max_jobs": 20,
+        "max_jobs": settings.worker_max_jobs,
+        # New deliveries should start within tens of milliseconds (p99 target is 1 s).
+        "poll_delay": 0.05,
         "job_timeout": 300,
         "keep_result": 3600,
     }

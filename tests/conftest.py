@@ -31,6 +31,7 @@ TABLES = (
     "detection_event",
     "media_object",
     "delivery",
+    "delivery_attempt",
     "audit_log",
     "policy_decisions",
     "policy_bundles",

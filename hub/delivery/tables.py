@@ -1,11 +1,21 @@
 """Piccolo tables of agencies and the delivery ledger (schema in migrations/sql/)."""
 
-from piccolo.columns import JSONB, UUID, BigInt, ForeignKey, Integer, Text, Timestamptz
+from piccolo.columns import (
+    JSONB,
+    UUID,
+    Array,
+    BigInt,
+    ForeignKey,
+    Integer,
+    Real,
+    Text,
+    Timestamptz,
+)
 from piccolo.table import Table
 
 
 class Agency(Table, tablename="agency"):
-    """An external recipient and how the hub reaches it."""
+    """An external recipient, how the hub reaches it and what it subscribes to."""
 
     id = UUID(primary_key=True)
     name = Text(unique=True)
@@ -15,6 +25,16 @@ class Agency(Table, tablename="agency"):
     status = Text(default="active")
     created_at = Timestamptz()
     updated_at = Timestamptz()
+    purpose = Text(default="investigation")
+    sub_classes = Array(base_column=Text())
+    sub_cameras = Array(base_column=Text())
+    sub_min_confidence = Real(default=0.0)
+    jurisdictions = Array(base_column=Text())
+    clearance = Integer(default=0)
+    max_concurrency = Integer(default=8)
+    rate_per_second = Real(default=200.0)
+    paused_reason = Text(null=True, default=None)
+    paused_at = Timestamptz(null=True, default=None)
 
 
 class Delivery(Table, tablename="delivery"):
@@ -31,3 +51,22 @@ class Delivery(Table, tablename="delivery"):
     created_at = Timestamptz()
     updated_at = Timestamptz()
     delivered_at = Timestamptz(null=True, default=None)
+    attempt_limit = Integer(default=8)
+    decision_id = Text(null=True, default=None)
+    receipt = JSONB(null=True, default=None)
+    last_status_code = Integer(null=True, default=None)
+    dead_at = Timestamptz(null=True, default=None)
+
+
+class DeliveryAttempt(Table, tablename="delivery_attempt"):
+    """One attempt of a delivery: when, how long, what came of it."""
+
+    id = BigInt(primary_key=True)
+    delivery_id = ForeignKey(references=Delivery)
+    attempt = Integer()
+    started_at = Timestamptz()
+    duration_ms = Integer()
+    outcome = Text()
+    status_code = Integer(null=True, default=None)
+    error = Text(null=True, default=None)
+    decision_id = Text(null=True, default=None)

@@ -4,6 +4,7 @@ from typing import Literal
 
 import msgspec
 from litestar import Litestar, Router, get, post
+from litestar.params import JSONBody
 from litestar.response import Response
 
 from hub.demo_agency.inbox import Inbox, Received
@@ -48,7 +49,7 @@ def _inbox_router(inbox: Inbox) -> Router:
         return Response(msgspec.json.encode(inbox.items()), media_type="application/json")
 
     @post("/fail", sync_to_thread=False, status_code=204)
-    def fail(data: FailRequest) -> None:
+    def fail(data: JSONBody[FailRequest]) -> None:
         inbox.fail_next(data.count, data.status)
 
     @post("/clear", sync_to_thread=False, status_code=204)

@@ -15,3 +15,7 @@ class ReceiverOptions:
     webhook_secrets: list[str] = field(default_factory=list)
     xml_trusted_cert_pem: bytes | None = None
     public_base_url: str = "http://127.0.0.1:8101"
+    # REST receiver: when set, require an OAuth2 bearer token from `POST /rest/token`
+    # (client credentials; client_id -> client_secret) and issue tokens for this long.
+    oauth_clients: dict[str, str] = field(default_factory=dict)
+    oauth_token_ttl_seconds: int = 3600

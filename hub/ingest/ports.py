@@ -27,13 +27,23 @@ class IngestPolicy(Protocol):
         ...
 
 
+# (delivery id, agency id) of one planned delivery.
+Planned = tuple[UUID, UUID]
+
+
 class DeliveryPlanner(Protocol):
-    """Creates delivery (outbox) rows for newly stored events inside the ingest transaction."""
+    """Creates delivery (outbox) rows for newly stored events inside the ingest transaction,
+    and queues them once that transaction has committed."""
 
     async def plan(
         self, conn: asyncpg.Connection, *, node_id: UUID, event_ids: set[UUID]
-    ) -> list[UUID]:
-        """Insert deliveries; return their ids, to enqueue after commit."""
+    ) -> list[Planned]:
+        """Insert deliveries in the caller's transaction; return them, to dispatch later."""
+        ...
+
+    async def dispatch(self, planned: list[Planned]) -> None:
+        """Queue committed deliveries. Must not raise: the rows are committed, and the
+        delivery reconcile job queues whatever this could not."""
         ...
 
 
@@ -50,6 +60,9 @@ class NoDeliveries:
 
     async def plan(
         self, conn: asyncpg.Connection, *, node_id: UUID, event_ids: set[UUID]
-    ) -> list[UUID]:
+    ) -> list[Planned]:
         """Plan nothing."""
         return []
+
+    async def dispatch(self, planned: list[Planned]) -> None:
+        """Nothing to queue."""

@@ -34,10 +34,13 @@ async def post_events(request: Request[Any, Any, Any], services: ServicesDep) ->
     node_id = edge_node_id(request)
     _require_json(request)
     batch = decode_batch(await request.body(), max_events=services.settings.max_batch_events)
+    # Refuse before storing anything: the node keeps the batch in its spool and retries.
+    await services.delivery.backpressure.check()
     deps = IngestDeps(
         db=services.db,
         future_tolerance=timedelta(seconds=services.settings.capture_future_tolerance_seconds),
         policy=PolicyIngestDecider(services.policy),
+        planner=services.delivery.planner,
     )
     return await accept_batch(deps, node_id=node_id, batch=batch)
 

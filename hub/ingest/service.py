@@ -39,10 +39,12 @@ async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) ->
         )
         # Quarantined events are stored for review but never offered to any agency.
         routable = outcome.inserted - policy.quarantined
-        await deps.planner.plan(conn, node_id=node_id, event_ids=routable)
+        planned = await deps.planner.plan(conn, node_id=node_id, event_ids=routable)
         result = _assemble(batch.events, decided, outcome.results)
         entry = _audit(node_id, result, outcome.inserted, decision_id=policy.decision_id)
         await append_entry(conn, entry, clock=deps.clock)
+    # After commit: a job must never run before its row is visible.
+    await deps.planner.dispatch(planned)
     return result
 
 

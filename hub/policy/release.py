@@ -25,6 +25,9 @@ class Released(msgspec.Struct, frozen=True, kw_only=True):
     record: dict[str, Any] | None
     manifest: list[AppliedRedaction]
     media: list[MediaObligation]
+    # Set when policy failed closed (no bundle, evaluation error): a denial that may well
+    # turn into a release once policy works again, so callers retry instead of giving up.
+    error: str | None = None
 
 
 async def release(
@@ -51,6 +54,7 @@ async def release(
             record=None,
             manifest=[],
             media=[],
+            error=decision.error,
         )
     key = recipient_hash_key(hash_master_key, recipient.id)
     redacted = apply_redactions(record, result.redactions, hash_key=key)

@@ -23,7 +23,7 @@ async def test_ensure_partitions_job_runs_in_the_worker(settings: Settings) -> N
             _job_id=f"{settings.redis_prefix}t1",
         )
         assert job is not None
-        worker = Worker(**options, burst=True, poll_delay=0.05)
+        worker = Worker(**options, burst=True)
         await worker.main()
         await worker.close()
         result = await job.result(timeout=5)

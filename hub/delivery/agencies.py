@@ -1,0 +1,183 @@
+"""The agency registry: add, list, pause and resume agencies, and the worker's cached view.
+
+An agency's adapter configuration is validated by its adapter when it is registered (and
+again, cached, before deliveries), so a typo is refused at the door, not at 3 a.m.
+"""
+
+import time
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID, uuid4
+
+import msgspec
+
+from adapters.base import Adapter, ConfigError
+from hub.audit import AuditEntry, append_entry
+from hub.delivery import repository
+from hub.delivery.breaker import CircuitBreaker
+from hub.delivery.queue import DeliveryQueue
+from hub.delivery.schemas import Agency, AgencyCreate, AgencyHealth, AgencyRead
+from hub.kit.db import Database
+from hub.kit.errors import ConflictError, NotFoundError, ValidationError
+
+# How stale the worker's view of agencies may be: a pause reaches every worker this fast.
+DIRECTORY_TTL_SECONDS = 2.0
+# Rows made due at once on resume; reconcile takes care of the rest.
+RESUME_BATCH = 50_000
+
+
+def validate_config(adapters: Mapping[str, Adapter], kind: str, config: Mapping[str, Any]) -> Any:
+    """The adapter's parsed configuration; 422 naming the field when it is wrong."""
+    adapter = adapters.get(kind)
+    if adapter is None:
+        raise ValidationError(
+            f"no adapter of kind {kind!r} is installed (have: {', '.join(sorted(adapters))})",
+            code="adapter_unknown",
+        )
+    try:
+        return adapter.parse_config(config)
+    except ConfigError as exc:
+        raise ValidationError(f"config: {exc}", code="adapter_config") from None
+
+
+async def add_agency(
+    db: Database, adapters: Mapping[str, Adapter], create: AgencyCreate, *, actor: str
+) -> AgencyRead:
+    """Register an agency after its adapter accepted the configuration."""
+    parsed = validate_config(adapters, create.kind, create.config)
+    endpoint = adapters[create.kind].endpoint(parsed)
+    async with db.transaction() as conn:
+        agency = await repository.insert_agency(
+            conn, agency_id=uuid4(), create=create, endpoint=endpoint
+        )
+        if agency is None:
+            raise ConflictError(
+                f"an agency named {create.name!r} already exists", code="agency_exists"
+            )
+        await append_entry(
+            conn,
+            AuditEntry(
+                actor=actor,
+                action="agency.add",
+                target=f"agency:{agency.name}",
+                detail={"kind": agency.kind, "endpoint": endpoint},
+            ),
+        )
+    return agency
+
+
+async def list_agencies(db: Database) -> list[AgencyRead]:
+    """Every agency, by name."""
+    async with db.transaction() as conn:
+        return [read for read, _ in await repository.select_agencies(conn)]
+
+
+async def get_agency(db: Database, ref: str) -> tuple[AgencyRead, Agency]:
+    """An agency by name or id, or 404."""
+    async with db.transaction() as conn:
+        found = await repository.find_agency(conn, ref)
+    if found is None:
+        raise NotFoundError(f"no agency {ref!r}", code="agency_not_found")
+    return found
+
+
+async def pause_agency(db: Database, ref: str, *, reason: str, actor: str) -> AgencyRead:
+    """Stop deliveries to an agency (rows keep accumulating; nothing is lost)."""
+    read, _ = await get_agency(db, ref)
+    async with db.transaction() as conn:
+        paused = await repository.set_agency_status(
+            conn, read.id, status="paused", reason=reason[:500], only_if=["active", "paused"]
+        )
+        if paused is None:
+            raise ConflictError(f"agency {read.name!r} is {read.status}", code="agency_state")
+        await append_entry(
+            conn,
+            AuditEntry(
+                actor=actor,
+                action="agency.pause",
+                target=f"agency:{read.name}",
+                detail={"reason": reason[:500]},
+            ),
+        )
+    return paused
+
+
+async def resume_agency(
+    db: Database, breaker: CircuitBreaker, queue: DeliveryQueue, ref: str, *, actor: str
+) -> AgencyRead:
+    """Resume deliveries: forget the breaker's failures and queue what waited."""
+    read, _ = await get_agency(db, ref)
+    async with db.transaction() as conn:
+        resumed = await repository.set_agency_status(
+            conn, read.id, status="active", reason=None, only_if=["paused", "active"]
+        )
+        if resumed is None:
+            raise ConflictError(f"agency {read.name!r} is {read.status}", code="agency_state")
+        due = await repository.due_of_agency(conn, read.id, limit=RESUME_BATCH)
+        await append_entry(
+            conn,
+            AuditEntry(
+                actor=actor,
+                action="agency.resume",
+                target=f"agency:{read.name}",
+                detail={"queued": len(due)},
+            ),
+        )
+    await breaker.reset(read.id)
+    await queue.enqueue(due)
+    return resumed
+
+
+async def agency_health(db: Database, breaker: CircuitBreaker) -> list[AgencyHealth]:
+    """Each agency with its breaker and its deliveries counted by status."""
+    async with db.transaction() as conn:
+        agencies = await repository.select_agencies(conn)
+        counts = await repository.status_counts(conn)
+    return [
+        AgencyHealth(
+            agency=read,
+            breaker=await breaker.state(read.id, read.name),
+            counts=counts.get(read.id, {}),
+        )
+        for read, _ in agencies
+    ]
+
+
+class AgencyDirectory:
+    """The worker's view of agencies: refreshed from PostgreSQL at most every few seconds,
+    with each adapter configuration parsed once per change."""
+
+    def __init__(self, db: Database, adapters: Mapping[str, Adapter]) -> None:
+        self.db = db
+        self.adapters = adapters
+        self._agencies: dict[UUID, Agency] = {}
+        self._loaded_at = float("-inf")
+        self._configs: dict[UUID, tuple[bytes, Any]] = {}
+
+    async def get(self, agency_id: UUID) -> Agency | None:
+        """The agency, at most `DIRECTORY_TTL_SECONDS` old (reloaded at once if unknown)."""
+        stale = time.monotonic() - self._loaded_at > DIRECTORY_TTL_SECONDS
+        if stale or agency_id not in self._agencies:
+            await self.refresh()
+        return self._agencies.get(agency_id)
+
+    async def refresh(self) -> None:
+        """Reload every agency."""
+        async with self.db.transaction() as conn:
+            rows = await repository.select_agencies(conn)
+        self._agencies = {agency.id: agency for _, agency in rows}
+        self._loaded_at = time.monotonic()
+
+    def forget(self) -> None:
+        """Drop the cached view (an operator changed an agency in this process)."""
+        self._loaded_at = float("-inf")
+
+    def config(self, agency: Agency) -> Any:
+        """The agency's parsed adapter configuration (ConfigError if it no longer parses)."""
+        raw = msgspec.json.encode(agency.config)
+        cached = self._configs.get(agency.id)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        parsed = self.adapters[agency.kind].parse_config(agency.config)
+        self._configs[agency.id] = (raw, parsed)
+        return parsed

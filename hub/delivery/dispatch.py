@@ -1,0 +1,293 @@
+"""One delivery attempt, start to end: pace, claim, release, send, classify, record.
+
+The job around it (hub/delivery/jobs.py) only turns the answer into arq terms: `None` means
+the delivery needs nothing more from this job, a number means "run me again in that many
+seconds" (the row's `next_attempt_at` says the same, so reconcile agrees if Redis forgets).
+"""
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import structlog
+
+from adapters.base import (
+    MAX_DETAIL_CHARS,
+    Adapter,
+    ConfigError,
+    DeliveryError,
+    Message,
+    Receipt,
+)
+from hub.audit import AuditEntry, append_entry
+from hub.delivery import repository
+from hub.delivery.agencies import AgencyDirectory
+from hub.delivery.breaker import CircuitBreaker, Permit
+from hub.delivery.limits import AgencyLimits
+from hub.delivery.metrics import DeliveryMetrics
+from hub.delivery.repository import Claimed, Finish
+from hub.delivery.schemas import Agency
+from hub.kit.clock import utcnow
+from hub.kit.db import Database
+from hub.policy.guard import Decider
+from hub.policy.release import release
+from hub.policy.schemas import Recipient
+
+log = structlog.get_logger(__name__)
+
+# A rate-limit wait this short is slept off in the job; a longer one re-defers the job.
+MAX_INLINE_WAIT_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Doubling backoff with equal jitter, capped; an agency's Retry-After wins if longer."""
+
+    base_seconds: float
+    max_seconds: float
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds before attempt `attempt + 1`."""
+        ceiling = min(self.max_seconds, self.base_seconds * float(2 ** min(attempt - 1, 30)))
+        # Equal jitter: at least half the step, so retries never bunch up at zero.
+        delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - not security
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_seconds))
+        return delay
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryDeps:
+    """Everything one attempt needs; built once per worker process."""
+
+    db: Database
+    policy: Decider
+    adapters: dict[str, Adapter]
+    directory: AgencyDirectory
+    breaker: CircuitBreaker
+    limits: AgencyLimits
+    metrics: DeliveryMetrics
+    hash_key: bytes
+    backoff: Backoff
+    lease_seconds: float
+    auto_pause_seconds: float
+
+
+async def run_delivery(deps: DeliveryDeps, delivery_id: UUID, agency_id: UUID) -> float | None:
+    """Attempt one delivery if its agency lets us; seconds until the next try, or None."""
+    agency = await deps.directory.get(agency_id)
+    if agency is None or agency.status != "active":
+        # Paused (or gone): the row waits in the ledger; resume queues it again.
+        deps.metrics.deferred.labels(agency.name if agency else "?", "paused").inc()
+        return None
+    permit = await deps.breaker.permit(agency.id, probe_ttl=deps.lease_seconds)
+    if not permit.allowed:
+        deps.metrics.deferred.labels(agency.name, "breaker_open").inc()
+        return permit.wait_seconds + random.uniform(0, 2)  # noqa: S311 - spread the wake-ups
+    wait = await deps.limits.rate_wait(agency.id, agency.rate_per_second)
+    if wait > MAX_INLINE_WAIT_SECONDS:
+        deps.metrics.deferred.labels(agency.name, "rate_limited").inc()
+        await deps.breaker.release_probe(agency.id, permit)
+        return wait
+    if wait > 0:
+        await asyncio.sleep(wait)
+    async with deps.limits.semaphore(agency.id, agency.max_concurrency):
+        async with deps.db.transaction() as conn:
+            claimed = await repository.claim(conn, delivery_id, lease_seconds=deps.lease_seconds)
+        if claimed is None:  # delivered, dead, or leased by a live worker meanwhile
+            await deps.breaker.release_probe(agency.id, permit)
+            return None
+        result = await _attempt(deps, agency, claimed)
+    await _after(deps, agency, permit, result)
+    return result.retry_in_seconds if result.status == "retrying" else None
+
+
+class _Result(Finish, frozen=True, kw_only=True):
+    """An attempt's ledger record plus whether it counts against the agency's health."""
+
+    agency_failure: bool = False
+
+
+async def _attempt(deps: DeliveryDeps, agency: Agency, claimed: Claimed) -> _Result:
+    started_at = utcnow()
+    t0 = time.perf_counter()
+    result = await _decide_and_send(deps, agency, claimed, started_at)
+    duration = time.perf_counter() - t0
+    result = msgspec.structs.replace(result, duration_ms=int(duration * 1000))
+    async with deps.db.transaction() as conn:
+        await repository.finish(conn, claimed.id, claimed.attempt, result)
+    deps.metrics.attempts.labels(agency.name, result.outcome).inc()
+    deps.metrics.attempt_seconds.labels(agency.name).observe(duration)
+    return result
+
+
+async def _decide_and_send(
+    deps: DeliveryDeps, agency: Agency, claimed: Claimed, started_at: datetime
+) -> _Result:
+    if claimed.payload is None or claimed.event_id is None or claimed.node_id is None:
+        return _end(started_at, "cancelled", "withheld", error="event no longer stored")
+    record: dict[str, Any] = msgspec.json.decode(claimed.payload)
+    released = await release(
+        deps.policy,
+        recipient=Recipient(
+            id=agency.name,
+            kind="agency",
+            jurisdictions=agency.jurisdictions,
+            clearance=agency.clearance,
+        ),
+        purpose=agency.purpose,
+        data_class="detection_event",
+        record=record,
+        hash_master_key=deps.hash_key,
+    )
+    if released.error is not None:
+        # Policy failed closed: not a verdict on this event; try again later.
+        return _retry(deps, claimed, started_at, f"policy unavailable: {released.error}", None)
+    if not released.allowed or released.record is None:
+        return _end(
+            started_at, "withheld", "withheld", error=released.reason, decision=released.decision_id
+        )
+    message = Message(
+        delivery_id=claimed.id,
+        agency=agency.name,
+        attempt=claimed.attempt,
+        decision_id=released.decision_id,
+        record=released.record,
+        event_id=claimed.event_id,
+        node_id=claimed.node_id,
+        captured_at=claimed.captured_at.isoformat(),
+    )
+    return await _send(deps, agency, claimed, message, started_at)
+
+
+async def _send(
+    deps: DeliveryDeps, agency: Agency, claimed: Claimed, message: Message, started_at: datetime
+) -> _Result:
+    decision = message.decision_id
+    adapter = deps.adapters.get(agency.kind)
+    if adapter is None:
+        error = f"no adapter of kind {agency.kind!r} installed"
+        return _end(started_at, "dead", "dead", error=error, decision=decision)
+    try:
+        config = deps.directory.config(agency)
+        # Our own bound, inside the lease: an adapter that ignores its timeout cannot hold a
+        # row past the moment reconcile would hand it to another worker.
+        async with asyncio.timeout(deps.lease_seconds * 0.8):
+            receipt = await adapter.deliver(message, config)
+    except ConfigError as exc:
+        return _end(started_at, "dead", "dead", error=f"config: {exc}", decision=decision)
+    except DeliveryError as exc:
+        if not exc.retryable:
+            return _end(
+                started_at, "dead", "dead", error=str(exc), code=exc.status_code, decision=decision
+            )
+        return _retry(
+            deps, claimed, started_at, str(exc), exc.status_code, exc.retry_after, decision
+        )
+    except TimeoutError:
+        return _retry(deps, claimed, started_at, "attempt timed out", None, None, decision)
+    except Exception as exc:  # an adapter bug must not lose the row: retry, then dead letter
+        log.exception("adapter raised an unclassified error", agency=agency.name)
+        error = f"adapter error: {type(exc).__name__}"
+        return _retry(deps, claimed, started_at, error, None, None, decision)
+    return _delivered(started_at, receipt, decision)
+
+
+def _delivered(started_at: datetime, receipt: Receipt, decision: str) -> _Result:
+    return _Result(
+        status="delivered",
+        outcome="delivered",
+        started_at=started_at,
+        duration_ms=0,
+        status_code=receipt.status_code,
+        decision_id=decision,
+        receipt={
+            "status_code": receipt.status_code,
+            "reference": receipt.reference,
+            "detail": receipt.detail[:MAX_DETAIL_CHARS],
+        },
+    )
+
+
+def _end(
+    started_at: datetime,
+    status: str,
+    outcome: str,
+    *,
+    error: str,
+    code: int | None = None,
+    decision: str | None = None,
+) -> _Result:
+    return _Result(
+        status=status,
+        outcome=outcome,
+        started_at=started_at,
+        duration_ms=0,
+        status_code=code,
+        error=error[:MAX_DETAIL_CHARS],
+        decision_id=decision,
+    )
+
+
+def _retry(
+    deps: DeliveryDeps,
+    claimed: Claimed,
+    started_at: datetime,
+    error: str,
+    code: int | None,
+    retry_after: float | None = None,
+    decision: str | None = None,
+) -> _Result:
+    if claimed.attempt >= claimed.attempt_limit:
+        error = f"attempts exhausted ({claimed.attempt}): {error}"
+        result = _end(started_at, "dead", "dead", error=error, code=code, decision=decision)
+    else:
+        result = _end(started_at, "retrying", "retry", error=error, code=code, decision=decision)
+        delay = deps.backoff.delay(claimed.attempt, retry_after)
+        result = msgspec.structs.replace(result, retry_in_seconds=delay)
+    return msgspec.structs.replace(result, agency_failure=not error.startswith("policy"))
+
+
+async def _after(deps: DeliveryDeps, agency: Agency, permit: Permit, result: _Result) -> None:
+    """Feed the breaker and, when an agency has failed for too long, pause it."""
+    if result.status == "delivered":
+        await deps.breaker.record_success(agency.id, permit)
+        deps.metrics.breaker_open.labels(agency.name).set(0)
+        return
+    if not result.agency_failure:
+        await deps.breaker.release_probe(agency.id, permit)
+        return
+    failures, failing_since = await deps.breaker.record_failure(agency.id)
+    if failures >= deps.breaker.threshold:
+        deps.metrics.breaker_open.labels(agency.name).set(1)
+    if time.time() - failing_since >= deps.auto_pause_seconds:
+        await _auto_pause(deps, agency, failing_since)
+
+
+async def _auto_pause(deps: DeliveryDeps, agency: Agency, failing_since: float) -> None:
+    minutes = int((time.time() - failing_since) // 60)
+    reason = f"auto-paused: failing for {minutes} min without a successful delivery"
+    async with deps.db.transaction() as conn:
+        paused = await repository.set_agency_status(
+            conn, agency.id, status="paused", reason=reason, only_if=["active"]
+        )
+        if paused is None:
+            return  # another worker paused it first
+        await append_entry(
+            conn,
+            AuditEntry(
+                actor="system:delivery",
+                action="agency.auto_pause",
+                target=f"agency:{agency.name}",
+                detail={"failing_since": int(failing_since), "reason": reason},
+            ),
+        )
+    deps.directory.forget()
+    deps.metrics.auto_paused.labels(agency.name).inc()
+    # The alert: operators page on hub_delivery_agency_auto_paused_total; the log says why.
+    log.error("agency auto-paused", agency=agency.name, reason=reason, alert="AgencyAutoPaused")

@@ -1,0 +1,47 @@
+"""Routing at ingest: which agencies each new event is offered to (their subscriptions), as
+ledger rows written in the ingest transaction and queued right after it commits."""
+
+from uuid import UUID
+
+import asyncpg
+import structlog
+from redis.exceptions import RedisError
+
+from hub.delivery import repository
+from hub.delivery.metrics import DeliveryMetrics
+from hub.delivery.queue import DeliveryQueue
+
+log = structlog.get_logger(__name__)
+
+
+class SubscriptionPlanner:
+    """Implements ingest's `DeliveryPlanner` port."""
+
+    def __init__(self, queue: DeliveryQueue, metrics: DeliveryMetrics, *, attempt_limit: int):
+        self.queue = queue
+        self.metrics = metrics
+        self.attempt_limit = attempt_limit
+
+    async def plan(
+        self, conn: asyncpg.Connection, *, node_id: UUID, event_ids: set[UUID]
+    ) -> list[tuple[UUID, UUID]]:
+        """One row per (event, subscribed agency), in the caller's transaction."""
+        if not event_ids:
+            return []
+        return await repository.plan_deliveries(
+            conn, node_id=node_id, event_ids=sorted(event_ids), attempt_limit=self.attempt_limit
+        )
+
+    async def dispatch(self, planned: list[tuple[UUID, UUID]]) -> None:
+        """Queue the committed rows; on a Redis failure, leave them to reconcile."""
+        if not planned:
+            return
+        try:
+            await self.queue.enqueue(planned)
+        except (RedisError, OSError) as exc:
+            self.metrics.enqueue_failures.inc()
+            log.warning(
+                "enqueue after commit failed; reconcile will queue the deliveries",
+                deliveries=len(planned),
+                error=type(exc).__name__,
+            )
