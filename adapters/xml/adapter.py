@@ -1,0 +1,157 @@
+"""The `xml` adapter: one signed CAP 1.2 alert per delivery, POSTed to the agency."""
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import xmlschema
+from lxml import etree
+
+from adapters.base import (
+    MAX_DETAIL_CHARS,
+    ConfigError,
+    Message,
+    PermanentError,
+    Receipt,
+    RetryableError,
+    classify_status,
+    parse_retry_after,
+)
+from adapters.xml.cap import CapSchemaError, build_alert, load_schema, utc_now, validate_alert
+from adapters.xml.config import XmlConfig, convert_config
+from adapters.xml.signing import SigningIdentity, SigningKeyError, load_identity, sign_alert
+from hub.kit.xmlsafe import UnsafeXMLError, parse_untrusted
+
+CONTENT_TYPE = "application/cap+xml"
+# Agencies answer with a small ack; anything bigger is not an ack and is not parsed.
+MAX_ANSWER_BYTES = 64 * 1024
+# Names an agency's ack may give its own id under (JSON key or XML element local name).
+REFERENCE_NAMES = ("receipt_id", "reference", "id")
+
+# A key file is re-read when it changes on disk, so a rotated key needs no worker restart.
+_FileStamp = tuple[int, int, int]  # inode, mtime, size
+_Stamps = tuple[_FileStamp, _FileStamp]
+
+
+class XmlAdapter:
+    """Signs with the agency's configured key; one HTTP client and schema per worker process."""
+
+    kind = "xml"
+
+    def __init__(self, *, client: httpx.AsyncClient | None = None) -> None:
+        self._client = client or httpx.AsyncClient(follow_redirects=False)
+        self._schema: xmlschema.XMLSchema10 = load_schema()
+        # (key file, cert file) -> the stamps it was loaded at, and the loaded identity.
+        self._identities: dict[tuple[str, str], tuple[_Stamps, SigningIdentity]] = {}
+
+    def parse_config(self, raw: Mapping[str, Any]) -> XmlConfig:
+        """The typed config; the key and certificate must exist, load and belong together."""
+        config = convert_config(raw)
+        try:
+            self._identity(config)
+        except SigningKeyError as exc:
+            raise ConfigError(str(exc)) from None
+        return config
+
+    def endpoint(self, config: XmlConfig) -> str:
+        """The agency's URL."""
+        return config.url
+
+    async def deliver(self, message: Message, config: XmlConfig) -> Receipt:
+        """Build, sign, validate and POST one alert; one attempt, classified on failure."""
+        # ~2 ms of CPU per document (mostly schema validation) plus a stat of the key files:
+        # too long for the event loop, which serves every other delivery meanwhile.
+        body = await asyncio.to_thread(self._document, message, config)
+        headers = {"Content-Type": CONTENT_TYPE, "Idempotency-Key": str(message.delivery_id)}
+        headers |= {
+            k: v for k, v in message.trace_context.items() if k in ("traceparent", "tracestate")
+        }
+        try:
+            response = await self._client.post(
+                config.url, content=body, headers=headers, timeout=config.timeout_seconds
+            )
+        except httpx.TransportError as exc:  # timeouts, refused and reset connections
+            raise RetryableError(f"xml agency unreachable: {type(exc).__name__}: {exc}") from None
+        if not response.is_success:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise classify_status(response.status_code, retry_after=retry_after)
+        return Receipt(status_code=response.status_code, reference=_reference_of(response))
+
+    def render(self, message: Message, *, sender: str, identity: SigningIdentity) -> bytes:
+        """The signed, schema-checked document for one message (blocking; CPU only)."""
+        try:
+            signed = sign_alert(build_alert(message, sender=sender, sent=utc_now()), identity)
+            validate_alert(self._schema, signed)
+        except CapSchemaError as exc:
+            raise PermanentError(str(exc)) from None
+        except ValueError as exc:  # text lxml refuses, or a key signxml cannot use
+            raise PermanentError(f"cannot build the CAP alert: {exc}") from None
+        document: bytes = etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
+        return document
+
+    def _document(self, message: Message, config: XmlConfig) -> bytes:
+        try:
+            identity = self._identity(config)
+        except SigningKeyError as exc:
+            raise PermanentError(f"xml signing identity unusable: {exc}") from None
+        return self.render(message, sender=config.sender, identity=identity)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client's connections."""
+        await self._client.aclose()
+
+    def _identity(self, config: XmlConfig) -> SigningIdentity:
+        key_file, cert_file = Path(config.signing_key_file), Path(config.signing_cert_file)
+        stamps = (_stamp(key_file, "signing_key_file"), _stamp(cert_file, "signing_cert_file"))
+        cached = self._identities.get((config.signing_key_file, config.signing_cert_file))
+        if cached is not None and cached[0] == stamps:
+            return cached[1]
+        identity = load_identity(key_file, cert_file)
+        self._identities[(config.signing_key_file, config.signing_cert_file)] = (stamps, identity)
+        return identity
+
+
+def _stamp(path: Path, field: str) -> _FileStamp:
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise SigningKeyError(field, f"cannot read {path}: {exc.strerror}") from None
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+def _reference_of(response: httpx.Response) -> str | None:
+    """The agency's own id for the alert, from a JSON or XML ack; None when it gives none."""
+    content = response.content
+    if not content or len(content) > MAX_ANSWER_BYTES:
+        return None
+    media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if media_type.endswith("json"):
+        return _json_reference(content)
+    if media_type.endswith("xml"):
+        return _xml_reference(content)
+    return None
+
+
+def _json_reference(content: bytes) -> str | None:
+    try:
+        answer = msgspec.json.decode(content)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(answer, dict):
+        return None
+    found = next((answer[n] for n in REFERENCE_NAMES if isinstance(answer.get(n), str)), None)
+    return found[:MAX_DETAIL_CHARS] if found else None
+
+
+def _xml_reference(content: bytes) -> str | None:
+    try:
+        root = parse_untrusted(content, max_bytes=MAX_ANSWER_BYTES)
+    except UnsafeXMLError:
+        return None
+    for element in root.iter():
+        if etree.QName(element).localname in REFERENCE_NAMES and element.text:
+            return element.text.strip()[:MAX_DETAIL_CHARS] or None
+    return None
