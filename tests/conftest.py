@@ -75,6 +75,7 @@ def settings(
         database_url=database_url,
         redis_prefix=f"hubtest:{uuid.uuid4().hex[:12]}:",
         media_dir=str(tmp_path_factory.mktemp("media")),
+        secrets_dir=str(tmp_path_factory.mktemp("keys")),
         environment="test",
         db_pool_min=1,
         db_pool_max=10,

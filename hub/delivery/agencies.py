@@ -11,12 +11,13 @@ from uuid import UUID, uuid4
 
 import msgspec
 
-from adapters.base import Adapter, ConfigError
+from adapters.base import Adapter, ConfigError, DeliveryError, Message
 from hub.audit import AuditEntry, append_entry
 from hub.delivery import repository
 from hub.delivery.breaker import CircuitBreaker
 from hub.delivery.queue import DeliveryQueue
 from hub.delivery.schemas import Agency, AgencyCreate, AgencyHealth, AgencyRead
+from hub.kit.clock import utcnow
 from hub.kit.db import Database
 from hub.kit.errors import ConflictError, NotFoundError, ValidationError
 
@@ -181,3 +182,58 @@ class AgencyDirectory:
         parsed = self.adapters[agency.kind].parse_config(agency.config)
         self._configs[agency.id] = (raw, parsed)
         return parsed
+
+
+class TestResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What `agencies test` shows: the receipt, or the classified error."""
+
+    agency: str
+    delivered: bool
+    delivery_id: UUID
+    status_code: int | None = None
+    reference: str | None = None
+    retryable: bool | None = None
+    error: str | None = None
+
+
+async def send_test(adapters: Mapping[str, Adapter], agency: Agency) -> TestResult:
+    """Send a signed test message (no real data, flagged `test`) straight through the
+    agency's adapter, bypassing the ledger, and report what came back."""
+    parsed = validate_config(adapters, agency.kind, agency.config)
+    delivery_id = uuid4()
+    now = utcnow()
+    message = Message(
+        delivery_id=delivery_id,
+        agency=agency.name,
+        attempt=1,
+        decision_id="test",
+        record={
+            "event_id": str(delivery_id),
+            "camera_id": "hub-test",
+            "captured_at": now.isoformat(),
+            "detections": [],
+            "media": [],
+        },
+        event_id=delivery_id,
+        node_id=UUID(int=0),
+        captured_at=now.isoformat(),
+        test=True,
+    )
+    try:
+        receipt = await adapters[agency.kind].deliver(message, parsed)
+    except DeliveryError as exc:
+        return TestResult(
+            agency=agency.name,
+            delivered=False,
+            delivery_id=delivery_id,
+            status_code=exc.status_code,
+            retryable=exc.retryable,
+            error=str(exc),
+        )
+    return TestResult(
+        agency=agency.name,
+        delivered=True,
+        delivery_id=delivery_id,
+        status_code=receipt.status_code,
+        reference=receipt.reference,
+    )
