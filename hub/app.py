@@ -7,10 +7,16 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from hub import health
 from hub.delivery.routes import build_router as delivery_router
+from hub.feeds.routes import build_router as feeds_router
+from hub.feeds.soap import build_router as soap_feed_router
+from hub.identity.mtls import MtlsConfig, MtlsMiddleware
+from hub.identity.oauth.routes import build_router as identity_router
+from hub.identity.ratelimit import rate_limit_middleware
 from hub.ingest.routes import build_router as edge_router
 from hub.kit.logging import configure_logging
 from hub.kit.problems import EXCEPTION_HANDLERS
@@ -65,10 +71,19 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             edge_router(settings),
             bundles_router(settings),
             delivery_router(),
+            identity_router(),
+            feeds_router(),
+            soap_feed_router(settings),
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         # Every route is authenticated and decided by policy unless marked public.
         guards=[policy_guard],
+        # mTLS prefixes refuse a request without a verified client certificate; then the
+        # per-client, per-route rate limit (both run after routing, before the guard).
+        middleware=[
+            DefineMiddleware(MtlsMiddleware, config=MtlsConfig.from_settings(settings)),
+            rate_limit_middleware(services, revision=lambda: services.policy.revision),
+        ],
         state=State({"guard_deps": services}),
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

@@ -10,7 +10,9 @@ from pathlib import Path
 from litestar.di import NamedDependency
 
 from hub.delivery.kit import DeliveryKit
+from hub.feeds import FeedKit
 from hub.identity.authn import AuthnDeps
+from hub.identity.oauth import IdentityKit
 from hub.identity.tokens import TokenStore
 from hub.kit.db import Database
 from hub.kit.redis import RedisStore
@@ -34,6 +36,8 @@ class Services:
     decisions: DecisionLog
     policy: PolicyService
     delivery: DeliveryKit
+    identity: IdentityKit  # OAuth/JWT: signing keys, key ring and revocation caches
+    feeds: FeedKit  # agency feeds: notice bus, live subscribers, agency view
 
     @property
     def authn(self) -> AuthnDeps:
@@ -43,6 +47,7 @@ class Services:
             redis=self.redis,
             tokens=self.tokens,
             max_skew_seconds=self.settings.signature_max_skew_seconds,
+            identity=self.identity,
         )
 
     @property
@@ -59,6 +64,12 @@ def build_services(settings: Settings) -> Services:
     )
     decisions = DecisionLog.from_settings(db, settings)
     redis = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
+    policy = PolicyService(
+        None,
+        sink=decisions,
+        eval_budget_ms=settings.policy_eval_timeout_ms,
+        cache_size=settings.policy_cache_size,
+    )
     return Services(
         settings=settings,
         db=db,
@@ -66,13 +77,10 @@ def build_services(settings: Settings) -> Services:
         media=LocalBlobStore(Path(settings.media_dir)),
         tokens=TokenStore(Path(settings.api_tokens_file)),
         decisions=decisions,
-        policy=PolicyService(
-            None,
-            sink=decisions,
-            eval_budget_ms=settings.policy_eval_timeout_ms,
-            cache_size=settings.policy_cache_size,
-        ),
+        policy=policy,
         delivery=DeliveryKit.build(settings, db, redis),
+        identity=IdentityKit.build(settings, db, redis),
+        feeds=FeedKit(settings, db=db, redis=redis, policy=policy),
     )
 
 
@@ -100,6 +108,7 @@ async def stop_policy(services: Services, watcher: BundleWatcher) -> None:
 
 async def stop_services(services: Services) -> None:
     """Close every client."""
+    await services.feeds.aclose()
     await services.delivery.aclose()
     await services.db.stop()
     await services.redis.close()

@@ -117,6 +117,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ratelimit_enabled: bool = True
     ratelimit_requests: Positive = 600
     ratelimit_period_seconds: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 60
+    # Feeds
+    # Messages queued per live-feed WebSocket before the subscriber is dropped (close 4008).
+    feeds_live_buffer: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1_000
 
 
 def load_settings(

@@ -4,7 +4,8 @@ from piccolo.table import Table
 
 from hub.audit.tables import AuditLog
 from hub.delivery.tables import Agency, Delivery, DeliveryAttempt
-from hub.identity.tables import EdgeNode
+from hub.feeds.tables import FeedAck, FeedEntry, FeedPending
+from hub.identity.tables import ConsoleUser, EdgeNode, JwtSigningKey, OAuthClient, RefreshToken
 from hub.ingest.tables import DetectionEvent, MediaObject
 from hub.policy.tables import PolicyBundle, PolicyDecision
 
@@ -18,4 +19,11 @@ ALL_TABLES: tuple[type[Table], ...] = (
     AuditLog,
     PolicyDecision,
     PolicyBundle,
+    OAuthClient,
+    ConsoleUser,
+    RefreshToken,
+    JwtSigningKey,
+    FeedPending,
+    FeedEntry,
+    FeedAck,
 )

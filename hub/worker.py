@@ -64,6 +64,9 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         # New deliveries should start within tens of milliseconds (p99 target is 1 s).
         "poll_delay": 0.05,
         "job_timeout": maintenance,
+        # On SIGTERM/SIGINT stop taking jobs and let running deliveries finish (they are
+        # short) instead of cancelling them mid-call.
+        "job_completion_wait": min(timeout, 15),
         "keep_result": 3600,
     }
 

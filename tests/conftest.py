@@ -35,6 +35,13 @@ TABLES = (
     "audit_log",
     "policy_decisions",
     "policy_bundles",
+    "oauth_client",
+    "console_user",
+    "refresh_token",
+    "jwt_signing_key",
+    "feed_pending",
+    "feed_entry",
+    "feed_ack",
 )
 
 

@@ -6,7 +6,9 @@ import sys
 import click
 import msgspec
 
+from hub.cli.agencies import agencies, deliveries
 from hub.cli.common import emit, run_with_services, settings_or_exit
+from hub.cli.identity import clients, keys, users
 from hub.cli.nodes import nodes
 from hub.cli.policy import policy_group
 from hub.cli.tokens import tokens
@@ -29,6 +31,8 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the HTTP API (Litestar on uvicorn)."""
     import uvicorn
 
+    from hub.identity.mtls import uvicorn_tls_options
+
     settings = settings_or_exit()
     uvicorn.run(
         "hub.app:create_app",
@@ -39,6 +43,8 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
         log_level=settings.log_level,
         access_log=False,
         proxy_headers=False,
+        # TLS (and optional client certificates for mTLS routes) when HUB_TLS_CERT_FILE is set.
+        **uvicorn_tls_options(settings),
     )
 
 
@@ -105,11 +111,72 @@ def audit_verify(as_json: bool) -> None:
 
 @main.command()
 @click.option("--no-demo", is_flag=True, help="Do not start the demo edge node.")
-def up(no_demo: bool) -> None:
-    """Development supervisor: migrate, then run API, worker and a demo edge node."""
+@click.option(
+    "--synthetic-demo",
+    is_flag=True,
+    help="Run the synthetic demo node (edge/demo.py) instead of the real edge agent.",
+)
+@click.option(
+    "--no-agencies", is_flag=True, help="Do not start the demo agency or register its agencies."
+)
+@click.option(
+    "--agency-port",
+    type=click.IntRange(1, 65535),
+    default=8101,
+    show_default=True,
+    help="Port of the demo agency (its agencies are registered for it once).",
+)
+def up(no_demo: bool, synthetic_demo: bool, no_agencies: bool, agency_port: int) -> None:
+    """Development supervisor: migrate, then run API, worker, a demo agency and a demo edge
+    node."""
+    from hub.cli.demo_plan import UpOptions
     from hub.cli.up import supervise
 
-    sys.exit(supervise(settings_or_exit(), demo=not no_demo))
+    options = UpOptions(
+        demo=not no_demo,
+        synthetic=synthetic_demo,
+        agencies=not no_agencies,
+        agency_port=agency_port,
+    )
+    sys.exit(supervise(settings_or_exit(), options))
+
+
+@main.command("demo-agency")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(["rest", "soap", "xml"]),
+    help="Receivers to serve (repeat; default: all three).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8101, show_default=True)
+@click.option("--secret", "secrets", multiple=True, help="Standard Webhooks secret (repeat).")
+@click.option(
+    "--xml-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Certificate whose key must sign XML alerts.",
+)
+def demo_agency(
+    kinds: tuple[str, ...], host: str, port: int, secrets: tuple[str, ...], xml_cert: str | None
+) -> None:
+    """A demo agency: REST, SOAP and XML receivers that check signatures, schemas and
+    idempotency, with `/_inbox` to read back what arrived."""
+    from pathlib import Path
+
+    import uvicorn
+
+    from hub.demo_agency.app import KINDS, Kind, create_receiver_app
+    from hub.demo_agency.options import ReceiverOptions
+
+    chosen: list[Kind] = [k for k in KINDS if k in kinds] if kinds else list(KINDS)
+    options = ReceiverOptions(
+        webhook_secrets=list(secrets),
+        xml_trusted_cert_pem=Path(xml_cert).read_bytes() if xml_cert else None,
+        public_base_url=f"http://{host}:{port}",
+    )
+    click.echo(f"demo agency ({', '.join(chosen)}) on http://{host}:{port}; inbox at /_inbox/")
+    uvicorn.run(create_receiver_app(chosen, options), host=host, port=port, log_level="warning")
 
 
 @main.command("export-schemas")
@@ -128,8 +195,13 @@ def export_schemas(folder: str) -> None:
 
 
 main.add_command(nodes)
+main.add_command(agencies)
+main.add_command(deliveries)
 main.add_command(policy_group)
 main.add_command(tokens)
+main.add_command(clients)
+main.add_command(users)
+main.add_command(keys)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """`hub up`: the development supervisor (also behind `make run`).
 
-It migrates the database, starts `hub api` and `hub worker` as child processes of the same
-interpreter, waits until the API is ready, then starts the demo edge node (registering it
-first when needed). Each child's output is copied to the terminal behind its name. Ctrl-C
-(or SIGTERM) is forwarded to every child; when any child dies the others are stopped too.
-It is a development tool: production runs each process under its own supervisor.
+It migrates the database, registers the demo edge node and the three demo agencies when
+they are missing (`hub.cli.demo_plan`), starts `hub api`, `hub worker` and the demo agency
+(`hub demo-agency`) as child processes of the same interpreter, waits until the API and the
+agency answer, then runs the demo edge node: the real edge agent (`hub-edge run`, one pass
+per camera, then a pause) or, with `--synthetic-demo` or when the agent cannot run, the
+synthetic node. Each child's output is copied to the terminal behind its name. Ctrl-C (or
+SIGTERM) is forwarded to every child; when a long-running child dies the others are stopped
+too. It is a development tool: production runs each process under its own supervisor.
 """
 
 import asyncio
@@ -15,20 +18,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, TextIO
 
 import httpx
-import msgspec
 
-from hub.cli.demo_node import DemoNode, ensure_demo_node
+from hub.cli.demo_edge import ROUND_PAUSE
+from hub.cli.demo_plan import DemoPlan, UpOptions, guide_lines, prepare_plan
 from hub.kit.db import database_name
-from hub.kit.errors import HubError
 from hub.migrate import MigrationError, migrate
-from hub.runtime import build_services, start_services, stop_services
 from hub.settings import Settings
 
 SELF = "hub"
@@ -83,35 +84,43 @@ class Child:
     reader: threading.Thread
 
 
-def supervise(settings: Settings, *, demo: bool) -> int:
-    """Migrate, run API and worker (and the demo edge node) until Ctrl-C or a child dies."""
+def supervise(settings: Settings, options: UpOptions | None = None) -> int:
+    """Migrate, run API, worker and the demo parts until Ctrl-C or a core part dies."""
     out = Output(sys.stdout)
     if not _migrate(settings, out):
         return 1
-    node = _prepare_demo(settings, out) if demo else None
     url = api_url(settings.api_host, settings.api_port)
+    plan = prepare_plan(
+        settings,
+        url=url,
+        options=options or UpOptions(),
+        state_dir=STATE_DIR,
+        say=lambda text: out.line(SELF, text),
+    )
     signals = StopSignals()
     previous = {signum: signal.signal(signum, signals) for signum in _STOP_SIGNALS}
     try:
-        return _run(url, node, guide_lines(url, node, demo=demo), out, signals)
+        return _run(plan, out, signals)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
 
-def _run(
-    url: str, node: DemoNode | None, guide: list[str], out: Output, signals: StopSignals
-) -> int:
+def _run(plan: DemoPlan, out: Output, signals: StopSignals) -> int:
     """Start the children, watch them, stop them all; the exit status."""
-    children = [start_child(name, argv, out=out) for name, argv in core_commands()]
+    agency = plan.agency_command()
+    core = [*core_commands(), *([agency] if agency is not None else [])]
+    children = [start_child(name, argv, out=out) for name, argv in core]
+    probes = [f"{plan.url}/readyz"] + ([f"{plan.agency.url}/_inbox/"] if plan.agency else [])
+    passes: EdgePasses | None = None
     try:
-        if not wait_ready(url, children, signals, timeout=READY_TIMEOUT):
+        if not wait_ready(probes, children, signals, timeout=READY_TIMEOUT):
             return 0  # stopped by a signal while starting
-        if node is not None:
-            children.append(start_child("edge", demo_command(url, node), out=out))
-        for text in guide:
+        passes = _start_edge(plan, children, out)
+        for text in guide_lines(plan):
             out.line(SELF, text)
-        dead = wait_for_exit(children, signals)
+        tick = None if passes is None else passes.tick
+        dead = wait_for_exit(children, signals, tick=tick)
         if dead is None:
             return 0
         code = exit_text(dead.process.returncode)
@@ -121,9 +130,77 @@ def _run(
         out.line(SELF, f"error: {exc}")
         return 1
     finally:
-        stop_children(
-            children, sig=signals.forward_as(), grace=STOP_GRACE, signals=signals, out=out
+        running = children + (passes.running() if passes is not None else [])
+        stop_children(running, sig=signals.forward_as(), grace=STOP_GRACE, signals=signals, out=out)
+
+
+def _start_edge(plan: DemoPlan, children: list[Child], out: Output) -> "EdgePasses | None":
+    """Start the demo edge node: the real agent's passes, or the synthetic node as a child."""
+    synthetic = plan.synthetic_command()
+    commands = plan.edge_commands()
+    if commands:
+        return EdgePasses(commands, fallback=synthetic, children=children, out=out)
+    if synthetic is not None:
+        children.append(start_child(*synthetic, out=out))
+    return None
+
+
+@dataclass(slots=True)
+class EdgePasses:
+    """The real edge agent's passes: `hub-edge run` over each camera in turn, each to its end,
+    then a pause. If the first pass fails, the synthetic node takes over (it joins
+    `children`, so its death stops the hub like any core part's)."""
+
+    commands: list[tuple[str, list[str]]]
+    fallback: tuple[str, list[str]] | None
+    children: list[Child]
+    out: Output
+    pause: float = ROUND_PAUSE
+    current: Child | None = None
+    position: int = 0
+    due: float = 0.0  # time.monotonic() at which the next pass may start
+    passes: int = 0
+    replaced: bool = False
+
+    def tick(self) -> None:
+        """Reap a finished pass and start the next one when it is due."""
+        if self.replaced:
+            return
+        if self.current is not None:
+            code = self.current.process.poll()
+            if code is None:
+                return
+            finished, self.current = self.current, None
+            self._finished(finished, code)
+        if not self.replaced and time.monotonic() >= self.due:
+            name, argv = self.commands[self.position]
+            self.position = (self.position + 1) % len(self.commands)
+            self.current = start_child(name, argv, out=self.out)
+
+    def running(self) -> list[Child]:
+        """The pass in progress, if any (to stop it with the rest)."""
+        return [] if self.current is None else [self.current]
+
+    def _finished(self, child: Child, code: int) -> None:
+        child.reader.join(timeout=2.0)
+        if code == 0:
+            self.passes += 1
+            if self.position == 0:
+                self.due = time.monotonic() + self.pause
+            return
+        if self.passes == 0 and self.fallback is not None:
+            self.replaced = True
+            self.out.line(
+                SELF,
+                f"{child.name} failed ({exit_text(code)}; its output is above): the real edge "
+                "agent cannot run here; falling back to the synthetic demo node (edge/demo.py)",
+            )
+            self.children.append(start_child(*self.fallback, out=self.out))
+            return
+        self.out.line(
+            SELF, f"{child.name} failed ({exit_text(code)}); next round in {self.pause:g} s"
         )
+        self.position, self.due = 0, time.monotonic() + self.pause
 
 
 def _migrate(settings: Settings, out: Output) -> bool:
@@ -142,26 +219,6 @@ def _migrate(settings: Settings, out: Output) -> bool:
     return True
 
 
-def _prepare_demo(settings: Settings, out: Output) -> DemoNode | None:
-    """The demo node to run, registered if needed; None (after saying why) if there is none."""
-
-    async def work() -> DemoNode | None:
-        services = build_services(msgspec.structs.replace(settings, db_pool_min=1, db_pool_max=2))
-        await start_services(services)
-        try:
-            return await ensure_demo_node(
-                services.db, state_dir=STATE_DIR, say=lambda text: out.line(SELF, text)
-            )
-        finally:
-            await stop_services(services)
-
-    try:
-        return asyncio.run(work())
-    except (HubError, OSError, ValueError) as exc:
-        out.line(SELF, f"demo edge node not started: {exc}")
-        return None
-
-
 def api_url(host: str, port: int) -> str:
     """Where a local client reaches an API bound to `host` (a wildcard means loopback)."""
     wildcards = {"", "0.0.0.0", "::"}  # noqa: S104 - recognising binds, not binding
@@ -175,12 +232,6 @@ def core_commands() -> list[tuple[str, list[str]]]:
     """The API and worker processes, run by this same interpreter (unbuffered output)."""
     base = [sys.executable, "-u", "-m", "hub.cli.main"]
     return [("api", [*base, "api"]), ("worker", [*base, "worker"])]
-
-
-def demo_command(url: str, node: DemoNode) -> list[str]:
-    """The demo edge node's command line."""
-    args = ["--hub-url", url, "--node-id", str(node.node_id), "--key", node.key_path]
-    return [sys.executable, "-u", "-m", "edge.demo", *args]
 
 
 def start_child(name: str, argv: Sequence[str], *, out: Output) -> Child:
@@ -209,9 +260,12 @@ def pump(name: str, source: IO[bytes], out: Output) -> None:
             out.line(name, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
 
 
-def wait_ready(url: str, children: list[Child], signals: StopSignals, *, timeout: float) -> bool:
-    """Poll `/readyz` until 200: True; False on a stop signal; StartupError otherwise."""
+def wait_ready(
+    urls: list[str], children: list[Child], signals: StopSignals, *, timeout: float
+) -> bool:
+    """Poll each URL until it answers 200: True; False on a stop signal; StartupError otherwise."""
     deadline = time.monotonic() + timeout
+    waiting = list(urls)
     last = "no answer yet"
     with httpx.Client(timeout=2.0, trust_env=False) as client:
         while time.monotonic() < deadline:
@@ -220,14 +274,17 @@ def wait_ready(url: str, children: list[Child], signals: StopSignals, *, timeout
             dead = first_exited(children)
             if dead is not None:
                 raise StartupError(
-                    f"{dead.name} ended ({exit_text(dead.process.returncode)}) before the API "
+                    f"{dead.name} ended ({exit_text(dead.process.returncode)}) before the hub "
                     "was ready; its output is above"
                 )
-            ready, last = _probe(client, f"{url}/readyz")
+            ready, last = _probe(client, waiting[0])
             if ready:
-                return True
+                waiting.pop(0)
+                if not waiting:
+                    return True
+                continue
             time.sleep(0.5)
-    raise StartupError(f"the API at {url} was not ready within {timeout:g} s: {last}")
+    raise StartupError(f"not ready within {timeout:g} s: {last}")
 
 
 def _probe(client: httpx.Client, url: str) -> tuple[bool, str]:
@@ -252,13 +309,20 @@ def first_exited(children: list[Child]) -> Child | None:
 
 
 def wait_for_exit(
-    children: list[Child], signals: StopSignals, *, poll: float = 0.2
+    children: list[Child],
+    signals: StopSignals,
+    *,
+    poll: float = 0.2,
+    tick: Callable[[], None] | None = None,
 ) -> Child | None:
-    """Block until a child exits (returned) or a stop signal arrives (None)."""
+    """Block until a child exits (returned) or a stop signal arrives (None); `tick` runs
+    every `poll` seconds meanwhile (the edge passes) and may add children."""
     while not signals.received:
         dead = first_exited(children)
         if dead is not None:
             return dead
+        if tick is not None:
+            tick()
         time.sleep(poll)
     return None
 
@@ -312,22 +376,3 @@ def _signal_group(child: Child, sig: signal.Signals) -> None:
     """Signal the child's whole process group (it leads one), ignoring one already gone."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(child.process.pid, sig)
-
-
-def guide_lines(url: str, node: DemoNode | None, *, demo: bool) -> list[str]:
-    """The short "where to look" block printed once the hub is up."""
-    if node is not None:
-        edge = f"node {node.node_id} posts a batch every 2 s (key {node.key_path})"
-    else:
-        edge = "not running (see above)" if demo else "off (--no-demo)"
-    return [
-        "the hub is up; where to look:",
-        f"  API          {url}",
-        f"  OpenAPI      {url}/schema",
-        f"  readiness    {url}/readyz   liveness {url}/healthz",
-        "  logs         here, each line behind its source: api | worker | edge |",
-        f"  demo edge    {edge}",
-        "  edge nodes   hub nodes list",
-        "  audit chain  hub audit verify",
-        "  stop         Ctrl-C stops every part",
-    ]

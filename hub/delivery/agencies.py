@@ -155,10 +155,11 @@ class AgencyDirectory:
         self._loaded_at = float("-inf")
         self._configs: dict[UUID, tuple[bytes, Any]] = {}
 
-    async def get(self, agency_id: UUID) -> Agency | None:
-        """The agency, at most `DIRECTORY_TTL_SECONDS` old (reloaded at once if unknown)."""
+    async def get(self, agency_id: UUID, *, fresh: bool = False) -> Agency | None:
+        """The agency, at most `DIRECTORY_TTL_SECONDS` old (reloaded at once if unknown or
+        when `fresh` is asked for)."""
         stale = time.monotonic() - self._loaded_at > DIRECTORY_TTL_SECONDS
-        if stale or agency_id not in self._agencies:
+        if fresh or stale or agency_id not in self._agencies:
             await self.refresh()
         return self._agencies.get(agency_id)
 

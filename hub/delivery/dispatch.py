@@ -82,6 +82,9 @@ async def run_delivery(deps: DeliveryDeps, delivery_id: UUID, agency_id: UUID) -
     """Attempt one delivery if its agency lets us; seconds until the next try, or None."""
     agency = await deps.directory.get(agency_id)
     if agency is None or agency.status != "active":
+        # Look again: a resume queues jobs at once, and our cached view may predate it.
+        agency = await deps.directory.get(agency_id, fresh=True)
+    if agency is None or agency.status != "active":
         # Paused (or gone): the row waits in the ledger; resume queues it again.
         deps.metrics.deferred.labels(agency.name if agency else "?", "paused").inc()
         return None
@@ -144,6 +147,7 @@ async def _decide_and_send(
         data_class="detection_event",
         record=record,
         hash_master_key=deps.hash_key,
+        cacheable=True,  # thousands of deliveries a second share a few dozen verdicts
     )
     if released.error is not None:
         # Policy failed closed: not a verdict on this event; try again later.

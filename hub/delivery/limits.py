@@ -2,13 +2,14 @@
 them (GCRA in Redis, so N workers together keep to the agency's rate)."""
 
 import asyncio
+import time
 from uuid import UUID
 
 from hub.kit.redis import RedisStore
 
-# GCRA: KEYS[1] theoretical arrival time (ms). ARGV: interval ms, burst tolerance ms.
-# Returns 0 when the call may go now, else how many ms to wait. Redis time, so every
-# process agrees on "now".
+# GCRA: KEYS[1] theoretical arrival time (ms). ARGV: interval ms, burst tolerance ms,
+# slots wanted. Returns 0 when the slots are granted, else how many ms to wait. Redis time,
+# so every process agrees on "now".
 _GCRA = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -16,12 +17,17 @@ local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local new_tat = tat + interval
+local new_tat = tat + interval * tonumber(ARGV[3])
 local wait = new_tat - now - tolerance
 if wait > 0 then return wait end
 redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now + tolerance + 1000))
 return 0
 """
+
+
+# Slots are taken from Redis in chunks worth this many seconds of the agency's rate, and
+# spent locally: one Redis call per chunk instead of one per delivery.
+CHUNK_SECONDS = 0.05
 
 
 class AgencyLimits:
@@ -31,6 +37,8 @@ class AgencyLimits:
         self.redis = redis
         self._gcra = redis.client.register_script(_GCRA)
         self._semaphores: dict[UUID, tuple[int, asyncio.Semaphore]] = {}
+        # agency -> (slots left, monotonic deadline to spend them)
+        self._slots: dict[UUID, tuple[int, float]] = {}
 
     def semaphore(self, agency_id: UUID, size: int) -> asyncio.Semaphore:
         """The agency's semaphore in this process (replaced when its size changes)."""
@@ -42,10 +50,21 @@ class AgencyLimits:
 
     async def rate_wait(self, agency_id: UUID, per_second: float) -> float:
         """Seconds to wait before this call may go (0: go now; the slot is taken)."""
+        left, deadline = self._slots.get(agency_id, (0, 0.0))
+        now = time.monotonic()
+        if left > 0 and now < deadline:
+            self._slots[agency_id] = (left - 1, deadline)
+            return 0.0
+        chunk = max(1, int(per_second * CHUNK_SECONDS))
         interval = 1000.0 / per_second
-        # Allow a burst of up to one second's worth of calls (at least one).
-        tolerance = max(0.0, 1000.0 - interval)
+        # Slots may be reserved up to one second ahead (a burst of one second's worth of
+        # calls), and always at least one chunk.
+        tolerance = max(1000.0, interval * chunk)
         wait_ms = await self._gcra(
-            keys=[self.redis.key("rate", str(agency_id))], args=[interval, tolerance]
+            keys=[self.redis.key("rate", str(agency_id))], args=[interval, tolerance, chunk]
         )
-        return float(wait_ms) / 1000.0
+        if wait_ms:
+            return float(wait_ms) / 1000.0
+        # Unspent slots lapse with their chunk, so a process cannot hoard old capacity.
+        self._slots[agency_id] = (chunk - 1, now + CHUNK_SECONDS)
+        return 0.0

@@ -33,7 +33,7 @@ class AgencyCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     name: AgencyName
     kind: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
     config: dict[str, Any]
-    subscription: Subscription = Subscription()
+    subscription: Subscription = msgspec.field(default_factory=Subscription)
     jurisdictions: list[Label] = []
     clearance: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
     max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 8

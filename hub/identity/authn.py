@@ -1,8 +1,11 @@
 """Authentication: who is calling, from verified credentials only (never the request body).
 
-Two kinds of credentials today: an RFC 9421 signature by a registered, active edge node, and
-a bearer token from the tokens file. The result is a `Subject`, the input of every policy
-decision about the request.
+Credentials: an RFC 9421 signature by a registered, active edge node; a bearer access token
+(an ES256 JWT from `/oauth/token`, verified for signature, issuer, audience, times and
+revocation); a static bearer token from the tokens file; and, on mTLS routes, the verified
+client certificate. A certificate either binds the other credential (its name must be the
+subject's) or, alone, names an active OAuth client. The result is a `Subject`, the input of
+every policy decision about the request.
 """
 
 from collections.abc import Awaitable, Callable, Mapping
@@ -11,6 +14,10 @@ from uuid import UUID
 
 import structlog
 
+from hub.identity.mtls import ClientCert
+from hub.identity.oauth import IdentityKit, looks_like_jwt
+from hub.identity.oauth.service import client_subject
+from hub.identity.repository import find_node_id
 from hub.identity.schemas import Subject
 from hub.identity.service import active_node_key
 from hub.identity.signatures import SignatureError, read_key_id, verify_request
@@ -32,6 +39,7 @@ class AuthnDeps:
     tokens: TokenStore
     max_skew_seconds: int
     clock: Clock = utcnow
+    identity: IdentityKit | None = None  # OAuth access tokens and certificate-only clients
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +50,32 @@ class IncomingRequest:
     url: str
     headers: Mapping[str, str]
     read_body: Callable[[], Awaitable[bytes]]
+    client_cert: ClientCert | None = None  # verified by the mTLS middleware
 
 
 async def authenticate(deps: AuthnDeps, request: IncomingRequest) -> Subject:
     """The subject behind the request's credentials; 401 when there are none or they fail."""
+    subject = await _credential_subject(deps, request)
+    cert = request.client_cert
+    if subject is None and cert is not None:
+        subject = None if deps.identity is None else await client_subject(deps.identity, cert.name)
+        if subject is None:
+            raise AuthenticationError(
+                "the client certificate names no active client", code="client_cert_unknown"
+            )
+    if subject is None:
+        raise AuthenticationError(
+            "no credentials: sign the request or send a bearer token", code="credentials_missing"
+        )
+    if cert is not None and not await _cert_matches(cert, subject):
+        raise AuthenticationError(
+            "the client certificate belongs to another subject", code="client_cert_mismatch"
+        )
+    return subject
+
+
+async def _credential_subject(deps: AuthnDeps, request: IncomingRequest) -> Subject | None:
+    """The subject of the request's signature or bearer token; None when it carries neither."""
     if "signature-input" in {name.lower() for name in request.headers}:
         body = await request.read_body()
         node_id = await authenticate_edge(
@@ -53,11 +83,23 @@ async def authenticate(deps: AuthnDeps, request: IncomingRequest) -> Subject:
         )
         return Subject(id=str(node_id), kind="edge_node", roles=["edge_node"])
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return deps.tokens.subject_for(token.strip(), now=deps.clock())
-    raise AuthenticationError(
-        "no credentials: sign the request or send a bearer token", code="credentials_missing"
-    )
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    if looks_like_jwt(token):
+        if deps.identity is None:
+            raise AuthenticationError("access tokens are not accepted here", code="token_invalid")
+        return await deps.identity.verifier.subject(token, now=deps.clock())
+    return deps.tokens.subject_for(token, now=deps.clock())
+
+
+async def _cert_matches(cert: ClientCert, subject: Subject) -> bool:
+    """A certificate binds a subject when its name is the subject's id (or node name)."""
+    if cert.name == subject.id:
+        return True
+    if subject.kind == "edge_node":
+        return str(await find_node_id(cert.name)) == subject.id
+    return False
 
 
 async def authenticate_edge(

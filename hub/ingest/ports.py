@@ -66,3 +66,19 @@ class NoDeliveries:
 
     async def dispatch(self, planned: list[Planned]) -> None:
         """Nothing to queue."""
+
+
+class FeedNotifier(Protocol):
+    """Tells agency feeds that events were committed (after commit, like `dispatch`)."""
+
+    async def published(self, *, node_id: UUID, event_ids: set[UUID]) -> None:
+        """Announce committed, routable events (ids only). Must not raise: the feed's
+        periodic sweep picks up whatever this could not announce."""
+        ...
+
+
+class NoFeeds:
+    """No feed listens (worker, CLI and tests that do not need one)."""
+
+    async def published(self, *, node_id: UUID, event_ids: set[UUID]) -> None:
+        """Nothing to announce."""

@@ -41,6 +41,7 @@ async def post_events(request: Request[Any, Any, Any], services: ServicesDep) ->
         future_tolerance=timedelta(seconds=services.settings.capture_future_tolerance_seconds),
         policy=PolicyIngestDecider(services.policy),
         planner=services.delivery.planner,
+        notifier=services.feeds.notifier,
     )
     return await accept_batch(deps, node_id=node_id, batch=batch)
 

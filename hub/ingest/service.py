@@ -10,7 +10,14 @@ import asyncpg
 from hub.audit import AuditEntry, append_entry
 from hub.contracts.detection_v1 import BatchResult, DetectionEvent, EventBatch, EventResult
 from hub.ingest import repository
-from hub.ingest.ports import AcceptRegisteredNodes, DeliveryPlanner, IngestPolicy, NoDeliveries
+from hub.ingest.ports import (
+    AcceptRegisteredNodes,
+    DeliveryPlanner,
+    FeedNotifier,
+    IngestPolicy,
+    NoDeliveries,
+    NoFeeds,
+)
 from hub.ingest.rules import PreparedEvent, screen, verdict_for_existing
 from hub.kit.clock import Clock, utcnow
 from hub.kit.db import Database
@@ -26,6 +33,7 @@ class IngestDeps:
     future_tolerance: timedelta
     policy: IngestPolicy = field(default_factory=AcceptRegisteredNodes)
     planner: DeliveryPlanner = field(default_factory=NoDeliveries)
+    notifier: FeedNotifier = field(default_factory=NoFeeds)
     clock: Clock = utcnow
 
 
@@ -45,6 +53,7 @@ async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) ->
         await append_entry(conn, entry, clock=deps.clock)
     # After commit: a job must never run before its row is visible.
     await deps.planner.dispatch(planned)
+    await deps.notifier.published(node_id=node_id, event_ids=routable)
     return result
 
 

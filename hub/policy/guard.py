@@ -13,6 +13,7 @@ from litestar.connection import ASGIConnection, Request
 from litestar.handlers.base import BaseRouteHandler
 
 from hub.identity.authn import AuthnDeps, IncomingRequest, authenticate
+from hub.identity.mtls import CLIENT_CERT_KEY
 from hub.identity.schemas import Subject
 from hub.kit.clock import utcnow
 from hub.kit.errors import AuthenticationError, ForbiddenError
@@ -118,4 +119,5 @@ def _incoming(connection: ASGIConnection[Any, Any, Any, Any], base: str) -> Inco
         url=target,
         headers=connection.headers,
         read_body=read_body,
+        client_cert=(connection.scope.get("state") or {}).get(CLIENT_CERT_KEY),
     )

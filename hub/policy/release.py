@@ -38,13 +38,20 @@ async def release(
     data_class: str,
     record: dict[str, Any],
     hash_master_key: bytes,
+    cacheable: bool = False,
 ) -> Released:
-    """Decide and redact one record for one recipient and purpose."""
+    """Decide and redact one record for one recipient and purpose.
+
+    `cacheable` lets the policy service reuse an evaluation for records that agree on every
+    field release policy may consult (see `release_cache_key`); each release still gets its
+    own decision id and log record.
+    """
     policy_input = ReleaseInput(
         recipient=recipient, purpose=purpose, data_class=data_class, record=record
     )
+    key = release_cache_key(recipient, purpose, data_class, record) if cacheable else None
     result, decision = await decider.decide(
-        "hub/release/decision", policy_input, result_type=ReleaseResult
+        "hub/release/decision", policy_input, result_type=ReleaseResult, cache_key=key
     )
     if not result.allow:
         return Released(
@@ -65,6 +72,30 @@ async def release(
         record=redacted.record,
         manifest=redacted.manifest,
         media=result.media,
+    )
+
+
+def release_cache_key(
+    recipient: Recipient, purpose: str, data_class: str, record: dict[str, Any]
+) -> bytes:
+    """What a release decision may depend on (policies/README.md, "Caching"): the recipient
+    as registered, purpose, data class, and of the record only its camera, jurisdiction and
+    set of detection labels. Rules on other record fields would be cached wrongly."""
+    detections = record.get("detections")
+    labels = sorted(
+        {str(d.get("label")) for d in detections if isinstance(d, dict)}
+        if isinstance(detections, list)
+        else set()
+    )
+    return msgspec.json.encode(
+        [
+            recipient,
+            purpose,
+            data_class,
+            record.get("camera_id"),
+            record.get("jurisdiction"),
+            labels,
+        ]
     )
 
 

@@ -1,0 +1,445 @@
+"""Delivery throughput and latency: ingest commit -> arq worker -> REST, SOAP and XML agency.
+
+A scratch hub (database `hub_bench_<random>`, Redis keys under `bench:<random>:`, temporary
+key and media folders, all removed afterwards) gets three agencies, one per adapter kind,
+served by one `hub demo-agency` process on loopback. Events are ingested in-process through
+the real ingest use case (policy, ledger rows, enqueue after commit) at a steady offered rate
+while `hub worker` processes deliver them; each delivery's latency runs from its batch's
+commit to the receiver's acknowledgement. A second phase measures the arq queue's own limit:
+no-op jobs through the same number of worker processes.
+
+    .venv/bin/python bench/delivery.py --rate 1000 --duration 15 --workers 2
+"""
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import random
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+from arq import create_pool
+from arq.connections import RedisSettings
+from arq.jobs import serialize_job
+from redis.asyncio import Redis
+
+from adapters.xml import generate_signing_identity
+from hub.contracts.detection_v1 import BoundingBox, Detection, DetectionEvent, EventBatch
+from hub.delivery.agencies import add_agency
+from hub.delivery.schemas import AgencyCreate, Subscription
+from hub.ingest.decider import PolicyIngestDecider
+from hub.ingest.service import IngestDeps, accept_batch
+from hub.kit.db import drop_database, with_database
+from hub.runtime import build_services, start_policy, start_services, stop_policy, stop_services
+from hub.settings import Settings, load_settings
+
+TARGET_PER_S = 1_000
+TARGET_P99_S = 1.0
+AIM_FRACTION_OF_NOOP = 0.40
+BATCH = 50  # events per ingest transaction
+# camera -> agencies that subscribe to it (each event of camera 2 goes to two agencies).
+AGENCIES = {
+    "police-north": ("rest", "investigation", ["north"], 3, ["demo-cam-1"]),
+    "transit-authority": ("soap", "traffic", ["central"], 2, ["demo-cam-2"]),
+    "city-analytics": ("xml", "statistics", ["central"], 1, ["demo-cam-2"]),
+}
+DELIVERIES_PER_EVENT = {"demo-cam-1": 1, "demo-cam-2": 2}
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its waited-for children, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(v) for v in fields[11:15]) / ticks
+
+
+@dataclass
+class Scratch:
+    """What this run owns; `close()` removes it all, also after a failure."""
+
+    base: Settings
+    tag: str = field(default_factory=lambda: secrets.token_hex(4))
+    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hub-bench-")))
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return msgspec.structs.replace(
+            self.base,
+            database_url=with_database(self.base.database_url, f"hub_bench_{self.tag}"),
+            redis_prefix=f"bench:{self.tag}:",
+            media_dir=str(self.folder / "media"),
+            secrets_dir=str(self.folder / "keys"),
+            log_level="warning",
+            log_json=False,
+            db_pool_max=20,
+            backpressure_max_backlog=10_000_000,
+            backpressure_max_queue=10_000_000,
+        )
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        for name, value in msgspec.structs.asdict(self.settings).items():
+            env[f"HUB_{name.upper()}"] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
+        return env
+
+    def spawn(self, *args: str, log_name: str) -> subprocess.Popen[bytes]:
+        sink = (self.folder / f"{log_name}.log").open("wb")
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+            [sys.executable, "-m", "hub.cli.main", *args],
+            env=self.env(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def migrate(self) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "hub.cli.main", "migrate"],
+            env=self.env(),
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"hub migrate failed: {done.stderr.decode()}")
+
+    async def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        with contextlib.suppress(Exception):
+            await drop_database(self.settings.database_url)
+        with contextlib.suppress(Exception):
+            await self._delete_keys()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    async def _delete_keys(self) -> None:
+        client = Redis.from_url(self.base.redis_url)
+        try:
+            patterns = [f"{self.settings.redis_prefix}*", "arq:*:bench-noop-*"]
+            for pattern in patterns:
+                keys = [k async for k in client.scan_iter(match=pattern, count=1000)]
+                for start in range(0, len(keys), 1000):
+                    await client.delete(*keys[start : start + 1000])
+        finally:
+            await client.aclose()
+
+
+def event(rng: random.Random, camera: str, now: datetime) -> DetectionEvent:
+    plate = f"{rng.choice('ABCDEFGH')}{rng.choice('KLMNPRST')}-{rng.randint(100, 999)}"
+    return DetectionEvent(
+        event_id=uuid.uuid4(),
+        camera_id=camera,
+        captured_at=now - timedelta(seconds=1),
+        model_name="demo-synthetic",
+        model_version="1",
+        detections=[
+            Detection(
+                label="vehicle",
+                confidence=0.9,
+                box=BoundingBox(x=0.1, y=0.1, width=0.4, height=0.4),
+                track_id="v1",
+            ),
+            Detection(
+                label="plate",
+                confidence=0.8,
+                box=BoundingBox(x=0.2, y=0.3, width=0.1, height=0.05),
+                track_id="v1",
+                attributes={"plate_text": plate},
+            ),
+        ],
+    )
+
+
+async def register_agencies(
+    services: Any, receiver: str, secret: str, key: Path, cert: Path
+) -> None:
+    configs = {
+        "rest": {"url": f"{receiver}/rest/events", "secrets": [secret]},
+        "soap": {"wsdl_url": f"{receiver}/soap/agency?wsdl", "operation": "SubmitDetection"},
+        "xml": {
+            "url": f"{receiver}/xml/alerts",
+            "signing_key_file": str(key),
+            "signing_cert_file": str(cert),
+        },
+    }
+    for name, (kind, purpose, jurisdictions, clearance, cameras) in AGENCIES.items():
+        await add_agency(
+            services.db,
+            services.delivery.adapters,
+            AgencyCreate(
+                name=name,
+                kind=kind,
+                config=configs[kind],
+                subscription=Subscription(purpose=purpose, cameras=cameras),
+                jurisdictions=jurisdictions,
+                clearance=clearance,
+                max_concurrency=200,
+                rate_per_second=100_000,
+            ),
+            actor="bench",
+        )
+
+
+async def register_node(services: Any) -> uuid.UUID:
+    from edge.signing import generate_key, public_key_pem
+    from hub.identity import NodeCreate, add_node
+
+    node = await add_node(
+        services.db,
+        NodeCreate(name="bench-node", public_key=public_key_pem(generate_key())),
+        actor="bench",
+    )
+    return node.id
+
+
+async def ingest_paced(
+    services: Any, node_id: uuid.UUID, *, rate: float, duration: float
+) -> tuple[dict[str, float], int]:
+    """Offer `rate` deliveries/s for `duration` s; commit time of each event id."""
+    rng = random.Random(7)
+    deps = IngestDeps(
+        db=services.db,
+        future_tolerance=timedelta(seconds=300),
+        policy=PolicyIngestDecider(services.policy),
+        planner=services.delivery.planner,
+    )
+    per_batch = BATCH * 1.5  # cameras alternate: 1.5 deliveries per event on average
+    interval = per_batch / rate
+    committed: dict[str, float] = {}
+    deliveries = 0
+    start = time.monotonic()
+    n = 0
+    while time.monotonic() - start < duration:
+        now = datetime.now(UTC)
+        events = [event(rng, f"demo-cam-{1 + (i % 2)}", now) for i in range(BATCH)]
+        result = await accept_batch(deps, node_id=node_id, batch=EventBatch(events=events))
+        at = time.time()
+        if result.accepted != len(events):
+            raise RuntimeError(f"ingest refused events: {result}")
+        for e in events:
+            committed[str(e.event_id)] = at
+            deliveries += DELIVERIES_PER_EVENT[e.camera_id]
+        n += 1
+        delay = start + n * interval - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    return committed, deliveries
+
+
+async def wait_for_inbox(url: str, expected: int, *, within: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(timeout=30) as client:
+        while True:
+            summary = (await client.get(f"{url}/_inbox/")).json()
+            if summary["unique"] >= expected or time.monotonic() > deadline:
+                items: list[dict[str, Any]] = (await client.get(f"{url}/_inbox/items")).json()
+                return items
+            await asyncio.sleep(0.5)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def noop(ctx: dict[str, Any]) -> None:
+    """The no-op job of the queue-limit phase."""
+
+
+def run_noop_workers(code: str, workers: int) -> float:
+    """Run burst workers until the queue is empty; seconds it took."""
+    start_at = time.monotonic()
+    procs = [
+        subprocess.Popen(  # noqa: S603 - our own interpreter and code
+            [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for _ in range(workers)
+    ]
+    try:
+        for proc in procs:
+            proc.wait(timeout=300)
+    finally:
+        for proc in procs:  # never leave a polling worker behind
+            if proc.poll() is None:
+                proc.kill()
+    return time.monotonic() - start_at
+
+
+async def noop_rate(scratch: Scratch, *, workers: int, jobs: int) -> float:
+    """No-op jobs/s through `workers` arq worker processes (same Redis, same machine)."""
+    queue = f"{scratch.settings.redis_prefix}noop"
+    pool = await create_pool(RedisSettings.from_dsn(scratch.base.redis_url))
+    try:
+        # Real enqueue times: arq treats a job whose enqueue time is 0 as never runnable.
+        now_ms = int(time.time() * 1000)
+        for start in range(0, jobs, 500):
+            async with pool.pipeline(transaction=False) as pipe:
+                for i in range(start, min(jobs, start + 500)):
+                    job_id = f"bench-noop-{scratch.tag}-{i}"
+                    pipe.psetex(
+                        f"arq:job:{job_id}", 600_000, serialize_job("noop", (), {}, None, now_ms)
+                    )
+                    pipe.zadd(queue, {job_id: now_ms})
+                await pipe.execute()
+        # The Worker is built inside the running loop: arq binds to the loop it finds.
+        code = (
+            "import asyncio, sys\n"
+            "from arq.worker import Worker\n"
+            "from arq.connections import RedisSettings\n"
+            "sys.path.insert(0, 'bench')\n"
+            "from delivery import noop\n"
+            "async def main():\n"
+            f"    w = Worker(functions=[noop], queue_name={queue!r}, burst=True, max_jobs=50,"
+            f" keep_result=0, poll_delay=0.05, handle_signals=False,"
+            f" redis_settings=RedisSettings.from_dsn({scratch.base.redis_url!r}))\n"
+            "    await w.main()\n"
+            "asyncio.run(main())\n"
+        )
+        elapsed = await asyncio.to_thread(run_noop_workers, code, workers)
+    finally:
+        await pool.aclose()
+    # Process start-up (~0.5 s) is in `elapsed`; it makes the figure a slight underestimate.
+    return jobs / elapsed
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    scratch = Scratch(load_settings())
+    try:
+        scratch.migrate()
+        settings = scratch.settings
+        port = free_port()
+        receiver = f"http://127.0.0.1:{port}"
+        webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        key, cert = generate_signing_identity(scratch.folder / "xml", "bench")
+        agency = scratch.spawn(
+            "demo-agency", "--port", str(port), "--secret", webhook_secret,
+            "--xml-cert", str(cert), log_name="agency",
+        )  # fmt: skip
+        services = build_services(settings)
+        await start_services(services)
+        watcher = await start_policy(services, role="api")
+        try:
+            await register_agencies(services, receiver, webhook_secret, key, cert)
+            node_id = await register_node(services)
+            workers = [scratch.spawn("worker", log_name=f"worker{i}") for i in range(args.workers)]
+            await asyncio.sleep(2.0)  # workers connect and load policy
+            cpu_before = {p.pid: cpu_seconds(p.pid) for p in [*workers, agency]}
+            log(f"offering {args.rate}/s deliveries for {args.duration} s")
+            t0 = time.time()
+            committed, expected = await ingest_paced(
+                services, node_id, rate=args.rate, duration=args.duration
+            )
+            items = await wait_for_inbox(receiver, expected, within=args.duration * 4 + 60)
+            cpu = {p.pid: cpu_seconds(p.pid) - cpu_before[p.pid] for p in [*workers, agency]}
+        finally:
+            await stop_policy(services, watcher)
+            await stop_services(services)
+        latencies = [
+            item["at"] - committed[item["event_id"]]
+            for item in items
+            if item.get("event_id") in committed
+        ]
+        last_ack = max(item["at"] for item in items) if items else t0
+        by_kind: dict[str, int] = {}
+        for item in items:
+            by_kind[item["kind"]] = by_kind.get(item["kind"], 0) + 1
+        log("measuring the no-op job rate of arq on this machine")
+        noop_per_s = await noop_rate(scratch, workers=args.workers, jobs=args.noop_jobs)
+        delivered = len(items)
+        rate = delivered / (last_ack - t0) if delivered else 0.0
+        worker_cpu = sum(cpu[p.pid] for p in workers)
+        return {
+            "offered_per_s": args.rate,
+            "duration_s": args.duration,
+            "workers": args.workers,
+            "expected": expected,
+            "delivered": delivered,
+            "by_kind": by_kind,
+            "deliveries_per_s": round(rate, 1),
+            "p50_s": round(percentile(latencies, 0.50), 3),
+            "p99_s": round(percentile(latencies, 0.99), 3),
+            "max_s": round(max(latencies, default=float("nan")), 3),
+            "noop_jobs_per_s": round(noop_per_s, 1),
+            "fraction_of_noop": round(rate / noop_per_s, 3) if noop_per_s else None,
+            "worker_cpu_ms_per_delivery": round(1000 * worker_cpu / max(1, delivered), 2),
+            "receiver_cpu_ms_per_delivery": round(1000 * cpu[agency.pid] / max(1, delivered), 2),
+            "cores": os.cpu_count(),
+        }
+    finally:
+        await scratch.close()
+
+
+def render(report: dict[str, Any]) -> str:
+    ok_rate = report["deliveries_per_s"] >= TARGET_PER_S
+    ok_p99 = report["p99_s"] < TARGET_P99_S
+    lines = [
+        f"delivery bench: {report['workers']} worker process(es), {report['cores']} cores, "
+        f"offered {report['offered_per_s']}/s for {report['duration_s']} s",
+        f"  delivered            {report['delivered']} of {report['expected']} {report['by_kind']}",
+        f"  deliveries/s         {report['deliveries_per_s']}  "
+        f"(goal >= {TARGET_PER_S}: {'met' if ok_rate else 'MISSED'})",
+        f"  commit->ack p50/p99  {report['p50_s']} s / {report['p99_s']} s  "
+        f"(max {report['max_s']} s; "
+        f"goal p99 < {TARGET_P99_S} s: {'met' if ok_p99 else 'MISSED'})",
+        f"  arq no-op jobs/s     {report['noop_jobs_per_s']}  -> deliveries are "
+        f"{report['fraction_of_noop']} of it (aim {AIM_FRACTION_OF_NOOP})",
+        f"  CPU per delivery     worker {report['worker_cpu_ms_per_delivery']} ms, "
+        f"receiver {report['receiver_cpu_ms_per_delivery']} ms",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--rate", type=float, default=1000, help="Offered deliveries per second.")
+    parser.add_argument("--duration", type=float, default=15, help="Seconds of offered load.")
+    parser.add_argument("--workers", type=int, default=2, help="hub worker processes.")
+    parser.add_argument("--noop-jobs", type=int, default=20_000, help="Jobs in the no-op phase.")
+    parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    report = asyncio.run(run(args))
+    print(json.dumps(report) if args.json else render(report))
+
+
+if __name__ == "__main__":
+    main()

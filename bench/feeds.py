@@ -1,0 +1,380 @@
+"""Agency feeds: REST pages/s and p99 with concurrent agency clients, and live fan-out latency.
+
+Runs against scratch resources removed afterwards: a database `hub_bench_<random>` on the
+server of HUB_DATABASE_URL (migrated with `hub migrate`), Redis keys under `bench:<random>:`,
+a tokens file and a `hub api` subprocess on a free loopback port.
+
+REST: `--events` events are bulk-loaded with COPY (the feed trigger queues them) and given
+feed positions; then `--clients` agency clients (spread over the three demo agencies) each
+page through the whole feed with `limit=100`, as fast as they can. Every item still goes
+through `release()` and every page is audited. Live: `--subscribers` WebSocket clients connect,
+then events are committed one transaction at a time and announced exactly as ingest's
+after-commit hook does (sequence, publish); latency is commit -> message received, per
+delivered message. The load generator shares the machine with the API, PostgreSQL and Redis.
+
+    .venv/bin/python bench/feeds.py                      # the issue's figures (slow)
+    .venv/bin/python bench/feeds.py --events 10000       # a quick run
+"""
+
+import argparse
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import msgspec
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake
+
+from hub.feeds.repository import sequence_pending
+from hub.feeds.schemas import FeedNotice
+from hub.identity.tokens import TokenEntry, append_token, new_token, token_hash
+from hub.settings import load_settings
+
+GOAL_PAGE_P99_MS = 50.0
+GOAL_LIVE_P99_MS = 250.0
+AGENCIES = {
+    "police-north": (["north"], 3, "investigation"),
+    "transit-authority": (["central"], 2, "traffic"),
+    "city-analytics": (["central"], 1, "statistics"),
+}
+CAMERAS = ["demo-cam-1", "demo-cam-2", "demo-cam-3"]
+COLUMNS = (
+    "node_id", "event_id", "captured_at", "camera_id", "classes", "max_confidence",
+    "content_sha256", "payload",
+)  # fmt: skip
+
+
+def log(message: str) -> None:
+    """Progress on stderr; figures go to stdout."""
+    print(f"[feeds bench] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value below which `fraction` of the sorted values lie."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
+def payload(camera: str, at: datetime) -> dict[str, Any]:
+    """A detection event as the edge sends it (~600 bytes)."""
+    return {
+        "event_id": str(uuid.uuid4()),
+        "camera_id": camera,
+        "captured_at": at.isoformat(),
+        "model_name": "hub-detector-v2",
+        "model_version": "2.1",
+        "detections": [
+            {"label": "person", "confidence": 0.91, "track_id": "t1",
+             "box": {"x": 0.1, "y": 0.2, "width": 0.3, "height": 0.4}},
+            {"label": "plate", "confidence": 0.77, "attributes": {"plate_text": "AB-123-CD"},
+             "box": {"x": 0.5, "y": 0.5, "width": 0.2, "height": 0.1}},
+        ],
+    }  # fmt: skip
+
+
+def row(camera: str, at: datetime) -> tuple[Any, ...]:
+    """One detection_event row for COPY."""
+    data = payload(camera, at)
+    body = msgspec.json.encode(data)
+    return (
+        uuid.uuid4(), uuid.UUID(data["event_id"]), at, camera, ["person", "plate"], 0.91,
+        secrets.token_bytes(32), body.decode(),
+    )  # fmt: skip
+
+
+class Scratch:
+    """The resources this run owns; `close()` removes all of them."""
+
+    def __init__(self) -> None:
+        self.settings = load_settings()
+        self.tag = secrets.token_hex(4)
+        self.folder = Path(tempfile.mkdtemp(prefix="hub-bench-feeds-"))
+        self.tokens_file = self.folder / "tokens.toml"
+        parts = urlsplit(self.settings.database_url)
+        self.database_url = urlunsplit(parts._replace(path=f"/hub_bench_{self.tag}"))
+        self.redis_prefix = f"bench:{self.tag}:"
+        self.api: subprocess.Popen[bytes] | None = None
+
+    def env(self) -> dict[str, str]:
+        """The environment of the hub subprocesses."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        env.update(
+            HUB_DATABASE_URL=self.database_url,
+            HUB_REDIS_URL=self.settings.redis_url,
+            HUB_REDIS_PREFIX=self.redis_prefix,
+            HUB_LOG_LEVEL="warning",
+            HUB_MEDIA_DIR=str(self.folder / "media"),
+            HUB_SECRETS_DIR=str(self.folder / "keys"),
+            HUB_API_TOKENS_FILE=str(self.tokens_file),
+            HUB_RATELIMIT_ENABLED="false",
+            HUB_DB_POOL_MAX="20",
+        )
+        return env
+
+    def hub(self, *args: str) -> None:
+        """Run one `hub` command or fail with its stderr."""
+        done = subprocess.run(  # noqa: S603 - our own interpreter and fixed arguments
+            [sys.executable, "-m", "hub.cli.main", *args],
+            env=self.env(), capture_output=True, check=False, timeout=300,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"hub {' '.join(args)} failed:\n{done.stderr.decode()}")
+
+    def start_api(self, port: int, workers: int) -> str:
+        """`hub api` on loopback; its base URL once /readyz answers."""
+        sink = (self.folder / "api.log").open("wb")
+        self.api = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
+            [sys.executable, "-m", "hub.cli.main", "api", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", str(workers)],
+            env=self.env(), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.api.poll() is not None:
+                raise RuntimeError((self.folder / "api.log").read_text()[-3000:])
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    time.sleep(1.0 * workers)  # let every worker process finish starting
+                    return base
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("hub api did not become ready")
+
+    def token(self, agency: str) -> str:
+        """An agency client token."""
+        jurisdictions, clearance, purpose = AGENCIES[agency]
+        token = new_token()
+        append_token(
+            self.tokens_file,
+            TokenEntry(
+                sha256=token_hash(token), subject=f"bench-{agency}-{uuid.uuid4().hex[:6]}",
+                kind="client", roles=["agency"], agency=agency, jurisdictions=jurisdictions,
+                clearance=clearance, purpose=purpose,
+            ),
+        )  # fmt: skip
+        return token
+
+    async def close(self) -> None:
+        """Stop the API, drop the database and Redis keys, remove the folder."""
+        if self.api is not None and self.api.poll() is None:
+            os.killpg(self.api.pid, signal.SIGTERM)
+            self.api.wait(20)
+        conn = await asyncpg.connect(
+            urlunsplit(urlsplit(self.database_url)._replace(path="/postgres"))
+        )
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "hub_bench_{self.tag}" WITH (FORCE)')
+        finally:
+            await conn.close()
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(self.settings.redis_url)
+        try:
+            keys = [k async for k in redis.scan_iter(match=f"{self.redis_prefix}*", count=1000)]
+            if keys:
+                await redis.delete(*keys)
+        finally:
+            await redis.aclose()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+async def seed(scratch: Scratch, events: int) -> None:
+    """Register the agencies, COPY the events in and give them feed positions."""
+    conn = await asyncpg.connect(scratch.database_url)
+    try:
+        for name, (jurisdictions, clearance, purpose) in AGENCIES.items():
+            await conn.execute(
+                """INSERT INTO agency (id, name, adapter_kind, endpoint, purpose, jurisdictions,
+                   clearance) VALUES ($1, $2, 'rest', 'http://127.0.0.1:9/', $3, $4, $5)""",
+                uuid.uuid4(), name, purpose, jurisdictions, clearance,
+            )  # fmt: skip
+        start = datetime.now(UTC) - timedelta(hours=1)
+        for first in range(0, events, 10_000):
+            rows = [
+                row(CAMERAS[i % len(CAMERAS)], start + timedelta(milliseconds=i * 10))
+                for i in range(first, min(events, first + 10_000))
+            ]
+            await conn.copy_records_to_table("detection_event", records=rows, columns=COLUMNS)
+        async with conn.transaction():
+            await sequence_pending(conn)
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+async def page_through(http: httpx.AsyncClient, token: str, latencies: list[float]) -> int:
+    """One client: every page of the feed, in order; returns the items it got."""
+    cursor, items = None, 0
+    headers = {"Authorization": f"Bearer {token}"}
+    while True:
+        params: dict[str, Any] = {"limit": 100}
+        if cursor:
+            params["cursor"] = cursor
+        t0 = time.perf_counter()
+        response = await http.get("/v1/feeds/events", params=params, headers=headers)
+        latencies.append(time.perf_counter() - t0)
+        response.raise_for_status()
+        body = response.json()
+        items += len(body["items"])
+        cursor = body["next_cursor"]
+        if not body["has_more"]:
+            return items
+
+
+async def rest_phase(base: str, tokens: list[str]) -> dict[str, Any]:
+    """Every client pages through the whole feed at once."""
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=len(tokens), max_keepalive_connections=len(tokens))
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
+        t0 = time.perf_counter()
+        items = await asyncio.gather(*(page_through(http, t, latencies) for t in tokens))
+        elapsed = time.perf_counter() - t0
+    return {
+        "pages": len(latencies),
+        "items_released": sum(items),
+        "seconds": round(elapsed, 2),
+        "pages_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+    }
+
+
+async def live_phase(scratch: Scratch, base: str, tokens: list[str], count: int) -> dict[str, Any]:
+    """Commit `count` events one by one; time commit -> arrival at each subscriber."""
+    committed: dict[str, float] = {}
+    latencies: list[float] = []
+    url = base.replace("http://", "ws://") + "/v1/feeds/live"
+
+    async def listen(token: str) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        for attempt in range(5):  # a loaded machine may refuse a handshake (policy budget)
+            try:
+                async with connect(url, additional_headers=headers, open_timeout=30) as ws:
+                    ready.append(1)
+                    async for raw in ws:
+                        arrived = time.perf_counter()
+                        message = msgspec.json.decode(raw)
+                        latencies.append(arrived - committed[message["event_id"]])
+                    return
+            except (OSError, InvalidHandshake, TimeoutError) as exc:
+                log(f"subscriber handshake failed ({exc!r:.80}); attempt {attempt + 1}")
+                await asyncio.sleep(1)
+        raise RuntimeError("a subscriber could not connect")
+
+    ready: list[int] = []
+    listeners = [asyncio.create_task(listen(t)) for t in tokens]
+    while len(ready) < len(tokens):
+        failed = [t for t in listeners if t.done()]
+        if failed:
+            failed[0].result()
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(2.5)  # every API process has subscribed to the notice channel
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(scratch.settings.redis_url)
+    conn = await asyncpg.connect(scratch.database_url)
+    try:
+        for i in range(count):
+            record = row(CAMERAS[i % 2], datetime.now(UTC))
+            async with conn.transaction():
+                await conn.copy_records_to_table(
+                    "detection_event", records=[record], columns=COLUMNS
+                )
+            committed[str(record[1])] = time.perf_counter()
+            async with conn.transaction():  # what ingest's after-commit hook does
+                seqs = await sequence_pending(conn)
+            notice = msgspec.json.encode(FeedNotice(first=min(seqs), last=max(seqs)))
+            await redis.publish(f"{scratch.redis_prefix}feeds:events", notice)
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(3)
+    finally:
+        await conn.close()
+        await redis.aclose()
+        for task in listeners:
+            task.cancel()
+        await asyncio.gather(*listeners, return_exceptions=True)
+    return {
+        "events": count,
+        "messages": len(latencies),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+        "max_ms": round(max(latencies, default=0) * 1000, 1),
+    }
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Set up, measure both phases, tear down."""
+    scratch = Scratch()
+    names = list(AGENCIES)
+    try:
+        log(f"scratch database hub_bench_{scratch.tag}; migrating")
+        scratch.hub("migrate")
+        rest_tokens = [scratch.token(names[i % 3]) for i in range(args.clients)]
+        live_tokens = [scratch.token(names[i % 3]) for i in range(args.subscribers)]
+        log(f"seeding {args.events} events")
+        t0 = time.perf_counter()
+        await seed(scratch, args.events)
+        log(
+            f"seeded in {time.perf_counter() - t0:.1f} s; starting hub api ({args.workers} workers)"
+        )
+        base = scratch.start_api(free_port(), args.workers)
+        log(f"REST: {args.clients} clients paging through {args.events} events")
+        rest = await rest_phase(base, rest_tokens)
+        log(f"live: {args.subscribers} subscribers, {args.live_events} events")
+        live = await live_phase(scratch, base, live_tokens, args.live_events)
+    finally:
+        await scratch.close()
+    return {
+        "cpus": os.cpu_count(),
+        "workers": args.workers,
+        "events": args.events,
+        "rest": rest,
+        "rest_goal_p99_ms": GOAL_PAGE_P99_MS,
+        "live": live,
+        "live_goal_p99_ms": GOAL_LIVE_P99_MS,
+    }
+
+
+def main() -> None:
+    """Parse arguments, run, print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000, help="events in the feed")
+    parser.add_argument("--clients", type=int, default=20, help="concurrent REST clients")
+    parser.add_argument("--subscribers", type=int, default=50, help="WebSocket subscribers")
+    parser.add_argument("--live-events", type=int, default=200, help="events for the live test")
+    parser.add_argument("--workers", type=int, default=2, help="hub api worker processes")
+    report = asyncio.run(run(parser.parse_args()))
+    rest, live = report["rest"], report["live"]
+    print(msgspec.json.format(msgspec.json.encode(report)).decode())
+    print(
+        f"REST: {rest['pages_per_s']} pages/s, p99 {rest['p99_ms']} ms "
+        f"(goal < {GOAL_PAGE_P99_MS:.0f} ms); live fan-out p99 {live['p99_ms']} ms "
+        f"(goal < {GOAL_LIVE_P99_MS:.0f} ms) on {report['cpus']} CPUs, shared machine"
+    )
+
+
+if __name__ == "__main__":
+    main()

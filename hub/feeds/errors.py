@@ -1,0 +1,28 @@
+"""Errors of the feeds domain."""
+
+from hub.kit.errors import BadRequestError, ForbiddenError, HubError, NotFoundError
+
+
+class CursorError(BadRequestError):
+    """A cursor that was altered, forged or issued to someone else."""
+
+    code = "cursor_invalid"
+
+
+class NotAnAgencyError(ForbiddenError):
+    """The subject acts for no registered, enabled agency, so nothing can be released."""
+
+    code = "agency_unknown"
+
+
+class MediaNotFoundError(NotFoundError):
+    """No such image for this agency (said the same way whether it exists or not)."""
+
+    code = "media_not_found"
+
+
+class SlowConsumerError(HubError):
+    """A live subscriber fell more than its buffer behind and was dropped."""
+
+    status = 503
+    code = "slow_consumer"

@@ -1,0 +1,156 @@
+"""The feed collaborators one API process shares: bus, live hub, agency view, keys."""
+
+import hashlib
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Protocol, TypeVar
+from uuid import UUID
+
+import msgspec
+import structlog
+
+from hub.delivery.agencies import get_agency
+from hub.delivery.kit import release_hash_key
+from hub.delivery.schemas import Agency
+from hub.feeds.bus import FeedBus
+from hub.feeds.rules import cursor_key
+from hub.kit.db import Database
+from hub.kit.errors import NotFoundError
+from hub.kit.redis import RedisStore
+from hub.policy.guard import Decider
+from hub.policy.schemas import DecisionRecord
+from hub.settings import Settings
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+log = structlog.get_logger("hub.feeds")
+
+# How stale this process's view of an agency may be (a disable reaches feeds this fast).
+AGENCY_TTL_SECONDS = 2.0
+RELEASE_ENTRYPOINT = "hub/release/decision"
+
+
+class PolicyPort(Decider, Protocol):
+    """The policy service as feeds use it: decisions plus the active revision (for ETags)."""
+
+    @property
+    def revision(self) -> str | None:
+        """The active bundle's revision."""
+        ...
+
+
+class CachedRelease:
+    """Passes release decisions to the policy service with a cache key of the whole input.
+
+    `hub/release/decision` reads only its input and the bundle (no clock), so the same input
+    under the same bundle gets the same answer; many agencies paging the same events then
+    cost one evaluation per (recipient, event). Every call is still its own logged decision
+    with its own id; only the evaluation is reused.
+    """
+
+    def __init__(self, policy: PolicyPort) -> None:
+        self._policy = policy
+
+    @property
+    def revision(self) -> str | None:
+        """The active bundle's revision."""
+        return self._policy.revision
+
+    async def decide(
+        self,
+        entrypoint: str,
+        input: msgspec.Struct,
+        *,
+        result_type: type[T],
+        cache_key: bytes | None = None,
+    ) -> tuple[T, DecisionRecord]:
+        """Decide, keying release answers on a digest of their input."""
+        if cache_key is None and entrypoint == RELEASE_ENTRYPOINT:
+            cache_key = hashlib.sha256(msgspec.json.encode(input)).digest()
+        return await self._policy.decide(
+            entrypoint, input, result_type=result_type, cache_key=cache_key
+        )
+
+
+class AgencyView:
+    """Agencies by name, cached for `AGENCY_TTL_SECONDS`."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._cache: dict[str, tuple[float, Agency | None]] = {}
+
+    async def get(self, name: str) -> Agency | None:
+        """The registered agency called `name`, or None."""
+        hit = self._cache.get(name)
+        if hit is not None and time.monotonic() - hit[0] < AGENCY_TTL_SECONDS:
+            return hit[1]
+        try:
+            _, agency = await get_agency(self._db, name)
+        except NotFoundError:
+            agency = None
+        if agency is not None and agency.name != name:  # matched by id, not by name
+            agency = None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[name] = (time.monotonic(), agency)
+        return agency
+
+
+class FeedKit:
+    """Everything the feed use cases need, built once per process (connected lazily)."""
+
+    def __init__(
+        self, settings: Settings, *, db: Database, redis: RedisStore, policy: PolicyPort
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.policy = CachedRelease(policy)
+        self.bus = FeedBus(redis)
+        self.agencies = AgencyView(db)
+        self.media_root = Path(settings.media_dir)
+        self.live_buffer = settings.feeds_live_buffer
+        # Imported here: live.py needs service.py, which needs this module's types.
+        from hub.feeds.live import LiveHub
+
+        self.live = LiveHub(self)
+        self.bus.add_handler(self.live.on_notice)
+
+    @cached_property
+    def hash_key(self) -> bytes:
+        """The release master key (shared by every process of the hub)."""
+        return release_hash_key(self.settings)
+
+    @cached_property
+    def cursor_key(self) -> bytes:
+        """The key cursors are signed with."""
+        return cursor_key(self.hash_key)
+
+    @property
+    def notifier(self) -> "FeedPublisher":
+        """The ingest hook: sequence and announce events after their batch committed."""
+        return FeedPublisher(self)
+
+    async def aclose(self) -> None:
+        """Drop live subscribers and stop listening."""
+        await self.live.aclose()
+        await self.bus.aclose()
+
+
+class FeedPublisher:
+    """Implements ingest's `FeedNotifier`: positions for the new events, then a notice."""
+
+    def __init__(self, kit: FeedKit) -> None:
+        self._kit = kit
+
+    async def published(self, *, node_id: UUID, event_ids: set[UUID]) -> None:
+        """Never raises: the events are committed and queued; the periodic sweep (or the
+        next batch) sequences whatever this could not."""
+        if not event_ids:
+            return
+        from hub.feeds.service import sequence_and_announce
+
+        try:
+            await sequence_and_announce(self._kit)
+        except Exception as exc:
+            log.warning("feed sequencing deferred", node_id=str(node_id), error=repr(exc)[:200])

@@ -1,0 +1,196 @@
+"""The live feed's fan-out in one API process.
+
+One task per process reads new feed positions from PostgreSQL after its own watermark
+(woken by notices from the bus, so notices arriving out of order cannot reorder or skip
+events), releases each event once per (agency, recipient, purpose) among this process's
+subscribers, and queues the result on every matching subscriber. A subscriber whose queue
+holds `buffer` undelivered messages is dropped: its queue is replaced by a close marker, and
+the socket is closed with `SLOW_CONSUMER_CLOSE`. Live delivery is best-effort by design;
+every message carries a REST cursor, so a dropped client resumes with `GET /v1/feeds/events`.
+"""
+
+import asyncio
+import contextlib
+from collections import defaultdict
+
+import msgspec
+import structlog
+
+from hub.audit import AuditEntry, append_entry
+from hub.feeds import repository
+from hub.feeds.kit import FeedKit
+from hub.feeds.repository import FeedRow
+from hub.feeds.rules import encode_cursor, matches
+from hub.feeds.schemas import FeedFilters, FeedNotice, LiveEvent
+from hub.feeds.service import (
+    SWEEP_GRACE_SECONDS,
+    Reader,
+    release_payload,
+    sequence_and_announce,
+)
+
+log = structlog.get_logger("hub.feeds")
+
+SLOW_CONSUMER_CLOSE = 4008
+DRAIN_BATCH = 500
+_ALL = FeedFilters()
+
+
+class Subscriber:
+    """One WebSocket's reader, filters and bounded queue (None in the queue: you are dropped)."""
+
+    def __init__(self, reader: Reader, filters: FeedFilters, *, buffer: int) -> None:
+        self.reader = reader
+        self.filters = filters
+        self.buffer = buffer
+        self.queue: asyncio.Queue[LiveEvent | None] = asyncio.Queue()
+        self.dropped = False
+        self.gone = asyncio.Event()  # set when dropped, so a sender stuck in send is noticed
+
+    def offer(self, message: LiveEvent) -> bool:
+        """Queue a message; past the buffer, drop the subscriber instead (False)."""
+        if self.dropped:
+            return False
+        if self.queue.qsize() >= self.buffer:
+            self.dropped = True
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+            self.gone.set()
+            return False
+        self.queue.put_nowait(message)
+        return True
+
+
+class LiveHub:
+    """This process's live subscribers and the task that feeds them."""
+
+    def __init__(self, kit: FeedKit) -> None:
+        self._kit = kit
+        self._subscribers: set[Subscriber] = set()
+        self._watermark = 0
+        self._signal: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def subscribe(self, reader: Reader, filters: FeedFilters) -> Subscriber:
+        """Add a subscriber; it gets events sequenced from now on."""
+        if self._task is None:
+            async with self._kit.db.transaction() as conn:
+                self._watermark = await repository.last_seq(conn)
+            self._signal = asyncio.Event()
+            self._task = asyncio.create_task(self._run(), name="feeds-live")
+        await self._kit.bus.start()
+        subscriber = Subscriber(reader, filters, buffer=self._kit.live_buffer)
+        self._subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Forget a subscriber (its socket closed)."""
+        self._subscribers.discard(subscriber)
+
+    async def on_notice(self, notice: FeedNotice | None) -> None:
+        """Bus handler: wake the fan-out on a notice; on a tick, sequence stragglers."""
+        if notice is None:
+            await sequence_and_announce(self._kit, older_than_seconds=SWEEP_GRACE_SECONDS)
+            return
+        if self._signal is not None and notice.last > self._watermark:
+            self._signal.set()
+
+    async def aclose(self) -> None:
+        """Stop the fan-out task (idempotent)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, 5.0)
+            self._task = None
+
+    async def _run(self) -> None:
+        assert self._signal is not None  # noqa: S101 - set before the task starts
+        while True:
+            await self._signal.wait()
+            self._signal.clear()
+            try:
+                await self._drain()
+            except Exception:  # keep serving; the next notice retries from the watermark
+                log.exception("live fan-out failed")
+                await asyncio.sleep(0.5)
+
+    async def _drain(self) -> None:
+        while True:
+            async with self._kit.db.transaction() as conn:
+                rows = await repository.select_page(
+                    conn, after=self._watermark, filters=_ALL, limit=DRAIN_BATCH
+                )
+            if not rows:
+                return
+            if self._subscribers:
+                await self._fan_out(rows)
+            self._watermark = rows[-1].seq
+            if len(rows) < DRAIN_BATCH:
+                return
+
+    async def _fan_out(self, rows: list[FeedRow]) -> None:
+        groups: dict[bytes, list[Subscriber]] = defaultdict(list)
+        for subscriber in list(self._subscribers):
+            if not subscriber.dropped:
+                groups[
+                    msgspec.json.encode([subscriber.reader.agency, subscriber.reader.state])
+                ].append(subscriber)
+        entries = [await self._fan_out_group(members, rows) for members in groups.values()]
+        # Audited after sending: the audit lock must not sit on the live path's latency.
+        async with self._kit.db.transaction() as conn:
+            for entry in entries:
+                if entry is not None:
+                    await append_entry(conn, entry)
+
+    async def _fan_out_group(
+        self, members: list[Subscriber], rows: list[FeedRow]
+    ) -> AuditEntry | None:
+        reader = members[0].reader
+        sent: list[int] = []
+        decisions: list[str] = []
+        withheld: list[int] = []
+        for row in rows:
+            wanted = [
+                s
+                for s in members
+                if matches(
+                    s.filters,
+                    camera_id=row.camera_id,
+                    classes=row.classes,
+                    captured_at=row.captured_at,
+                )
+            ]
+            if not wanted:
+                continue
+            released = await release_payload(
+                self._kit, reader, row.payload, data_class="detection_event"
+            )
+            decisions.append(released.decision_id)
+            if not released.allowed or released.record is None:
+                withheld.append(row.seq)
+                continue
+            message = LiveEvent(
+                seq=row.seq,
+                event_id=row.event_id,
+                decision_id=released.decision_id,
+                record=released.record,
+                cursor=encode_cursor(row.seq, agency=reader.agency, key=self._kit.cursor_key),
+            )
+            for subscriber in wanted:
+                subscriber.offer(message)
+            sent.append(row.seq)
+        if not sent and not withheld:
+            return None
+        return AuditEntry(
+            actor=f"agency:{reader.agency}",
+            action="feeds.live.push",
+            target=f"agency:{reader.agency}",
+            detail={
+                "channel": "live",
+                "subscribers": sorted({s.reader.actor for s in members}),
+                "seqs": sent,
+                "withheld": withheld,
+                "decision_ids": decisions,
+            },
+        )

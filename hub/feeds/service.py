@@ -1,0 +1,336 @@
+"""Use cases of feeds: who reads, a page of released events, media, acknowledgements.
+
+Every item leaves through `release()` for the reader's agency; a denied item is left out,
+an item policy could not decide (it failed closed) ends the page there, so the cursor never
+moves past an event that may be releasable once policy is back. Every access is audited,
+one entry per page (ids and decision ids, never payloads).
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from hub.audit import AuditEntry, append_entry
+from hub.contracts.detection_v1 import Detection
+from hub.feeds import repository
+from hub.feeds.errors import MediaNotFoundError, NotAnAgencyError
+from hub.feeds.kit import FeedKit
+from hub.feeds.repository import FeedRow
+from hub.feeds.rules import decode_cursor, encode_cursor, etag_matches, page_etag, recipient_for
+from hub.feeds.schemas import AckResult, Channel, FeedFilters, FeedItem, FeedNotice, FeedPage
+from hub.identity.schemas import Subject
+from hub.kit.errors import UnavailableError
+from hub.policy.release import Released, release, release_media
+from hub.policy.schemas import Recipient
+
+MAX_LIMIT = 500
+MAX_WAIT_SECONDS = 30.0
+# Pending events older than this are sequenced by readers' processes too (crash recovery).
+SWEEP_GRACE_SECONDS = 2.0
+MEDIA_CANDIDATES = 20
+
+
+class Reader(msgspec.Struct, frozen=True, kw_only=True):
+    """A subject reading for its agency: the release recipient and purpose it gets."""
+
+    actor: str
+    agency: str
+    recipient: Recipient
+    purpose: str
+    authz_decision_id: str | None = None
+
+    @property
+    def state(self) -> bytes:
+        """What release depends on besides the record (part of the ETag)."""
+        return msgspec.json.encode([self.recipient, self.purpose])
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult:
+    """A page, or None when the caller's ETag still matches (304)."""
+
+    page: FeedPage | None
+    etag: str
+
+
+async def resolve_reader(kit: FeedKit, subject: Subject, *, decision_id: str | None) -> Reader:
+    """The reader for an authenticated subject; 403 unless it acts for an enabled agency."""
+    agency = await kit.agencies.get(subject.agency) if subject.agency else None
+    if agency is None or agency.status == "disabled":
+        raise NotAnAgencyError("the subject acts for no registered, enabled agency")
+    return Reader(
+        actor=f"{subject.kind}:{subject.id}",
+        agency=agency.name,
+        recipient=recipient_for(
+            subject,
+            agency=agency.name,
+            jurisdictions=agency.jurisdictions,
+            clearance=agency.clearance,
+        ),
+        purpose=subject.purpose or agency.purpose,
+        authz_decision_id=decision_id or None,
+    )
+
+
+async def read_page(
+    kit: FeedKit,
+    reader: Reader,
+    *,
+    cursor: str | None,
+    filters: FeedFilters,
+    limit: int,
+    wait: float = 0.0,
+    if_none_match: str | None = None,
+    channel: Channel = "rest",
+) -> PageResult:
+    """The next page after `cursor`. With `wait`, an empty or unchanged page waits (up to
+    `wait` seconds) for new events instead of answering at once (long-poll)."""
+    after = decode_cursor(cursor, agency=reader.agency, key=kit.cursor_key) if cursor else 0
+    limit = max(1, min(limit, MAX_LIMIT))
+    deadline = time.monotonic() + max(0.0, min(wait, MAX_WAIT_SECONDS))
+    while True:
+        mark = kit.bus.mark()
+        async with kit.db.transaction() as conn:
+            rows = await repository.select_page(conn, after=after, filters=filters, limit=limit + 1)
+        etag = page_etag(
+            agency_state=reader.state,
+            after=after,
+            limit=limit,
+            filters=filters,
+            seqs=[r.seq for r in rows[:limit]],
+            revision=kit.policy.revision,
+        )
+        unchanged = etag_matches(if_none_match, etag)
+        remaining = deadline - time.monotonic()
+        if (rows and not unchanged) or remaining <= 0:
+            break
+        await kit.bus.wait(mark, seconds=remaining)
+    if unchanged:
+        await _audit(kit, reader, channel, "feeds.events.not_modified", seqs=[], withheld=[])
+        return PageResult(page=None, etag=etag)
+    page = await _release_page(kit, reader, rows, after=after, limit=limit, channel=channel)
+    return PageResult(page=page, etag=etag)
+
+
+async def _release_page(
+    kit: FeedKit, reader: Reader, rows: list[FeedRow], *, after: int, limit: int, channel: Channel
+) -> FeedPage:
+    batch = await release_rows(kit, reader, rows[:limit], after=after)
+    if batch.stopped and batch.last == after:
+        raise UnavailableError("policy is unavailable; no event can be released now")
+    await _audit(
+        kit,
+        reader,
+        channel,
+        "feeds.events.read",
+        seqs=[i.seq for i in batch.items],
+        withheld=batch.withheld,
+        decision_ids=[i.decision_id for i in batch.items],
+        cursor=(after, batch.last),
+    )
+    return FeedPage(
+        items=batch.items,
+        next_cursor=encode_cursor(batch.last, agency=reader.agency, key=kit.cursor_key),
+        has_more=len(rows) > limit or batch.stopped,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasedBatch:
+    """Rows released in order: items, withheld positions, the last position handled, and
+    whether policy failed closed before the end (the rest waits for the next look)."""
+
+    items: list[FeedItem]
+    withheld: list[int]
+    last: int
+    stopped: bool
+
+
+async def release_rows(
+    kit: FeedKit, reader: Reader, rows: list[FeedRow], *, after: int
+) -> ReleasedBatch:
+    """Release rows in order for the reader, stopping at the first policy failure."""
+    items: list[FeedItem] = []
+    withheld: list[int] = []
+    last = after
+    for row in rows:
+        released = await release_payload(kit, reader, row.payload, data_class="detection_event")
+        if released.error is not None:
+            return ReleasedBatch(items=items, withheld=withheld, last=last, stopped=True)
+        if released.allowed and released.record is not None:
+            items.append(
+                FeedItem(
+                    seq=row.seq,
+                    event_id=row.event_id,
+                    decision_id=released.decision_id,
+                    record=released.record,
+                )
+            )
+        else:
+            withheld.append(row.seq)
+        last = row.seq
+    return ReleasedBatch(items=items, withheld=withheld, last=last, stopped=False)
+
+
+async def release_payload(
+    kit: FeedKit, reader: Reader, payload: str, *, data_class: str
+) -> Released:
+    record: dict[str, Any] = msgspec.json.decode(payload)
+    return await release(
+        kit.policy,
+        recipient=reader.recipient,
+        purpose=reader.purpose,
+        data_class=data_class,
+        record=record,
+        hash_master_key=kit.hash_key,
+    )
+
+
+async def read_media(kit: FeedKit, reader: Reader, *, sha256: str) -> tuple[bytes, str, str]:
+    """An image as the reader's agency may see it (blurred as its release says), with its
+    content type and decision id; 404 unless a releasable event references it."""
+    async with kit.db.transaction() as conn:
+        stored = await repository.select_media_file(conn, sha256=sha256)
+        rows = await repository.select_media_events(conn, sha256=sha256, limit=MEDIA_CANDIDATES)
+    decisions: list[str] = []
+    for row in rows if stored is not None else []:
+        released = await release_payload(kit, reader, row.payload, data_class="snapshot")
+        decisions.append(released.decision_id)
+        if not released.allowed or stored is None:
+            continue
+        image = await asyncio.to_thread(_read_file, kit, stored.storage_path)
+        detections = msgspec.convert(
+            msgspec.json.decode(row.payload).get("detections", []), list[Detection]
+        )
+        shown = (
+            None
+            if image is None
+            else release_media(
+                released, image=image, content_type=stored.content_type, detections=detections
+            )
+        )
+        if shown is not None:
+            await _audit(
+                kit,
+                reader,
+                "media",
+                "feeds.media.read",
+                seqs=[row.seq],
+                withheld=[],
+                decision_ids=decisions,
+                target=f"media:{sha256}",
+            )
+            return shown, stored.content_type, released.decision_id
+    await _audit(
+        kit,
+        reader,
+        "media",
+        "feeds.media.refused",
+        seqs=[],
+        withheld=[r.seq for r in rows],
+        decision_ids=decisions,
+        target=f"media:{sha256}",
+    )
+    raise MediaNotFoundError("no such image")
+
+
+def _read_file(kit: FeedKit, storage_path: str) -> bytes | None:
+    path = (kit.media_root / storage_path).resolve()
+    if not path.is_relative_to(kit.media_root.resolve()) or not path.is_file():
+        return None
+    return path.read_bytes()
+
+
+async def acknowledge(kit: FeedKit, reader: Reader, *, seqs: list[int]) -> AckResult:
+    """Record that the reader's agency processed these feed positions (idempotent).
+
+    Positions are recorded as stated, without checking what they point at, so the answer
+    says nothing about events the agency was never shown."""
+    unique = sorted(set(seqs))
+    async with kit.db.transaction() as conn:
+        new = await repository.insert_acks(
+            conn, agency=reader.agency, subject=reader.actor, seqs=unique
+        )
+        await append_entry(
+            conn,
+            _entry(
+                reader,
+                "soap",
+                "feeds.events.acknowledge",
+                seqs=unique,
+                withheld=[],
+                decision_ids=[],
+            ),
+        )
+    return AckResult(acknowledged=new, already_acknowledged=len(unique) - new)
+
+
+async def sequence_and_announce(kit: FeedKit, *, older_than_seconds: float = 0.0) -> list[int]:
+    """Give committed events their feed positions and tell every process about them."""
+    async with kit.db.transaction() as conn:
+        if older_than_seconds > 0 and not await repository.has_pending(
+            conn, older_than_seconds=older_than_seconds
+        ):
+            return []
+        assigned = await repository.sequence_pending(conn, older_than_seconds=older_than_seconds)
+    if assigned:
+        await kit.bus.publish(FeedNotice(first=min(assigned), last=max(assigned)))
+    return assigned
+
+
+async def _audit(
+    kit: FeedKit,
+    reader: Reader,
+    channel: Channel,
+    action: str,
+    *,
+    seqs: list[int],
+    withheld: list[int],
+    decision_ids: list[str] | None = None,
+    cursor: tuple[int, int] | None = None,
+    target: str | None = None,
+) -> None:
+    entry = _entry(
+        reader,
+        channel,
+        action,
+        seqs=seqs,
+        withheld=withheld,
+        decision_ids=decision_ids or [],
+        cursor=cursor,
+        target=target,
+    )
+    async with kit.db.transaction() as conn:
+        await append_entry(conn, entry)
+
+
+def _entry(
+    reader: Reader,
+    channel: Channel,
+    action: str,
+    *,
+    seqs: list[int],
+    withheld: list[int],
+    decision_ids: list[str],
+    cursor: tuple[int, int] | None = None,
+    target: str | None = None,
+) -> AuditEntry:
+    detail: dict[str, Any] = {
+        "channel": channel,
+        "agency": reader.agency,
+        "seqs": seqs,
+        "withheld": withheld,
+        "decision_ids": decision_ids,
+    }
+    if cursor is not None:
+        detail["from_seq"], detail["to_seq"] = cursor
+    return AuditEntry(
+        actor=reader.actor,
+        action=action,
+        target=target or f"agency:{reader.agency}",
+        decision_id=reader.authz_decision_id,
+        detail=detail,
+    )

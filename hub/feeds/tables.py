@@ -1,0 +1,36 @@
+"""Piccolo tables of feeds (schema, trigger and sequence in migrations/sql/0006_feeds.sql).
+
+Reads and writes are SQL in repository.py; these declarations keep the schema check honest.
+"""
+
+from piccolo.columns import Array, BigInt, Text, Timestamptz
+from piccolo.table import Table
+
+
+class FeedPending(Table, tablename="feed_pending"):
+    """An accepted event waiting for its feed position (queued by trigger at ingest)."""
+
+    event_pk = BigInt(primary_key=True)
+    captured_at = Timestamptz()
+    queued_at = Timestamptz()
+
+
+class FeedEntry(Table, tablename="feed_entry"):
+    """An event's position in the feed; positions are assigned in commit order."""
+
+    seq = BigInt(primary_key=True)
+    event_pk = BigInt()
+    captured_at = Timestamptz()
+    camera_id = Text()
+    classes = Array(base_column=Text())
+    media_sha256 = Array(base_column=Text())
+    sequenced_at = Timestamptz()
+
+
+class FeedAck(Table, tablename="feed_ack"):
+    """A feed position an agency acknowledged having processed."""
+
+    agency = Text(primary_key=True)
+    seq = BigInt()
+    subject = Text()
+    acknowledged_at = Timestamptz()

@@ -1,0 +1,52 @@
+"""The identity collaborators one process keeps: sealer, key ring, revocations, issuer."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.identity.oauth.access import (
+    AccessTokenIssuer,
+    AccessTokenVerifier,
+    KeyRing,
+    Revocations,
+    TokenPolicy,
+)
+from hub.identity.oauth.crypto import Sealer
+from hub.kit.db import Database
+from hub.kit.redis import RedisStore
+from hub.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityKit:
+    """Built once per process; its caches (keys, revocations) are what make it worth sharing."""
+
+    db: Database
+    redis: RedisStore
+    policy: TokenPolicy
+    refresh_ttl_seconds: int
+    sealer: Sealer
+    verifier: AccessTokenVerifier
+    issuer: AccessTokenIssuer
+
+    @classmethod
+    def build(cls, settings: Settings, db: Database, redis: RedisStore) -> "IdentityKit":
+        """Collaborators for these settings (nothing is read or connected yet)."""
+        policy = TokenPolicy(
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            ttl_seconds=settings.access_token_ttl_seconds,
+            leeway_seconds=settings.jwt_leeway_seconds,
+        )
+        sealer = Sealer(Path(settings.secrets_dir))
+        revocations = Revocations(
+            redis, ttl_seconds=settings.access_token_ttl_seconds + settings.jwt_leeway_seconds
+        )
+        return cls(
+            db=db,
+            redis=redis,
+            policy=policy,
+            refresh_ttl_seconds=settings.refresh_token_ttl_seconds,
+            sealer=sealer,
+            verifier=AccessTokenVerifier(policy, KeyRing(db), revocations),
+            issuer=AccessTokenIssuer(policy, db, sealer),
+        )

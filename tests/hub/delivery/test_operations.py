@@ -1,0 +1,308 @@
+"""Operating deliveries: circuit breaker, pause/resume and auto-pause, dead-letter replay
+through the admin API and the CLI, back-pressure at ingest, admin validation."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from uuid import uuid4
+
+import asyncpg
+import msgspec
+import pytest
+from litestar.testing import AsyncTestClient
+
+from hub.app import create_app
+from hub.delivery.breaker import CircuitBreaker
+from hub.identity.tokens import TokenEntry, append_token, new_token, token_hash
+from hub.runtime import Services
+from hub.settings import Settings
+from tests.hub.delivery.harness import (
+    EVENTS,
+    Receivers,
+    all_settled,
+    ingest,
+    quick,
+    register,
+    running_worker,
+    settings_env,
+    statuses,
+    wait_until,
+)
+from tests.hub.ingest.builders import batch, event
+from tests.support import BASE_URL, EdgeNode, run_hub, signed_headers
+
+pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.commits]
+
+
+def north_events(count: int) -> list[dict[str, object]]:
+    return [event(camera_id="demo-cam-1", model_name="demo-synthetic") for _ in range(count)]
+
+
+async def attempt_count(settings: Settings) -> int:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM delivery_attempt"))
+    finally:
+        await conn.close()
+
+
+def issue(path: Path, subject: str, **fields: object) -> str:
+    token = new_token()
+    entry = {"sha256": token_hash(token), "subject": subject, **fields}
+    append_token(path, msgspec.convert(entry, TokenEntry))
+    return token
+
+
+@pytest.fixture
+async def admin(
+    settings: Settings, tmp_path: Path
+) -> AsyncIterator[tuple[AsyncTestClient, dict[str, str]]]:
+    """An API client with admin and agency bearer tokens (headers by role)."""
+    tokens = tmp_path / "tokens.toml"
+    headers = {
+        "admin": {"Authorization": f"Bearer {issue(tokens, 'ada', roles=['admin'])}"},
+        "agency": {
+            "Authorization": "Bearer "
+            + issue(tokens, "bot", kind="client", roles=["agency"], agency="police-north")
+        },
+    }
+    app = create_app(msgspec.structs.replace(settings, api_tokens_file=str(tokens)))
+    async with AsyncTestClient(app=app, base_url=BASE_URL) as client:
+        yield client, headers  # type: ignore[misc]
+
+
+async def test_breaker_opens_on_failures_and_closes_after_a_probe(
+    settings: Settings,
+    services: Services,
+    client: AsyncTestClient,
+    edge_node: EdgeNode,
+    receivers: Receivers,
+) -> None:
+    agencies = await register(services, receivers, ("police-north",))
+    agency_id = agencies["police-north"].id
+    fast = quick(settings, breaker_failure_threshold=3, breaker_open_seconds=3)
+    breaker = CircuitBreaker(services.redis, threshold=3, open_seconds=3)
+    receivers.stop()
+    await ingest(client, edge_node, north_events(10))
+
+    async with running_worker(fast):
+
+        async def opened() -> bool:
+            return (await breaker.state(agency_id, "police-north")).state == "open"
+
+        await wait_until(opened, what="breaker open")
+        # While open, no attempt is made (none is spent either). Attempts that had started
+        # before it opened finish first (connection refused is quick).
+        await asyncio.sleep(0.3)
+        before = await attempt_count(settings)
+        await asyncio.sleep(1.0)
+        assert await attempt_count(settings) == before
+        receivers.start()
+        await wait_until(lambda: all_settled(settings, 10), what="all delivered after the probe")
+
+    state = await breaker.state(agency_id, "police-north")
+    assert (state.state, state.consecutive_failures) == ("closed", 0)
+    assert receivers.inbox.summary().unique == 10
+
+
+async def test_paused_agency_waits_and_resume_delivers(
+    settings: Settings,
+    services: Services,
+    client: AsyncTestClient,
+    edge_node: EdgeNode,
+    receivers: Receivers,
+    admin: tuple[AsyncTestClient, dict[str, str]],
+) -> None:
+    api, headers = admin
+    await register(services, receivers, ("police-north",))
+    paused = await api.post(
+        "/v1/admin/agencies/police-north/pause",
+        json={"reason": "maintenance window"},
+        headers=headers["admin"],
+    )
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["status"] == "paused"
+    await ingest(client, edge_node, north_events(5))
+
+    async with running_worker(quick(settings)):
+        await asyncio.sleep(1.0)
+        assert await attempt_count(settings) == 0
+        assert (await statuses(settings)) == {"pending": 5}
+        resumed = await api.post("/v1/admin/agencies/police-north/resume", headers=headers["admin"])
+        assert resumed.status_code == 200, resumed.text
+        await wait_until(lambda: all_settled(settings, 5), what="delivered after resume")
+
+    listed = await api.get("/v1/admin/agencies", headers=headers["admin"])
+    (health,) = listed.json()
+    assert health["agency"]["status"] == "active"
+    assert health["counts"] == {"delivered": 5}
+    assert health["breaker"]["state"] == "closed"
+
+
+async def test_agency_failing_too_long_is_paused_automatically(
+    settings: Settings,
+    services: Services,
+    client: AsyncTestClient,
+    edge_node: EdgeNode,
+    receivers: Receivers,
+) -> None:
+    agencies = await register(services, receivers, ("police-north",))
+    agency_id = agencies["police-north"].id
+    # The agency has been failing for an hour already (as the breaker remembers it).
+    key = services.redis.key("breaker", str(agency_id))
+    await services.redis.client.hset(
+        key, mapping={"failures": 1, "failing_since": time.time() - 3600}
+    )
+    receivers.stop()
+    await ingest(client, edge_node, north_events(1))
+
+    async with running_worker(quick(settings, agency_auto_pause_seconds=600)):
+
+        async def paused() -> bool:
+            conn = await asyncpg.connect(settings.database_url)
+            try:
+                return await conn.fetchval("SELECT status FROM agency") == "paused"
+            finally:
+                await conn.close()
+
+        await wait_until(paused, what="auto-pause")
+
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        reason = await conn.fetchval("SELECT paused_reason FROM agency")
+        audited = await conn.fetchval(
+            "SELECT count(*) FROM audit_log WHERE action = 'agency.auto_pause'"
+        )
+    finally:
+        await conn.close()
+    assert reason.startswith("auto-paused: failing for 60 min")
+    assert audited == 1
+
+
+async def test_dead_letter_replayed_through_the_api_keeps_its_delivery_id(
+    settings: Settings,
+    services: Services,
+    client: AsyncTestClient,
+    edge_node: EdgeNode,
+    receivers: Receivers,
+    admin: tuple[AsyncTestClient, dict[str, str]],
+) -> None:
+    api, headers = admin
+    await register(services, receivers, ("police-north",))
+    receivers.inbox.fail_next(1, 422)
+    await ingest(client, edge_node, north_events(1))
+
+    async with running_worker(quick(settings)):
+        await wait_until(lambda: all_settled(settings, 1), what="dead letter")
+        dead = await api.get("/v1/admin/deliveries?status=dead", headers=headers["admin"])
+        (letter,) = dead.json()
+        assert letter["last_status_code"] == 422
+        replay = await api.post(
+            f"/v1/admin/deliveries/{letter['id']}/replay", headers=headers["admin"]
+        )
+        assert replay.status_code == 200, replay.text
+        await wait_until(lambda: all_settled(settings, 1), what="replayed delivery")
+
+    detail = await api.get(f"/v1/admin/deliveries/{letter['id']}", headers=headers["admin"])
+    body = detail.json()
+    assert body["delivery"]["status"] == "delivered"
+    assert [a["outcome"] for a in body["attempts"]] == ["dead", "delivered"]
+    assert receivers.inbox.count_of(letter["id"]) == 1
+    again = await api.post(f"/v1/admin/deliveries/{letter['id']}/replay", headers=headers["admin"])
+    assert again.status_code == 409
+    assert again.json()["type"].endswith("/delivery_not_dead")
+
+
+async def test_dead_letters_replayed_by_time_range_from_the_cli(
+    settings: Settings,
+    services: Services,
+    client: AsyncTestClient,
+    edge_node: EdgeNode,
+    receivers: Receivers,
+) -> None:
+    await register(services, receivers, ("police-north",))
+    receivers.inbox.fail_next(3, 400)
+    await ingest(client, edge_node, north_events(3))
+    async with running_worker(quick(settings)):
+        await wait_until(lambda: all_settled(settings, 3), what="three dead letters")
+        assert await statuses(settings) == {"dead": 3}
+        env = settings_env(settings)
+        listed = await run_hub("deliveries", "list", "--json", env=env)
+        assert listed.returncode == 0, listed.stderr
+        assert len(msgspec.json.decode(listed.stdout)) == 3
+        done = await run_hub(
+            "deliveries",
+            "replay",
+            "--since",
+            "2000-01-01",
+            "--until",
+            "2100-01-01",
+            "--json",
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        assert msgspec.json.decode(done.stdout)["replayed"] == 3
+        await wait_until(lambda: all_settled(settings, 3), what="replayed")
+    assert await statuses(settings) == {"delivered": 3}
+
+
+async def test_ingest_answers_503_while_deliveries_are_backed_up(
+    settings: Settings, services: Services, edge_node: EdgeNode, receivers: Receivers
+) -> None:
+    await register(services, receivers, ("police-north",))
+    tight = msgspec.structs.replace(settings, backpressure_max_backlog=5)
+    async with AsyncTestClient(app=create_app(tight), base_url=BASE_URL) as client:
+        await ingest(client, edge_node, north_events(10))  # nobody delivers: 10 due rows
+        await asyncio.sleep(1.1)  # the backlog is measured at most once a second
+        body = batch(*north_events(1))
+        refused = await client.post(
+            EVENTS, content=body, headers=signed_headers(edge_node.signer, path=EVENTS, body=body)
+        )
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == str(tight.backpressure_retry_after_seconds)
+    assert refused.json()["type"].endswith("/backpressure")
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM detection_event") == 10
+    finally:
+        await conn.close()
+
+
+async def test_admin_routes_validate_and_refuse_non_admins(
+    receivers: Receivers, admin: tuple[AsyncTestClient, dict[str, str]]
+) -> None:
+    api, headers = admin
+    good = {"name": "police-north", "kind": "rest", "config": receivers.config("rest")}
+    refused = await api.post("/v1/admin/agencies", json=good, headers=headers["agency"])
+    assert refused.status_code == 403
+    bad_config = {**good, "config": {"url": "ftp://nowhere", "secrets": []}}
+    invalid = await api.post("/v1/admin/agencies", json=bad_config, headers=headers["admin"])
+    assert invalid.status_code == 422
+    assert invalid.json()["type"].endswith("/adapter_config")
+    unknown = await api.post(
+        "/v1/admin/agencies", json={**good, "kind": "fax"}, headers=headers["admin"]
+    )
+    assert unknown.status_code == 422
+    assert "fax" in unknown.json()["detail"]
+    created = await api.post("/v1/admin/agencies", json=good, headers=headers["admin"])
+    assert created.status_code == 201, created.text
+    assert "secrets" not in created.text  # never echoed back
+    duplicate = await api.post("/v1/admin/agencies", json=good, headers=headers["admin"])
+    assert duplicate.status_code == 409
+    tested = await api.post("/v1/admin/agencies/police-north/test", headers=headers["admin"])
+    assert tested.json()["delivered"] is True
+    assert receivers.inbox.items()[-1].test is True
+    missing = await api.get(f"/v1/admin/deliveries/{uuid4()}", headers=headers["admin"])
+    assert missing.status_code == 404
+
+
+async def test_enqueue_never_queues_a_delivery_twice(services: Services) -> None:
+    planned = [(uuid4(), uuid4()) for _ in range(3)]
+    queue = services.delivery.queue
+    try:
+        assert await queue.enqueue(planned) == 3
+        assert await queue.enqueue(planned) == 0
+        assert await queue.depth() == 3
+    finally:
+        await services.redis.client.delete(*[f"arq:job:{d}" for d, _ in planned])
