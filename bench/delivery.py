@@ -212,6 +212,7 @@ async def register_agencies(
             ),
             actor="bench",
         )
+    return configs
 
 
 async def register_node(services: Any) -> uuid.UUID:
@@ -355,7 +356,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await start_services(services)
         watcher = await start_policy(services, role="api")
         try:
-            await register_agencies(services, receiver, webhook_secret, key, cert)
+            configs = await register_agencies(services, receiver, webhook_secret, key, cert)
             node_id = await register_node(services)
             workers = [scratch.spawn("worker", log_name=f"worker{i}") for i in range(args.workers)]
             await asyncio.sleep(2.0)  # workers connect and load policy
@@ -367,6 +368,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             items = await wait_for_inbox(receiver, expected, within=args.duration * 4 + 60)
             cpu = {p.pid: cpu_seconds(p.pid) - cpu_before[p.pid] for p in [*workers, agency]}
+            for worker in workers:  # quiet machine for the cost breakdown
+                worker.terminate()
+            log("measuring where a delivery's CPU goes (sequential, in this process)")
+            costs = await cost_breakdown(services, configs, count=args.cost_samples)
         finally:
             await stop_policy(services, watcher)
             await stop_services(services)
@@ -400,9 +405,58 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "worker_cpu_ms_per_delivery": round(1000 * worker_cpu / max(1, delivered), 2),
             "receiver_cpu_ms_per_delivery": round(1000 * cpu[agency.pid] / max(1, delivered), 2),
             "cores": os.cpu_count(),
+            "cpu_ms_breakdown": costs,
         }
     finally:
         await scratch.close()
+
+
+async def cost_breakdown(
+    services: Any, configs: dict[str, dict[str, Any]], *, count: int
+) -> dict[str, float]:
+    """CPU milliseconds per call of each piece of an attempt, measured one at a time."""
+    from adapters.base import Message
+    from hub.delivery.kit import release_hash_key
+    from hub.policy.release import release
+    from hub.policy.schemas import Recipient
+
+    rng = random.Random(3)
+    record = msgspec.to_builtins(event(rng, "demo-cam-2", datetime.now(UTC)))
+    recipient = Recipient(
+        id="transit-authority", kind="agency", jurisdictions=["central"], clearance=2
+    )
+    key = release_hash_key(services.settings)
+    costs: dict[str, float] = {}
+
+    async def measure(name: str, call: Any) -> None:
+        start = time.process_time()
+        for _ in range(count):
+            await call()
+        costs[name] = round(1000 * (time.process_time() - start) / count, 3)
+
+    async def decide(cacheable: bool) -> Any:
+        return await release(
+            services.policy, recipient=recipient, purpose="traffic",
+            data_class="detection_event", record=record, hash_master_key=key, cacheable=cacheable,
+        )  # fmt: skip
+
+    await measure("release_uncached", lambda: decide(False))
+    await measure("release_cached", lambda: decide(True))
+    for kind, config in configs.items():
+        adapter = services.delivery.adapters[kind]
+        parsed = adapter.parse_config(config)
+
+        async def send(adapter: Any = adapter, parsed: Any = parsed) -> None:
+            message = Message(
+                delivery_id=uuid.uuid4(), agency="bench", attempt=1, decision_id="bench",
+                record=record, event_id=uuid.uuid4(), node_id=uuid.uuid4(),
+                captured_at=str(record["captured_at"]),
+            )  # fmt: skip
+            await adapter.deliver(message, parsed)
+
+        await send()  # warm: WSDL load, key load, connection
+        await measure(f"adapter_{kind}", send)
+    return costs
 
 
 def render(report: dict[str, Any]) -> str:
@@ -421,6 +475,8 @@ def render(report: dict[str, Any]) -> str:
         f"{report['fraction_of_noop']} of it (aim {AIM_FRACTION_OF_NOOP})",
         f"  CPU per delivery     worker {report['worker_cpu_ms_per_delivery']} ms, "
         f"receiver {report['receiver_cpu_ms_per_delivery']} ms",
+        "  where a worker's CPU goes (ms per call, one at a time, this process):",
+        *(f"    {name:20} {ms}" for name, ms in report["cpu_ms_breakdown"].items()),
     ]
     return "\n".join(lines)
 
@@ -431,6 +487,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=15, help="Seconds of offered load.")
     parser.add_argument("--workers", type=int, default=2, help="hub worker processes.")
     parser.add_argument("--noop-jobs", type=int, default=20_000, help="Jobs in the no-op phase.")
+    parser.add_argument("--cost-samples", type=int, default=300, help="Calls per cost figure.")
     parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
     return parser.parse_args(argv)
 

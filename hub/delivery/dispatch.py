@@ -15,6 +15,7 @@ from uuid import UUID
 
 import msgspec
 import structlog
+from opentelemetry.trace import SpanKind
 
 from adapters.base import (
     MAX_DETAIL_CHARS,
@@ -34,6 +35,7 @@ from hub.delivery.repository import Claimed, Finish
 from hub.delivery.schemas import Agency
 from hub.kit.clock import utcnow
 from hub.kit.db import Database
+from hub.observability import span, trace_context
 from hub.policy.guard import Decider
 from hub.policy.release import release
 from hub.policy.schemas import Recipient
@@ -100,7 +102,7 @@ async def run_delivery(deps: DeliveryDeps, delivery_id: UUID, agency_id: UUID) -
     if wait > 0:
         await asyncio.sleep(wait)
     async with deps.limits.semaphore(agency.id, agency.max_concurrency):
-        async with deps.db.transaction() as conn:
+        async with deps.db.connection() as conn:  # one atomic statement: no BEGIN/COMMIT
             claimed = await repository.claim(conn, delivery_id, lease_seconds=deps.lease_seconds)
         if claimed is None:  # delivered, dead, or leased by a live worker meanwhile
             await deps.breaker.release_probe(agency.id, permit)
@@ -122,7 +124,7 @@ async def _attempt(deps: DeliveryDeps, agency: Agency, claimed: Claimed) -> _Res
     result = await _decide_and_send(deps, agency, claimed, started_at)
     duration = time.perf_counter() - t0
     result = msgspec.structs.replace(result, duration_ms=int(duration * 1000))
-    async with deps.db.transaction() as conn:
+    async with deps.db.connection() as conn:  # one atomic statement (attempt row + ledger)
         await repository.finish(conn, claimed.id, claimed.attempt, result)
     deps.metrics.attempts.labels(agency.name, result.outcome).inc()
     deps.metrics.attempt_seconds.labels(agency.name).observe(duration)
@@ -135,20 +137,21 @@ async def _decide_and_send(
     if claimed.payload is None or claimed.event_id is None or claimed.node_id is None:
         return _end(started_at, "cancelled", "withheld", error="event no longer stored")
     record: dict[str, Any] = msgspec.json.decode(claimed.payload)
-    released = await release(
-        deps.policy,
-        recipient=Recipient(
-            id=agency.name,
-            kind="agency",
-            jurisdictions=agency.jurisdictions,
-            clearance=agency.clearance,
-        ),
-        purpose=agency.purpose,
-        data_class="detection_event",
-        record=record,
-        hash_master_key=deps.hash_key,
-        cacheable=True,  # thousands of deliveries a second share a few dozen verdicts
-    )
+    with span("policy.release", attributes={"hub.agency": agency.name}):
+        released = await release(
+            deps.policy,
+            recipient=Recipient(
+                id=agency.name,
+                kind="agency",
+                jurisdictions=agency.jurisdictions,
+                clearance=agency.clearance,
+            ),
+            purpose=agency.purpose,
+            data_class="detection_event",
+            record=record,
+            hash_master_key=deps.hash_key,
+            cacheable=True,  # thousands of deliveries a second share a few dozen verdicts
+        )
     if released.error is not None:
         # Policy failed closed: not a verdict on this event; try again later.
         return _retry(deps, claimed, started_at, f"policy unavailable: {released.error}", None)
@@ -182,7 +185,11 @@ async def _send(
         # Our own bound, inside the lease: an adapter that ignores its timeout cannot hold a
         # row past the moment reconcile would hand it to another worker.
         async with asyncio.timeout(deps.lease_seconds * 0.8):
-            receipt = await adapter.deliver(message, config)
+            attributes = {"hub.agency": agency.name, "hub.delivery_id": str(claimed.id)}
+            with span(f"adapter {agency.kind}", kind=SpanKind.CLIENT, attributes=attributes):
+                # The agency gets this span's W3C `traceparent` (adapters send it on).
+                message = msgspec.structs.replace(message, trace_context=trace_context())
+                receipt = await adapter.deliver(message, config)
     except ConfigError as exc:
         return _end(started_at, "dead", "dead", error=f"config: {exc}", decision=decision)
     except DeliveryError as exc:
