@@ -306,3 +306,21 @@ async def test_enqueue_never_queues_a_delivery_twice(services: Services) -> None
         assert await queue.depth() == 3
     finally:
         await services.redis.client.delete(*[f"arq:job:{d}" for d, _ in planned])
+
+
+@pytest.mark.parametrize("name", ["police-north", "transit-authority", "city-analytics"])
+async def test_each_kind_answers_a_test_message(
+    services: Services, receivers: Receivers, name: str
+) -> None:
+    from hub.delivery.agencies import get_agency, send_test
+
+    await register(services, receivers, (name,))
+    _, agency = await get_agency(services.db, name)
+    result = await send_test(services.delivery.adapters, agency)
+    assert result.delivered, result.error
+    (item,) = receivers.inbox.items()
+    assert item.test is True
+    assert item.delivery_id == str(result.delivery_id)
+    receivers.stop()
+    down = await send_test(services.delivery.adapters, agency)
+    assert (down.delivered, down.retryable) == (False, True)
