@@ -36,6 +36,7 @@ run: migrate ## Run the whole hub with a demo edge node (Ctrl-C stops it)
 	@$(WITH_SERVICES) $(BIN)/hub up
 
 test: install services ## Run the full test suite against real PostgreSQL and Redis
+	@scripts/rtsp-test-server.sh
 	@$(WITH_SERVICES) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: migrate ## Run every benchmark under bench/ (prints figures)

@@ -158,7 +158,7 @@ def capture_into_spool(
     """Read, detect and spool until the source ends (or forever with `loop_source`)."""
     total = expected_frames(spec)
     while not stop.is_set():
-        for frame in read_frames(spec):
+        for frame in read_frames(spec, stop=stop):
             for event, shots in pipeline.process(frame):
                 try:
                     spool.put(event, shots)
