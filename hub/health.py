@@ -4,6 +4,7 @@ from typing import Any
 
 import msgspec
 from litestar import Response, Router, get
+from litestar.datastructures import State
 
 from hub.kit.errors import UnavailableError
 from hub.kit.problems import PROBLEM_MEDIA_TYPE, problem_type
@@ -24,9 +25,14 @@ def healthz() -> dict[str, str]:
 
 
 @get("/readyz")
-async def readyz(services: ServicesDep) -> Response[Any]:
-    """Ready: PostgreSQL and Redis answer and a policy is loaded; 503 naming what failed."""
+async def readyz(services: ServicesDep, state: State) -> Response[Any]:
+    """Ready: PostgreSQL and Redis answer and a policy is loaded; 503 naming what failed
+    (and at once while shutting down, so load balancers stop sending work)."""
     checks: dict[str, str] = {}
+    drain = state.get("drain")
+    if drain is not None and drain.draining:
+        checks["shutdown"] = "failing: draining for shutdown"
+        return _not_ready(checks)
     for name, probe in (("postgres", services.db.ping), ("redis", services.redis.ping)):
         try:
             await probe()
@@ -35,9 +41,13 @@ async def readyz(services: ServicesDep) -> Response[Any]:
             checks[name] = f"failing: {exc.detail}"
     revision = services.policy.revision
     checks["policy"] = f"ok: bundle {revision}" if revision else "failing: no policy bundle loaded"
-    failing = [name for name, value in checks.items() if not value.startswith("ok")]
-    if not failing:
+    if all(value.startswith("ok") for value in checks.values()):
         return Response(Readiness(status="ready", checks=checks))
+    return _not_ready(checks)
+
+
+def _not_ready(checks: dict[str, str]) -> Response[Any]:
+    failing = [name for name, value in checks.items() if not value.startswith("ok")]
     body = {
         "type": problem_type("not_ready"),
         "title": "Not ready",

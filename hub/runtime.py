@@ -20,6 +20,7 @@ from hub.kit.storage import BlobStore, LocalBlobStore
 from hub.policy.bundles.watcher import BundleWatcher, build_watcher
 from hub.policy.decision_log import DecisionLog
 from hub.policy.service import PolicyService
+from hub.retention.kit import RetentionKit
 from hub.settings import Settings
 from hub.tables import ALL_TABLES
 
@@ -38,6 +39,7 @@ class Services:
     delivery: DeliveryKit
     identity: IdentityKit  # OAuth/JWT: signing keys, key ring and revocation caches
     feeds: FeedKit  # agency feeds: notice bus, live subscribers, agency view
+    retention: RetentionKit  # PII key ring and the media disk-pressure guard
 
     @property
     def authn(self) -> AuthnDeps:
@@ -81,6 +83,7 @@ def build_services(settings: Settings) -> Services:
         delivery=DeliveryKit.build(settings, db, redis),
         identity=IdentityKit.build(settings, db, redis),
         feeds=FeedKit(settings, db=db, redis=redis, policy=policy),
+        retention=RetentionKit(settings),
     )
 
 

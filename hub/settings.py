@@ -121,6 +121,43 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Messages queued per live-feed WebSocket before the subscriber is dropped (close 4008).
     feeds_live_buffer: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1_000
 
+    # Retention
+    # Rows one sweep batch deletes in one transaction, and the pause between batches that
+    # leaves ingest its share of the disk (bench/retention.py measures the trade-off).
+    retention_batch_size: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 5_000
+    retention_batch_pause_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 20
+    # Media uploads are refused (507) once the media volume is fuller than this; nothing
+    # is ever deleted to make room.
+    media_disk_max_used_percent: Annotated[float, msgspec.Meta(gt=0, le=100)] = 90.0
+    # PII envelope encryption: master keys live in this folder (empty: <secrets_dir>/pii) as
+    # master-<id>.key; new data keys are wrapped by the current id (rotate: change it, then
+    # `hub privacy rotate`).
+    pii_keys_dir: str = ""
+    pii_master_key_id: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]{1,32}$")] = "1"
+
+    # Observability
+    # Prometheus multiprocess folder shared by this host's `hub api` and `hub worker`
+    # processes (empty: each process only exposes its own registry). Empty it at boot.
+    metrics_dir: str = ".hub/prometheus"
+    # OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); empty: no export.
+    otlp_endpoint: str = ""
+    trace_sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
+    # On SIGTERM the API answers /readyz with 503 this long while still serving, then
+    # stops accepting and finishes in-flight requests.
+    shutdown_grace_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
+    slo_file: str = "deploy/slo.yaml"
+    # Prometheus base URL for `GET /v1/ops/slo` (empty: burn rates from this host's counters).
+    prometheus_url: str = ""
+    # `hub migrate --check` treats tables with at least this many rows as big.
+    migrate_big_table_rows: Annotated[int, msgspec.Meta(ge=0)] = 100_000
+
+    # Console
+    # `hub console` serves the Streamlit console here; it calls the API at console_api_url
+    # with each officer's own token (never the database).
+    console_host: str = "127.0.0.1"
+    console_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8501
+    console_api_url: str = "http://127.0.0.1:8000"
+
 
 def load_settings(
     environ: Mapping[str, str] | None = None, *, file: Path | None = None

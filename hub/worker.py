@@ -11,6 +11,9 @@ from hub.delivery.kit import queue_name
 from hub.delivery.queue import DELIVER_FUNCTION
 from hub.ingest.jobs import ensure_partitions_job
 from hub.kit.logging import configure_logging
+from hub.observability import ObservabilityKit, prepare_process
+from hub.observability.jobs import refresh_gauges_job
+from hub.retention.jobs import retention_sweep_job
 from hub.runtime import build_services, start_policy, start_services, stop_policy, stop_services
 from hub.settings import Settings
 
@@ -19,6 +22,9 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     """arq worker options for these settings (also used by tests to run a burst worker)."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
+        observability = ObservabilityKit(settings, service="hub-worker")
+        observability.start_process(decision_log_capacity=settings.decision_log_buffer)
+        ctx["observability"] = observability
         services = build_services(settings)
         await start_services(services)
         ctx["services"] = services
@@ -32,6 +38,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             await stop_policy(ctx["services"], ctx["policy_watcher"])
         if "services" in ctx:
             await stop_services(ctx["services"])
+        if "observability" in ctx:
+            await ctx["observability"].stop()
 
     timeout = settings.delivery_job_timeout_seconds
     maintenance = settings.worker_maintenance_timeout_seconds
@@ -43,6 +51,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             # kept, so a replay can queue the same job id again at once.
             func(deliver, name=DELIVER_FUNCTION, timeout=timeout, max_tries=100_000, keep_result=0),
             func(reconcile_deliveries_job, timeout=maintenance, keep_result=0),
+            func(refresh_gauges_job, timeout=maintenance, keep_result=0),
+            func(retention_sweep_job, timeout=maintenance, keep_result=0),
         ],
         "cron_jobs": [
             cron(ensure_partitions_job, hour={0, 12}, minute=5, run_at_startup=True, unique=True),
@@ -51,6 +61,24 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                 reconcile_deliveries_job,
                 second=set(range(0, 60, 5)),
                 run_at_startup=True,
+                unique=True,
+                timeout=maintenance,
+                keep_result=0,
+            ),
+            # Dead letters and breaker states for /metrics, every 15 seconds.
+            cron(
+                refresh_gauges_job,
+                second={0, 15, 30, 45},
+                run_at_startup=True,
+                unique=True,
+                timeout=maintenance,
+                keep_result=0,
+            ),
+            # Hourly; each run is bounded by the timeout and the next one resumes where the
+            # data says (committed batches stay done), under an advisory lock.
+            cron(
+                retention_sweep_job,
+                minute=17,
                 unique=True,
                 timeout=maintenance,
                 keep_result=0,
@@ -77,5 +105,6 @@ class WorkerSettings:
 
 def run(settings: Settings) -> None:
     """Run the worker until stopped (blocking)."""
+    prepare_process(settings)  # metrics folder before any collector exists
     configure_logging(settings)
     run_worker(WorkerSettings, **worker_options(settings))  # type: ignore[arg-type]

@@ -42,6 +42,13 @@ TABLES = (
     "feed_pending",
     "feed_entry",
     "feed_ack",
+    "legal_hold",
+    "pii_attribute",
+    "pii_subject_key",
+    "retention_run",
+    "incident_event",
+    "incident_note",
+    "incident",
 )
 
 

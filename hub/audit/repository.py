@@ -6,7 +6,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from hub.audit.schemas import AuditEntry, StoredEntry
+from hub.audit.schemas import AuditEntry, AuditQuery, StoredEntry
 
 
 async def append(conn: asyncpg.Connection, entry: AuditEntry, *, at: datetime, body: bytes) -> int:
@@ -58,3 +58,47 @@ def _stored(row: asyncpg.Record) -> StoredEntry:
         prev_hash=bytes(row["prev_hash"]),
         hash=bytes(row["hash"]),
     )
+
+
+_SEARCH_COLUMNS = """seq, at, actor, action, target, detail::text AS detail, decision_id,
+                     trace_id, prev_hash, hash"""
+
+
+async def search_entries(
+    conn: asyncpg.Connection | asyncpg.Pool, query: AuditQuery, *, limit: int
+) -> list[StoredEntry]:
+    """Entries matching the query, newest first, keyset-paged on seq (`before_seq`).
+
+    Actor and action match a prefix, target a substring; each filter is a bound parameter.
+    """
+    rows = await conn.fetch(
+        f"""SELECT {_SEARCH_COLUMNS} FROM audit_log
+            WHERE ($1::text IS NULL OR actor LIKE $1 || '%')
+              AND ($2::text IS NULL OR action LIKE $2 || '%')
+              AND ($3::text IS NULL OR strpos(target, $3) > 0)
+              AND ($4::timestamptz IS NULL OR at >= $4)
+              AND ($5::timestamptz IS NULL OR at < $5)
+              AND ($6::bigint IS NULL OR seq < $6)
+            ORDER BY seq DESC LIMIT $7""",
+        _like(query.actor),
+        _like(query.action),
+        query.target,
+        query.since,
+        query.until,
+        query.before_seq,
+        limit,
+    )
+    return [_stored(row) for row in rows]
+
+
+async def find_entry(conn: asyncpg.Connection | asyncpg.Pool, seq: int) -> StoredEntry | None:
+    """One entry by seq."""
+    row = await conn.fetchrow(f"SELECT {_SEARCH_COLUMNS} FROM audit_log WHERE seq = $1", seq)
+    return None if row is None else _stored(row)
+
+
+def _like(value: str | None) -> str | None:
+    """A LIKE prefix with its wildcards escaped (a filter is text, not a pattern)."""
+    if value is None:
+        return None
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -8,9 +8,12 @@ import msgspec
 
 from hub.cli.agencies import agencies, deliveries
 from hub.cli.common import emit, run_with_services, settings_or_exit
+from hub.cli.console import console
 from hub.cli.identity import clients, keys, users
 from hub.cli.nodes import nodes
+from hub.cli.ops import slo
 from hub.cli.policy import policy_group
+from hub.cli.retention import holds, privacy, retention
 from hub.cli.tokens import tokens
 from hub.runtime import Services
 
@@ -32,8 +35,10 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn
 
     from hub.identity.mtls import uvicorn_tls_options
+    from hub.observability import prepare_process
 
     settings = settings_or_exit()
+    prepare_process(settings)  # metrics folder (inherited by every API worker process)
     uvicorn.run(
         "hub.app:create_app",
         factory=True,
@@ -42,6 +47,8 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
         workers=workers or settings.api_workers,
         log_level=settings.log_level,
         access_log=False,
+        # uvicorn's own lines go through the hub's (JSON) logging, configured by the app.
+        log_config=None,
         proxy_headers=False,
         # TLS (and optional client certificates for mTLS routes) when HUB_TLS_CERT_FILE is set.
         **uvicorn_tls_options(settings),
@@ -58,10 +65,20 @@ def worker() -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def migrate(as_json: bool) -> None:
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Apply nothing: exit 1 if a pending migration would hold a long lock on a big table.",
+)
+def migrate(as_json: bool, check: bool) -> None:
     """Create the database if missing, apply migrations, create partitions ahead."""
     from hub.migrate import MigrationError
     from hub.migrate import migrate as run_migrate
+
+    if check:
+        from hub.cli.ops import check_migrations
+
+        sys.exit(check_migrations(settings_or_exit(), as_json=as_json))
 
     try:
         report = asyncio.run(run_migrate(settings_or_exit()))
@@ -202,6 +219,11 @@ main.add_command(tokens)
 main.add_command(clients)
 main.add_command(users)
 main.add_command(keys)
+main.add_command(slo)
+main.add_command(retention)
+main.add_command(holds)
+main.add_command(privacy)
+main.add_command(console)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Dead letters and the ledger as operators read it: list, inspect, replay.
 
 A replay is a new attempt on the same delivery id (so an idempotent agency still recognises
-the message); it grants a fresh budget of attempts and is audited.
+the message); it grants a fresh budget of attempts and is audited. The row is due at once and
+queued at once; if the dead attempt's job is still being closed by arq at that moment, the
+queue refuses the duplicate job id and the reconcile job queues the row a few seconds later.
 """
 
 from datetime import datetime

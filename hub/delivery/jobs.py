@@ -9,18 +9,26 @@ from uuid import UUID
 
 import structlog
 from arq import Retry
+from opentelemetry.trace import SpanKind
 
 from hub.delivery import repository
 from hub.delivery.dispatch import DeliveryDeps, run_delivery
+from hub.observability import span
 from hub.runtime import Services
 
 log = structlog.get_logger("hub.delivery.jobs")
 
 
-async def deliver(ctx: dict[str, Any], delivery_id: str, agency_id: str) -> None:
-    """Attempt one delivery; on a retryable failure run again when the ledger says."""
+async def deliver(
+    ctx: dict[str, Any], delivery_id: str, agency_id: str, traceparent: str | None = None
+) -> None:
+    """Attempt one delivery; on a retryable failure run again when the ledger says.
+    A job queued by ingest continues the edge request's trace (`traceparent`)."""
     deps: DeliveryDeps = ctx["delivery_deps"]
-    again_in = await run_delivery(deps, UUID(delivery_id), UUID(agency_id))
+    attributes = {"hub.delivery_id": delivery_id, "messaging.operation": "process"}
+    with span("deliver", traceparent=traceparent, kind=SpanKind.CONSUMER, attributes=attributes):
+        again_in = await run_delivery(deps, UUID(delivery_id), UUID(agency_id))
+        log.debug("delivery job done", delivery_id=delivery_id, again_in=again_in)
     if again_in is not None:
         raise Retry(defer=again_in)
 

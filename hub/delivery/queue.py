@@ -14,6 +14,7 @@ from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 
 from hub.kit.redis import RedisStore
+from hub.observability import current_traceparent
 
 DELIVER_FUNCTION = "deliver"
 
@@ -45,8 +46,14 @@ class DeliveryQueue:
         self._enqueue = redis.client.register_script(_ENQUEUE)
 
     async def enqueue(self, planned: Sequence[tuple[UUID, UUID]], *, delay: float = 0.0) -> int:
-        """Queue one `deliver(delivery_id, agency_id)` job per row; returns how many were new."""
+        """Queue one `deliver(delivery_id, agency_id)` job per row; returns how many were new.
+
+        Inside a trace (an ingest request) each job carries its `traceparent`, so the worker
+        continues the same trace; reconcile and replays start new ones.
+        """
         added = 0
+        traceparent = current_traceparent()
+        kwargs = {"traceparent": traceparent} if traceparent else {}
         now_ms = int(time.time() * 1000)
         score = now_ms + int(delay * 1000)
         for start in range(0, len(planned), _CHUNK):
@@ -58,7 +65,7 @@ class DeliveryQueue:
             ]
             for delivery_id, agency_id in planned[start : start + _CHUNK]:
                 job = serialize_job(
-                    DELIVER_FUNCTION, (str(delivery_id), str(agency_id)), {}, None, now_ms
+                    DELIVER_FUNCTION, (str(delivery_id), str(agency_id)), kwargs, None, now_ms
                 )
                 args += [str(delivery_id), job]
             added += int(await self._enqueue(keys=[self.queue_name], args=args))

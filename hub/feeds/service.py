@@ -186,6 +186,9 @@ async def release_payload(
         data_class=data_class,
         record=record,
         hash_master_key=kit.hash_key,
+        # A page of 100 items from a few cameras shares a handful of verdicts; each item still
+        # gets its own decision id (see policies/README.md, "Caching").
+        cacheable=True,
     )
 
 

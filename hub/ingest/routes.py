@@ -12,9 +12,13 @@ from hub.contracts.detection_v1 import BatchResult, EventBatch
 from hub.ingest.decider import PolicyIngestDecider
 from hub.ingest.service import IngestDeps, accept_batch, store_media
 from hub.kit.errors import ForbiddenError, UnsupportedMediaTypeError, ValidationError
+from hub.observability import default_metrics, span
 from hub.policy.guard import current_subject
 from hub.runtime import ServicesDep
 from hub.settings import Settings
+
+# Edge nodes may report their spool depth on uploads (not signed: telemetry only).
+SPOOL_DEPTH_HEADER = "hub-spool-depth"
 
 Sha256Param = Annotated[
     str, Parameter(pattern="^[0-9a-f]{64}$", description="SHA-256 of the body, hex")
@@ -32,6 +36,8 @@ class MediaResult(msgspec.Struct, frozen=True, kw_only=True):
 async def post_events(request: Request[Any, Any, Any], services: ServicesDep) -> BatchResult:
     """Accept a signed batch of `hub.detection.v1` events; per-event results, same on re-send."""
     node_id = edge_node_id(request)
+    # Optional: how many events wait in the node's spool (a gauge per node).
+    default_metrics().note_spool_depth(str(node_id), request.headers.get(SPOOL_DEPTH_HEADER))
     _require_json(request)
     batch = decode_batch(await request.body(), max_events=services.settings.max_batch_events)
     # Refuse before storing anything: the node keeps the batch in its spool and retries.
@@ -42,8 +48,18 @@ async def post_events(request: Request[Any, Any, Any], services: ServicesDep) ->
         policy=PolicyIngestDecider(services.policy),
         planner=services.delivery.planner,
         notifier=services.feeds.notifier,
+        pii=services.retention.keys,
     )
-    return await accept_batch(deps, node_id=node_id, batch=batch)
+    attributes: dict[str, str | int] = {
+        "hub.node_id": str(node_id),
+        "hub.events": len(batch.events),
+    }
+    with span("ingest.accept_batch", attributes=attributes):
+        result = await accept_batch(deps, node_id=node_id, batch=batch)
+    default_metrics().count_ingest(
+        accepted=result.accepted, duplicate=result.duplicate, rejected=result.rejected
+    )
+    return result
 
 
 async def post_media(
@@ -59,6 +75,7 @@ async def post_media(
         sha256=sha256,
         content_type=request.content_type[0].lower(),
         data=body,
+        capacity=services.retention.capacity.check,
     )
     return MediaResult(sha256=stored.sha256, size=stored.size, created=stored.created)
 

@@ -1,6 +1,7 @@
 """Use cases of ingest: store a batch of detection events exactly once, store media."""
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from uuid import UUID
@@ -23,6 +24,7 @@ from hub.kit.clock import Clock, utcnow
 from hub.kit.db import Database
 from hub.kit.errors import UnsupportedMediaTypeError, ValidationError
 from hub.kit.storage import BlobStore
+from hub.retention import KeyRing, seal_events
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,8 @@ class IngestDeps:
     planner: DeliveryPlanner = field(default_factory=NoDeliveries)
     notifier: FeedNotifier = field(default_factory=NoFeeds)
     clock: Clock = utcnow
+    # PII at rest: with a key ring, detection attributes are also sealed in the PII vault.
+    pii: KeyRing | None = None
 
 
 async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) -> BatchResult:
@@ -47,6 +51,9 @@ async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) ->
         )
         # Quarantined events are stored for review but never offered to any agency.
         routable = outcome.inserted - policy.quarantined
+        if deps.pii is not None and outcome.inserted:
+            stored = [p.event for p in policy.keep if p.event.event_id in outcome.inserted]
+            await seal_events(conn, deps.pii, node_id=node_id, events=stored)
         planned = await deps.planner.plan(conn, node_id=node_id, event_ids=routable)
         result = _assemble(batch.events, decided, outcome.results)
         entry = _audit(node_id, result, outcome.inserted, decision_id=policy.decision_id)
@@ -164,9 +171,20 @@ class MediaStored:
 
 
 async def store_media(
-    db: Database, media: BlobStore, *, node_id: UUID, sha256: str, content_type: str, data: bytes
+    db: Database,
+    media: BlobStore,
+    *,
+    node_id: UUID,
+    sha256: str,
+    content_type: str,
+    data: bytes,
+    capacity: Callable[[], None] | None = None,
 ) -> MediaStored:
-    """Store a snapshot content-addressed; uploading the same bytes again changes nothing."""
+    """Store a snapshot content-addressed; uploading the same bytes again changes nothing.
+
+    `capacity` raises when the media volume is too full (disk pressure refuses new media
+    rather than deleting anything).
+    """
     magic = MEDIA_MAGIC.get(content_type)
     if magic is None:
         raise UnsupportedMediaTypeError("media must be image/jpeg or image/png", code="media_type")
@@ -174,6 +192,8 @@ async def store_media(
         raise ValidationError(f"body is not a {content_type} image", code="media_content")
     if hashlib.sha256(data).hexdigest() != sha256:
         raise ValidationError("body does not hash to the given sha256", code="media_hash_mismatch")
+    if capacity is not None:
+        capacity()
     # File first, row second: a row never points at a missing file; an orphan file left by a
     # crash is harmless (the next upload of the same bytes reuses it).
     path = await media.put(sha256, data)

@@ -348,3 +348,48 @@ abac_complete(entry) if {
 	count(entry.abac.purposes) > 0
 	entry.abac.min_clearance >= 0
 }
+
+# Compliance console (issue 8)
+
+test_officer_exports_audit if {
+	allowed(officer, request("POST", "/v1/audit/export"))
+}
+
+test_officer_cannot_post_other_audit_routes if {
+	denied(officer, request("POST", "/v1/audit/entries"), "method POST not allowed on /v1/audit/**")
+}
+
+test_operator_cannot_export_audit if {
+	denied(operator, request("POST", "/v1/audit/export"), "no role of the subject may POST /v1/audit/export")
+}
+
+test_officer_reads_and_replays_decisions if {
+	allowed(officer, request("GET", "/v1/decisions/{decision_id:str}"))
+	allowed(officer, request("POST", "/v1/decisions/{decision_id:str}/replay"))
+}
+
+test_admin_replays_decisions if {
+	allowed(admin, request("POST", "/v1/decisions/{decision_id:str}/replay"))
+}
+
+test_agency_denied_decisions if {
+	denied(police, request("GET", "/v1/decisions"), "no role of the subject may GET /v1/decisions/**")
+}
+
+test_decisions_cannot_be_deleted if {
+	denied(officer, request("DELETE", "/v1/decisions/{decision_id:str}"), "method DELETE not allowed on /v1/decisions/**")
+}
+
+test_officer_reads_ops_overview_only if {
+	allowed(officer, request("GET", "/v1/ops/overview"))
+	denied(officer, request("GET", "/v1/ops/deliveries/{delivery_id:uuid}/preview"), "no role of the subject may GET /v1/ops/**")
+}
+
+test_operator_still_reads_ops_overview if {
+	allowed(operator, request("GET", "/v1/ops/overview"))
+}
+
+test_officer_runs_incidents_root if {
+	allowed(officer, request("POST", "/v1/incidents"))
+	allowed(officer, request("POST", "/v1/incidents/evidence/verify"))
+}

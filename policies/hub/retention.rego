@@ -16,6 +16,15 @@ class_entry := config.classes[input.data_class]
 
 legal_hold := object.get(input, "legal_hold", false) == true
 
+# The jurisdiction asked about; when the input names none, the camera's (the sweep asks per
+# camera, with `camera_id`), looked up in the release table of camera jurisdictions.
+jurisdiction := j if {
+	j := object.get(input, "jurisdiction", "")
+	j != ""
+} else := j if {
+	j := data.hub.config.release.camera_jurisdictions[object.get(input, "camera_id", "")]
+} else := ""
+
 # The longest period in the table (audit entries): what an unknown class is kept for.
 # (Not max(): rego-cpp's max() compares numbers as text, so max({9, 10}) is 9.)
 longest := high if {
@@ -57,8 +66,8 @@ decision := {
 
 period := {"days": days, "source": explain(days, concat(" ", ["agency", input.agency, "override"]))} if {
 	days := config.agencies[input.agency][input.data_class]
-} else := {"days": days, "source": explain(days, concat(" ", ["jurisdiction", input.jurisdiction, "override"]))} if {
-	days := class_entry.jurisdictions[input.jurisdiction]
+} else := {"days": days, "source": explain(days, concat(" ", ["jurisdiction", jurisdiction, "override"]))} if {
+	days := class_entry.jurisdictions[jurisdiction]
 } else := {"days": class_entry.keep_days, "source": explain(class_entry.keep_days, concat(" ", [input.data_class, "default"]))}
 
 # Reasons use concat, not sprintf (see hub.authz).

@@ -89,3 +89,22 @@ test_every_table_class_is_covered if {
 		data.hub.config.retention.classes[name].keep_days > 0
 	}
 }
+
+# The sweep asks per camera: with no jurisdiction in the input, the camera's one applies.
+test_camera_jurisdiction_applies_when_none_given if {
+	result := retention.decision with input.data_class as "detection_event"
+		with input.jurisdiction as ""
+		with input.camera_id as "demo-cam-1"
+		with input.agency as null
+		with input.legal_hold as false
+	result == {"keep_days": 90, "hold": false, "reason": "90 days (jurisdiction north override)"}
+}
+
+test_unknown_camera_uses_class_default if {
+	result := retention.decision with input.data_class as "pii_attribute"
+		with input.jurisdiction as ""
+		with input.camera_id as "cam-nowhere"
+		with input.agency as null
+		with input.legal_hold as false
+	result.keep_days == 7
+}

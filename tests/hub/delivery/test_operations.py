@@ -193,7 +193,9 @@ async def test_dead_letter_replayed_through_the_api_keeps_its_delivery_id(
     receivers.inbox.fail_next(1, 422)
     await ingest(client, edge_node, north_events(1))
 
-    async with running_worker(quick(settings)):
+    # With reconcile running, as in production: a replay issued while the dead attempt's job
+    # is still being closed by arq is not queued twice, and reconcile picks it up instead.
+    async with running_worker(quick(settings), cron=True):
         await wait_until(lambda: all_settled(settings, 1), what="dead letter")
         dead = await api.get("/v1/admin/deliveries?status=dead", headers=headers["admin"])
         (letter,) = dead.json()
@@ -224,7 +226,7 @@ async def test_dead_letters_replayed_by_time_range_from_the_cli(
     await register(services, receivers, ("police-north",))
     receivers.inbox.fail_next(3, 400)
     await ingest(client, edge_node, north_events(3))
-    async with running_worker(quick(settings)):
+    async with running_worker(quick(settings), cron=True):
         await wait_until(lambda: all_settled(settings, 3), what="three dead letters")
         assert await statuses(settings) == {"dead": 3}
         env = settings_env(settings)

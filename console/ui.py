@@ -1,0 +1,121 @@
+"""Shared page plumbing: the current session, an API client for it, and one way to show
+errors (hub unreachable, session expired, permission denied) instead of a traceback."""
+
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import streamlit as st
+
+from console.api import (
+    ApiError,
+    ConsoleError,
+    HubClient,
+    HubUnreachableError,
+    PermissionDeniedError,
+    SessionExpiredError,
+)
+from console.session import Session
+
+T = TypeVar("T")
+SESSION_KEY = "hub_session"
+URL_KEY = "hub_url"
+NOTICE_KEY = "hub_notice"
+
+
+def hub_url() -> str:
+    """The hub's API base URL (session override, else HUB_CONSOLE_API_URL)."""
+    url = st.session_state.get(URL_KEY)
+    if not url:
+        from hub.settings import load_settings
+
+        url = load_settings().console_api_url
+        st.session_state[URL_KEY] = url
+    return str(url)
+
+
+def current_session() -> Session | None:
+    """The logged-in session, or None (an expired one is ended here)."""
+    session = st.session_state.get(SESSION_KEY)
+    if not isinstance(session, Session):
+        return None
+    if session.expired():
+        end_session("Your session expired with its token. Log in again.")
+        return None
+    return session
+
+
+def end_session(notice: str | None = None) -> None:
+    """Forget the token (and say why on the login page)."""
+    st.session_state.pop(SESSION_KEY, None)
+    if notice:
+        st.session_state[NOTICE_KEY] = notice
+
+
+def client() -> HubClient:
+    """An API client acting as the logged-in user; stops the page when there is none."""
+    session = current_session()
+    if session is None:
+        st.warning(st.session_state.get(NOTICE_KEY) or "You are not logged in.")
+        st.stop()
+    return HubClient(hub_url(), session.token)
+
+
+def call(action: Callable[[], T], *, what: str) -> T:
+    """Run an API call; on failure show why and stop the page."""
+    try:
+        return action()
+    except ConsoleError as exc:
+        show_error(exc, what=what)
+
+
+def attempt(action: Callable[[], T], *, what: str) -> T | None:
+    """Run an API call; on failure show why and carry on (None)."""
+    try:
+        return action()
+    except SessionExpiredError as exc:
+        show_error(exc, what=what)
+    except ConsoleError as exc:
+        _render(exc, what=what)
+        return None
+
+
+def show_error(exc: ConsoleError, *, what: str) -> NoReturn:
+    """Show a console error plainly and stop this run (401 ends the session)."""
+    _render(exc, what=what)
+    st.stop()
+
+
+def _render(exc: ConsoleError, *, what: str) -> None:
+    if isinstance(exc, HubUnreachableError):
+        st.error(f"Hub unreachable while loading {what}. {exc}", icon="🔌")
+    elif isinstance(exc, SessionExpiredError):
+        end_session("Your session has ended (the hub no longer accepts the token).")
+        st.error(f"Session expired while loading {what}: log in again.", icon="🔒")
+    elif isinstance(exc, PermissionDeniedError):
+        st.error(
+            f"Permission denied for {what}: {exc}"
+            + (f" (decision {exc.decision_id})" if exc.decision_id else ""),
+            icon="⛔",
+        )
+    elif isinstance(exc, ApiError):
+        st.error(f"The hub refused {what}: {exc.detail} ({exc.status})")
+    else:
+        st.error(str(exc))
+
+
+def empty(message: str) -> None:
+    """A clear empty state."""
+    st.info(message, icon=":material/info:")
+
+
+def rows(items: list[dict[str, Any]], columns: list[str]) -> list[dict[str, Any]]:
+    """Items cut down to the columns a table shows (missing values as None)."""
+    return [{c: item.get(c) for c in columns} for item in items]
+
+
+def action_button(
+    label: str, *, key: str, action: Callable[[], Any], what: str, disabled: bool = False
+) -> None:
+    """A button that runs one API call and reloads the page when it succeeded."""
+    if st.button(label, key=key, disabled=disabled) and attempt(action, what=what) is not None:
+        st.rerun()

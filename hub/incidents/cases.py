@@ -1,0 +1,459 @@
+# SQL here is composed only from the module constant _COLUMNS, never from input.
+# ruff: noqa: S608
+"""Incident cases: create, assign, move through open → investigating → closed, add notes,
+link events. Every change writes a timeline row and an audit entry in one transaction.
+
+Linked events and their snapshots are shown to officers only through `release()` under the
+console recipient (`compliance-console` in release policy), never as stored.
+"""
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from uuid import UUID, uuid4
+
+import asyncpg
+import msgspec
+
+from hub.audit import AuditEntry, append_entry
+from hub.audit.schemas import Detail
+from hub.contracts.detection_v1 import Detection
+from hub.identity.schemas import Subject
+from hub.kit.clock import Clock, utcnow
+from hub.kit.db import Database
+from hub.kit.errors import ConflictError, NotFoundError
+from hub.policy.guard import Decider
+from hub.policy.release import Released, release, release_media
+from hub.policy.schemas import Recipient
+
+Status = Literal["open", "investigating", "closed"]
+NEXT_STATUS: dict[str, str] = {"open": "investigating", "investigating": "closed"}
+CONSOLE_RECIPIENT = "compliance-console"
+CONSOLE_PURPOSE = "compliance"
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)]
+
+
+class IncidentCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A new incident."""
+
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    description: Annotated[str, msgspec.Meta(max_length=10_000)] = ""
+
+
+class AssignRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Who works the incident now."""
+
+    assignee: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class StatusChange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Move to the next status (one step: open → investigating → closed), saying why."""
+
+    status: Status
+    note: Annotated[str, msgspec.Meta(max_length=10_000)] = ""
+
+
+class NoteCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A note on the timeline."""
+
+    body: Text
+
+
+class EventLink(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Link a detection event (by its event id) to the incident."""
+
+    event_id: UUID
+
+
+class IncidentRead(msgspec.Struct, frozen=True, kw_only=True):
+    """An incident's header."""
+
+    id: UUID
+    title: str
+    description: str
+    status: Status
+    assignee: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None = None
+
+
+class NoteRead(msgspec.Struct, frozen=True, kw_only=True):
+    """One timeline row."""
+
+    id: int
+    at: datetime
+    author: str
+    kind: Literal["note", "status", "assign", "link"]
+    body: str
+
+
+class LinkedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A linked event as the officer may see it (record None when release denied it)."""
+
+    event_id: UUID
+    captured_at: datetime
+    linked_at: datetime
+    linked_by: str
+    allowed: bool
+    reason: str
+    decision_id: str
+    record: dict[str, Any] | None
+    media: list[str]
+
+
+class IncidentDetail(msgspec.Struct, frozen=True, kw_only=True):
+    """An incident with its timeline and linked events."""
+
+    incident: IncidentRead
+    notes: list[NoteRead]
+    events: list[LinkedEvent]
+
+
+class EventRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A linked event with its payload as stored (None once retention removed it)."""
+
+    event_id: UUID
+    captured_at: datetime
+    linked_at: datetime
+    linked_by: str
+    payload: str | None
+
+
+_COLUMNS = "id, title, description, status, assignee, created_by, created_at, updated_at, closed_at"
+
+
+def console_recipient(subject: Subject) -> Recipient:
+    """The release recipient of an officer using the console (their own jurisdictions and
+    clearance, narrowed again by the policy's entry for the console)."""
+    return Recipient(
+        id=CONSOLE_RECIPIENT,
+        kind="user",
+        jurisdictions=subject.jurisdictions,
+        clearance=subject.clearance,
+    )
+
+
+async def create_incident(
+    db: Database,
+    create: IncidentCreate,
+    *,
+    actor: str,
+    decision_id: str | None,
+    clock: Clock = utcnow,
+) -> IncidentRead:
+    """Open a new incident."""
+    now = clock()
+    async with db.transaction() as conn:
+        row = await conn.fetchrow(
+            f"""INSERT INTO incident (id, title, description, created_by, created_at, updated_at)
+                VALUES ($1, $2, $3, $4, $5, $5) RETURNING {_COLUMNS}""",
+            uuid4(),
+            create.title,
+            create.description,
+            actor,
+            now,
+        )
+        incident = _incident(row)
+        await _audit(
+            conn, actor, "incident.create", incident.id, {"title": create.title}, decision_id
+        )
+    return incident
+
+
+async def list_incidents(db: Database, *, status: str | None) -> list[IncidentRead]:
+    """Incidents, newest first, optionally of one status."""
+    rows = await db.pool.fetch(
+        f"""SELECT {_COLUMNS} FROM incident WHERE ($1::text IS NULL OR status = $1)
+            ORDER BY created_at DESC LIMIT 500""",
+        status,
+    )
+    return [_incident(r) for r in rows]
+
+
+async def assign_incident(
+    db: Database, incident_id: UUID, data: AssignRequest, *, actor: str, decision_id: str | None
+) -> IncidentRead:
+    """Hand the incident to someone."""
+    async with db.transaction() as conn:
+        incident = await _locked(conn, incident_id)
+        if incident.status == "closed":
+            raise ConflictError("the incident is closed", code="incident_closed")
+        row = await conn.fetchrow(
+            f"""UPDATE incident SET assignee = $2, updated_at = now() WHERE id = $1
+                RETURNING {_COLUMNS}""",
+            incident_id,
+            data.assignee,
+        )
+        await _note(conn, incident_id, actor, "assign", f"assigned to {data.assignee}")
+        await _audit(
+            conn, actor, "incident.assign", incident_id, {"assignee": data.assignee}, decision_id
+        )
+    return _incident(row)
+
+
+async def change_status(
+    db: Database, incident_id: UUID, data: StatusChange, *, actor: str, decision_id: str | None
+) -> IncidentRead:
+    """Move one step along open → investigating → closed; anything else is 409."""
+    async with db.transaction() as conn:
+        incident = await _locked(conn, incident_id)
+        if NEXT_STATUS.get(incident.status) != data.status:
+            raise ConflictError(
+                f"an incident that is {incident.status} cannot become {data.status}",
+                code="incident_status",
+            )
+        row = await conn.fetchrow(
+            f"""UPDATE incident SET status = $2, updated_at = now(),
+                   closed_at = CASE WHEN $2 = 'closed' THEN now() END
+                WHERE id = $1 RETURNING {_COLUMNS}""",
+            incident_id,
+            data.status,
+        )
+        body = f"{incident.status} → {data.status}" + (f": {data.note}" if data.note else "")
+        await _note(conn, incident_id, actor, "status", body)
+        await _audit(
+            conn,
+            actor,
+            "incident.status",
+            incident_id,
+            {"from": incident.status, "to": data.status},
+            decision_id,
+        )
+    return _incident(row)
+
+
+async def add_note(
+    db: Database, incident_id: UUID, data: NoteCreate, *, actor: str, decision_id: str | None
+) -> NoteRead:
+    """Add a note to the timeline (closed incidents take notes too: they explain)."""
+    async with db.transaction() as conn:
+        await _locked(conn, incident_id)
+        note = await _note(conn, incident_id, actor, "note", data.body)
+        await _audit(conn, actor, "incident.note", incident_id, {"note_id": note.id}, decision_id)
+    return note
+
+
+async def link_event(
+    db: Database, incident_id: UUID, data: EventLink, *, actor: str, decision_id: str | None
+) -> NoteRead:
+    """Link a stored detection event; 404 when no such event is stored."""
+    async with db.transaction() as conn:
+        incident = await _locked(conn, incident_id)
+        if incident.status == "closed":
+            raise ConflictError("the incident is closed", code="incident_closed")
+        event = await conn.fetchrow(
+            "SELECT id, captured_at FROM detection_event WHERE event_id = $1 LIMIT 1", data.event_id
+        )
+        if event is None:
+            raise NotFoundError(f"no stored event {data.event_id}", code="event_not_found")
+        await conn.execute(
+            """INSERT INTO incident_event (incident_id, event_id, event_pk, captured_at, linked_by)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+            incident_id,
+            data.event_id,
+            event["id"],
+            event["captured_at"],
+            actor,
+        )
+        note = await _note(conn, incident_id, actor, "link", f"linked event {data.event_id}")
+        await _audit(
+            conn, actor, "incident.link", incident_id, {"event_id": str(data.event_id)}, decision_id
+        )
+    return note
+
+
+async def incident_detail(
+    db: Database, policy: Decider, incident_id: UUID, *, subject: Subject, hash_key: bytes
+) -> IncidentDetail:
+    """The incident, its timeline and its events as released to this officer."""
+    incident, notes, rows = await _read_all(db, incident_id)
+    recipient = console_recipient(subject)
+    events = []
+    for row in rows:
+        released = await _release_row(policy, row, recipient, "detection_event", hash_key)
+        events.append(_linked(row, released))
+    return IncidentDetail(incident=incident, notes=notes, events=events)
+
+
+async def incident_media(
+    db: Database,
+    policy: Decider,
+    incident_id: UUID,
+    sha256: str,
+    *,
+    subject: Subject,
+    hash_key: bytes,
+    media_root: str,
+) -> tuple[bytes, str, str]:
+    """A snapshot of a linked event as this officer may see it (blurred), its type and the
+    release decision id; 404 when no linked event carries it or release withholds it."""
+    _, _, rows = await _read_all(db, incident_id)
+    stored = await db.pool.fetchrow(
+        "SELECT content_type, storage_path FROM media_object WHERE sha256 = $1", sha256
+    )
+    recipient = console_recipient(subject)
+    for row in rows:
+        if stored is None or row.payload is None or sha256 not in _media_of(row.payload):
+            continue
+        released = await _release_row(policy, row, recipient, "snapshot", hash_key)
+        image = await asyncio.to_thread(read_media, media_root, stored["storage_path"])
+        if not released.allowed or image is None:
+            continue
+        detections = msgspec.convert(
+            msgspec.json.decode(row.payload).get("detections", []), list[Detection]
+        )
+        shown = release_media(
+            released,
+            image=image,
+            content_type=stored["content_type"],
+            detections=detections,
+        )
+        if shown is not None:
+            return shown, stored["content_type"], released.decision_id
+    raise NotFoundError("no releasable image of a linked event", code="media_not_found")
+
+
+async def read_for_export(
+    db: Database, incident_id: UUID
+) -> tuple[IncidentRead, list[NoteRead], list[EventRow]]:
+    """Header, timeline and linked event rows (payloads as stored) for the evidence export."""
+    return await _read_all(db, incident_id)
+
+
+async def release_event(
+    policy: Decider, row: EventRow, *, subject: Subject, data_class: str, hash_key: bytes
+) -> Released:
+    """Release one linked event to the officer."""
+    return await _release_row(policy, row, console_recipient(subject), data_class, hash_key)
+
+
+def media_of(row: EventRow) -> list[str]:
+    """The snapshot hashes an event row refers to."""
+    return [] if row.payload is None else _media_of(row.payload)
+
+
+async def _read_all(
+    db: Database, incident_id: UUID
+) -> tuple[IncidentRead, list[NoteRead], list[EventRow]]:
+    async with db.transaction() as conn:
+        row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM incident WHERE id = $1", incident_id)
+        if row is None:
+            raise NotFoundError(f"no incident {incident_id}", code="incident_not_found")
+        notes = await conn.fetch(
+            """SELECT id, at, author, kind, body FROM incident_note
+               WHERE incident_id = $1 ORDER BY id""",
+            incident_id,
+        )
+        events = await conn.fetch(
+            """SELECT l.event_id, l.captured_at, l.linked_at, l.linked_by,
+                      e.payload::text AS payload
+               FROM incident_event l LEFT JOIN detection_event e
+                 ON e.id = l.event_pk AND e.captured_at = l.captured_at
+               WHERE l.incident_id = $1 ORDER BY l.linked_at""",
+            incident_id,
+        )
+    return (
+        _incident(row),
+        [NoteRead(**dict(n)) for n in notes],
+        [EventRow(**dict(e)) for e in events],
+    )
+
+
+async def _release_row(
+    policy: Decider, row: EventRow, recipient: Recipient, data_class: str, hash_key: bytes
+) -> Released:
+    if row.payload is None:
+        return Released(
+            decision_id="",
+            allowed=False,
+            reason="event no longer stored",
+            record=None,
+            manifest=[],
+            media=[],
+        )
+    return await release(
+        policy,
+        recipient=recipient,
+        purpose=CONSOLE_PURPOSE,
+        data_class=data_class,
+        record=msgspec.json.decode(row.payload),
+        hash_master_key=hash_key,
+    )
+
+
+def _linked(row: EventRow, released: Released) -> LinkedEvent:
+    return LinkedEvent(
+        event_id=row.event_id,
+        captured_at=row.captured_at,
+        linked_at=row.linked_at,
+        linked_by=row.linked_by,
+        allowed=released.allowed,
+        reason=released.reason,
+        decision_id=released.decision_id,
+        record=released.record,
+        media=media_of(row) if released.allowed else [],
+    )
+
+
+def read_media(media_root: str, storage_path: str) -> bytes | None:
+    """The bytes of a stored snapshot, or None when it is missing or outside the media root."""
+    root = Path(media_root).resolve()
+    path = (root / storage_path).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    return path.read_bytes()
+
+
+def _media_of(payload: str) -> list[str]:
+    media = msgspec.json.decode(payload).get("media") or []
+    return [str(m["sha256"]) for m in media if isinstance(m, dict) and "sha256" in m]
+
+
+async def _locked(conn: asyncpg.Connection, incident_id: UUID) -> IncidentRead:
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM incident WHERE id = $1 FOR UPDATE", incident_id
+    )
+    if row is None:
+        raise NotFoundError(f"no incident {incident_id}", code="incident_not_found")
+    return _incident(row)
+
+
+async def _note(
+    conn: asyncpg.Connection, incident_id: UUID, author: str, kind: str, body: str
+) -> NoteRead:
+    row = await conn.fetchrow(
+        """INSERT INTO incident_note (incident_id, author, kind, body) VALUES ($1, $2, $3, $4)
+           RETURNING id, at, author, kind, body""",
+        incident_id,
+        author,
+        kind,
+        body,
+    )
+    return NoteRead(**dict(row))
+
+
+async def _audit(
+    conn: asyncpg.Connection,
+    actor: str,
+    action: str,
+    incident_id: UUID,
+    detail: Detail,
+    decision_id: str | None,
+) -> None:
+    await append_entry(
+        conn,
+        AuditEntry(
+            actor=actor,
+            action=action,
+            target=f"incident:{incident_id}",
+            detail=detail,
+            decision_id=decision_id,
+        ),
+    )
+
+
+def _incident(row: asyncpg.Record) -> IncidentRead:
+    return IncidentRead(**dict(row))

@@ -1,0 +1,182 @@
+"""Incident routes under `/v1/incidents` (policy-guarded: compliance officers): cases, their
+timeline, linked events and snapshots as released to the officer, evidence export and check.
+Every change is audited by the use cases."""
+
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from litestar import Request, Response, Router, get, post
+from litestar.params import FromPath, FromQuery, JSONBody, PathParameter
+
+from hub.audit import ExportSigner
+from hub.delivery.kit import release_hash_key
+from hub.identity.schemas import Subject
+from hub.incidents import cases, evidence
+from hub.kit.errors import UnsupportedMediaTypeError
+from hub.policy.guard import current_decision_id, current_subject
+from hub.runtime import ServicesDep
+
+AnyRequest = Request[Any, Any, Any]
+Sha256 = Annotated[str, PathParameter(pattern=r"^[0-9a-f]{64}$")]
+ZIP_TYPES = frozenset({"application/zip", "application/octet-stream"})
+
+
+def _who(request: AnyRequest) -> tuple[Subject, str, str | None]:
+    subject = current_subject(request)
+    return subject, f"{subject.kind}:{subject.id}", current_decision_id(request) or None
+
+
+async def get_incidents(
+    services: ServicesDep,
+    status: FromQuery[Literal["open", "investigating", "closed"] | None] = None,
+) -> list[cases.IncidentRead]:
+    """Incidents, newest first."""
+    return await cases.list_incidents(services.db, status=status)
+
+
+async def post_incident(
+    request: AnyRequest, services: ServicesDep, data: JSONBody[cases.IncidentCreate]
+) -> Response[cases.IncidentRead]:
+    """Open an incident."""
+    _, actor, decision = _who(request)
+    found = await cases.create_incident(services.db, data, actor=actor, decision_id=decision)
+    return Response(found, status_code=201)
+
+
+async def get_incident(
+    request: AnyRequest, services: ServicesDep, incident_id: FromPath[UUID]
+) -> cases.IncidentDetail:
+    """An incident with its timeline and its events as released to the caller."""
+    subject, _, _ = _who(request)
+    return await cases.incident_detail(
+        services.db,
+        services.policy,
+        incident_id,
+        subject=subject,
+        hash_key=release_hash_key(services.settings),
+    )
+
+
+async def post_assign(
+    request: AnyRequest,
+    services: ServicesDep,
+    incident_id: FromPath[UUID],
+    data: JSONBody[cases.AssignRequest],
+) -> cases.IncidentRead:
+    """Assign the incident."""
+    _, actor, decision = _who(request)
+    return await cases.assign_incident(
+        services.db, incident_id, data, actor=actor, decision_id=decision
+    )
+
+
+async def post_status(
+    request: AnyRequest,
+    services: ServicesDep,
+    incident_id: FromPath[UUID],
+    data: JSONBody[cases.StatusChange],
+) -> cases.IncidentRead:
+    """Move the incident one step along open → investigating → closed."""
+    _, actor, decision = _who(request)
+    return await cases.change_status(
+        services.db, incident_id, data, actor=actor, decision_id=decision
+    )
+
+
+async def post_note(
+    request: AnyRequest,
+    services: ServicesDep,
+    incident_id: FromPath[UUID],
+    data: JSONBody[cases.NoteCreate],
+) -> Response[cases.NoteRead]:
+    """Add a note to the timeline."""
+    _, actor, decision = _who(request)
+    note = await cases.add_note(services.db, incident_id, data, actor=actor, decision_id=decision)
+    return Response(note, status_code=201)
+
+
+async def post_event(
+    request: AnyRequest,
+    services: ServicesDep,
+    incident_id: FromPath[UUID],
+    data: JSONBody[cases.EventLink],
+) -> Response[cases.NoteRead]:
+    """Link a stored detection event."""
+    _, actor, decision = _who(request)
+    note = await cases.link_event(services.db, incident_id, data, actor=actor, decision_id=decision)
+    return Response(note, status_code=201)
+
+
+async def get_media(
+    request: AnyRequest, services: ServicesDep, incident_id: FromPath[UUID], sha256: Sha256
+) -> Response[bytes]:
+    """A snapshot of a linked event, blurred as the caller's release says."""
+    subject, _, _ = _who(request)
+    image, content_type, decision = await cases.incident_media(
+        services.db,
+        services.policy,
+        incident_id,
+        sha256,
+        subject=subject,
+        hash_key=release_hash_key(services.settings),
+        media_root=services.settings.media_dir,
+    )
+    return Response(
+        image,
+        media_type=content_type,
+        headers={"X-Decision-Id": decision, "Cache-Control": "no-store"},
+    )
+
+
+async def post_export(
+    request: AnyRequest, services: ServicesDep, incident_id: FromPath[UUID]
+) -> Response[bytes]:
+    """The evidence package (ZIP with a signed SHA-256 manifest)."""
+    subject, _, decision = _who(request)
+    name, package = await evidence.export_evidence(
+        services.db,
+        services.policy,
+        incident_id,
+        subject=subject,
+        hash_key=release_hash_key(services.settings),
+        media_root=services.settings.media_dir,
+        signer=ExportSigner.from_dir(services.settings.secrets_dir),
+        decision_id=decision,
+    )
+    return Response(
+        package,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+async def post_verify(request: AnyRequest, services: ServicesDep) -> evidence.EvidenceCheck:
+    """Check an evidence package against the hub's export key."""
+    if request.content_type[0].lower() not in ZIP_TYPES:
+        raise UnsupportedMediaTypeError("send the package as application/zip")
+    body = await request.body()
+    return evidence.verify_evidence(
+        body, signer=ExportSigner.from_dir(services.settings.secrets_dir)
+    )
+
+
+def build_router(max_package_bytes: int = evidence.MAX_PACKAGE_BYTES) -> Router:
+    """The incidents router."""
+    return Router(
+        path="/v1/incidents",
+        tags=["incidents"],
+        route_handlers=[
+            get("/")(get_incidents),
+            post("/")(post_incident),
+            post("/evidence/verify", status_code=200, request_max_body_size=max_package_bytes)(
+                post_verify
+            ),
+            get("/{incident_id:uuid}")(get_incident),
+            post("/{incident_id:uuid}/assign", status_code=200)(post_assign),
+            post("/{incident_id:uuid}/status", status_code=200)(post_status),
+            post("/{incident_id:uuid}/notes")(post_note),
+            post("/{incident_id:uuid}/events")(post_event),
+            get("/{incident_id:uuid}/media/{sha256:str}")(get_media),
+            post("/{incident_id:uuid}/export", status_code=200)(post_export),
+        ],
+    )

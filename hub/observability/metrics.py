@@ -1,0 +1,122 @@
+"""Prometheus collectors of the observability domain (HTTP, ingest, ledger gauges, edge spools,
+retention), made on a registry like hub/policy/metrics.py; `default_metrics()` is the process's.
+
+Gauges carry a `multiprocess_mode` so they merge sensibly when several API and worker
+processes write one `PROMETHEUS_MULTIPROC_DIR` (see hub/observability/multiproc.py).
+"""
+
+from functools import cache
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+# API latency: the ingest target is p99 < 250 ms; anything past 10 s is a failure anyway.
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+INGEST_STATUSES = ("accepted", "duplicate", "rejected")
+
+
+class ObservabilityMetrics:
+    """The collectors this domain owns, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.http_seconds = Histogram(
+            "hub_http_request_seconds",
+            "API request latency by route template, method and status code.",
+            ["route", "method", "status"],
+            buckets=HTTP_BUCKETS,
+            registry=registry,
+        )
+        self.http_in_flight = Gauge(
+            "hub_http_requests_in_flight",
+            "Requests being served now (summed over API processes).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.ingest_events = Counter(
+            "hub_ingest_events_total",
+            "Events in ingested batches by result (accepted, duplicate, rejected).",
+            ["status"],
+            registry=registry,
+        )
+        self.dead_letters = Gauge(
+            "hub_delivery_dead_letters",
+            "Dead-lettered deliveries per agency (replay with `hub deliveries replay`).",
+            ["agency"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.circuit_state = Gauge(
+            "hub_delivery_circuit_state",
+            "1 for each agency's current breaker state (closed, open, half_open), else 0.",
+            ["agency", "state"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.edge_spool_depth = Gauge(
+            "hub_edge_spool_depth",
+            "Events waiting in an edge node's local spool, as the node last reported it.",
+            ["node"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.decision_log_capacity = Gauge(
+            "hub_policy_decision_log_capacity",
+            "Size of the decision-log buffer; fill = hub_policy_decision_log_buffered / this.",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.retention_swept = Counter(
+            "hub_retention_swept_total",
+            "Rows removed (or kept under legal hold) by retention sweeps, by table and outcome.",
+            ["table", "outcome"],
+            registry=registry,
+        )
+        self.retention_runs = Counter(
+            "hub_retention_runs_total",
+            "Retention sweeps by result (ok, failed). Alert when failed increases.",
+            ["result"],
+            registry=registry,
+        )
+        self.retention_last_success = Gauge(
+            "hub_retention_last_success_timestamp_seconds",
+            "Unix time of the last successful retention sweep.",
+            registry=registry,
+            multiprocess_mode="max",
+        )
+
+    def count_ingest(self, *, accepted: int, duplicate: int, rejected: int) -> None:
+        """Count the events of one answered batch by result."""
+        for status, value in zip(INGEST_STATUSES, (accepted, duplicate, rejected), strict=True):
+            if value:
+                self.ingest_events.labels(status).inc(value)
+
+    def note_spool_depth(self, node: str, raw: str | None) -> None:
+        """Record the spool depth a node reported (`Hub-Spool-Depth` header); junk ignored."""
+        if raw is None or not raw.strip().isdigit():
+            return
+        self.edge_spool_depth.labels(node).set(min(int(raw.strip()), 10**9))
+
+    def record_retention_sweep(
+        self, *, table: str, removed: int, held: int = 0, ok: bool = True, at: float | None = None
+    ) -> None:
+        """Count one retention sweep of `table`: rows removed, rows kept by a legal hold."""
+        if removed:
+            self.retention_swept.labels(table, "removed").inc(removed)
+        if held:
+            self.retention_swept.labels(table, "held").inc(held)
+        self.retention_runs.labels("ok" if ok else "failed").inc()
+        if ok and at is not None:
+            self.retention_last_success.set(at)
+
+
+@cache
+def default_metrics() -> ObservabilityMetrics:
+    """The process's collectors, on Prometheus's default registry."""
+    return ObservabilityMetrics(REGISTRY)
+
+
+def record_retention_sweep(
+    *, table: str, removed: int, held: int = 0, ok: bool = True, at: float | None = None
+) -> None:
+    """The hook retention calls after each sweep (on the process's default collectors)."""
+    default_metrics().record_retention_sweep(table=table, removed=removed, held=held, ok=ok, at=at)

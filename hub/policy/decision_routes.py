@@ -1,0 +1,72 @@
+"""Decision routes under `/v1/decisions` (officers and admins): look a decision up, list the
+release decisions of an event, replay one under the active bundle; and the Rego sources of a
+bundle revision under `/v1/admin/policy` (admins)."""
+
+from typing import Annotated, Any
+
+from litestar import Request, Router, get, post
+from litestar.params import PathParameter, QueryParameter
+
+from hub.policy.bundles.archive import REVISION_PATTERN
+from hub.policy.decisions import (
+    BundleSources,
+    DecisionRead,
+    ReplayRead,
+    bundle_sources,
+    decisions_for_event,
+    find_decision,
+    replay_decision,
+)
+from hub.policy.guard import current_decision_id, current_subject
+from hub.runtime import ServicesDep
+
+AnyRequest = Request[Any, Any, Any]
+DecisionId = Annotated[str, PathParameter(max_length=64, description="A decision id")]
+RevisionParam = Annotated[str, PathParameter(pattern=REVISION_PATTERN)]
+EventId = Annotated[
+    str,
+    QueryParameter(pattern=r"^[0-9a-fA-F-]{36}$", description="A detection event id (uuid)"),
+]
+
+
+async def get_decision(services: ServicesDep, decision_id: DecisionId) -> DecisionRead:
+    """One logged decision (input as masked by `system/log/mask`)."""
+    return await find_decision(services.db, decision_id)
+
+
+async def get_event_decisions(services: ServicesDep, event_id: EventId) -> list[DecisionRead]:
+    """The release decisions of every delivery of one event, newest first."""
+    return await decisions_for_event(services.db, event_id)
+
+
+async def post_replay(
+    request: AnyRequest, services: ServicesDep, decision_id: DecisionId
+) -> ReplayRead:
+    """Re-evaluate a logged decision under the active bundle and show the differences."""
+    subject = current_subject(request)
+    return await replay_decision(
+        services.db,
+        services.policy,
+        decision_id,
+        actor=f"{subject.kind}:{subject.id}",
+        authz_decision_id=current_decision_id(request) or None,
+    )
+
+
+async def get_sources(services: ServicesDep, revision: RevisionParam) -> BundleSources:
+    """The Rego modules and data of a bundle revision (stored, or the default folder's)."""
+    return await bundle_sources(services.db, revision, default_dir=services.settings.policy_dir)
+
+
+def build_router() -> Router:
+    """Decision look-up and replay, and bundle sources."""
+    return Router(
+        path="/v1",
+        tags=["decisions"],
+        route_handlers=[
+            get("/decisions")(get_event_decisions),
+            get("/decisions/{decision_id:str}")(get_decision),
+            post("/decisions/{decision_id:str}/replay", status_code=200)(post_replay),
+            get("/admin/policy/bundles/{revision:str}/sources")(get_sources),
+        ],
+    )

@@ -1,0 +1,255 @@
+"""The PII vault: detection attributes encrypted under per-subject data keys.
+
+Ingest seals the attributes of every stored detection here in its own transaction. Forgetting
+a subject destroys its data key (crypto-shredding: every copy of the ciphertext, backups
+included, becomes unreadable) and scrubs the clear attributes still held in event payloads.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+import msgspec
+from cryptography.exceptions import InvalidTag
+
+from hub.contracts.detection_v1 import DetectionEvent
+from hub.retention.crypto import KeyRing, open_sealed, seal
+
+SHREDDED = "shredded"
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    event_id: UUID
+    detection: int
+    subject: str
+    plaintext: bytes
+
+
+def subject_of_detection(
+    keys: KeyRing, event: DetectionEvent, index: int, attributes: Mapping[str, object]
+) -> str:
+    """Who a detection's attributes are about: its plate, else its track, else itself."""
+    plate = attributes.get("plate_text")
+    if isinstance(plate, str) and plate.strip():
+        return keys.plate_subject(plate)
+    track = event.detections[index].track_id
+    if track:
+        return keys.subject_of(f"track:{event.camera_id}:{track}")
+    return keys.subject_of(f"event:{event.event_id}:{index}")
+
+
+def _items(keys: KeyRing, events: Iterable[DetectionEvent]) -> list[_Item]:
+    found = []
+    for event in events:
+        for index, detection in enumerate(event.detections):
+            if detection.attributes:
+                attrs = dict(detection.attributes)
+                found.append(
+                    _Item(
+                        event_id=event.event_id,
+                        detection=index,
+                        subject=subject_of_detection(keys, event, index, attrs),
+                        plaintext=msgspec.json.encode(attrs),
+                    )
+                )
+    return found
+
+
+async def seal_events(
+    conn: asyncpg.Connection, keys: KeyRing, *, node_id: UUID, events: Sequence[DetectionEvent]
+) -> int:
+    """Encrypt the attributes of freshly stored events into the vault; returns rows written."""
+    items = _items(keys, events)
+    if not items:
+        return 0
+    data_keys = await _data_keys(conn, keys, sorted({i.subject for i in items}))
+    rows = await conn.fetch(
+        """SELECT id, event_id, captured_at FROM detection_event
+           WHERE node_id = $1 AND event_id = ANY($2::uuid[])""",
+        node_id,
+        list({i.event_id for i in items}),
+    )
+    where = {r["event_id"]: (r["id"], r["captured_at"]) for r in rows}
+    records = []
+    for item in items:
+        pk, captured_at = where[item.event_id]
+        generation, key = data_keys[item.subject]
+        nonce, sealed = seal(key, item.plaintext, aad=_aad(pk, captured_at, item.detection))
+        records.append((pk, captured_at, item.detection, item.subject, generation, nonce, sealed))
+    await conn.copy_records_to_table(
+        "pii_attribute",
+        records=records,
+        columns=[
+            "event_pk",
+            "captured_at",
+            "detection",
+            "subject",
+            "generation",
+            "nonce",
+            "ciphertext",
+        ],
+    )
+    return len(records)
+
+
+def _aad(pk: int, captured_at: datetime, detection: int) -> bytes:
+    # Binds a ciphertext to its row: moved to another event, it no longer decrypts.
+    return f"{pk}|{captured_at.isoformat()}|{detection}".encode()
+
+
+async def _data_keys(
+    conn: asyncpg.Connection, keys: KeyRing, subjects: list[str]
+) -> dict[str, tuple[int, bytes]]:
+    """Each subject's (generation, data key); created when new, renewed once shredded."""
+    fresh = [(s, keys.current_id, keys.new_data_key(s)[1]) for s in subjects]
+    # DO NOTHING takes no lock on existing rows, so busy plates do not serialise ingest.
+    await conn.executemany(
+        """INSERT INTO pii_subject_key (subject, master_key_id, wrapped_key)
+           VALUES ($1, $2, $3) ON CONFLICT (subject) DO NOTHING""",
+        fresh,
+    )
+    rows = await conn.fetch(
+        """SELECT subject, generation, master_key_id, wrapped_key FROM pii_subject_key
+           WHERE subject = ANY($1::text[])""",
+        subjects,
+    )
+    found: dict[str, tuple[int, bytes]] = {}
+    for row in rows:
+        if row["wrapped_key"] is None:  # forgotten before: new sightings get a new key
+            found[row["subject"]] = await _renew_key(conn, keys, row["subject"])
+            continue
+        found[row["subject"]] = (
+            row["generation"],
+            keys.unwrap(
+                bytes(row["wrapped_key"]), master_id=row["master_key_id"], subject=row["subject"]
+            ),
+        )
+    return found
+
+
+async def _renew_key(conn: asyncpg.Connection, keys: KeyRing, subject: str) -> tuple[int, bytes]:
+    key, wrapped = keys.new_data_key(subject)
+    generation = await conn.fetchval(
+        """UPDATE pii_subject_key SET generation = generation + 1, master_key_id = $2,
+                  wrapped_key = $3, shredded_at = NULL
+           WHERE subject = $1 RETURNING generation""",
+        subject,
+        keys.current_id,
+        wrapped,
+    )
+    return int(generation), key
+
+
+async def read_attributes(
+    conn: asyncpg.Connection, keys: KeyRing, *, event_pk: int, captured_at: datetime
+) -> dict[int, dict[str, object] | str]:
+    """The decrypted attributes of an event by detection index; `"shredded"` when forgotten."""
+    rows = await conn.fetch(
+        """SELECT a.detection, a.subject, a.generation, a.nonce, a.ciphertext,
+                  k.generation AS key_generation, k.master_key_id, k.wrapped_key
+           FROM pii_attribute a JOIN pii_subject_key k USING (subject)
+           WHERE a.event_pk = $1 AND a.captured_at = $2 ORDER BY a.detection""",
+        event_pk,
+        captured_at,
+    )
+    found: dict[int, dict[str, object] | str] = {}
+    for row in rows:
+        found[row["detection"]] = _open_row(keys, row, event_pk, captured_at)
+    return found
+
+
+def _open_row(
+    keys: KeyRing, row: asyncpg.Record, event_pk: int, captured_at: datetime
+) -> dict[str, object] | str:
+    if row["wrapped_key"] is None or row["key_generation"] != row["generation"]:
+        return SHREDDED
+    key = keys.unwrap(
+        bytes(row["wrapped_key"]), master_id=row["master_key_id"], subject=row["subject"]
+    )
+    try:
+        plain = open_sealed(
+            key,
+            bytes(row["nonce"]),
+            bytes(row["ciphertext"]),
+            aad=_aad(event_pk, captured_at, row["detection"]),
+        )
+    except InvalidTag:
+        return SHREDDED
+    value: dict[str, object] = msgspec.json.decode(plain)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetOutcome:
+    """What forgetting a subject did."""
+
+    subject: str
+    known: bool
+    vault_rows: int
+    payloads_scrubbed: int
+
+
+async def forget_subject(conn: asyncpg.Connection, *, subject: str) -> ForgetOutcome:
+    """Destroy the subject's data key and scrub its clear attributes from event payloads."""
+    key_gone = await conn.execute(
+        """UPDATE pii_subject_key SET wrapped_key = NULL, master_key_id = NULL,
+                  shredded_at = now() WHERE subject = $1""",
+        subject,
+    )
+    refs = await conn.fetch(
+        "SELECT event_pk, captured_at, detection FROM pii_attribute WHERE subject = $1", subject
+    )
+    scrubbed = 0
+    for ref in refs:
+        status = await conn.execute(
+            """UPDATE detection_event
+               SET payload = jsonb_set(payload, ARRAY['detections', $3::text, 'attributes'],
+                                       '{}'::jsonb)
+               WHERE id = $1 AND captured_at = $2
+                 AND payload #> ARRAY['detections', $3::text, 'attributes'] <> '{}'::jsonb""",
+            ref["event_pk"],
+            ref["captured_at"],
+            str(ref["detection"]),
+        )
+        scrubbed += int(status.split()[-1])
+    return ForgetOutcome(
+        subject=subject,
+        known=key_gone.endswith(" 1"),
+        vault_rows=len(refs),
+        payloads_scrubbed=scrubbed,
+    )
+
+
+async def rotate_master(conn: asyncpg.Connection, keys: KeyRing, *, batch: int = 1000) -> int:
+    """Re-wrap every data key not under the current master key; returns how many."""
+    done = 0
+    while True:
+        rows = await conn.fetch(
+            """SELECT subject, master_key_id, wrapped_key FROM pii_subject_key
+               WHERE wrapped_key IS NOT NULL AND master_key_id <> $1 LIMIT $2 FOR UPDATE""",
+            keys.current_id,
+            batch,
+        )
+        if not rows:
+            return done
+        rewrapped = [
+            (
+                r["subject"],
+                keys.current_id,
+                keys.wrap(
+                    keys.unwrap(
+                        bytes(r["wrapped_key"]), master_id=r["master_key_id"], subject=r["subject"]
+                    ),
+                    subject=r["subject"],
+                ),
+            )
+            for r in rows
+        ]
+        await conn.executemany(
+            "UPDATE pii_subject_key SET master_key_id = $2, wrapped_key = $3 WHERE subject = $1",
+            rewrapped,
+        )
+        done += len(rows)

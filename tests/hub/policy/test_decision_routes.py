@@ -1,0 +1,42 @@
+"""Decision look-up and replay, and bundle sources, on the real app."""
+
+import asyncio
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from hub.policy.decisions import diff
+from hub.runtime import Services
+from tests.hub.audit.test_routes import bearer
+
+pytestmark = [pytest.mark.db, pytest.mark.redis]
+
+
+def test_diff_names_changed_pointers() -> None:
+    before = {"allow": True, "redactions": [{"op": "hash"}], "reason": "ok"}
+    after = {"allow": False, "redactions": [{"op": "hash"}], "reason": "no"}
+    assert [d.path for d in diff(before, after)] == ["/allow", "/reason"]
+    assert diff(before, before) == []
+
+
+async def test_lookup_and_replay_of_a_denial(client: AsyncTestClient, services: Services) -> None:
+    headers = await bearer(client, services, "olga", "compliance_officer")
+    denied = await client.get("/v1/admin/agencies", headers=headers)
+    decision_id = denied.json()["decision_id"]
+    await asyncio.sleep(0.5)  # the decision log writes every 200 ms
+    found = (await client.get(f"/v1/decisions/{decision_id}", headers=headers)).json()
+    assert found["entrypoint"] == "hub/authz/decision"
+    assert found["result"]["allow"] is False
+    replay = (await client.post(f"/v1/decisions/{decision_id}/replay", headers=headers)).json()
+    assert replay["same"] is True
+    assert replay["replay_decision_id"] != decision_id
+    assert (await client.get("/v1/decisions/nope", headers=headers)).status_code == 404
+
+
+async def test_sources_of_the_default_bundle(client: AsyncTestClient, services: Services) -> None:
+    headers = await bearer(client, services, "olga", "compliance_officer")
+    status = await client.get("/v1/ops/overview", headers=headers)
+    revision = status.json()["active_revision"]
+    assert (
+        await client.get(f"/v1/admin/policy/bundles/{revision}/sources", headers=headers)
+    ).status_code == 403

@@ -1,0 +1,124 @@
+"""PII at rest and crypto-shredding through the real ingest route; disk-pressure refusal."""
+
+import hashlib
+from pathlib import Path
+
+import asyncpg
+import msgspec
+from litestar.testing import AsyncTestClient
+
+from hub.app import create_app
+from hub.retention.schemas import ForgetRequest
+from hub.retention.service import forget
+from hub.retention.vault import SHREDDED, read_attributes
+from hub.runtime import Services
+from hub.settings import Settings
+from tests.hub.ingest.builders import batch, event
+from tests.support import BASE_URL, EdgeNode, run_hub, signed_headers
+
+EVENTS = "/v1/edge/events"
+
+
+async def _ingest(client: AsyncTestClient, node: EdgeNode, body: bytes) -> None:
+    answer = await client.post(
+        EVENTS, content=body, headers=signed_headers(node.signer, path=EVENTS, body=body)
+    )
+    assert answer.status_code == 200, answer.text
+
+
+async def _stored(settings: Settings) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return list(
+            await conn.fetch(
+                "SELECT id, captured_at, payload::text AS payload FROM detection_event"
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def test_forgotten_plate_is_unreadable_and_the_chain_still_verifies(
+    client: AsyncTestClient, edge_node: EdgeNode, services: Services, settings: Settings
+) -> None:
+    await _ingest(client, edge_node, batch(event(), event()))
+    (first, second) = await _stored(settings)
+    async with services.db.pool.acquire() as conn:
+        sealed = await read_attributes(
+            conn, services.retention.keys, event_pk=first["id"], captured_at=first["captured_at"]
+        )
+        ciphertexts = await conn.fetch("SELECT ciphertext FROM pii_attribute")
+    assert sealed == {1: {"plate_text": "AB-123-CD"}}
+    assert all(b"AB-123" not in bytes(r["ciphertext"]) for r in ciphertexts)
+
+    done = await forget(
+        services.db,
+        services.retention,
+        ForgetRequest(reason="erasure request", plate_text="ab 123 cd"),
+        actor="user:officer",
+    )
+    assert (done.vault_rows, done.payloads_scrubbed) == (2, 2)
+    async with services.db.pool.acquire() as conn:
+        for row in (first, second):
+            gone = await read_attributes(
+                conn, services.retention.keys, event_pk=row["id"], captured_at=row["captured_at"]
+            )
+            assert gone == {1: SHREDDED}
+        audit = await conn.fetch("SELECT target, detail::text AS detail FROM audit_log")
+    assert all("AB-123" not in row["payload"] for row in await _stored(settings))
+    assert any(r["target"] == f"pii_subject:{done.subject}" for r in audit)
+    assert all("AB-123" not in r["detail"] and "AB123" not in r["detail"] for r in audit)
+
+    verify = await run_hub(
+        "audit",
+        "verify",
+        "--json",
+        env={
+            "HUB_DATABASE_URL": settings.database_url,
+            "HUB_REDIS_URL": settings.redis_url,
+            "HUB_REDIS_PREFIX": settings.redis_prefix,
+            "HUB_LOG_JSON": "false",
+        },
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert msgspec.json.decode(verify.stdout)["ok"] is True
+
+
+async def test_a_new_sighting_after_forgetting_gets_a_new_key(
+    client: AsyncTestClient, edge_node: EdgeNode, services: Services, settings: Settings
+) -> None:
+    await _ingest(client, edge_node, batch(event()))
+    await forget(
+        services.db,
+        services.retention,
+        ForgetRequest(reason="r", plate_text="AB-123-CD"),
+        actor="user:o",
+    )
+    await _ingest(client, edge_node, batch(event()))
+    rows = sorted(await _stored(settings), key=lambda r: r["id"])
+    async with services.db.pool.acquire() as conn:
+        keys = services.retention.keys
+        old = await read_attributes(
+            conn, keys, event_pk=rows[0]["id"], captured_at=rows[0]["captured_at"]
+        )
+        new = await read_attributes(
+            conn, keys, event_pk=rows[1]["id"], captured_at=rows[1]["captured_at"]
+        )
+    assert old == {1: SHREDDED}
+    assert new == {1: {"plate_text": "AB-123-CD"}}
+
+
+async def test_disk_pressure_refuses_media_with_507(
+    settings: Settings, edge_node: EdgeNode
+) -> None:
+    full = msgspec.structs.replace(settings, media_disk_max_used_percent=0.001)
+    data = b"\xff\xd8\xff\xe0" + b"jpeg" * 50
+    sha = hashlib.sha256(data).hexdigest()
+    path = f"/v1/edge/media/{sha}"
+    async with AsyncTestClient(app=create_app(full), base_url=BASE_URL) as http:
+        headers = signed_headers(edge_node.signer, path=path, body=data, content_type="image/jpeg")
+        answer = await http.post(path, content=data, headers=headers)
+    assert answer.status_code == 507
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert answer.json()["code"] == "insufficient_storage"
+    assert not (Path(settings.media_dir) / sha[:2] / sha[2:4] / sha).exists()
