@@ -44,6 +44,24 @@ class Detector(Protocol):
         ...
 
 
+class NamedModel:
+    """The model name and version a detector stamps on its events (one implementation for
+    every detector; subclasses set both in their constructor)."""
+
+    _name: str
+    _version: str
+
+    @property
+    def name(self) -> str:
+        """Model name for events."""
+        return self._name
+
+    @property
+    def version(self) -> str:
+        """Model version for events."""
+        return self._version
+
+
 def custom_metadata(session: ort.InferenceSession) -> dict[str, str]:
     """The model's custom metadata (key/value pairs stored in the ONNX file)."""
     return dict(session.get_modelmeta().custom_metadata_map)

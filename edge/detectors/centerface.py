@@ -8,6 +8,7 @@ from edge.detectors.base import (
     Floats,
     Found,
     Image,
+    NamedModel,
     clip_box,
     nms,
     open_session,
@@ -20,7 +21,7 @@ STRIDE = 4  # output cells per input pixel
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 
-class CenterFaceDetector:
+class CenterFaceDetector(NamedModel):
     """Faces with landmarks from the rewritten (dynamic-shape) CenterFace model."""
 
     def __init__(
@@ -41,16 +42,6 @@ class CenterFaceDetector:
         self._threshold = threshold
         self._nms_iou = nms_iou
         self._name, self._version = name, version
-
-    @property
-    def name(self) -> str:
-        """Model name for events."""
-        return self._name
-
-    @property
-    def version(self) -> str:
-        """Model version for events."""
-        return self._version
 
     def detect(self, image: Image) -> list[Found]:
         """Faces in an RGB frame (the model takes raw 0-255 RGB)."""

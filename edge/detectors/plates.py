@@ -14,6 +14,7 @@ from edge.detectors.base import (
     Floats,
     Found,
     Image,
+    NamedModel,
     Session,
     clip_box,
     custom_metadata,
@@ -32,7 +33,7 @@ MAX_REGIONS = 16
 MIN_SIDE = 4  # pixels on the probability map
 
 
-class PlateReader:
+class PlateReader(NamedModel):
     """Text regions and their reading; `threshold` applies to the reading's mean confidence."""
 
     def __init__(
@@ -55,16 +56,6 @@ class PlateReader:
         self._threshold = threshold
         self._box_threshold = box_threshold
         self._name, self._version = name, version
-
-    @property
-    def name(self) -> str:
-        """Model name for events."""
-        return self._name
-
-    @property
-    def version(self) -> str:
-        """Model version for events."""
-        return self._version
 
     def detect(self, image: Image) -> list[Found]:
         """Readable text regions in an RGB frame (the models were trained on BGR)."""

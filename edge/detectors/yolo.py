@@ -5,12 +5,22 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.detectors.base import Floats, Found, Image, clip_box, letterbox, nms, open_session, to_chw
+from edge.detectors.base import (
+    Floats,
+    Found,
+    Image,
+    NamedModel,
+    clip_box,
+    letterbox,
+    nms,
+    open_session,
+    to_chw,
+)
 
 CLASS_OFFSET = 4096.0  # shifts boxes per class so one NMS pass never mixes classes
 
 
-class YoloDetector:
+class YoloDetector(NamedModel):
     """A user-supplied YOLOv8-style model (letterboxed RGB input scaled to 0..1)."""
 
     def __init__(
@@ -37,16 +47,6 @@ class YoloDetector:
         self._threshold = threshold
         self._nms_iou = nms_iou
         self._name, self._version = name, version
-
-    @property
-    def name(self) -> str:
-        """Model name for events."""
-        return self._name
-
-    @property
-    def version(self) -> str:
-        """Model version for events."""
-        return self._version
 
     def detect(self, image: Image) -> list[Found]:
         """Objects in an RGB frame."""

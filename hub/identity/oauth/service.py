@@ -6,7 +6,9 @@ audit trail (only ids, jtis and key ids do).
 """
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Literal, TypeVar
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -79,21 +81,10 @@ async def revoke_client(
     kit: IdentityKit, client_id: str, *, actor: str, clock: Clock = utcnow
 ) -> ClientRead:
     """Revoke a client: no new tokens, and its live tokens are refused within seconds."""
-    now = clock()
-    async with kit.db.transaction() as conn:
-        client = await repository.revoke_client(conn, client_id, now=now)
-        if client is None:
-            raise NotFoundError(f"no client {client_id!r}", code="client_not_found")
-        await _audit(
-            conn,
-            actor=actor,
-            action="client.revoke",
-            target=f"client:{client_id}",
-            detail={},
-            clock=clock,
-        )
-    await kit.verifier.revocations.revoke_subject("client", client_id, at=now)
-    return client
+    return await _shut_off(
+        kit, "client", client_id, repository.revoke_client, action="client.revoke",
+        actor=actor, clock=clock,
+    )  # fmt: skip
 
 
 async def add_user(
@@ -135,21 +126,36 @@ async def disable_user(
     kit: IdentityKit, username: str, *, actor: str, clock: Clock = utcnow
 ) -> UserRead:
     """Disable a user: refresh tokens revoked, live access tokens refused within seconds."""
+    return await _shut_off(
+        kit, "user", username, repository.disable_user, action="user.disable",
+        actor=actor, clock=clock,
+    )  # fmt: skip
+
+
+R = TypeVar("R")
+
+
+async def _shut_off(
+    kit: IdentityKit,
+    kind: Literal["client", "user"],
+    name: str,
+    update: Callable[..., Awaitable[R | None]],
+    *,
+    action: str,
+    actor: str,
+    clock: Clock,
+) -> R:
+    """Mark a client or user unusable, audit it, and refuse its live tokens everywhere."""
     now = clock()
     async with kit.db.transaction() as conn:
-        user = await repository.disable_user(conn, username, now=now)
-        if user is None:
-            raise NotFoundError(f"no user {username!r}", code="user_not_found")
+        found = await update(conn, name, now=now)
+        if found is None:
+            raise NotFoundError(f"no {kind} {name!r}", code=f"{kind}_not_found")
         await _audit(
-            conn,
-            actor=actor,
-            action="user.disable",
-            target=f"user:{username}",
-            detail={},
-            clock=clock,
+            conn, actor=actor, action=action, target=f"{kind}:{name}", detail={}, clock=clock
         )
-    await kit.verifier.revocations.revoke_subject("user", username, at=now)
-    return user
+    await kit.verifier.revocations.revoke_subject(kind, name, at=now)
+    return found
 
 
 async def grant_client_credentials(
