@@ -1,7 +1,6 @@
 """`hub console`: serve the Streamlit compliance console (console/app.py)."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -43,4 +42,6 @@ def console(host: str | None, port: int | None, api_url: str | None) -> None:
         "--browser.gatherUsageStats",
         "false",
     ]
-    sys.exit(subprocess.call(command, env=env))  # noqa: S603 (our own fixed command)
+    # Become Streamlit (exec): signals reach it directly, so Ctrl-C or SIGTERM stop it
+    # cleanly with its own exit status instead of an aborted wrapper.
+    os.execve(sys.executable, command, env)  # noqa: S606 - our own interpreter, fixed command

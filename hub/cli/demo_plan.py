@@ -18,6 +18,7 @@ from hub.cli.demo_agencies import (
     ensure_demo_agencies,
     load_trust,
 )
+from hub.cli.demo_console import DemoConsole, console_command, ensure_demo_officer
 from hub.cli.demo_edge import (
     ROUND_PAUSE,
     EdgeDemo,
@@ -44,6 +45,8 @@ class UpOptions:
     synthetic: bool = False  # ... the synthetic one (edge/demo.py) rather than hub-edge
     agencies: bool = True  # run the demo agency and register its three agencies
     agency_port: int = DEFAULT_PORT
+    console: bool = True  # run the compliance console with a demo officer account
+    console_port: int = 8501
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,13 @@ class DemoPlan:
     agency: DemoAgency | None = None
     node: DemoNode | None = None
     edge: EdgeDemo | None = None  # None while `node` is set: the synthetic node runs
+    console: DemoConsole | None = None
+
+    def console_command(self) -> Command | None:
+        """The console's process, if it runs."""
+        if self.console is None:
+            return None
+        return console_command(self.console, api_url=self.url, port=self.options.console_port)
 
     def agency_command(self) -> Command | None:
         """The demo agency's process, if it runs."""
@@ -102,7 +112,8 @@ def _register(settings: Settings, plan: DemoPlan, *, state_dir: Path, say: Say) 
         try:
             node = await _node(services, state_dir, say) if plan.options.demo else None
             agency = await _agency(services, plan.options, state_dir, say)
-            return replace(plan, node=node, agency=agency)
+            console = await _console(services, plan.options, state_dir, say)
+            return replace(plan, node=node, agency=agency, console=console)
         finally:
             await stop_services(services)
 
@@ -140,6 +151,19 @@ async def _agency(
         return None
 
 
+async def _console(
+    services: Services, options: UpOptions, state_dir: Path, say: Say
+) -> DemoConsole | None:
+    if not options.console:
+        return None
+    url = f"http://127.0.0.1:{options.console_port}"
+    try:
+        return await ensure_demo_officer(services, state_dir=state_dir, url=url, say=say)
+    except (HubError, OSError, ValueError) as exc:
+        say(f"console not started: {exc}")
+        return None
+
+
 def guide_lines(plan: DemoPlan) -> list[str]:
     """The short "where to look" block printed once the hub is up."""
     url = plan.url
@@ -149,6 +173,11 @@ def guide_lines(plan: DemoPlan) -> list[str]:
         f"  OpenAPI       {url}/schema   (JSON: {url}/schema/openapi.json)",
         f"  readiness     {url}/readyz   liveness {url}/healthz",
     ]
+    if plan.console is not None:
+        lines.append(
+            f"  console       {plan.console.url}   (user {plan.console.username}, "
+            f"password in {plan.console.credentials_file})"
+        )
     lines += _agency_lines(plan)
     lines += _edge_lines(plan)
     lines += [

@@ -143,9 +143,18 @@ def audit_verify(as_json: bool) -> None:
     show_default=True,
     help="Port of the demo agency (its agencies are registered for it once).",
 )
-def up(no_demo: bool, synthetic_demo: bool, no_agencies: bool, agency_port: int) -> None:
-    """Development supervisor: migrate, then run API, worker, a demo agency and a demo edge
-    node."""
+@click.option("--no-console", is_flag=True, help="Do not start the compliance console.")
+@click.option("--console-port", type=click.IntRange(1, 65535), default=8501, show_default=True)
+def up(
+    no_demo: bool,
+    synthetic_demo: bool,
+    no_agencies: bool,
+    agency_port: int,
+    no_console: bool,
+    console_port: int,
+) -> None:
+    """Development supervisor: migrate, then run API, worker, a demo agency, the compliance
+    console and a demo edge node."""
     from hub.cli.demo_plan import UpOptions
     from hub.cli.up import supervise
 
@@ -154,6 +163,8 @@ def up(no_demo: bool, synthetic_demo: bool, no_agencies: bool, agency_port: int)
         synthetic=synthetic_demo,
         agencies=not no_agencies,
         agency_port=agency_port,
+        console=not no_console,
+        console_port=console_port,
     )
     sys.exit(supervise(settings_or_exit(), options))
 

@@ -108,10 +108,12 @@ def supervise(settings: Settings, options: UpOptions | None = None) -> int:
 
 def _run(plan: DemoPlan, out: Output, signals: StopSignals) -> int:
     """Start the children, watch them, stop them all; the exit status."""
-    agency = plan.agency_command()
-    core = [*core_commands(), *([agency] if agency is not None else [])]
+    extras = [c for c in (plan.agency_command(), plan.console_command()) if c is not None]
+    core = [*core_commands(), *extras]
     children = [start_child(name, argv, out=out) for name, argv in core]
     probes = [f"{plan.url}/readyz"] + ([f"{plan.agency.url}/_inbox/"] if plan.agency else [])
+    if plan.console is not None:
+        probes.append(f"{plan.console.url}/_stcore/health")  # Streamlit's own health route
     passes: EdgePasses | None = None
     try:
         if not wait_ready(probes, children, signals, timeout=READY_TIMEOUT):

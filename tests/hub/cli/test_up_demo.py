@@ -210,10 +210,12 @@ def _kinds_received(client: httpx.Client, agency_url: str) -> set[str]:
 class HubUp:
     """`hub up` as a subprocess in `cwd`, its output collected line by line."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, *, agency_port: int) -> None:
+    def __init__(
+        self, env: dict[str, str], cwd: Path, *, agency_port: int, console_port: int
+    ) -> None:
         argv = [sys.executable, "-u", "-m", "hub.cli.main", "up"]
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            [*argv, "--agency-port", str(agency_port)],
+            [*argv, "--agency-port", str(agency_port), "--console-port", str(console_port)],
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
@@ -266,7 +268,7 @@ def _wait_for_quiet(hub: HubUp, settings: Settings, agency_url: str) -> set[str]
 async def test_hub_up_delivers_edge_events_to_the_demo_agency(
     settings: Settings, services: Services, tmp_path: Path
 ) -> None:
-    api_port, agency_port = free_port(), free_port()
+    api_port, agency_port, console_port = free_port(), free_port(), free_port()
     env = {
         **settings_env(settings),
         "HUB_API_PORT": str(api_port),
@@ -274,7 +276,7 @@ async def test_hub_up_delivers_edge_events_to_the_demo_agency(
         "HUB_LOG_LEVEL": "warning",
     }
     agency_url = f"http://127.0.0.1:{agency_port}"
-    hub = HubUp(env, tmp_path, agency_port=agency_port)
+    hub = HubUp(env, tmp_path, agency_port=agency_port, console_port=console_port)
     try:
         kinds = await asyncio.to_thread(_wait_for_quiet, hub, settings, agency_url)
     finally:
@@ -285,7 +287,12 @@ async def test_hub_up_delivers_edge_events_to_the_demo_agency(
     assert {"rest", "soap", "xml"} <= kinds, text[-4000:]
     assert code == 0, text[-4000:]
     assert f"{agency_url}/_inbox/items" in text
-    assert "hub | stopped: api (exit 0), worker (exit 0), agency (exit 0)" in text, text[-3000:]
+    assert "hub | stopped: api (exit 0), worker (exit 0), agency (exit 0), console (exit 0)" in (
+        text
+    ), text[-3000:]
+    assert f"console       http://127.0.0.1:{console_port}" in text
+    credentials = tmp_path / ".hub" / "demo-console.txt"
+    assert credentials.stat().st_mode & 0o777 == 0o600
     assert "killing it" not in text
     names = {a.name for a in await list_agencies(services.db)}
     assert names == {s.name for s in DEMO_AGENCIES}

@@ -1,0 +1,66 @@
+"""The console part of `hub up`: a demo compliance officer and the `hub console` process.
+
+The officer's password is made once, kept in `.hub/demo-console.txt` (0600) and reused; the
+account has the `compliance_officer` role without TOTP (admins always need TOTP, officers may
+go without it), so the demo console can be opened with a password alone.
+"""
+
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.identity.oauth.schemas import UserCreate
+from hub.identity.oauth.service import add_user
+from hub.kit.errors import ConflictError
+from hub.runtime import Services
+
+Say = Callable[[str], None]
+USERNAME = "demo-officer"
+CREDENTIALS_FILE = "demo-console.txt"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoConsole:
+    """Where the console listens and how to log in."""
+
+    url: str
+    username: str
+    credentials_file: Path
+
+
+def console_command(console: DemoConsole, *, api_url: str, port: int) -> tuple[str, list[str]]:
+    """The `hub console` child process."""
+    base = [sys.executable, "-u", "-m", "hub.cli.main", "console"]
+    return ("console", [*base, "--port", str(port), "--api-url", api_url])
+
+
+async def ensure_demo_officer(
+    services: Services, *, state_dir: Path, url: str, say: Say
+) -> DemoConsole:
+    """Register the demo officer once (password kept 0600 under `state_dir`)."""
+    path = state_dir / CREDENTIALS_FILE
+    if not path.exists():
+        password = secrets.token_urlsafe(18)
+        try:
+            await add_user(
+                services.identity,
+                UserCreate(username=USERNAME, password=password, roles=["compliance_officer"]),
+                actor="hub-up",
+            )
+        except ConflictError:
+            say(f"{USERNAME} exists but {path} is missing; reset it with `hub users`")
+            return DemoConsole(url=url, username=USERNAME, credentials_file=path)
+        _save_credentials(path, password)
+        say(f"registered console user {USERNAME}; password in {path}")
+    return DemoConsole(url=url, username=USERNAME, credentials_file=path)
+
+
+def _save_credentials(path: Path, password: str) -> None:
+    """Write the demo login (0600, never over an existing file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"username {USERNAME}\npassword {password}\n")
