@@ -73,8 +73,13 @@ class XmlAdapter:
             response = await self._client.post(
                 config.url, content=body, headers=headers, timeout=config.timeout_seconds
             )
-        except httpx.TransportError as exc:  # timeouts, refused and reset connections
-            raise RetryableError(f"xml agency unreachable: {type(exc).__name__}: {exc}") from None
+        except httpx.TimeoutException:
+            raise RetryableError(
+                f"agency did not answer within {config.timeout_seconds:g}s"
+            ) from None
+        except httpx.TransportError as exc:  # refused and reset connections
+            # The exception's own text can carry the URL; the attempt row gets its type only.
+            raise RetryableError(f"cannot reach the agency ({type(exc).__name__})") from None
         if not response.is_success:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             raise classify_status(response.status_code, retry_after=retry_after)

@@ -277,7 +277,7 @@ async def test_receiver_down_is_retryable(
     url = f"http://127.0.0.1:{free_port()}/xml/alerts"
     config = adapter.parse_config(xml_config(url, hub_identity))
 
-    with pytest.raises(RetryableError, match="unreachable"):
+    with pytest.raises(RetryableError, match="cannot reach the agency"):
         await adapter.deliver(make_message(), config)
 
 
@@ -295,7 +295,7 @@ async def test_a_silent_agency_times_out_as_retryable(
         xml_config(f"http://127.0.0.1:{port}/", hub_identity, timeout_seconds=0.3)
     )
     try:
-        with pytest.raises(RetryableError, match="ReadTimeout"):
+        with pytest.raises(RetryableError, match="did not answer within"):
             await adapter.deliver(make_message(), config)
     finally:
         server.close()
