@@ -251,6 +251,12 @@ class Spool:
             _bump(db, "sent", len(done))
             _bump(db, "rejected", len(rejected))
 
+    def pending(self) -> int:
+        """Events waiting to be sent (reported to the hub as `Hub-Spool-Depth`)."""
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM event WHERE state = 'pending'").fetchone()
+        return int(row[0])
+
     def status(self, *, latest_rejections: int = 10) -> SpoolStatus:
         """Depth, age, size and totals."""
         with self._lock:

@@ -116,8 +116,13 @@ class Uploader:
 
     async def _send_events(self, pending: list[PendingEvent]) -> int:
         body = msgspec.json.encode(EventBatch(events=[p.event for p in pending]))
+        # The hub exports it as hub_edge_spool_depth{node}: how far behind this node is.
+        depth = await asyncio.to_thread(self.spool.pending)
         response = await self._post(
-            f"{self.options.hub_url}/v1/edge/events", body, "application/json"
+            f"{self.options.hub_url}/v1/edge/events",
+            body,
+            "application/json",
+            extra_headers={"Hub-Spool-Depth": str(depth)},
         )
         if response.status_code in (400, 413, 422) and len(pending) > 1:
             # Something in the batch is refused as a whole: narrow down, one event at a time.
@@ -155,11 +160,17 @@ class Uploader:
         self.totals.duplicate += result.duplicate
         self.totals.rejected += len(rejected)
 
-    async def _post(self, url: str, body: bytes, content_type: str) -> httpx.Response:
+    async def _post(
+        self,
+        url: str,
+        body: bytes,
+        content_type: str,
+        *,
+        extra_headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         """One signed POST; RetryLaterError for connection errors and busy answers."""
-        request = self.client.build_request(
-            "POST", url, content=body, headers={"Content-Type": content_type}
-        )
+        headers = {"Content-Type": content_type, **(extra_headers or {})}
+        request = self.client.build_request("POST", url, content=body, headers=headers)
         # Sign exactly the URL httpx sends, with a fresh nonce and time for every attempt.
         request.headers.update(self.signer.sign(method="POST", url=str(request.url), body=body))
         self.totals.requests += 1

@@ -185,10 +185,12 @@ class BusyHub(BaseHTTPRequestHandler):
     """503 + Retry-After: 1 for the first two requests, then accepts every event."""
 
     calls: ClassVar[list[float]] = []
+    depths: ClassVar[list[str | None]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).calls.append(time.monotonic())
+        type(self).depths.append(self.headers.get("Hub-Spool-Depth"))
         if len(self.calls) <= 2:
             self.send_response(503)
             self.send_header("Retry-After", "1")
@@ -213,6 +215,7 @@ class BusyHub(BaseHTTPRequestHandler):
 @pytest.fixture
 async def busy_hub() -> AsyncIterator[str]:
     BusyHub.calls = []
+    BusyHub.depths = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), BusyHub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -239,4 +242,5 @@ async def test_503_retry_after_is_honoured(busy_hub: str, tmp_path: Path) -> Non
     assert calls[1] - calls[0] >= 1.0
     assert calls[2] - calls[1] >= 1.0
     assert spool.status().sent == 1
+    assert BusyHub.depths == ["1", "1", "1"]  # the node reports how far behind it is
     spool.close()
