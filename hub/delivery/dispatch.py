@@ -39,6 +39,7 @@ from hub.observability import span, trace_context
 from hub.policy.guard import Decider
 from hub.policy.release import release
 from hub.policy.schemas import Recipient
+from hub.retention import hydrate, process_keys
 
 log = structlog.get_logger(__name__)
 
@@ -137,6 +138,8 @@ async def _decide_and_send(
     if claimed.payload is None or claimed.event_id is None or claimed.node_id is None:
         return _end(started_at, "cancelled", "withheld", error="event no longer stored")
     record: dict[str, Any] = msgspec.json.decode(claimed.payload)
+    # Stored payloads name their PII; it comes back from the vault (absent once forgotten).
+    await hydrate(deps.db.pool, process_keys, [record])
     with span("policy.release", attributes={"hub.agency": agency.name}):
         released = await release(
             deps.policy,

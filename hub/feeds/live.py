@@ -12,6 +12,7 @@ every message carries a REST cursor, so a dropped client resumes with `GET /v1/f
 import asyncio
 import contextlib
 from collections import defaultdict
+from typing import Any
 
 import msgspec
 import structlog
@@ -25,6 +26,7 @@ from hub.feeds.schemas import FeedFilters, FeedNotice, LiveEvent
 from hub.feeds.service import (
     SWEEP_GRACE_SECONDS,
     Reader,
+    hydrate_payloads,
     release_payload,
     sequence_and_announce,
 )
@@ -136,7 +138,9 @@ class LiveHub:
                 groups[
                     msgspec.json.encode([subscriber.reader.agency, subscriber.reader.state])
                 ].append(subscriber)
-        entries = [await self._fan_out_group(members, rows) for members in groups.values()]
+        # One vault query per drained batch, shared by every group (release deep-copies).
+        records = await hydrate_payloads(self._kit, [row.payload for row in rows])
+        entries = [await self._fan_out_group(members, rows, records) for members in groups.values()]
         # Audited after sending: the audit lock must not sit on the live path's latency.
         async with self._kit.db.transaction() as conn:
             for entry in entries:
@@ -144,13 +148,13 @@ class LiveHub:
                     await append_entry(conn, entry)
 
     async def _fan_out_group(
-        self, members: list[Subscriber], rows: list[FeedRow]
+        self, members: list[Subscriber], rows: list[FeedRow], records: list[dict[str, Any]]
     ) -> AuditEntry | None:
         reader = members[0].reader
         sent: list[int] = []
         decisions: list[str] = []
         withheld: list[int] = []
-        for row in rows:
+        for row, record in zip(rows, records, strict=True):
             wanted = [
                 s
                 for s in members
@@ -164,7 +168,7 @@ class LiveHub:
             if not wanted:
                 continue
             released = await release_payload(
-                self._kit, reader, row.payload, data_class="detection_event"
+                self._kit, reader, record, data_class="detection_event"
             )
             decisions.append(released.decision_id)
             if not released.allowed or released.record is None:

@@ -25,6 +25,7 @@ from hub.identity.schemas import Subject
 from hub.kit.errors import UnavailableError
 from hub.policy.release import Released, release, release_media
 from hub.policy.schemas import Recipient
+from hub.retention import hydrate, keys_for
 
 MAX_LIMIT = 500
 MAX_WAIT_SECONDS = 30.0
@@ -156,8 +157,9 @@ async def release_rows(
     items: list[FeedItem] = []
     withheld: list[int] = []
     last = after
-    for row in rows:
-        released = await release_payload(kit, reader, row.payload, data_class="detection_event")
+    records = await hydrate_payloads(kit, [row.payload for row in rows])
+    for row, record in zip(rows, records, strict=True):
+        released = await release_payload(kit, reader, record, data_class="detection_event")
         if released.error is not None:
             return ReleasedBatch(items=items, withheld=withheld, last=last, stopped=True)
         if released.allowed and released.record is not None:
@@ -175,10 +177,20 @@ async def release_rows(
     return ReleasedBatch(items=items, withheld=withheld, last=last, stopped=False)
 
 
+async def hydrate_payloads(kit: FeedKit, payloads: list[str]) -> list[dict[str, Any]]:
+    """Stored payloads as records, their PII back from the vault (one query for them all)."""
+    records: list[dict[str, Any]] = [msgspec.json.decode(p) for p in payloads]
+    return await hydrate(kit.db.pool, lambda: keys_for(kit.settings), records)
+
+
 async def release_payload(
-    kit: FeedKit, reader: Reader, payload: str, *, data_class: str
+    kit: FeedKit, reader: Reader, payload: str | dict[str, Any], *, data_class: str
 ) -> Released:
-    record: dict[str, Any] = msgspec.json.decode(payload)
+    """Release a stored payload (re-hydrated here) or a record `hydrate_payloads` made."""
+    if isinstance(payload, str):
+        (record,) = await hydrate_payloads(kit, [payload])
+    else:
+        record = payload
     return await release(
         kit.policy,
         recipient=reader.recipient,

@@ -26,6 +26,7 @@ from hub.kit.errors import ConflictError, NotFoundError
 from hub.policy.guard import Decider
 from hub.policy.release import Released, release, release_media
 from hub.policy.schemas import Recipient
+from hub.retention import hydrate, process_keys
 
 Status = Literal["open", "investigating", "closed"]
 NEXT_STATUS: dict[str, str] = {"open": "investigating", "investigating": "closed"}
@@ -113,7 +114,8 @@ class IncidentDetail(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class EventRow(msgspec.Struct, frozen=True, kw_only=True):
-    """A linked event with its payload as stored (None once retention removed it)."""
+    """A linked event with its payload (PII re-hydrated from the vault; None once retention
+    removed the event)."""
 
     event_id: UUID
     captured_at: datetime
@@ -319,7 +321,7 @@ async def incident_media(
 async def read_for_export(
     db: Database, incident_id: UUID
 ) -> tuple[IncidentRead, list[NoteRead], list[EventRow]]:
-    """Header, timeline and linked event rows (payloads as stored) for the evidence export."""
+    """Header, timeline and linked event rows (payloads re-hydrated) for the evidence export."""
     return await _read_all(db, incident_id)
 
 
@@ -358,8 +360,18 @@ async def _read_all(
     return (
         _incident(row),
         [NoteRead(**dict(n)) for n in notes],
-        [EventRow(**dict(e)) for e in events],
+        await _hydrated([EventRow(**dict(e)) for e in events], db),
     )
+
+
+async def _hydrated(rows: list[EventRow], db: Database) -> list[EventRow]:
+    """Rows whose payloads carry their PII again, from the vault (one query for them all)."""
+    stored = [(n, msgspec.json.decode(r.payload)) for n, r in enumerate(rows) if r.payload]
+    records = await hydrate(db.pool, process_keys, [record for _, record in stored])
+    shown = list(rows)
+    for (n, _), record in zip(stored, records, strict=True):
+        shown[n] = msgspec.structs.replace(rows[n], payload=msgspec.json.encode(record).decode())
+    return shown
 
 
 async def _release_row(

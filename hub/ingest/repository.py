@@ -6,6 +6,7 @@ from uuid import UUID
 import asyncpg
 
 from hub.ingest.rules import PreparedEvent
+from hub.retention import strip_payload
 
 _INSERT_EVENTS = """
 INSERT INTO detection_event
@@ -41,8 +42,13 @@ async def insert_events(
     node_id: UUID,
     events: Sequence[PreparedEvent],
     quarantined: set[UUID],
+    strip_pii: bool = False,
 ) -> set[UUID]:
-    """Insert in one statement; returns the ids actually inserted (a conflict inserts nothing)."""
+    """Insert in one statement; returns the ids actually inserted (a conflict inserts nothing).
+
+    With `strip_pii` the payload is stored without detection attributes (the caller seals them
+    in the PII vault in the same transaction); `content_sha256` stays the hash of the event as
+    sent, so a re-send is still recognised."""
     columns: tuple[list[object], ...] = ([], [], [], [], [], [], [], [], [])
     for item in events:
         event = item.event
@@ -55,7 +61,7 @@ async def insert_events(
             ",".join(m.sha256 for m in event.media),
             "quarantined" if event.event_id in quarantined else "accepted",
             item.content_sha256,
-            item.payload.decode(),
+            (strip_payload(item.payload, node_id=node_id) if strip_pii else item.payload).decode(),
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)

@@ -47,11 +47,16 @@ async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) ->
     policy = await _apply_policy(deps, node_id=node_id, keep=keep, decided=decided, batch=batch)
     async with deps.db.transaction() as conn:
         outcome = await _store(
-            conn, node_id=node_id, keep=policy.keep, quarantined=policy.quarantined
+            conn,
+            node_id=node_id,
+            keep=policy.keep,
+            quarantined=policy.quarantined,
+            strip_pii=deps.pii is not None,
         )
         # Quarantined events are stored for review but never offered to any agency.
         routable = outcome.inserted - policy.quarantined
         if deps.pii is not None and outcome.inserted:
+            # The attributes live only here; the stored payloads name them (`pii_ref`).
             stored = [p.event for p in policy.keep if p.event.event_id in outcome.inserted]
             await seal_events(conn, deps.pii, node_id=node_id, events=stored)
         planned = await deps.planner.plan(conn, node_id=node_id, event_ids=routable)
@@ -102,7 +107,12 @@ async def _apply_policy(
 
 
 async def _store(
-    conn: asyncpg.Connection, *, node_id: UUID, keep: list[PreparedEvent], quarantined: set[UUID]
+    conn: asyncpg.Connection,
+    *,
+    node_id: UUID,
+    keep: list[PreparedEvent],
+    quarantined: set[UUID],
+    strip_pii: bool,
 ) -> _StoreOutcome:
     """Insert what is new; compare what already exists (also after losing a concurrent race)."""
     ids = [p.event.event_id for p in keep]
@@ -112,7 +122,9 @@ async def _store(
         (p for p in keep if p.event.event_id not in existing), key=lambda p: p.event.event_id
     )
     inserted = (
-        await repository.insert_events(conn, node_id=node_id, events=fresh, quarantined=quarantined)
+        await repository.insert_events(
+            conn, node_id=node_id, events=fresh, quarantined=quarantined, strip_pii=strip_pii
+        )
         if fresh
         else set()
     )

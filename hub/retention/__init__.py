@@ -6,6 +6,7 @@ deletes anything to relieve disk pressure: new media is refused instead.
 """
 
 from hub.retention.crypto import KeyRing
-from hub.retention.vault import seal_events
+from hub.retention.kit import keys_for, process_keys
+from hub.retention.vault import hydrate, seal_events, strip_payload
 
-__all__ = ["KeyRing", "seal_events"]
+__all__ = ["KeyRing", "hydrate", "keys_for", "process_keys", "seal_events", "strip_payload"]

@@ -54,7 +54,7 @@ SELECT count(*) FROM detection_event e
 WHERE e.captured_at < $1 AND e.camera_id = ANY ($2::text[]) AND NOT {HELD}
 """
 
-_STRIP_ATTRIBUTES = """jsonb_set(d.payload, '{detections}', (
+_STRIP_ATTRIBUTES = """jsonb_set(d.payload - 'pii_ref', '{detections}', (
     SELECT coalesce(jsonb_agg(x.det - 'attributes' ORDER BY x.ord), '[]'::jsonb)
     FROM jsonb_array_elements(d.payload -> 'detections') WITH ORDINALITY AS x(det, ord)))"""
 

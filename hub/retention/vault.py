@@ -1,23 +1,33 @@
 """The PII vault: detection attributes encrypted under per-subject data keys.
 
-Ingest seals the attributes of every stored detection here in its own transaction. Forgetting
-a subject destroys its data key (crypto-shredding: every copy of the ciphertext, backups
-included, becomes unreadable) and scrubs the clear attributes still held in event payloads.
+Ingest seals the attributes of every stored detection here, in the transaction that stores the
+event, and stores the payload without them (`strip_payload`): the payload keeps only a
+reference (`pii_ref`: the node and the detection indexes sealed). Whatever shows or sends an
+event re-hydrates it from the vault first (`hydrate`, one query for many records). Forgetting a
+subject destroys its data key (crypto-shredding: every copy of the ciphertext, backups
+included, becomes unreadable); its attributes then come back absent. Payloads stored before
+the vault (clear attributes, no `pii_ref`) are scrubbed by a forget as well.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 import msgspec
+import structlog
 from cryptography.exceptions import InvalidTag
 
 from hub.contracts.detection_v1 import DetectionEvent
 from hub.retention.crypto import KeyRing, open_sealed, seal
 
+log = structlog.get_logger(__name__)
+
 SHREDDED = "shredded"
+# The top-level payload key naming what was moved to the vault: {"node_id", "detections"}.
+PII_REF = "pii_ref"
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +202,72 @@ class ForgetOutcome:
     payloads_scrubbed: int
 
 
+def strip_payload(payload: bytes, *, node_id: UUID) -> bytes:
+    """An event's canonical JSON as stored: detection attributes removed (`{}`), a `pii_ref`
+    naming them added. An event without attributes is returned as is."""
+    record: dict[str, Any] = msgspec.json.decode(payload)
+    detections = record.get("detections") or []
+    sealed = [i for i, d in enumerate(detections) if isinstance(d, dict) and d.get("attributes")]
+    if not sealed:
+        return payload
+    for index in sealed:
+        detections[index]["attributes"] = {}
+    record[PII_REF] = {"node_id": str(node_id), "detections": sealed}
+    return msgspec.json.encode(record, order="sorted")
+
+
+_HYDRATE = """
+SELECT r.n, e.id AS event_pk, e.captured_at, a.detection, a.subject, a.generation, a.nonce,
+       a.ciphertext, k.generation AS key_generation, k.master_key_id, k.wrapped_key
+FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::timestamptz[])
+     AS r(n, node_id, event_id, captured_at)
+JOIN detection_event e
+  ON e.node_id = r.node_id AND e.event_id = r.event_id AND e.captured_at = r.captured_at
+JOIN pii_attribute a ON a.event_pk = e.id AND a.captured_at = e.captured_at
+JOIN pii_subject_key k ON k.subject = a.subject
+"""
+
+
+async def hydrate(
+    db: asyncpg.Connection | asyncpg.Pool,
+    keys: KeyRing | Callable[[], KeyRing],
+    records: Sequence[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Put the vault's attributes back into decoded payloads (in place; returned too).
+
+    One query for all records. A record without `pii_ref` is left as it is; a forgotten (or
+    swept) detection keeps `attributes: {}`. `db` is a connection or a pool; `keys` may be a
+    callable, called only when a record refers to the vault.
+    """
+    wanted = [(n, r) for n, r in enumerate(records) if isinstance(r.get(PII_REF), dict)]
+    if not wanted:
+        return list(records)
+    refs = [(n, r.pop(PII_REF), r) for n, r in wanted]
+    rows = await db.fetch(
+        _HYDRATE,
+        [n for n, _, _ in refs],
+        [UUID(str(ref["node_id"])) for _, ref, _ in refs],
+        [UUID(str(r["event_id"])) for _, _, r in refs],
+        [datetime.fromisoformat(str(r["captured_at"])) for _, _, r in refs],
+    )
+    if not rows:
+        return list(records)
+    ring = keys if isinstance(keys, KeyRing) else keys()
+    for row in rows:
+        try:
+            opened = _open_row(ring, row, row["event_pk"], row["captured_at"])
+        except (InvalidTag, KeyError):  # a data key no master key here opens: fail closed
+            log.warning("pii_unreadable", subject=row["subject"])
+            continue
+        detections = records[row["n"]].get("detections") or []
+        if isinstance(opened, dict) and row["detection"] < len(detections):
+            detections[row["detection"]]["attributes"] = opened
+    return list(records)
+
+
 async def forget_subject(conn: asyncpg.Connection, *, subject: str) -> ForgetOutcome:
-    """Destroy the subject's data key and scrub its clear attributes from event payloads."""
+    """Destroy the subject's data key; scrub clear attributes from payloads stored before the
+    vault (payloads stored since hold none)."""
     key_gone = await conn.execute(
         """UPDATE pii_subject_key SET wrapped_key = NULL, master_key_id = NULL,
                   shredded_at = now() WHERE subject = $1""",

@@ -13,6 +13,9 @@ from litestar.testing import AsyncTestClient
 from PIL import Image
 
 from hub.app import create_app
+from hub.retention.schemas import ForgetRequest
+from hub.retention.service import forget
+from hub.runtime import Services
 from hub.settings import Settings
 from tests.hub.feeds.builders import (
     CENTRAL_CAMERA,
@@ -75,6 +78,28 @@ async def test_each_agency_sees_its_jurisdiction_redacted_its_way(
     police_entry = next(r for r in reads if "police-north" in r["target"])
     assert str(police["items"][0]["decision_id"]) in police_entry["detail"]
     assert "AB-123-CD" not in police_entry["detail"]  # ids and decisions only, no payloads
+
+
+async def test_a_forgotten_plate_leaves_the_feed(
+    feed_client: AsyncTestClient,
+    feed_services: Services,
+    edge_node: EdgeNode,
+    tokens: dict[str, str],
+) -> None:
+    await upload(feed_client, edge_node, event(NORTH_CAMERA))
+    before = await page(feed_client, tokens["police"])
+    assert before["items"][0]["record"]["detections"][1]["attributes"]["plate_text"] == "AB-123-CD"
+
+    await forget(
+        feed_services.db,
+        feed_services.retention,
+        ForgetRequest(reason="erasure request", plate_text="AB-123-CD"),
+        actor="user:officer",
+    )
+    after = await page(feed_client, tokens["police"])
+    assert [i["event_id"] for i in after["items"]] == [i["event_id"] for i in before["items"]]
+    assert "AB-123" not in str(after)
+    assert after["items"][0]["record"]["detections"][1].get("attributes", {}) == {}
 
 
 async def test_cursor_pages_through_everything_once_and_filters_apply(

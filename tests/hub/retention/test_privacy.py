@@ -10,7 +10,7 @@ from litestar.testing import AsyncTestClient
 from hub.app import create_app
 from hub.retention.schemas import ForgetRequest
 from hub.retention.service import forget
-from hub.retention.vault import SHREDDED, read_attributes
+from hub.retention.vault import PII_REF, SHREDDED, hydrate, read_attributes
 from hub.runtime import Services
 from hub.settings import Settings
 from tests.hub.ingest.builders import batch, event
@@ -57,7 +57,8 @@ async def test_forgotten_plate_is_unreadable_and_the_chain_still_verifies(
         ForgetRequest(reason="erasure request", plate_text="ab 123 cd"),
         actor="user:officer",
     )
-    assert (done.vault_rows, done.payloads_scrubbed) == (2, 2)
+    # The payloads never held the plate: nothing left to scrub.
+    assert (done.vault_rows, done.payloads_scrubbed) == (2, 0)
     async with services.db.pool.acquire() as conn:
         for row in (first, second):
             gone = await read_attributes(
@@ -80,6 +81,73 @@ async def test_forgotten_plate_is_unreadable_and_the_chain_still_verifies(
             "HUB_LOG_JSON": "false",
         },
     )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert msgspec.json.decode(verify.stdout)["ok"] is True
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = {
+        "HUB_DATABASE_URL": settings.database_url,
+        "HUB_REDIS_URL": settings.redis_url,
+        "HUB_REDIS_PREFIX": settings.redis_prefix,
+        "HUB_SECRETS_DIR": settings.secrets_dir,
+        "HUB_PII_MASTER_KEY_ID": settings.pii_master_key_id,
+        "HUB_LOG_JSON": "false",
+    }
+    if settings.pii_keys_dir:
+        env["HUB_PII_KEYS_DIR"] = settings.pii_keys_dir
+    return env
+
+
+async def test_payloads_are_stored_without_pii_and_hydrated_from_the_vault(
+    client: AsyncTestClient, edge_node: EdgeNode, services: Services, settings: Settings
+) -> None:
+    body = batch(event())
+    await _ingest(client, edge_node, body)
+    (row,) = await _stored(settings)
+    assert "AB-123" not in row["payload"]
+    stored = msgspec.json.decode(row["payload"])
+    assert stored["detections"][1]["attributes"] == {}
+    assert stored[PII_REF] == {"node_id": str(edge_node.node.id), "detections": [1]}
+
+    # The content hash is still the event's as sent: a re-send gets the first answer again
+    # (not "already used for different content") and stores nothing new.
+    again = await client.post(
+        EVENTS, content=body, headers=signed_headers(edge_node.signer, path=EVENTS, body=body)
+    )
+    assert again.json()["results"][0]["status"] == "accepted"
+    assert len(await _stored(settings)) == 1
+
+    (record,) = await hydrate(services.db.pool, services.retention.keys, [stored])
+    assert record["detections"][1]["attributes"] == {"plate_text": "AB-123-CD"}
+    assert PII_REF not in record
+
+
+async def test_after_hub_privacy_forget_nothing_yields_the_plate(
+    client: AsyncTestClient, edge_node: EdgeNode, services: Services, settings: Settings
+) -> None:
+    await _ingest(client, edge_node, batch(event(), event()))
+    forgot = await run_hub(
+        "privacy", "forget", "--plate", "AB-123-CD", "--reason", "erasure", env=_env(settings)
+    )
+    assert forgot.returncode == 0, forgot.stdout + forgot.stderr
+    rows = await _stored(settings)
+    assert all("AB-123" not in r["payload"] for r in rows)
+    records = await hydrate(
+        services.db.pool,
+        services.retention.keys,
+        [msgspec.json.decode(r["payload"]) for r in rows],
+    )
+    for record in records:
+        assert record["detections"][1]["attributes"] == {}
+        assert "AB-123" not in msgspec.json.encode(record).decode()
+    async with services.db.pool.acquire() as conn:
+        for row in rows:
+            gone = await read_attributes(
+                conn, services.retention.keys, event_pk=row["id"], captured_at=row["captured_at"]
+            )
+            assert gone == {1: SHREDDED}
+    verify = await run_hub("audit", "verify", "--json", env=_env(settings))
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert msgspec.json.decode(verify.stdout)["ok"] is True
 
