@@ -190,3 +190,38 @@ async def test_disk_pressure_refuses_media_with_507(
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert answer.json()["code"] == "insufficient_storage"
     assert not (Path(settings.media_dir) / sha[:2] / sha[2:4] / sha).exists()
+
+
+async def test_master_key_rotation_rewraps_every_data_key(
+    client: AsyncTestClient, edge_node: EdgeNode, services: Services, settings: Settings
+) -> None:
+    from hub.retention.crypto import KeyRing
+    from hub.retention.kit import _keys_dir
+    from hub.retention.vault import rotate_master
+
+    await _ingest(client, edge_node, batch(event()))
+    (row,) = await _stored(settings)
+    stored = msgspec.json.decode(row["payload"])
+    folder = _keys_dir(settings)
+    old_id = services.retention.keys.current_id
+    new_id = "rotated" + old_id
+    rotated = KeyRing.load(folder, current_id=new_id)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        assert await rotate_master(conn, rotated) >= 1
+        ids = {
+            r["master_key_id"]
+            for r in await conn.fetch("SELECT master_key_id FROM pii_subject_key")
+        }
+    finally:
+        await conn.close()
+    assert ids == {new_id}
+    # Without the old master key at all, the rotated ring still opens the data.
+    only_new = KeyRing(
+        current_id=new_id,
+        masters={new_id: rotated.masters[new_id]},
+        subject_key=rotated.subject_key,
+    )
+    (record,) = await hydrate(services.db.pool, only_new, [stored])
+    assert record["detections"][1]["attributes"] == {"plate_text": "AB-123-CD"}
+    (folder / f"master-{new_id}.key").unlink()  # leave the test's key folder as it was
