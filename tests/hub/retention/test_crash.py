@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from hub.audit import verify_chain
+from hub.retention.errors import SweepRunningError
 from hub.retention.sweep import run_sweep
 from hub.runtime import Services
 from hub.settings import Settings
@@ -59,7 +60,16 @@ async def test_sweep_resumes_after_kill_9(services: Services, settings: Settings
         assert 0 < after_kill < 200
         assert running == 1
 
-        report = await run_sweep(sweep_deps(services, batch_size=50), dry_run=False)
+        # PostgreSQL frees the killed session's advisory lock once its backend notices the
+        # closed socket (it may still be finishing a statement): the next sweep waits for it.
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:
+            try:
+                report = await run_sweep(sweep_deps(services, batch_size=50), dry_run=False)
+                break
+            except SweepRunningError:
+                assert asyncio.get_running_loop().time() < deadline, "lock never released"
+                await asyncio.sleep(0.1)
 
         assert report.interrupted_runs == 1
         assert await conn.fetchval("SELECT count(*) FROM detection_event") == 0
