@@ -144,6 +144,14 @@ async def running_worker(settings: Settings, *, cron: bool = False) -> AsyncIter
     try:
         yield worker
     finally:
+        # Stop the way SIGTERM does: take no new job and let running ones finish (a job that
+        # just wrote its row may still be closing its arq records); only then cancel.
+        worker.allow_pick_jobs = False
+        deadline = asyncio.get_running_loop().time() + 15
+        while any(not t.done() for t in worker.tasks.values()):
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.05)
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task
