@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -250,41 +251,41 @@ async def _drop_partitions(
 async def _delete_events(
     deps: SweepDeps, conn: asyncpg.Connection, plan: _Plan, run_id: uuid.UUID, tally: _Tally
 ) -> None:
-    for cutoff, cameras in plan.events["detection_event"].groups().items():
-        after: tuple[datetime, int] = (NEVER, 0)
-        while True:
-            async with conn.transaction():
-                n, last = await repository.delete_events(
-                    conn, cutoff=cutoff, cameras=cameras, after=after, limit=deps.batch_size
-                )
-                if n:
-                    await _progress(conn, run_id, "detection_event.rows", n)
-            tally.rows["detection_event"] = tally.rows.get("detection_event", 0) + n
-            if last is None:
-                break
-            after = last
-            _tell(deps, "detection_event", n)
-            await _pause(deps)
+    await _in_batches(deps, conn, plan, run_id, tally, "detection_event", repository.delete_events)
 
 
 async def _scrub_pii(
     deps: SweepDeps, conn: asyncpg.Connection, plan: _Plan, run_id: uuid.UUID, tally: _Tally
 ) -> None:
-    for cutoff, cameras in plan.events["pii_attribute"].groups().items():
+    await _in_batches(deps, conn, plan, run_id, tally, "pii_attribute", repository.scrub_pii)
+
+
+async def _in_batches(
+    deps: SweepDeps,
+    conn: asyncpg.Connection,
+    plan: _Plan,
+    run_id: uuid.UUID,
+    tally: _Tally,
+    data_class: str,
+    step: Any,
+) -> None:
+    """Run `step` in bounded batches per (cutoff, cameras) group, keyset by (time, id), each
+    batch its own transaction with its progress row, pausing between batches."""
+    for cutoff, cameras in plan.events[data_class].groups().items():
         after: tuple[datetime, int] = (NEVER, 0)
         while True:
             async with conn.transaction():
-                n, last = await repository.scrub_pii(
+                n, last = await step(
                     conn, cutoff=cutoff, cameras=cameras, after=after, limit=deps.batch_size
                 )
                 if n:
-                    await _progress(conn, run_id, "pii_attribute.rows", n)
-            tally.rows["pii_attribute"] = tally.rows.get("pii_attribute", 0) + n
+                    await _progress(conn, run_id, f"{data_class}.rows", n)
+            tally.rows[data_class] = tally.rows.get(data_class, 0) + n
             if last is None:
                 break
             after = last
             if n:
-                _tell(deps, "pii_attribute", n)
+                _tell(deps, data_class, n)
                 await _pause(deps)
 
 
