@@ -21,17 +21,22 @@ MAX_DETAIL_CHARS = 1000
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):
-    """One delivery as the agency may see it. `record` is already redacted by release policy;
-    `delivery_id` is the idempotency key: every attempt of one delivery carries the same id."""
+    """One delivery as the agency may see it.
+
+    Event data travels only in `record`, the record as release policy redacted it for this
+    agency (its ids, times, node and camera included), so every field an adapter sends is
+    either part of it or one of the fields below, which say nothing about the event:
+    `delivery_id` (the idempotency key, the same on every attempt of one delivery), the
+    recipient's own name, the attempt number and the id of the decision that released it.
+    Adapters must not add event data from anywhere else (policies/README.md, "Envelope
+    fields").
+    """
 
     delivery_id: UUID
     agency: str
     attempt: int
     decision_id: str
     record: dict[str, Any]
-    event_id: UUID
-    node_id: UUID
-    captured_at: str
     # W3C trace context (`traceparent`, optional `tracestate`) to pass on to the agency.
     trace_context: dict[str, str] = {}
     # A test message from `hub agencies test`: same path, flagged so the agency can tell.

@@ -449,8 +449,7 @@ async def cost_breakdown(
         async def send(adapter: Any = adapter, parsed: Any = parsed) -> None:
             message = Message(
                 delivery_id=uuid.uuid4(), agency="bench", attempt=1, decision_id="bench",
-                record=record, event_id=uuid.uuid4(), node_id=uuid.uuid4(),
-                captured_at=str(record["captured_at"]),
+                record=record,
             )  # fmt: skip
             await adapter.deliver(message, parsed)
 

@@ -18,6 +18,7 @@ from hub.feeds.soap import build_router as soap_feed_router
 from hub.identity.mtls import MtlsConfig, MtlsMiddleware
 from hub.identity.oauth.routes import build_router as identity_router
 from hub.identity.ratelimit import rate_limit_middleware
+from hub.identity.routes import build_router as cameras_router
 from hub.incidents.holds.routes import build_router as holds_router
 from hub.incidents.routes import build_router as incidents_router
 from hub.ingest.routes import build_router as edge_router
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             bundles_router(settings),
             delivery_router(),
             identity_router(),
+            cameras_router(),
             feeds_router(),
             soap_feed_router(settings),
             retention_router(),

@@ -44,6 +44,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     signature_max_skew_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 300
     # How far in the future a capture time may lie (edge clocks drift) before it is rejected.
     capture_future_tolerance_seconds: Annotated[int, msgspec.Meta(ge=0)] = 300
+    # How old a capture time may be before the event is rejected (no partition for year 1).
+    ingest_max_age_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
     media_dir: str = ".hub/media"
     # Hashes of static bearer tokens (until OAuth2 arrives); re-read when the file changes.
     api_tokens_file: str = ".hub/api-tokens.toml"

@@ -23,9 +23,10 @@ from hub.identity import NodeCreate, add_node
 from hub.kit.db import drop_database, with_database
 from hub.runtime import Services, build_services, start_services, stop_services
 from hub.settings import Settings, load_settings
-from tests.support import BASE_URL, EdgeNode
+from tests.support import BASE_URL, TEST_CAMERAS, EdgeNode
 
 TABLES = (
+    "camera",
     "edge_node",
     "agency",
     "detection_event",
@@ -142,11 +143,15 @@ async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:
 
 @pytest.fixture
 async def edge_node(services: Services) -> EdgeNode:
-    """A registered, active edge node."""
+    """A registered, active edge node owning the test cameras."""
     key = generate_key()
     node = await add_node(
         services.db,
-        NodeCreate(name=f"node-{uuid.uuid4().hex[:6]}", public_key=public_key_pem(key)),
+        NodeCreate(
+            name=f"node-{uuid.uuid4().hex[:6]}",
+            public_key=public_key_pem(key),
+            cameras=list(TEST_CAMERAS),
+        ),
         actor="test",
     )
     return EdgeNode(node=node, signer=RequestSigner(key_id=str(node.id), private_key=key))

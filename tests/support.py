@@ -9,9 +9,21 @@ from pathlib import Path
 import msgspec
 
 from edge.signing import RequestSigner
-from hub.identity import NodeRead
+from hub.identity import CameraCreate, NodeRead
 
 BASE_URL = "http://testserver.local"
+
+# The cameras tests post events for, registered to the test node (ingest rejects an event for
+# a camera its node does not own). The demo cameras lie where the default bundle places them;
+# the others in a jurisdiction no recipient has, so nothing is released from them.
+TEST_CAMERAS = (
+    CameraCreate(camera_id="demo-cam-1", jurisdiction="north"),
+    CameraCreate(camera_id="demo-cam-2", jurisdiction="central"),
+    CameraCreate(camera_id="demo-cam-3", jurisdiction="central"),
+    CameraCreate(camera_id="cam-gate-1", jurisdiction="test-site"),
+    CameraCreate(camera_id="cam-other", jurisdiction="test-site"),
+    CameraCreate(camera_id="gate-1", jurisdiction="test-site"),
+)
 
 
 class EdgeNode(msgspec.Struct, frozen=True):

@@ -23,12 +23,10 @@ _TRACESTATE = re.compile(r"^[\x21-\x7e ]{1,512}$")  # printable ASCII, W3C's 512
 
 
 class DeliveryData(msgspec.Struct, frozen=True, kw_only=True):
-    """`data` of the webhook: the released record and the ids an agency needs to reconcile."""
+    """`data` of the webhook: the released record and the delivery's own ids. Event ids,
+    times and the node are in `record` when release policy left them there, never beside it."""
 
     delivery_id: UUID
-    event_id: UUID
-    node_id: UUID
-    captured_at: str
     decision_id: str
     attempt: int
     record: dict[str, Any]
@@ -49,9 +47,6 @@ def encode_body(message: Message, *, now: datetime) -> bytes:
         timestamp=now.isoformat().replace("+00:00", "Z"),
         data=DeliveryData(
             delivery_id=message.delivery_id,
-            event_id=message.event_id,
-            node_id=message.node_id,
-            captured_at=message.captured_at,
             decision_id=message.decision_id,
             attempt=message.attempt,
             record=message.record,

@@ -81,9 +81,6 @@ class SoapAdapter:
 def _sources(message: Message) -> dict[str, Any]:
     delivery = {
         "deliveryId": str(message.delivery_id),
-        "eventId": str(message.event_id),
-        "nodeId": str(message.node_id),
-        "capturedAt": message.captured_at,
         "decisionId": message.decision_id,
         "attempt": message.attempt,
         "test": message.test,

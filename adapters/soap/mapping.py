@@ -1,12 +1,13 @@
 """From a `Message` to an operation's request, and from the answer to a receipt reference.
 
 The mapping rule: each child element of the operation's request is filled by name from, in
-order of precedence, the delivery fields (`deliveryId`, `eventId`, `nodeId`, `capturedAt`,
-`decisionId`, `attempt`, `test`, `agency`), derived fields (`classes`: the distinct detection
-labels, `detectionCount`, `record`: the whole released record as JSON text) and the record's
-own top-level scalar fields (`camera_id` fills `cameraId`). Names match ignoring case and
-underscores. An element with no source is left out, so a required one fails as a request that
-does not match the WSDL (permanent), never as a guess.
+order of precedence, the delivery fields (`deliveryId`, `decisionId`, `attempt`, `test`,
+`agency`), derived fields (`classes`: the distinct detection labels, `detectionCount`,
+`record`: the whole released record as JSON text) and the released record's own top-level
+scalar fields (`camera_id` fills `cameraId`, `event_id`, `node_id` and `captured_at` fill
+`eventId`, `nodeId` and `capturedAt`, as redacted). Names match ignoring case and
+underscores. An element with no source is left out, so a required one fails as a request
+that does not match the WSDL (permanent), never as a guess.
 """
 
 from typing import Any

@@ -1,8 +1,8 @@
 """OASIS CAP 1.2 alerts built from released detection records, checked against our XSD, and
 read back by receivers.
 
-Only what the redacted record holds goes in, plus the hub's own ids (node, event, decision,
-delivery), which are not personal data. A field release policy removed is simply absent.
+Only what the redacted record holds goes in (its event id, node and times as released), plus
+the delivery's own ids (delivery and decision). A field release policy removed is absent.
 """
 
 import math
@@ -139,8 +139,8 @@ def _parameters(message: Message) -> list[tuple[str, str]]:
     record = message.record
     pairs: list[tuple[str, Any]] = [
         ("camera_id", record.get("camera_id")),
-        ("node_id", str(message.node_id)),
-        ("event_id", str(message.event_id)),
+        ("node_id", record.get("node_id")),
+        ("event_id", record.get("event_id")),
         ("decision_id", message.decision_id),
         ("captured_at", record.get("captured_at")),
         ("model_name", record.get("model_name")),

@@ -11,13 +11,30 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.signing import public_key_pem
 from hub.cli.nodes import generate_key_file
-from hub.identity import NodeCreate, NodeRead, active_node_key, add_node, list_nodes
+from hub.identity import (
+    CameraCreate,
+    NodeCreate,
+    NodeRead,
+    active_node_key,
+    add_camera,
+    add_node,
+    list_cameras,
+    list_nodes,
+    remove_camera,
+)
 from hub.kit.db import Database
 
 DEMO_NAME = "demo-edge"
 ACTOR = "cli:hub-up"
 _DEMO_NAMES = re.compile(r"demo-edge(-[0-9]+)?")
 _RAW = (serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+# The demo cameras (the real agent's two, and the synthetic node's three) and where the
+# default policy bundle's recipients expect them: ingest accepts only registered cameras.
+DEMO_CAMERAS = (
+    CameraCreate(camera_id="demo-cam-1", jurisdiction="north", description="demo, north"),
+    CameraCreate(camera_id="demo-cam-2", jurisdiction="central", description="demo, central"),
+    CameraCreate(camera_id="demo-cam-3", jurisdiction="central", description="demo, central"),
+)
 
 
 class DemoNode(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,6 +58,7 @@ async def ensure_demo_node(
     if key is not None:
         found = await _node_with_key(db, nodes, key, hint=_read_record(state_dir))
         if found is not None:
+            await claim_demo_cameras(db, found, nodes=nodes, say=say)
             return _save_record(state_dir, DemoNode(node_id=found, key_path=str(key_path)))
     stranded = [n for n in nodes if _DEMO_NAMES.fullmatch(n.name) and n.status == "active"]
     if stranded:
@@ -50,7 +68,28 @@ async def ensure_demo_node(
     create = NodeCreate(name=_free_name(nodes), public_key=public_pem)
     node = await add_node(db, create, actor=ACTOR)
     say(f"registered demo edge node {node.name} ({node.id}); its key is {key_path}")
+    await claim_demo_cameras(db, node.id, nodes=nodes, say=say)
     return _save_record(state_dir, DemoNode(node_id=node.id, key_path=str(key_path)))
+
+
+async def claim_demo_cameras(
+    db: Database, node_id: UUID, *, nodes: list[NodeRead], say: Callable[[str], None]
+) -> None:
+    """Register the demo cameras to the demo node, taking them back from a revoked earlier
+    demo node; a camera an active node owns is left alone (said, not forced)."""
+    revoked = {n.id for n in nodes if n.status == "revoked"}
+    owners = {c.camera_id: c for c in await list_cameras(db)}
+    for camera in DEMO_CAMERAS:
+        owner = owners.get(camera.camera_id)
+        if owner is not None and owner.node_id == node_id:
+            continue
+        if owner is not None and owner.node_id not in revoked:
+            say(f"demo camera {camera.camera_id} belongs to node {owner.node_name}; not taken")
+            continue
+        if owner is not None:
+            await remove_camera(db, str(owner.node_id), camera.camera_id, actor=ACTOR)
+        await add_camera(db, str(node_id), camera, actor=ACTOR)
+        say(f"registered demo camera {camera.camera_id} ({camera.jurisdiction})")
 
 
 async def _node_with_key(

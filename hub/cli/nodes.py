@@ -4,10 +4,22 @@ import os
 from pathlib import Path
 
 import click
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hub.cli.common import emit, run_with_services
-from hub.identity import NodeCreate, NodeRead, add_node, list_nodes, revoke_node
+from hub.identity import (
+    CameraCreate,
+    CameraRead,
+    NodeCreate,
+    NodeRead,
+    add_camera,
+    add_node,
+    list_cameras,
+    list_nodes,
+    remove_camera,
+    revoke_node,
+)
 from hub.kit.keyfiles import write_private_key
 from hub.runtime import Services
 
@@ -16,7 +28,8 @@ ACTOR = "cli:" + os.environ.get("USER", "operator")
 
 @click.group("nodes")
 def nodes() -> None:
-    """Register, list and revoke edge nodes (each signs its uploads with an Ed25519 key)."""
+    """Register, list and revoke edge nodes (each signs its uploads with an Ed25519 key) and
+    the cameras each owns."""
 
 
 @nodes.command("add")
@@ -88,6 +101,89 @@ def revoke(node: str, reason: str, as_json: bool) -> None:
 
     done = run_with_services(work)
     emit(done, as_json=as_json, text=lambda: f"revoked {done.name} ({done.id})")
+
+
+@nodes.group("cameras")
+def cameras() -> None:
+    """Register, list and remove the cameras each node owns (and their jurisdictions).
+
+    A node's events are accepted only for cameras registered to it; their records lie in the
+    camera's registered jurisdiction, whatever the event says."""
+
+
+@cameras.command("add")
+@click.argument("node")
+@click.argument("camera_id")
+@click.option("--jurisdiction", required=True, help="Jurisdiction the camera lies in.")
+@click.option("--description", default="", help="Where it is, for people (optional).")
+@click.option("--json", "as_json", is_flag=True, help="Print the camera as JSON.")
+def cameras_add(
+    node: str, camera_id: str, jurisdiction: str, description: str, as_json: bool
+) -> None:
+    """Register CAMERA_ID to NODE (id or name); adding it again unchanged is a no-op."""
+    create = _camera_create(camera_id, jurisdiction, description)
+
+    async def work(services: Services) -> CameraRead:
+        return await add_camera(services.db, node, create, actor=ACTOR)
+
+    done = run_with_services(work)
+    emit(
+        done,
+        as_json=as_json,
+        text=lambda: (
+            f"camera {done.camera_id} registered to {done.node_name} ({done.jurisdiction})"
+        ),
+    )
+
+
+@cameras.command("list")
+@click.argument("node", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def cameras_list(node: str | None, as_json: bool) -> None:
+    """List registered cameras: every node's, or NODE's (id or name)."""
+
+    async def work(services: Services) -> list[CameraRead]:
+        return await list_cameras(services.db, node)
+
+    found = run_with_services(work)
+    emit(found, as_json=as_json, text=lambda: _camera_table(found))
+
+
+@cameras.command("remove")
+@click.argument("node")
+@click.argument("camera_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the removed camera as JSON.")
+def cameras_remove(node: str, camera_id: str, as_json: bool) -> None:
+    """Unregister CAMERA_ID from NODE: its next events are rejected."""
+
+    async def work(services: Services) -> CameraRead:
+        return await remove_camera(services.db, node, camera_id, actor=ACTOR)
+
+    done = run_with_services(work)
+    emit(
+        done, as_json=as_json, text=lambda: f"camera {done.camera_id} removed from {done.node_name}"
+    )
+
+
+def _camera_create(camera_id: str, jurisdiction: str, description: str) -> CameraCreate:
+    """Validate the options as the API would (same Struct), naming the bad one."""
+    try:
+        return msgspec.convert(
+            {"camera_id": camera_id, "jurisdiction": jurisdiction, "description": description},
+            CameraCreate,
+        )
+    except msgspec.ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _camera_table(found: list[CameraRead]) -> str:
+    if not found:
+        return "no cameras registered (add: hub nodes cameras add NODE CAMERA --jurisdiction J)"
+    lines = [f"{'CAMERA':24}  {'NODE':24}  {'JURISDICTION':14}  DESCRIPTION"]
+    lines += [
+        f"{c.camera_id:24}  {c.node_name:24}  {c.jurisdiction:14}  {c.description}" for c in found
+    ]
+    return "\n".join(lines)
 
 
 def generate_key_file(key_out: Path) -> str:

@@ -214,10 +214,8 @@ async def send_test(adapters: Mapping[str, Adapter], agency: Agency) -> TestResu
             "captured_at": now.isoformat(),
             "detections": [],
             "media": [],
+            "node_id": str(UUID(int=0)),
         },
-        event_id=delivery_id,
-        node_id=UUID(int=0),
-        captured_at=now.isoformat(),
         test=True,
     )
     try:

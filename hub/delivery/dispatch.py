@@ -132,12 +132,20 @@ async def _attempt(deps: DeliveryDeps, agency: Agency, claimed: Claimed) -> _Res
     return result
 
 
+def delivery_record(payload: str, *, node_id: UUID) -> dict[str, Any]:
+    """The record release policy judges for a delivery: the stored event plus the node that
+    sent it, so the node, like every other field an agency receives, is policy's to redact."""
+    record: dict[str, Any] = msgspec.json.decode(payload)
+    record["node_id"] = str(node_id)
+    return record
+
+
 async def _decide_and_send(
     deps: DeliveryDeps, agency: Agency, claimed: Claimed, started_at: datetime
 ) -> _Result:
     if claimed.payload is None or claimed.event_id is None or claimed.node_id is None:
         return _end(started_at, "cancelled", "withheld", error="event no longer stored")
-    record: dict[str, Any] = msgspec.json.decode(claimed.payload)
+    record = delivery_record(claimed.payload, node_id=claimed.node_id)
     # Stored payloads name their PII; it comes back from the vault (absent once forgotten).
     await hydrate(deps.db.pool, process_keys, [record])
     with span("policy.release", attributes={"hub.agency": agency.name}):
@@ -168,9 +176,6 @@ async def _decide_and_send(
         attempt=claimed.attempt,
         decision_id=released.decision_id,
         record=released.record,
-        event_id=claimed.event_id,
-        node_id=claimed.node_id,
-        captured_at=claimed.captured_at.isoformat(),
     )
     return await _send(deps, agency, claimed, message, started_at)
 

@@ -17,6 +17,8 @@ class Received(msgspec.Struct, frozen=True, kw_only=True):
     record: dict[str, Any] | None
     at: float  # time.time() when the receiver acknowledged it
     test: bool = False
+    # The request body exactly as it arrived, kept only by an inbox made with `keep_raw`.
+    raw: bytes = b""
 
 
 class InboxSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,15 +35,19 @@ class Inbox:
     """Thread-safe record of acknowledged messages; counts repeats of a delivery id (a correct
     hub never makes a receiver acknowledge one id twice) and queues injected failures."""
 
-    def __init__(self, *, max_items: int = 200_000) -> None:
+    def __init__(self, *, max_items: int = 200_000, keep_raw: bool = False) -> None:
+        self.keep_raw = keep_raw
         self._lock = threading.Lock()
         self._items: deque[Received] = deque(maxlen=max_items)
         self._counts: dict[str, int] = {}
         self._failures: deque[int] = deque()
         self.rejected = 0
 
-    def accept(self, item: Received) -> bool:
-        """Record an acknowledged message; False when its delivery id was seen before."""
+    def accept(self, item: Received, *, raw: bytes = b"") -> bool:
+        """Record an acknowledged message; False when its delivery id was seen before.
+        `raw` (the body as received) is kept only when the inbox keeps raw bodies."""
+        if self.keep_raw:
+            item = msgspec.structs.replace(item, raw=raw)
         with self._lock:
             seen = self._counts.get(item.delivery_id, 0)
             self._counts[item.delivery_id] = seen + 1

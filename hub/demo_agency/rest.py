@@ -39,7 +39,6 @@ class WebhookData(msgspec.Struct, frozen=True, kw_only=True):
     """The part of a delivery's `data` the receiver records."""
 
     delivery_id: str
-    event_id: str | None = None
     record: dict[str, Any] | None = None
 
 
@@ -137,12 +136,12 @@ def _events_handler(inbox: Inbox, verifiers: list[Webhook], issuer: TokenIssuer 
         if message is None or message.data.delivery_id != headers["webhook-id"]:
             inbox.reject()
             return _error(400, "malformed_message")
-        return _acknowledge(inbox, message)
+        return _acknowledge(inbox, message, body)
 
     return receive_event
 
 
-def _acknowledge(inbox: Inbox, message: WebhookBody) -> Response[bytes]:
+def _acknowledge(inbox: Inbox, message: WebhookBody, body: bytes) -> Response[bytes]:
     """Record the message (or fake an injected failure) and answer with the receipt."""
     failure = inbox.take_failure()
     if failure is not None:
@@ -153,14 +152,21 @@ def _acknowledge(inbox: Inbox, message: WebhookBody) -> Response[bytes]:
         Received(
             kind="rest",
             delivery_id=data.delivery_id,
-            event_id=data.event_id,
+            event_id=_event_id(data.record),
             record=data.record,
             at=now(),
             test=message.type == TEST_EVENT_TYPE,
-        )
+        ),
+        raw=body,
     )
     receipt = str(uuid.uuid5(RECEIPT_NAMESPACE, data.delivery_id))
     return _json(200, Ack(id=receipt, duplicate=not first))
+
+
+def _event_id(record: dict[str, Any] | None) -> str | None:
+    """The event id, when release policy left it in the record."""
+    value = (record or {}).get("event_id")
+    return value if isinstance(value, str) else None
 
 
 def _signature_ok(verifiers: list[Webhook], body: bytes, headers: dict[str, str]) -> bool:

@@ -115,7 +115,8 @@ def submit_detection(body: bytes, *, service: IntakeService, inbox: Inbox) -> by
             record=record,
             at=now(),
             test=_text(payload, "test") in ("true", "1"),
-        )
+        ),
+        raw=body,
     )
     return response_envelope(delivery_id, duplicate=not first)
 

@@ -66,7 +66,7 @@ def router(inbox: Inbox, options: ReceiverOptions) -> Router:
         if isinstance(outcome, Refusal):
             inbox.reject()
             return _error(outcome.status, outcome.code)
-        return _acknowledge(inbox, outcome)
+        return _acknowledge(inbox, outcome, body)
 
     return Router(path="/xml", route_handlers=[receive_alert])
 
@@ -93,7 +93,7 @@ def check_alert(
     return read_alert(signed)
 
 
-def _acknowledge(inbox: Inbox, alert: AlertContent) -> Response[bytes]:
+def _acknowledge(inbox: Inbox, alert: AlertContent, body: bytes) -> Response[bytes]:
     """Record the alert (or fake an injected failure) and answer with the receipt."""
     failure = inbox.take_failure()
     if failure is not None:
@@ -108,7 +108,8 @@ def _acknowledge(inbox: Inbox, alert: AlertContent) -> Response[bytes]:
             record=alert.record if alert.record is not None else dict(parameters),
             at=now(),
             test=alert.status == "Test",
-        )
+        ),
+        raw=body,
     )
     receipt = str(uuid.uuid5(RECEIPT_NAMESPACE, alert.identifier))
     ack = Ack(receipt_id=receipt, identifier=alert.identifier, duplicate=not first)

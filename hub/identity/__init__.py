@@ -1,9 +1,34 @@
-"""Identities that may call the hub; for now the registry of edge nodes and their keys.
+"""Identities that may call the hub: the registry of edge nodes, their keys and the cameras
+each owns.
 
-It owns `edge_node`. A revoked node never authenticates again; its key is kept for audit.
+It owns `edge_node` and `camera`. A revoked node never authenticates again; its key is kept
+for audit. A camera belongs to one node and lies in one jurisdiction; ingest takes that
+jurisdiction from here, never from an event.
 """
 
-from hub.identity.schemas import NodeCreate, NodeRead
-from hub.identity.service import active_node_key, add_node, list_nodes, revoke_node
+from hub.identity.schemas import CameraCreate, CameraRead, NodeCreate, NodeRead
+from hub.identity.service import (
+    active_node_key,
+    add_camera,
+    add_node,
+    list_cameras,
+    list_nodes,
+    owned_camera_jurisdictions,
+    remove_camera,
+    revoke_node,
+)
 
-__all__ = ["NodeCreate", "NodeRead", "active_node_key", "add_node", "list_nodes", "revoke_node"]
+__all__ = [
+    "CameraCreate",
+    "CameraRead",
+    "NodeCreate",
+    "NodeRead",
+    "active_node_key",
+    "add_camera",
+    "add_node",
+    "list_cameras",
+    "list_nodes",
+    "owned_camera_jurisdictions",
+    "remove_camera",
+    "revoke_node",
+]

@@ -1,6 +1,6 @@
-"""SQL for the edge-node registry; the only module that queries `edge_node`."""
+"""SQL for the edge-node registry; the only module that queries `edge_node` and `camera`."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -8,7 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from hub.identity.keys import fingerprint
-from hub.identity.schemas import NodeRead
+from hub.identity.schemas import CameraCreate, CameraRead, NodeRead
 from hub.identity.tables import EdgeNode
 
 _COLUMNS = "id, name, status, public_key, created_at, revoked_at, revoked_reason"
@@ -60,6 +60,11 @@ async def find_node_id(ref: str) -> UUID | None:
         return None if row is None else UUID(str(row["id"]))
 
 
+async def node_exists(node_id: UUID) -> bool:
+    """Whether a node with this id is registered (active or revoked)."""
+    return bool(await EdgeNode.exists().where(EdgeNode.id == node_id))
+
+
 async def active_key(conn: asyncpg.Connection | asyncpg.Pool, node_id: UUID) -> bytes | None:
     """The raw public key of an active node, or None (unknown or revoked)."""
     value = await conn.fetchval(
@@ -78,3 +83,62 @@ def _read(row: Mapping[str, Any]) -> NodeRead:
         revoked_at=row["revoked_at"],
         revoked_reason=row["revoked_reason"],
     )
+
+
+_CAMERA_COLUMNS = """c.camera_id, c.node_id, n.name AS node_name, c.jurisdiction, c.description,
+    c.created_at, c.created_by"""
+
+
+async def insert_camera(
+    conn: asyncpg.Connection, *, node_id: UUID, create: CameraCreate, actor: str, now: datetime
+) -> bool:
+    """Register a camera to a node; False when the camera id is already registered."""
+    status: str = await conn.execute(
+        """INSERT INTO camera (camera_id, node_id, jurisdiction, description, created_at,
+                               created_by)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (camera_id) DO NOTHING""",
+        create.camera_id,
+        node_id,
+        create.jurisdiction,
+        create.description,
+        now,
+        actor,
+    )
+    return status.endswith(" 1")
+
+
+async def select_cameras(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    node_id: UUID | None = None,
+    camera_id: str | None = None,
+) -> list[CameraRead]:
+    """Registered cameras, by node then id; only one node's or one camera when given."""
+    rows = await conn.fetch(
+        f"""SELECT {_CAMERA_COLUMNS} FROM camera c JOIN edge_node n ON n.id = c.node_id
+            WHERE ($1::uuid IS NULL OR c.node_id = $1) AND ($2::text IS NULL OR c.camera_id = $2)
+            ORDER BY n.name, c.camera_id""",
+        node_id,
+        camera_id,
+    )
+    return [CameraRead(**dict(row)) for row in rows]
+
+
+async def delete_camera(conn: asyncpg.Connection, *, node_id: UUID, camera_id: str) -> bool:
+    """Unregister a node's camera; False when the node does not own it."""
+    status: str = await conn.execute(
+        "DELETE FROM camera WHERE camera_id = $1 AND node_id = $2", camera_id, node_id
+    )
+    return status.endswith(" 1")
+
+
+async def owned_cameras(
+    conn: asyncpg.Connection | asyncpg.Pool, *, node_id: UUID, camera_ids: Sequence[str]
+) -> dict[str, str]:
+    """Of the given cameras, those the node owns, each with its jurisdiction."""
+    rows = await conn.fetch(
+        "SELECT camera_id, jurisdiction FROM camera WHERE node_id = $1 AND camera_id = ANY($2)",
+        node_id,
+        list(camera_ids),
+    )
+    return {row["camera_id"]: row["jurisdiction"] for row in rows}

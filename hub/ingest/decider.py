@@ -6,6 +6,7 @@ accepted group it returns the minimum confidence, an obligation the hub applies 
 event's best score, the way it applies release redactions.
 """
 
+from collections.abc import Mapping
 from uuid import UUID
 
 from hub.contracts.detection_v1 import DetectionEvent
@@ -23,15 +24,27 @@ class PolicyIngestDecider:
     def __init__(self, decider: Decider) -> None:
         self.decider = decider
 
-    async def decide(self, *, node_id: UUID, events: list[DetectionEvent]) -> IngestVerdicts:
+    async def decide(
+        self,
+        *,
+        node_id: UUID,
+        events: list[DetectionEvent],
+        jurisdictions: Mapping[str, str] | None = None,
+    ) -> IngestVerdicts:
         """One disposition per event, in order, and the decision id."""
         if not events:
             return IngestVerdicts(dispositions=[])
         keys = [group_key(e) for e in events]
         groups = list(dict.fromkeys(keys))
+        where = jurisdictions or {}
         policy_input = IngestInput(
             node=IngestNode(id=str(node_id), status="active"),
-            groups=[IngestGroup(camera_id=c, model_name=m, classes=list(k)) for c, m, k in groups],
+            groups=[
+                IngestGroup(
+                    camera_id=c, model_name=m, classes=list(k), jurisdiction=where.get(c, "")
+                )
+                for c, m, k in groups
+            ],
         )
         result, record = await self.decider.decide(
             "hub/ingest/decision", policy_input, result_type=IngestResult

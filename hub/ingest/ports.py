@@ -1,5 +1,6 @@
 """What ingest needs from other domains, as Protocols (implemented elsewhere)."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 from uuid import UUID
@@ -22,8 +23,15 @@ class IngestVerdicts:
 class IngestPolicy(Protocol):
     """Decides per event whether to accept, drop or quarantine it (policy `hub/ingest`)."""
 
-    async def decide(self, *, node_id: UUID, events: list[DetectionEvent]) -> IngestVerdicts:
-        """One disposition per event, in order."""
+    async def decide(
+        self,
+        *,
+        node_id: UUID,
+        events: list[DetectionEvent],
+        jurisdictions: Mapping[str, str] | None = None,
+    ) -> IngestVerdicts:
+        """One disposition per event, in order; `jurisdictions` maps each event's camera to
+        its jurisdiction in the camera registry."""
         ...
 
 
@@ -50,7 +58,13 @@ class DeliveryPlanner(Protocol):
 class AcceptRegisteredNodes:
     """Until the policy engine lands: an authenticated, active node's events are accepted."""
 
-    async def decide(self, *, node_id: UUID, events: list[DetectionEvent]) -> IngestVerdicts:
+    async def decide(
+        self,
+        *,
+        node_id: UUID,
+        events: list[DetectionEvent],
+        jurisdictions: Mapping[str, str] | None = None,
+    ) -> IngestVerdicts:
         """Accept everything (authentication already proved the node is registered and active)."""
         return IngestVerdicts(dispositions=["accept"] * len(events))
 

@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from uuid import UUID
 
 import asyncpg
+import msgspec
 
 from hub.ingest.rules import PreparedEvent
 from hub.retention import strip_payload
@@ -61,12 +62,23 @@ async def insert_events(
             ",".join(m.sha256 for m in event.media),
             "quarantined" if event.event_id in quarantined else "accepted",
             item.content_sha256,
-            (strip_payload(item.payload, node_id=node_id) if strip_pii else item.payload).decode(),
+            stored_payload(item, node_id=node_id, strip_pii=strip_pii).decode(),
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
     rows = await conn.fetch(_INSERT_EVENTS, node_id, *columns)
     return {row["event_id"] for row in rows}
+
+
+def stored_payload(item: PreparedEvent, *, node_id: UUID, strip_pii: bool) -> bytes:
+    """The record as stored: the event as sent (attributes sealed away with `strip_pii`) plus
+    its camera's `jurisdiction` from the registry, which release policy reads. The event
+    schema has no such field, so the registry's value is the only one a record can carry."""
+    payload = strip_payload(item.payload, node_id=node_id) if strip_pii else item.payload
+    if item.jurisdiction is None:
+        return payload
+    # Spliced rather than re-encoded (the column is jsonb, so key order does not matter).
+    return b'{"jurisdiction":' + msgspec.json.encode(item.jurisdiction) + b"," + payload[1:]
 
 
 async def insert_media(

@@ -45,6 +45,7 @@ async def post_events(request: Request[Any, Any, Any], services: ServicesDep) ->
     deps = IngestDeps(
         db=services.db,
         future_tolerance=timedelta(seconds=services.settings.capture_future_tolerance_seconds),
+        max_age=timedelta(days=services.settings.ingest_max_age_days),
         policy=PolicyIngestDecider(services.policy),
         planner=services.delivery.planner,
         notifier=services.feeds.notifier,

@@ -1,6 +1,7 @@
 """Pure rules of ingest: what to do with each event of a batch before touching storage."""
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -12,49 +13,104 @@ from hub.contracts.detection_v1 import DetectionEvent, EventResult
 
 @dataclass(frozen=True, slots=True)
 class PreparedEvent:
-    """An event ready to store: its canonical payload and the hash a re-send must match."""
+    """An event ready to store: its canonical payload, the hash a re-send must match and the
+    jurisdiction its camera has in the registry (stamped on the stored record)."""
 
     event: DetectionEvent
     payload: bytes
     content_sha256: bytes
+    jurisdiction: str | None = None
 
 
-def prepare(event: DetectionEvent) -> PreparedEvent:
+@dataclass(frozen=True, slots=True)
+class Screen:
+    """What every event of a batch is checked against before storage.
+
+    `cameras` maps each camera the uploading node owns (of those in the batch) to its
+    registered jurisdiction; capture times must lie in [`oldest`, `latest`].
+    """
+
+    cameras: Mapping[str, str]
+    oldest: datetime
+    latest: datetime
+    max_age: timedelta
+
+    @classmethod
+    def at(
+        cls,
+        now: datetime,
+        *,
+        cameras: Mapping[str, str],
+        future_tolerance: timedelta,
+        max_age: timedelta,
+    ) -> "Screen":
+        """The window around `now` (the hub's clock, passed in)."""
+        return cls(
+            cameras=cameras,
+            oldest=now - max_age,
+            latest=now + future_tolerance,
+            max_age=max_age,
+        )
+
+
+def prepare(event: DetectionEvent, *, jurisdiction: str | None = None) -> PreparedEvent:
     """Canonical JSON (sorted keys) and its SHA-256, so re-sends compare byte for byte."""
     payload = msgspec.json.encode(event, order="sorted")
     return PreparedEvent(
-        event=event, payload=payload, content_sha256=hashlib.sha256(payload).digest()
+        event=event,
+        payload=payload,
+        content_sha256=hashlib.sha256(payload).digest(),
+        jurisdiction=jurisdiction,
     )
 
 
 def screen(
-    events: list[DetectionEvent], *, now: datetime, future_tolerance: timedelta
+    events: list[DetectionEvent], *, rules: Screen
 ) -> tuple[list[PreparedEvent], dict[int, EventResult]]:
     """Split a batch into events to store and per-position verdicts decided without storage.
 
     Returns the events to store and, by position in the batch, the results already decided:
-    a repeated id in the same batch is `duplicate` (or `rejected` if its content differs),
-    a capture time beyond the clock-skew tolerance is `rejected`.
+    a repeated id in the same batch is `duplicate` (or `rejected` if its content differs); an
+    event for a camera its node does not own, or captured outside the window, is `rejected`.
+    One event's verdict never affects another's.
     """
     seen: dict[UUID, bytes] = {}
     keep: list[PreparedEvent] = []
     decided: dict[int, EventResult] = {}
-    latest = now + future_tolerance
     for position, event in enumerate(events):
-        prepared = prepare(event)
+        prepared = prepare(event, jurisdiction=rules.cameras.get(event.camera_id))
         earlier = seen.get(event.event_id)
         if earlier is not None:
             decided[position] = _repeat_verdict(
                 event.event_id, same=earlier == prepared.content_sha256
             )
-        elif event.captured_at > latest:
+            continue
+        reason = refusal(event, rules=rules)
+        if reason is not None:
             decided[position] = EventResult(
-                event_id=event.event_id, status="rejected", reason="captured_at is in the future"
+                event_id=event.event_id, status="rejected", reason=reason
             )
-        else:
-            seen[event.event_id] = prepared.content_sha256
-            keep.append(prepared)
+            continue
+        seen[event.event_id] = prepared.content_sha256
+        keep.append(prepared)
     return keep, decided
+
+
+CAMERA_NOT_REGISTERED = "is not registered to this node"
+FUTURE = "captured_at is in the future"
+TOO_OLD = "captured_at is older than"
+
+
+def refusal(event: DetectionEvent, *, rules: Screen) -> str | None:
+    """Why one event may not be stored, or None: its camera must be registered to the node
+    that sent it, and its capture time must lie inside the window."""
+    if event.camera_id not in rules.cameras:
+        return f"camera {event.camera_id} {CAMERA_NOT_REGISTERED}"
+    if event.captured_at > rules.latest:
+        return FUTURE
+    if event.captured_at < rules.oldest:
+        return f"{TOO_OLD} {_days(rules.max_age)} (HUB_INGEST_MAX_AGE_DAYS)"
+    return None
 
 
 def verdict_for_existing(
@@ -76,3 +132,7 @@ def _repeat_verdict(event_id: UUID, *, same: bool) -> EventResult:
         status="rejected",
         reason="event_id repeated in the batch with different content",
     )
+
+
+def _days(age: timedelta) -> str:
+    return "1 day" if age == timedelta(days=1) else f"{age / timedelta(days=1):g} days"

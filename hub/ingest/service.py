@@ -10,6 +10,7 @@ import asyncpg
 
 from hub.audit import AuditEntry, append_entry
 from hub.contracts.detection_v1 import BatchResult, DetectionEvent, EventBatch, EventResult
+from hub.identity import owned_camera_jurisdictions
 from hub.ingest import repository
 from hub.ingest.ports import (
     AcceptRegisteredNodes,
@@ -19,7 +20,7 @@ from hub.ingest.ports import (
     NoDeliveries,
     NoFeeds,
 )
-from hub.ingest.rules import PreparedEvent, screen, verdict_for_existing
+from hub.ingest.rules import PreparedEvent, Screen, screen, verdict_for_existing
 from hub.kit.clock import Clock, utcnow
 from hub.kit.db import Database
 from hub.kit.errors import UnsupportedMediaTypeError, ValidationError
@@ -33,6 +34,8 @@ class IngestDeps:
 
     db: Database
     future_tolerance: timedelta
+    # Capture times older than this are rejected (HUB_INGEST_MAX_AGE_DAYS).
+    max_age: timedelta = timedelta(days=30)
     policy: IngestPolicy = field(default_factory=AcceptRegisteredNodes)
     planner: DeliveryPlanner = field(default_factory=NoDeliveries)
     notifier: FeedNotifier = field(default_factory=NoFeeds)
@@ -43,7 +46,7 @@ class IngestDeps:
 
 async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) -> BatchResult:
     """Store each new event once; answer per event, the same way every time it is re-sent."""
-    keep, decided = screen(batch.events, now=deps.clock(), future_tolerance=deps.future_tolerance)
+    keep, decided = screen(batch.events, rules=await _screen_rules(deps, node_id, batch))
     policy = await _apply_policy(deps, node_id=node_id, keep=keep, decided=decided, batch=batch)
     async with deps.db.transaction() as conn:
         outcome = await _store(
@@ -69,6 +72,19 @@ async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) ->
     return result
 
 
+async def _screen_rules(deps: IngestDeps, node_id: UUID, batch: EventBatch) -> Screen:
+    """The node's cameras of this batch, from the registry, and the capture-time window."""
+    cameras = await owned_camera_jurisdictions(
+        deps.db, node_id=node_id, camera_ids=sorted({e.camera_id for e in batch.events})
+    )
+    return Screen.at(
+        deps.clock(),
+        cameras=cameras,
+        future_tolerance=deps.future_tolerance,
+        max_age=deps.max_age,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _PolicyOutcome:
     keep: list[PreparedEvent]
@@ -91,7 +107,11 @@ async def _apply_policy(
     batch: EventBatch,
 ) -> _PolicyOutcome:
     """Ask the ingest policy; dropped events become `rejected`, quarantined ones are flagged."""
-    verdicts = await deps.policy.decide(node_id=node_id, events=[p.event for p in keep])
+    verdicts = await deps.policy.decide(
+        node_id=node_id,
+        events=[p.event for p in keep],
+        jurisdictions={p.event.camera_id: p.jurisdiction or "" for p in keep},
+    )
     dispositions = verdicts.dispositions
     dropped = {p.event.event_id for p, d in zip(keep, dispositions, strict=True) if d == "drop"}
     quarantined = {

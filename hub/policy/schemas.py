@@ -60,6 +60,8 @@ class IngestGroup(msgspec.Struct, frozen=True, kw_only=True):
     camera_id: str
     model_name: str
     classes: list[str]
+    # The camera's jurisdiction in the camera registry (never what an event claims).
+    jurisdiction: str = ""
 
 
 class IngestInput(msgspec.Struct, frozen=True, kw_only=True):

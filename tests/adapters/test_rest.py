@@ -20,6 +20,7 @@ from hub.demo_agency.options import ReceiverOptions
 from tests.support import ThreadedServer, free_port
 
 RECORD: dict[str, Any] = {
+    "event_id": "0b9f6c1e-4a53-4d27-9c1b-2f1e8a7d6c50",
     "label": "vehicle",
     "score": 0.93,
     "plate": "AB-123-CD",
@@ -47,9 +48,6 @@ def make_message(**overrides: Any) -> Message:
         "attempt": 1,
         "decision_id": "dec-1",
         "record": RECORD,
-        "event_id": uuid.uuid4(),
-        "node_id": uuid.uuid4(),
-        "captured_at": "2026-11-22T10:00:00Z",
         "trace_context": {"traceparent": TRACEPARENT},
     }
     return Message(**(fields | overrides))
@@ -113,7 +111,7 @@ async def test_signed_delivery_lands_in_the_inbox_with_the_exact_record(
     [item] = receiver.inbox.items()
     assert item.kind == "rest"
     assert item.delivery_id == str(message.delivery_id)
-    assert item.event_id == str(message.event_id)
+    assert item.event_id == RECORD["event_id"]
     assert item.record == RECORD
     assert not item.test
     assert adapter.endpoint(config) == receiver.url

@@ -25,6 +25,9 @@ from hub.demo_agency.soap import WSA, load_service, response_envelope
 from tests.support import ThreadedServer, free_port
 
 RECORD: dict[str, Any] = {
+    "event_id": "0b9f6c1e-4a53-4d27-9c1b-2f1e8a7d6c50",
+    "node_id": "5d2a7e0c-1f3b-4c8d-9e6a-7b0c2d4f1a93",
+    "captured_at": "2026-11-22T10:00:00Z",
     "camera_id": "cam-north-1",
     "model_name": "yolo",
     "detections": [
@@ -51,9 +54,6 @@ def make_message(**overrides: Any) -> Message:
         "attempt": 1,
         "decision_id": "dec-1",
         "record": RECORD,
-        "event_id": uuid.uuid4(),
-        "node_id": uuid.uuid4(),
-        "captured_at": "2026-11-22T10:00:00Z",
         "trace_context": {"traceparent": TRACEPARENT},
     }
     return Message(**(fields | overrides))
@@ -122,7 +122,7 @@ async def test_round_trip_records_the_record_under_the_delivery_id(
     [item] = inbox.items()
     assert item.kind == "soap"
     assert item.delivery_id == str(message.delivery_id)
-    assert item.event_id == str(message.event_id)
+    assert item.event_id == RECORD["event_id"]
     assert item.record == RECORD
     assert item.test is True
 
@@ -192,7 +192,7 @@ async def test_client_fault_is_permanent(
 async def test_schema_invalid_value_is_a_client_fault_without_the_record_in_the_error(
     adapter: SoapAdapter, agency: Agency, inbox: Inbox
 ) -> None:
-    message = make_message(captured_at="AB-123-CD")
+    message = make_message(record=RECORD | {"captured_at": "AB-123-CD"})
 
     with pytest.raises(PermanentError, match="Client") as caught:
         await adapter.deliver(message, config_for(adapter, agency.url))

@@ -42,6 +42,7 @@ def detection_record(*, plate: bool = True) -> dict[str, Any]:
         car["track_id"] = "t-7"
     return {
         "event_id": str(uuid.uuid4()),
+        "node_id": str(uuid.uuid4()),
         "camera_id": "demo-cam-1",
         "captured_at": "2026-11-22T10:00:00+00:00",
         "model_name": "yolo-n",
@@ -60,9 +61,6 @@ def make_message(**overrides: Any) -> Message:
         "attempt": 1,
         "decision_id": "dec-1",
         "record": record,
-        "event_id": uuid.UUID(record["event_id"]),
-        "node_id": uuid.uuid4(),
-        "captured_at": record["captured_at"],
         "trace_context": {"traceparent": TRACEPARENT},
     }
     return Message(**(fields | overrides))
@@ -135,7 +133,7 @@ async def test_delivers_a_signed_alert_the_receiver_verifies(
     [item] = inbox.items()
     assert item.kind == "xml"
     assert item.delivery_id == str(message.delivery_id)
-    assert item.event_id == str(message.event_id)
+    assert item.event_id == message.record["event_id"]
     assert item.record == message.record
     assert item.test is False
     assert inbox.summary().rejected == 0

@@ -20,7 +20,7 @@ from hub.identity import NodeCreate, add_node
 from hub.runtime import Services
 from hub.settings import Settings
 from tests.edge.conftest import plate_frame
-from tests.support import ThreadedServer
+from tests.support import TEST_CAMERAS, ThreadedServer
 
 
 def write_clip(path: Path, *, seconds: float = 2.0, fps: int = 10) -> Path:
@@ -117,7 +117,11 @@ async def test_run_on_a_clip_uploads_faces_and_plates_signed(
     key = load_private_key((tmp_path / "node.key").read_bytes())
     node = await add_node(
         services.db,
-        NodeCreate(name=f"edge-{uuid.uuid4().hex[:6]}", public_key=public_key_pem(key)),
+        NodeCreate(
+            name=f"edge-{uuid.uuid4().hex[:6]}",
+            public_key=public_key_pem(key),
+            cameras=list(TEST_CAMERAS),
+        ),
         actor="test",
     )
     frames = tmp_path / "frames"

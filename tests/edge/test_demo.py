@@ -34,6 +34,7 @@ from hub.identity import NodeCreate, add_node
 from hub.identity.signatures import verify_request
 from hub.runtime import Services
 from hub.settings import Settings
+from tests.support import TEST_CAMERAS
 
 pytestmark = [pytest.mark.db, pytest.mark.redis]
 
@@ -72,7 +73,9 @@ async def demo_node(services: Services, tmp_path: Path) -> tuple[UUID, Path]:
     """A registered node and its private key written to a file, as `hub up` leaves them."""
     key = generate_key()
     node = await add_node(
-        services.db, NodeCreate(name="demo-test", public_key=public_key_pem(key)), actor="test"
+        services.db,
+        NodeCreate(name="demo-test", public_key=public_key_pem(key), cameras=list(TEST_CAMERAS)),
+        actor="test",
     )
     key_file = tmp_path / "node.key"
     key_file.write_text(private_key_pem(key))

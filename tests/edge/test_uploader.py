@@ -34,7 +34,7 @@ from hub.contracts.detection_v1 import (
 from hub.identity import NodeCreate, add_node
 from hub.runtime import Services
 from hub.settings import Settings
-from tests.support import ThreadedServer, free_port
+from tests.support import TEST_CAMERAS, ThreadedServer, free_port
 
 FAST = {"backoff_base": 0.05, "backoff_cap": 0.3, "idle_interval": 0.05}
 
@@ -85,7 +85,11 @@ async def node_signer(services: Services) -> RequestSigner:
     key = generate_key()
     node = await add_node(
         services.db,
-        NodeCreate(name=f"edge-{uuid.uuid4().hex[:6]}", public_key=public_key_pem(key)),
+        NodeCreate(
+            name=f"edge-{uuid.uuid4().hex[:6]}",
+            public_key=public_key_pem(key),
+            cameras=list(TEST_CAMERAS),
+        ),
         actor="test",
     )
     return RequestSigner(key_id=str(node.id), private_key=key)

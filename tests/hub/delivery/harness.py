@@ -44,7 +44,8 @@ class Receivers:
         self.url = f"http://127.0.0.1:{self.port}"
         self.secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
         self.key_file, self.cert_file = generate_signing_identity(keys_dir, "hub-test")
-        self.inbox = Inbox()
+        # Raw bodies too: envelope tests check the bytes on the wire, not a parsed view.
+        self.inbox = Inbox(keep_raw=True)
         options = ReceiverOptions(
             webhook_secrets=[self.secret],
             xml_trusted_cert_pem=self.cert_file.read_bytes(),
@@ -99,16 +100,20 @@ async def register(
     services: Services,
     receivers: Receivers,
     names: tuple[str, ...] = tuple(AGENCIES),
+    *,
+    kind: str | None = None,
     **overrides: Any,
 ) -> dict[str, AgencyRead]:
-    """Register agencies of the default bundle against the receivers."""
+    """Register agencies of the default bundle against the receivers (through adapter `kind`
+    instead of each one's usual, when given)."""
     found = {}
     for name in names:
-        kind, purpose, jurisdictions, clearance = AGENCIES[name]
+        usual, purpose, jurisdictions, clearance = AGENCIES[name]
+        chosen = kind or usual
         create = AgencyCreate(
             name=name,
-            kind=kind,
-            config=receivers.config(kind),
+            kind=chosen,
+            config=receivers.config(chosen),
             subscription=Subscription(purpose=purpose),
             jurisdictions=jurisdictions,
             clearance=clearance,

@@ -26,7 +26,7 @@ RECORD = {"label": "person", "score": 0.8}
 
 
 def envelope(delivery_id: str, *, kind: str = "detection.released") -> bytes:
-    data = {"delivery_id": delivery_id, "event_id": str(uuid.uuid4()), "record": RECORD}
+    data = {"delivery_id": delivery_id, "record": RECORD}
     return msgspec.json.encode({"type": kind, "timestamp": "2026-11-22T10:00:00Z", "data": data})
 
 

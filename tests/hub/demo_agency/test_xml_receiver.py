@@ -47,9 +47,6 @@ def make_message(*, test: bool = False) -> Message:
             "camera_id": "demo-cam-2",
             "detections": [{"label": "person", "confidence": 0.8}],
         },
-        event_id=event_id,
-        node_id=uuid.uuid4(),
-        captured_at="2026-11-22T10:00:00+00:00",
         test=test,
     )
 
@@ -105,7 +102,7 @@ async def test_a_signed_valid_alert_is_acknowledged_once_per_identifier(
     assert (first.json()["duplicate"], again.json()["duplicate"]) == (False, True)
     [item] = inbox.items()
     assert (item.kind, item.delivery_id) == ("xml", str(message.delivery_id))
-    assert item.event_id == str(message.event_id)
+    assert item.event_id == message.record["event_id"]
     assert item.record == message.record
     assert item.test is True
     assert inbox.summary().duplicates == 1
