@@ -2,9 +2,11 @@
 
 Document/literal, described by feed.wsdl (served at `GET /soap/feed?wsdl`, public: it is a
 contract, not data). Calls authenticate like REST (bearer token in the HTTP header) and pass
-the same policy guard; bodies are parsed only through `parse_untrusted` and validated against
-the WSDL's own schema. Faults: `soap:Client` for anything wrong with the request (HTTP 500
-as SOAP 1.1 requires, 401/403 kept for credentials and policy), `soap:Server` for ours.
+the same policy guard; bodies are parsed only through `parse_untrusted`, bounded in elements,
+attributes and depth, and validated against the WSDL's own schema by libxml2 in a one-thread
+pool with a time budget (never on the event loop). Faults: `soap:Client` for anything wrong
+with the request (HTTP 500 as SOAP 1.1 requires, 401/403 kept for credentials and policy),
+`soap:Server` for ours.
 """
 
 from dataclasses import dataclass
@@ -13,7 +15,6 @@ from typing import Any
 
 import msgspec
 import structlog
-import xmlschema
 from litestar import Request, Router, get, post
 from litestar.exceptions import HTTPException
 from litestar.response import Response
@@ -23,6 +24,7 @@ from lxml.builder import ElementMaker
 from hub.feeds.schemas import FeedFilters, FeedPage
 from hub.feeds.service import Reader, acknowledge, read_page, resolve_reader
 from hub.kit.errors import HubError
+from hub.kit.offload import Offloader
 from hub.kit.problems import DEPENDENCY_ERRORS
 from hub.kit.soap import (
     XML_MEDIA_TYPE,
@@ -42,6 +44,7 @@ TNS = "urn:hub:feeds:v1"
 PATH = "/soap/feed"
 MAX_BODY_BYTES = 64 * 1024  # a GetEvents or an Acknowledge of 1000 positions is far smaller
 DEFAULT_LIMIT = 100
+VALIDATION_BUDGET_SECONDS = 2.0
 
 _TNS = ElementMaker(namespace=TNS, nsmap={"tns": TNS})
 log = structlog.get_logger("hub.feeds")
@@ -49,10 +52,11 @@ log = structlog.get_logger("hub.feeds")
 
 @dataclass(frozen=True, slots=True)
 class FeedService:
-    """The packaged WSDL and its compiled schema."""
+    """The packaged WSDL, its compiled schema and the one thread that validates with it."""
 
     wsdl: bytes
-    schema: xmlschema.XMLSchema
+    schema: etree.XMLSchema
+    validator: Offloader
 
     def wsdl_for(self, location: str) -> bytes:
         """The WSDL with its soap:address pointing at `location`."""
@@ -62,7 +66,11 @@ class FeedService:
 def load_service() -> FeedService:
     """Read feed.wsdl and compile its schema (nothing fetched from anywhere)."""
     data = files("hub.feeds").joinpath("feed.wsdl").read_bytes()
-    return FeedService(wsdl=data, schema=wsdl_schema(data))
+    # One thread: a libxml2 validator must not be shared between threads at once.
+    validator = Offloader(
+        "soap-validation", workers=1, queue=32, budget_seconds=VALIDATION_BUDGET_SECONDS
+    )
+    return FeedService(wsdl=data, schema=wsdl_schema(data), validator=validator)
 
 
 async def get_events(
@@ -158,7 +166,7 @@ def build_router(settings: Settings) -> Router:
         operation = OPERATIONS.get(str(payload.tag))
         if operation is None:
             raise SoapFaultError("Client", "unknown operation")
-        validate(payload, service.schema)
+        await service.validator.run(validate, payload, service.schema)
         answer = await operation(services, request, payload)
         return Response(answer, media_type=XML_MEDIA_TYPE)
 
