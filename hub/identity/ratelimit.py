@@ -8,8 +8,9 @@ entry winning. That data is read from the active bundle directly (re-read when t
 revision changes), not through a Rego evaluation: a limit is configuration, not a decision,
 and a per-request evaluation would also write a decision record per request.
 
-The client is identified from credentials that cannot be forged cheaply: the verified JWT's
-subject, a static token's hash, the signing edge node's key id, else the peer address.
+The client is identified only from credentials verified here: a JWT's subject when our keys
+signed it, a static token's hash when the tokens file holds it, else the peer address (edge
+requests included: a signature's `keyid` is not verified before the limit applies).
 Answers carry `RateLimit-Limit/Remaining/Reset`; a refusal is 429 problem+json with
 `Retry-After`. If Redis is down the limiter lets requests through (authentication still
 fails closed where it needs Redis).
@@ -28,8 +29,11 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.exceptions import RedisError
 
+from hub.identity.mtls import MtlsConfig
 from hub.identity.oauth import AccessTokenVerifier, IdentityKit, looks_like_jwt
 from hub.identity.problems import send_problem
+from hub.identity.tokens import TokenStore
+from hub.kit.clock import utcnow
 from hub.kit.db import Database
 from hub.kit.errors import HubError
 from hub.kit.redis import RedisStore
@@ -124,6 +128,9 @@ class LimiterServices(Protocol):
     @property
     def identity(self) -> IdentityKit: ...
 
+    @property
+    def tokens(self) -> TokenStore: ...
+
 
 @dataclass
 class LimitSource:
@@ -155,36 +162,60 @@ class LimitSource:
 
 
 class ClientKeys:
-    """Who is calling, for rate limiting: from credentials that cannot be forged cheaply."""
+    """Who is calling, for rate limiting: a verified identity, else the peer address.
 
-    def __init__(self, verifier: AccessTokenVerifier) -> None:
+    Only credentials checked here count: a bearer JWT whose signature our keys made, or a
+    static token the tokens file holds. Anything unverified (a random bearer, a signature's
+    `keyid`, a Basic client id) is the peer address, so inventing credentials per request
+    buys no new budget. Behind a trusted proxy the peer is the last address the proxy added
+    to `X-Forwarded-For`."""
+
+    def __init__(
+        self, verifier: AccessTokenVerifier, tokens: TokenStore, *, proxies: MtlsConfig
+    ) -> None:
         self._verifier = verifier
+        self._tokens = tokens
+        self._proxies = proxies
         self._jwt_subjects: dict[str, str] = {}
 
     async def of(self, scope: Scope, headers: Mapping[str, str]) -> str:
         """`client:<id>`/`user:<name>` for a JWT with a valid signature, `token:<hash>` for
-        another bearer token, `node:<keyid>` for a signed edge request, else `ip:<peer>`."""
+        a known static token, else `ip:<peer>`."""
         scheme, _, token = headers.get("authorization", "").partition(" ")
         token = token.strip()
+        verified = None
         if scheme.lower() == "bearer" and token:
             digest = hashlib.sha256(token.encode()).hexdigest()[:24]
             if looks_like_jwt(token):
-                return await self._jwt_key(token, digest)
-            return f"token:{digest}"
-        signature_input = headers.get("signature-input", "")
-        if 'keyid="' in signature_input:
-            return "node:" + signature_input.split('keyid="', 1)[1].split('"', 1)[0][:64]
-        client = scope.get("client")
-        return f"ip:{client[0] if client else 'unknown'}"
+                verified = await self._jwt_key(token, digest)
+            elif self._known_static(token):
+                verified = f"token:{digest}"
+        return verified or f"ip:{self.peer(scope, headers)}"
 
-    async def _jwt_key(self, token: str, digest: str) -> str:
+    def peer(self, scope: Scope, headers: Mapping[str, str]) -> str:
+        """The client address: the direct peer, or what a trusted proxy says it saw."""
+        client = scope.get("client")
+        direct = client[0] if client else "unknown"
+        forwarded = headers.get("x-forwarded-for", "")
+        if not forwarded or not self._proxies.trusts(direct):
+            return direct
+        return forwarded.rsplit(",", 1)[-1].strip()[:64] or direct
+
+    def _known_static(self, token: str) -> bool:
+        try:
+            self._tokens.subject_for(token, now=utcnow())
+        except HubError:
+            return False
+        return True
+
+    async def _jwt_key(self, token: str, digest: str) -> str | None:
         known = self._jwt_subjects.get(digest)
         if known is not None:
             return known
         try:
             claims = await self._verifier.verify_signature(token)
         except HubError:
-            return f"token:{digest}"  # authentication will refuse it
+            return None  # authentication will refuse it; it is limited by address
         if len(self._jwt_subjects) >= _KEY_CACHE_LIMIT:
             self._jwt_subjects.clear()
         key = self._jwt_subjects[digest] = f"{claims.kind}:{claims.sub}"
@@ -199,7 +230,11 @@ class RateLimitMiddleware:
         self.redis = services.redis
         self.settings = services.settings
         self.source = source
-        self.keys = ClientKeys(services.identity.verifier)
+        self.keys = ClientKeys(
+            services.identity.verifier,
+            services.tokens,
+            proxies=MtlsConfig.from_settings(services.settings),
+        )
         self.fallback = Limit(
             requests=services.settings.ratelimit_requests,
             period_seconds=services.settings.ratelimit_period_seconds,

@@ -14,7 +14,7 @@ from litestar.exceptions import HTTPException
 from litestar.exceptions import ValidationException as LitestarValidationError
 from litestar.types import ExceptionHandlersMap
 
-from hub.kit.errors import HubError, UnavailableError
+from hub.kit.errors import HubError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -81,7 +81,9 @@ def problem_response(
 
 def handle_hub_error(request: Request[Any, Any, Any], exc: HubError) -> Response[bytes]:
     """HubError -> problem+json with its own status and code."""
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, UnavailableError) else None
+    # 503s and throttled sign-ins (429) say when to come back.
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if isinstance(retry_after, int) else None
     if exc.status >= 500:
         log.warning("request failed", code=exc.code, status=exc.status, path=request.url.path)
     return problem_response(

@@ -103,33 +103,47 @@ class Revocations:
         self._ttl = ttl_seconds
         self._cache: dict[str, tuple[float, bool]] = {}
 
-    def _keys(self, claims: AccessClaims) -> tuple[str, str]:
-        return (
+    def _keys(self, claims: AccessClaims) -> list[str]:
+        keys = [
             self._redis.key("revoked", "jti", claims.jti),
             self._redis.key("revoked", "sub", claims.kind, claims.sub),
-        )
+        ]
+        if claims.sid is not None:
+            keys.append(self._redis.key("revoked", "session", claims.sid))
+        return keys
 
     async def revoke_jti(self, jti: str, *, expires_in: int) -> None:
         """Refuse this token id until it would have expired anyway."""
+        self._cache.pop(jti, None)
         await self._set(self._redis.key("revoked", "jti", jti), b"1", max(1, expires_in))
 
     async def revoke_subject(self, kind: str, sub: str, *, at: datetime) -> None:
         """Refuse every token of this subject issued at or before `at`."""
+        self._cache.clear()
         key = self._redis.key("revoked", "sub", kind, sub)
         await self._set(key, str(int(at.timestamp())).encode(), self._ttl + 60)
 
+    async def revoke_session(self, sid: str) -> None:
+        """Refuse every access token of one login (a refresh-token family), e.g. on reuse."""
+        self._cache.clear()  # this process knows at once; others within the cache time
+        await self._set(self._redis.key("revoked", "session", sid), b"1", self._ttl + 60)
+
     async def is_revoked(self, claims: AccessClaims) -> bool:
-        """True when the token's jti or its subject (for tokens issued before) was revoked."""
-        jti_key, sub_key = self._keys(claims)
+        """True when the token's jti, its login (sid) or its subject (for tokens issued
+        before) was revoked."""
         now = time.monotonic()
         cached = self._cache.get(claims.jti)
         if cached is not None and now - cached[0] < REVOCATION_CACHE_SECONDS:
             return cached[1]
         try:
-            by_jti, by_sub = await self._redis.client.mget([jti_key, sub_key])
+            by_jti, by_sub, *by_session = await self._redis.client.mget(self._keys(claims))
         except (RedisError, OSError) as exc:
             raise UnavailableError(f"Redis: {type(exc).__name__}", retry_after=5) from exc
-        revoked = by_jti is not None or (by_sub is not None and claims.iat <= int(by_sub))
+        revoked = (
+            by_jti is not None
+            or (by_sub is not None and claims.iat <= int(by_sub))
+            or any(v is not None for v in by_session)
+        )
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[claims.jti] = (now, revoked)
@@ -225,8 +239,11 @@ class AccessTokenIssuer:
         self._sealer = sealer
         self._key: tuple[float, str, ECKey] | None = None
 
-    async def issue(self, grantee: Grantee, *, now: datetime) -> tuple[str, AccessClaims]:
-        """A signed access token for `grantee`, and its claims."""
+    async def issue(
+        self, grantee: Grantee, *, now: datetime, session: str | None = None
+    ) -> tuple[str, AccessClaims]:
+        """A signed access token for `grantee`, and its claims; `session` names the login
+        (refresh-token family) it belongs to, so revoking the login refuses it too."""
         kid, key = await self._signing_key()
         stamp = int(now.timestamp())
         claims = AccessClaims(
@@ -243,6 +260,7 @@ class AccessTokenIssuer:
             jurisdictions=grantee.jurisdictions,
             clearance=grantee.clearance,
             purpose=grantee.purpose,
+            sid=session,
         )
         token = jwt.encode(
             {"alg": ALGORITHM, "kid": kid, "typ": "at+jwt"},

@@ -1,4 +1,5 @@
-"""The identity collaborators one process keeps: sealer, key ring, revocations, issuer."""
+"""The identity collaborators one process keeps: sealer, key ring, revocations, issuer and
+the sign-in throttle."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from hub.identity.oauth.access import (
     TokenPolicy,
 )
 from hub.identity.oauth.crypto import Sealer
+from hub.identity.oauth.lockout import SigninThrottle
 from hub.kit.db import Database
 from hub.kit.redis import RedisStore
 from hub.settings import Settings
@@ -27,6 +29,7 @@ class IdentityKit:
     sealer: Sealer
     verifier: AccessTokenVerifier
     issuer: AccessTokenIssuer
+    throttle: SigninThrottle
 
     @classmethod
     def build(cls, settings: Settings, db: Database, redis: RedisStore) -> "IdentityKit":
@@ -49,4 +52,5 @@ class IdentityKit:
             sealer=sealer,
             verifier=AccessTokenVerifier(policy, KeyRing(db), revocations),
             issuer=AccessTokenIssuer(policy, db, sealer),
+            throttle=SigninThrottle(redis),
         )

@@ -6,15 +6,20 @@ limited. Errors are problem+json documents that also carry RFC 6749's `error` me
 
 import base64
 import binascii
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, unquote
 
 import msgspec
-from litestar import Request, Response, Router, get, post
+from litestar import Request, Response, Router, delete, get, post
+from litestar.params import Parameter
 
 from hub.identity.oauth import service
 from hub.identity.oauth.errors import OAuthError
 from hub.identity.oauth.kit import IdentityKit
+from hub.identity.oauth.schemas import LockoutRead, Revoker
+from hub.kit.clock import utcnow
+from hub.kit.errors import AuthenticationError
+from hub.policy.guard import current_subject
 
 MAX_FORM_BYTES = 8192
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -97,10 +102,29 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @post("/oauth/revoke", opt={"public": True}, status_code=200)
 async def revoke(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """RFC 7009: revoke an access or refresh token; 200 even for an unknown token."""
+    """RFC 7009: revoke an access or refresh token issued to the caller; 200 even for an
+    unknown token. The caller authenticates as a client (Basic or form secret, RFC 7009
+    §2.1) or, for a console user, with a bearer access token of its own."""
     kit, form = _kit(request), await _form(request)
-    await service.revoke_token(kit, _required(form, "token"))
+    caller = await _revoker(request, kit, form)
+    await service.revoke_token(kit, _required(form, "token"), caller=caller)
     return Response(content=b"", status_code=200, headers=_NO_STORE)
+
+
+async def _revoker(
+    request: Request[Any, Any, Any], kit: IdentityKit, form: dict[str, str]
+) -> Revoker:
+    """Who is revoking: client credentials first, else a user's own bearer access token."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        try:
+            claims = await kit.verifier.verify(value.strip(), now=utcnow())
+        except AuthenticationError:
+            raise OAuthError("invalid_client", "bearer token not valid", status=401) from None
+        return Revoker(kind=claims.kind, name=claims.sub)
+    client_id, secret = _client_credentials(request, form)
+    client = await service.authenticate_client(kit, client_id, secret)
+    return Revoker(kind="client", name=client.client_id)
 
 
 @get("/.well-known/jwks.json", opt={"public": True})
@@ -116,6 +140,30 @@ async def jwks(request: Request[Any, Any, Any]) -> Response[bytes]:
     )
 
 
+@get("/v1/admin/identity/lockouts")
+async def get_lockouts(request: Request[Any, Any, Any]) -> list[LockoutRead]:
+    """Accounts locked now after too many failed sign-ins, the soonest to unlock first."""
+    return await service.list_lockouts(_kit(request))
+
+
+@delete("/v1/admin/identity/lockouts/{account:str}", status_code=204)
+async def delete_lockout(
+    request: Request[Any, Any, Any],
+    account: Annotated[str, Parameter(max_length=140, description="`user:<name>`")],
+) -> None:
+    """Lift an account's lock and forget its failed sign-ins (audited)."""
+    await service.unlock_account(_kit(request), account, actor=_actor(request))
+
+
+def _actor(request: Request[Any, Any, Any]) -> str:
+    subject = current_subject(request)
+    return f"{subject.kind}:{subject.id}"
+
+
 def build_router() -> Router:
-    """The OAuth token, revocation and JWKS endpoints."""
-    return Router(path="/", route_handlers=[token, revoke, jwks], tags=["identity"])
+    """The OAuth token, revocation and JWKS endpoints, and the admin lockout list."""
+    return Router(
+        path="/",
+        route_handlers=[token, revoke, jwks, get_lockouts, delete_lockout],
+        tags=["identity"],
+    )

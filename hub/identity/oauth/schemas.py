@@ -105,6 +105,7 @@ class AccessClaims(msgspec.Struct, frozen=True, kw_only=True):
     jurisdictions: list[str] = []
     clearance: int = 0
     purpose: str | None = None
+    sid: str | None = None  # the login (refresh-token family) of a user's token
 
 
 class TokenResponse(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -126,3 +127,18 @@ class Grantee(msgspec.Struct, frozen=True, kw_only=True):
     jurisdictions: list[str] = []
     clearance: int = 0
     purpose: str | None = None
+
+
+class LockoutRead(msgspec.Struct, frozen=True, kw_only=True):
+    """An account locked after too many failed sign-ins (`user:<name>`)."""
+
+    account: str
+    failures: int
+    locked_until: datetime
+
+
+class Revoker(msgspec.Struct, frozen=True, kw_only=True):
+    """Who asks to revoke a token: an authenticated client, or a user by its access token."""
+
+    kind: Literal["user", "client"]
+    name: str

@@ -6,6 +6,7 @@ audit trail (only ids, jtis and key ids do).
 """
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
@@ -19,13 +20,16 @@ from hub.audit.schemas import Detail
 from hub.identity.oauth import repository
 from hub.identity.oauth.access import create_first_key, looks_like_jwt, new_key_material
 from hub.identity.oauth.crypto import hash_secret, new_secret, same, token_digest, verify_secret
-from hub.identity.oauth.errors import OAuthError
+from hub.identity.oauth.errors import SIGNIN_FAILED, OAuthError, SigninThrottledError
 from hub.identity.oauth.kit import IdentityKit
+from hub.identity.oauth.lockout import Attempt, ThrottledError
 from hub.identity.oauth.schemas import (
     ClientCreate,
     ClientCreated,
     ClientRead,
     Grantee,
+    LockoutRead,
+    Revoker,
     SigningKeyRead,
     TokenResponse,
     UserCreate,
@@ -40,6 +44,7 @@ CLIENT_SECRET_PREFIX = "hubcs_"  # noqa: S105 (a prefix, not a secret)
 REFRESH_PREFIX = "hubrt_"
 TOTP_ISSUER = "hub"
 MFA_ROLES = frozenset({"admin"})
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.@\-]{1,128}")  # as `AccountName` in schemas
 
 
 async def _audit(
@@ -158,15 +163,20 @@ async def _shut_off(
     return found
 
 
-async def grant_client_credentials(
-    kit: IdentityKit, client_id: str, secret: str, *, clock: Clock = utcnow
-) -> TokenResponse:
-    """RFC 6749 §4.4: an access token for an active client with the right secret."""
+async def authenticate_client(kit: IdentityKit, client_id: str, secret: str) -> ClientRead:
+    """The active client these credentials prove (RFC 6749 §2.3), else 401 invalid_client."""
     found = await repository.find_client(kit.db.pool, client_id)
     ok = await asyncio.to_thread(verify_secret, None if found is None else found[0], secret)
     if found is None or not ok or found[1].status != "active":
         raise OAuthError("invalid_client", "client authentication failed", status=401)
-    client = found[1]
+    return found[1]
+
+
+async def grant_client_credentials(
+    kit: IdentityKit, client_id: str, secret: str, *, clock: Clock = utcnow
+) -> TokenResponse:
+    """RFC 6749 §4.4: an access token for an active client with the right secret."""
+    client = await authenticate_client(kit, client_id, secret)
     grantee = Grantee(
         sub=client.client_id,
         kind="client",
@@ -182,38 +192,85 @@ async def grant_client_credentials(
 async def grant_password(
     kit: IdentityKit, username: str, password: str, totp: str | None, *, clock: Clock = utcnow
 ) -> TokenResponse:
-    """RFC 6749 §4.3 plus TOTP: access and refresh tokens for an active console user."""
+    """RFC 6749 §4.3 plus TOTP: access and refresh tokens for an active console user.
+
+    Every failure (unknown name, wrong password, disabled account, missing, wrong or replayed
+    TOTP code) is the same `invalid_grant`; failures per name bring backoff, then a lockout
+    (429 with Retry-After) that is checked before the password is."""
+    attempt = await _begin_signin(kit, username)
     found = await repository.find_user(kit.db.pool, username)
     ok = await asyncio.to_thread(verify_secret, None if found is None else found[0], password)
-    if found is None or not ok or found[2].status != "active":
-        raise OAuthError("invalid_grant", "wrong username or password")
-    _, sealed, user = found
-    if sealed is not None:
-        secret = kit.sealer.open(sealed, context=username).decode()
-        await _check_totp(kit, username, secret, totp, now=clock())
+    user = found[2] if found is not None and ok and found[2].status == "active" else None
+    if user is not None and found is not None and found[1] is not None:
+        secret = kit.sealer.open(found[1], context=username).decode()
+        user = user if await _totp_ok(kit, username, secret, totp, now=clock()) else None
+    if user is None:
+        await _signin_failed(kit, attempt, clock=clock)
+        raise OAuthError("invalid_grant", SIGNIN_FAILED)
+    await kit.throttle.succeeded(attempt.account)
     refresh = new_secret(REFRESH_PREFIX)
     return await _issue(
         kit, _user_grantee(user), grant="password", refresh=(refresh, uuid4()), clock=clock
     )
 
 
-async def _check_totp(
+async def _begin_signin(kit: IdentityKit, username: str) -> Attempt:
+    """Count a sign-in attempt for this name (existing or not); 429 while it must wait."""
+    if not ACCOUNT_NAME.fullmatch(username):
+        raise OAuthError("invalid_grant", SIGNIN_FAILED)  # no account can have this name
+    try:
+        return await kit.throttle.begin(f"user:{username}")
+    except ThrottledError as exc:
+        raise SigninThrottledError(exc.retry_after) from None
+
+
+async def _signin_failed(kit: IdentityKit, attempt: Attempt, *, clock: Clock) -> None:
+    """Count the failure; the attempt that locks the account is audited."""
+    if not await kit.throttle.failed(attempt):
+        return
+    async with kit.db.transaction() as conn:
+        await _audit(
+            conn,
+            actor="hub",
+            action="signin.locked",
+            target=attempt.account,
+            detail={"failures": attempt.number, "seconds": attempt.wait_ms // 1000},
+            clock=clock,
+        )
+
+
+async def _totp_ok(
     kit: IdentityKit, username: str, secret: str, code: str | None, *, now: datetime
-) -> None:
-    """Accept a TOTP code of this, the previous or the next 30 s step, each step once."""
+) -> bool:
+    """True for a TOTP code of this, the previous or the next 30 s step, each step once."""
     if not code:
-        raise OAuthError("invalid_grant", "a TOTP code is required for this user (totp)")
+        return False
     totp = pyotp.TOTP(secret)
     for offset in (0, -1, 1):
         at = now + timedelta(seconds=offset * totp.interval)
         if same(totp.at(at), code.strip()[:10]):
             step = str(totp.timecode(at))
-            if await kit.redis.claim_once(
+            return await kit.redis.claim_once(
                 kit.redis.key("totp", username, step), ttl_seconds=3 * totp.interval
-            ):
-                return
-            raise OAuthError("invalid_grant", "this TOTP code was already used")
-    raise OAuthError("invalid_grant", "wrong TOTP code")
+            )
+    return False
+
+
+async def list_lockouts(kit: IdentityKit) -> list[LockoutRead]:
+    """Accounts locked now after too many failed sign-ins."""
+    return await kit.throttle.locked()
+
+
+async def unlock_account(
+    kit: IdentityKit, account: str, *, actor: str, clock: Clock = utcnow
+) -> None:
+    """Forget an account's failed sign-ins and lift its lock (audited); 404 when it has none."""
+    if not await kit.throttle.clear(account):
+        raise NotFoundError(f"no failed sign-ins for {account!r}", code="lockout_not_found")
+    async with kit.db.transaction() as conn:
+        await _audit(
+            conn, actor=actor, action="signin.unlock", target=account, detail={}, clock=clock
+        )
 
 
 def _user_grantee(user: UserRead) -> Grantee:
@@ -228,7 +285,8 @@ def _user_grantee(user: UserRead) -> Grantee:
 
 
 async def grant_refresh(kit: IdentityKit, token: str, *, clock: Clock = utcnow) -> TokenResponse:
-    """RFC 6749 §6 with rotation: the token is spent; re-use revokes the whole login."""
+    """RFC 6749 §6 with rotation: the token is spent; re-use means it leaked, so the whole
+    login is revoked: its refresh tokens and every access token issued under it."""
     now, digest = clock(), token_digest(token)
     async with kit.db.transaction() as conn:
         row = await repository.lock_refresh(conn, digest)
@@ -245,6 +303,8 @@ async def grant_refresh(kit: IdentityKit, token: str, *, clock: Clock = utcnow) 
             )
         elif row is not None and row["revoked_at"] is None and row["expires_at"] > now:
             await repository.mark_refresh_used(conn, digest, now=now)
+    if reused and row is not None:
+        await kit.verifier.revocations.revoke_session(str(row["family_id"]))
     if row is None or reused or row["revoked_at"] is not None or row["expires_at"] <= now:
         raise OAuthError("invalid_grant", "refresh token is invalid, expired or revoked")
     found = await repository.find_user(kit.db.pool, row["username"])
@@ -264,9 +324,11 @@ async def _issue(
     refresh: tuple[str, UUID] | None,
     clock: Clock,
 ) -> TokenResponse:
-    """Sign an access token (and store a refresh token), audited in one transaction."""
+    """Sign an access token (and store a refresh token), audited in one transaction. A
+    user's access token names its login (`sid`), so revoking the login refuses it."""
     now = clock()
-    token, claims = await kit.issuer.issue(grantee, now=now)
+    session = None if refresh is None else str(refresh[1])
+    token, claims = await kit.issuer.issue(grantee, now=now, session=session)
     async with kit.db.transaction() as conn:
         if refresh is not None:
             await repository.insert_refresh(
@@ -293,10 +355,15 @@ async def _issue(
     )
 
 
+def _not_yours() -> OAuthError:
+    return OAuthError("unauthorized_client", "the token was not issued to the caller")
+
+
 async def revoke_token(
-    kit: IdentityKit, token: str, *, actor: str | None = None, clock: Clock = utcnow
+    kit: IdentityKit, token: str, *, caller: Revoker, clock: Clock = utcnow
 ) -> bool:
-    """RFC 7009: revoke an access token (by jti) or a refresh token (its whole login).
+    """RFC 7009: revoke an access token (by jti) or a refresh token (its whole login, access
+    tokens included), for the authenticated caller it was issued to (400 otherwise).
     False when the token is not one of ours; the endpoint answers 200 either way."""
     now = clock()
     if looks_like_jwt(token):
@@ -304,25 +371,28 @@ async def revoke_token(
             claims = await kit.verifier.verify_signature(token)
         except AuthenticationError:
             return False
+        if (claims.kind, claims.sub) != (caller.kind, caller.name):
+            raise _not_yours()
         await kit.verifier.revocations.revoke_jti(
             claims.jti, expires_in=claims.exp - int(now.timestamp()) + kit.policy.leeway_seconds
         )
-        target = f"{claims.kind}:{claims.sub}"
         detail: Detail = {"jti": claims.jti, "type": "access"}
     else:
         async with kit.db.transaction() as conn:
             row = await repository.lock_refresh(conn, token_digest(token))
             if row is None:
                 return False
+            if ("user", row["username"]) != (caller.kind, caller.name):
+                raise _not_yours()
             await repository.revoke_family(conn, row["family_id"], now=now)
-        target = f"user:{row['username']}"
+        await kit.verifier.revocations.revoke_session(str(row["family_id"]))
         detail = {"family": str(row["family_id"]), "type": "refresh"}
     async with kit.db.transaction() as conn:
         await _audit(
             conn,
-            actor=actor or target,
+            actor=f"{caller.kind}:{caller.name}",
             action="token.revoke",
-            target=target,
+            target=f"{caller.kind}:{caller.name}",
             detail=detail,
             clock=clock,
         )

@@ -151,13 +151,20 @@ async def test_password_totp_refresh_rotation_reuse_and_revocation(
     )
     assert after.status_code == 400
 
+    # Revocation authenticates the client (RFC 7009 §2.1) and revokes only its own tokens.
+    secret = await agency_client(services)
+    agency_token = await client_token(client, "transit-bot", secret)
     revoked = await client.post(
-        "/oauth/revoke", content=urlencode({"token": second["access_token"]}), headers=FORM
+        "/oauth/revoke",
+        content=urlencode({"token": agency_token}),
+        headers=basic("transit-bot", secret),
     )
     assert revoked.status_code == 200
-    refused = await client.get(STATUS, headers=bearer(second["access_token"]))
+    refused = await client.get(STATUS, headers=bearer(agency_token))
     assert (refused.status_code, refused.json()["code"]) == (401, "token_revoked")
-    unknown = await client.post("/oauth/revoke", content=b"token=whatever", headers=FORM)
+    unknown = await client.post(
+        "/oauth/revoke", content=b"token=whatever", headers=basic("transit-bot", secret)
+    )
     assert unknown.status_code == 200  # RFC 7009: unknown tokens are not an error
     actions = await audit_actions(settings)
     assert {"user.add", "token.issue", "token.refresh_reuse", "token.revoke"} <= set(actions)
@@ -259,7 +266,11 @@ async def test_a_revoked_token_is_refused_by_another_instance_within_seconds(
         )
         token = login.json()["access_token"]
         assert (await two.get(STATUS, headers=bearer(token))).status_code == 200  # now cached
-        await one.post("/oauth/revoke", content=urlencode({"token": token}), headers=FORM)
+        await one.post(
+            "/oauth/revoke",
+            content=urlencode({"token": token}),
+            headers={**FORM, **bearer(token)},  # a user revokes its own token
+        )
         started = time.monotonic()
         while (await two.get(STATUS, headers=bearer(token))).status_code == 200:
             assert time.monotonic() - started < 3, "instance two still accepts the revoked token"
