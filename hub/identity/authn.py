@@ -20,7 +20,12 @@ from hub.identity.oauth.service import client_subject
 from hub.identity.repository import find_node_id
 from hub.identity.schemas import Subject
 from hub.identity.service import active_node_key
-from hub.identity.signatures import SignatureError, read_key_id, verify_request
+from hub.identity.signatures import (
+    SignatureError,
+    check_metadata,
+    read_key_id,
+    verify_request,
+)
 from hub.identity.tokens import TokenStore
 from hub.kit.clock import Clock, utcnow
 from hub.kit.db import Database
@@ -77,9 +82,12 @@ async def authenticate(deps: AuthnDeps, request: IncomingRequest) -> Subject:
 async def _credential_subject(deps: AuthnDeps, request: IncomingRequest) -> Subject | None:
     """The subject of the request's signature or bearer token; None when it carries neither."""
     if "signature-input" in {name.lower() for name in request.headers}:
-        body = await request.read_body()
         node_id = await authenticate_edge(
-            deps, method=request.method, url=request.url, headers=request.headers, body=body
+            deps,
+            method=request.method,
+            url=request.url,
+            headers=request.headers,
+            read_body=request.read_body,
         )
         return Subject(id=str(node_id), kind="edge_node", roles=["edge_node"])
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -103,10 +111,17 @@ async def _cert_matches(cert: ClientCert, subject: Subject) -> bool:
 
 
 async def authenticate_edge(
-    deps: AuthnDeps, *, method: str, url: str, headers: Mapping[str, str], body: bytes
+    deps: AuthnDeps,
+    *,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    read_body: Callable[[], Awaitable[bytes]],
 ) -> UUID:
     """The id of the node that signed this request; 401 for anything short of a fresh,
-    valid signature by an active node. Needs Redis for the nonce (503 when it is down)."""
+    valid signature by an active node. Needs Redis for the nonce (503 when it is down).
+
+    The body is read last: an unknown node or a stale signature is refused without it."""
     try:
         node_id = UUID(read_key_id(headers))
     except SignatureError as exc:
@@ -120,6 +135,8 @@ async def authenticate_edge(
         log.info("edge request refused", reason="unknown or revoked node", node_id=str(node_id))
         raise AuthenticationError("keyid is not an active edge node", code="unknown_node")
     try:
+        check_metadata(headers, now=deps.clock(), max_skew_seconds=deps.max_skew_seconds)
+        body = await read_body()
         signed = verify_request(
             method=method,
             url=url,

@@ -4,7 +4,9 @@ An upload must carry ``Content-Digest`` (RFC 9530, sha-256) matching its body an
 Ed25519 signature covering ``@method``, ``@target-uri`` and ``content-digest`` with the
 ``created``, ``keyid`` and ``nonce`` parameters, created within ``max_skew_seconds`` of
 ``now``. Cryptographic verification is delegated to ``http_message_signatures``; nonce
-replay checking is the caller's job. Every rejection is a `SignatureError` whose stable
+replay checking is the caller's job. `check_metadata` runs every check that needs no body,
+so a caller can refuse a stale or malformed signature before reading (up to megabytes of)
+body bytes. Every rejection is a `SignatureError` whose stable
 ``code`` names the failed check and whose ``detail`` never holds keys or body bytes.
 """
 
@@ -212,6 +214,17 @@ def read_key_id(headers: Mapping[str, str]) -> str:
         raise SignatureError("signature_components", "The signature does not cover: keyid.")
     key_id: str = params["keyid"]
     return key_id
+
+
+def check_metadata(
+    headers: Mapping[str, str], *, now: datetime, max_skew_seconds: int = 300
+) -> datetime:
+    """Every check that needs no body (shape, coverage, time window); returns ``created``."""
+    fields = _lower_headers(headers)
+    sig_input = _parse_signature_input(fields)
+    _check_signature_field(fields, sig_input.label)
+    _check_coverage(sig_input)
+    return _check_times(sig_input.params, now, max_skew_seconds)
 
 
 def verify_request(
