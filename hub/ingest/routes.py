@@ -12,11 +12,15 @@ from hub.contracts.detection_v1 import BatchResult, EventBatch
 from hub.ingest.decider import PolicyIngestDecider
 from hub.ingest.service import IngestDeps, accept_batch, store_media
 from hub.kit.errors import ForbiddenError, UnsupportedMediaTypeError, ValidationError
+from hub.kit.images import check_pixels
 from hub.observability import default_metrics, span
 from hub.policy.guard import current_subject
 from hub.runtime import ServicesDep
 from hub.settings import Settings
 
+# The largest snapshot decoded: 16.8 M pixels (twice 4K UHD), no side past 8192.
+MAX_MEDIA_PIXELS = 4096 * 4096
+MAX_MEDIA_SIDE = 8192
 # Edge nodes may report their spool depth on uploads (not signed: telemetry only).
 SPOOL_DEPTH_HEADER = "hub-spool-depth"
 
@@ -69,12 +73,17 @@ async def post_media(
     """Store a signed JPEG/PNG snapshot under its SHA-256 (idempotent)."""
     node_id = edge_node_id(request)
     body = await request.body()
+    content_type = request.content_type[0].lower()
+    # Refused before it is stored: decoding (scan, blur) costs per pixel, not per byte.
+    check_pixels(
+        body, content_type=content_type, max_pixels=MAX_MEDIA_PIXELS, max_side=MAX_MEDIA_SIDE
+    )
     stored = await store_media(
         services.db,
         services.media,
         node_id=node_id,
         sha256=sha256,
-        content_type=request.content_type[0].lower(),
+        content_type=content_type,
         data=body,
         capacity=services.retention.capacity.check,
     )
