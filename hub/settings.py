@@ -34,7 +34,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     api_host: str = "127.0.0.1"
     api_port: Port = 8000
     api_workers: Positive = 1
-    # Public base URL the edge signs (@target-uri); empty means "as the request arrived".
+    # Public base URL the edge signs (@target-uri) and the WSDL names; required (https) in
+    # production. Empty elsewhere: the address the API listens on, never the Host header.
     public_base_url: str = ""
     db_pool_min: Annotated[int, msgspec.Meta(ge=0)] = 2
     db_pool_max: Positive = 10
@@ -161,6 +162,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     console_host: str = "127.0.0.1"
     console_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8501
     console_api_url: str = "http://127.0.0.1:8000"
+
+    def __post_init__(self) -> None:
+        """Production must say where it is reachable: no address is ever taken from `Host`."""
+        if self.environment == "production" and not self.public_base_url.startswith("https://"):
+            raise ValueError(
+                "HUB_PUBLIC_BASE_URL: an https:// URL is required when HUB_ENVIRONMENT=production"
+            )
 
 
 def load_settings(

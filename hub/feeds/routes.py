@@ -16,6 +16,7 @@ from hub.feeds.schemas import FeedFilters, FeedPage
 from hub.feeds.service import MAX_LIMIT, MAX_WAIT_SECONDS, Reader, read_media, read_page
 from hub.feeds.service import resolve_reader as _resolve
 from hub.kit.errors import ValidationError
+from hub.kit.media_response import image_response
 from hub.policy.guard import current_decision_id, current_subject
 from hub.runtime import ServicesDep
 
@@ -97,11 +98,8 @@ async def get_media(
     may see references it (the answer does not reveal whether the image exists)."""
     reader = await resolve_reader(services, request)
     image, content_type, decision_id = await read_media(services.feeds, reader, sha256=sha256)
-    return Response(
-        image,
-        media_type=content_type,
-        headers={"X-Decision-Id": decision_id, "Cache-Control": "private, no-store"},
-    )
+    headers = {"X-Decision-Id": decision_id, "Cache-Control": "private, no-store"}
+    return image_response(image, content_type, headers=headers)  # nosniff, proven type only
 
 
 @websocket("/live")

@@ -18,6 +18,7 @@ import structlog
 from litestar import Request, Router, get, post
 from litestar.exceptions import HTTPException
 from litestar.response import Response
+from litestar.types import Scope
 from lxml import etree
 from lxml.builder import ElementMaker
 
@@ -151,13 +152,20 @@ def fault_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
     return Response(fault_envelope(fault), status_code=status, media_type=XML_MEDIA_TYPE)
 
 
+def listening_url(scope: Scope) -> str:
+    """The address this server listens on (from the socket, never the client's Host)."""
+    host, port = scope.get("server") or ("127.0.0.1", 80)
+    host = f"[{host}]" if ":" in str(host) else str(host)
+    return f"{scope.get('scheme', 'http')}://{host}:{port}"
+
+
 def build_router(settings: Settings) -> Router:
     """`GET /soap/feed?wsdl` (public) and `POST /soap/feed` (guarded like every route)."""
     service = load_service()
 
     @get("/", opt={"public": True}, include_in_schema=False)
     async def wsdl(request: Request[Any, Any, Any]) -> Response[bytes]:
-        base = settings.public_base_url or str(request.base_url)
+        base = settings.public_base_url or listening_url(request.scope)
         return Response(service.wsdl_for(base.rstrip("/") + PATH), media_type=XML_MEDIA_TYPE)
 
     @post("/", request_max_body_size=MAX_BODY_BYTES, status_code=200, include_in_schema=False)

@@ -13,6 +13,7 @@ from hub.delivery.kit import release_hash_key
 from hub.identity.schemas import Subject
 from hub.incidents import cases, evidence
 from hub.kit.errors import UnsupportedMediaTypeError
+from hub.kit.media_response import image_response
 from hub.policy.guard import current_decision_id, current_subject
 from hub.runtime import ServicesDep
 
@@ -121,11 +122,8 @@ async def get_media(
         hash_key=release_hash_key(services.settings),
         media_root=services.settings.media_dir,
     )
-    return Response(
-        image,
-        media_type=content_type,
-        headers={"X-Decision-Id": decision, "Cache-Control": "no-store"},
-    )
+    headers = {"X-Decision-Id": decision, "Cache-Control": "no-store"}
+    return image_response(image, content_type, headers=headers)  # nosniff, proven type only
 
 
 async def post_export(
