@@ -60,9 +60,15 @@ async def find_node_id(ref: str) -> UUID | None:
         return None if row is None else UUID(str(row["id"]))
 
 
-async def node_exists(node_id: UUID) -> bool:
-    """Whether a node with this id is registered (active or revoked)."""
-    return bool(await EdgeNode.exists().where(EdgeNode.id == node_id))
+async def resolve_node(conn: asyncpg.Connection, ref: str) -> UUID | None:
+    """The id of the node named `ref`, or whose id it is (active or revoked); None if none.
+
+    Plain SQL on the caller's connection: the use case's transaction, whatever engine the
+    Piccolo tables were bound to."""
+    value = await conn.fetchval(
+        "SELECT id FROM edge_node WHERE name = $1 OR id::text = lower($1) LIMIT 1", ref
+    )
+    return None if value is None else UUID(str(value))
 
 
 async def active_key(conn: asyncpg.Connection | asyncpg.Pool, node_id: UUID) -> bytes | None:

@@ -88,14 +88,14 @@ async def add_camera(
     changes nothing; a camera another node owns, or in another jurisdiction, is a conflict
     (remove it first: moving a camera is a decision, never a side effect)."""
     async with db.transaction() as conn:
-        node_id = await _require_node(node_ref)
+        node_id = await _require_node(conn, node_ref)
         return await _register_camera(conn, node_id, create, actor=actor, clock=clock)
 
 
 async def list_cameras(db: Database, node_ref: str | None = None) -> list[CameraRead]:
     """Registered cameras, every node's or one node's (id or name)."""
     async with db.transaction() as conn:
-        node_id = None if node_ref is None else await _require_node(node_ref)
+        node_id = None if node_ref is None else await _require_node(conn, node_ref)
         return await repository.select_cameras(conn, node_id=node_id)
 
 
@@ -105,7 +105,7 @@ async def remove_camera(
     """Unregister a node's camera: its events are rejected from the next batch on. Events
     already stored keep the jurisdiction they were stored with."""
     async with db.transaction() as conn:
-        node_id = await _require_node(node_ref)
+        node_id = await _require_node(conn, node_ref)
         found = await repository.select_cameras(conn, node_id=node_id, camera_id=camera_id)
         if not found or not await repository.delete_camera(
             conn, node_id=node_id, camera_id=camera_id
@@ -135,9 +135,9 @@ async def owned_camera_jurisdictions(
     return await repository.owned_cameras(db.pool, node_id=node_id, camera_ids=camera_ids)
 
 
-async def _require_node(node_ref: str) -> UUID:
-    node_id = await repository.find_node_id(node_ref)
-    if node_id is None or not await repository.node_exists(node_id):
+async def _require_node(conn: asyncpg.Connection, node_ref: str) -> UUID:
+    node_id = await repository.resolve_node(conn, node_ref)
+    if node_id is None:
         raise NotFoundError(f"no edge node {node_ref!r}", code="node_not_found")
     return node_id
 

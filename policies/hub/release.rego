@@ -87,10 +87,22 @@ grant_reason := concat(" ", [
 ])
 
 # Profiles may leave `params` out; the contract always carries it.
-redactions := [r |
+profile_redactions := [r |
 	some spec in profile.redactions
 	r := {"path": spec.path, "op": spec.op, "params": object.get(spec, "params", {})}
 ]
+
+# Geometry that identifies a person (face landmarks: eyes, nose, mouth corners) follows the
+# policy of its class: wherever a class is blurred, its identifying attributes are removed,
+# so a blurred face never travels with the points that would let it be matched again.
+# The attribute names per class are data (`release.identifying_geometry`).
+geometry_redactions := [r |
+	some blurred in profile.blur
+	some name in object.get(object.get(config, "identifying_geometry", {}), blurred, [])
+	r := {"path": concat("", ["/detections/*/attributes/", name]), "op": "remove", "params": {}}
+]
+
+redactions := array.concat(profile_redactions, geometry_redactions)
 
 media := [{"op": "blur", "classes": profile.blur}] if {
 	count(profile.blur) > 0
