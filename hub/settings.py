@@ -123,6 +123,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Feeds
     # Messages queued per live-feed WebSocket before the subscriber is dropped (close 4008).
     feeds_live_buffer: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1_000
+    # Live sockets one subject may hold open at once, over every API process (Redis leases).
+    feeds_live_max_sockets_per_subject: Annotated[int, msgspec.Meta(ge=1, le=1_000)] = 10
+    # How often an open live socket's credential, agency and authorisation are checked again
+    # (also at the access token's expiry and as soon as this process runs a new bundle).
+    feeds_live_recheck_seconds: Annotated[float, msgspec.Meta(ge=0.1, le=300)] = 5.0
 
     # Retention
     # Rows one sweep batch deletes in one transaction, and the pause between batches that

@@ -1,5 +1,5 @@
 """Deliveries: per agency success rate, latency, circuit state, pause/resume; dead letters
-with a redacted payload preview and replay."""
+with their metadata (ids and counts, never the record) and replay."""
 
 from typing import Any
 
@@ -90,11 +90,14 @@ st.dataframe(
 picked = st.selectbox("Dead letter", [d["id"] for d in dead], key="dl_pick")
 preview = attempt(lambda: hub.get(f"/v1/ops/deliveries/{picked}/preview"), what="the preview")
 if preview:
-    st.caption(f"As released to {preview['agency']} now (decision {preview['decision_id']})")
-    if preview["allowed"]:
-        st.json(preview["record"], expanded=False)
-    else:
-        st.warning(f"Release policy withholds it: {preview['reason']}")
+    # Operators see metadata only: the record is the agency's (its release is looked up by
+    # a compliance officer through the decision id).
+    counts = ", ".join(f"{label} {n}" for label, n in sorted(preview["detections"].items()))
+    st.caption(
+        f"Delivery to {preview['agency']}: event {preview['event_id']}, camera "
+        f"{preview['camera_id']}, detections: {counts or 'none'}, media: {preview['media']}, "
+        f"last decision {preview['decision_id'] or 'none'}"
+    )
 if st.button("Replay this dead letter", key="dl_replay"):
     replayed = attempt(lambda: hub.post(f"/v1/admin/deliveries/{picked}/replay"), what="the replay")
     if replayed:

@@ -5,6 +5,9 @@ After new events get their feed positions, the process that sequenced them publi
 subscription (started on first use), wakes its long-polls and hands the notice to its live
 hub. A notice only says "look now": readers always read positions from PostgreSQL, so a lost
 notice delays an item (until the next notice or the periodic tick), it never loses one.
+
+The same subscription hears the policy bundle activation notices (hub/policy/bundles), so
+live sockets re-check what they may see as soon as their process runs the new bundle.
 """
 
 import asyncio
@@ -17,10 +20,12 @@ from redis.exceptions import RedisError
 
 from hub.feeds.schemas import FeedNotice
 from hub.kit.redis import RedisStore
+from hub.policy.bundles.notices import activation_channel
 
 log = structlog.get_logger("hub.feeds")
 
 NoticeHandler = Callable[[FeedNotice | None], Awaitable[None]]
+ActivationHandler = Callable[[], Awaitable[None]]
 _TRANSIENT = (OSError, TimeoutError, RedisError)
 
 
@@ -30,10 +35,12 @@ class FeedBus:
     def __init__(self, redis: RedisStore, *, tick_seconds: float = 2.0) -> None:
         self._redis = redis
         self.channel = redis.key("feeds", "events")
+        self.activations = activation_channel(redis)
         self._tick = tick_seconds
         self._generation = 0
         self._wakeup: asyncio.Event | None = None
         self._handlers: list[NoticeHandler] = []
+        self._activation_handlers: list[ActivationHandler] = []
         self._task: asyncio.Task[None] | None = None
         self._listening: asyncio.Event | None = None
         self._stopping = False
@@ -49,6 +56,10 @@ class FeedBus:
     def add_handler(self, handler: NoticeHandler) -> None:
         """Call `handler` for each notice heard, and with None on every tick."""
         self._handlers.append(handler)
+
+    def add_activation_handler(self, handler: ActivationHandler) -> None:
+        """Call `handler` for each policy bundle activation notice heard."""
+        self._activation_handlers.append(handler)
 
     async def start(self, *, subscribe_wait: float = 2.0) -> None:
         """Subscribe (once per process), waiting briefly so a notice sent next is heard."""
@@ -97,13 +108,15 @@ class FeedBus:
         loop = asyncio.get_running_loop()
         pubsub = self._redis.client.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(self.channel)
+            await pubsub.subscribe(self.channel, self.activations)
             if self._listening is not None:
                 self._listening.set()
             due = loop.time()
             while not self._stopping:
                 message = await pubsub.get_message(timeout=max(0.0, min(1.0, due - loop.time())))
-                if message is not None:
+                if message is not None and _channel(message) == self.activations:
+                    await self._activated()
+                elif message is not None:
                     await self._dispatch(_decode(message.get("data")))
                 if loop.time() >= due:
                     await self._dispatch(None)
@@ -123,6 +136,18 @@ class FeedBus:
                 await handler(notice)
             except Exception:  # one failing handler must not silence the others
                 log.exception("feed notice handler failed")
+
+    async def _activated(self) -> None:
+        for handler in self._activation_handlers:
+            try:
+                await handler()
+            except Exception:  # one failing handler must not silence the others
+                log.exception("activation notice handler failed")
+
+
+def _channel(message: dict[str, object]) -> str:
+    channel = message.get("channel")
+    return channel.decode() if isinstance(channel, bytes) else str(channel)
 
 
 def _decode(data: object) -> FeedNotice | None:

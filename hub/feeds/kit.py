@@ -115,6 +115,7 @@ class FeedKit:
 
         self.live = LiveHub(self)
         self.bus.add_handler(self.live.on_notice)
+        self.bus.add_activation_handler(self.live.on_activation)
 
     @cached_property
     def hash_key(self) -> bytes:

@@ -7,6 +7,9 @@ subscribers, and queues the result on every matching subscriber. A subscriber wh
 holds `buffer` undelivered messages is dropped: its queue is replaced by a close marker, and
 the socket is closed with `SLOW_CONSUMER_CLOSE`. Live delivery is best-effort by design;
 every message carries a REST cursor, so a dropped client resumes with `GET /v1/feeds/events`.
+
+The hub also tells open sockets when this process starts evaluating a new policy bundle
+(`changed`), so each socket re-checks what it may see at once (see live_access.py).
 """
 
 import asyncio
@@ -20,6 +23,8 @@ import structlog
 from hub.audit import AuditEntry, append_entry
 from hub.feeds import repository
 from hub.feeds.kit import FeedKit
+from hub.feeds.live_access import Closing
+from hub.feeds.metrics import FeedMetrics, default_feed_metrics
 from hub.feeds.repository import FeedRow
 from hub.feeds.rules import encode_cursor, matches
 from hub.feeds.schemas import FeedFilters, FeedNotice, LiveEvent
@@ -35,6 +40,9 @@ log = structlog.get_logger("hub.feeds")
 
 SLOW_CONSUMER_CLOSE = 4008
 DRAIN_BATCH = 500
+# After an activation notice, how long to wait for this process's watcher to swap bundles.
+ACTIVATION_WAIT_SECONDS = 15.0
+ACTIVATION_POLL_SECONDS = 0.05
 _ALL = FeedFilters()
 
 
@@ -47,6 +55,7 @@ class Subscriber:
         self.buffer = buffer
         self.queue: asyncio.Queue[LiveEvent | None] = asyncio.Queue()
         self.dropped = False
+        self.closing: Closing | None = None  # set when the hub closes it for a reason
         self.gone = asyncio.Event()  # set when dropped, so a sender stuck in send is noticed
 
     def offer(self, message: LiveEvent) -> bool:
@@ -54,25 +63,36 @@ class Subscriber:
         if self.dropped:
             return False
         if self.queue.qsize() >= self.buffer:
-            self.dropped = True
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(None)
-            self.gone.set()
+            reason = f"slow consumer: more than {self.buffer} messages behind"
+            self.close(Closing(SLOW_CONSUMER_CLOSE, reason, "slow_consumer"))
             return False
         self.queue.put_nowait(message)
         return True
+
+    def close(self, closing: Closing) -> None:
+        """Stop sending at once: drop what is queued and tell the socket why it closes."""
+        if self.closing is None:
+            self.closing = closing
+        self.dropped = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+        self.gone.set()
 
 
 class LiveHub:
     """This process's live subscribers and the task that feeds them."""
 
-    def __init__(self, kit: FeedKit) -> None:
+    def __init__(self, kit: FeedKit, *, metrics: FeedMetrics | None = None) -> None:
         self._kit = kit
+        self.metrics = metrics or default_feed_metrics()
         self._subscribers: set[Subscriber] = set()
         self._watermark = 0
         self._signal: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._revision: str | None = None
+        self._changed: asyncio.Event | None = None
+        self._following: asyncio.Task[None] | None = None
 
     async def subscribe(self, reader: Reader, filters: FeedFilters) -> Subscriber:
         """Add a subscriber; it gets events sequenced from now on."""
@@ -90,9 +110,41 @@ class LiveHub:
         """Forget a subscriber (its socket closed)."""
         self._subscribers.discard(subscriber)
 
+    async def changed(self, seconds: float) -> None:
+        """Return when this process starts running another bundle, or after `seconds`."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+            self._revision = self._kit.policy.revision
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), seconds)
+
+    def note_revision(self) -> bool:
+        """Wake every waiter of `changed` if the active revision moved; True when it did."""
+        revision = self._kit.policy.revision
+        if self._changed is None or revision == self._revision:
+            return False
+        self._revision = revision
+        self._changed.set()
+        self._changed = asyncio.Event()
+        return True
+
+    async def on_activation(self) -> None:
+        """Bus handler of activation notices: follow this process's watcher until it runs
+        the new bundle (the notice arrives here and there at about the same time)."""
+        if self._following is None or self._following.done():
+            self._following = asyncio.create_task(self._follow_activation())
+
+    async def _follow_activation(self) -> None:
+        for _ in range(int(ACTIVATION_WAIT_SECONDS / ACTIVATION_POLL_SECONDS)):
+            if self.note_revision():
+                return
+            await asyncio.sleep(ACTIVATION_POLL_SECONDS)
+
     async def on_notice(self, notice: FeedNotice | None) -> None:
-        """Bus handler: wake the fan-out on a notice; on a tick, sequence stragglers."""
+        """Bus handler: wake the fan-out on a notice; on a tick, sequence stragglers (and
+        notice a bundle swap whose notice was lost)."""
         if notice is None:
+            self.note_revision()
             await sequence_and_announce(self._kit, older_than_seconds=SWEEP_GRACE_SECONDS)
             return
         if self._signal is not None and notice.last > self._watermark:
@@ -100,6 +152,8 @@ class LiveHub:
 
     async def aclose(self) -> None:
         """Stop the fan-out task (idempotent)."""
+        if self._following is not None:
+            self._following.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):

@@ -2,7 +2,9 @@
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 
 import msgspec
@@ -10,14 +12,31 @@ from litestar import Request, Router, WebSocket, get, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Response
+from prometheus_client import Counter
+from redis.exceptions import RedisError
 
-from hub.feeds.live import SLOW_CONSUMER_CLOSE, Subscriber
+from hub.feeds.live import Subscriber
+from hub.feeds.live_access import (
+    CLOSE_CAP,
+    CLOSE_TRY_LATER,
+    Check,
+    Closing,
+    LivePass,
+    SocketLeases,
+    agency_refusal,
+    lease_seconds,
+    recheck,
+    token_deadline,
+    watch,
+)
 from hub.feeds.schemas import FeedFilters, FeedPage
 from hub.feeds.service import MAX_LIMIT, MAX_WAIT_SECONDS, Reader, read_media, read_page
 from hub.feeds.service import resolve_reader as _resolve
-from hub.kit.errors import ValidationError
+from hub.identity.mtls import CLIENT_CERT_KEY
+from hub.kit.errors import ForbiddenError, ValidationError
 from hub.kit.media_response import image_response
 from hub.policy.guard import current_decision_id, current_subject
+from hub.policy.schemas import RequestInfo
 from hub.runtime import ServicesDep
 
 AnyConnection = Request[Any, Any, Any] | WebSocket[Any, Any, Any]
@@ -110,33 +129,129 @@ async def live(
     cameras: CameraList = None,
 ) -> None:
     """New events as they are stored, released for this agency; a client that falls more
-    than the buffer behind is closed with 4008 and resumes over REST with its last cursor."""
+    than the buffer behind is closed with 4008 and resumes over REST with its last cursor.
+    The socket is checked again while open (live_access.py) and closed with 4401 (token
+    expired or revoked, client disabled), 4403 (policy or agency paused or disabled), 4409
+    (what it may see changed), 1013 (could not check) or 4429 (too many sockets)."""
     reader = await resolve_reader(services, socket)
+    refused = await agency_refusal(services.feeds, reader.agency)
+    if refused is not None:
+        raise ForbiddenError(refused.reason, code="agency_not_active")
+    pass_ = _live_pass(socket, reader)
+    deadline = await token_deadline(services.authn, pass_.headers)
+    leases = SocketLeases(
+        services.redis,
+        cap=services.settings.feeds_live_max_sockets_per_subject,
+        lease_seconds=lease_seconds(services.settings.feeds_live_recheck_seconds),
+    )
+    await socket.accept()
+    lease = await _take_lease(socket, services, leases, reader)
+    if lease is None:
+        return
+    gauge = services.feeds.live.metrics.live_sockets.labels(reader.agency)
     subscriber = await services.feeds.live.subscribe(
         reader, feed_filters(None, None, classes, cameras)
     )
+    gauge.inc()
     try:
-        await socket.accept()
-        await _serve(socket, subscriber)
+        check = partial(recheck, services.feeds, services.authn, pass_)
+        warden = partial(
+            _warden,
+            subscriber,
+            check,
+            services,
+            every=services.settings.feeds_live_recheck_seconds,
+            deadline=deadline,
+            renew=partial(leases.renew, reader.actor, lease),
+        )
+        await _serve(socket, subscriber, warden, closed=services.feeds.live.metrics.live_closed)
     finally:
+        gauge.dec()
         services.feeds.live.unsubscribe(subscriber)
+        await leases.give_back(reader.actor, lease)
 
 
-async def _serve(socket: WebSocket[Any, Any, Any], subscriber: Subscriber) -> None:
-    sender = asyncio.create_task(_send(socket, subscriber))
-    receiver = asyncio.create_task(_drain_client(socket))
-    dropped = asyncio.create_task(subscriber.gone.wait())
+def _live_pass(socket: WebSocket[Any, Any, Any], reader: Reader) -> LivePass:
+    """What let this socket in, as the guard saw it, kept for the re-checks."""
+    return LivePass(
+        headers=dict(socket.headers),
+        request=RequestInfo(
+            method=str(socket.scope.get("method", "GET")),
+            route=socket.scope.get("path_template", socket.url.path),
+            path=socket.url.path,
+            resource={k: str(v) for k, v in socket.path_params.items()},
+        ),
+        reader=reader,
+        client_cert=(socket.scope.get("state") or {}).get(CLIENT_CERT_KEY),
+    )
+
+
+async def _take_lease(
+    socket: WebSocket[Any, Any, Any], services: ServicesDep, leases: SocketLeases, reader: Reader
+) -> str | None:
+    """This socket's lease, or None after closing it (cap reached, Redis away)."""
+    closed = services.feeds.live.metrics.live_closed
     try:
-        await asyncio.wait({sender, receiver, dropped}, return_when=asyncio.FIRST_COMPLETED)
+        lease = await leases.take(reader.actor)
+    except (RedisError, OSError):
+        closed.labels("unavailable").inc()
+        await _close(socket, CLOSE_TRY_LATER, "cannot count this subject's sockets now")
+        return None
+    if lease is None:
+        closed.labels("cap").inc()
+        reason = f"too many live sockets for this subject (at most {leases.cap})"
+        await _close(socket, CLOSE_CAP, reason)
+    return lease
+
+
+async def _warden(
+    subscriber: Subscriber,
+    check: Check,
+    services: ServicesDep,
+    *,
+    every: float,
+    deadline: float | None,
+    renew: Callable[[], Awaitable[None]],
+) -> None:
+    """Re-check the socket until a check says close; then close the subscriber with it."""
+    try:
+        closing = await watch(
+            check, services.feeds.live.changed, every=every, deadline=deadline, on_pass=renew
+        )
+    except Exception as exc:  # a check that cannot run closes the socket (fail closed)
+        closing = Closing(CLOSE_TRY_LATER, f"cannot re-check: {type(exc).__name__}", "unavailable")
+    subscriber.close(closing)
+
+
+async def _serve(
+    socket: WebSocket[Any, Any, Any],
+    subscriber: Subscriber,
+    warden: Callable[[], Coroutine[Any, Any, None]],
+    *,
+    closed: Counter,
+) -> None:
+    tasks = {
+        asyncio.create_task(_send(socket, subscriber)),
+        asyncio.create_task(_drain_client(socket)),
+        asyncio.create_task(subscriber.gone.wait()),
+        asyncio.create_task(warden()),
+    }
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (sender, receiver, dropped):
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
                 await task
-    if subscriber.dropped and socket.connection_state != "disconnect":
-        reason = f"slow consumer: more than {subscriber.buffer} messages behind"
-        with contextlib.suppress(WebSocketDisconnect, OSError):
-            await socket.close(code=SLOW_CONSUMER_CLOSE, reason=reason)
+    closing = subscriber.closing
+    closed.labels("client" if closing is None else closing.label).inc()
+    if closing is not None and socket.connection_state != "disconnect":
+        await _close(socket, closing.code, closing.reason)
+
+
+async def _close(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:
+    with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+        await socket.close(code=code, reason=reason)
 
 
 async def _send(socket: WebSocket[Any, Any, Any], subscriber: Subscriber) -> None:

@@ -2,17 +2,12 @@
 
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 import msgspec
 
-from hub.delivery.agencies import agency_health, get_agency
+from hub.delivery.agencies import agency_health
 from hub.delivery.breaker import CircuitBreaker
 from hub.kit.db import Database
-from hub.kit.errors import NotFoundError
-from hub.policy.guard import Decider
-from hub.policy.release import release
-from hub.policy.schemas import Recipient
 
 WINDOW = timedelta(hours=24)
 
@@ -55,18 +50,6 @@ class Overview(msgspec.Struct, frozen=True, kw_only=True):
     notes: list[str] = []
 
 
-class DeliveryPreview(msgspec.Struct, frozen=True, kw_only=True):
-    """What a delivery would carry now: the record as released to its agency."""
-
-    delivery_id: UUID
-    agency: str
-    allowed: bool
-    reason: str
-    decision_id: str
-    record: dict[str, Any] | None
-    manifest: list[Any]
-
-
 async def read_overview(
     db: Database, breaker: CircuitBreaker, *, revision: str | None, now: datetime
 ) -> Overview:
@@ -101,44 +84,6 @@ async def read_overview(
         active_revision=revision,
         slo_burn_rates=None,
         notes=["SLO burn rates arrive with observability (issue 9)"],
-    )
-
-
-async def preview_delivery(
-    db: Database, policy: Decider, delivery_id: UUID, *, hash_key: bytes
-) -> DeliveryPreview:
-    """The delivery's event as `release()` would let its agency see it now."""
-    row = await db.pool.fetchrow(
-        """SELECT a.name, e.payload::text AS payload FROM delivery d
-           JOIN agency a ON a.id = d.agency_id
-           LEFT JOIN detection_event e ON e.id = d.event_pk AND e.captured_at = d.event_captured_at
-           WHERE d.id = $1""",
-        delivery_id,
-    )
-    if row is None or row["payload"] is None:
-        raise NotFoundError(f"no delivery {delivery_id} with a stored event")
-    _, agency = await get_agency(db, row["name"])
-    released = await release(
-        policy,
-        recipient=Recipient(
-            id=agency.name,
-            kind="agency",
-            jurisdictions=agency.jurisdictions,
-            clearance=agency.clearance,
-        ),
-        purpose=agency.purpose,
-        data_class="detection_event",
-        record=msgspec.json.decode(row["payload"]),
-        hash_master_key=hash_key,
-    )
-    return DeliveryPreview(
-        delivery_id=delivery_id,
-        agency=agency.name,
-        allowed=released.allowed,
-        reason=released.reason,
-        decision_id=released.decision_id,
-        record=released.record,
-        manifest=msgspec.to_builtins(released.manifest),
     )
 
 

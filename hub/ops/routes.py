@@ -1,13 +1,16 @@
 """Operations routes under `/v1/ops` (operators and admins; the overview also officers)."""
 
+from typing import Any
 from uuid import UUID
 
-from litestar import Router, get
+from litestar import Request, Router, get
 from litestar.params import FromPath
 
-from hub.delivery.kit import release_hash_key
 from hub.kit.clock import utcnow
-from hub.ops.overview import DeliveryPreview, Overview, preview_delivery, read_overview
+from hub.ops.overview import Overview, read_overview
+from hub.ops.schemas import DeliveryPreview
+from hub.ops.service import preview_delivery
+from hub.policy.guard import current_decision_id, current_subject
 from hub.runtime import ServicesDep
 
 
@@ -21,13 +24,17 @@ async def get_overview(services: ServicesDep) -> Overview:
     )
 
 
-async def get_preview(services: ServicesDep, delivery_id: FromPath[UUID]) -> DeliveryPreview:
-    """A delivery's event as its agency would receive it now (redacted by release policy)."""
+async def get_preview(
+    request: Request[Any, Any, Any], services: ServicesDep, delivery_id: FromPath[UUID]
+) -> DeliveryPreview:
+    """A delivery's ids, status and detection counts; never the record (operators are not
+    its recipient)."""
+    subject = current_subject(request)
     return await preview_delivery(
         services.db,
-        services.policy,
         delivery_id,
-        hash_key=release_hash_key(services.settings),
+        actor=f"{subject.kind}:{subject.id}",
+        decision_id=current_decision_id(request) or None,
     )
 
 
