@@ -11,6 +11,8 @@ from hub.delivery.kit import queue_name
 from hub.delivery.queue import DELIVER_FUNCTION
 from hub.ingest.jobs import ensure_partitions_job
 from hub.kit.logging import configure_logging
+from hub.media.jobs import reconcile_media_scans_job, scan_media
+from hub.media.service import SCAN_FUNCTION
 from hub.observability import ObservabilityKit, prepare_process
 from hub.observability.jobs import refresh_gauges_job
 from hub.retention.jobs import retention_sweep_job
@@ -53,6 +55,10 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             func(reconcile_deliveries_job, timeout=maintenance, keep_result=0),
             func(refresh_gauges_job, timeout=maintenance, keep_result=0),
             func(retention_sweep_job, timeout=maintenance, keep_result=0),
+            # The hub's scan of one image (job id <prefix>scan:<sha256>); a few tries ride out a
+            # crash, and reconcile queues whatever is still unscanned after that.
+            func(scan_media, name=SCAN_FUNCTION, timeout=maintenance, max_tries=3, keep_result=0),
+            func(reconcile_media_scans_job, timeout=maintenance, keep_result=0),
         ],
         "cron_jobs": [
             cron(ensure_partitions_job, hour={0, 12}, minute=5, run_at_startup=True, unique=True),
@@ -79,6 +85,15 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             cron(
                 retention_sweep_job,
                 minute=17,
+                unique=True,
+                timeout=maintenance,
+                keep_result=0,
+            ),
+            # Images not yet scanned (uploads whose job was lost), every minute.
+            cron(
+                reconcile_media_scans_job,
+                second=40,
+                run_at_startup=True,
                 unique=True,
                 timeout=maintenance,
                 keep_result=0,

@@ -31,6 +31,7 @@ TABLES = (
     "agency",
     "detection_event",
     "media_object",
+    "media_region",
     "delivery",
     "delivery_attempt",
     "audit_log",

@@ -1,4 +1,4 @@
-"""SQL of feeds: sequencing, pages, ranges for the live feed, media look-ups, acks."""
+"""SQL of feeds: sequencing, pages, ranges for the live feed, events naming an image, acks."""
 
 from collections.abc import Sequence
 from datetime import datetime
@@ -62,13 +62,6 @@ class FeedRow(msgspec.Struct, frozen=True, kw_only=True):
     payload: str
 
 
-class MediaFile(msgspec.Struct, frozen=True, kw_only=True):
-    """Where a stored image lives and what it is."""
-
-    content_type: str
-    storage_path: str
-
-
 async def has_pending(conn: asyncpg.Connection, *, older_than_seconds: float) -> bool:
     """Whether committed events wait for a position for longer than the given time."""
     return bool(
@@ -124,29 +117,25 @@ async def last_seq(conn: asyncpg.Connection) -> int:
 async def select_media_events(
     conn: asyncpg.Connection, *, sha256: str, limit: int
 ) -> list[FeedRow]:
-    """The newest feed events that reference an image."""
+    """One feed event (the newest) per distinct release input (camera, jurisdiction, set of
+    labels: all a release rule may consult) among those that reference an image; up to
+    `limit + 1`, so the caller can tell that more exist than it will decide."""
     rows = await conn.fetch(
-        """SELECT f.seq, e.event_id, e.camera_id, e.classes, e.captured_at,
-                  e.payload::text AS payload
-           FROM feed_entry f
-           JOIN detection_event e ON e.id = f.event_pk AND e.captured_at = f.captured_at
-           WHERE f.media_sha256 @> ARRAY[$1]::text[] AND e.disposition = 'accepted'
-           ORDER BY f.seq DESC
-           LIMIT $2""",
+        """SELECT seq, event_id, camera_id, classes, captured_at, payload FROM (
+               SELECT DISTINCT ON (e.camera_id, e.classes, e.payload ->> 'jurisdiction')
+                      f.seq, e.event_id, e.camera_id, e.classes, e.captured_at,
+                      e.payload::text AS payload
+               FROM feed_entry f
+               JOIN detection_event e ON e.id = f.event_pk AND e.captured_at = f.captured_at
+               WHERE f.media_sha256 @> ARRAY[$1]::text[] AND e.disposition = 'accepted'
+               ORDER BY e.camera_id, e.classes, e.payload ->> 'jurisdiction', f.seq DESC
+           ) AS candidates
+           ORDER BY seq DESC
+           LIMIT $2 + 1""",
         sha256,
         limit,
     )
     return [_row(r) for r in rows]
-
-
-async def select_media_file(conn: asyncpg.Connection, *, sha256: str) -> MediaFile | None:
-    """The stored image's type and path, if it was uploaded."""
-    row = await conn.fetchrow(
-        "SELECT content_type, storage_path FROM media_object WHERE sha256 = $1", sha256
-    )
-    if row is None:
-        return None
-    return MediaFile(content_type=row["content_type"], storage_path=row["storage_path"])
 
 
 async def insert_acks(

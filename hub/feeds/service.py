@@ -14,7 +14,6 @@ from typing import Any
 import msgspec
 
 from hub.audit import AuditEntry, append_entry
-from hub.contracts.detection_v1 import Detection
 from hub.feeds import repository
 from hub.feeds.errors import MediaNotFoundError, NotAnAgencyError
 from hub.feeds.kit import FeedKit
@@ -23,6 +22,7 @@ from hub.feeds.rules import decode_cursor, encode_cursor, etag_matches, page_eta
 from hub.feeds.schemas import AckResult, Channel, FeedFilters, FeedItem, FeedNotice, FeedPage
 from hub.identity.schemas import Subject
 from hub.kit.errors import UnavailableError
+from hub.media import load_image, read_stored
 from hub.policy.release import Released, release, release_media
 from hub.policy.schemas import Recipient
 from hub.retention import hydrate, keys_for
@@ -31,7 +31,9 @@ MAX_LIMIT = 500
 MAX_WAIT_SECONDS = 30.0
 # Pending events older than this are sequenced by readers' processes too (crash recovery).
 SWEEP_GRACE_SECONDS = 2.0
-MEDIA_CANDIDATES = 20
+# Distinct release inputs (camera, jurisdiction, labels) decided per image request; an image
+# referenced by more is withheld rather than released on a partial view.
+MEDIA_CANDIDATES = 50
 
 
 class Reader(msgspec.Struct, frozen=True, kw_only=True):
@@ -205,58 +207,52 @@ async def release_payload(
 
 
 async def read_media(kit: FeedKit, reader: Reader, *, sha256: str) -> tuple[bytes, str, str]:
-    """An image as the reader's agency may see it (blurred as its release says), with its
-    content type and decision id; 404 unless a releasable event references it."""
+    """An image as the reader's agency may see it, with its content type and the decision id
+    that granted it; 404 unless a releasable event references it.
+
+    Every distinct release input among the events referencing the image is decided (not just
+    the newest event's), and the blur covers every region known on the image, whichever
+    event or scan reported it (`release_media`).
+    """
     async with kit.db.transaction() as conn:
-        stored = await repository.select_media_file(conn, sha256=sha256)
         rows = await repository.select_media_events(conn, sha256=sha256, limit=MEDIA_CANDIDATES)
-    decisions: list[str] = []
-    for row in rows if stored is not None else []:
-        released = await release_payload(kit, reader, row.payload, data_class="snapshot")
-        decisions.append(released.decision_id)
-        if not released.allowed or stored is None:
-            continue
-        image = await asyncio.to_thread(_read_file, kit, stored.storage_path)
-        detections = msgspec.convert(
-            msgspec.json.decode(row.payload).get("detections", []), list[Detection]
-        )
-        shown = (
-            None
-            if image is None
-            else release_media(
-                released, image=image, content_type=stored.content_type, detections=detections
-            )
-        )
-        if shown is not None:
-            await _audit(
-                kit,
-                reader,
-                "media",
-                "feeds.media.read",
-                seqs=[row.seq],
-                withheld=[],
-                decision_ids=decisions,
-                target=f"media:{sha256}",
-            )
-            return shown, stored.content_type, released.decision_id
+    image = await load_image(kit.db, sha256=sha256) if rows else None
+    decisions: list[Released] = []
+    if image is not None and len(rows) <= MEDIA_CANDIDATES:  # more: not all accounted for
+        for record in await hydrate_payloads(kit, [row.payload for row in rows]):
+            decisions.append(await release_payload(kit, reader, record, data_class="snapshot"))
+    shown = None
+    if decisions and image is not None:
+        data = await asyncio.to_thread(read_stored, kit.media_root, image.storage_path)
+        shown = await release_media(decisions, image=image, data=data)
+    granted = next((d for d in decisions if d.allowed), None)
+    ids = [d.decision_id for d in decisions]
+    if shown is None or image is None or granted is None:
+        await _media_audit(kit, reader, sha256, "feeds.media.refused", [], rows, ids)
+        raise MediaNotFoundError("no such image")
+    await _media_audit(kit, reader, sha256, "feeds.media.read", rows, [], ids)
+    return shown, image.content_type, granted.decision_id
+
+
+async def _media_audit(
+    kit: FeedKit,
+    reader: Reader,
+    sha256: str,
+    action: str,
+    shown: list[FeedRow],
+    withheld: list[FeedRow],
+    decision_ids: list[str],
+) -> None:
     await _audit(
         kit,
         reader,
         "media",
-        "feeds.media.refused",
-        seqs=[],
-        withheld=[r.seq for r in rows],
-        decision_ids=decisions,
+        action,
+        seqs=[r.seq for r in shown],
+        withheld=[r.seq for r in withheld],
+        decision_ids=decision_ids,
         target=f"media:{sha256}",
     )
-    raise MediaNotFoundError("no such image")
-
-
-def _read_file(kit: FeedKit, storage_path: str) -> bytes | None:
-    path = (kit.media_root / storage_path).resolve()
-    if not path.is_relative_to(kit.media_root.resolve()) or not path.is_file():
-        return None
-    return path.read_bytes()
 
 
 async def acknowledge(kit: FeedKit, reader: Reader, *, seqs: list[int]) -> AckResult:

@@ -9,7 +9,6 @@ console recipient (`compliance-console` in release policy), never as stored.
 
 import asyncio
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
@@ -18,11 +17,11 @@ import msgspec
 
 from hub.audit import AuditEntry, append_entry
 from hub.audit.schemas import Detail
-from hub.contracts.detection_v1 import Detection
 from hub.identity.schemas import Subject
 from hub.kit.clock import Clock, utcnow
 from hub.kit.db import Database
 from hub.kit.errors import ConflictError, NotFoundError
+from hub.media import load_image, read_stored
 from hub.policy.guard import Decider
 from hub.policy.release import Released, release, release_media
 from hub.policy.schemas import Recipient
@@ -293,29 +292,39 @@ async def incident_media(
     """A snapshot of a linked event as this officer may see it (blurred), its type and the
     release decision id; 404 when no linked event carries it or release withholds it."""
     _, _, rows = await _read_all(db, incident_id)
-    stored = await db.pool.fetchrow(
-        "SELECT content_type, storage_path FROM media_object WHERE sha256 = $1", sha256
+    shown = await release_linked_media(
+        db, policy, rows, sha256, subject=subject, hash_key=hash_key, media_root=media_root
     )
+    if shown is None:
+        raise NotFoundError("no releasable image of a linked event", code="media_not_found")
+    return shown
+
+
+async def release_linked_media(
+    db: Database,
+    policy: Decider,
+    rows: list[EventRow],
+    sha256: str,
+    *,
+    subject: Subject,
+    hash_key: bytes,
+    media_root: str,
+) -> tuple[bytes, str, str] | None:
+    """An image as released to the officer through the linked events that reference it
+    (blurred by every region known on it), its type and the granting decision id; None when
+    withheld."""
+    linked = [row for row in rows if sha256 in media_of(row)]
+    image = await load_image(db, sha256=sha256) if linked else None
+    if image is None:
+        return None
     recipient = console_recipient(subject)
-    for row in rows:
-        if stored is None or row.payload is None or sha256 not in _media_of(row.payload):
-            continue
-        released = await _release_row(policy, row, recipient, "snapshot", hash_key)
-        image = await asyncio.to_thread(read_media, media_root, stored["storage_path"])
-        if not released.allowed or image is None:
-            continue
-        detections = msgspec.convert(
-            msgspec.json.decode(row.payload).get("detections", []), list[Detection]
-        )
-        shown = release_media(
-            released,
-            image=image,
-            content_type=stored["content_type"],
-            detections=detections,
-        )
-        if shown is not None:
-            return shown, stored["content_type"], released.decision_id
-    raise NotFoundError("no releasable image of a linked event", code="media_not_found")
+    decisions = [await _release_row(policy, r, recipient, "snapshot", hash_key) for r in linked]
+    data = await asyncio.to_thread(read_stored, media_root, image.storage_path)
+    shown = await release_media(decisions, image=image, data=data)
+    granted = next((d for d in decisions if d.allowed), None)
+    if shown is None or granted is None:
+        return None
+    return shown, image.content_type, granted.decision_id
 
 
 async def read_for_export(
@@ -408,15 +417,6 @@ def _linked(row: EventRow, released: Released) -> LinkedEvent:
         record=released.record,
         media=media_of(row) if released.allowed else [],
     )
-
-
-def read_media(media_root: str, storage_path: str) -> bytes | None:
-    """The bytes of a stored snapshot, or None when it is missing or outside the media root."""
-    root = Path(media_root).resolve()
-    path = (root / storage_path).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        return None
-    return path.read_bytes()
 
 
 def _media_of(payload: str) -> list[str]:

@@ -6,7 +6,6 @@ Records and images enter a package only through `release()`: evidence never carr
 than the officer who exported it may see.
 """
 
-import asyncio
 import hashlib
 import io
 import zipfile
@@ -24,14 +23,12 @@ from hub.audit import (
     verify_manifest,
 )
 from hub.audit.schemas import Detail
-from hub.contracts.detection_v1 import Detection
 from hub.identity.schemas import Subject
 from hub.incidents import cases
 from hub.kit.clock import Clock, utcnow
 from hub.kit.db import Database
 from hub.kit.errors import BadRequestError
 from hub.policy.guard import Decider
-from hub.policy.release import release_media
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
@@ -133,24 +130,10 @@ async def _released_image(
     hash_key: bytes,
     media_root: str,
 ) -> tuple[bytes, str] | None:
-    stored = await db.pool.fetchrow(
-        "SELECT content_type, storage_path FROM media_object WHERE sha256 = $1", sha
+    shown = await cases.release_linked_media(
+        db, policy, [row], sha, subject=subject, hash_key=hash_key, media_root=media_root
     )
-    if stored is None or row.payload is None:
-        return None
-    released = await cases.release_event(
-        policy, row, subject=subject, data_class="snapshot", hash_key=hash_key
-    )
-    image = await asyncio.to_thread(cases.read_media, media_root, stored["storage_path"])
-    if image is None:
-        return None
-    detections = msgspec.convert(
-        msgspec.json.decode(row.payload).get("detections", []), list[Detection]
-    )
-    shown = release_media(
-        released, image=image, content_type=stored["content_type"], detections=detections
-    )
-    return None if shown is None else (shown, EXTENSIONS.get(stored["content_type"], "bin"))
+    return None if shown is None else (shown[0], EXTENSIONS.get(shown[1], "bin"))
 
 
 def _zip(files: dict[str, bytes], signed: SignedManifest) -> bytes:

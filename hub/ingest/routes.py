@@ -13,6 +13,7 @@ from hub.ingest.decider import PolicyIngestDecider
 from hub.ingest.service import IngestDeps, accept_batch, store_media
 from hub.kit.errors import ForbiddenError, UnsupportedMediaTypeError, ValidationError
 from hub.kit.images import check_pixels
+from hub.media import request_scans
 from hub.observability import default_metrics, span
 from hub.policy.guard import current_subject
 from hub.runtime import ServicesDep
@@ -86,6 +87,10 @@ async def post_media(
         content_type=content_type,
         data=body,
         capacity=services.retention.capacity.check,
+    )
+    # After commit: the hub's own scan of the image runs in the worker, off this request.
+    await request_scans(
+        services.redis, queue_name=services.delivery.queue.queue_name, shas=[stored.sha256]
     )
     return MediaResult(sha256=stored.sha256, size=stored.size, created=stored.created)
 

@@ -25,6 +25,7 @@ from hub.kit.clock import Clock, utcnow
 from hub.kit.db import Database
 from hub.kit.errors import UnsupportedMediaTypeError, ValidationError
 from hub.kit.storage import BlobStore
+from hub.media import record_event_regions
 from hub.retention import KeyRing, seal_events
 
 
@@ -147,6 +148,11 @@ async def _store(
         )
         if fresh
         else set()
+    )
+    # Redaction belongs to the image: every new event's boxes become regions of the images
+    # it references, in this transaction (hub.media).
+    await record_event_regions(
+        conn, node_id=node_id, events=[p.event for p in fresh if p.event.event_id in inserted]
     )
     raced = [p.event.event_id for p in fresh if p.event.event_id not in inserted]
     if raced:  # another request stored them between our look-up and our insert

@@ -35,3 +35,7 @@ class MediaObject(Table, tablename="media_object"):
     storage_path = Text()
     node_id = UUID(null=True, default=None)
     created_at = Timestamptz()
+    # The hub's own scan (hub.media): NULL until it ran; a failed scan counts as none.
+    scanned_at = Timestamptz(null=True, default=None)
+    scanned_by = Text(null=True, default=None)
+    scan_error = Text(null=True, default=None)

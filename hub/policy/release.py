@@ -1,15 +1,21 @@
 """`release()`: the only way data leaves the hub. It asks `hub/release/decision`, applies the
 redactions and hands back the record with its decision id and a manifest of what changed.
 
-A denied release returns no record at all. Media are released through `release_media`,
-which blurs the regions the decision names; an image that cannot be processed is withheld.
+A denied release returns no record at all. Images are released through `release_media`:
+redaction is a property of the image, not of the event that asked for it, so it blurs every
+region known on the image (from every event that references it and from the hub's own scan)
+of each class the recipient's releases say to blur. What cannot be accounted for (no
+releasing decision, a policy error, an image not scanned yet for a recipient that blurs, an
+image that cannot be decoded) is withheld, never sent in the clear.
 """
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
-from hub.contracts.detection_v1 import Detection
+from hub.media import KnownImage
 from hub.policy.guard import Decider
 from hub.policy.media import MediaError, blur_regions
 from hub.policy.redaction import AppliedRedaction, apply_redactions, recipient_hash_key
@@ -99,15 +105,38 @@ def release_cache_key(
     )
 
 
-def release_media(
-    released: Released, *, image: bytes, content_type: str, detections: list[Detection]
+async def release_media(
+    decisions: Sequence[Released], *, image: KnownImage, data: bytes | None
 ) -> bytes | None:
-    """The image as this release may show it (regions blurred), or None when withheld."""
-    if not released.allowed:
+    """The image as the recipient may see it, or None when withheld; the pixel work runs in
+    a worker thread, off the event loop.
+
+    `decisions` are the recipient's releases (data class `snapshot`) of the events through
+    which it asks for the image; one allowing release grants it, and the blur classes are
+    the union of every allowing release's media obligations.
+    """
+    return await asyncio.to_thread(release_image, decisions, image=image, data=data)
+
+
+def release_image(
+    decisions: Sequence[Released], *, image: KnownImage, data: bytes | None
+) -> bytes | None:
+    """`release_media`'s work (blocking): blur the union of the image's regions of every class
+    the allowing releases name; None when anything is unaccounted for."""
+    if data is None or not decisions or any(d.error is not None for d in decisions):
         return None
-    classes = {c for obligation in released.media for c in obligation.classes}
-    boxes = [d.box for d in detections if d.label in classes]
+    allowed = [d for d in decisions if d.allowed]
+    if not allowed:
+        return None
+    classes = {c for d in allowed for obligation in d.media for c in obligation.classes}
+    if not classes:
+        return data
+    if not image.scanned:
+        return None  # the hub has not looked for what the edge may have missed
+    boxes = [region.box for region in image.regions if region.label in classes]
+    if not boxes:
+        return data
     try:
-        return blur_regions(image, boxes, content_type=content_type) if boxes else image
+        return blur_regions(data, boxes, content_type=image.content_type)
     except MediaError:
         return None

@@ -13,6 +13,7 @@ from litestar.testing import AsyncTestClient
 from PIL import Image
 
 from hub.app import create_app
+from hub.media import scan_image
 from hub.retention.schemas import ForgetRequest
 from hub.retention.service import forget
 from hub.runtime import Services
@@ -27,6 +28,7 @@ from tests.hub.feeds.builders import (
     upload_media,
     upload_to,
 )
+from tests.hub.media.builders import scan_kit
 from tests.support import EdgeNode, ThreadedServer
 
 pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.commits]
@@ -249,7 +251,11 @@ def _stripe_contrast(data: bytes, box: tuple[int, int, int, int]) -> int:
 
 
 async def test_media_is_blurred_for_the_agency_and_hidden_from_others(
-    feed_client: AsyncTestClient, edge_node: EdgeNode, tokens: dict[str, str], settings: Settings
+    feed_client: AsyncTestClient,
+    services: Services,
+    edge_node: EdgeNode,
+    tokens: dict[str, str],
+    settings: Settings,
 ) -> None:
     data, sha = striped_png()
     await upload_media(feed_client, edge_node, data, sha)
@@ -262,6 +268,7 @@ async def test_media_is_blurred_for_the_agency_and_hidden_from_others(
         }
     )
     await upload(feed_client, edge_node, north)
+    await scan_image(services.db, scan_kit(settings.media_dir), sha256=sha)
     police = tokens["police"]
     transit = tokens["transit"]
 

@@ -1,0 +1,47 @@
+"""arq jobs of media: scan one image (job id `<prefix>scan:<sha256>`), and the reconcile cron that
+queues every image still unscanned (after a lost Redis, a crash, or a missing model)."""
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import structlog
+
+from hub.media.scan import ScannerUnavailableError
+from hub.media.service import ScanKit, request_scans, scan_image, unscanned
+
+log = structlog.get_logger("hub.media.jobs")
+
+
+def _kit(ctx: dict[str, Any]) -> ScanKit:
+    """The worker's scan kit (one scanner per worker process, built on first use)."""
+    kit: ScanKit | None = ctx.get("media_scans")
+    if kit is None:
+        kit = ctx["media_scans"] = ScanKit(media_root=Path(ctx["services"].settings.media_dir))
+    return kit
+
+
+async def scan_media(ctx: dict[str, Any], sha256: str) -> dict[str, Any]:
+    """Scan one stored image with the hub's models; a no-op once it is scanned."""
+    services = ctx["services"]
+    try:
+        outcome = await scan_image(services.db, _kit(ctx), sha256=sha256)
+    except ScannerUnavailableError as exc:
+        # The image stays unscanned (withheld from recipients that blur); reconcile retries.
+        log.error("media scan impossible here", sha256=sha256, error=str(exc))
+        return {"sha256": sha256, "status": "unavailable"}
+    log.info("media scanned", **msgspec.to_builtins(outcome))
+    result: dict[str, Any] = msgspec.to_builtins(outcome)
+    return result
+
+
+async def reconcile_media_scans_job(ctx: dict[str, Any]) -> dict[str, int]:
+    """Queue a scan for every image the hub has not scanned yet."""
+    services = ctx["services"]
+    shas = await unscanned(services.db)
+    queued = await request_scans(
+        services.redis, queue_name=services.delivery.queue.queue_name, shas=shas
+    )
+    if shas:
+        log.info("unscanned media queued", unscanned=len(shas), queued=queued)
+    return {"unscanned": len(shas), "queued": queued}

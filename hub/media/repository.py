@@ -1,0 +1,119 @@
+"""SQL of media regions and the hub's scan state; the only module that queries them."""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+
+from hub.contracts.detection_v1 import BoundingBox
+from hub.media.schemas import KnownImage, Region, RegionCreate
+
+_INSERT = """
+INSERT INTO media_region (sha256, source, label, x, y, width, height, node_id, event_id)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[],
+                     $6::float8[], $7::float8[], $8::uuid[], $9::uuid[])
+"""
+
+
+async def insert_regions(conn: asyncpg.Connection, regions: Sequence[RegionCreate]) -> int:
+    """Record regions in one statement, in the caller's transaction; returns how many."""
+    if not regions:
+        return 0
+    columns: tuple[list[object], ...] = ([], [], [], [], [], [], [], [], [])
+    for item in regions:
+        box = item.region.box
+        values = (
+            item.sha256,
+            item.region.source,
+            item.region.label,
+            box.x,
+            box.y,
+            box.width,
+            box.height,
+            item.node_id,
+            item.event_id,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    await conn.execute(_INSERT, *columns)
+    return len(regions)
+
+
+async def select_image(conn: asyncpg.Connection, *, sha256: str) -> KnownImage | None:
+    """The stored image with all its regions (edge and hub), or None if never uploaded."""
+    row = await conn.fetchrow(
+        """SELECT content_type, storage_path,
+                  scanned_at IS NOT NULL AND scan_error IS NULL AS scanned
+           FROM media_object WHERE sha256 = $1""",
+        sha256,
+    )
+    if row is None:
+        return None
+    regions = await conn.fetch(
+        """SELECT label, x, y, width, height, source FROM media_region
+           WHERE sha256 = $1 ORDER BY id""",
+        sha256,
+    )
+    return KnownImage(
+        sha256=sha256,
+        content_type=row["content_type"],
+        storage_path=row["storage_path"],
+        scanned=row["scanned"],
+        regions=[_region(r) for r in regions],
+    )
+
+
+async def select_unscanned(conn: asyncpg.Connection, *, limit: int) -> list[str]:
+    """Images the hub has not scanned yet, oldest first."""
+    rows = await conn.fetch(
+        """SELECT sha256 FROM media_object WHERE scanned_at IS NULL
+           ORDER BY created_at LIMIT $1""",
+        limit,
+    )
+    return [r["sha256"] for r in rows]
+
+
+async def select_scan_state(conn: asyncpg.Connection, *, sha256: str) -> asyncpg.Record | None:
+    """The image's file and scan state (content_type, storage_path, scanned_at)."""
+    return await conn.fetchrow(
+        "SELECT content_type, storage_path, scanned_at FROM media_object WHERE sha256 = $1",
+        sha256,
+    )
+
+
+async def lock_for_scan(conn: asyncpg.Connection, *, sha256: str) -> asyncpg.Record | None:
+    """The image's file and scan state, row-locked so two scans of it record one result."""
+    return await conn.fetchrow(
+        """SELECT content_type, storage_path, scanned_at FROM media_object
+           WHERE sha256 = $1 FOR UPDATE""",
+        sha256,
+    )
+
+
+async def record_scan(
+    conn: asyncpg.Connection,
+    *,
+    sha256: str,
+    regions: Sequence[RegionCreate],
+    scanned_by: str,
+    error: str | None,
+    at: datetime,
+) -> None:
+    """Replace the hub's regions of an image with a scan's and mark it scanned (or failed)."""
+    await conn.execute("DELETE FROM media_region WHERE sha256 = $1 AND source = 'hub'", sha256)
+    await insert_regions(conn, regions)
+    await conn.execute(
+        """UPDATE media_object SET scanned_at = $2, scanned_by = $3, scan_error = $4
+           WHERE sha256 = $1""",
+        sha256,
+        at,
+        scanned_by,
+        error,
+    )
+
+
+def _region(r: asyncpg.Record) -> Region:
+    # Stored boxes were valid when written; rounding in float8 cannot push them past the
+    # contract's tolerance, so no re-validation is needed.
+    box = BoundingBox(x=r["x"], y=r["y"], width=r["width"], height=r["height"])
+    return Region(label=r["label"], box=box, source=r["source"])

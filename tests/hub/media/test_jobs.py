@@ -1,0 +1,76 @@
+"""The scan and its reconcile cron through a real arq worker in burst mode on real Redis."""
+
+import hashlib
+
+import pytest
+from arq import create_pool
+from arq.connections import RedisSettings
+from arq.worker import Worker
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+
+from hub.media import load_image
+from hub.media.service import scan_job_id
+from hub.runtime import Services
+from hub.settings import Settings
+from hub.worker import worker_options
+from tests.hub.feeds.builders import upload_media
+from tests.hub.media.builders import unique_frame
+from tests.support import EdgeNode
+
+pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.commits, pytest.mark.slow]
+
+
+async def _burst(settings: Settings, *functions: str) -> None:
+    """Run a burst worker until the queue is empty; with `functions`, enqueue those first."""
+    options = worker_options(settings)
+    options.pop("cron_jobs")  # run exactly what is queued
+    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+    try:
+        for name in functions:
+            await pool.enqueue_job(name, _queue_name=options["queue_name"])
+    finally:
+        await pool.aclose()
+    worker = Worker(**options, burst=True)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+
+async def test_an_upload_queues_its_scan_and_the_worker_runs_it(
+    client: AsyncTestClient, services: Services, edge_node: EdgeNode, settings: Settings
+) -> None:
+    frame = unique_frame()
+    sha = hashlib.sha256(frame).hexdigest()
+    await upload_media(client, edge_node, frame, sha)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        queued = await redis.zrange(f"{settings.redis_prefix}arq:queue", 0, -1)
+        assert scan_job_id(services.redis, sha).encode() in queued
+    finally:
+        await redis.aclose()
+    await _burst(settings)
+    image = await load_image(services.db, sha256=sha)
+    assert image is not None
+    assert image.scanned
+    assert {r.label for r in image.regions if r.source == "hub"} == {"face", "plate"}
+
+
+async def test_reconcile_scans_what_lost_its_job(
+    client: AsyncTestClient, services: Services, edge_node: EdgeNode, settings: Settings
+) -> None:
+    frame = unique_frame()
+    sha = hashlib.sha256(frame).hexdigest()
+    await upload_media(client, edge_node, frame, sha)
+    redis = Redis.from_url(settings.redis_url)
+    try:  # Redis lost the job (a flush, a failover): only PostgreSQL knows the image
+        job = scan_job_id(services.redis, sha)
+        await redis.delete(f"arq:job:{job}")
+        await redis.zrem(f"{settings.redis_prefix}arq:queue", job)
+    finally:
+        await redis.aclose()
+    await _burst(settings, "reconcile_media_scans_job")
+    image = await load_image(services.db, sha256=sha)
+    assert image is not None
+    assert image.scanned
