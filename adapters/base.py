@@ -6,8 +6,10 @@ whether trying again could help. The worker owns retries, backoff and dead lette
 adapter makes exactly one attempt per call and never sleeps or loops on its own.
 
 Adapters are found through the `hub.adapters` entry-point group: the entry point's name is
-the adapter kind and its value a zero-argument factory returning an `Adapter`. A third party
-ships one in its own distribution without touching the hub.
+the adapter kind and its value a factory taking the hub's `EgressGuard` (keyword `egress`)
+and returning an `Adapter`. A third party ships one in its own distribution without touching
+the hub. Every HTTP client an adapter makes uses the guard's transports (adapters/egress.py),
+so endpoints reach only permitted addresses and answers are read with a cap.
 """
 
 from collections.abc import Mapping
@@ -15,6 +17,8 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import msgspec
+
+from adapters.egress import EgressGuard
 
 # Errors and receipts carry at most this much text (attempt rows bound their error column).
 MAX_DETAIL_CHARS = 1000
@@ -85,6 +89,8 @@ class Adapter(Protocol):
     """One agency protocol. Instances live for a worker process and may hold connection pools."""
 
     kind: str
+    # The egress policy this adapter's clients enforce; registration checks `urls` with it.
+    egress: EgressGuard
 
     def parse_config(self, raw: Mapping[str, Any]) -> Any:
         """Validate an agency's configuration (at registration and before each delivery);
@@ -93,6 +99,10 @@ class Adapter(Protocol):
 
     def endpoint(self, config: Any) -> str:
         """Where the agency is reached, for listings (never includes secrets)."""
+        ...
+
+    def urls(self, config: Any) -> list[str]:
+        """Every URL this configuration makes the adapter contact (token endpoints too)."""
         ...
 
     async def deliver(self, message: Message, config: Any) -> Receipt:

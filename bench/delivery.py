@@ -101,6 +101,8 @@ class Scratch:
             db_pool_max=20,
             backpressure_max_backlog=10_000_000,
             backpressure_max_queue=10_000_000,
+            # The bench's receivers listen on loopback, which agencies reach only if allowed.
+            agency_allowed_networks="127.0.0.1/32",
         )
 
     def env(self) -> dict[str, str]:

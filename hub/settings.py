@@ -87,6 +87,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     breaker_open_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
     # An agency failing without a success for this long is paused (and an alert logged).
     agency_auto_pause_seconds: Annotated[int, msgspec.Meta(ge=10)] = 900
+    # Networks (comma-separated CIDRs) agency endpoints may resolve to besides public
+    # addresses, e.g. "127.0.0.1/32" for a receiver on this machine; checked at registration
+    # and at every connect.
+    agency_allowed_networks: str = ""
     # Back-pressure: ingest answers 503 when due-but-undelivered rows or queued jobs pass these.
     backpressure_max_backlog: Positive = 100_000
     backpressure_max_queue: Positive = 100_000

@@ -97,6 +97,8 @@ def settings(
         db_pool_max=10,
         log_json=False,
         log_level="warning",
+        # Receivers in tests listen on loopback; agency endpoints reach it only when allowed.
+        agency_allowed_networks="127.0.0.1/32",
     )
 
 

@@ -7,13 +7,14 @@ record into an error message.
 """
 
 from adapters.base import Adapter
+from adapters.egress import EgressGuard
 from adapters.rest.adapter import RestAdapter
 from adapters.rest.config import OAuth2Config, RestConfig, parse_config
 
 
-def create() -> Adapter:
+def create(*, egress: EgressGuard) -> Adapter:
     """A new REST adapter (the `hub.adapters` entry point)."""
-    return RestAdapter()
+    return RestAdapter(egress=egress)
 
 
 __all__ = ["OAuth2Config", "RestAdapter", "RestConfig", "create", "parse_config"]

@@ -16,6 +16,7 @@ from adapters.base import (
     classify_status,
     parse_retry_after,
 )
+from adapters.egress import EgressGuard
 from adapters.rest.config import RestConfig, parse_config
 from adapters.rest.envelope import encode_body, signed_headers, trace_headers, utc_now
 from adapters.rest.tokens import TokenCache
@@ -39,9 +40,11 @@ class RestAdapter:
 
     kind = "rest"
 
-    def __init__(self) -> None:
-        self._clients = ClientPool()
-        self._tokens = TokenCache()
+    def __init__(self, *, egress: EgressGuard | None = None) -> None:
+        self.egress = egress or EgressGuard()
+        # Answers are read only up to MAX_RESPONSE_BYTES; the transport's own cap sits above.
+        self._clients = ClientPool(self.egress, max_response_bytes=16 * MAX_RESPONSE_BYTES)
+        self._tokens = TokenCache(self.egress)
 
     def parse_config(self, raw: Mapping[str, Any]) -> RestConfig:
         """Validate an agency's REST configuration; `ConfigError` names the bad field."""
@@ -50,6 +53,10 @@ class RestAdapter:
     def endpoint(self, config: RestConfig) -> str:
         """The webhook URL (validated to carry no credentials)."""
         return config.url
+
+    def urls(self, config: RestConfig) -> list[str]:
+        """The webhook URL and, with OAuth2, the token endpoint."""
+        return [config.url] + ([config.oauth2.token_url] if config.oauth2 else [])
 
     async def deliver(self, message: Message, config: RestConfig) -> Receipt:
         """POST the signed message once; a 401 with a cached token earns one retry."""

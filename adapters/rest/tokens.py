@@ -15,9 +15,12 @@ from typing import Any
 import httpx
 
 from adapters.base import DeliveryError, PermanentError, RetryableError, classify_status
+from adapters.egress import EgressGuard
 from adapters.rest.config import OAuth2Config, RestConfig
 from adapters.rest.transport import TlsKey, ssl_context, tls_key
 
+# A token answer is a small JSON object; more than this is not one.
+MAX_TOKEN_ANSWER_BYTES = 64 * 1024
 # Refresh this long before expiry (capped at a tenth of the lifetime for short-lived tokens).
 REFRESH_MARGIN_SECONDS = 30.0
 # OAuth2 errors that say "try later"; every other error code is a configuration problem.
@@ -60,7 +63,8 @@ def _slot_key(oauth2: OAuth2Config, tls: TlsKey) -> tuple[object, ...]:
 class TokenCache:
     """Access tokens by OAuth2 client; `invalidate` drops one the agency refused."""
 
-    def __init__(self) -> None:
+    def __init__(self, egress: EgressGuard) -> None:
+        self.egress = egress
         self._slots: dict[tuple[object, ...], _Slot] = {}
 
     async def token_for(self, config: RestConfig, oauth2: OAuth2Config) -> str:
@@ -99,7 +103,9 @@ class TokenCache:
                 scope=oauth2.scope,
                 token_endpoint=oauth2.token_url,
                 grant_type="client_credentials",
-                verify=ssl_context(tls_key(config)),
+                transport=self.egress.async_transport(
+                    verify=ssl_context(tls_key(config)), max_response_bytes=MAX_TOKEN_ANSWER_BYTES
+                ),
                 trust_env=False,
             )
             slot = self._slots[key] = _Slot(client)

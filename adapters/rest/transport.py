@@ -9,6 +9,7 @@ import ssl
 import httpx
 
 from adapters.base import PermanentError
+from adapters.egress import EgressGuard
 from adapters.rest.config import RestConfig
 
 # (client certificate, client key, CA bundle): what makes two agencies' TLS setups differ.
@@ -43,21 +44,22 @@ def ssl_context(key: TlsKey) -> ssl.SSLContext:
     return context
 
 
-def build_client(key: TlsKey) -> httpx.AsyncClient:
-    """A pooled client for one TLS setup; per-request timeouts come from each agency."""
-    return httpx.AsyncClient(
-        verify=ssl_context(key),
-        limits=LIMITS,
-        # No proxies, netrc or CA overrides from the environment: only the agency config counts.
-        trust_env=False,
-        follow_redirects=False,
+def build_client(key: TlsKey, egress: EgressGuard, *, max_response_bytes: int) -> httpx.AsyncClient:
+    """A pooled client for one TLS setup under the egress policy; per-request timeouts come
+    from each agency."""
+    transport = egress.async_transport(
+        verify=ssl_context(key), limits=LIMITS, max_response_bytes=max_response_bytes
     )
+    # No proxies, netrc or CA overrides from the environment: only the agency config counts.
+    return httpx.AsyncClient(transport=transport, trust_env=False, follow_redirects=False)
 
 
 class ClientPool:
     """Clients by TLS setup, created on first use and closed together."""
 
-    def __init__(self) -> None:
+    def __init__(self, egress: EgressGuard, *, max_response_bytes: int) -> None:
+        self.egress = egress
+        self.max_response_bytes = max_response_bytes
         self._clients: dict[TlsKey, httpx.AsyncClient] = {}
 
     def client_for(self, config: RestConfig) -> httpx.AsyncClient:
@@ -65,7 +67,9 @@ class ClientPool:
         key = tls_key(config)
         client = self._clients.get(key)
         if client is None:
-            client = self._clients[key] = build_client(key)
+            client = self._clients[key] = build_client(
+                key, self.egress, max_response_bytes=self.max_response_bytes
+            )
         return client
 
     async def aclose(self) -> None:

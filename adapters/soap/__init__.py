@@ -7,13 +7,14 @@ puts the record into logs or error text, and reads agency XML only through `pars
 """
 
 from adapters.base import Adapter
+from adapters.egress import EgressGuard
 from adapters.soap.adapter import SoapAdapter
 from adapters.soap.config import SoapConfig, parse_config
 
 
-def create() -> Adapter:
+def create(*, egress: EgressGuard) -> Adapter:
     """Entry point `hub.adapters:soap`."""
-    return SoapAdapter()
+    return SoapAdapter(egress=egress)
 
 
 __all__ = ["SoapAdapter", "SoapConfig", "create", "parse_config"]

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from adapters.base import Message, Receipt
+from adapters.egress import EgressGuard
 from adapters.soap.clients import BoundService, ServiceCache
 from adapters.soap.config import MAX_TIMEOUT_SECONDS, SoapConfig, parse_config
 from adapters.soap.errors import call_error, load_error
@@ -17,7 +18,7 @@ from adapters.soap.mapping import (
     request_elements,
     request_values,
 )
-from adapters.soap.transport import CallHeadersPlugin
+from adapters.soap.transport import MAX_ANSWER_BYTES, CallHeadersPlugin
 
 # One pool for every agency: a busy worker keeps connections warm instead of re-handshaking.
 POOL_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=100)
@@ -28,11 +29,17 @@ class SoapAdapter:
 
     kind = "soap"
 
-    def __init__(self) -> None:
+    def __init__(self, *, egress: EgressGuard | None = None) -> None:
+        self.egress = egress or EgressGuard()
+        transport = self.egress.async_transport(
+            limits=POOL_LIMITS, max_response_bytes=MAX_ANSWER_BYTES
+        )
         # The per-call deadline is `timeout_seconds` (asyncio.timeout); this is a backstop.
-        self._http = httpx.AsyncClient(timeout=MAX_TIMEOUT_SECONDS, limits=POOL_LIMITS)
+        self._http = httpx.AsyncClient(
+            timeout=MAX_TIMEOUT_SECONDS, transport=transport, trust_env=False
+        )
         self._plugin = CallHeadersPlugin()
-        self._services = ServiceCache(http=self._http, plugin=self._plugin)
+        self._services = ServiceCache(http=self._http, plugin=self._plugin, egress=self.egress)
 
     def parse_config(self, raw: Mapping[str, Any]) -> SoapConfig:
         """Validate an agency's SOAP configuration; `ConfigError` names the field."""
@@ -47,6 +54,10 @@ class SoapAdapter:
         if parts.port:
             netloc += f":{parts.port}"
         return urlunsplit(parts._replace(netloc=netloc))
+
+    def urls(self, config: SoapConfig) -> list[str]:
+        """The WSDL (and every document it imports, same origin) and the call address."""
+        return [config.wsdl_url] + ([config.address] if config.address else [])
 
     async def deliver(self, message: Message, config: SoapConfig) -> Receipt:
         """Call `config.operation` once with the message mapped onto its request."""

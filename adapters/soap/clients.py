@@ -10,8 +10,9 @@ import httpx
 import zeep
 from zeep.proxy import AsyncServiceProxy
 
+from adapters.egress import EgressGuard
 from adapters.soap.config import SoapConfig
-from adapters.soap.transport import CallHeadersPlugin, GuardedTransport, origin_of
+from adapters.soap.transport import MAX_WSDL_BYTES, CallHeadersPlugin, GuardedTransport, origin_of
 
 # An agency may publish a new WSDL; an hour is soon enough to notice without a restart.
 DEFAULT_MAX_AGE_SECONDS = 3600.0
@@ -47,9 +48,11 @@ class ServiceCache:
         *,
         http: httpx.AsyncClient,
         plugin: CallHeadersPlugin,
+        egress: EgressGuard,
         max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
     ) -> None:
         self._http = http
+        self._egress = egress
         self._plugin = plugin
         self._max_age = max_age_seconds
         self._bound: dict[CacheKey, BoundService] = {}
@@ -78,7 +81,10 @@ class ServiceCache:
 
     def _load(self, config: SoapConfig) -> zeep.AsyncClient:
         settings = zeep.Settings(strict=True, forbid_dtd=True, forbid_entities=True)
-        with httpx.Client(timeout=config.timeout_seconds) as wsdl_http:
+        wsdl_transport = self._egress.sync_transport(max_response_bytes=MAX_WSDL_BYTES)
+        with httpx.Client(
+            timeout=config.timeout_seconds, transport=wsdl_transport, trust_env=False
+        ) as wsdl_http:
             transport = GuardedTransport(
                 origin=origin_of(config.wsdl_url), client=self._http, wsdl_client=wsdl_http
             )

@@ -43,7 +43,15 @@ def parse_config(raw: Mapping[str, Any]) -> SoapConfig:
         value = getattr(config, field)
         if value is not None and not _is_http_url(value):
             raise ConfigError(f"{field}: must be an http(s) URL with a host")
+        if value is not None and _has_credentials(value):
+            # httpx would send them as Basic auth and log them with the URL.
+            raise ConfigError(f"{field}: must not carry credentials (user:password@)")
     return config
+
+
+def _has_credentials(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.username is not None or parts.password is not None
 
 
 def _is_http_url(value: str) -> bool:

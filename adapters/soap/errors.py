@@ -9,6 +9,7 @@ from zeep.exceptions import Error as ZeepError
 from zeep.exceptions import Fault, TransportError, ValidationError, XMLSyntaxError
 
 from adapters.base import DeliveryError, PermanentError, RetryableError, classify_status
+from adapters.egress import ResponseTooLargeError
 from adapters.soap.clients import PortNotFoundError
 from adapters.soap.mapping import RequestShapeError
 from adapters.soap.transport import AgencyStatusError, ForbiddenImportError, UnsafeAnswerError
@@ -46,6 +47,8 @@ def _answer_error(exc: Exception) -> DeliveryError | None:
     """The agency could not be reached or answered something other than our response."""
     if isinstance(exc, AgencyStatusError):
         return classify_status(exc.status_code, retry_after=exc.retry_after)
+    if isinstance(exc, ResponseTooLargeError):
+        return RetryableError("agency answer is not a readable SOAP envelope (too large)")
     if isinstance(exc, TransportError):
         if exc.status_code:
             return classify_status(exc.status_code)

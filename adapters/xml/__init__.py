@@ -6,14 +6,15 @@ Receivers read alerts only through `parse_untrusted`, the schema and `verify_ale
 """
 
 from adapters.base import Adapter
+from adapters.egress import EgressGuard
 from adapters.xml.adapter import XmlAdapter
 from adapters.xml.config import XmlConfig
 from adapters.xml.keys import generate_signing_identity
 
 
-def create() -> Adapter:
+def create(*, egress: EgressGuard) -> Adapter:
     """The entry point of kind `xml` (group `hub.adapters`)."""
-    return XmlAdapter()
+    return XmlAdapter(egress=egress)
 
 
 __all__ = ["XmlAdapter", "XmlConfig", "create", "generate_signing_identity"]

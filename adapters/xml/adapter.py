@@ -20,6 +20,7 @@ from adapters.base import (
     classify_status,
     parse_retry_after,
 )
+from adapters.egress import EgressGuard, ResponseTooLargeError
 from adapters.xml.cap import CapSchemaError, build_alert, load_schema, utc_now, validate_alert
 from adapters.xml.config import XmlConfig, convert_config
 from adapters.xml.signing import SigningIdentity, SigningKeyError, load_identity, sign_alert
@@ -41,8 +42,13 @@ class XmlAdapter:
 
     kind = "xml"
 
-    def __init__(self, *, client: httpx.AsyncClient | None = None) -> None:
-        self._client = client or httpx.AsyncClient(follow_redirects=False)
+    def __init__(self, *, egress: EgressGuard | None = None) -> None:
+        self.egress = egress or EgressGuard()
+        # The transport caps the answer after decoding: a gzip bomb stops at MAX_ANSWER_BYTES.
+        transport = self.egress.async_transport(max_response_bytes=MAX_ANSWER_BYTES)
+        self._client = httpx.AsyncClient(
+            transport=transport, follow_redirects=False, trust_env=False
+        )
         self._schema: xmlschema.XMLSchema10 = load_schema()
         # (key file, cert file) -> the stamps it was loaded at, and the loaded identity.
         self._identities: dict[tuple[str, str], tuple[_Stamps, SigningIdentity]] = {}
@@ -59,6 +65,10 @@ class XmlAdapter:
     def endpoint(self, config: XmlConfig) -> str:
         """The agency's URL."""
         return config.url
+
+    def urls(self, config: XmlConfig) -> list[str]:
+        """The one URL alerts are POSTed to."""
+        return [config.url]
 
     async def deliver(self, message: Message, config: XmlConfig) -> Receipt:
         """Build, sign, validate and POST one alert; one attempt, classified on failure."""
@@ -77,6 +87,8 @@ class XmlAdapter:
             raise RetryableError(
                 f"agency did not answer within {config.timeout_seconds:g}s"
             ) from None
+        except ResponseTooLargeError:
+            raise RetryableError(f"agency answer larger than {MAX_ANSWER_BYTES} bytes") from None
         except httpx.TransportError as exc:  # refused and reset connections
             # The exception's own text can carry the URL; the attempt row gets its type only.
             raise RetryableError(f"cannot reach the agency ({type(exc).__name__})") from None

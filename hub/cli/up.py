@@ -25,6 +25,7 @@ from types import FrameType
 from typing import IO, TextIO
 
 import httpx
+import msgspec
 
 from hub.cli.demo_edge import ROUND_PAUSE
 from hub.cli.demo_plan import DemoPlan, UpOptions, guide_lines, prepare_plan
@@ -89,11 +90,13 @@ def supervise(settings: Settings, options: UpOptions | None = None) -> int:
     out = Output(sys.stdout)
     if not _migrate(settings, out):
         return 1
+    options = options or UpOptions()
+    settings = _allow_demo_agency(settings, options)
     url = api_url(settings.api_host, settings.api_port)
     plan = prepare_plan(
         settings,
         url=url,
-        options=options or UpOptions(),
+        options=options,
         state_dir=STATE_DIR,
         say=lambda text: out.line(SELF, text),
     )
@@ -104,6 +107,15 @@ def supervise(settings: Settings, options: UpOptions | None = None) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _allow_demo_agency(settings: Settings, options: UpOptions) -> Settings:
+    """The demo agency listens on loopback, which agency endpoints may not reach unless
+    allow-listed: allow 127.0.0.1/32 here (and in the children) unless networks are set."""
+    if not options.agencies or settings.agency_allowed_networks:
+        return settings
+    os.environ["HUB_AGENCY_ALLOWED_NETWORKS"] = "127.0.0.1/32"
+    return msgspec.structs.replace(settings, agency_allowed_networks="127.0.0.1/32")
 
 
 def _run(plan: DemoPlan, out: Output, signals: StopSignals) -> int:

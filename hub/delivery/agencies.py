@@ -12,6 +12,7 @@ from uuid import UUID, uuid4
 import msgspec
 
 from adapters.base import Adapter, ConfigError, DeliveryError, Message
+from adapters.egress import EgressRefusedError
 from hub.audit import AuditEntry, append_entry
 from hub.delivery import repository
 from hub.delivery.breaker import CircuitBreaker
@@ -25,6 +26,8 @@ from hub.kit.errors import ConflictError, NotFoundError, ValidationError
 DIRECTORY_TTL_SECONDS = 2.0
 # Rows made due at once on resume; reconcile takes care of the rest.
 RESUME_BATCH = 50_000
+# All `agencies test` says of a failure: its kind and cause would make it a port scanner.
+TEST_FAILED = "the agency did not take the test message"
 
 
 def validate_config(adapters: Mapping[str, Adapter], kind: str, config: Mapping[str, Any]) -> Any:
@@ -41,11 +44,26 @@ def validate_config(adapters: Mapping[str, Adapter], kind: str, config: Mapping[
         raise ValidationError(f"config: {exc}", code="adapter_config") from None
 
 
+async def check_egress(adapter: Adapter, parsed: Any) -> None:
+    """422 unless every URL of the configuration is acceptable and resolves, now, only to
+    addresses the egress policy permits (connects are checked again, against rebinding)."""
+    for url in adapter.urls(parsed):
+        try:
+            await adapter.egress.check_endpoint(url)
+        except EgressRefusedError as exc:
+            raise ValidationError(
+                f"config: endpoint {exc}; only public addresses and HUB_AGENCY_ALLOWED_NETWORKS"
+                " are reachable",
+                code="agency_endpoint_refused",
+            ) from None
+
+
 async def add_agency(
     db: Database, adapters: Mapping[str, Adapter], create: AgencyCreate, *, actor: str
 ) -> AgencyRead:
-    """Register an agency after its adapter accepted the configuration."""
+    """Register an agency after its adapter accepted the configuration and its endpoints."""
     parsed = validate_config(adapters, create.kind, create.config)
+    await check_egress(adapters[create.kind], parsed)
     endpoint = adapters[create.kind].endpoint(parsed)
     async with db.transaction() as conn:
         agency = await repository.insert_agency(
@@ -197,10 +215,33 @@ class TestResult(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
 
 
-async def send_test(adapters: Mapping[str, Adapter], agency: Agency) -> TestResult:
+async def send_test(
+    db: Database, adapters: Mapping[str, Adapter], agency: Agency, *, actor: str
+) -> TestResult:
     """Send a signed test message (no real data, flagged `test`) straight through the
-    agency's adapter, bypassing the ledger, and report what came back."""
+    agency's adapter, bypassing the ledger, audit it and report what came back (a failure
+    only as retryable or not, with the agency's HTTP status when it answered one)."""
     parsed = validate_config(adapters, agency.kind, agency.config)
+    await check_egress(adapters[agency.kind], parsed)
+    result = await _try_test(adapters[agency.kind], agency, parsed)
+    async with db.transaction() as conn:
+        await append_entry(
+            conn,
+            AuditEntry(
+                actor=actor,
+                action="agency.test",
+                target=f"agency:{agency.name}",
+                detail={
+                    "delivery_id": str(result.delivery_id),
+                    "delivered": result.delivered,
+                    "status_code": result.status_code,
+                },
+            ),
+        )
+    return result
+
+
+async def _try_test(adapter: Adapter, agency: Agency, parsed: Any) -> TestResult:
     delivery_id = uuid4()
     now = utcnow()
     message = Message(
@@ -219,7 +260,7 @@ async def send_test(adapters: Mapping[str, Adapter], agency: Agency) -> TestResu
         test=True,
     )
     try:
-        receipt = await adapters[agency.kind].deliver(message, parsed)
+        receipt = await adapter.deliver(message, parsed)
     except DeliveryError as exc:
         return TestResult(
             agency=agency.name,
@@ -227,7 +268,7 @@ async def send_test(adapters: Mapping[str, Adapter], agency: Agency) -> TestResu
             delivery_id=delivery_id,
             status_code=exc.status_code,
             retryable=exc.retryable,
-            error=str(exc),
+            error=TEST_FAILED,
         )
     return TestResult(
         agency=agency.name,

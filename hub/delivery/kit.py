@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.base import Adapter
+from adapters.egress import EgressGuard
 from adapters.registry import load_adapters
 from hub.delivery.agencies import AgencyDirectory
 from hub.delivery.backpressure import BackPressure, Limits
@@ -62,7 +63,7 @@ class DeliveryKit:
                 queue, metrics, attempt_limit=settings.delivery_max_attempts
             ),
             backpressure=BackPressure(db, queue, metrics, limits),
-            adapters=load_adapters(),
+            adapters=load_adapters(egress_guard(settings)),
         )
 
     def worker_deps(self, db: Database, redis: RedisStore, policy: Decider) -> DeliveryDeps:
@@ -94,6 +95,14 @@ class DeliveryKit:
         """Close the adapters' connections."""
         for adapter in self.adapters.values():
             await adapter.aclose()
+
+
+def egress_guard(settings: Settings) -> EgressGuard:
+    """Where adapters may connect: public addresses and the allow-listed networks; https
+    only in production."""
+    return EgressGuard.from_text(
+        settings.agency_allowed_networks, require_https=settings.environment == "production"
+    )
 
 
 def release_hash_key(settings: Settings) -> bytes:

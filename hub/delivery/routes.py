@@ -78,10 +78,10 @@ async def post_resume(request: AnyRequest, services: ServicesDep, agency: Agency
     return await resume_agency(services.db, kit.breaker, kit.queue, agency, actor=_actor(request))
 
 
-async def post_test(services: ServicesDep, agency: AgencyRef) -> TestResult:
+async def post_test(request: AnyRequest, services: ServicesDep, agency: AgencyRef) -> TestResult:
     """Send a signed test message to the agency and show its receipt (or the error)."""
     _, found = await get_agency(services.db, agency)
-    return await send_test(services.delivery.adapters, found)
+    return await send_test(services.db, services.delivery.adapters, found, actor=_actor(request))
 
 
 async def get_deliveries(

@@ -63,3 +63,6 @@ def configure_logging(settings: Settings) -> None:
     handler._hub = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    # httpx logs each request's full URL at INFO; agency URLs are configuration that may
+    # carry a token in the query, so only its warnings reach the logs.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))

@@ -13,11 +13,14 @@ from litestar import Litestar, Request, post
 from litestar.response import Response, Stream
 
 from adapters.base import Message, PermanentError, RetryableError
+from adapters.egress import EgressGuard
 from adapters.rest import RestAdapter, create
 from hub.demo_agency.app import PATHS, create_receiver_app
 from hub.demo_agency.inbox import Inbox
 from hub.demo_agency.options import ReceiverOptions
 from tests.support import ThreadedServer, free_port
+
+LOOPBACK = EgressGuard(allowed_networks=["127.0.0.1/32"])  # receivers listen here
 
 RECORD: dict[str, Any] = {
     "event_id": "0b9f6c1e-4a53-4d27-9c1b-2f1e8a7d6c50",
@@ -74,7 +77,7 @@ class Receiver:
 
 @pytest.fixture
 async def adapter() -> AsyncIterator[RestAdapter]:
-    rest = RestAdapter()
+    rest = RestAdapter(egress=LOOPBACK)
     yield rest
     await rest.aclose()
 
@@ -317,7 +320,7 @@ async def test_headers_carry_webhook_id_and_trace_context(
 
 
 async def test_create_returns_a_fresh_rest_adapter() -> None:
-    first, second = create(), create()
+    first, second = create(egress=LOOPBACK), create(egress=LOOPBACK)
 
     assert first.kind == "rest"
     assert first is not second
@@ -337,7 +340,7 @@ def oauth_options(secret: str, **extra: Any) -> ReceiverOptions:
 def oauth_config(box: Receiver, secret: str, *, client_secret: str = CLIENT_SECRET) -> Any:
     token_url = box.server.url + "/rest/token"
     oauth2 = {"token_url": token_url, "client_id": CLIENT_ID, "client_secret": client_secret}
-    return RestAdapter().parse_config(rest_config(box.url, [secret], oauth2=oauth2))
+    return RestAdapter(egress=LOOPBACK).parse_config(rest_config(box.url, [secret], oauth2=oauth2))
 
 
 async def tokens_issued(box: Receiver) -> int:

@@ -6,8 +6,11 @@ from typing import Any
 import pytest
 
 from adapters.base import ConfigError
+from adapters.egress import EgressGuard
 from adapters.registry import GROUP, installed_kinds, load_adapters
 from adapters.rest import RestAdapter, RestConfig, parse_config
+
+LOOPBACK = EgressGuard(allowed_networks=["127.0.0.1/32"])  # receivers listen here
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OTHER_SECRET = "whsec_" + "A" * 43
@@ -48,7 +51,7 @@ def test_full_config_parses() -> None:
     assert config.secrets == (SECRET, OTHER_SECRET)
     assert config.oauth2 is not None
     assert config.oauth2.scope == "events:write"
-    assert RestAdapter().endpoint(config) == URL
+    assert RestAdapter(egress=LOOPBACK).endpoint(config) == URL
 
 
 @pytest.mark.parametrize(
@@ -104,14 +107,14 @@ def test_unpadded_base64_secrets_are_accepted() -> None:
 def test_rest_is_an_installed_adapter_kind() -> None:
     assert "rest" in installed_kinds()
     [entry] = [ep for ep in entry_points(group=GROUP) if ep.name == "rest"]
-    adapter = entry.load()()
+    adapter = entry.load()(egress=LOOPBACK)
 
     assert isinstance(adapter, RestAdapter)
     assert adapter.kind == "rest"
 
 
 async def test_load_adapters_finds_rest() -> None:
-    adapters = load_adapters()
+    adapters = load_adapters(LOOPBACK)
 
     assert isinstance(adapters["rest"], RestAdapter)
     for adapter in adapters.values():

@@ -16,12 +16,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from adapters.base import PermanentError, RetryableError
+from adapters.egress import EgressGuard
 from adapters.rest import RestAdapter
 from hub.demo_agency.app import PATHS, create_receiver_app
 from hub.demo_agency.inbox import Inbox
 from hub.demo_agency.options import ReceiverOptions
 from tests.adapters.test_rest import RECORD, make_message, new_secret, rest_config
 from tests.support import free_port
+
+LOOPBACK = EgressGuard(allowed_networks=["127.0.0.1/32"])  # receivers listen here
 
 # See tests/adapters/test_rest.py: a deprecation in hub/demo_agency/app.py, not ours.
 
@@ -180,7 +183,7 @@ def mtls_server(pki: dict[str, str], secret: str, inbox: Inbox) -> Iterator[TlsS
 
 @pytest.fixture
 async def adapter() -> AsyncIterator[RestAdapter]:
-    rest = RestAdapter()
+    rest = RestAdapter(egress=LOOPBACK)
     yield rest
     await rest.aclose()
 

@@ -16,6 +16,7 @@ from litestar.response import Response
 from lxml import etree
 
 from adapters.base import ConfigError, Message, PermanentError, RetryableError
+from adapters.egress import EgressGuard
 from adapters.registry import GROUP, installed_kinds, load_adapters
 from adapters.soap import SoapAdapter, SoapConfig, create, parse_config
 from hub.demo_agency.app import PATHS, create_receiver_app
@@ -23,6 +24,8 @@ from hub.demo_agency.inbox import Inbox
 from hub.demo_agency.options import ReceiverOptions
 from hub.demo_agency.soap import WSA, load_service, response_envelope
 from tests.support import ThreadedServer, free_port
+
+LOOPBACK = EgressGuard(allowed_networks=["127.0.0.1/32"])  # receivers listen here
 
 RECORD: dict[str, Any] = {
     "event_id": "0b9f6c1e-4a53-4d27-9c1b-2f1e8a7d6c50",
@@ -100,7 +103,7 @@ def inbox(agency: Agency) -> Inbox:
 
 @pytest.fixture
 async def adapter() -> AsyncIterator[SoapAdapter]:
-    soap = SoapAdapter()
+    soap = SoapAdapter(egress=LOOPBACK)
     yield soap
     await soap.aclose()
 
@@ -269,15 +272,26 @@ async def test_config_defaults_and_endpoint(adapter: SoapAdapter) -> None:
         {**soap_config("https://agency.example"), "address": "https://edge.agency.example/x"}
     )
     assert adapter.endpoint(moved) == "https://edge.agency.example/x"
-    secret = adapter.parse_config(soap_config("https://hub:s3cret@agency.example:8443"))
-    assert adapter.endpoint(secret) == "https://agency.example:8443/soap/agency?wsdl"
+    assert adapter.urls(moved) == [
+        "https://agency.example/soap/agency?wsdl",
+        "https://edge.agency.example/x",
+    ]
+
+
+@pytest.mark.parametrize("name", ["wsdl_url", "address"])
+def test_credentials_in_a_url_are_refused_without_repeating_them(name: str) -> None:
+    raw = soap_config("https://agency.example") | {name: "https://hub:s3cret@agency.example/x"}
+
+    with pytest.raises(ConfigError, match=f"{name}: must not carry credentials") as caught:
+        parse_config(raw)
+    assert "s3cret" not in str(caught.value)
 
 
 async def test_entry_point_builds_the_soap_adapter() -> None:
     assert "soap" in installed_kinds()
     [point] = entry_points(group=GROUP, name="soap")
     assert point.load() is create
-    adapters = load_adapters()
+    adapters = load_adapters(LOOPBACK)
     try:
         assert isinstance(adapters["soap"], SoapAdapter)
         assert adapters["soap"].kind == "soap"

@@ -14,6 +14,7 @@ from litestar.response import Response
 from lxml import etree
 
 from adapters.base import ConfigError, Message, PermanentError, RetryableError
+from adapters.egress import EgressGuard
 from adapters.registry import installed_kinds, load_adapters
 from adapters.xml import XmlAdapter, XmlConfig, create, generate_signing_identity
 from adapters.xml.cap import CAP_NS, load_schema
@@ -21,6 +22,8 @@ from hub.demo_agency.app import PATHS, create_receiver_app
 from hub.demo_agency.inbox import Inbox
 from hub.demo_agency.options import ReceiverOptions
 from tests.support import ThreadedServer, free_port
+
+LOOPBACK = EgressGuard(allowed_networks=["127.0.0.1/32"])  # receivers listen here
 
 # hub/demo_agency/app.py's `/_inbox/fail` handler takes `data` without a body marker, which
 # Litestar 2.25 deprecates; drop this once that handler says `data: JSONBody[FailRequest]`.
@@ -104,14 +107,14 @@ def _empty_inbox(inbox: Inbox) -> None:
 
 @pytest.fixture
 async def adapter() -> AsyncIterator[XmlAdapter]:
-    xml = XmlAdapter()
+    xml = XmlAdapter(egress=LOOPBACK)
     yield xml
     await xml.aclose()
 
 
 async def test_entry_point_finds_the_xml_adapter() -> None:
     assert "xml" in installed_kinds()
-    adapters = load_adapters()
+    adapters = load_adapters(LOOPBACK)
     try:
         assert isinstance(adapters["xml"], XmlAdapter)
         assert adapters["xml"].kind == "xml"
@@ -181,7 +184,7 @@ async def test_concurrent_deliveries_from_a_cold_adapter_all_arrive(
 ) -> None:
     # Documents are built, signed and validated in worker threads; the schema must be
     # complete before the first one (xmlschema's on-demand imports are not thread-safe).
-    cold = XmlAdapter()
+    cold = XmlAdapter(egress=LOOPBACK)
     try:
         assert XMLDSIG_NS in cold._schema.maps.namespaces
         config = cold.parse_config(xml_config(receiver_url, hub_identity))
@@ -414,7 +417,7 @@ def test_key_generation_leaves_an_existing_certificate_alone(tmp_path: Path) -> 
 
 
 async def test_create_returns_a_fresh_adapter() -> None:
-    made = create()
+    made = create(egress=LOOPBACK)
     try:
         assert isinstance(made, XmlAdapter)
     finally:

@@ -318,11 +318,11 @@ async def test_each_kind_answers_a_test_message(
 
     await register(services, receivers, (name,))
     _, agency = await get_agency(services.db, name)
-    result = await send_test(services.delivery.adapters, agency)
+    result = await send_test(services.db, services.delivery.adapters, agency, actor="test")
     assert result.delivered, result.error
     (item,) = receivers.inbox.items()
     assert item.test is True
     assert item.delivery_id == str(result.delivery_id)
     receivers.stop()
-    down = await send_test(services.delivery.adapters, agency)
+    down = await send_test(services.db, services.delivery.adapters, agency, actor="test")
     assert (down.delivered, down.retryable) == (False, True)
