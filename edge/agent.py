@@ -16,9 +16,11 @@ from pathlib import Path
 import httpx
 
 from edge.capture import Frame, SourceSpec, expected_frames, read_frames
-from edge.config import EdgeConfig, resolve
+from edge.config import EdgeConfig, PrivacySection, resolve
 from edge.detectors import Detector, build_detector
+from edge.detectors.base import Found, Image
 from edge.events import build_event, snapshots_for
+from edge.privacy import Redactor
 from edge.signing import RequestSigner, load_private_key
 from edge.spool import Snapshot, Spool, SpoolFullError
 from edge.tracker import IouTracker
@@ -48,13 +50,22 @@ class Pipeline:
     crops: bool = False
     quality: int = 80
     max_side: int = 1280
+    privacy: Redactor = field(default_factory=lambda: Redactor(PrivacySection()))
 
     def process(self, frame: Frame) -> list[tuple[DetectionEvent, list[Snapshot]]]:
-        """Detect, track and build one event per detector that saw something new or changed."""
+        """Detect, track and build one event per detector that saw something new or changed.
+
+        Privacy masks are blacked out before detection; every detection of a class redacted
+        at the source, from any detector, is blacked out of the frame all snapshots and crops
+        are cut from."""
+        image = self.privacy.mask(frame.image)
+        size = (image.shape[1], image.shape[0])
+        seen = [(stage, stage.detector.detect(image)) for stage in self.stages]
+        if self.snapshots:
+            image = self.privacy.redact(image, (f for _, found in seen for f in found))
         out = []
-        size = (frame.image.shape[1], frame.image.shape[0])
-        for stage in self.stages:
-            sightings = stage.tracker.update(stage.detector.detect(frame.image))
+        for stage, found in seen:
+            sightings = stage.tracker.update(found)
             if not sightings:
                 continue
             event = build_event(
@@ -64,19 +75,22 @@ class Pipeline:
                 model_name=stage.detector.name,
                 model_version=stage.detector.version,
                 frame_size=size,
+                redacted=self.privacy.classes,
             )
-            shots: list[Snapshot] = []
-            if self.snapshots:
-                found = [s.found for s in sightings]
-                shots = snapshots_for(
-                    frame.image,
-                    found,
-                    crops=self.crops,
-                    quality=self.quality,
-                    max_side=self.max_side,
-                )
-            out.append((event, shots))
+            out.append((event, self._shots(image, [s.found for s in sightings])))
         return out
+
+    def _shots(self, image: Image, found: list[Found]) -> list[Snapshot]:
+        if not self.snapshots:
+            return []
+        return snapshots_for(
+            image,
+            found,
+            crops=self.crops,
+            quality=self.quality,
+            max_side=self.max_side,
+            redacted=self.privacy.classes,
+        )
 
 
 @dataclass(slots=True)
@@ -115,6 +129,7 @@ def build_pipeline(config: EdgeConfig, detectors: Sequence[Detector] | None = No
         crops=s.crops,
         quality=s.quality,
         max_side=s.max_side,
+        privacy=Redactor(config.privacy),
     )
 
 

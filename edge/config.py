@@ -85,6 +85,26 @@ class SnapshotSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     max_side: Annotated[int, msgspec.Meta(ge=64)] = 1280
 
 
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_.\-]+$")]
+Point = tuple[Fraction, Fraction]
+
+
+class PrivacyMask(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An area never to be seen: a polygon of (x, y) points, 0..1 from the top-left."""
+
+    name: str = ""
+    polygon: Annotated[list[Point], msgspec.Meta(min_length=3, max_length=64)]
+
+
+class PrivacySection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What this camera redacts on the box, before anything is spooled or uploaded: masked
+    areas never reach a detector; detections of `redact_at_source` classes are blacked out
+    in every snapshot and crop, and the upload says so (`MediaRef.redacted_classes`)."""
+
+    redact_at_source: list[Label] = []
+    masks: list[PrivacyMask] = []
+
+
 class EdgeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole file."""
 
@@ -95,6 +115,7 @@ class EdgeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     spool: SpoolSection = SpoolSection()
     upload: UploadSection = UploadSection()
     snapshots: SnapshotSection = SnapshotSection()
+    privacy: PrivacySection = PrivacySection()
     model_cache: str | None = None
     threads: Annotated[int, msgspec.Meta(ge=0)] = 0  # onnxruntime intra-op threads; 0 = auto
     base_dir: str = "."  # filled in by load_config: the config file's folder
@@ -110,7 +131,26 @@ def load_config(path: Path) -> EdgeConfig:
         config = msgspec.toml.decode(path.read_bytes(), type=EdgeConfig)
     except (OSError, msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    blind = undetectable_redactions(config)
+    if blind:
+        # Claiming "faces redacted" with no face detector would be a promise nobody keeps.
+        raise ConfigError(
+            f"{path}: privacy.redact_at_source names {', '.join(blind)}, which no configured "
+            "detector finds"
+        )
     return msgspec.structs.replace(config, base_dir=str(path.resolve().parent))
+
+
+DETECTOR_LABELS = {"centerface": ("face",), "plate": ("plate",)}
+
+
+def undetectable_redactions(config: EdgeConfig) -> list[str]:
+    """Classes to redact at the source that none of the configured detectors reports."""
+    found: set[str] = set()
+    for section in config.detectors:
+        labels = section.labels if section.kind == "yolo" else DETECTOR_LABELS[section.kind]
+        found |= {label.lower() for label in labels}
+    return [c for c in config.privacy.redact_at_source if c not in found]
 
 
 def resolve(config: EdgeConfig, value: str) -> Path:

@@ -5,7 +5,7 @@ import io
 import math
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from PIL import Image as PILImage
@@ -28,16 +28,23 @@ def build_event(
     model_name: str,
     model_version: str,
     frame_size: tuple[int, int],
+    redacted: frozenset[str] = frozenset(),
 ) -> DetectionEvent:
     """One event holding the frame's reportable detections (without media; the spool adds
-    references to the snapshots stored with it)."""
+    references to the snapshots stored with it). Detections of `redacted` classes (redaction
+    at the source) keep their class, box and track but no attributes (no plate text, no
+    landmarks): what was burned out of the pixels does not travel as text."""
     detections = [
         Detection(
             label=label_of(s.found.label),
             confidence=_floor4(min(max(s.found.confidence, 0.0), 1.0)),
             box=normalised_box(s.found.box, frame_size),
             track_id=s.track_id,
-            attributes={label_of(k): v for k, v in s.found.attributes.items()},
+            attributes=(
+                {}
+                if s.found.label in redacted
+                else {label_of(k): v for k, v in s.found.attributes.items()}
+            ),
         )
         for s in sightings[:MAX_DETECTIONS]
     ]
@@ -75,20 +82,28 @@ def snapshots_for(
     crops: bool,
     quality: int = 80,
     max_side: int = 1280,
+    redacted: Iterable[str] = (),
 ) -> list[Snapshot]:
-    """A JPEG of the frame, and with `crops` one per detection (up to the contract's limit)."""
+    """A JPEG of the frame, and with `crops` one per detection (up to the contract's limit).
+
+    `redacted` names the classes already burned into `image` (redaction at the source); each
+    snapshot says so, and the upload carries it (`MediaRef.redacted_classes`)."""
     picture = PILImage.fromarray(image)
-    shots = [_jpeg(picture, "snapshot", quality=quality, max_side=max_side)]
+    classes = tuple(sorted(set(redacted)))
+    shots = [_jpeg(picture, "snapshot", quality=quality, max_side=max_side, redacted=classes)]
     if crops:
         for item in found[:MAX_CROPS]:
             x1, y1, x2, y2 = (int(v) for v in item.box)
             if x2 - x1 >= 2 and y2 - y1 >= 2:
                 region = picture.crop((x1, y1, x2, y2))
-                shots.append(_jpeg(region, "crop", quality=quality, max_side=max_side))
+                shot = _jpeg(region, "crop", quality=quality, max_side=max_side, redacted=classes)
+                shots.append(shot)
     return shots
 
 
-def _jpeg(picture: PILImage.Image, kind: str, *, quality: int, max_side: int) -> Snapshot:
+def _jpeg(
+    picture: PILImage.Image, kind: str, *, quality: int, max_side: int, redacted: tuple[str, ...]
+) -> Snapshot:
     if max(picture.size) > max_side:
         picture = picture.copy()
         picture.thumbnail((max_side, max_side))
@@ -99,6 +114,7 @@ def _jpeg(picture: PILImage.Image, kind: str, *, quality: int, max_side: int) ->
         sha256=hashlib.sha256(data).hexdigest(),
         data=data,
         kind="crop" if kind == "crop" else "snapshot",
+        redacted_classes=redacted,
     )
 
 

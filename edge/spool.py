@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS media (
     content_type TEXT NOT NULL,
     created REAL NOT NULL,
     uploaded INTEGER NOT NULL DEFAULT 0,
-    size INTEGER NOT NULL
+    size INTEGER NOT NULL,
+    redacted TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS event_media (
     event_seq INTEGER NOT NULL REFERENCES event (seq) ON DELETE CASCADE,
@@ -73,6 +74,8 @@ class Snapshot:
     data: bytes
     kind: Literal["snapshot", "crop"] = "snapshot"
     content_type: Literal["image/jpeg", "image/png"] = "image/jpeg"
+    # Classes burned into the image before it was stored (redaction at the source).
+    redacted_classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,7 @@ class Spool:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SCHEMA)
+        _add_missing_columns(self._db)
         with self._transaction() as db:
             for name in COUNTERS:
                 db.execute("INSERT OR IGNORE INTO counter VALUES (?, 0)", (name,))
@@ -179,9 +183,16 @@ class Spool:
         )
         for position, snap in enumerate(snapshots):
             db.execute(
-                "INSERT OR IGNORE INTO media (sha256, body, content_type, created, size)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (snap.sha256, snap.data, snap.content_type, now, len(snap.data)),
+                "INSERT OR IGNORE INTO media (sha256, body, content_type, created, size, redacted)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    snap.sha256,
+                    snap.data,
+                    snap.content_type,
+                    now,
+                    len(snap.data),
+                    ",".join(snap.redacted_classes),
+                ),
             )
             db.execute(
                 "INSERT OR IGNORE INTO event_media VALUES (?, ?, ?, ?)",
@@ -200,13 +211,13 @@ class Spool:
             pending = []
             for seq, body in rows:
                 refs = self._db.execute(
-                    "SELECT em.sha256, em.kind, m.content_type FROM event_media em"
+                    "SELECT em.sha256, em.kind, m.content_type, m.redacted FROM event_media em"
                     " JOIN media m ON m.sha256 = em.sha256 WHERE em.event_seq = ?"
                     " ORDER BY em.position",
                     (seq,),
                 ).fetchall()
                 event = msgspec.json.decode(body, type=DetectionEvent)
-                media = [MediaRef(sha256=s, kind=k, content_type=c) for s, k, c in refs]
+                media = [media_ref(*ref) for ref in refs]
                 pending.append(PendingEvent(seq, msgspec.structs.replace(event, media=media)))
         return pending
 
@@ -359,3 +370,19 @@ def _delete_media(db: sqlite3.Connection, sha256: str) -> None:
     if size is not None:
         db.execute("DELETE FROM media WHERE sha256 = ?", (sha256,))
         _bump(db, "bytes", -size[0])
+
+
+def media_ref(sha256: str, kind: str, content_type: str, redacted: str) -> MediaRef:
+    """The contract's reference to a stored snapshot; `redacted_classes` only when the image
+    had classes burned in (so events without it keep their canonical form)."""
+    ref = msgspec.convert({"sha256": sha256, "kind": kind, "content_type": content_type}, MediaRef)
+    if redacted:
+        ref = msgspec.structs.replace(ref, redacted_classes=redacted.split(","))
+    return ref
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a spool written by an older agent up to the current schema (in place)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(media)")}
+    if "redacted" not in columns:
+        db.execute("ALTER TABLE media ADD COLUMN redacted TEXT NOT NULL DEFAULT ''")

@@ -53,6 +53,17 @@ class MediaRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     sha256: Sha256Hex
     kind: Literal["snapshot", "crop"] = "snapshot"
     content_type: Literal["image/jpeg", "image/png"] = "image/jpeg"
+    # Classes the edge burned into this image before upload (redaction at the source): every
+    # detection of these classes that the node's detectors found is unrecoverable in it.
+    # Optional and left out when unset, so events without it keep their canonical JSON (and
+    # the hash a re-send is compared by) exactly as before the field existed.
+    redacted_classes: Annotated[list[Label], msgspec.Meta(max_length=32)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+
+    def classes_redacted(self) -> frozenset[str]:
+        """The classes redacted at the source (empty when the edge says nothing)."""
+        return frozenset(() if self.redacted_classes is msgspec.UNSET else self.redacted_classes)
 
 
 class DetectionEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
