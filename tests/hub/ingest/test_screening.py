@@ -130,3 +130,18 @@ async def test_the_age_window_is_a_setting(settings: Settings, edge_node: EdgeNo
         answer = await post(client, edge_node.signer, batch(week_old))
     reason = answer["results"][0]["reason"]  # type: ignore[index]
     assert reason == "captured_at is older than 7 days (HUB_INGEST_MAX_AGE_DAYS)"
+
+
+async def test_what_the_edge_redacted_at_the_source_is_kept_for_release_policy(
+    client: AsyncTestClient, edge_node: EdgeNode, settings: Settings
+) -> None:
+    burned = {"sha256": "a" * 64, "kind": "snapshot", "redacted_classes": ["face", "plate"]}
+    plain = {"sha256": "b" * 64, "kind": "crop"}
+    sent = event(camera_id="demo-cam-2", media=[burned, plain])
+    await post(client, edge_node.signer, batch(sent))
+    record = (await stored(settings))[sent["event_id"]]
+    # The stored record is what release policy gets as `input.record`.
+    media = record["media"]
+    assert isinstance(media, list)
+    assert media[0]["redacted_classes"] == ["face", "plate"]
+    assert "redacted_classes" not in media[1]
