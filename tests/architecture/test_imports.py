@@ -18,6 +18,7 @@ DOMAINS = (
     "retention",
     "incidents",
     "observability",
+    "media",
 )
 
 

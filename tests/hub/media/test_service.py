@@ -106,3 +106,16 @@ async def test_a_missing_image_is_reported_not_scanned(services: Services) -> No
     outcome = await scan_image(services.db, scan_kit(services.settings.media_dir), sha256="c" * 64)
     assert outcome.status == "missing"
     assert not (Path(services.settings.media_dir) / "cc").exists()
+
+
+async def test_regions_go_with_their_image(
+    client: AsyncTestClient, services: Services, edge_node: EdgeNode
+) -> None:
+    frame = demo_frame()
+    sha = hashlib.sha256(frame).hexdigest()
+    await upload_media(client, edge_node, frame, sha)
+    await upload(client, edge_node, detection_event("demo-cam-2", sha, face()))
+    async with services.db.transaction() as conn:  # as the retention sweep deletes media
+        await conn.execute("DELETE FROM media_object WHERE sha256 = $1", sha)
+        left = await conn.fetchval("SELECT count(*) FROM media_region WHERE sha256 = $1", sha)
+    assert left == 0
