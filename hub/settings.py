@@ -133,6 +133,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # (also at the access token's expiry and as soon as this process runs a new bundle).
     feeds_live_recheck_seconds: Annotated[float, msgspec.Meta(ge=0.1, le=300)] = 5.0
 
+    # Audit
+    # The sealer signs a checkpoint (tree size, root, time) of the audit log this often.
+    audit_checkpoint_seconds: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 60
+    # Outside witness of checkpoints: a file (one JSON checkpoint appended per line) or an
+    # http(s) URL each is POSTed to; empty: checkpoints are kept in the database only.
+    audit_witness: str = ""
+
     # Retention
     # Rows one sweep batch deletes in one transaction, and the pause between batches that
     # leaves ingest its share of the disk. bench/retention.py: 1,000 rows with 100 ms pauses

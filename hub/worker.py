@@ -6,6 +6,7 @@ from arq import cron, func
 from arq.connections import RedisSettings
 from arq.worker import run_worker
 
+from hub.audit.jobs import seal_audit_job
 from hub.delivery.jobs import deliver, reconcile_deliveries_job
 from hub.delivery.kit import queue_name
 from hub.delivery.queue import DELIVER_FUNCTION
@@ -55,6 +56,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             func(reconcile_deliveries_job, timeout=maintenance, keep_result=0),
             func(refresh_gauges_job, timeout=maintenance, keep_result=0),
             func(retention_sweep_job, timeout=maintenance, keep_result=0),
+            func(seal_audit_job, timeout=maintenance, keep_result=0),
             # The hub's scan of one image (job id <prefix>scan:<sha256>); a few tries ride out a
             # crash, and reconcile queues whatever is still unscanned after that.
             func(scan_media, name=SCAN_FUNCTION, timeout=maintenance, max_tries=3, keep_result=0),
@@ -93,6 +95,15 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             cron(
                 reconcile_media_scans_job,
                 second=40,
+                run_at_startup=True,
+                unique=True,
+                timeout=maintenance,
+                keep_result=0,
+            ),
+            # The audit sealer, every second; unique, and its advisory lock keeps it single.
+            cron(
+                seal_audit_job,
+                second=set(range(60)),
                 run_at_startup=True,
                 unique=True,
                 timeout=maintenance,

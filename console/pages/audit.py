@@ -1,5 +1,6 @@
-"""Audit: search by subject, action, record and time; an entry's detail; the hash-chain
-check naming the first broken link; signed CSV/JSON exports of a filtered range."""
+"""Audit: search by subject, action, record and time; an entry's detail; the check of every
+entry against the latest signed checkpoint, naming the first altered or missing entry or a
+cut tail; signed CSV/JSON exports of a filtered range."""
 
 import json
 from datetime import UTC, datetime, time
@@ -69,18 +70,22 @@ if seq:
     if entry:
         st.json(entry)
 
-st.subheader("Chain check")
-if st.button("Verify the hash chain", key="audit_verify"):
-    report = call(lambda: hub.get("/v1/audit/verify"), what="the chain check")
+st.subheader("Checkpoint verification")
+if st.button("Verify against the latest checkpoint", key="audit_verify"):
+    report = call(lambda: hub.get("/v1/audit/verify"), what="the log check")
+    anchor = (
+        f"the checkpoint of {report['checkpoint_size']} entries signed {report['checkpoint_at']}"
+        if report["checkpoint_at"]
+        else "no checkpoint yet (nothing signed to compare with)"
+    )
     if report["ok"]:
         st.success(
-            f"Audit chain intact: {report['entries']} entries, last seq {report['last_seq']}."
+            f"Audit log intact: {report['entries']} entries verified against {anchor}; "
+            f"{report['pruned_below']} pruned, {report['unsealed']} not yet sealed."
         )
     else:
-        st.error(
-            f"Audit chain BROKEN at entry {report['broken_at']}: {report['problem']} "
-            f"({report['entries']} entries before it verify)."
-        )
+        where = f" (entry {report['broken_seq']})" if report["broken_seq"] else ""
+        st.error(f"Audit log BROKEN{where}: {report['problem']}")
 
 st.subheader("Export")
 fmt = st.radio("Format", ["csv", "json"], horizontal=True, key="audit_format")

@@ -1,22 +1,49 @@
-"""The audit trail: a hash-chained, append-only log of everything the hub lets anyone do.
+"""The audit trail: an append-only log shaped like a transparency log (ADR 0011).
 
-It owns `audit_log`. Entries are appended inside the caller's transaction (so an action and
-its audit entry commit together or not at all) and never updated; `verify_chain` proves it.
+It owns `audit_log` and the tree tables (`audit_tree`, `audit_node`, `audit_checkpoint`).
+Entries are inserted inside the caller's transaction (so an action and its audit entry commit
+together or not at all) without any lock; one sealer integrates committed entries into an
+RFC 9162 Merkle tree and signs checkpoints. Entry content is never updated; entries are only
+deleted by pruning below a signed checkpoint, and `verify_log` proves the rest.
 """
 
+from hub.audit.checkpoints import CheckpointSigner, public_key_in
 from hub.audit.export import ExportSigner, verify_manifest
-from hub.audit.schemas import AuditEntry, AuditEntryRead, AuditQuery, ChainReport, SignedManifest
-from hub.audit.service import append_entry, search, verify_chain
+from hub.audit.proofs import check_bundle, consistency_proof, inclusion_proof, prove_entries
+from hub.audit.schemas import (
+    AuditEntry,
+    AuditEntryRead,
+    AuditQuery,
+    Checkpoint,
+    LogReport,
+    ProofBundle,
+    SealReport,
+    SignedManifest,
+)
+from hub.audit.sealer import Sealer
+from hub.audit.service import append_entry, prune_entries, search
+from hub.audit.verify import verify_log
 
 __all__ = [
     "AuditEntry",
     "AuditEntryRead",
     "AuditQuery",
-    "ChainReport",
+    "Checkpoint",
+    "CheckpointSigner",
     "ExportSigner",
+    "LogReport",
+    "ProofBundle",
+    "SealReport",
+    "Sealer",
     "SignedManifest",
     "append_entry",
+    "check_bundle",
+    "consistency_proof",
+    "inclusion_proof",
+    "prove_entries",
+    "prune_entries",
+    "public_key_in",
     "search",
-    "verify_chain",
+    "verify_log",
     "verify_manifest",
 ]

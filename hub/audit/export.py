@@ -31,8 +31,8 @@ CSV_COLUMNS = (
     "detail",
     "decision_id",
     "trace_id",
-    "prev_hash",
-    "hash",
+    "leaf_index",
+    "leaf_hash",
 )
 
 
@@ -57,14 +57,7 @@ class ExportSigner:
     def from_dir(cls, secrets_dir: str) -> "ExportSigner":
         """The signer whose key lives in `secrets_dir` (created there on first use; racing
         processes all end up with the file that was written first)."""
-        path = Path(secrets_dir) / KEY_FILE
-        if not path.exists():
-            with contextlib.suppress(FileExistsError):
-                write_private_key(path, Ed25519PrivateKey.generate())
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path} is not an Ed25519 private key")
-        return cls(key)
+        return cls(load_or_create_key(Path(secrets_dir) / KEY_FILE))
 
     def sign(self, files: Mapping[str, bytes], *, kind: str, at: datetime) -> SignedManifest:
         """A manifest naming each file's SHA-256 and size, signed."""
@@ -85,6 +78,18 @@ class ExportSigner:
             key_id=self.key_id,
             public_key=self.public_pem,
         )
+
+
+def load_or_create_key(path: Path) -> Ed25519PrivateKey:
+    """The Ed25519 key kept in `path` (created 0600 on first use; racing processes all end up
+    with the file that was written first)."""
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            write_private_key(path, Ed25519PrivateKey.generate())
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
+    return key
 
 
 def verify_manifest(
@@ -132,8 +137,8 @@ def entry_read(entry: StoredEntry) -> AuditEntryRead:
         detail=entry.detail,
         decision_id=entry.decision_id,
         trace_id=entry.trace_id,
-        prev_hash=entry.prev_hash.hex(),
-        hash=entry.hash.hex(),
+        leaf_index=entry.leaf_index,
+        leaf_hash=None if entry.leaf_hash is None else entry.leaf_hash.hex(),
     )
 
 
@@ -155,8 +160,8 @@ def render(entries: list[AuditEntryRead], *, fmt: str) -> bytes:
                 msgspec.json.encode(e.detail, order="sorted").decode(),
                 e.decision_id or "",
                 e.trace_id or "",
-                e.prev_hash,
-                e.hash,
+                "" if e.leaf_index is None else e.leaf_index,
+                e.leaf_hash or "",
             ]
         )
     return buffer.getvalue().encode()

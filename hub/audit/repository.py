@@ -1,18 +1,34 @@
-"""SQL for the audit log; the only module that queries `audit_log`."""
+"""SQL of the audit log; the only module that queries `audit_*` tables."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 
 import asyncpg
 import msgspec
 
-from hub.audit.schemas import AuditEntry, AuditQuery, StoredEntry
+from hub.audit.schemas import AuditEntry, AuditQuery, Checkpoint, StoredEntry
+
+# One sealer at a time: leaf positions are handed out in the order sealer transactions run.
+SEALER_LOCK = 7527030514016150634  # "hub_audi" + 1; 0003's append lock is gone with it
+
+_COLUMNS = """seq, at, actor, action, target, detail::text AS detail, decision_id, trace_id,
+              leaf_index, leaf_hash"""
+_CHECKPOINT_COLUMNS = "tree_size, root_hash, signed_at, key_id, signature, note"
 
 
-async def append(conn: asyncpg.Connection, entry: AuditEntry, *, at: datetime, body: bytes) -> int:
-    """Chain and insert one entry server-side (see migrations/sql/0003_audit_append.sql)."""
+class TreeState(msgspec.Struct, frozen=True, kw_only=True):
+    """The sealed tree's size, the roots covering it (largest first) and the prune point."""
+
+    size: int = 0
+    frontier: list[bytes] = []
+    pruned_below: int = 0
+
+
+async def append(conn: asyncpg.Connection, entry: AuditEntry, *, at: datetime) -> int:
+    """Insert one unsealed entry (no lock: seq comes from a sequence); returns its seq."""
     seq: int = await conn.fetchval(
-        "SELECT audit_append($1, $2, $3, $4, $5::jsonb, $6, $7, $8)",
+        """INSERT INTO audit_log (at, actor, action, target, detail, decision_id, trace_id)
+           VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) RETURNING seq""",
         at,
         entry.actor,
         entry.action,
@@ -20,32 +36,222 @@ async def append(conn: asyncpg.Connection, entry: AuditEntry, *, at: datetime, b
         msgspec.json.encode(entry.detail).decode(),
         entry.decision_id,
         entry.trace_id,
-        body,
     )
     return seq
 
 
-async def iter_entries(
-    conn: asyncpg.Connection, *, batch: int = 1000
-) -> AsyncIterator[StoredEntry]:
-    """Every entry in seq order, read in bounded batches (keyset on seq)."""
-    after = 0
+async def try_lock_sealer(conn: asyncpg.Connection) -> bool:
+    """Take the sealer lock for this transaction, or False when another sealer holds it."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SEALER_LOCK))
+
+
+async def read_tree(conn: asyncpg.Connection | asyncpg.Pool) -> TreeState:
+    """The sealed tree's state (empty before the first seal)."""
+    row = await conn.fetchrow("SELECT size, frontier, pruned_below FROM audit_tree")
+    if row is None:
+        return TreeState()
+    return TreeState(
+        size=row["size"],
+        frontier=[bytes(h) for h in row["frontier"]],
+        pruned_below=row["pruned_below"],
+    )
+
+
+async def write_tree(conn: asyncpg.Connection, *, size: int, frontier: list[bytes]) -> None:
+    """Store the tree's new size and right edge."""
+    await conn.execute(
+        """INSERT INTO audit_tree (size, frontier) VALUES ($1, $2)
+           ON CONFLICT (singleton) DO UPDATE
+           SET size = EXCLUDED.size, frontier = EXCLUDED.frontier, updated_at = now()""",
+        size,
+        frontier,
+    )
+
+
+async def unsealed(conn: asyncpg.Connection, *, limit: int) -> list[asyncpg.Record]:
+    """Committed entries not yet in the tree, oldest seq first."""
+    return list(
+        await conn.fetch(
+            f"""SELECT {_COLUMNS} FROM audit_log WHERE leaf_index IS NULL
+                ORDER BY seq LIMIT $1""",
+            limit,
+        )
+    )
+
+
+async def write_sealed(
+    conn: asyncpg.Connection, *, seqs: list[int], indexes: list[int], hashes: list[bytes]
+) -> None:
+    """Give entries their tree positions and leaf hashes."""
+    await conn.execute(
+        """UPDATE audit_log a SET leaf_index = u.i, leaf_hash = u.h
+           FROM unnest($1::bigint[], $2::bigint[], $3::bytea[]) AS u(s, i, h)
+           WHERE a.seq = u.s AND a.leaf_index IS NULL""",
+        seqs,
+        indexes,
+        hashes,
+    )
+
+
+async def write_nodes(conn: asyncpg.Connection, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+    """Store completed subtree hashes (height, index, hash)."""
+    if nodes:
+        await conn.execute(
+            """INSERT INTO audit_node (height, idx, hash)
+               SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])""",
+            [n[0] for n in nodes],
+            [n[1] for n in nodes],
+            [n[2] for n in nodes],
+        )
+
+
+async def fetch_hashes(
+    conn: asyncpg.Connection | asyncpg.Pool, keys: Iterable[tuple[int, int]]
+) -> dict[tuple[int, int], bytes]:
+    """Leaf hashes (height 0) and stored node hashes by (height, index); absent ones omitted."""
+    wanted = sorted(set(keys))
+    leaves = [i for h, i in wanted if h == 0]
+    nodes = [(h, i) for h, i in wanted if h > 0]
+    found: dict[tuple[int, int], bytes] = {}
+    if leaves:
+        rows = await conn.fetch(
+            "SELECT leaf_index, leaf_hash FROM audit_log WHERE leaf_index = ANY($1::bigint[])",
+            leaves,
+        )
+        found.update({(0, r["leaf_index"]): bytes(r["leaf_hash"]) for r in rows})
+    if nodes:
+        rows = await conn.fetch(
+            """SELECT n.height, n.idx, n.hash FROM audit_node n
+               JOIN unnest($1::smallint[], $2::bigint[]) AS k(h, i)
+                 ON n.height = k.h AND n.idx = k.i""",
+            [h for h, _ in nodes],
+            [i for _, i in nodes],
+        )
+        found.update({(r["height"], r["idx"]): bytes(r["hash"]) for r in rows})
+    return found
+
+
+async def insert_checkpoint(conn: asyncpg.Connection, checkpoint: Checkpoint) -> None:
+    """Keep a signed checkpoint."""
+    await conn.execute(
+        f"INSERT INTO audit_checkpoint ({_CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
+        checkpoint.tree_size,
+        bytes.fromhex(checkpoint.root_hash),
+        checkpoint.signed_at,
+        checkpoint.key_id,
+        checkpoint.signature,
+        checkpoint.note,
+    )
+
+
+async def latest_checkpoint(conn: asyncpg.Connection | asyncpg.Pool) -> Checkpoint | None:
+    """The newest checkpoint (by when it was signed), if any."""
+    row = await conn.fetchrow(
+        f"SELECT {_CHECKPOINT_COLUMNS} FROM audit_checkpoint ORDER BY signed_at DESC, id DESC "
+        "LIMIT 1"
+    )
+    return None if row is None else _checkpoint(row)
+
+
+async def checkpoint_of_size(
+    conn: asyncpg.Connection | asyncpg.Pool, size: int
+) -> Checkpoint | None:
+    """The newest checkpoint of exactly this tree size."""
+    row = await conn.fetchrow(
+        f"""SELECT {_CHECKPOINT_COLUMNS} FROM audit_checkpoint WHERE tree_size = $1
+            ORDER BY signed_at DESC, id DESC LIMIT 1""",
+        size,
+    )
+    return None if row is None else _checkpoint(row)
+
+
+async def list_checkpoints(
+    conn: asyncpg.Connection | asyncpg.Pool, *, limit: int
+) -> list[Checkpoint]:
+    """The newest checkpoints, newest first."""
+    rows = await conn.fetch(
+        f"SELECT {_CHECKPOINT_COLUMNS} FROM audit_checkpoint ORDER BY signed_at DESC, id DESC "
+        "LIMIT $1",
+        limit,
+    )
+    return [_checkpoint(r) for r in rows]
+
+
+async def unwitnessed(conn: asyncpg.Connection, *, limit: int) -> list[tuple[int, Checkpoint]]:
+    """Checkpoints not yet pushed to the witness, oldest first, with their ids."""
+    rows = await conn.fetch(
+        f"""SELECT id, {_CHECKPOINT_COLUMNS} FROM audit_checkpoint WHERE witnessed_at IS NULL
+            ORDER BY id LIMIT $1""",
+        limit,
+    )
+    return [(r["id"], _checkpoint(r)) for r in rows]
+
+
+async def mark_witnessed(conn: asyncpg.Connection, ids: list[int], *, at: datetime) -> None:
+    """Record that these checkpoints reached the witness."""
+    await conn.execute(
+        "UPDATE audit_checkpoint SET witnessed_at = $2 WHERE id = ANY($1::bigint[])", ids, at
+    )
+
+
+async def count_unsealed(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    """Entries waiting for the sealer."""
+    return int(await conn.fetchval("SELECT count(*) FROM audit_log WHERE leaf_index IS NULL"))
+
+
+async def iter_sealed(
+    conn: asyncpg.Connection, *, start: int, batch: int = 20_000
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """Sealed entries from leaf `start` on in tree order, in batches (keyset on leaf_index)."""
+    after = start - 1
     while True:
         rows = await conn.fetch(
-            """SELECT seq, at, actor, action, target, detail::text AS detail, decision_id,
-                      trace_id, prev_hash, hash
-               FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2""",
+            f"""SELECT {_COLUMNS} FROM audit_log WHERE leaf_index > $1
+                ORDER BY leaf_index LIMIT $2""",
             after,
             batch,
         )
-        for row in rows:
-            yield _stored(row)
+        if rows:
+            yield rows
         if len(rows) < batch:
             return
-        after = rows[-1]["seq"]
+        after = rows[-1]["leaf_index"]
 
 
-def _stored(row: asyncpg.Record) -> StoredEntry:
+async def first_leaf_at_or_after(
+    conn: asyncpg.Connection, *, start: int, cutoff: datetime
+) -> int | None:
+    """The lowest leaf index from `start` whose entry is not older than `cutoff`."""
+    value = await conn.fetchval(
+        """SELECT leaf_index FROM audit_log WHERE leaf_index >= $1 AND at >= $2
+           ORDER BY leaf_index LIMIT 1""",
+        start,
+        cutoff,
+    )
+    return None if value is None else int(value)
+
+
+async def set_pruned_below(conn: asyncpg.Connection, point: int) -> None:
+    """Move the prune point (entries below it are no longer expected to exist)."""
+    await conn.execute(
+        "UPDATE audit_tree SET pruned_below = $1 WHERE pruned_below < $1 AND size >= $1", point
+    )
+
+
+async def delete_below(conn: asyncpg.Connection, point: int, *, limit: int) -> int:
+    """Delete up to `limit` sealed entries below leaf `point`; returns how many."""
+    status = await conn.execute(
+        """DELETE FROM audit_log WHERE seq IN (
+               SELECT seq FROM audit_log WHERE leaf_index < $1 ORDER BY leaf_index LIMIT $2)""",
+        point,
+        limit,
+    )
+    return int(status.split()[-1])
+
+
+def stored_entry(row: asyncpg.Record) -> StoredEntry:
+    """An entry from a row selected with the standard columns."""
+    leaf_hash = row["leaf_hash"]
     return StoredEntry(
         seq=row["seq"],
         at=row["at"],
@@ -55,13 +261,20 @@ def _stored(row: asyncpg.Record) -> StoredEntry:
         detail=msgspec.json.decode(row["detail"]),
         decision_id=row["decision_id"],
         trace_id=row["trace_id"],
-        prev_hash=bytes(row["prev_hash"]),
-        hash=bytes(row["hash"]),
+        leaf_index=row["leaf_index"],
+        leaf_hash=None if leaf_hash is None else bytes(leaf_hash),
     )
 
 
-_SEARCH_COLUMNS = """seq, at, actor, action, target, detail::text AS detail, decision_id,
-                     trace_id, prev_hash, hash"""
+def _checkpoint(row: asyncpg.Record) -> Checkpoint:
+    return Checkpoint(
+        tree_size=row["tree_size"],
+        root_hash=bytes(row["root_hash"]).hex(),
+        signed_at=row["signed_at"],
+        key_id=row["key_id"],
+        signature=row["signature"],
+        note=row["note"],
+    )
 
 
 async def search_entries(
@@ -72,7 +285,7 @@ async def search_entries(
     Actor and action match a prefix, target a substring; each filter is a bound parameter.
     """
     rows = await conn.fetch(
-        f"""SELECT {_SEARCH_COLUMNS} FROM audit_log
+        f"""SELECT {_COLUMNS} FROM audit_log
             WHERE ($1::text IS NULL OR actor LIKE $1 || '%')
               AND ($2::text IS NULL OR action LIKE $2 || '%')
               AND ($3::text IS NULL OR strpos(target, $3) > 0)
@@ -88,13 +301,23 @@ async def search_entries(
         query.before_seq,
         limit,
     )
-    return [_stored(row) for row in rows]
+    return [stored_entry(row) for row in rows]
 
 
 async def find_entry(conn: asyncpg.Connection | asyncpg.Pool, seq: int) -> StoredEntry | None:
     """One entry by seq."""
-    row = await conn.fetchrow(f"SELECT {_SEARCH_COLUMNS} FROM audit_log WHERE seq = $1", seq)
-    return None if row is None else _stored(row)
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM audit_log WHERE seq = $1", seq)
+    return None if row is None else stored_entry(row)
+
+
+async def find_entries(
+    conn: asyncpg.Connection | asyncpg.Pool, seqs: list[int]
+) -> list[StoredEntry]:
+    """Entries by seq, in seq order."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM audit_log WHERE seq = ANY($1::bigint[]) ORDER BY seq", seqs
+    )
+    return [stored_entry(row) for row in rows]
 
 
 def _like(value: str | None) -> str | None:

@@ -1,5 +1,7 @@
 """Audit routes under `/v1/audit` (policy-guarded: compliance officers): search, one entry,
-the chain check and signed exports. Exports are audited; reads are decisions in the log."""
+the check against the latest checkpoint, checkpoints, inclusion and consistency proofs and
+signed exports; the checkpoint key alone is public. Exports are audited; reads are decisions
+in the log."""
 
 from datetime import datetime
 from typing import Annotated, Any
@@ -7,16 +9,23 @@ from typing import Annotated, Any
 from litestar import Request, Router, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from hub.audit.checkpoints import CheckpointSigner, public_key_in
 from hub.audit.export import ExportSigner
+from hub.audit.proofs import consistency_proof, inclusion_proof
 from hub.audit.schemas import (
     AuditEntryRead,
     AuditExport,
     AuditPage,
     AuditQuery,
-    ChainReport,
+    CheckpointKey,
+    CheckpointPage,
+    ConsistencyProof,
     ExportRequest,
+    InclusionProof,
+    LogReport,
 )
-from hub.audit.service import export_entries, read_entry, search, verify_chain
+from hub.audit.service import checkpoints, export_entries, read_entry, search
+from hub.audit.verify import verify_log
 from hub.policy.guard import current_decision_id, current_subject
 from hub.runtime import ServicesDep
 
@@ -52,9 +61,40 @@ async def get_entry(services: ServicesDep, seq: FromPath[int]) -> AuditEntryRead
     return await read_entry(services.db.pool, seq)
 
 
-async def get_verify(services: ServicesDep) -> ChainReport:
-    """Walk the whole chain; `broken_at` names the first bad link."""
-    return await verify_chain(services.db.pool)
+async def get_verify(services: ServicesDep) -> LogReport:
+    """Check every entry against the latest signed checkpoint; names the first bad entry."""
+    key = public_key_in(services.settings.secrets_dir)
+    return await verify_log(services.db.pool, key=key)
+
+
+async def get_checkpoints(
+    services: ServicesDep, limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 20
+) -> CheckpointPage:
+    """Signed checkpoints, newest first."""
+    return CheckpointPage(checkpoints=await checkpoints(services.db.pool, limit=limit))
+
+
+async def get_checkpoint_key(services: ServicesDep) -> CheckpointKey:
+    """The public key that signs checkpoints (public: witnesses and verifiers need it)."""
+    return CheckpointSigner.from_dir(services.settings.secrets_dir).public
+
+
+async def get_inclusion(
+    services: ServicesDep,
+    seq: FromPath[int],
+    tree_size: Annotated[int | None, QueryParameter(ge=1)] = None,
+) -> InclusionProof:
+    """RFC 9162 inclusion proof of an entry (default: in the latest checkpoint's tree)."""
+    return await inclusion_proof(services.db.pool, seq, tree_size=tree_size)
+
+
+async def get_consistency(
+    services: ServicesDep,
+    first: Annotated[int | None, QueryParameter(ge=0)] = None,
+    second: Annotated[int | None, QueryParameter(ge=0)] = None,
+) -> ConsistencyProof:
+    """RFC 9162 consistency proof between two checkpoints' sizes (default: the newest two)."""
+    return await consistency_proof(services.db.pool, first=first, second=second)
 
 
 async def post_export(
@@ -80,6 +120,10 @@ def build_router() -> Router:
             get("/entries")(get_entries),
             get("/entries/{seq:int}")(get_entry),
             get("/verify")(get_verify),
+            get("/checkpoints")(get_checkpoints),
+            get("/checkpoint-key", opt={"public": True})(get_checkpoint_key),
+            get("/proofs/inclusion/{seq:int}")(get_inclusion),
+            get("/proofs/consistency")(get_consistency),
             post("/export", status_code=200)(post_export),
         ],
     )

@@ -1,13 +1,22 @@
-"""Pure hashing rules of the audit chain."""
+"""Pure rules of the audit log: what an entry's leaf hashes, which stored hashes a proof
+needs, what a checkpoint signs, and where pruning may stop."""
 
-import hashlib
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 import msgspec
 
+from hub.audit import merkle
 from hub.audit.schemas import Detail, StoredEntry
 
-GENESIS = bytes(32)  # prev_hash of the first entry
+# Interior nodes are stored only at heights 8, 16, 24, ...: one row per 256 leaves, and any
+# perfect subtree is then the fold of at most 128 stored hashes (leaves or nodes).
+TILE_HEIGHT = 8
+TILE = 1 << TILE_HEIGHT
+CHECKPOINT_ORIGIN = "hub audit log v1"
+Key = tuple[int, int]  # (height, index): a leaf (height 0) or a stored node
+
+_encoder = msgspec.json.Encoder(order="sorted")
 
 
 def entry_body(
@@ -20,8 +29,8 @@ def entry_body(
     decision_id: str | None,
     trace_id: str | None,
 ) -> bytes:
-    """Canonical (sorted-key) JSON of an entry without its seq: the bytes that are hashed."""
-    return msgspec.json.encode(
+    """Canonical (sorted-key) JSON of an entry without its seq."""
+    return _encoder.encode(
         {
             "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
             "actor": actor,
@@ -30,23 +39,17 @@ def entry_body(
             "detail": detail,
             "decision_id": decision_id,
             "trace_id": trace_id,
-        },
-        order="sorted",
+        }
     )
 
 
-def entry_hash(*, prev_hash: bytes, seq: int, body: bytes) -> bytes:
-    """SHA-256 over the previous hash, the seq (8 bytes, big-endian) and the body; the
-    database computes the same in `audit_append()`."""
-    return hashlib.sha256(prev_hash + seq.to_bytes(8, "big", signed=True) + body).digest()
+def leaf_data(*, seq: int, body: bytes) -> bytes:
+    """The bytes a leaf commits to: the entry's seq (8 bytes, big-endian) and its body."""
+    return seq.to_bytes(8, "big") + body
 
 
-def check_link(entry: StoredEntry, *, expected_seq: int, prev_hash: bytes) -> str | None:
-    """Why this entry breaks the chain after `prev_hash`, or None when it links correctly."""
-    if entry.seq != expected_seq:
-        return f"entry {expected_seq} is missing (next present is {entry.seq})"
-    if entry.prev_hash != prev_hash:
-        return f"entry {entry.seq} does not point at the hash of entry {entry.seq - 1}"
+def entry_leaf(entry: StoredEntry) -> bytes:
+    """The RFC 9162 leaf hash of a stored entry, recomputed from its content."""
     body = entry_body(
         at=entry.at,
         actor=entry.actor,
@@ -56,7 +59,64 @@ def check_link(entry: StoredEntry, *, expected_seq: int, prev_hash: bytes) -> st
         decision_id=entry.decision_id,
         trace_id=entry.trace_id,
     )
-    recomputed = entry_hash(prev_hash=prev_hash, seq=entry.seq, body=body)
-    if recomputed != entry.hash:
-        return f"entry {entry.seq} was altered (its content no longer matches its hash)"
-    return None
+    return merkle.leaf_hash(leaf_data(seq=entry.seq, body=body))
+
+
+def is_stored_height(height: int) -> bool:
+    """Whether the sealer keeps nodes of this height."""
+    return height > 0 and height % TILE_HEIGHT == 0
+
+
+def perfect_keys(start: int, height: int) -> list[Key]:
+    """The stored hashes whose fold is the perfect subtree [start, start + 2**height)."""
+    stored = height - height % TILE_HEIGHT
+    first = start >> stored
+    return [(stored, i) for i in range(first, first + (1 << (height - stored)))]
+
+
+def pieces(lo: int, hi: int) -> list[tuple[int, int]]:
+    """The perfect subtrees (start, height) that `merkle.range_hash(lo, hi)` combines."""
+    out = []
+    while hi > lo:
+        n = hi - lo
+        k = n if n & (n - 1) == 0 else merkle.split_point(n)
+        out.append((lo, k.bit_length() - 1))
+        lo += k
+    return out
+
+
+def keys_for(ranges: Iterable[merkle.Range]) -> set[Key]:
+    """Every stored hash needed to compute the hashes of these ranges."""
+    return {
+        key
+        for lo, hi in ranges
+        for start, height in pieces(lo, hi)
+        for key in perfect_keys(start, height)
+    }
+
+
+def perfect_from(stored: Mapping[Key, bytes]) -> merkle.PerfectHash:
+    """A perfect-subtree hash function over fetched stored hashes (KeyError when missing)."""
+
+    def perfect(start: int, height: int) -> bytes:
+        return merkle.fold([stored[key] for key in perfect_keys(start, height)])
+
+    return perfect
+
+
+def checkpoint_note(*, size: int, root: bytes, signed_at: datetime) -> str:
+    """The text a checkpoint signs: origin, tree size, root hash (hex) and time (UTC)."""
+    at = signed_at.astimezone(UTC).isoformat(timespec="microseconds")
+    return f"{CHECKPOINT_ORIGIN}\n{size}\n{root.hex()}\n{at}\n"
+
+
+def checkpoint_due(last_signed_at: datetime | None, *, now: datetime, every_seconds: int) -> bool:
+    """Whether a new checkpoint is due (none yet, or the last is `every_seconds` old)."""
+    return last_signed_at is None or (now - last_signed_at).total_seconds() >= every_seconds
+
+
+def prune_point(*, checkpoint_size: int, first_young: int | None, sealed: int) -> int:
+    """Where pruning may stop: below the first entry to keep, within the latest checkpoint,
+    on a multiple of TILE (so what is pruned is summed up by stored nodes alone)."""
+    limit = min(checkpoint_size, sealed if first_young is None else first_young)
+    return limit - limit % TILE

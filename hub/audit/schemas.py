@@ -1,4 +1,4 @@
-"""Audit entries as they are written and the result of a chain check."""
+"""Audit entries as they are written and read, checkpoints, proofs and verification reports."""
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -20,18 +20,27 @@ class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
     trace_id: str | None = None
 
 
-class ChainReport(msgspec.Struct, frozen=True, kw_only=True):
-    """The outcome of walking the chain; `broken_at` names the first bad link."""
+class LogReport(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of checking the log against a signed checkpoint.
+
+    `entries` were recomputed from their content; `checkpoint_size` entries (from
+    `pruned_below`) had to give the signed root. `broken_seq`/`broken_index` name the first
+    entry found altered or missing; `unsealed` entries are not yet in the tree."""
 
     ok: bool
     entries: int
-    last_seq: int
-    broken_at: int | None = None
+    tree_size: int
+    checkpoint_size: int | None
+    checkpoint_at: datetime | None
+    pruned_below: int
+    unsealed: int
+    broken_index: int | None = None
+    broken_seq: int | None = None
     problem: str | None = None
 
 
 class StoredEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """An entry as read back for verification."""
+    """An entry as read back; `leaf_index` and `leaf_hash` stay None until it is sealed."""
 
     seq: int
     at: datetime
@@ -41,8 +50,8 @@ class StoredEntry(msgspec.Struct, frozen=True, kw_only=True):
     detail: Detail
     decision_id: str | None
     trace_id: str | None
-    prev_hash: bytes
-    hash: bytes
+    leaf_index: int | None
+    leaf_hash: bytes | None
 
 
 class AuditQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -58,7 +67,8 @@ class AuditQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class AuditEntryRead(msgspec.Struct, frozen=True, kw_only=True):
-    """An entry as the API shows it (hashes in hex). `detail` is typed loosely here only
+    """An entry as the API shows it: its position in the Merkle tree and leaf hash (hex),
+    both None until the sealer has integrated it. `detail` is typed loosely here only
     because OpenAPI generation cannot express `Detail`'s union of two list types."""
 
     seq: int
@@ -69,8 +79,8 @@ class AuditEntryRead(msgspec.Struct, frozen=True, kw_only=True):
     detail: dict[str, Any]
     decision_id: str | None
     trace_id: str | None
-    prev_hash: str
-    hash: str
+    leaf_index: int | None
+    leaf_hash: str | None
 
 
 class AuditPage(msgspec.Struct, frozen=True, kw_only=True):
@@ -105,3 +115,95 @@ class AuditExport(msgspec.Struct, frozen=True, kw_only=True):
     content: str
     count: int
     signed: SignedManifest
+
+
+class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """A signed tree head: `note` (origin, size, root hex, time) signed with the hub's
+    checkpoint key (Ed25519, base64 `signature` over the note's UTF-8 bytes)."""
+
+    tree_size: int
+    root_hash: str
+    signed_at: datetime
+    key_id: str
+    signature: str
+    note: str
+
+
+class CheckpointKey(msgspec.Struct, frozen=True, kw_only=True):
+    """The public half of the checkpoint key, for witnesses and offline verifiers."""
+
+    key_id: str
+    algorithm: str = "Ed25519"
+    public_key: str
+
+
+class CheckpointPage(msgspec.Struct, frozen=True, kw_only=True):
+    """Checkpoints newest first."""
+
+    checkpoints: list[Checkpoint]
+
+
+class InclusionProof(msgspec.Struct, frozen=True, kw_only=True):
+    """RFC 9162 inclusion proof of one entry in the tree of `tree_size` leaves (hex hashes,
+    the leaf's sibling first)."""
+
+    seq: int
+    leaf_index: int
+    leaf_hash: str
+    tree_size: int
+    path: list[str]
+
+
+class ConsistencyProof(msgspec.Struct, frozen=True, kw_only=True):
+    """RFC 9162 consistency proof that the tree of `second` leaves extends that of `first`."""
+
+    first: int
+    second: int
+    first_root: str
+    second_root: str
+    path: list[str]
+    verified: bool
+
+
+class EntryProof(msgspec.Struct, frozen=True, kw_only=True):
+    """An entry and its inclusion proof, enough to recompute its leaf offline."""
+
+    entry: AuditEntryRead
+    proof: InclusionProof
+
+
+class ProofBundle(msgspec.Struct, frozen=True, kw_only=True):
+    """What an evidence package carries to prove its audit entries offline: the signed
+    checkpoint, the checkpoint key, and each entry with its path; `pending` lists the seqs
+    that were not yet covered by a checkpoint."""
+
+    checkpoint: Checkpoint | None
+    key: CheckpointKey
+    entries: list[EntryProof]
+    pending: list[int]
+
+
+class BundleCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of checking a proof bundle offline."""
+
+    ok: bool
+    proven: int
+    pending: int
+    problems: list[str]
+
+
+class SealReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What one sealer run did; `busy` when another sealer held the lock."""
+
+    sealed: int
+    tree_size: int
+    checkpoint: Checkpoint | None = None
+    witnessed: int = 0
+    busy: bool = False
+
+
+class PruneReport(msgspec.Struct, frozen=True, kw_only=True):
+    """Entries below `pruned_below` (in tree order) are gone; their subtree hashes remain."""
+
+    pruned_below: int
+    deleted: int

@@ -1,67 +1,85 @@
-"""Use cases of the audit trail: append inside a caller's transaction, verify the chain."""
+"""Use cases of the audit trail: append inside a caller's transaction, search, export, prune.
+
+Sealing, checkpoints and proofs live in `sealer`, `verify` and `proofs`."""
 
 import hashlib
+from datetime import datetime
 
 import asyncpg
 import msgspec
 
 from hub.audit import repository
 from hub.audit.export import ExportSigner, entry_read, render
-from hub.audit.rules import GENESIS, check_link, entry_body
+from hub.audit.rules import prune_point
 from hub.audit.schemas import (
     AuditEntry,
     AuditEntryRead,
     AuditExport,
     AuditPage,
     AuditQuery,
-    ChainReport,
+    Checkpoint,
     ExportRequest,
+    PruneReport,
 )
 from hub.kit.clock import Clock, utcnow
+from hub.kit.db import Database
 from hub.kit.errors import NotFoundError
 
 
 async def append_entry(
     conn: asyncpg.Connection, entry: AuditEntry, *, clock: Clock = utcnow
 ) -> int:
-    """Chain and insert `entry` in the caller's open transaction; returns its seq.
+    """Insert `entry` in the caller's open transaction; returns its seq.
 
-    One server-side call (`audit_append`) locks the chain, reads its head and inserts. Call
-    it as the transaction's last statement: the lock is held until commit.
+    A plain INSERT: appends never wait on each other. The sealer gives the entry its place in
+    the Merkle tree after the transaction commits (ADR 0011).
     """
-    at = clock()
-    body = entry_body(
-        at=at,
-        actor=entry.actor,
-        action=entry.action,
-        target=entry.target,
-        detail=entry.detail,
-        decision_id=entry.decision_id,
-        trace_id=entry.trace_id,
-    )
-    return await repository.append(conn, entry, at=at, body=body)
+    return await repository.append(conn, entry, at=clock())
 
 
-async def verify_chain(pool: asyncpg.Pool) -> ChainReport:
-    """Walk the whole chain in order; report the first broken link, if any.
+async def prune_entries(
+    db: Database, *, before: datetime, actor: str, batch: int = 10_000, clock: Clock = utcnow
+) -> PruneReport:
+    """Delete entries older than `before` that a signed checkpoint covers, oldest first in
+    tree order, stopping at the first younger entry and on a multiple of 256; the stored
+    subtree hashes stay, so what remains still verifies against every later checkpoint."""
+    async with db.transaction() as conn:
+        tree = await repository.read_tree(conn)
+        latest = await repository.latest_checkpoint(conn)
+        young = await repository.first_leaf_at_or_after(
+            conn, start=tree.pruned_below, cutoff=before
+        )
+        point = prune_point(
+            checkpoint_size=0 if latest is None else latest.tree_size,
+            first_young=young,
+            sealed=tree.size,
+        )
+        if point <= tree.pruned_below:
+            return PruneReport(pruned_below=tree.pruned_below, deleted=0)
+        # The prune point moves first, so a verifier never expects what is being deleted.
+        await repository.set_pruned_below(conn, point)
+        await append_entry(
+            conn,
+            AuditEntry(
+                actor=actor,
+                action="audit.prune",
+                target=f"audit:below:{point}",
+                detail={"pruned_below": point, "was": tree.pruned_below},
+            ),
+            clock=clock,
+        )
+    deleted = 0
+    while True:
+        async with db.transaction() as conn:
+            n = await repository.delete_below(conn, point, limit=batch)
+        deleted += n
+        if n < batch:
+            return PruneReport(pruned_below=point, deleted=deleted)
 
-    Deleting the newest entries cannot be seen from the chain alone; periodic signed
-    checkpoints (a later issue) close that gap.
-    """
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        count, prev_hash, expected = 0, GENESIS, 1
-        async for entry in repository.iter_entries(conn):
-            problem = check_link(entry, expected_seq=expected, prev_hash=prev_hash)
-            if problem is not None:
-                return ChainReport(
-                    ok=False,
-                    entries=count,
-                    last_seq=expected - 1,
-                    broken_at=expected,
-                    problem=problem,
-                )
-            count, prev_hash, expected = count + 1, entry.hash, entry.seq + 1
-    return ChainReport(ok=True, entries=count, last_seq=expected - 1)
+
+async def checkpoints(pool: asyncpg.Pool, *, limit: int) -> list[Checkpoint]:
+    """The newest signed checkpoints, newest first."""
+    return await repository.list_checkpoints(pool, limit=limit)
 
 
 async def search(pool: asyncpg.Pool, query: AuditQuery, *, limit: int) -> AuditPage:

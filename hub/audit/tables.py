@@ -1,11 +1,12 @@
-"""Piccolo table of the audit log (append-only; schema in migrations/sql/)."""
+"""Piccolo table of the audit log (schema in migrations/sql/, see 0013)."""
 
 from piccolo.columns import JSONB, BigInt, Bytea, Text, Timestamptz
 from piccolo.table import Table
 
 
 class AuditLog(Table, tablename="audit_log"):
-    """One chained entry; never updated or deleted except by the retention sweep."""
+    """One entry; content never updated, sealed once (leaf_index, leaf_hash), deleted only
+    by pruning below a signed checkpoint."""
 
     seq = BigInt(primary_key=True)
     at = Timestamptz()
@@ -15,5 +16,5 @@ class AuditLog(Table, tablename="audit_log"):
     detail = JSONB()
     decision_id = Text(null=True, default=None)
     trace_id = Text(null=True, default=None)
-    prev_hash = Bytea()
-    hash = Bytea()
+    leaf_index = BigInt(null=True, default=None)
+    leaf_hash = Bytea(null=True, default=None)

@@ -7,7 +7,8 @@ import click
 import msgspec
 
 from hub.cli.agencies import agencies, deliveries
-from hub.cli.common import emit, run_with_services, settings_or_exit
+from hub.cli.audit import audit
+from hub.cli.common import emit, settings_or_exit
 from hub.cli.console import console
 from hub.cli.identity import clients, keys, users
 from hub.cli.nodes import nodes
@@ -15,7 +16,6 @@ from hub.cli.ops import slo
 from hub.cli.policy import policy_group
 from hub.cli.retention import holds, privacy, retention
 from hub.cli.tokens import tokens
-from hub.runtime import Services
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,33 +97,6 @@ def migrate(as_json: bool, check: bool) -> None:
             f"partitions created: {', '.join(report.partitions.created) or 'none'}"
         ),
     )
-
-
-@main.group()
-def audit() -> None:
-    """Inspect the hash-chained audit log."""
-
-
-@audit.command("verify")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def audit_verify(as_json: bool) -> None:
-    """Walk the audit chain; exit 1 and name the first broken link if any."""
-    from hub.audit import ChainReport, verify_chain
-
-    async def work(services: Services) -> ChainReport:
-        return await verify_chain(services.db.pool)
-
-    report = run_with_services(work)
-    emit(
-        report,
-        as_json=as_json,
-        text=lambda: (
-            f"audit chain intact: {report.entries} entries"
-            if report.ok
-            else f"audit chain BROKEN at entry {report.broken_at}: {report.problem}"
-        ),
-    )
-    sys.exit(0 if report.ok else 1)
 
 
 @main.command()
@@ -222,6 +195,7 @@ def export_schemas(folder: str) -> None:
     click.echo(f"wrote {path}")
 
 
+main.add_command(audit)
 main.add_command(nodes)
 main.add_command(agencies)
 main.add_command(deliveries)

@@ -17,8 +17,10 @@ from hub.audit import (
     AuditEntry,
     AuditQuery,
     ExportSigner,
+    Sealer,
     SignedManifest,
     append_entry,
+    prove_entries,
     search,
     verify_manifest,
 )
@@ -33,6 +35,7 @@ from hub.policy.guard import Decider
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 PUBLIC_KEY = "public_key.pem"
+PROOFS = "audit_proofs.json"
 MAX_PACKAGE_BYTES = 200 * 1024 * 1024
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
 
@@ -56,9 +59,12 @@ async def export_evidence(
     media_root: str,
     signer: ExportSigner,
     decision_id: str | None,
+    sealer: Sealer | None = None,
     clock: Clock = utcnow,
 ) -> tuple[str, bytes]:
-    """The package's file name and bytes; the export is audited."""
+    """The package's file name and bytes; the export is audited. With a `sealer`, the audit
+    entries are sealed, checkpointed and carried with inclusion proofs (audit_proofs.json,
+    checked offline by `hub audit verify-proofs`)."""
     now = clock()
     incident, notes, rows = await cases.read_for_export(db, incident_id)
     files: dict[str, bytes] = {
@@ -87,6 +93,10 @@ async def export_evidence(
     files.update(media)
     audit = await search(db.pool, AuditQuery(target=f"incident:{incident_id}"), limit=10_000)
     files["audit.json"] = _json(audit.entries)
+    if sealer is not None:
+        await sealer.run(force_checkpoint=True)
+        seqs = [e.seq for e in audit.entries]
+        files[PROOFS] = _json(await prove_entries(db.pool, seqs, key=sealer.key))
     signed = signer.sign(files, kind="incident_evidence", at=now)
     package = _zip(files, signed)
     await _audit(db, subject, incident_id, signed, len(files), decision_id)

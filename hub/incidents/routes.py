@@ -8,7 +8,7 @@ from uuid import UUID
 from litestar import Request, Response, Router, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter
 
-from hub.audit import ExportSigner
+from hub.audit import ExportSigner, Sealer
 from hub.delivery.kit import release_hash_key
 from hub.identity.schemas import Subject
 from hub.incidents import cases, evidence
@@ -140,6 +140,7 @@ async def post_export(
         media_root=services.settings.media_dir,
         signer=ExportSigner.from_dir(services.settings.secrets_dir),
         decision_id=decision,
+        sealer=Sealer.from_settings(services.settings, services.db),
     )
     return Response(
         package,

@@ -1,8 +1,9 @@
 """Retention and privacy: how long data lives, the sweep that deletes it, the PII vault.
 
 It owns `retention_run`, `pii_subject_key` and `pii_attribute`. It never deletes what a legal
-hold covers, never deletes audit entries (the chain is verified from genesis), and never
-deletes anything to relieve disk pressure: new media is refused instead.
+hold covers, deletes audit entries only through the audit log's own pruning (below a signed
+checkpoint, so what remains still verifies), and never deletes anything to relieve disk
+pressure: new media is refused instead.
 """
 
 from hub.retention.crypto import KeyRing

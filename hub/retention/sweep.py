@@ -18,7 +18,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from hub.audit import AuditEntry, append_entry
+from hub.audit import AuditEntry, append_entry, prune_entries
 from hub.kit.clock import Clock, utcnow
 from hub.kit.db import Database
 from hub.policy.schemas import RetentionResult
@@ -364,8 +364,14 @@ async def _delete_globals(
             _tell(deps, data_class, n)
             await _pause(deps)
     audit_cutoff = cutoff_for(plan.globals["audit_entry"], now=plan.now)
-    if audit_cutoff > NEVER:
+    if audit_cutoff > NEVER and dry_run:
         tally.rows["audit_entry"] = await repository.count_audit(conn, cutoff=audit_cutoff)
+    elif audit_cutoff > NEVER:
+        # Only below the latest signed checkpoint; the audit log writes its own entry.
+        pruned = await prune_entries(
+            deps.db, before=audit_cutoff, actor=deps.actor, batch=deps.batch_size
+        )
+        tally.rows["audit_entry"] = pruned.deleted
 
 
 async def _count_only(deps: SweepDeps, conn: asyncpg.Connection, plan: _Plan) -> _Tally:
@@ -413,7 +419,7 @@ def _report(
         answer = plan.globals[data_class]
         note = "held (policy)" if answer.hold else ""
         if data_class == "audit_entry":
-            note = "expired entries counted, never deleted: the chain is verified from genesis"
+            note = "pruned only below the latest signed checkpoint (ADR 0011)"
         classes.append(
             ClassReport(
                 data_class=data_class,

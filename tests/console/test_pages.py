@@ -7,6 +7,7 @@ import zipfile
 import pytest
 
 from console.session import pages_for
+from hub.audit import Sealer
 from tests.console.conftest import Hub, console_app, log_in, texts
 
 pytestmark = [
@@ -95,7 +96,7 @@ async def test_audit_search_detail_chain_and_export(seeded: Hub) -> None:
     app.number_input(key="audit_seq").set_value(int(table["seq"][0])).run()
     assert any("user.add" in str(j.value) for j in app.json)
     app.button(key="audit_verify").click().run()
-    assert "Audit chain intact" in texts(app)
+    assert "Audit log intact" in texts(app)
     app.radio(key="audit_format").set_value("csv").run()
     app.button(key="audit_export").click().run()
     assert "3 entries exported" in texts(app)
@@ -105,10 +106,12 @@ async def test_audit_search_detail_chain_and_export(seeded: Hub) -> None:
 
 async def test_chain_check_names_the_first_broken_link(seeded: Hub, services) -> None:  # type: ignore[no-untyped-def]
     app = log_in(seeded, "olga")
-    await services.db.pool.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")
+    await Sealer.from_settings(services.settings, services.db).run(force_checkpoint=True)
+    seq = await services.db.pool.fetchval("SELECT seq FROM audit_log WHERE leaf_index = 1")
+    await services.db.pool.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = $1", seq)
     app.switch_page("pages/audit.py").run()
     app.button(key="audit_verify").click().run()
-    assert "BROKEN at entry 2" in texts(app)
+    assert f"BROKEN (entry {seq})" in texts(app)
 
 
 async def test_incident_workflow_with_export_and_verify(seeded: Hub) -> None:

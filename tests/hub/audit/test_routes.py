@@ -1,13 +1,18 @@
-"""Audit routes on the real app: search with keyset paging, the chain check, signed export."""
+"""Audit routes on the real app: search with keyset paging, the check against the latest
+checkpoint, checkpoints and proofs, the public checkpoint key, signed export."""
 
 import base64
 
+import msgspec
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from litestar.testing import AsyncTestClient
 
+from hub.audit import Checkpoint, merkle
+from hub.audit.checkpoints import checkpoint_problem
 from hub.identity.oauth import UserCreate, add_user
 from hub.runtime import Services
+from tests.hub.audit.builders import append_many, sealer
 
 pytestmark = [pytest.mark.db, pytest.mark.redis]
 PASSWORD = "correct horse battery staple"
@@ -51,16 +56,60 @@ async def test_search_pages_newest_first(client: AsyncTestClient, services: Serv
     assert rest["next_before_seq"] is None
     one = (await client.get(f"/v1/audit/entries/{seqs[0]}", headers=headers)).json()
     assert one["target"] == "user:u2"
-    assert (await client.get("/v1/audit/entries/99", headers=headers)).status_code == 404
+    missing = await client.get(f"/v1/audit/entries/{2**62}", headers=headers)
+    assert missing.status_code == 404
 
 
-async def test_verify_names_the_broken_link(client: AsyncTestClient, services: Services) -> None:
+async def test_verify_names_the_altered_entry(client: AsyncTestClient, services: Services) -> None:
     headers = await bearer(client, services, "olga", "compliance_officer")
-    assert (await client.get("/v1/audit/verify", headers=headers)).json()["ok"] is True
-    await services.db.pool.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 1")
+    await sealer(services).run(force_checkpoint=True)
     report = (await client.get("/v1/audit/verify", headers=headers)).json()
-    assert report["broken_at"] == 1
+    assert report["ok"] is True
+    assert report["checkpoint_size"] == report["entries"] >= 1
+    first = await services.db.pool.fetchval("SELECT seq FROM audit_log WHERE leaf_index = 0")
+    await services.db.pool.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = $1", first)
+    report = (await client.get("/v1/audit/verify", headers=headers)).json()
+    assert (report["ok"], report["broken_seq"], report["broken_index"]) == (False, first, 0)
     assert "altered" in report["problem"]
+
+
+async def test_checkpoints_and_proofs_verify_with_the_public_key(
+    client: AsyncTestClient, services: Services
+) -> None:
+    headers = await bearer(client, services, "olga", "compliance_officer")
+    seqs = await append_many(services, 5)
+    await sealer(services).run(force_checkpoint=True)
+    await append_many(services, 3)
+    await sealer(services).run(force_checkpoint=True)
+    key = (await client.get("/v1/audit/checkpoint-key")).json()  # public: no token
+    page = (await client.get("/v1/audit/checkpoints", headers=headers)).json()
+    newest, older = (msgspec.convert(c, Checkpoint) for c in page["checkpoints"][:2])
+    assert checkpoint_problem(newest, public_pem=key["public_key"]) is None
+    answer = await client.get(f"/v1/audit/proofs/inclusion/{seqs[2]}", headers=headers)
+    proof = answer.json()
+    assert proof["tree_size"] == newest.tree_size
+    assert merkle.verify_inclusion(
+        bytes.fromhex(proof["leaf_hash"]),
+        index=proof["leaf_index"],
+        size=proof["tree_size"],
+        path=[bytes.fromhex(h) for h in proof["path"]],
+        root=bytes.fromhex(newest.root_hash),
+    )
+    consistency = (await client.get("/v1/audit/proofs/consistency", headers=headers)).json()
+    assert (consistency["first"], consistency["second"]) == (older.tree_size, newest.tree_size)
+    assert consistency["verified"] is True
+    assert merkle.verify_consistency(
+        first=older.tree_size,
+        second=newest.tree_size,
+        first_root=bytes.fromhex(older.root_hash),
+        second_root=bytes.fromhex(newest.root_hash),
+        path=[bytes.fromhex(h) for h in consistency["path"]],
+    )
+    await append_many(services, 1)
+    [latest] = await append_many(services, 1)
+    unsealed = await client.get(f"/v1/audit/proofs/inclusion/{latest}", headers=headers)
+    assert unsealed.status_code == 409
+    assert unsealed.json()["type"].endswith("audit_entry_unsealed")
 
 
 async def test_export_is_signed_and_audited(client: AsyncTestClient, services: Services) -> None:

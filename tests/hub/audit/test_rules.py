@@ -1,11 +1,21 @@
-"""Pure rules of the audit chain."""
+"""Pure rules of the audit log: leaves, stored-hash keys, checkpoints, prune points."""
 
-from datetime import UTC, datetime
+import hashlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgspec
-
-from hub.audit.rules import GENESIS, check_link, entry_body, entry_hash
+from hub.audit import merkle
+from hub.audit.rules import (
+    checkpoint_due,
+    checkpoint_note,
+    entry_body,
+    entry_leaf,
+    keys_for,
+    perfect_from,
+    perfect_keys,
+    pieces,
+    prune_point,
+)
 from hub.audit.schemas import StoredEntry
 
 AT = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -20,16 +30,23 @@ FIELDS: dict[str, Any] = {
 }
 
 
-def stored(seq: int, prev: bytes, **changes: Any) -> StoredEntry:
-    digest = entry_hash(prev_hash=prev, seq=seq, body=entry_body(**FIELDS))
-    entry = StoredEntry(seq=seq, prev_hash=prev, hash=digest, **FIELDS)
-    return msgspec.structs.replace(entry, **changes)
+def stored(seq: int, **changes: Any) -> StoredEntry:
+    return StoredEntry(seq=seq, leaf_index=None, leaf_hash=None, **{**FIELDS, **changes})
 
 
-def test_hash_depends_on_every_field_the_seq_and_the_previous_hash() -> None:
-    base = stored(1, GENESIS).hash
-    assert stored(1, b"\x01" * 32).hash != base
-    assert entry_hash(prev_hash=GENESIS, seq=2, body=entry_body(**FIELDS)) != base
+def test_a_leaf_is_the_rfc_leaf_of_seq_and_canonical_body() -> None:
+    body = (
+        b'{"action":"x","actor":"a","at":"2026-11-22T12:00:00.000000+00:00",'
+        b'"decision_id":null,"detail":{"n":1},"target":"t","trace_id":null}'
+    )
+    assert entry_body(**FIELDS) == body
+    expected = hashlib.sha256(b"\x00" + (7).to_bytes(8, "big") + body).digest()
+    assert entry_leaf(stored(7)) == expected
+
+
+def test_the_leaf_depends_on_every_field_and_the_seq() -> None:
+    base = entry_leaf(stored(1))
+    assert entry_leaf(stored(2)) != base
     changes = {
         "actor": "b",
         "action": "y",
@@ -37,11 +54,10 @@ def test_hash_depends_on_every_field_the_seq_and_the_previous_hash() -> None:
         "detail": {"n": 2},
         "decision_id": "d",
         "trace_id": "t",
-        "at": datetime(2026, 1, 1, tzinfo=UTC),
+        "at": AT + timedelta(microseconds=1),
     }
     for field, value in changes.items():
-        body = entry_body(**{**FIELDS, field: value})
-        assert entry_hash(prev_hash=GENESIS, seq=1, body=body) != base, field
+        assert entry_leaf(stored(1, **{field: value})) != base, field
 
 
 def test_body_ignores_key_order_of_detail() -> None:
@@ -50,12 +66,43 @@ def test_body_ignores_key_order_of_detail() -> None:
     assert one == two
 
 
-def test_check_link_names_edit_gap_and_wrong_pointer() -> None:
-    first = stored(1, GENESIS)
-    assert check_link(first, expected_seq=1, prev_hash=GENESIS) is None
-    edited = msgspec.structs.replace(first, actor="mallory")
-    assert "altered" in (check_link(edited, expected_seq=1, prev_hash=GENESIS) or "")
-    third = stored(3, first.hash)
-    assert "entry 2 is missing" in (check_link(third, expected_seq=2, prev_hash=first.hash) or "")
-    wrong = stored(2, b"\x02" * 32)
-    assert "does not point" in (check_link(wrong, expected_seq=2, prev_hash=first.hash) or "")
+def test_perfect_subtrees_fold_at_most_128_stored_hashes() -> None:
+    assert perfect_keys(0, 0) == [(0, 0)]
+    assert perfect_keys(4, 2) == [(0, 4), (0, 5), (0, 6), (0, 7)]
+    assert perfect_keys(512, 8) == [(8, 2)]
+    assert perfect_keys(512, 9) == [(8, 2), (8, 3)]
+    assert len(perfect_keys(0, 15)) == 128
+    assert perfect_keys(1 << 16, 16) == [(16, 1)]
+    assert pieces(0, 5) == [(0, 2), (4, 0)]
+    assert pieces(256, 300) == [(256, 5), (288, 3), (296, 2)]
+
+
+def test_range_hashes_from_stored_tiles_equal_the_recursive_root() -> None:
+    leaves = [merkle.leaf_hash(str(i).encode()) for i in range(700)]
+    stored: dict[tuple[int, int], bytes] = {(0, i): h for i, h in enumerate(leaves)}
+    edge = merkle.CompactRange()
+    for value in leaves:
+        edge.append(value, lambda h, i, v: stored.__setitem__((h, i), v) if h == 8 else None)
+    ranges = merkle.inclusion_ranges(650, 700)
+    needed = keys_for(ranges)
+    assert (8, 0) in needed  # the first 256 leaves come as one stored node
+    assert (0, 0) not in needed
+    only = {k: stored[k] for k in needed}
+    path = [merkle.range_hash(lo, hi, perfect_from(only)) for lo, hi in ranges]
+    root = merkle.root_of(leaves)
+    assert merkle.verify_inclusion(leaves[650], index=650, size=700, path=path, root=root)
+
+
+def test_checkpoint_note_and_schedule() -> None:
+    note = checkpoint_note(size=3, root=b"\x01" * 32, signed_at=AT)
+    assert note == f"hub audit log v1\n3\n{'01' * 32}\n2026-11-22T12:00:00.000000+00:00\n"
+    assert checkpoint_due(None, now=AT, every_seconds=60)
+    assert not checkpoint_due(AT, now=AT + timedelta(seconds=59), every_seconds=60)
+    assert checkpoint_due(AT, now=AT + timedelta(seconds=60), every_seconds=60)
+
+
+def test_prune_point_stays_within_the_checkpoint_and_on_a_tile() -> None:
+    assert prune_point(checkpoint_size=1000, first_young=None, sealed=1200) == 768
+    assert prune_point(checkpoint_size=1000, first_young=300, sealed=1200) == 256
+    assert prune_point(checkpoint_size=200, first_young=None, sealed=1200) == 0
+    assert prune_point(checkpoint_size=0, first_young=None, sealed=1200) == 0

@@ -9,7 +9,7 @@ import sys
 import asyncpg
 import pytest
 
-from hub.audit import verify_chain
+from hub.audit import public_key_in, verify_log
 from hub.retention.errors import SweepRunningError
 from hub.retention.sweep import run_sweep
 from hub.runtime import Services
@@ -81,4 +81,5 @@ async def test_sweep_resumes_after_kill_9(services: Services, settings: Settings
         await conn.close()
     assert [r["status"] for r in audited] == ["interrupted", "finished"]
     assert sum(r["rows"] for r in audited) == 200
-    assert (await verify_chain(services.db.pool)).ok
+    key = public_key_in(services.settings.secrets_dir)
+    assert (await verify_log(services.db.pool, key=key)).ok

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.audit import verify_chain
+from hub.audit import public_key_in, verify_log
 from hub.ingest.partitions import partition_name
 from hub.retention.errors import SweepRunningError
 from hub.retention.rules import month_of_partition
@@ -60,7 +60,8 @@ async def test_an_expired_month_is_dropped_whole(services: Services) -> None:
     assert fresh in left
     assert not set(old) & left
     assert audit["decision_id"] in report.decision_ids
-    assert (await verify_chain(services.db.pool)).ok
+    key = public_key_in(services.settings.secrets_dir)
+    assert (await verify_log(services.db.pool, key=key)).ok
 
 
 async def test_a_partly_expired_month_is_deleted_in_batches(services: Services) -> None:

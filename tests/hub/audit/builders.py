@@ -1,0 +1,45 @@
+"""Builders of audit test data: entries appended in their own transactions, a sealer."""
+
+from datetime import datetime
+
+from hub.audit import AuditEntry, CheckpointSigner, Sealer, append_entry
+from hub.kit.clock import Clock, utcnow
+from hub.runtime import Services
+
+
+async def append_many(services: Services, n: int, *, tag: str = "t") -> list[int]:
+    """Append n entries, each committed on its own; returns their seqs."""
+    seqs = []
+    for i in range(n):
+        async with services.db.transaction() as conn:
+            seqs.append(
+                await append_entry(
+                    conn,
+                    AuditEntry(
+                        actor="test",
+                        action="thing.do",
+                        target=f"{tag}:{i}",
+                        detail={"i": i, "tags": ["a", "b"]},
+                    ),
+                )
+            )
+    return seqs
+
+
+def sealer(
+    services: Services, *, witness: str = "", clock: Clock = utcnow, batch: int = 5_000
+) -> Sealer:
+    """A sealer with the hub's checkpoint key, signing at most once an hour unless forced."""
+    return Sealer(
+        services.db,
+        signer=CheckpointSigner.from_dir(services.settings.secrets_dir),
+        checkpoint_seconds=3600,
+        witness=witness,
+        clock=clock,
+        batch=batch,
+    )
+
+
+def fixed(at: datetime) -> Clock:
+    """A clock that always says `at`."""
+    return lambda: at

@@ -1,0 +1,99 @@
+"""`hub audit` in a subprocess: seal, verify (a cut tail exits 1), consistency between
+checkpoints, and the offline check of an evidence package's inclusion proofs."""
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from hub.runtime import Services
+from hub.settings import Settings
+from tests.hub.audit.builders import append_many
+from tests.hub.audit.test_routes import bearer
+from tests.support import run_hub
+
+pytestmark = pytest.mark.db
+
+
+def hub_env(settings: Settings) -> dict[str, str]:
+    return {
+        "HUB_DATABASE_URL": settings.database_url,
+        "HUB_REDIS_URL": settings.redis_url,
+        "HUB_SECRETS_DIR": settings.secrets_dir,
+    }
+
+
+async def test_seal_then_verify_and_a_cut_tail_exits_1(
+    services: Services, settings: Settings
+) -> None:
+    seqs = await append_many(services, 5)
+    env = hub_env(settings)
+    sealed = await run_hub("audit", "seal", "--json", env=env)
+    assert sealed.returncode == 0, sealed.stderr
+    assert json.loads(sealed.stdout)["tree_size"] == 5
+    ok = await run_hub("audit", "verify", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "5 entries verified against the checkpoint of 5" in ok.stdout
+    async with services.db.pool.acquire() as conn:
+        await conn.execute("DELETE FROM audit_log WHERE seq = $1", seqs[-1])
+    broken = await run_hub("audit", "verify", env=env)
+    assert broken.returncode == 1
+    assert "BROKEN" in broken.stdout
+    assert "the last 1 were deleted" in broken.stdout
+
+
+async def test_consistency_between_the_two_newest_checkpoints(
+    services: Services, settings: Settings
+) -> None:
+    env = hub_env(settings)
+    await append_many(services, 3)
+    assert (await run_hub("audit", "seal", env=env)).returncode == 0
+    await append_many(services, 4)
+    assert (await run_hub("audit", "seal", env=env)).returncode == 0
+    proved = await run_hub("audit", "consistency", "--json", env=env)
+    assert proved.returncode == 0, proved.stderr
+    answer = json.loads(proved.stdout)
+    assert (answer["first"], answer["second"], answer["verified"]) == (3, 7, True)
+    listed = await run_hub("audit", "checkpoints", env=env)
+    assert listed.stdout.count("size") == 2
+
+
+@pytest.mark.redis
+async def test_evidence_proofs_verify_offline_and_tampering_is_caught(
+    client: AsyncTestClient, services: Services, tmp_path: Path
+) -> None:
+    headers = await bearer(client, services, "olga", "compliance_officer")
+    made = (await client.post("/v1/incidents", json={"title": "Gate"}, headers=headers)).json()
+    await client.post(f"/v1/incidents/{made['id']}/notes", json={"body": "n"}, headers=headers)
+    package = (await client.post(f"/v1/incidents/{made['id']}/export", headers=headers)).content
+    key = (await client.get("/v1/audit/checkpoint-key")).json()["public_key"]
+    (tmp_path / "key.pem").write_text(key)
+    (tmp_path / "evidence.zip").write_bytes(package)
+    offline = {"HUB_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}  # never used
+    ok = await run_hub(
+        "audit",
+        "verify-proofs",
+        str(tmp_path / "evidence.zip"),
+        "--key",
+        str(tmp_path / "key.pem"),
+        env=offline,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "2 entries proven against the signed checkpoint" in ok.stdout
+    with zipfile.ZipFile(io.BytesIO(package)) as archive:
+        bundle = json.loads(archive.read("audit_proofs.json"))
+    bundle["entries"][0]["entry"]["actor"] = "user:someone-else"
+    (tmp_path / "forged.json").write_text(json.dumps(bundle))
+    bad = await run_hub(
+        "audit",
+        "verify-proofs",
+        str(tmp_path / "forged.json"),
+        "--key",
+        str(tmp_path / "key.pem"),
+        env=offline,
+    )
+    assert bad.returncode == 1
+    assert "altered" in bad.stdout
