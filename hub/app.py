@@ -8,7 +8,6 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
 
 from hub import health
 from hub.audit.routes import build_router as audit_router
@@ -27,6 +26,7 @@ from hub.kit.problems import EXCEPTION_HANDLERS
 from hub.observability import ObservabilityKit
 from hub.observability.middleware import ObservabilityMiddleware
 from hub.observability.routes import build_router as observability_router
+from hub.openapi import openapi_config, schema_assets_router
 from hub.ops.routes import build_router as ops_router
 from hub.policy.bundles.routes import build_router as bundles_router
 from hub.policy.decision_routes import build_router as decisions_router
@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             incidents_router(),
             ops_router(),
             *observability_router(observability),
+            schema_assets_router(),
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         # Every route is authenticated and decided by policy unless marked public.
@@ -119,6 +120,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         logging_config=None,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="hub", version="1", path="/schema"),
+        # The finished contract (problem+json errors, security, raw bodies) and a docs page
+        # whose assets the hub serves itself (hub/openapi/).
+        openapi_config=openapi_config(settings),
         debug=False,
     )
