@@ -71,19 +71,18 @@ class MediaScanner:
 
             face = prepare_centerface(cache_dir or default_cache_dir())
             text = packaged_file(RAPIDOCR_DIST, RAPIDOCR_DET)
-        except (ImportError, LookupError) as exc:
+            return cls(face_model=face, text_model=text, threads=threads)
+        except (ImportError, LookupError, OSError) as exc:
+            # No edge extra, no model file, or no writable model cache: nothing is scanned
+            # here, and release keeps withholding unscanned images from blurring recipients.
             raise ScannerUnavailableError(f"scan models unavailable: {exc}") from exc
-        return cls(face_model=face, text_model=text, threads=threads)
 
     def scan(self, data: bytes) -> list[Box]:
         """Faces and plates (text regions) in an encoded image, best first per class."""
         rgb = decode_rgb(data)
         height, width = rgb.shape[:2]
         size = model_size(width, height)
-        return [
-            *(self._faces(rgb, size)),
-            *(self._plates(rgb, size)),
-        ]
+        return self._faces(rgb, size) + self._plates(rgb, size)
 
     def _faces(self, rgb: Any, size: tuple[int, int]) -> list[Box]:
         from edge.detectors.base import resize, to_chw

@@ -64,6 +64,7 @@ class ScanKit:
     media_root: Path
     threads: int = 1
     concurrency: int = 1
+    model_cache: Path | None = None  # None: the edge's default cache folder
     _scanner: MediaScanner | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _slots: asyncio.Semaphore | None = None
@@ -72,7 +73,9 @@ class ScanKit:
         """The scanner (blocking on first call: call it from a thread)."""
         with self._lock:
             if self._scanner is None:
-                self._scanner = MediaScanner.from_installed(threads=self.threads)
+                self._scanner = MediaScanner.from_installed(
+                    cache_dir=self.model_cache, threads=self.threads
+                )
             return self._scanner
 
     async def scan(self, data: bytes) -> tuple[list[Box], float]:

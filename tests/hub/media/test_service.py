@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from litestar.testing import AsyncTestClient
 
-from hub.media import load_image, scan_image, unscanned
+from hub.media import ScanKit, load_image, scan_image, unscanned
+from hub.media.scan import ScannerUnavailableError
 from hub.runtime import Services
 from tests.hub.feeds.builders import upload, upload_media
 from tests.hub.media.builders import (
@@ -119,3 +120,17 @@ async def test_regions_go_with_their_image(
         await conn.execute("DELETE FROM media_object WHERE sha256 = $1", sha)
         left = await conn.fetchval("SELECT count(*) FROM media_region WHERE sha256 = $1", sha)
     assert left == 0
+
+
+async def test_without_models_the_image_stays_unscanned(
+    client: AsyncTestClient, services: Services, edge_node: EdgeNode, tmp_path: Path
+) -> None:
+    frame = demo_frame()
+    sha = hashlib.sha256(frame).hexdigest()
+    await upload_media(client, edge_node, frame, sha)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_bytes(b"")  # the model cache cannot be created: no CenterFace here
+    kit = ScanKit(media_root=Path(services.settings.media_dir), model_cache=blocked)
+    with pytest.raises(ScannerUnavailableError):
+        await scan_image(services.db, kit, sha256=sha)
+    assert await unscanned(services.db) == [sha]  # reconcile will queue it again
