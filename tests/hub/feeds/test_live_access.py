@@ -218,3 +218,18 @@ async def test_one_subject_holds_at_most_the_cap_and_open_sockets_are_counted(
     assert counted - before == 2
     assert (code, reason) == (4429, "too many live sockets for this subject (at most 2)")
     assert after == before
+
+
+async def test_a_socket_closes_when_what_it_may_see_changes(
+    server: ThreadedServer, services: Services, tokens: dict[str, str]
+) -> None:
+    async with connect(ws_url(server), additional_headers=bearer(tokens["police"])) as ws:
+        await stays_open(ws, 2 * RECHECK)
+        await services.db.pool.execute(
+            "UPDATE agency SET clearance = 2 WHERE name = 'police-north'"
+        )
+        code, reason, after = await closed_within(ws, 6)
+
+    assert code == 4409
+    assert reason == "what this socket may see changed; reconnect"
+    assert after < 2.0 + 2 * RECHECK  # agencies are cached for two seconds
