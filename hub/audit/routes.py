@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Request, Router, get, post
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromQuery, JSONBody, QueryParameter
 
 from hub.audit.checkpoints import CheckpointSigner, public_key_in
 from hub.audit.export import ExportSigner
@@ -26,11 +26,12 @@ from hub.audit.schemas import (
 )
 from hub.audit.service import checkpoints, export_entries, read_entry, search
 from hub.audit.verify import verify_log
+from hub.kit.params import INT64_MAX, NO_NUL, Position
 from hub.policy.guard import current_decision_id, current_subject
 from hub.runtime import ServicesDep
 
 AnyRequest = Request[Any, Any, Any]
-Filter = Annotated[str | None, QueryParameter(max_length=200)]
+Filter = Annotated[str | None, QueryParameter(max_length=200, pattern=NO_NUL)]
 
 
 async def get_entries(
@@ -40,7 +41,7 @@ async def get_entries(
     target: Filter = None,
     since: FromQuery[datetime | None] = None,
     until: FromQuery[datetime | None] = None,
-    before_seq: Annotated[int | None, QueryParameter(ge=1)] = None,
+    before_seq: Annotated[int | None, QueryParameter(ge=1, le=INT64_MAX)] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     """Entries newest first: actor/action by prefix, target by substring, [since, until);
@@ -56,7 +57,7 @@ async def get_entries(
     return await search(services.db.pool, query, limit=limit)
 
 
-async def get_entry(services: ServicesDep, seq: FromPath[int]) -> AuditEntryRead:
+async def get_entry(services: ServicesDep, seq: Position) -> AuditEntryRead:
     """One entry with its hashes."""
     return await read_entry(services.db.pool, seq)
 
@@ -81,8 +82,8 @@ async def get_checkpoint_key(services: ServicesDep) -> CheckpointKey:
 
 async def get_inclusion(
     services: ServicesDep,
-    seq: FromPath[int],
-    tree_size: Annotated[int | None, QueryParameter(ge=1)] = None,
+    seq: Position,
+    tree_size: Annotated[int | None, QueryParameter(ge=1, le=INT64_MAX)] = None,
 ) -> InclusionProof:
     """RFC 9162 inclusion proof of an entry (default: in the latest checkpoint's tree)."""
     return await inclusion_proof(services.db.pool, seq, tree_size=tree_size)
@@ -90,8 +91,8 @@ async def get_inclusion(
 
 async def get_consistency(
     services: ServicesDep,
-    first: Annotated[int | None, QueryParameter(ge=0)] = None,
-    second: Annotated[int | None, QueryParameter(ge=0)] = None,
+    first: Annotated[int | None, QueryParameter(ge=0, le=INT64_MAX)] = None,
+    second: Annotated[int | None, QueryParameter(ge=0, le=INT64_MAX)] = None,
 ) -> ConsistencyProof:
     """RFC 9162 consistency proof between two checkpoints' sizes (default: the newest two)."""
     return await consistency_proof(services.db.pool, first=first, second=second)

@@ -16,8 +16,10 @@ SCHEMA_ID: Final = "hub.detection.v1"
 Unit = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Sha256Hex = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
 Label = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_.\-]+$")]
-ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-AttributeValue = Annotated[str, msgspec.Meta(max_length=256)] | int | float | bool
+# No NUL (U+0000) in any text: PostgreSQL cannot store it, and the schema says so.
+NO_NUL: Final = r"^[^\x00]*$"
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=NO_NUL)]
+AttributeValue = Annotated[str, msgspec.Meta(max_length=256, pattern=NO_NUL)] | int | float | bool
 
 _CAMERA = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
@@ -42,7 +44,9 @@ class Detection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     label: Label
     confidence: Unit
     box: BoundingBox
-    track_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    track_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=NO_NUL)] | None = (
+        None
+    )
     # e.g. {"plate_text": "AB-123-CD"}; personal data, encrypted and redacted downstream.
     attributes: Annotated[dict[Label, AttributeValue], msgspec.Meta(max_length=32)] = {}
 

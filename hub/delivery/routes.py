@@ -33,17 +33,20 @@ from hub.delivery.schemas import (
     ReplayResult,
 )
 from hub.identity.schemas import Subject
+from hub.kit.params import NO_NUL
 from hub.policy.guard import current_subject
 from hub.runtime import ServicesDep
 
 AnyRequest = Request[Any, Any, Any]
-AgencyRef = Annotated[str, PathParameter(max_length=128, description="Agency name or id")]
+AgencyRef = Annotated[
+    str, PathParameter(max_length=128, pattern=NO_NUL, description="Agency name or id")
+]
 
 
 class PauseRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Why the agency is paused (kept on the agency and in the audit trail)."""
 
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=NO_NUL)]
 
 
 def _actor(request: AnyRequest) -> str:
@@ -87,7 +90,7 @@ async def post_test(request: AnyRequest, services: ServicesDep, agency: AgencyRe
 async def get_deliveries(
     services: ServicesDep,
     status: FromQuery[DeliveryStatus | None] = "dead",
-    agency: FromQuery[str | None] = None,
+    agency: Annotated[str | None, QueryParameter(max_length=128, pattern=NO_NUL)] = None,
     since: FromQuery[datetime | None] = None,
     until: FromQuery[datetime | None] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=deadletters.MAX_LIST)] = 100,

@@ -21,6 +21,7 @@ from hub.identity.schemas import Subject
 from hub.kit.clock import Clock, utcnow
 from hub.kit.db import Database
 from hub.kit.errors import ConflictError, NotFoundError
+from hub.kit.params import NO_NUL
 from hub.media import load_image, read_stored
 from hub.policy.guard import Decider
 from hub.policy.release import Released, release, release_media
@@ -31,27 +32,27 @@ Status = Literal["open", "investigating", "closed"]
 NEXT_STATUS: dict[str, str] = {"open": "investigating", "investigating": "closed"}
 CONSOLE_RECIPIENT = "compliance-console"
 CONSOLE_PURPOSE = "compliance"
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000, pattern=NO_NUL)]
 
 
 class IncidentCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A new incident."""
 
-    title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    description: Annotated[str, msgspec.Meta(max_length=10_000)] = ""
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+    description: Annotated[str, msgspec.Meta(max_length=10_000, pattern=NO_NUL)] = ""
 
 
 class AssignRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Who works the incident now."""
 
-    assignee: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    assignee: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=NO_NUL)]
 
 
 class StatusChange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Move to the next status (one step: open → investigating → closed), saying why."""
 
     status: Status
-    note: Annotated[str, msgspec.Meta(max_length=10_000)] = ""
+    note: Annotated[str, msgspec.Meta(max_length=10_000, pattern=NO_NUL)] = ""
 
 
 class NoteCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

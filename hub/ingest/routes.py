@@ -1,14 +1,20 @@
 """HTTP routes of edge ingest: `POST /v1/edge/events` and `POST /v1/edge/media/{sha256}`."""
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import msgspec
 from litestar import Request, Router, post
 from litestar.params import Parameter
 
-from hub.contracts.detection_v1 import BatchResult, EventBatch
+from hub.contracts.detection_v1 import (
+    SCHEMA_ID,
+    BatchResult,
+    DetectionEvent,
+    EventBatch,
+    EventResult,
+)
 from hub.ingest.decider import PolicyIngestDecider
 from hub.ingest.service import IngestDeps, accept_batch, store_media
 from hub.kit.errors import ForbiddenError, UnsupportedMediaTypeError, ValidationError
@@ -19,6 +25,7 @@ from hub.policy.guard import current_subject
 from hub.runtime import ServicesDep
 from hub.settings import Settings
 
+T = TypeVar("T")
 # The largest snapshot decoded: 16.8 M pixels (twice 4K UHD), no side past 8192.
 MAX_MEDIA_PIXELS = 4096 * 4096
 MAX_MEDIA_SIDE = 8192
@@ -44,9 +51,10 @@ async def post_events(request: Request[Any, Any, Any], services: ServicesDep) ->
     # Optional: how many events wait in the node's spool (a gauge per node).
     default_metrics().note_spool_depth(str(node_id), request.headers.get(SPOOL_DEPTH_HEADER))
     _require_json(request)
-    batch = decode_batch(await request.body(), max_events=services.settings.max_batch_events)
+    decoded = decode_batch(await request.body(), max_events=services.settings.max_batch_events)
     # Refuse before storing anything: the node keeps the batch in its spool and retries.
     await services.delivery.backpressure.check()
+    batch = EventBatch(events=decoded.valid)
     deps = IngestDeps(
         db=services.db,
         future_tolerance=timedelta(seconds=services.settings.capture_future_tolerance_seconds),
@@ -61,7 +69,8 @@ async def post_events(request: Request[Any, Any, Any], services: ServicesDep) ->
         "hub.events": len(batch.events),
     }
     with span("ingest.accept_batch", attributes=attributes):
-        result = await accept_batch(deps, node_id=node_id, batch=batch)
+        stored = await accept_batch(deps, node_id=node_id, batch=batch) if batch.events else None
+    result = merge_results(decoded, stored)
     default_metrics().count_ingest(
         accepted=result.accepted, duplicate=result.duplicate, rejected=result.rejected
     )
@@ -95,17 +104,68 @@ async def post_media(
     return MediaResult(sha256=stored.sha256, size=stored.size, created=stored.created)
 
 
-def decode_batch(body: bytes, *, max_events: int) -> EventBatch:
-    """Parse and validate a batch; the error names the offending field."""
+class _Envelope(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A batch whose events are still raw JSON: each is validated on its own."""
+
+    events: Annotated[list[msgspec.Raw], msgspec.Meta(min_length=1, max_length=500)]
+    schema: Literal["hub.detection.v1"] = SCHEMA_ID
+
+
+class _EventKey(msgspec.Struct, frozen=True):
+    """Just the id of an event that failed validation, to answer for it."""
+
+    event_id: UUID
+
+
+class DecodedBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """The valid events of a batch, and a rejection for each invalid one by position."""
+
+    size: int
+    valid: list[DetectionEvent]
+    refused: dict[int, EventResult]
+
+
+def decode_batch(body: bytes, *, max_events: int) -> DecodedBatch:
+    """Parse a batch; an invalid event is rejected on its own (the error names its field),
+    so one bad event never costs the others. 422 only when an event has no readable id."""
+    envelope = _decode(body, _Envelope)
+    if len(envelope.events) > max_events:
+        raise ValidationError(f"a batch holds at most {max_events} events - at `$.events`")
+    valid: list[DetectionEvent] = []
+    refused: dict[int, EventResult] = {}
+    for position, raw in enumerate(envelope.events):
+        try:
+            valid.append(msgspec.json.decode(raw, type=DetectionEvent))
+        except msgspec.ValidationError as exc:
+            key = _decode(raw, _EventKey, prefix=f"$.events[{position}]")
+            where = str(exc).replace("`$", f"`$.events[{position}]", 1)
+            reason = f"invalid event: {where}"[:500]
+            refused[position] = EventResult(event_id=key.event_id, status="rejected", reason=reason)
+    return DecodedBatch(size=len(envelope.events), valid=valid, refused=refused)
+
+
+def _decode(body: bytes | msgspec.Raw, kind: type[T], *, prefix: str = "$") -> T:
+    """`body` as `kind`, or 422 naming the offending field (paths start at `prefix`)."""
     try:
-        batch = msgspec.json.decode(body, type=EventBatch)
+        return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
-        raise ValidationError(str(exc), code="validation_failed") from None
+        where = str(exc).replace("`$", f"`{prefix}", 1)
+        raise ValidationError(where, code="validation_failed") from None
     except msgspec.DecodeError as exc:
         raise ValidationError(f"body is not valid JSON: {exc}", code="malformed_json") from None
-    if len(batch.events) > max_events:
-        raise ValidationError(f"a batch holds at most {max_events} events - at `$.events`")
-    return batch
+
+
+def merge_results(decoded: DecodedBatch, stored: BatchResult | None) -> BatchResult:
+    """One result per event in request order: the refused ones and what the hub did with
+    the rest (`stored` answers for `decoded.valid`, in their order)."""
+    answers = iter(stored.results if stored is not None else [])
+    results = [decoded.refused.get(i) or next(answers) for i in range(decoded.size)]
+    return BatchResult(
+        results=results,
+        accepted=sum(r.status == "accepted" for r in results),
+        duplicate=sum(r.status == "duplicate" for r in results),
+        rejected=sum(r.status == "rejected" for r in results),
+    )
 
 
 def edge_node_id(request: Request[Any, Any, Any]) -> UUID:

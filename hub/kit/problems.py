@@ -135,6 +135,20 @@ def handle_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> R
     )
 
 
+def handle_unstorable_value(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """A value PostgreSQL refused (class 22: NUL in text, out of range, malformed uuid):
+    the input's fault, so 422. Boundaries check these first; this is the net behind them."""
+    log.warning("value refused by the database", path=request.url.path, error=type(exc).__name__)
+    return problem_response(
+        status=422,
+        code="unstorable_value",
+        title="Unprocessable value",
+        detail="A value in the request cannot be stored (NUL character, number out of range "
+        "or malformed identifier).",
+        request=request,
+    )
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """Anything else: log it with its traceback, tell the client only that it failed."""
     log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
@@ -168,5 +182,6 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HubError: handle_hub_error,
     HTTPException: handle_http_exception,
     **dict.fromkeys(DEPENDENCY_ERRORS, handle_dependency_down),
+    asyncpg.DataError: handle_unstorable_value,
     Exception: handle_unexpected,
 }

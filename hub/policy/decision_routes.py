@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from litestar import Request, Router, get, post
 from litestar.params import PathParameter, QueryParameter
 
+from hub.kit.params import NO_NUL, UUID_PATTERN
 from hub.policy.bundles.archive import REVISION_PATTERN
 from hub.policy.decisions import (
     BundleSources,
@@ -21,11 +22,13 @@ from hub.policy.guard import current_decision_id, current_subject
 from hub.runtime import ServicesDep
 
 AnyRequest = Request[Any, Any, Any]
-DecisionId = Annotated[str, PathParameter(max_length=64, description="A decision id")]
+DecisionId = Annotated[
+    str, PathParameter(max_length=64, pattern=NO_NUL, description="A decision id")
+]
 RevisionParam = Annotated[str, PathParameter(pattern=REVISION_PATTERN)]
 EventId = Annotated[
     str,
-    QueryParameter(pattern=r"^[0-9a-fA-F-]{36}$", description="A detection event id (uuid)"),
+    QueryParameter(pattern=UUID_PATTERN, description="A detection event id (uuid)"),
 ]
 
 

@@ -204,14 +204,49 @@ async def test_malformed_json_is_422_and_stores_nothing(
     assert await count_events(settings) == 0
 
 
-async def test_schema_violation_names_the_field_and_stores_nothing(
+async def test_schema_violation_rejects_that_event_alone_and_names_the_field(
     client: Client, edge_node: EdgeNode, settings: Settings
 ) -> None:
     bad = event()
     bad["detections"][0]["confidence"] = 1.5
     response = await post_batch(client, edge_node, batch(event(), bad))
+    assert response.status_code == 200
+    answer = response.json()
+    assert (answer["accepted"], answer["rejected"]) == (1, 1)
+    refused = answer["results"][1]
+    assert (refused["event_id"], refused["status"]) == (bad["event_id"], "rejected")
+    assert "$.events[1].detections[0].confidence" in refused["reason"]
+    assert await count_events(settings) == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "where"),
+    [("model_version", "model_version"), ("track_id", "detections[0].track_id")],
+)
+async def test_a_nul_in_an_event_rejects_that_event_not_the_batch(
+    client: Client, edge_node: EdgeNode, settings: Settings, field: str, where: str
+) -> None:
+    # PostgreSQL cannot store NUL: this answered 500 for the whole batch, retried forever.
+    bad = event()
+    if field == "track_id":
+        bad["detections"][0]["track_id"] = "t\x001"
+    else:
+        bad[field] = "1.\x000"
+    response = await post_batch(client, edge_node, batch(bad, event()))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert [r["status"] for r in answer["results"]] == ["rejected", "accepted"]
+    assert f"$.events[0].{where}" in answer["results"][0]["reason"]
+    assert await count_events(settings) == 1
+
+
+async def test_an_event_without_a_readable_id_fails_the_batch_with_422(
+    client: Client, edge_node: EdgeNode, settings: Settings
+) -> None:
+    bad = event(event_id="not-a-uuid")
+    response = await post_batch(client, edge_node, batch(event(), bad))
     assert response.status_code == 422
-    assert "$.events[1].detections[0].confidence" in response.json()["detail"]
+    assert "$.events[1].event_id" in response.json()["detail"]
     assert await count_events(settings) == 0
 
 
