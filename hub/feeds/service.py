@@ -23,7 +23,7 @@ from hub.feeds.schemas import AckResult, Channel, FeedFilters, FeedItem, FeedNot
 from hub.identity.schemas import Subject
 from hub.kit.errors import UnavailableError
 from hub.media import load_image, read_stored
-from hub.policy.release import Released, release, release_media
+from hub.policy.release import Released, release, release_media, withheld_for_now
 from hub.policy.schemas import Recipient
 from hub.retention import hydrate, keys_for
 
@@ -208,7 +208,8 @@ async def release_payload(
 
 async def read_media(kit: FeedKit, reader: Reader, *, sha256: str) -> tuple[bytes, str, str]:
     """An image as the reader's agency may see it, with its content type and the decision id
-    that granted it; 404 unless a releasable event references it.
+    that granted it; 404 unless a releasable event references it, 503 while it waits for the
+    hub's scan or policy is unavailable.
 
     Every distinct release input among the events referencing the image is decided (not just
     the newest event's), and the blur covers every region known on the image, whichever
@@ -229,7 +230,8 @@ async def read_media(kit: FeedKit, reader: Reader, *, sha256: str) -> tuple[byte
     ids = [d.decision_id for d in decisions]
     if shown is None or image is None or granted is None:
         await _media_audit(kit, reader, sha256, "feeds.media.refused", [], rows, ids)
-        raise MediaNotFoundError("no such image")
+        later = withheld_for_now(decisions, image=image) if image is not None else None
+        raise later or MediaNotFoundError("no such image")
     await _media_audit(kit, reader, sha256, "feeds.media.read", rows, [], ids)
     return shown, image.content_type, granted.decision_id
 

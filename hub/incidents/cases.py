@@ -24,7 +24,7 @@ from hub.kit.errors import ConflictError, NotFoundError
 from hub.kit.params import NO_NUL
 from hub.media import load_image, read_stored
 from hub.policy.guard import Decider
-from hub.policy.release import Released, release, release_media
+from hub.policy.release import Released, release, release_media, withheld_for_now
 from hub.policy.schemas import Recipient
 from hub.retention import hydrate, process_keys
 
@@ -291,7 +291,8 @@ async def incident_media(
     media_root: str,
 ) -> tuple[bytes, str, str]:
     """A snapshot of a linked event as this officer may see it (blurred), its type and the
-    release decision id; 404 when no linked event carries it or release withholds it."""
+    release decision id; 404 when no linked event carries it or release withholds it, 503
+    while it waits for the hub's scan or policy is unavailable."""
     _, _, rows = await _read_all(db, incident_id)
     shown = await release_linked_media(
         db, policy, rows, sha256, subject=subject, hash_key=hash_key, media_root=media_root
@@ -313,7 +314,7 @@ async def release_linked_media(
 ) -> tuple[bytes, str, str] | None:
     """An image as released to the officer through the linked events that reference it
     (blurred by every region known on it), its type and the granting decision id; None when
-    withheld."""
+    withheld for good. Raises 503 (`withheld_for_now`) when it may be released later."""
     linked = [row for row in rows if sha256 in media_of(row)]
     image = await load_image(db, sha256=sha256) if linked else None
     if image is None:
@@ -324,6 +325,9 @@ async def release_linked_media(
     shown = await release_media(decisions, image=image, data=data)
     granted = next((d for d in decisions if d.allowed), None)
     if shown is None or granted is None:
+        later = withheld_for_now(decisions, image=image)
+        if later is not None:
+            raise later
         return None
     return shown, image.content_type, granted.decision_id
 

@@ -6,6 +6,7 @@ per image, so release can blur the union (`hub.policy.release.release_media`). I
 releases an image itself: nothing leaves the hub without passing `release()`.
 """
 
+from hub.media.errors import MediaNotScannedError
 from hub.media.schemas import KnownImage, Region, RegionCreate, ScanJob
 from hub.media.service import (
     ScanKit,
@@ -19,6 +20,7 @@ from hub.media.service import (
 
 __all__ = [
     "KnownImage",
+    "MediaNotScannedError",
     "Region",
     "RegionCreate",
     "ScanJob",

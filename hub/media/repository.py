@@ -42,7 +42,7 @@ async def insert_regions(conn: asyncpg.Connection, regions: Sequence[RegionCreat
 async def select_image(conn: asyncpg.Connection, *, sha256: str) -> KnownImage | None:
     """The stored image with all its regions (edge and hub), or None if never uploaded."""
     row = await conn.fetchrow(
-        """SELECT content_type, storage_path,
+        """SELECT content_type, storage_path, scanned_at IS NULL AS pending,
                   scanned_at IS NOT NULL AND scan_error IS NULL AS scanned
            FROM media_object WHERE sha256 = $1""",
         sha256,
@@ -60,6 +60,7 @@ async def select_image(conn: asyncpg.Connection, *, sha256: str) -> KnownImage |
         storage_path=row["storage_path"],
         scanned=row["scanned"],
         regions=[_region(r) for r in regions],
+        pending=row["pending"],
     )
 
 

@@ -29,13 +29,15 @@ class RegionCreate(msgspec.Struct, frozen=True, kw_only=True):
 
 class KnownImage(msgspec.Struct, frozen=True, kw_only=True):
     """A stored image with every region known on it. `scanned` is true only once the hub's
-    own scan succeeded on it; until then the regions are the edge's alone."""
+    own scan succeeded on it; until then the regions are the edge's alone. `pending`: the
+    scan has not run yet (false after a failed scan, which running again would not mend)."""
 
     sha256: str
     content_type: str
     storage_path: str
     scanned: bool
     regions: list[Region]
+    pending: bool = False
 
 
 class ScanJob(msgspec.Struct, frozen=True, kw_only=True):

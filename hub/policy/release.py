@@ -15,7 +15,8 @@ from typing import Any
 
 import msgspec
 
-from hub.media import KnownImage
+from hub.kit.errors import HubError, UnavailableError
+from hub.media import KnownImage, MediaNotScannedError
 from hub.policy.guard import Decider
 from hub.policy.media import MediaError, blur_regions
 from hub.policy.redaction import AppliedRedaction, apply_redactions, recipient_hash_key
@@ -140,3 +141,15 @@ def release_image(
         return blur_regions(data, boxes, content_type=image.content_type)
     except MediaError:
         return None
+
+
+def withheld_for_now(decisions: Sequence[Released], *, image: KnownImage) -> HubError | None:
+    """Why a withheld image may be released later (503 for the caller to raise): policy
+    failed closed, or a release allows it and only the hub's scan is missing. None: it is
+    withheld for good, and the caller answers as if it did not exist."""
+    if any(d.error is not None for d in decisions):
+        return UnavailableError("policy is unavailable; the image cannot be released now")
+    classes = {c for d in decisions if d.allowed for o in d.media for c in o.classes}
+    if classes and image.pending:
+        return MediaNotScannedError("the hub has not scanned this image yet")
+    return None

@@ -68,9 +68,13 @@ async def test_a_face_event_and_a_plate_event_on_one_frame_blur_both_for_every_r
         await upload(feed_client, edge_node, detection_event(camera, sha, face()))
         await upload(feed_client, edge_node, detection_event(camera, sha, plate()))
 
-    # Not scanned yet: withheld from every recipient whose policy blurs anything.
-    assert await _get(feed_client, tokens["transit"], sha) is None
-    assert await _get(feed_client, tokens["police"], sha) is None
+    # Not scanned yet: withheld from every recipient whose policy blurs anything, and said
+    # so (503, ask again) to those a release allows it to.
+    for token in (tokens["transit"], tokens["police"]):
+        waiting = await feed_client.get(f"/v1/feeds/media/{sha}", headers=bearer(token))
+        assert waiting.status_code == 503, waiting.text
+        assert waiting.json()["code"] == "media_not_scanned"
+        assert waiting.headers["retry-after"] == "5"
 
     await scan_image(services.db, scan_kit(settings.media_dir), sha256=sha)
     transit = await _get(feed_client, tokens["transit"], sha)  # blurs faces and plates

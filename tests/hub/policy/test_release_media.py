@@ -2,11 +2,12 @@
 
 import hashlib
 
+import msgspec
 import pytest
 
 from hub.media import KnownImage, Region
 from hub.media.schemas import WHOLE_IMAGE
-from hub.policy.release import Released, release_image
+from hub.policy.release import Released, release_image, withheld_for_now
 from hub.policy.schemas import MediaObligation
 from tests.hub.media.builders import (
     FACE_BOX,
@@ -128,3 +129,16 @@ def test_a_missing_or_broken_file_is_withheld() -> None:
     assert release_image([decision("face")], image=image(FACE), data=None) is None
     broken = b"\x89PNG\r\n\x1a\nbroken"
     assert release_image([decision("face")], image=image(FACE), data=broken) is None
+
+
+def test_only_a_missing_scan_or_a_policy_failure_is_worth_asking_again() -> None:
+    pending = msgspec.structs.replace(image(FACE, scanned=False), pending=True)
+    failed = image(FACE, scanned=False)  # scanned, but the scan failed: it will not mend
+    waiting = withheld_for_now([decision("face")], image=pending)
+    assert waiting is not None
+    assert waiting.code == "media_not_scanned"
+    broken = withheld_for_now([decision("face", error="no bundle")], image=image(FACE))
+    assert broken is not None
+    assert broken.code == "unavailable"
+    assert withheld_for_now([decision("face")], image=failed) is None
+    assert withheld_for_now([decision(allowed=False)], image=pending) is None
