@@ -5,15 +5,16 @@ import hashlib
 import io
 from dataclasses import dataclass
 
-from PIL import Image, ImageChops, ImageDraw, ImageStat
+from PIL import Image, ImageChops, ImageStat
 
-WIDTH, HEIGHT = 320, 240
-PLATE_TEXT = "KL-456-MN"
+from tests.hub.media.builders import FACE_BOX, PLATE_BOX, PLATE_TEXT, unique_frame
+
+__all__ = ["FACE", "PLATE", "PLATE_TEXT", "frame", "measure"]
 
 
 @dataclass(frozen=True, slots=True)
 class Region:
-    """A box in normalised coordinates (as events carry it) and in pixels."""
+    """A box in normalised coordinates (as events carry it)."""
 
     x: float
     y: float
@@ -35,35 +36,20 @@ class Region:
         )
 
 
-FACE = Region(x=0.1, y=0.2, width=0.25, height=0.35)
-PLATE = Region(x=0.55, y=0.6, width=0.35, height=0.15)
+# The demo camera's frame 00 (what `hub up` shows): a real face above a rendered plate.
+FACE = Region(x=FACE_BOX.x, y=FACE_BOX.y, width=FACE_BOX.width, height=FACE_BOX.height)
+PLATE = Region(x=PLATE_BOX.x, y=PLATE_BOX.y, width=PLATE_BOX.width, height=PLATE_BOX.height)
 
 
 def frame() -> tuple[bytes, str]:
-    """A PNG: smooth background, a checkered "face" and a plate with its text; its SHA-256."""
-    image = Image.linear_gradient("L").resize((WIDTH, HEIGHT)).convert("RGB")
-    draw = ImageDraw.Draw(image)
-    left, top, right, bottom = FACE.pixels(image.size)
-    for y in range(top, bottom, 2):
-        for x in range(left, right, 2):
-            if (x // 2 + y // 2) % 2:
-                draw.rectangle([x, y, x + 1, y + 1], fill=(240, 200, 170))
-            else:
-                draw.rectangle([x, y, x + 1, y + 1], fill=(40, 20, 10))
-    left, top, right, bottom = PLATE.pixels(image.size)
-    draw.rectangle([left, top, right - 1, bottom - 1], fill="white", outline="black")
-    draw.text((left + 6, top + 10), PLATE_TEXT, fill="black")
-    for x in range(left + 2, right - 2, 3):
-        draw.line([(x, top + 2), (x, top + 6)], fill="black")
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    data = out.getvalue()
+    """The demo frame in a PNG of its own (unique hash per test) and its SHA-256."""
+    data = unique_frame()
     return data, hashlib.sha256(data).hexdigest()
 
 
-def _crop(data: bytes, region: Region) -> Image.Image:
+def _crop(data: bytes, region: Region, size: tuple[int, int]) -> Image.Image:
     image = Image.open(io.BytesIO(data)).convert("L")
-    assert image.size == (WIDTH, HEIGHT), f"released image has size {image.size}"
+    assert image.size == size, f"released image has size {image.size}, stored {size}"
     return image.crop(region.pixels(image.size))
 
 
@@ -93,6 +79,7 @@ class Measure:
 
 def measure(original: bytes, released: bytes, region: Region) -> Measure:
     """Compare one region of a released image with the original."""
-    before, after = _crop(original, region), _crop(released, region)
+    size = Image.open(io.BytesIO(original)).size
+    before, after = _crop(original, region, size), _crop(released, region, size)
     changed = float(ImageStat.Stat(ImageChops.difference(before, after)).mean[0])
     return Measure(changed=changed, detail_kept=detail(after) / max(detail(before), 1e-6))

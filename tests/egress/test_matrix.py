@@ -66,12 +66,7 @@ ENVELOPE_KEYS = {"seq", "decision_id", "cursor", "type", "event_id", "record"}
 LINK_KEYS = {"linked_at", "linked_by", "allowed", "reason", "media"}
 
 # Cells that fail only because parallel work of issue 14 has not landed yet.
-MEDIA = "issue 14 item 1: images are blurred per event, not per image (parallel work)"
 PENDING: dict[tuple[str, str], str] = {
-    ("feed-media", "police-north"): MEDIA,
-    ("feed-media", "transit-authority"): MEDIA,
-    ("incident-media", OFFICER): MEDIA,
-    ("evidence-export", OFFICER): MEDIA,
     ("incident-detail", OFFICER): (
         "issue 14 'envelopes come only from released data': a linked event carries "
         "captured_at beside its released record (hub/incidents/cases.py)"

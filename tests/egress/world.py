@@ -18,11 +18,13 @@ from websockets.asyncio.client import connect
 from hub.delivery.agencies import add_agency
 from hub.delivery.schemas import AgencyCreate, Subscription
 from hub.kit.soap import SOAP_ENV
+from hub.media import scan_image
 from hub.runtime import Services
 from hub.settings import Settings
 from tests.egress.frames import FACE, PLATE, PLATE_TEXT, frame
 from tests.hub.delivery.harness import Receivers, all_settled, running_worker, wait_until
 from tests.hub.feeds.builders import AGENCIES, issue
+from tests.hub.media.builders import scan_kit
 from tests.support import EdgeNode, ThreadedServer
 
 UNLISTED = "county-archive"  # in the hub's registry, not in the bundle's recipients
@@ -152,6 +154,11 @@ class World:
         body = msgspec.json.encode({"events": self.events(camera)})
         answer = await self._post("/v1/edge/events", body, "application/json")
         assert answer["accepted"] == 2, answer
+        # The hub's own scan (a worker job in production); release withholds until it ran.
+        scanned = await scan_image(
+            self.services.db, scan_kit(self.settings.media_dir), sha256=self.sha256
+        )
+        assert scanned.status == "scanned", scanned
 
     async def _post(self, path: str, body: bytes, content_type: str) -> Any:
         url = f"{self.server.url}{path}"
