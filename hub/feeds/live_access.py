@@ -132,7 +132,8 @@ async def watch(
 
 async def token_deadline(authn: AuthnDeps, headers: Mapping[str, str]) -> float | None:
     """Loop time at which the bearer access token stops being accepted (None: no JWT)."""
-    scheme, _, token = headers.get("authorization", "").partition(" ")
+    value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer" or authn.identity is None or token.strip().count(".") != 2:
         return None
     verifier = authn.identity.verifier

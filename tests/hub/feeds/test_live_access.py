@@ -17,7 +17,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from hub.app import create_app
 from hub.delivery.agencies import pause_agency
+from hub.feeds.live_access import token_deadline
 from hub.identity.oauth import ClientCreate, add_client, revoke_client
+from hub.identity.oauth.schemas import Grantee
+from hub.identity.oauth.service import ensure_signing_key
+from hub.kit.clock import utcnow
 from hub.policy.bundles import Actor, UploadRules, activate_bundle, upload_bundle
 from hub.policy.bundles.schemas import RegoTestSummary
 from hub.runtime import Services
@@ -233,3 +237,20 @@ async def test_a_socket_closes_when_what_it_may_see_changes(
     assert code == 4409
     assert reason == "what this socket may see changed; reconnect"
     assert after < 2.0 + 2 * RECHECK  # agencies are cached for two seconds
+
+
+async def test_a_socket_is_rechecked_when_its_access_token_stops_being_accepted(
+    services: Services,
+) -> None:
+    await ensure_signing_key(services.identity)
+    grantee = Grantee(sub="transit-live", kind="client", roles=["agency"])
+    token, claims = await services.identity.issuer.issue(grantee, now=utcnow())
+    leeway = services.settings.jwt_leeway_seconds
+
+    deadline = await token_deadline(services.authn, bearer(token))
+    static = await token_deadline(services.authn, bearer("hubt_static-token"))
+
+    assert deadline is not None
+    left = deadline - asyncio.get_running_loop().time()
+    assert abs(left - (claims.exp + leeway - utcnow().timestamp())) < 0.5
+    assert static is None  # static tokens are re-checked on the period
