@@ -21,4 +21,8 @@ async def ensure_partitions_job(ctx: dict[str, Any]) -> dict[str, object]:
     if report.default_rows:
         log.warning("default partition is not empty", rows=report.default_rows)
     log.info("partitions ensured", created=report.created, moved_rows=report.moved_rows)
-    return {"created": report.created, "moved_rows": report.moved_rows}
+    return {
+        "created": report.created,
+        "moved_rows": report.moved_rows,
+        "default_rows": report.default_rows,
+    }

@@ -49,7 +49,9 @@ async def ensure_partitions(
 
 
 async def _ensure(conn: asyncpg.Connection, *, now: datetime, ahead: int) -> PartitionReport:
-    wanted = {month_start(now.date(), k) for k in range(ahead + 1)}
+    # Months are UTC months, whatever zone the caller's clock is in.
+    today = now.astimezone(UTC).date()
+    wanted = {month_start(today, k) for k in range(ahead + 1)}
     wanted |= await _months_in_default(conn)
     existing = await _existing_partitions(conn)
     created: list[str] = []

@@ -11,6 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from edge.signing import RequestSigner, generate_key
 from hub.identity import revoke_node
+from hub.ingest.partitions import ensure_partitions, month_start, partition_name
 from hub.runtime import Services
 from hub.settings import Settings
 from tests.hub.ingest.builders import batch, event
@@ -106,27 +107,39 @@ async def test_concurrent_resend_from_two_clients_stores_once(
     assert await count_events(settings) == 50
 
 
+@pytest.mark.commits
 async def test_events_route_to_their_month_partition(
     client: Client, edge_node: EdgeNode, settings: Settings
 ) -> None:
-    now = datetime.now(UTC)
-    last_month = (now.replace(day=1) - timedelta(days=1)).replace(hour=12)
-    await post_batch(
-        client,
-        edge_node,
-        batch(event(captured_at=now.isoformat()), event(captured_at=last_month.isoformat())),
-    )
+    """The test makes the month it posts into lack a partition (dropping it), instead of
+    assuming which months exist: that depends on the date and on earlier tests."""
+    captured = datetime.now(UTC) - timedelta(seconds=5)
+    month = month_start(captured.date())
     conn = await asyncpg.connect(settings.database_url)
     try:
-        rows = await conn.fetch(
-            "SELECT tableoid::regclass::text AS part, captured_at FROM detection_event"
-        )
+        await conn.execute(f"DROP TABLE IF EXISTS {partition_name(month)}")
+        homeless = event(captured_at=captured.isoformat())
+        await post_batch(client, edge_node, batch(homeless))
+        assert await _partition_of(conn, homeless["event_id"]) == "detection_event_default"
+
+        report = await ensure_partitions(conn, now=captured, ahead=0)
+        assert partition_name(month) in report.created
+        assert (report.moved_rows, report.default_rows) == (1, 0)
+        housed = event(captured_at=captured.isoformat())
+        await post_batch(client, edge_node, batch(housed))
+        for posted in (homeless, housed):
+            assert await _partition_of(conn, posted["event_id"]) == partition_name(month)
     finally:
+        await ensure_partitions(conn, now=captured, ahead=0)  # never leave the month without one
         await conn.close()
-    parts = {r["part"] for r in rows}
-    assert f"detection_event_y{now.year:04d}m{now.month:02d}" in parts
-    # Last month has no partition yet (migrate creates this month onwards): the default catches it.
-    assert "detection_event_default" in parts
+
+
+async def _partition_of(conn: asyncpg.Connection, event_id: str) -> str:
+    where = await conn.fetchval(
+        "SELECT tableoid::regclass::text FROM detection_event WHERE event_id = $1",
+        uuid.UUID(event_id),
+    )
+    return str(where)
 
 
 @pytest.mark.parametrize(
