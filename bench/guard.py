@@ -117,10 +117,11 @@ async def measure(settings: Settings, n: int) -> dict[str, Any]:
 
 
 def issue_admin_token(path: Path) -> str:
-    """A bearer token for an admin, written (as its hash) to the bench's token file."""
+    """A bearer token for an operator (may read /metrics; static admin tokens need a second
+    factor), written (as its hash) to the bench's token file."""
     token = new_token()
     entry = msgspec.convert(
-        {"sha256": token_hash(token), "subject": "bench", "roles": ["admin"]}, TokenEntry
+        {"sha256": token_hash(token), "subject": "bench", "roles": ["operator"]}, TokenEntry
     )
     append_token(path, entry)
     return token

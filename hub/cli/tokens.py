@@ -1,4 +1,5 @@
-"""`hub tokens`: static bearer tokens for people and systems (until OAuth2 arrives)."""
+"""`hub tokens`: static bearer tokens for scripts and systems. An admin token needs the
+admin's password and TOTP code and lives at most `MAX_ADMIN_HOURS` (ADR 0010)."""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -6,8 +7,17 @@ from pathlib import Path
 import click
 import msgspec
 
-from hub.cli.common import emit, settings_or_exit
-from hub.identity.tokens import TokenEntry, append_token, new_token, read_tokens, token_hash
+from hub.cli.common import emit, run_with_services, settings_or_exit
+from hub.identity.oauth import confirm_admin_second_factor
+from hub.identity.tokens import (
+    ADMIN_ROLE,
+    MAX_ADMIN_HOURS,
+    TokenEntry,
+    append_token,
+    new_token,
+    read_tokens,
+    token_hash,
+)
 
 ROLES = ["edge_node", "agency", "admin", "compliance_officer", "operator"]
 
@@ -32,7 +42,12 @@ def tokens() -> None:
 @click.option("--jurisdiction", "jurisdictions", multiple=True, help="Jurisdiction (repeatable).")
 @click.option("--clearance", type=int, default=0, show_default=True)
 @click.option("--purpose", help="Purpose of use (agencies).")
-@click.option("--expires-in-days", type=int, help="Expiry; default: none.")
+@click.option("--expires-in-days", type=int, help="Expiry; default: none (not for admins).")
+@click.option(
+    "--expires-in-hours",
+    type=click.IntRange(1, MAX_ADMIN_HOURS),
+    help=f"Expiry of an admin token (required for --role admin, at most {MAX_ADMIN_HOURS}).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the token and entry as JSON.")
 def create(
     subject: str,
@@ -43,13 +58,18 @@ def create(
     clearance: int,
     purpose: str | None,
     expires_in_days: int | None,
+    expires_in_hours: int | None,
     as_json: bool,
 ) -> None:
-    """Create a token for SUBJECT; it is printed once and only its hash is kept."""
-    token = new_token()
-    expires = (
-        None if expires_in_days is None else datetime.now(UTC) + timedelta(days=expires_in_days)
-    )
+    """Create a token for SUBJECT; it is printed once and only its hash is kept. For
+    --role admin, SUBJECT is a console admin who proves password and TOTP code now."""
+    token, now = new_token(), datetime.now(UTC)
+    expires = None if expires_in_days is None else now + timedelta(days=expires_in_days)
+    second_factor = None
+    if ADMIN_ROLE in roles:
+        hours = _admin_hours(expires_in_days, expires_in_hours)
+        expires = now + timedelta(hours=hours)
+        second_factor = _prove_second_factor(subject, hours=hours)
     entry = msgspec.convert(
         {
             "sha256": token_hash(token),
@@ -61,6 +81,8 @@ def create(
             "clearance": clearance,
             "purpose": purpose,
             "expires_at": expires,
+            "created_at": now,
+            "second_factor": second_factor,
         },
         TokenEntry,
     )
@@ -70,6 +92,28 @@ def create(
         as_json=as_json,
         text=lambda: f"{token}\n(shown once; send it as 'Authorization: Bearer <token>')",
     )
+
+
+def _admin_hours(days: int | None, hours: int | None) -> int:
+    """An admin token's lifetime: --expires-in-hours, never days, never unlimited."""
+    if days is not None or hours is None:
+        raise click.UsageError(
+            f"an admin token needs --expires-in-hours (1-{MAX_ADMIN_HOURS}), not days"
+        )
+    return hours
+
+
+def _prove_second_factor(username: str, *, hours: int) -> str:
+    """Ask for the admin's password and TOTP code and check them at the hub's database
+    (counted by the sign-in throttle, audited); returns what the entry records."""
+    password = click.prompt(f"password of {username}", hide_input=True, err=True)
+    code = click.prompt("TOTP code", err=True)
+    run_with_services(
+        lambda services: confirm_admin_second_factor(
+            services.identity, username, password, code, hours=hours
+        )
+    )
+    return f"totp:{username}"
 
 
 @tokens.command("list")

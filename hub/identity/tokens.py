@@ -1,9 +1,13 @@
-"""Static API tokens for people and systems, until OAuth2/JWT arrives (issue 5).
+"""Static API tokens for scripts and systems (people and agencies normally use OAuth2).
 
 Tokens live only as SHA-256 hashes in a TOML file (``HUB_API_TOKENS_FILE``); the token itself
 is shown once, when `hub tokens create` makes it. A token is 256 random bits, so a plain hash
 is enough (no slow KDF needed) and a leaked file does not leak usable tokens. The file is
 re-read when it changes, so a token removed from it stops working within a second.
+
+An admin token is honoured only when it expires within `MAX_ADMIN_HOURS` of its creation
+and names the second factor it was made with (`totp:<user>`: `hub tokens create` checked
+that console admin's password and TOTP code); any other admin entry is refused.
 """
 
 import hashlib
@@ -11,7 +15,7 @@ import os
 import secrets
 import time
 import tomllib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +26,8 @@ from hub.kit.errors import AuthenticationError
 
 BEARER_PREFIX = "hubt_"  # recognisable in logs and by secret scanners
 RELOAD_SECONDS = 1.0
+MAX_ADMIN_HOURS = 12
+ADMIN_ROLE = "admin"
 
 
 class TokenEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -36,6 +42,22 @@ class TokenEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     clearance: int = 0
     purpose: str | None = None
     expires_at: datetime | None = None
+    created_at: datetime | None = None
+    # How the maker proved a second factor, e.g. "totp:ada" (required for admin tokens).
+    second_factor: str | None = None
+
+
+def admin_token_flaw(entry: TokenEntry) -> str | None:
+    """Why an admin entry may not be honoured (None when it may, or is not an admin's)."""
+    if ADMIN_ROLE not in entry.roles:
+        return None
+    if not entry.second_factor:
+        return "an admin token must be made with a second factor (hub tokens create)"
+    if entry.expires_at is None or entry.created_at is None:
+        return "an admin token must carry its creation time and expiry"
+    if entry.expires_at - entry.created_at > timedelta(hours=MAX_ADMIN_HOURS):
+        return f"an admin token may live at most {MAX_ADMIN_HOURS} h"
+    return None
 
 
 class TokenFile(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,6 +92,9 @@ class TokenStore:
             raise AuthenticationError("unknown bearer token", code="token_invalid")
         if entry.expires_at is not None and entry.expires_at <= now:
             raise AuthenticationError("bearer token has expired", code="token_expired")
+        flaw = admin_token_flaw(entry)
+        if flaw is not None:
+            raise AuthenticationError(flaw, code="static_admin_token_refused")
         return Subject(
             id=entry.subject,
             kind=entry.kind,
@@ -124,6 +149,9 @@ def _toml_entry(entry: TokenEntry) -> str:
         lines.append(f"agency = {quote(entry.agency)}")
     if entry.purpose:
         lines.append(f"purpose = {quote(entry.purpose)}")
-    if entry.expires_at:
-        lines.append(f"expires_at = {entry.expires_at.astimezone(UTC).isoformat()}")
+    for name, stamp in (("expires_at", entry.expires_at), ("created_at", entry.created_at)):
+        if stamp:
+            lines.append(f"{name} = {stamp.astimezone(UTC).isoformat()}")
+    if entry.second_factor:
+        lines.append(f"second_factor = {quote(entry.second_factor)}")
     return "\n".join(lines) + "\n"

@@ -29,6 +29,7 @@ from hub.identity.oauth.service import (
     revoke_token,
     rotate_keys,
 )
+from hub.identity.oauth.signin import confirm_admin_second_factor
 
 __all__ = [
     "AccessTokenVerifier",
@@ -42,6 +43,7 @@ __all__ = [
     "UserRead",
     "add_client",
     "add_user",
+    "confirm_admin_second_factor",
     "disable_user",
     "list_clients",
     "list_keys",

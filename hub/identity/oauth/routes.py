@@ -13,7 +13,7 @@ import msgspec
 from litestar import Request, Response, Router, delete, get, post
 from litestar.params import Parameter
 
-from hub.identity.oauth import service
+from hub.identity.oauth import service, signin
 from hub.identity.oauth.errors import OAuthError
 from hub.identity.oauth.kit import IdentityKit
 from hub.identity.oauth.schemas import LockoutRead, Revoker
@@ -143,7 +143,7 @@ async def jwks(request: Request[Any, Any, Any]) -> Response[bytes]:
 @get("/v1/admin/identity/lockouts")
 async def get_lockouts(request: Request[Any, Any, Any]) -> list[LockoutRead]:
     """Accounts locked now after too many failed sign-ins, the soonest to unlock first."""
-    return await service.list_lockouts(_kit(request))
+    return await signin.list_lockouts(_kit(request))
 
 
 @delete("/v1/admin/identity/lockouts/{account:str}", status_code=204)
@@ -152,7 +152,7 @@ async def delete_lockout(
     account: Annotated[str, Parameter(max_length=140, description="`user:<name>`")],
 ) -> None:
     """Lift an account's lock and forget its failed sign-ins (audited)."""
-    await service.unlock_account(_kit(request), account, actor=_actor(request))
+    await signin.unlock_account(_kit(request), account, actor=_actor(request))
 
 
 def _actor(request: Request[Any, Any, Any]) -> str:

@@ -6,9 +6,8 @@ audit trail (only ids, jtis and key ids do).
 """
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Literal, TypeVar
 from uuid import UUID, uuid4
 
@@ -19,16 +18,14 @@ from hub.audit import AuditEntry, append_entry
 from hub.audit.schemas import Detail
 from hub.identity.oauth import repository
 from hub.identity.oauth.access import create_first_key, looks_like_jwt, new_key_material
-from hub.identity.oauth.crypto import hash_secret, new_secret, same, token_digest, verify_secret
-from hub.identity.oauth.errors import SIGNIN_FAILED, OAuthError, SigninThrottledError
+from hub.identity.oauth.crypto import hash_secret, new_secret, token_digest, verify_secret
+from hub.identity.oauth.errors import OAuthError
 from hub.identity.oauth.kit import IdentityKit
-from hub.identity.oauth.lockout import Attempt, ThrottledError
 from hub.identity.oauth.schemas import (
     ClientCreate,
     ClientCreated,
     ClientRead,
     Grantee,
-    LockoutRead,
     Revoker,
     SigningKeyRead,
     TokenResponse,
@@ -36,6 +33,7 @@ from hub.identity.oauth.schemas import (
     UserCreated,
     UserRead,
 )
+from hub.identity.oauth.signin import sign_in
 from hub.identity.schemas import Subject
 from hub.kit.clock import Clock, utcnow
 from hub.kit.errors import AuthenticationError, ConflictError, NotFoundError
@@ -44,7 +42,6 @@ CLIENT_SECRET_PREFIX = "hubcs_"  # noqa: S105 (a prefix, not a secret)
 REFRESH_PREFIX = "hubrt_"
 TOTP_ISSUER = "hub"
 MFA_ROLES = frozenset({"admin"})
-ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.@\-]{1,128}")  # as `AccountName` in schemas
 
 
 async def _audit(
@@ -192,85 +189,12 @@ async def grant_client_credentials(
 async def grant_password(
     kit: IdentityKit, username: str, password: str, totp: str | None, *, clock: Clock = utcnow
 ) -> TokenResponse:
-    """RFC 6749 §4.3 plus TOTP: access and refresh tokens for an active console user.
-
-    Every failure (unknown name, wrong password, disabled account, missing, wrong or replayed
-    TOTP code) is the same `invalid_grant`; failures per name bring backoff, then a lockout
-    (429 with Retry-After) that is checked before the password is."""
-    attempt = await _begin_signin(kit, username)
-    found = await repository.find_user(kit.db.pool, username)
-    ok = await asyncio.to_thread(verify_secret, None if found is None else found[0], password)
-    user = found[2] if found is not None and ok and found[2].status == "active" else None
-    if user is not None and found is not None and found[1] is not None:
-        secret = kit.sealer.open(found[1], context=username).decode()
-        user = user if await _totp_ok(kit, username, secret, totp, now=clock()) else None
-    if user is None:
-        await _signin_failed(kit, attempt, clock=clock)
-        raise OAuthError("invalid_grant", SIGNIN_FAILED)
-    await kit.throttle.succeeded(attempt.account)
+    """RFC 6749 §4.3 plus TOTP: access and refresh tokens for an active console user."""
+    user = await sign_in(kit, username, password, totp, clock=clock)
     refresh = new_secret(REFRESH_PREFIX)
     return await _issue(
         kit, _user_grantee(user), grant="password", refresh=(refresh, uuid4()), clock=clock
     )
-
-
-async def _begin_signin(kit: IdentityKit, username: str) -> Attempt:
-    """Count a sign-in attempt for this name (existing or not); 429 while it must wait."""
-    if not ACCOUNT_NAME.fullmatch(username):
-        raise OAuthError("invalid_grant", SIGNIN_FAILED)  # no account can have this name
-    try:
-        return await kit.throttle.begin(f"user:{username}")
-    except ThrottledError as exc:
-        raise SigninThrottledError(exc.retry_after) from None
-
-
-async def _signin_failed(kit: IdentityKit, attempt: Attempt, *, clock: Clock) -> None:
-    """Count the failure; the attempt that locks the account is audited."""
-    if not await kit.throttle.failed(attempt):
-        return
-    async with kit.db.transaction() as conn:
-        await _audit(
-            conn,
-            actor="hub",
-            action="signin.locked",
-            target=attempt.account,
-            detail={"failures": attempt.number, "seconds": attempt.wait_ms // 1000},
-            clock=clock,
-        )
-
-
-async def _totp_ok(
-    kit: IdentityKit, username: str, secret: str, code: str | None, *, now: datetime
-) -> bool:
-    """True for a TOTP code of this, the previous or the next 30 s step, each step once."""
-    if not code:
-        return False
-    totp = pyotp.TOTP(secret)
-    for offset in (0, -1, 1):
-        at = now + timedelta(seconds=offset * totp.interval)
-        if same(totp.at(at), code.strip()[:10]):
-            step = str(totp.timecode(at))
-            return await kit.redis.claim_once(
-                kit.redis.key("totp", username, step), ttl_seconds=3 * totp.interval
-            )
-    return False
-
-
-async def list_lockouts(kit: IdentityKit) -> list[LockoutRead]:
-    """Accounts locked now after too many failed sign-ins."""
-    return await kit.throttle.locked()
-
-
-async def unlock_account(
-    kit: IdentityKit, account: str, *, actor: str, clock: Clock = utcnow
-) -> None:
-    """Forget an account's failed sign-ins and lift its lock (audited); 404 when it has none."""
-    if not await kit.throttle.clear(account):
-        raise NotFoundError(f"no failed sign-ins for {account!r}", code="lockout_not_found")
-    async with kit.db.transaction() as conn:
-        await _audit(
-            conn, actor=actor, action="signin.unlock", target=account, detail={}, clock=clock
-        )
 
 
 def _user_grantee(user: UserRead) -> Grantee:

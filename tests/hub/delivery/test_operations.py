@@ -29,6 +29,7 @@ from tests.hub.delivery.harness import (
     statuses,
     wait_until,
 )
+from tests.hub.identity.builders import admin_token_fields
 from tests.hub.ingest.builders import batch, event
 from tests.support import BASE_URL, EdgeNode, run_hub, signed_headers
 
@@ -61,7 +62,10 @@ async def admin(
     """An API client with admin and agency bearer tokens (headers by role)."""
     tokens = tmp_path / "tokens.toml"
     headers = {
-        "admin": {"Authorization": f"Bearer {issue(tokens, 'ada', roles=['admin'])}"},
+        "admin": {
+            "Authorization": "Bearer "
+            + issue(tokens, "ada", roles=["admin"], **admin_token_fields())
+        },
         "agency": {
             "Authorization": "Bearer "
             + issue(tokens, "bot", kind="client", roles=["agency"], agency="police-north")

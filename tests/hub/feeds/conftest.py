@@ -18,6 +18,7 @@ from hub.runtime import (
 )
 from hub.settings import Settings
 from tests.hub.feeds.builders import agency_token, issue, register_agencies
+from tests.hub.identity.builders import admin_token_fields
 from tests.support import BASE_URL
 
 
@@ -50,7 +51,7 @@ def tokens(tokens_file: Path) -> dict[str, str]:
         "marketing": agency_token(tokens_file, "police-north", purpose="marketing"),
         "south": agency_token(tokens_file, "police-north", jurisdictions=["south"]),
         "unregistered": agency_token(tokens_file, "nobody-agency"),
-        "admin": issue(tokens_file, "ada", roles=["admin"]),
+        "admin": issue(tokens_file, "ada", roles=["admin"], **admin_token_fields()),
     }
 
 

@@ -1,6 +1,7 @@
 """Builders for identity tests: registered clients and users, token requests."""
 
 import base64
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyotp
@@ -60,3 +61,14 @@ async def client_token(http: AsyncTestClient[Any], client_id: str, secret: str) 
 def bearer(token: str) -> dict[str, str]:
     """Authorization header for a bearer token."""
     return {"Authorization": f"Bearer {token}"}
+
+
+def admin_token_fields(hours: int = 1) -> dict[str, object]:
+    """What a static admin token entry needs besides its roles (as `hub tokens create
+    --role admin` writes it after checking the admin's password and TOTP code)."""
+    now = datetime.now(UTC)
+    return {
+        "created_at": now,
+        "expires_at": now + timedelta(hours=hours),
+        "second_factor": "totp:test",
+    }

@@ -16,6 +16,7 @@ from hub.identity import NodeCreate, add_node
 from hub.identity.tokens import TokenEntry, append_token, new_token, token_hash
 from hub.runtime import Services
 from hub.settings import Settings
+from tests.hub.identity.builders import admin_token_fields
 from tests.support import BASE_URL, EdgeNode, run_hub
 
 pytestmark = [pytest.mark.db, pytest.mark.redis]
@@ -36,7 +37,7 @@ async def api(
 ) -> AsyncIterator[tuple[AsyncTestClient, Headers, Headers]]:
     """A client with an admin's and an agency's bearer headers."""
     tokens = tmp_path / "tokens.toml"
-    admin = issue(tokens, "ada", roles=["admin"])
+    admin = issue(tokens, "ada", roles=["admin"], **admin_token_fields())
     agency = issue(tokens, "bot", kind="client", roles=["agency"], agency="police-north")
     app = create_app(msgspec.structs.replace(settings, api_tokens_file=str(tokens)))
     async with AsyncTestClient(app=app, base_url=BASE_URL) as client:

@@ -22,6 +22,7 @@ from hub.app import create_app
 from hub.identity.mtls import uvicorn_tls_options
 from hub.identity.tokens import TokenEntry, append_token, new_token, token_hash
 from hub.settings import Settings
+from tests.hub.identity.builders import admin_token_fields
 from tests.support import free_port
 
 pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.slow]
@@ -142,7 +143,13 @@ def admin_token(tmp_path: Path) -> tuple[Path, str]:
     append_token(
         path,
         msgspec.convert(
-            {"sha256": token_hash(token), "subject": "ada", "roles": ["admin"]}, TokenEntry
+            {
+                "sha256": token_hash(token),
+                "subject": "ada",
+                "roles": ["admin"],
+                **admin_token_fields(),
+            },
+            TokenEntry,
         ),
     )
     return path, token

@@ -11,6 +11,7 @@ from hub.app import create_app
 from hub.identity.ratelimit import Limit, LimitTable, choose_limit
 from hub.identity.tokens import TokenEntry, append_token, new_token, token_hash
 from hub.settings import Settings
+from tests.hub.identity.builders import admin_token_fields
 from tests.support import BASE_URL
 
 STATUS = "/v1/admin/policy/status"
@@ -37,7 +38,13 @@ async def test_the_budget_is_per_client_and_route_then_429_with_headers(
         append_token(
             tokens,
             msgspec.convert(
-                {"sha256": token_hash(token), "subject": name, "roles": ["admin"]}, TokenEntry
+                {
+                    "sha256": token_hash(token),
+                    "subject": name,
+                    "roles": ["admin"],
+                    **admin_token_fields(),
+                },
+                TokenEntry,
             ),
         )
     limited = msgspec.structs.replace(

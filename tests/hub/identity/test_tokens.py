@@ -21,7 +21,11 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 def entry(token: str, **overrides: object) -> TokenEntry:
-    fields: dict[str, object] = {"sha256": token_hash(token), "subject": "ada", "roles": ["admin"]}
+    fields: dict[str, object] = {
+        "sha256": token_hash(token),
+        "subject": "ada",
+        "roles": ["operator"],
+    }
     fields.update(overrides)
     return TokenEntry(**fields)
 

@@ -9,6 +9,7 @@ from litestar.testing import AsyncTestClient
 from hub.app import create_app
 from hub.identity.tokens import TokenEntry, append_token, new_token, token_hash
 from hub.settings import Settings
+from tests.hub.identity.builders import admin_token_fields
 from tests.support import BASE_URL, EdgeNode
 
 pytestmark = [pytest.mark.db, pytest.mark.redis]
@@ -27,7 +28,7 @@ async def test_admin_token_reaches_admin_routes_and_others_are_refused(
     settings: Settings, tmp_path: Path
 ) -> None:
     tokens = tmp_path / "tokens.toml"
-    admin = issue(tokens, "ada", roles=["admin"])
+    admin = issue(tokens, "ada", roles=["admin"], **admin_token_fields())
     agency = issue(
         tokens,
         "transit-bot",
