@@ -8,7 +8,7 @@ deleted by pruning below a signed checkpoint, and `verify_log` proves the rest.
 """
 
 from hub.audit.checkpoints import CheckpointSigner, public_key_in
-from hub.audit.export import ExportSigner, verify_manifest
+from hub.audit.export import ExportSigner, verify_manifest, verify_manifest_digests
 from hub.audit.proofs import check_bundle, consistency_proof, inclusion_proof, prove_entries
 from hub.audit.schemas import (
     AuditEntry,
@@ -46,4 +46,5 @@ __all__ = [
     "search",
     "verify_log",
     "verify_manifest",
+    "verify_manifest_digests",
 ]

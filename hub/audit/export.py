@@ -95,7 +95,15 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
 def verify_manifest(
     signed: SignedManifest, files: Mapping[str, bytes], *, trusted_pem: str
 ) -> list[str]:
-    """Every problem with a signed manifest and the files it names (empty: all good).
+    """Every problem with a signed manifest and the files it names (empty: all good)."""
+    digests = {name: _sha256(data) for name, data in files.items()}
+    return verify_manifest_digests(signed, digests, trusted_pem=trusted_pem)
+
+
+def verify_manifest_digests(
+    signed: SignedManifest, digests: Mapping[str, str], *, trusted_pem: str
+) -> list[str]:
+    """`verify_manifest` given each file's SHA-256 (hex), so files can be hashed as streams.
 
     The signature is checked with `trusted_pem` (the hub's key), not the key the package
     carries: a forger could ship their own.
@@ -115,13 +123,13 @@ def verify_manifest(
     if not isinstance(listed, dict):
         return [*problems, "the manifest lists no files"]
     for name, facts in sorted(listed.items()):
-        data = files.get(name)
-        if data is None:
+        digest = digests.get(name)
+        if digest is None:
             problems.append(f"{name} is listed but missing")
-        elif not isinstance(facts, dict) or facts.get("sha256") != _sha256(data):
+        elif not isinstance(facts, dict) or facts.get("sha256") != digest:
             problems.append(f"{name} does not match its SHA-256 in the manifest")
     problems.extend(
-        f"{name} is not listed in the manifest" for name in sorted(set(files) - set(listed))
+        f"{name} is not listed in the manifest" for name in sorted(set(digests) - set(listed))
     )
     return problems
 

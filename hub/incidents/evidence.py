@@ -9,6 +9,9 @@ than the officer who exported it may see.
 import hashlib
 import io
 import zipfile
+import zlib
+from dataclasses import dataclass
+from typing import IO
 from uuid import UUID
 
 import msgspec
@@ -22,14 +25,13 @@ from hub.audit import (
     append_entry,
     prove_entries,
     search,
-    verify_manifest,
+    verify_manifest_digests,
 )
 from hub.audit.schemas import Detail
 from hub.identity.schemas import Subject
 from hub.incidents import cases
 from hub.kit.clock import Clock, utcnow
 from hub.kit.db import Database
-from hub.kit.errors import BadRequestError
 from hub.policy.guard import Decider
 
 MANIFEST = "manifest.json"
@@ -103,32 +105,114 @@ async def export_evidence(
     return f"incident-{incident_id}-{now.strftime('%Y%m%dT%H%M%SZ')}.zip", package
 
 
-def verify_evidence(package: bytes, *, signer: ExportSigner) -> EvidenceCheck:
+@dataclass(frozen=True, slots=True)
+class ArchiveLimits:
+    """What a package may hold, judged from its central directory before any member is read.
+
+    Exported packages are a few JSON files and images (compression ratios near 1 for images,
+    rarely past 20 for JSON): a 1 MB ZIP that inflates to gigabytes is refused unread.
+    """
+
+    max_members: int = 10_000
+    max_member_bytes: int = MAX_PACKAGE_BYTES
+    max_total_bytes: int = 2 * MAX_PACKAGE_BYTES
+    max_ratio: int = 100
+    ratio_floor_bytes: int = 1 << 20  # smaller members cannot hurt, whatever their ratio
+    max_manifest_bytes: int = 16 << 20
+
+
+_CHUNK = 1 << 20
+_SIGNED_FILES = (MANIFEST, SIGNATURE, PUBLIC_KEY)
+
+
+def verify_evidence(
+    package: IO[bytes], *, signer: ExportSigner, limits: ArchiveLimits | None = None
+) -> EvidenceCheck:
     """Check a package: every file listed with the right hash, nothing extra, and the
-    manifest signed by this hub's export key."""
-    if len(package) > MAX_PACKAGE_BYTES:
-        raise BadRequestError("the package is too large", code="evidence_too_large")
+    manifest signed by this hub's export key. Members are hashed as streams, so memory stays
+    at one chunk whatever the package holds; blocking, so run it off the event loop."""
+    limits = limits or ArchiveLimits()
     try:
-        with zipfile.ZipFile(io.BytesIO(package)) as archive:
-            contents = {name: archive.read(name) for name in archive.namelist()}
-    except (zipfile.BadZipFile, ValueError):
-        return EvidenceCheck(ok=False, files=0, key_id=None, problems=["not a ZIP archive"])
-    manifest, signature = contents.pop(MANIFEST, None), contents.pop(SIGNATURE, None)
-    contents.pop(PUBLIC_KEY, None)
-    if manifest is None or signature is None:
-        return EvidenceCheck(
-            ok=False, files=len(contents), key_id=None, problems=["manifest or signature missing"]
-        )
+        with zipfile.ZipFile(package) as archive:
+            members = archive.infolist()
+            problem = _directory_problem(members, limits)
+            if problem is not None:
+                return _refused(problem, files=len(members))
+            return _check_members(archive, members, signer, limits)
+    except (zipfile.BadZipFile, NotImplementedError, EOFError, zlib.error):
+        return _refused("not a ZIP archive (or a damaged one)", files=0)
+    except ValueError as exc:
+        return _refused(str(exc), files=0)
+
+
+def _refused(problem: str, *, files: int) -> EvidenceCheck:
+    return EvidenceCheck(ok=False, files=files, key_id=None, problems=[problem])
+
+
+def _directory_problem(members: list[zipfile.ZipInfo], limits: ArchiveLimits) -> str | None:
+    """What makes the archive unsafe to read, from its central directory alone."""
+    if len(members) > limits.max_members:
+        return f"more than {limits.max_members} files"
+    if len({m.filename for m in members}) != len(members):
+        return "a file name appears twice"
+    if sum(m.file_size for m in members) > limits.max_total_bytes:
+        return f"files larger than {limits.max_total_bytes} bytes in all"
+    for member in members:
+        if member.file_size > limits.max_member_bytes:
+            return f"{member.filename} is larger than {limits.max_member_bytes} bytes"
+        big = member.file_size > limits.ratio_floor_bytes
+        if big and member.file_size > limits.max_ratio * max(member.compress_size, 1):
+            return f"{member.filename} is compressed more than {limits.max_ratio} to 1"
+    return None
+
+
+def _check_members(
+    archive: zipfile.ZipFile,
+    members: list[zipfile.ZipInfo],
+    signer: ExportSigner,
+    limits: ArchiveLimits,
+) -> EvidenceCheck:
+    names = {m.filename: m for m in members}
+    content = [m for m in members if m.filename not in _SIGNED_FILES]
+    if MANIFEST not in names or SIGNATURE not in names:
+        return _refused("manifest or signature missing", files=len(content))
+    manifest = _read_small(archive, names[MANIFEST], limits.max_manifest_bytes)
+    signature = _read_small(archive, names[SIGNATURE], limits.max_manifest_bytes)
     signed = SignedManifest(
         manifest=manifest.decode("utf-8", errors="replace"),
         signature=signature.decode("ascii", errors="replace").strip(),
         key_id=signer.key_id,
         public_key=signer.public_pem,
     )
-    problems = verify_manifest(signed, contents, trusted_pem=signer.public_pem)
+    digests = {m.filename: _stream_digest(archive, m) for m in content}
+    problems = verify_manifest_digests(signed, digests, trusted_pem=signer.public_pem)
     return EvidenceCheck(
-        ok=not problems, files=len(contents), key_id=signer.key_id, problems=problems
+        ok=not problems, files=len(content), key_id=signer.key_id, problems=problems
     )
+
+
+def _read_small(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int) -> bytes:
+    """A member that must be small (manifest, signature), read no further than `limit`."""
+    if member.file_size > limit:
+        raise ValueError(f"{member.filename} is too large")
+    with archive.open(member) as stream:
+        data = stream.read(limit + 1)
+    if len(data) > member.file_size:
+        raise ValueError(f"{member.filename} is longer than its directory entry says")
+    return data
+
+
+def _stream_digest(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> str:
+    """SHA-256 of a member, inflated one chunk at a time and never past its declared size
+    (a directory entry that lies about the size does not buy more output)."""
+    digest, seen = hashlib.sha256(), 0
+    with archive.open(member) as stream:
+        while chunk := stream.read(_CHUNK):
+            seen += len(chunk)
+            if seen > member.file_size:
+                raise ValueError(f"{member.filename} is longer than its directory entry says")
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 async def _released_image(

@@ -2,24 +2,29 @@
 timeline, linked events and snapshots as released to the officer, evidence export and check.
 Every change is audited by the use cases."""
 
-from typing import Annotated, Any, Literal
+import tempfile
+from typing import IO, Annotated, Any, Literal
 from uuid import UUID
 
 from litestar import Request, Response, Router, get, post
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter
 
 from hub.audit import ExportSigner, Sealer
 from hub.delivery.kit import release_hash_key
 from hub.identity.schemas import Subject
 from hub.incidents import cases, evidence
-from hub.kit.errors import UnsupportedMediaTypeError
+from hub.kit.errors import PayloadTooLargeError, UnsupportedMediaTypeError
 from hub.kit.media_response import image_response
+from hub.kit.offload import Offloader
 from hub.policy.guard import current_decision_id, current_subject
 from hub.runtime import ServicesDep
 
 AnyRequest = Request[Any, Any, Any]
 Sha256 = Annotated[str, PathParameter(pattern=r"^[0-9a-f]{64}$")]
 ZIP_TYPES = frozenset({"application/zip", "application/octet-stream"})
+SPOOL_MEMORY_BYTES = 8 << 20
+VERIFY_BUDGET_SECONDS = 60.0
 
 
 def _who(request: AnyRequest) -> tuple[Subject, str, str | None]:
@@ -149,27 +154,58 @@ async def post_export(
     )
 
 
-async def post_verify(request: AnyRequest, services: ServicesDep) -> evidence.EvidenceCheck:
-    """Check an evidence package against the hub's export key."""
+async def post_verify(
+    request: AnyRequest, services: ServicesDep, archive_checks: NamedDependency[Offloader]
+) -> evidence.EvidenceCheck:
+    """Check an evidence package against the hub's export key.
+
+    The body is spooled (to disk past 8 MiB) and checked in a bounded pool: a package of
+    200 MB, or one that inflates to gigabytes, costs neither the API's memory nor its loop."""
     if request.content_type[0].lower() not in ZIP_TYPES:
         raise UnsupportedMediaTypeError("send the package as application/zip")
-    body = await request.body()
-    return evidence.verify_evidence(
-        body, signer=ExportSigner.from_dir(services.settings.secrets_dir)
-    )
+    spool = await _spool(request, limit=request.route_handler.resolve_request_max_body_size())
+    signer = ExportSigner.from_dir(services.settings.secrets_dir)
+    return await archive_checks.run(_verify_spooled, spool, signer)
+
+
+async def _spool(request: AnyRequest, *, limit: int | None) -> IO[bytes]:
+    """The request body in a temporary file (memory up to `SPOOL_MEMORY_BYTES`)."""
+    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise PayloadTooLargeError(f"the package is larger than {limit} bytes")
+            spool.write(chunk)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool
+
+
+def _verify_spooled(spool: IO[bytes], signer: ExportSigner) -> evidence.EvidenceCheck:
+    """Check the spooled package, then free it (runs in the pool)."""
+    with spool:
+        return evidence.verify_evidence(spool, signer=signer)
 
 
 def build_router(max_package_bytes: int = evidence.MAX_PACKAGE_BYTES) -> Router:
     """The incidents router."""
+    checks = Offloader("evidence-check", workers=2, queue=2, budget_seconds=VERIFY_BUDGET_SECONDS)
     return Router(
         path="/v1/incidents",
         tags=["incidents"],
         route_handlers=[
             get("/")(get_incidents),
             post("/")(post_incident),
-            post("/evidence/verify", status_code=200, request_max_body_size=max_package_bytes)(
-                post_verify
-            ),
+            post(
+                "/evidence/verify",
+                status_code=200,
+                request_max_body_size=max_package_bytes,
+                dependencies={"archive_checks": Provide(lambda: checks, sync_to_thread=False)},
+            )(post_verify),
             get("/{incident_id:uuid}")(get_incident),
             post("/{incident_id:uuid}/assign", status_code=200)(post_assign),
             post("/{incident_id:uuid}/status", status_code=200)(post_status),
