@@ -199,14 +199,21 @@ async def count_unsealed(conn: asyncpg.Connection | asyncpg.Pool) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM audit_log WHERE leaf_index IS NULL"))
 
 
+# For verification: columns by position, the time already in `rules.canonical_time`'s form
+# (PostgreSQL formats it, saving the verifier a datetime per entry).
+VERIFY_COLUMNS = """leaf_index, seq,
+    to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'), actor, action,
+    target, detail::text, decision_id, trace_id, leaf_hash"""
+
+
 async def iter_sealed(
     conn: asyncpg.Connection, *, start: int, batch: int = 20_000
 ) -> AsyncIterator[list[asyncpg.Record]]:
-    """Sealed entries from leaf `start` on in tree order, in batches (keyset on leaf_index)."""
+    """Sealed entries (`VERIFY_COLUMNS`) from leaf `start` on in tree order, in batches."""
     after = start - 1
     while True:
         rows = await conn.fetch(
-            f"""SELECT {_COLUMNS} FROM audit_log WHERE leaf_index > $1
+            f"""SELECT {VERIFY_COLUMNS} FROM audit_log WHERE leaf_index > $1
                 ORDER BY leaf_index LIMIT $2""",
             after,
             batch,
@@ -215,7 +222,7 @@ async def iter_sealed(
             yield rows
         if len(rows) < batch:
             return
-        after = rows[-1]["leaf_index"]
+        after = rows[-1][0]
 
 
 async def first_leaf_at_or_after(

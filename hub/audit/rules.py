@@ -19,9 +19,27 @@ Key = tuple[int, int]  # (height, index): a leaf (height 0) or a stored node
 _encoder = msgspec.json.Encoder(order="sorted")
 
 
+class _Body(msgspec.Struct, frozen=True):
+    """The hashed form of an entry; fields in sorted order, as the sorted encoder writes them."""
+
+    action: str
+    actor: str
+    at: str
+    decision_id: str | None
+    detail: Detail
+    target: str
+    trace_id: str | None
+
+
+def canonical_time(at: datetime) -> str:
+    """An entry's time as it is hashed: UTC, microseconds, `+00:00` (what PostgreSQL's
+    `to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')` also writes)."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def entry_body(
     *,
-    at: datetime,
+    at: datetime | str,
     actor: str,
     action: str,
     target: str,
@@ -29,17 +47,18 @@ def entry_body(
     decision_id: str | None,
     trace_id: str | None,
 ) -> bytes:
-    """Canonical (sorted-key) JSON of an entry without its seq."""
+    """Canonical (sorted-key) JSON of an entry without its seq; `at` as a datetime or as
+    `canonical_time` already wrote it."""
     return _encoder.encode(
-        {
-            "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
-            "actor": actor,
-            "action": action,
-            "target": target,
-            "detail": detail,
-            "decision_id": decision_id,
-            "trace_id": trace_id,
-        }
+        _Body(
+            action=action,
+            actor=actor,
+            at=at if isinstance(at, str) else canonical_time(at),
+            decision_id=decision_id,
+            detail=detail,
+            target=target,
+            trace_id=trace_id,
+        )
     )
 
 

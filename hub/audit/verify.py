@@ -33,11 +33,11 @@ class _Walk:
         """Fold a batch in; False (with `problem` set) at the first bad entry."""
         edge, append = self.edge, self.edge.append
         for row in rows:
-            index, seq = row["leaf_index"], row["seq"]
+            index, seq = row[0], row[1]
             if index != edge.size:
                 return self._fail(edge.size, None, f"the entry at position {edge.size} is missing")
             leaf = _leaf_of(row)
-            if leaf != bytes(row["leaf_hash"]):
+            if leaf != row[9]:
                 return self._fail(index, seq, f"entry {seq} was altered after it was sealed")
             append(leaf)
             self.entries += 1
@@ -154,14 +154,14 @@ async def _pruned_edge(conn: asyncpg.Connection, pruned_below: int) -> merkle.Co
 
 
 def _leaf_of(row: asyncpg.Record) -> bytes:
-    """The leaf hash recomputed from a row's columns (the hot loop of a verification)."""
+    """The leaf hash recomputed from a `repository.VERIFY_COLUMNS` row (the hot loop)."""
     body = entry_body(
-        at=row["at"],
-        actor=row["actor"],
-        action=row["action"],
-        target=row["target"],
-        detail=_decode.decode(row["detail"]),
-        decision_id=row["decision_id"],
-        trace_id=row["trace_id"],
+        at=row[2],
+        actor=row[3],
+        action=row[4],
+        target=row[5],
+        detail=_decode.decode(row[6]),
+        decision_id=row[7],
+        trace_id=row[8],
     )
-    return merkle.leaf_hash(leaf_data(seq=row["seq"], body=body))
+    return merkle.leaf_hash(leaf_data(seq=row[1], body=body))

@@ -27,7 +27,8 @@ ALTER TABLE audit_log
     ADD COLUMN leaf_index bigint CHECK (leaf_index >= 0),
     ADD COLUMN leaf_hash bytea CHECK (length(leaf_hash) = 32),
     ADD CONSTRAINT audit_log_sealed_check CHECK ((leaf_index IS NULL) = (leaf_hash IS NULL));
-CREATE UNIQUE INDEX audit_log_leaf_idx ON audit_log (leaf_index);
+-- Partial both ways: an append enters only the unsealed index; sealing moves it to this one.
+CREATE UNIQUE INDEX audit_log_leaf_idx ON audit_log (leaf_index) WHERE leaf_index IS NOT NULL;
 -- What the sealer reads next; rows leave this index as they are sealed.
 CREATE INDEX audit_log_unsealed_idx ON audit_log (seq) WHERE leaf_index IS NULL;
 

@@ -2,6 +2,7 @@
 sealer integrates entries in the order it sees them commit."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -28,6 +29,20 @@ async def test_an_open_append_does_not_hold_up_another_writer(services: Services
         async with services.db.pool.acquire() as conn:
             visible = await conn.fetchval("SELECT actor FROM audit_log WHERE seq = $1", seq)
         assert visible == "fast"
+
+
+async def test_appends_held_open_overlap_instead_of_queueing(services: Services) -> None:
+    """Five writers each keep their transaction open 0.5 s after appending: one lock would
+    make that at least 2.5 s; without one it takes about 0.5 s."""
+
+    async def slow_writer(n: int) -> None:
+        async with services.db.pool.acquire() as conn, conn.transaction():
+            await append_entry(conn, AuditEntry(actor="w", action="x", target=f"t:{n}"))
+            await asyncio.sleep(0.5)
+
+    started = time.monotonic()
+    await asyncio.gather(*(slow_writer(n) for n in range(5)))
+    assert time.monotonic() - started < 2.0
 
 
 async def test_concurrent_writers_all_land_and_seal_into_one_tree(services: Services) -> None:
