@@ -219,11 +219,16 @@ async def register_agencies(
 
 async def register_node(services: Any) -> uuid.UUID:
     from edge.signing import generate_key, public_key_pem
-    from hub.identity import NodeCreate, add_node
+    from hub.identity import CameraCreate, NodeCreate, add_node
 
+    # The node owns its cameras (ingest rejects events of cameras it does not own).
+    cameras = [
+        CameraCreate(camera_id="demo-cam-1", jurisdiction="north"),
+        CameraCreate(camera_id="demo-cam-2", jurisdiction="central"),
+    ]
     node = await add_node(
         services.db,
-        NodeCreate(name="bench-node", public_key=public_key_pem(generate_key())),
+        NodeCreate(name="bench-node", public_key=public_key_pem(generate_key()), cameras=cameras),
         actor="bench",
     )
     return node.id

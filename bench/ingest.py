@@ -386,13 +386,15 @@ class Scratch:
             raise RuntimeError(f"hub {' '.join(args)} failed:\n{done.stderr.decode()}")
         return done.stdout.decode()
 
-    def add_node(self) -> tuple[str, bytes]:
-        """Register an edge node; its key id and private key PEM."""
+    def add_node(self, *, cameras: int = CAMERAS) -> tuple[str, bytes]:
+        """Register an edge node owning its cameras; its key id and private key PEM."""
         key_file = self.folder / "edge-key.pem"
-        out = self.hub(
-            "nodes", "add", f"bench-{self.tag}", "--generate-key", str(key_file), "--json"
-        )
+        name = f"bench-{self.tag}"
+        out = self.hub("nodes", "add", name, "--generate-key", str(key_file), "--json")
         node = msgspec.json.decode(out.strip().splitlines()[-1])
+        for number in range(1, cameras + 1):  # ingest rejects cameras the node does not own
+            self.hub("nodes", "cameras", "add", name, f"site-1:cam-{number:02d}",
+                     "--jurisdiction", "central")  # fmt: skip
         return str(node["id"]), key_file.read_bytes()
 
     def start_api(self, *, port: int, workers: int) -> None:
@@ -818,7 +820,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         log(f"scratch database hub_bench_{scratch.tag}, Redis prefix {scratch.redis_prefix}")
         scratch.hub("migrate")
-        key_id, key_pem = scratch.add_node()
+        key_id, key_pem = scratch.add_node(cameras=args.cameras)
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         scratch.start_api(port=port, workers=args.workers)

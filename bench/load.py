@@ -49,7 +49,7 @@ from delivery import (  # a sibling script, not a package
 from adapters.xml import generate_signing_identity
 from edge.signing import RequestSigner, generate_key, public_key_pem
 from hub.contracts.detection_v1 import EventBatch
-from hub.identity import NodeCreate, add_node
+from hub.identity import CameraCreate, NodeCreate, add_node
 from hub.identity.tokens import TokenEntry, append_token, new_token, token_hash
 from hub.runtime import build_services, start_services, stop_services
 from hub.settings import Settings, load_settings
@@ -280,7 +280,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             node_key = generate_key()
             node = await add_node(
                 services.db,
-                NodeCreate(name="load-node", public_key=public_key_pem(node_key)),
+                NodeCreate(
+                    name="load-node",
+                    public_key=public_key_pem(node_key),
+                    # The node owns the cameras it posts for (ingest rejects others).
+                    cameras=[
+                        CameraCreate(camera_id="demo-cam-1", jurisdiction="north"),
+                        CameraCreate(camera_id="demo-cam-2", jurisdiction="central"),
+                    ],
+                ),
                 actor="bench",
             )
         finally:

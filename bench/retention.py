@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"scratch database hub_bench_{scratch.tag}; seeding {args.rows:,} rows")
         scratch.hub("migrate")
         seed_s = asyncio.run(seed(scratch.database_url, rows=args.rows, cameras=args.cameras))
-        key_id, key_pem = scratch.add_node()
+        key_id, key_pem = scratch.add_node(cameras=args.cameras)
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         scratch.start_api(port=port, workers=args.workers)

@@ -23,6 +23,7 @@ TEST_CAMERAS = (
     CameraCreate(camera_id="cam-gate-1", jurisdiction="test-site"),
     CameraCreate(camera_id="cam-other", jurisdiction="test-site"),
     CameraCreate(camera_id="gate-1", jurisdiction="test-site"),
+    CameraCreate(camera_id="demo-cam-9", jurisdiction="test-site"),
 )
 
 
