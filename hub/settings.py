@@ -178,6 +178,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     console_host: str = "127.0.0.1"
     console_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8501
     console_api_url: str = "http://127.0.0.1:8000"
+    # A console session ends after this long without a request (tokens are refreshed meanwhile).
+    console_idle_seconds: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 1800
 
     def __post_init__(self) -> None:
         """Production must say where it is reachable: no address is ever taken from `Host`."""
