@@ -7,7 +7,7 @@ from arq.connections import RedisSettings
 from arq.worker import run_worker
 
 from hub.audit.jobs import seal_audit_job
-from hub.delivery.jobs import deliver, reconcile_deliveries_job
+from hub.delivery.jobs import deliver_agency, reconcile_deliveries_job
 from hub.delivery.kit import queue_name
 from hub.delivery.queue import DELIVER_FUNCTION
 from hub.ingest.jobs import ensure_partitions_job
@@ -49,10 +49,16 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     return {
         "functions": [
             ensure_partitions_job,
-            # Our ledger counts attempts; arq's try counter only has to outlast deferrals
-            # (breaker open, rate limited), hence the generous max_tries. No arq result is
-            # kept, so a replay can queue the same job id again at once.
-            func(deliver, name=DELIVER_FUNCTION, timeout=timeout, max_tries=100_000, keep_result=0),
+            # One job per agency with work; our ledger counts attempts, arq's try counter only
+            # counts an agency timer's re-arms, hence the generous max_tries. No arq result is
+            # kept, so the agency can be woken again as soon as a job returns.
+            func(
+                deliver_agency,
+                name=DELIVER_FUNCTION,
+                timeout=timeout,
+                max_tries=100_000,
+                keep_result=0,
+            ),
             func(reconcile_deliveries_job, timeout=maintenance, keep_result=0),
             func(refresh_gauges_job, timeout=maintenance, keep_result=0),
             func(retention_sweep_job, timeout=maintenance, keep_result=0),

@@ -139,11 +139,11 @@ async def resume_agency(
                 actor=actor,
                 action="agency.resume",
                 target=f"agency:{read.name}",
-                detail={"queued": len(due)},
+                detail={"queued": due},
             ),
         )
     await breaker.reset(read.id)
-    await queue.enqueue(due)
+    await queue.wake([read.id])
     return resumed
 
 

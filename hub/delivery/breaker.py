@@ -16,10 +16,10 @@ from uuid import UUID
 from hub.delivery.schemas import BreakerState
 from hub.kit.redis import RedisStore
 
-# KEYS[1] breaker hash, KEYS[2] probe key; ARGV: now, threshold. Returns failures,
-# failing_since (as text, to keep float precision through Lua).
+# KEYS[1] breaker hash, KEYS[2] probe key; ARGV: now, threshold, failures to add. Returns
+# failures, failing_since (as text, to keep float precision through Lua).
 _RECORD_FAILURE = """
-local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', tonumber(ARGV[3]))
 redis.call('HSETNX', KEYS[1], 'failing_since', ARGV[1])
 if failures >= tonumber(ARGV[2]) then
     redis.call('HSET', KEYS[1], 'opened_at', ARGV[1])
@@ -104,12 +104,12 @@ class CircuitBreaker:
         if permit.probe:
             await self.redis.client.delete(self._keys(agency_id)[1])
 
-    async def record_failure(self, agency_id: UUID) -> tuple[int, float]:
-        """Count a failure (opening the circuit at the threshold); returns the consecutive
-        failures and since when the agency has been failing (epoch seconds)."""
+    async def record_failure(self, agency_id: UUID, *, count: int = 1) -> tuple[int, float]:
+        """Count `count` failures (a batch's; opening the circuit at the threshold); returns
+        the consecutive failures and since when the agency has been failing (epoch seconds)."""
         self._clean_until.pop(agency_id, None)
         failures, since = await self._record_failure(
-            keys=list(self._keys(agency_id)), args=[repr(time.time()), self.threshold]
+            keys=list(self._keys(agency_id)), args=[repr(time.time()), self.threshold, count]
         )
         return int(failures), float(since)
 

@@ -2,8 +2,7 @@
 
 A replay is a new attempt on the same delivery id (so an idempotent agency still recognises
 the message); it grants a fresh budget of attempts and is audited. The row is due at once and
-queued at once; if the dead attempt's job is still being closed by arq at that moment, the
-queue refuses the duplicate job id and the reconcile job queues the row a few seconds later.
+its agency is woken at once.
 """
 
 from datetime import datetime
@@ -72,7 +71,7 @@ async def replay_one(
             )
         await _audit(conn, actor, replayed, target=f"delivery:{delivery_id}")
         delivery = await repository.get_delivery(conn, delivery_id)
-    await queue.enqueue(replayed)
+    await queue.wake(agency_id for _, agency_id in replayed)
     assert delivery is not None  # noqa: S101 - updated in this transaction
     return delivery
 
@@ -101,7 +100,7 @@ async def replay_range(
             target=target,
             window=(request.since.isoformat(), request.until.isoformat()),
         )
-    await queue.enqueue(replayed)
+    await queue.wake(agency_id for _, agency_id in replayed)
     return ReplayResult(replayed=len(replayed), ids=[d for d, _ in replayed])
 
 

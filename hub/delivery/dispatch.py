@@ -1,13 +1,20 @@
-"""One delivery attempt, start to end: pace, claim, release, send, classify, record.
+"""Delivering one agency's due work, a batch at a time: claim, re-hydrate, release, send,
+record.
 
-The job around it (hub/delivery/jobs.py) only turns the answer into arq terms: `None` means
-the delivery needs nothing more from this job, a number means "run me again in that many
-seconds" (the row's `next_attempt_at` says the same, so reconcile agrees if Redis forgets).
+A batch is up to `batch_size` due rows of one agency claimed in one statement (leased, SKIP
+LOCKED, so workers share an agency safely), their PII re-hydrated in one query, released one
+by one through the policy service's cache (one evaluation per distinct verdict, every
+delivery its own decision id and log record, written in batches by the decision log), sent
+with the agency's concurrency over its adapter's kept-alive connections, and recorded in one
+statement. Outcomes are values (`_Result`), not exceptions crossing layers. The job around it
+(hub/delivery/jobs.py) turns the answer into "wake this agency again in n seconds".
 """
 
 import asyncio
 import random
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,8 +50,12 @@ from hub.retention import hydrate, process_keys
 
 log = structlog.get_logger(__name__)
 
-# A rate-limit wait this short is slept off in the job; a longer one re-defers the job.
+# A rate-limit wait this short is slept off in the job; a longer one re-arms the agency's timer.
 MAX_INLINE_WAIT_SECONDS = 1.0
+# Rows per batch: enough to pay a claim, a vault query and a finish per 200 deliveries, few
+# enough that a worker killed mid-batch sends at most this many twice (to idempotent
+# receivers, by delivery id).
+BATCH_SIZE = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +77,7 @@ class Backoff:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryDeps:
-    """Everything one attempt needs; built once per worker process."""
+    """Everything a batch needs; built once per worker process."""
 
     db: Database
     policy: Decider
@@ -79,38 +90,7 @@ class DeliveryDeps:
     backoff: Backoff
     lease_seconds: float
     auto_pause_seconds: float
-
-
-async def run_delivery(deps: DeliveryDeps, delivery_id: UUID, agency_id: UUID) -> float | None:
-    """Attempt one delivery if its agency lets us; seconds until the next try, or None."""
-    agency = await deps.directory.get(agency_id)
-    if agency is None or agency.status != "active":
-        # Look again: a resume queues jobs at once, and our cached view may predate it.
-        agency = await deps.directory.get(agency_id, fresh=True)
-    if agency is None or agency.status != "active":
-        # Paused (or gone): the row waits in the ledger; resume queues it again.
-        deps.metrics.deferred.labels(agency.name if agency else "?", "paused").inc()
-        return None
-    permit = await deps.breaker.permit(agency.id, probe_ttl=deps.lease_seconds)
-    if not permit.allowed:
-        deps.metrics.deferred.labels(agency.name, "breaker_open").inc()
-        return permit.wait_seconds + random.uniform(0, 2)  # noqa: S311 - spread the wake-ups
-    wait = await deps.limits.rate_wait(agency.id, agency.rate_per_second)
-    if wait > MAX_INLINE_WAIT_SECONDS:
-        deps.metrics.deferred.labels(agency.name, "rate_limited").inc()
-        await deps.breaker.release_probe(agency.id, permit)
-        return wait
-    if wait > 0:
-        await asyncio.sleep(wait)
-    async with deps.limits.semaphore(agency.id, agency.max_concurrency):
-        async with deps.db.connection() as conn:  # one atomic statement: no BEGIN/COMMIT
-            claimed = await repository.claim(conn, delivery_id, lease_seconds=deps.lease_seconds)
-        if claimed is None:  # delivered, dead, or leased by a live worker meanwhile
-            await deps.breaker.release_probe(agency.id, permit)
-            return None
-        result = await _attempt(deps, agency, claimed)
-    await _after(deps, agency, permit, result)
-    return result.retry_in_seconds if result.status == "retrying" else None
+    batch_size: int = BATCH_SIZE
 
 
 class _Result(Finish, frozen=True, kw_only=True):
@@ -119,17 +99,124 @@ class _Result(Finish, frozen=True, kw_only=True):
     agency_failure: bool = False
 
 
-async def _attempt(deps: DeliveryDeps, agency: Agency, claimed: Claimed) -> _Result:
+Outcomes = list[tuple[Claimed, _Result]]
+
+
+async def run_agency(deps: DeliveryDeps, agency_id: UUID) -> float | None:
+    """Deliver the agency's due rows batch by batch, for about a quarter lease; seconds until
+    it needs looking at again (0: more is due now), or None when nothing is open or it is
+    paused."""
+    agency = await _active(deps, agency_id)
+    if agency is None:
+        return None
+    # Batches start for a quarter of the lease; with sends bounded at 0.6 of it, the job ends
+    # inside its timeout (= the lease) and before any of its rows could be claimed again.
+    deadline = time.monotonic() + deps.lease_seconds / 4
+    while True:
+        wait = await _batch(deps, agency)
+        if wait is not None:
+            return wait
+        if time.monotonic() >= deadline:
+            return 0.0
+
+
+async def _active(deps: DeliveryDeps, agency_id: UUID) -> Agency | None:
+    agency = await deps.directory.get(agency_id)
+    if agency is None or agency.status != "active":
+        # Look again: a resume wakes the agency at once, and our view may predate it.
+        agency = await deps.directory.get(agency_id, fresh=True)
+    if agency is None or agency.status != "active":
+        # Paused (or gone): the rows wait in the ledger; resume wakes the agency again.
+        deps.metrics.deferred.labels(agency.name if agency else "?", "paused").inc()
+        return None
+    return agency
+
+
+async def _batch(deps: DeliveryDeps, agency: Agency) -> float | None:
+    """One batch; None when a full one went (go on), else when to look again."""
+    permit = await deps.breaker.permit(agency.id, probe_ttl=deps.lease_seconds)
+    if not permit.allowed:
+        deps.metrics.deferred.labels(agency.name, "breaker_open").inc()
+        return permit.wait_seconds + random.uniform(0, 1)  # noqa: S311 - spread the wake-ups
+    # A half-open circuit lets one probe through; a batch is at most a second of the rate.
+    limit = 1 if permit.probe else min(deps.batch_size, max(1, int(agency.rate_per_second)))
+    async with deps.db.connection() as conn:  # one atomic statement: no BEGIN/COMMIT
+        claimed = await repository.claim_batch(
+            conn, agency.id, limit=limit, lease_seconds=deps.lease_seconds
+        )
+    if not claimed:
+        await deps.breaker.release_probe(agency.id, permit)
+        return await _next_due(deps, agency)
+    wait = await deps.limits.rate_wait(agency.id, agency.rate_per_second, slots=len(claimed))
+    if wait > MAX_INLINE_WAIT_SECONDS:
+        return await _give_back(deps, agency, permit, claimed, wait)
+    if wait > 0:
+        await asyncio.sleep(wait)
+    outcomes = await _deliver_all(deps, agency, claimed)
+    async with deps.db.connection() as conn:  # one statement: attempt rows + ledger
+        await repository.finish_batch(conn, outcomes)
+    _count(deps, agency, outcomes)
+    await _after(deps, agency, permit, [result for _, result in outcomes])
+    return None if len(claimed) == limit else await _next_due(deps, agency)
+
+
+async def _next_due(deps: DeliveryDeps, agency: Agency) -> float | None:
+    async with deps.db.connection() as conn:
+        return await repository.next_due_in(conn, agency.id)
+
+
+async def _give_back(
+    deps: DeliveryDeps, agency: Agency, permit: Permit, claimed: Sequence[Claimed], wait: float
+) -> float:
+    """Rate-limited: hand the rows back unattempted, due when the slots are."""
+    async with deps.db.connection() as conn:
+        await repository.release_claims(conn, claimed, delay=wait)
+    await deps.breaker.release_probe(agency.id, permit)
+    deps.metrics.deferred.labels(agency.name, "rate_limited").inc()
+    return wait
+
+
+async def _deliver_all(deps: DeliveryDeps, agency: Agency, claimed: Sequence[Claimed]) -> Outcomes:
+    """Release and send every claimed row, at most `max_concurrency` at a time per process."""
+    records = {
+        c.id: delivery_record(c.payload, node_id=c.node_id)
+        for c in claimed
+        if c.payload is not None and c.node_id is not None
+    }
+    # Stored payloads name their PII; it comes back from the vault (absent once forgotten),
+    # for the whole batch in one query.
+    await hydrate(deps.db.pool, process_keys, list(records.values()))
+    gate = deps.limits.semaphore(agency.id, agency.max_concurrency)
+
+    async def one(row: Claimed) -> tuple[Claimed, _Result]:
+        async with gate:
+            return row, await _attempt(deps, agency, row, records.get(row.id))
+
+    return list(await asyncio.gather(*(one(row) for row in claimed)))
+
+
+async def _attempt(
+    deps: DeliveryDeps, agency: Agency, claimed: Claimed, record: dict[str, Any] | None
+) -> _Result:
     started_at = utcnow()
     t0 = time.perf_counter()
-    result = await _decide_and_send(deps, agency, claimed, started_at)
+    attributes = {"hub.delivery_id": str(claimed.id), "messaging.operation": "process"}
+    # Each delivery continues the trace of the ingest request that created it.
+    with span(
+        "deliver", traceparent=claimed.traceparent, kind=SpanKind.CONSUMER, attributes=attributes
+    ):
+        result = await _decide_and_send(deps, agency, claimed, record, started_at)
+        log.debug("delivery attempt done", delivery_id=str(claimed.id), outcome=result.outcome)
     duration = time.perf_counter() - t0
-    result = msgspec.structs.replace(result, duration_ms=int(duration * 1000))
-    async with deps.db.connection() as conn:  # one atomic statement (attempt row + ledger)
-        await repository.finish(conn, claimed.id, claimed.attempt, result)
-    deps.metrics.attempts.labels(agency.name, result.outcome).inc()
-    deps.metrics.attempt_seconds.labels(agency.name).observe(duration)
-    return result
+    return msgspec.structs.replace(result, duration_ms=int(duration * 1000))
+
+
+def _count(deps: DeliveryDeps, agency: Agency, outcomes: Outcomes) -> None:
+    for outcome, n in Counter(result.outcome for _, result in outcomes).items():
+        deps.metrics.attempts.labels(agency.name, outcome).inc(n)
+    histogram = deps.metrics.attempt_seconds.labels(agency.name)
+    for _, result in outcomes:
+        histogram.observe(result.duration_ms / 1000)
 
 
 def delivery_record(payload: str, *, node_id: UUID) -> dict[str, Any]:
@@ -141,13 +228,14 @@ def delivery_record(payload: str, *, node_id: UUID) -> dict[str, Any]:
 
 
 async def _decide_and_send(
-    deps: DeliveryDeps, agency: Agency, claimed: Claimed, started_at: datetime
+    deps: DeliveryDeps,
+    agency: Agency,
+    claimed: Claimed,
+    record: dict[str, Any] | None,
+    started_at: datetime,
 ) -> _Result:
-    if claimed.payload is None or claimed.event_id is None or claimed.node_id is None:
+    if record is None:
         return _end(started_at, "cancelled", "withheld", error="event no longer stored")
-    record = delivery_record(claimed.payload, node_id=claimed.node_id)
-    # Stored payloads name their PII; it comes back from the vault (absent once forgotten).
-    await hydrate(deps.db.pool, process_keys, [record])
     with span("policy.release", attributes={"hub.agency": agency.name}):
         released = await release(
             deps.policy,
@@ -161,7 +249,7 @@ async def _decide_and_send(
             data_class="detection_event",
             record=record,
             hash_master_key=deps.hash_key,
-            cacheable=True,  # thousands of deliveries a second share a few dozen verdicts
+            cacheable=True,  # a batch shares a few verdicts: one evaluation each
         )
     if released.error is not None:
         # Policy failed closed: not a verdict on this event; try again later.
@@ -191,8 +279,8 @@ async def _send(
     try:
         config = deps.directory.config(agency)
         # Our own bound, inside the lease: an adapter that ignores its timeout cannot hold a
-        # row past the moment reconcile would hand it to another worker.
-        async with asyncio.timeout(deps.lease_seconds * 0.8):
+        # row past the moment another worker may claim it again.
+        async with asyncio.timeout(deps.lease_seconds * 0.6):
             attributes = {"hub.agency": agency.name, "hub.delivery_id": str(claimed.id)}
             with span(f"adapter {agency.kind}", kind=SpanKind.CLIENT, attributes=attributes):
                 # The agency gets this span's W3C `traceparent` (adapters send it on).
@@ -272,16 +360,20 @@ def _retry(
     return msgspec.structs.replace(result, agency_failure=not error.startswith("policy"))
 
 
-async def _after(deps: DeliveryDeps, agency: Agency, permit: Permit, result: _Result) -> None:
-    """Feed the breaker and, when an agency has failed for too long, pause it."""
-    if result.status == "delivered":
+async def _after(
+    deps: DeliveryDeps, agency: Agency, permit: Permit, results: Sequence[_Result]
+) -> None:
+    """Feed the breaker once per batch (any success means the agency is alive) and, when an
+    agency has failed for too long, pause it."""
+    if any(result.status == "delivered" for result in results):
         await deps.breaker.record_success(agency.id, permit)
         deps.metrics.breaker_open.labels(agency.name).set(0)
         return
-    if not result.agency_failure:
+    failed = sum(result.agency_failure for result in results)
+    if not failed:
         await deps.breaker.release_probe(agency.id, permit)
         return
-    failures, failing_since = await deps.breaker.record_failure(agency.id)
+    failures, failing_since = await deps.breaker.record_failure(agency.id, count=failed)
     if failures >= deps.breaker.threshold:
         deps.metrics.breaker_open.labels(agency.name).set(1)
     if time.time() - failing_since >= deps.auto_pause_seconds:

@@ -1,7 +1,9 @@
-"""arq jobs of delivery: one job per delivery (job id = delivery id) and the reconcile cron.
+"""arq jobs of delivery: one job per agency with work (job id names the agency) and the
+reconcile cron.
 
-arq retries only when a job raises `Retry`; every other outcome (delivered, dead letter,
-withheld) is already in the ledger when the job returns, so arq's own result is not kept.
+Every outcome (delivered, retrying, dead letter, withheld) is in the ledger when a batch
+returns, so arq's result is never kept. What a job leaves behind is only a wake-up: its
+agency's timer, armed for the next row that comes due.
 """
 
 from typing import Any
@@ -9,49 +11,55 @@ from uuid import UUID
 
 import structlog
 from arq import Retry
-from opentelemetry.trace import SpanKind
 
 from hub.delivery import repository
-from hub.delivery.dispatch import DeliveryDeps, run_delivery
-from hub.observability import span
+from hub.delivery.dispatch import DeliveryDeps, run_agency
+from hub.delivery.queue import DeliveryQueue
 from hub.runtime import Services
 
 log = structlog.get_logger("hub.delivery.jobs")
 
+# A timer never fires sooner than this: a row due "now" that another worker holds is not
+# worth a busy loop.
+MIN_TIMER_SECONDS = 0.05
 
-async def deliver(
-    ctx: dict[str, Any], delivery_id: str, agency_id: str, traceparent: str | None = None
-) -> None:
-    """Attempt one delivery; on a retryable failure run again when the ledger says.
-    A job queued by ingest continues the edge request's trace (`traceparent`)."""
+
+async def deliver_agency(ctx: dict[str, Any], agency_id: str) -> None:
+    """Deliver one agency's due rows in batches, then arm its timer for what comes due next."""
     deps: DeliveryDeps = ctx["delivery_deps"]
-    attributes = {"hub.delivery_id": delivery_id, "messaging.operation": "process"}
-    with span("deliver", traceparent=traceparent, kind=SpanKind.CONSUMER, attributes=attributes):
-        again_in = await run_delivery(deps, UUID(delivery_id), UUID(agency_id))
-        log.debug("delivery job done", delivery_id=delivery_id, again_in=again_in)
-    if again_in is not None:
-        raise Retry(defer=again_in)
+    queue: DeliveryQueue = ctx["services"].delivery.queue
+    agency = UUID(agency_id)
+    again_in = await run_agency(deps, agency)
+    log.debug("delivery job done", agency_id=agency_id, again_in=again_in)
+    if again_in is None:
+        return
+    if again_in == 0:
+        await queue.wake([agency])  # more is due now: the follow-up job takes it
+        return
+    delay = max(again_in, MIN_TIMER_SECONDS)
+    if ctx.get("job_id") == queue.job_id(agency, ":at"):
+        # The timer re-arms itself: its own id is taken until it returns.
+        raise Retry(defer=delay)
+    await queue.wake_later(agency, delay=delay)
 
 
 async def reconcile_deliveries_job(ctx: dict[str, Any]) -> dict[str, int]:
-    """Queue every delivery PostgreSQL says is due but the queue lost (Redis flushed or
-    restarted, a crash between commit and enqueue, a worker killed holding a lease).
-    Rows already queued are skipped by the enqueue itself (job id = delivery id)."""
+    """Wake every agency PostgreSQL says has work the queue lost (Redis flushed or restarted,
+    a crash between commit and wake-up, a worker killed holding a batch's lease). Agencies
+    whose job is already queued are skipped by the wake-up itself."""
     services: Services = ctx["services"]
     kit = services.delivery
     settings = services.settings
     async with services.db.transaction() as conn:
-        due = await repository.due_deliveries(
-            conn,
-            grace_seconds=settings.delivery_reconcile_grace_seconds,
-            limit=settings.delivery_reconcile_batch,
+        agencies = await repository.due_agencies(
+            conn, grace_seconds=settings.delivery_reconcile_grace_seconds
         )
         backlog, oldest = await repository.backlog(conn, cap=settings.backpressure_max_backlog + 1)
-    added = await kit.queue.enqueue(due) if due else 0
+    added = await kit.queue.wake(agencies) if agencies else 0
     kit.metrics.reconciled.inc(added)
     kit.metrics.backlog.set(backlog)
     kit.metrics.oldest_due_seconds.set(oldest)
     kit.metrics.queue_depth.set(await kit.queue.depth())
     if added:
-        log.warning("reconcile re-enqueued deliveries missing from the queue", count=added)
-    return {"due": len(due), "enqueued": added}
+        log.warning("reconcile woke agencies whose work was missing from the queue", count=added)
+    return {"due_agencies": len(agencies), "woken": added}

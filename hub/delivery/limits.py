@@ -48,8 +48,10 @@ class AgencyLimits:
             self._semaphores[agency_id] = current
         return current[1]
 
-    async def rate_wait(self, agency_id: UUID, per_second: float) -> float:
-        """Seconds to wait before this call may go (0: go now; the slot is taken)."""
+    async def rate_wait(self, agency_id: UUID, per_second: float, *, slots: int = 1) -> float:
+        """Seconds to wait before `slots` calls may go (0: go now; the slots are taken)."""
+        if slots > 1:
+            return await self._take(agency_id, per_second, slots)
         left, deadline = self._slots.get(agency_id, (0, 0.0))
         now = time.monotonic()
         if left > 0 and now < deadline:
@@ -68,3 +70,13 @@ class AgencyLimits:
         # Unspent slots lapse with their chunk, so a process cannot hoard old capacity.
         self._slots[agency_id] = (chunk - 1, now + CHUNK_SECONDS)
         return 0.0
+
+    async def _take(self, agency_id: UUID, per_second: float, slots: int) -> float:
+        """A batch's slots in one call; a batch is at most one second of the agency's rate,
+        the burst GCRA tolerates."""
+        interval = 1000.0 / per_second
+        wait_ms = await self._gcra(
+            keys=[self.redis.key("rate", str(agency_id))],
+            args=[interval, max(1000.0, interval * slots), slots],
+        )
+        return float(wait_ms) / 1000.0

@@ -1,5 +1,6 @@
 """Routing at ingest: which agencies each new event is offered to (their subscriptions), as
-ledger rows written in the ingest transaction and queued right after it commits."""
+ledger rows written in the ingest transaction; each agency that got rows is woken right after
+it commits."""
 
 from uuid import UUID
 
@@ -10,6 +11,7 @@ from redis.exceptions import RedisError
 from hub.delivery import repository
 from hub.delivery.metrics import DeliveryMetrics
 from hub.delivery.queue import DeliveryQueue
+from hub.observability import current_traceparent
 
 log = structlog.get_logger(__name__)
 
@@ -29,15 +31,20 @@ class SubscriptionPlanner:
         if not event_ids:
             return []
         return await repository.plan_deliveries(
-            conn, node_id=node_id, event_ids=sorted(event_ids), attempt_limit=self.attempt_limit
+            conn,
+            node_id=node_id,
+            event_ids=sorted(event_ids),
+            attempt_limit=self.attempt_limit,
+            traceparent=current_traceparent(),  # the ingest request's, continued on delivery
         )
 
     async def dispatch(self, planned: list[tuple[UUID, UUID]]) -> None:
-        """Queue the committed rows; on a Redis failure, leave them to reconcile."""
+        """Wake each agency that got committed rows; on a Redis failure, leave them to
+        reconcile."""
         if not planned:
             return
         try:
-            await self.queue.enqueue(planned)
+            await self.queue.wake(agency_id for _, agency_id in planned)
         except (RedisError, OSError) as exc:
             self.metrics.enqueue_failures.inc()
             log.warning(

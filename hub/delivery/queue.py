@@ -1,40 +1,29 @@
-"""Putting deliveries on the arq queue, many at a time, with job id = delivery id.
+"""Waking agencies: the arq queue holds at most a few jobs per agency, never one per delivery.
 
-arq's `enqueue_job` costs a WATCH/MULTI round trip per job; a batch of 100 events for three
-agencies would be 300 of them. This writes the same job records arq writes (its own
-`serialize_job`, its key prefixes) for a whole batch in one Lua call, keeping arq's rule
-that a job id already queued, running or holding a result is not enqueued again.
+The ledger in PostgreSQL says what is due; a job only says "agency A may have work". Its job id
+names the agency (`<prefix>deliver:<agency id>`), so a second wake-up while one is queued is a
+no-op, through arq's own `enqueue_job`. Two more ids close the gaps that uniqueness opens:
+
+- `...:again`: a wake-up that finds the agency's job already taken (it may be draining its
+  last batch and about to return) queues one follow-up, so rows committed at that moment are
+  not left to reconcile;
+- `...:at`: the timer a job arms for the agency's next retry (or the end of an open circuit).
+
+Reconcile wakes every agency whose rows have been due for longer than a grace period, so a
+lost queue (Redis flushed, a crash between commit and wake-up) only delays deliveries.
 """
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from uuid import UUID
 
-from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
-from arq.jobs import serialize_job
+from arq.connections import ArqRedis
 
 from hub.kit.redis import RedisStore
-from hub.observability import current_traceparent
 
-DELIVER_FUNCTION = "deliver"
-
-# KEYS[1]: queue. ARGV: job prefix, result prefix, expires ms, score, then (id, job) pairs.
-_ENQUEUE = """
-local added = 0
-for i = 5, #ARGV, 2 do
-    local id = ARGV[i]
-    local job_key = ARGV[1] .. id
-    if redis.call('EXISTS', job_key, ARGV[2] .. id) == 0 then
-        redis.call('PSETEX', job_key, ARGV[3], ARGV[i + 1])
-        redis.call('ZADD', KEYS[1], ARGV[4], id)
-        added = added + 1
-    end
-end
-return added
-"""
-
-# Jobs per Lua call: big enough to amortise the round trip, small enough not to stall Redis.
-_CHUNK = 500
+DELIVER_FUNCTION = "deliver_agency"
+# A wake-up older than this is pointless (reconcile re-creates what is still due).
+JOB_EXPIRES_SECONDS = 3600
 
 
 class DeliveryQueue:
@@ -43,33 +32,44 @@ class DeliveryQueue:
     def __init__(self, redis: RedisStore, *, queue_name: str) -> None:
         self.redis = redis
         self.queue_name = queue_name
-        self._enqueue = redis.client.register_script(_ENQUEUE)
+        self._arq = ArqRedis(pool_or_conn=redis.client.connection_pool)
 
-    async def enqueue(self, planned: Sequence[tuple[UUID, UUID]], *, delay: float = 0.0) -> int:
-        """Queue one `deliver(delivery_id, agency_id)` job per row; returns how many were new.
+    def job_id(self, agency_id: UUID, suffix: str = "") -> str:
+        """The arq job id of an agency's wake-up (namespaced like every key of this hub)."""
+        return f"{self.redis.prefix}deliver:{agency_id}{suffix}"
 
-        Inside a trace (an ingest request) each job carries its `traceparent`, so the worker
-        continues the same trace; reconcile and replays start new ones.
-        """
+    async def wake(self, agency_ids: Iterable[UUID]) -> int:
+        """Queue a delivery job for each agency that has none queued; how many were new."""
         added = 0
-        traceparent = current_traceparent()
-        kwargs = {"traceparent": traceparent} if traceparent else {}
-        now_ms = int(time.time() * 1000)
-        score = now_ms + int(delay * 1000)
-        for start in range(0, len(planned), _CHUNK):
-            args: list[bytes | str | int] = [
-                job_key_prefix,
-                result_key_prefix,
-                score - now_ms + expires_extra_ms,
-                score,
-            ]
-            for delivery_id, agency_id in planned[start : start + _CHUNK]:
-                job = serialize_job(
-                    DELIVER_FUNCTION, (str(delivery_id), str(agency_id)), kwargs, None, now_ms
-                )
-                args += [str(delivery_id), job]
-            added += int(await self._enqueue(keys=[self.queue_name], args=args))
+        for agency_id in dict.fromkeys(agency_ids):
+            if await self._enqueue(agency_id, ""):
+                added += 1
+            else:
+                await self._enqueue(agency_id, ":again")
         return added
+
+    async def wake_later(self, agency_id: UUID, *, delay: float) -> bool:
+        """Arm the agency's timer `delay` seconds ahead; an armed timer that would fire later
+        is brought forward (its queue score only: arq's job record is left as arq made it).
+        True when a new timer was queued."""
+        if await self._enqueue(agency_id, ":at", delay=delay):
+            return True
+        when_ms = int((time.time() + delay) * 1000)
+        await self.redis.client.zadd(
+            self.queue_name, {self.job_id(agency_id, ":at"): when_ms}, xx=True, lt=True
+        )
+        return False
+
+    async def _enqueue(self, agency_id: UUID, suffix: str, *, delay: float = 0.0) -> bool:
+        job = await self._arq.enqueue_job(
+            DELIVER_FUNCTION,
+            str(agency_id),
+            _job_id=self.job_id(agency_id, suffix),
+            _queue_name=self.queue_name,
+            _defer_by=delay if delay > 0 else None,
+            _expires=JOB_EXPIRES_SECONDS + delay,
+        )
+        return job is not None
 
     async def depth(self) -> int:
         """Jobs waiting in the queue (due or deferred)."""

@@ -128,10 +128,11 @@ def _agency(row: asyncpg.Record) -> Agency:
 
 # Routing happens here, in one statement: each new event joins every agency whose
 # subscription matches (empty list = everything). Paused agencies get rows too; they are
-# delivered after resume. Sorted, so concurrent batches lock rows in one order.
+# delivered after resume. Sorted, so concurrent batches lock rows in one order. Each row keeps
+# the ingest request's trace, which the batch that sends it continues.
 _PLAN = """
-INSERT INTO delivery (id, event_pk, event_captured_at, agency_id, attempt_limit)
-SELECT gen_random_uuid(), e.id, e.captured_at, a.id, $3
+INSERT INTO delivery (id, event_pk, event_captured_at, agency_id, attempt_limit, traceparent)
+SELECT gen_random_uuid(), e.id, e.captured_at, a.id, $3, $4
 FROM detection_event e
 JOIN agency a
   ON a.status <> 'disabled'
@@ -146,27 +147,41 @@ RETURNING id, agency_id
 
 
 async def plan_deliveries(
-    conn: asyncpg.Connection, *, node_id: UUID, event_ids: Sequence[UUID], attempt_limit: int
+    conn: asyncpg.Connection,
+    *,
+    node_id: UUID,
+    event_ids: Sequence[UUID],
+    attempt_limit: int,
+    traceparent: str | None = None,
 ) -> list[tuple[UUID, UUID]]:
     """Create the ledger rows for new events; (delivery id, agency id) of each."""
-    rows = await conn.fetch(_PLAN, node_id, list(event_ids), attempt_limit)
+    rows = await conn.fetch(_PLAN, node_id, list(event_ids), attempt_limit, traceparent)
     return [(r["id"], r["agency_id"]) for r in rows]
 
 
-# Claim a row for one attempt: count the attempt and take a lease (next_attempt_at) that
-# reconcile honours. A row already delivered, dead, or leased by a live worker is not
-# claimed. The event comes back in the same round trip.
-_CLAIM = """
-WITH claimed AS (
+# Claim a batch of one agency's due rows for one attempt each: count the attempt and take a
+# lease (next_attempt_at) that reconcile honours. SKIP LOCKED lets several workers take
+# batches of one agency at once without waiting on each other; a row already delivered, dead
+# or leased by a live worker is not due. An expired lease is due: a killed worker's batch
+# comes back. The events come back in the same round trip.
+_CLAIM_BATCH = """
+WITH picked AS (
+    SELECT id FROM delivery
+     WHERE agency_id = $1
+       AND status IN ('pending', 'retrying', 'in_flight')
+       AND next_attempt_at <= now()
+     ORDER BY next_attempt_at
+     LIMIT $2
+     FOR UPDATE SKIP LOCKED
+), claimed AS (
     UPDATE delivery d
        SET status = 'in_flight', attempts = d.attempts + 1, updated_at = now(),
-           next_attempt_at = now() + make_interval(secs => $2)
-     WHERE d.id = $1
-       AND (d.status IN ('pending', 'retrying')
-            OR (d.status = 'in_flight' AND d.next_attempt_at <= now()))
- RETURNING d.id, d.agency_id, d.attempts, d.attempt_limit, d.event_pk, d.event_captured_at
+           next_attempt_at = now() + make_interval(secs => $3)
+      FROM picked
+     WHERE d.id = picked.id
+ RETURNING d.id, d.attempts, d.attempt_limit, d.event_pk, d.event_captured_at, d.traceparent
 )
-SELECT c.*, e.payload::text AS payload, e.node_id, e.event_id
+SELECT c.*, e.payload::text AS payload, e.node_id
 FROM claimed c
 LEFT JOIN detection_event e ON e.id = c.event_pk AND e.captured_at = c.event_captured_at
 """
@@ -176,32 +191,29 @@ class Claimed(msgspec.Struct, frozen=True, kw_only=True):
     """A delivery claimed for one attempt, with its event (None if retention removed it)."""
 
     id: UUID
-    agency_id: UUID
     attempt: int
     attempt_limit: int
-    captured_at: datetime
     payload: str | None
     node_id: UUID | None
-    event_id: UUID | None
+    traceparent: str | None = None
 
 
-async def claim(
-    conn: asyncpg.Connection, delivery_id: UUID, *, lease_seconds: float
-) -> Claimed | None:
-    """Claim a delivery for one attempt; None when it is not (or no longer) deliverable."""
-    row = await conn.fetchrow(_CLAIM, delivery_id, lease_seconds)
-    if row is None:
-        return None
-    return Claimed(
-        id=row["id"],
-        agency_id=row["agency_id"],
-        attempt=row["attempts"],
-        attempt_limit=row["attempt_limit"],
-        captured_at=row["event_captured_at"],
-        payload=row["payload"],
-        node_id=row["node_id"],
-        event_id=row["event_id"],
-    )
+async def claim_batch(
+    conn: asyncpg.Connection, agency_id: UUID, *, limit: int, lease_seconds: float
+) -> list[Claimed]:
+    """Claim up to `limit` due deliveries of one agency, oldest first."""
+    rows = await conn.fetch(_CLAIM_BATCH, agency_id, limit, lease_seconds)
+    return [
+        Claimed(
+            id=row["id"],
+            attempt=row["attempts"],
+            attempt_limit=row["attempt_limit"],
+            payload=row["payload"],
+            node_id=row["node_id"],
+            traceparent=row["traceparent"],
+        )
+        for row in rows
+    ]
 
 
 class Finish(msgspec.Struct, frozen=True, kw_only=True):
@@ -218,91 +230,108 @@ class Finish(msgspec.Struct, frozen=True, kw_only=True):
     receipt: dict[str, Any] | None = None
 
 
-# One round trip: the attempt row and the ledger update. `attempts = $3` makes a worker whose
-# lease expired (another took the row over) unable to overwrite the newer attempt's result.
-_FINISH = """
-WITH attempt AS (
-    INSERT INTO delivery_attempt
-        (delivery_id, attempt, started_at, duration_ms, outcome, status_code, error, decision_id)
-    SELECT $1, $3, $4, $5, $6, $7, $8, $9
-    WHERE EXISTS (SELECT 1 FROM delivery WHERE id = $1 AND attempts = $3)
+# One round trip for a whole batch: every attempt row and every ledger update. A row is
+# updated (and its attempt recorded) only while it still holds the attempt this worker
+# claimed (`attempts = r.attempt`): a worker whose lease expired, and whose row another worker
+# took over, cannot overwrite the newer attempt's result.
+_FINISH_BATCH = """
+WITH r AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::int[],
+                         $6::text[], $7::int[], $8::text[], $9::text[], $10::float8[],
+                         $11::text[])
+        AS r(id, status, attempt, started_at, duration_ms, outcome, status_code, error,
+             decision_id, retry_in, receipt)
+), moved AS (
+    UPDATE delivery d
+       SET status = r.status, updated_at = now(),
+           next_attempt_at = now() + make_interval(secs => r.retry_in),
+           last_error = r.error, last_status_code = r.status_code,
+           decision_id = coalesce(r.decision_id, d.decision_id),
+           receipt = coalesce(r.receipt::jsonb, d.receipt),
+           delivered_at = CASE WHEN r.status = 'delivered' THEN now() ELSE d.delivered_at END,
+           dead_at = CASE WHEN r.status = 'dead' THEN now() ELSE NULL END
+      FROM r
+     WHERE d.id = r.id AND d.attempts = r.attempt AND d.status = 'in_flight'
+ RETURNING d.id
 )
-UPDATE delivery
-   SET status = $2, updated_at = now(),
-       next_attempt_at = now() + make_interval(secs => $10),
-       last_error = $8, last_status_code = $7, decision_id = coalesce($9, decision_id),
-       receipt = coalesce($11::jsonb, receipt),
-       delivered_at = CASE WHEN $2 = 'delivered' THEN now() ELSE delivered_at END,
-       dead_at = CASE WHEN $2 = 'dead' THEN now() ELSE NULL END
- WHERE id = $1 AND attempts = $3 AND status = 'in_flight'
+INSERT INTO delivery_attempt
+    (delivery_id, attempt, started_at, duration_ms, outcome, status_code, error, decision_id)
+SELECT r.id, r.attempt, r.started_at, r.duration_ms, r.outcome, r.status_code, r.error,
+       r.decision_id
+FROM r JOIN moved ON moved.id = r.id
 """
 
 
-async def finish(conn: asyncpg.Connection, delivery_id: UUID, attempt: int, result: Finish) -> bool:
-    """Record an attempt and move the row on; False when the row was taken over meanwhile."""
-    status: str = await conn.execute(
-        _FINISH,
-        delivery_id,
-        result.status,
-        attempt,
-        result.started_at,
-        result.duration_ms,
-        result.outcome,
-        result.status_code,
-        result.error,
-        result.decision_id,
-        result.retry_in_seconds,
-        None if result.receipt is None else json.dumps(result.receipt),
-    )
-    return status.endswith(" 1")
+async def finish_batch(conn: asyncpg.Connection, results: Sequence[tuple[Claimed, Finish]]) -> int:
+    """Record every attempt of a batch and move its rows on; how many rows were still ours."""
+    columns: list[list[Any]] = [[] for _ in range(11)]
+    for claimed, f in results:
+        receipt = None if f.receipt is None else json.dumps(f.receipt)
+        values = (
+            claimed.id, f.status, claimed.attempt, f.started_at, f.duration_ms, f.outcome,
+            f.status_code, f.error, f.decision_id, f.retry_in_seconds, receipt,
+        )  # fmt: skip
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    status: str = await conn.execute(_FINISH_BATCH, *columns)
+    return int(status.rsplit(" ", 1)[-1])
 
 
-async def release_claim(
-    conn: asyncpg.Connection, delivery_id: UUID, attempt: int, *, delay: float
+async def release_claims(
+    conn: asyncpg.Connection, claimed: Sequence[Claimed], *, delay: float
 ) -> None:
-    """Give a claimed row back without an attempt (circuit opened, agency paused meanwhile)."""
+    """Give claimed rows back without an attempt (agency paused or circuit opened meanwhile)."""
     await conn.execute(
-        """UPDATE delivery SET status = CASE WHEN attempts = 1 THEN 'pending' ELSE 'retrying' END,
-               attempts = attempts - 1, next_attempt_at = now() + make_interval(secs => $3),
-               updated_at = now()
-           WHERE id = $1 AND attempts = $2 AND status = 'in_flight'""",
-        delivery_id,
-        attempt,
+        """UPDATE delivery d
+              SET status = CASE WHEN d.attempts = 1 THEN 'pending' ELSE 'retrying' END,
+                  attempts = d.attempts - 1,
+                  next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
+             FROM unnest($1::uuid[], $2::int[]) AS r(id, attempt)
+            WHERE d.id = r.id AND d.attempts = r.attempt AND d.status = 'in_flight'""",
+        [c.id for c in claimed],
+        [c.attempt for c in claimed],
         delay,
     )
 
 
-async def due_deliveries(
-    conn: asyncpg.Connection, *, grace_seconds: float, limit: int
-) -> list[tuple[UUID, UUID]]:
-    """Rows due for longer than the grace (or whose lease expired) of active agencies."""
-    rows = await conn.fetch(
-        """SELECT d.id, d.agency_id FROM delivery d
-             JOIN agency a ON a.id = d.agency_id AND a.status = 'active'
-            WHERE d.status IN ('pending', 'retrying', 'in_flight')
-              AND d.next_attempt_at <= now() - make_interval(secs => $1)
-            ORDER BY d.next_attempt_at
-            LIMIT $2""",
-        grace_seconds,
-        limit,
+async def next_due_in(conn: asyncpg.Connection, agency_id: UUID) -> float | None:
+    """Seconds until the agency's next open row is due (0 when one is due now); None when
+    nothing is open."""
+    value = await conn.fetchval(
+        """SELECT greatest(0, extract(epoch FROM min(next_attempt_at) - now()))::float8
+             FROM delivery
+            WHERE agency_id = $1 AND status IN ('pending', 'retrying', 'in_flight')""",
+        agency_id,
     )
-    return [(r["id"], r["agency_id"]) for r in rows]
+    return None if value is None else float(value)
 
 
-async def due_of_agency(
-    conn: asyncpg.Connection, agency_id: UUID, *, limit: int
-) -> list[tuple[UUID, UUID]]:
-    """Every undelivered row of one agency, made due now (used on resume)."""
+async def due_agencies(conn: asyncpg.Connection, *, grace_seconds: float) -> list[UUID]:
+    """Active agencies with rows due for longer than the grace (or whose lease expired):
+    work the queue should have and may have lost."""
     rows = await conn.fetch(
+        """SELECT a.id FROM agency a
+            WHERE a.status = 'active'
+              AND EXISTS (SELECT 1 FROM delivery d
+                           WHERE d.agency_id = a.id
+                             AND d.status IN ('pending', 'retrying', 'in_flight')
+                             AND d.next_attempt_at <= now() - make_interval(secs => $1))""",
+        grace_seconds,
+    )
+    return [r["id"] for r in rows]
+
+
+async def due_of_agency(conn: asyncpg.Connection, agency_id: UUID, *, limit: int) -> int:
+    """Make the agency's undelivered rows due now (used on resume); how many."""
+    status: str = await conn.execute(
         """UPDATE delivery SET next_attempt_at = now(), updated_at = now()
             WHERE id IN (SELECT id FROM delivery
                           WHERE agency_id = $1 AND status IN ('pending', 'retrying')
-                          LIMIT $2)
-        RETURNING id, agency_id""",
+                          LIMIT $2)""",
         agency_id,
         limit,
     )
-    return [(r["id"], r["agency_id"]) for r in rows]
+    return int(status.rsplit(" ", 1)[-1])
 
 
 async def backlog(conn: asyncpg.Connection, *, cap: int) -> tuple[int, float]:

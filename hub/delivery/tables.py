@@ -56,6 +56,7 @@ class Delivery(Table, tablename="delivery"):
     receipt = JSONB(null=True, default=None)
     last_status_code = Integer(null=True, default=None)
     dead_at = Timestamptz(null=True, default=None)
+    traceparent = Text(null=True, default=None)
 
 
 class DeliveryAttempt(Table, tablename="delivery_attempt"):

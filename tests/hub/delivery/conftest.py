@@ -3,7 +3,6 @@
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from redis.asyncio import Redis
 
@@ -23,18 +22,13 @@ def receivers(tmp_path: Path) -> Iterator[Receivers]:
 @pytest.fixture(autouse=True)
 async def _drop_job_keys(settings: Settings) -> AsyncIterator[None]:
     """arq keeps job records outside our prefix (`arq:job:<id>`); remove the ones this test
-    made (job id = delivery id), before the tables are truncated."""
+    made (job ids carry our prefix: `<prefix>deliver:<agency>`)."""
     yield
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        ids = [str(r["id"]) for r in await conn.fetch("SELECT id FROM delivery")]
-    finally:
-        await conn.close()
     redis = Redis.from_url(settings.redis_url)
     try:
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            keys = [f"arq:{kind}:{i}" for i in chunk for kind in ("job", "in-progress", "retry")]
+        pattern = f"arq:*:{settings.redis_prefix}*"
+        keys = [key async for key in redis.scan_iter(match=pattern, count=500)]
+        if keys:
             await redis.delete(*keys)
     finally:
         await redis.aclose()

@@ -303,15 +303,37 @@ async def test_admin_routes_validate_and_refuse_non_admins(
     assert missing.status_code == 404
 
 
-async def test_enqueue_never_queues_a_delivery_twice(services: Services) -> None:
-    planned = [(uuid4(), uuid4()) for _ in range(3)]
+async def test_wake_ups_queue_at_most_two_jobs_per_agency(services: Services) -> None:
+    agencies = [uuid4() for _ in range(3)]
     queue = services.delivery.queue
-    try:
-        assert await queue.enqueue(planned) == 3
-        assert await queue.enqueue(planned) == 0
-        assert await queue.depth() == 3
-    finally:
-        await services.redis.client.delete(*[f"arq:job:{d}" for d, _ in planned])
+
+    assert await queue.wake(agencies + agencies) == 3  # one job per agency, named by it
+    assert await queue.depth() == 3
+    # A wake-up that finds the agency's job taken queues one follow-up (the job may be
+    # returning at that moment); more wake-ups change nothing.
+    assert await queue.wake(agencies) == 0
+    assert await queue.wake(agencies) == 0
+    assert await queue.depth() == 6
+    queued = await services.redis.client.zrange(queue.queue_name, 0, -1)
+    assert sorted(q.decode() for q in queued) == sorted(
+        queue.job_id(a, suffix) for a in agencies for suffix in ("", ":again")
+    )
+
+
+async def test_an_armed_timer_is_brought_forward_never_back(services: Services) -> None:
+    agency = uuid4()
+    queue = services.delivery.queue
+    timer = queue.job_id(agency, ":at")
+
+    assert await queue.wake_later(agency, delay=60)
+    first = await services.redis.client.zscore(queue.queue_name, timer)
+    assert not await queue.wake_later(agency, delay=120)
+    assert await services.redis.client.zscore(queue.queue_name, timer) == first
+    assert not await queue.wake_later(agency, delay=1)
+    sooner = await services.redis.client.zscore(queue.queue_name, timer)
+    assert sooner is not None
+    assert first is not None
+    assert first - 60_000 < sooner < first - 50_000
 
 
 @pytest.mark.parametrize("name", ["police-north", "transit-authority", "city-analytics"])

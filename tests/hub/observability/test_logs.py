@@ -82,4 +82,4 @@ async def test_logs_are_json_with_trace_ids_and_no_secret_or_plate(
         json.loads(line)  # every line is one JSON object
     traced = [json.loads(line) for line in lines if '"trace_id"' in line]
     assert any(r.get("event") == "request served" for r in traced)
-    assert any(r.get("event") == "delivery job done" for r in traced)
+    assert any(r.get("event") == "delivery attempt done" for r in traced)
