@@ -58,7 +58,9 @@ async def ensure_demo_node(
     if key is not None:
         found = await _node_with_key(db, nodes, key, hint=_read_record(state_dir))
         if found is not None:
-            await claim_demo_cameras(db, found, nodes=nodes, say=say)
+            claimed = await claim_demo_cameras(db, found, nodes=nodes, say=say)
+            if claimed:
+                say(f"registered demo cameras {claimed}")
             return _save_record(state_dir, DemoNode(node_id=found, key_path=str(key_path)))
     stranded = [n for n in nodes if _DEMO_NAMES.fullmatch(n.name) and n.status == "active"]
     if stranded:
@@ -67,18 +69,23 @@ async def ensure_demo_node(
     public_pem = public_key_pem(key) if key is not None else generate_key_file(key_path)
     create = NodeCreate(name=_free_name(nodes), public_key=public_pem)
     node = await add_node(db, create, actor=ACTOR)
-    say(f"registered demo edge node {node.name} ({node.id}); its key is {key_path}")
-    await claim_demo_cameras(db, node.id, nodes=nodes, say=say)
+    claimed = await claim_demo_cameras(db, node.id, nodes=nodes, say=say)
+    say(
+        f"registered demo edge node {node.name} ({node.id}) with cameras {claimed or 'none'}; "
+        f"its key is {key_path}"
+    )
     return _save_record(state_dir, DemoNode(node_id=node.id, key_path=str(key_path)))
 
 
 async def claim_demo_cameras(
     db: Database, node_id: UUID, *, nodes: list[NodeRead], say: Callable[[str], None]
-) -> None:
+) -> str:
     """Register the demo cameras to the demo node, taking them back from a revoked earlier
-    demo node; a camera an active node owns is left alone (said, not forced)."""
+    demo node; a camera an active node owns is left alone (said, not forced). Returns the
+    cameras newly registered, as text ("" when none)."""
     revoked = {n.id for n in nodes if n.status == "revoked"}
     owners = {c.camera_id: c for c in await list_cameras(db)}
+    claimed: list[str] = []
     for camera in DEMO_CAMERAS:
         owner = owners.get(camera.camera_id)
         if owner is not None and owner.node_id == node_id:
@@ -89,7 +96,8 @@ async def claim_demo_cameras(
         if owner is not None:
             await remove_camera(db, str(owner.node_id), camera.camera_id, actor=ACTOR)
         await add_camera(db, str(node_id), camera, actor=ACTOR)
-        say(f"registered demo camera {camera.camera_id} ({camera.jurisdiction})")
+        claimed.append(f"{camera.camera_id} ({camera.jurisdiction})")
+    return ", ".join(claimed)
 
 
 async def _node_with_key(

@@ -12,7 +12,7 @@ import pytest
 
 from hub.cli.demo_node import ensure_demo_node
 from hub.cli.up import Output, StopSignals, api_url, pump, start_child, stop_children, wait_for_exit
-from hub.identity import list_nodes, revoke_node
+from hub.identity import list_cameras, list_nodes, revoke_node
 from hub.runtime import Services
 
 # --- the supervisor's pieces ------------------------------------------------------
@@ -83,6 +83,13 @@ async def test_demo_node_is_registered_once_and_reused(services: Services, tmp_p
         first.node_id
     )
     assert len(said) == 1
+    # The demo node owns the demo cameras, where the default bundle's recipients expect them.
+    cameras = {c.camera_id: (c.node_id, c.jurisdiction) for c in await list_cameras(services.db)}
+    assert cameras == {
+        "demo-cam-1": (first.node_id, "north"),
+        "demo-cam-2": (first.node_id, "central"),
+        "demo-cam-3": (first.node_id, "central"),
+    }
 
 
 @pytest.mark.db
@@ -104,3 +111,6 @@ async def test_demo_node_without_its_key_is_not_replaced_until_revoked(
     assert fresh.node_id != first.node_id
     names = {n.name: n.status for n in await list_nodes(services.db)}
     assert names == {"demo-edge": "revoked", "demo-edge-2": "active"}
+    # The new demo node took the cameras back from the revoked one.
+    owners = {c.node_id for c in await list_cameras(services.db)}
+    assert owners == {fresh.node_id}
