@@ -12,10 +12,10 @@ import uuid
 from typing import Any
 
 import msgspec
-import xmlschema
 from cryptography import x509
 from litestar import Request, Router, post
 from litestar.response import Response
+from lxml import etree
 
 from adapters.xml.cap import (
     RECORD_PARAMETER,
@@ -72,7 +72,7 @@ def router(inbox: Inbox, options: ReceiverOptions) -> Router:
 
 
 def check_alert(
-    body: bytes, *, schema: xmlschema.XMLSchema10, trusted: x509.Certificate | None
+    body: bytes, *, schema: etree.XMLSchema, trusted: x509.Certificate | None
 ) -> AlertContent | Refusal:
     """The alert's signed content, or why it is refused (400 unreadable, 401 not signed by
     the trusted key, 403 when no key is trusted at all)."""
