@@ -1,7 +1,7 @@
 """The identity collaborators one process keeps: sealer, key ring, revocations, issuer and
 the sign-in throttle."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.identity.oauth.access import (
@@ -14,8 +14,14 @@ from hub.identity.oauth.access import (
 from hub.identity.oauth.crypto import Sealer
 from hub.identity.oauth.lockout import SigninThrottle
 from hub.kit.db import Database
+from hub.kit.offload import Offloader
 from hub.kit.redis import RedisStore
 from hub.settings import Settings
+
+
+def password_hasher() -> Offloader:
+    """The bounded pool every argon2 hash and verification of one process runs in."""
+    return Offloader("password-hashing", workers=2, queue=8, budget_seconds=10.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +36,9 @@ class IdentityKit:
     verifier: AccessTokenVerifier
     issuer: AccessTokenIssuer
     throttle: SigninThrottle
+    # argon2id costs 64 MiB and a core for ~0.1-0.6 s: at most two at once per process, a
+    # short queue, then 503 (96 parallel bogus logins made a real one wait 15 s).
+    hasher: Offloader = field(default_factory=password_hasher)
 
     @classmethod
     def build(cls, settings: Settings, db: Database, redis: RedisStore) -> "IdentityKit":

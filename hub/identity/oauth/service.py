@@ -5,7 +5,6 @@ account or key writes an audit entry in that transaction. Secrets never reach th
 audit trail (only ids, jtis and key ids do).
 """
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Literal, TypeVar
@@ -57,7 +56,7 @@ async def add_client(
 ) -> ClientCreated:
     """Register an agency client; its secret is returned here and never again."""
     secret = new_secret(CLIENT_SECRET_PREFIX)
-    hashed = await asyncio.to_thread(hash_secret, secret)
+    hashed = await kit.hasher.run(hash_secret, secret)
     async with kit.db.transaction() as conn:
         client = await repository.insert_client(conn, create, secret_hash=hashed, now=clock())
         if client is None:
@@ -96,7 +95,7 @@ async def add_user(
     with_totp = create.totp or bool(MFA_ROLES & set(create.roles))
     secret = pyotp.random_base32() if with_totp else None
     sealed = None if secret is None else kit.sealer.seal(secret.encode(), context=create.username)
-    hashed = await asyncio.to_thread(hash_secret, create.password)
+    hashed = await kit.hasher.run(hash_secret, create.password)
     async with kit.db.transaction() as conn:
         user = await repository.insert_user(
             conn, create, password_hash=hashed, totp_sealed=sealed, now=clock()
@@ -163,7 +162,7 @@ async def _shut_off(
 async def authenticate_client(kit: IdentityKit, client_id: str, secret: str) -> ClientRead:
     """The active client these credentials prove (RFC 6749 §2.3), else 401 invalid_client."""
     found = await repository.find_client(kit.db.pool, client_id)
-    ok = await asyncio.to_thread(verify_secret, None if found is None else found[0], secret)
+    ok = await kit.hasher.run(verify_secret, None if found is None else found[0], secret)
     if found is None or not ok or found[1].status != "active":
         raise OAuthError("invalid_client", "client authentication failed", status=401)
     return found[1]

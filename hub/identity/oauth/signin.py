@@ -5,7 +5,6 @@ name by `SigninThrottle` before the password is checked; the attempt that locks 
 an admin's unlock and each static admin token made with a second factor are audited.
 """
 
-import asyncio
 import re
 from datetime import datetime, timedelta
 
@@ -44,7 +43,7 @@ async def sign_in(
     (429 with Retry-After) that is checked before the password is."""
     attempt = await _begin_signin(kit, username)
     found = await repository.find_user(kit.db.pool, username)
-    ok = await asyncio.to_thread(verify_secret, None if found is None else found[0], password)
+    ok = await kit.hasher.run(verify_secret, None if found is None else found[0], password)
     user = found[2] if found is not None and ok and found[2].status == "active" else None
     if user is not None and found is not None and found[1] is not None:
         secret = kit.sealer.open(found[1], context=username).decode()
