@@ -63,9 +63,11 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             func(refresh_gauges_job, timeout=maintenance, keep_result=0),
             func(retention_sweep_job, timeout=maintenance, keep_result=0),
             func(seal_audit_job, timeout=maintenance, keep_result=0),
-            # The hub's scan of one image (job id <prefix>scan:<sha256>); a few tries ride out a
-            # crash, and reconcile queues whatever is still unscanned after that.
-            func(scan_media, name=SCAN_FUNCTION, timeout=maintenance, max_tries=3, keep_result=0),
+            # The hub's scan of one image (job id <prefix>scan:<sha256>); it defers itself (Retry)
+            # while the scanner is busy, hence many tries; reconcile queues whatever is left.
+            func(
+                scan_media, name=SCAN_FUNCTION, timeout=maintenance, max_tries=1000, keep_result=0
+            ),
             func(reconcile_media_scans_job, timeout=maintenance, keep_result=0),
         ],
         "cron_jobs": [

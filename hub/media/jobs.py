@@ -6,11 +6,13 @@ from typing import Any
 
 import msgspec
 import structlog
+from arq import Retry
 
 from hub.media.scan import ScannerUnavailableError
 from hub.media.service import ScanKit, request_scans, scan_image, unscanned
 
 log = structlog.get_logger("hub.media.jobs")
+MAX_DEFER_SECONDS = 30
 
 
 def _kit(ctx: dict[str, Any]) -> ScanKit:
@@ -24,8 +26,13 @@ def _kit(ctx: dict[str, Any]) -> ScanKit:
 async def scan_media(ctx: dict[str, Any], sha256: str) -> dict[str, Any]:
     """Scan one stored image with the hub's models; a no-op once it is scanned."""
     services = ctx["services"]
+    kit = _kit(ctx)
+    if kit.busy:
+        # Do not hold a worker slot while waiting for the scanner: deliveries share the
+        # worker. Come back later, a little later each time, so a backlog does not churn.
+        raise Retry(defer=min(MAX_DEFER_SECONDS, ctx.get("job_try", 1)))
     try:
-        outcome = await scan_image(services.db, _kit(ctx), sha256=sha256)
+        outcome = await scan_image(services.db, kit, sha256=sha256)
     except ScannerUnavailableError as exc:
         # The image stays unscanned (withheld from recipients that blur); reconcile retries.
         log.error("media scan impossible here", sha256=sha256, error=str(exc))

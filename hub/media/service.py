@@ -69,6 +69,11 @@ class ScanKit:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _slots: asyncio.Semaphore | None = None
 
+    @property
+    def busy(self) -> bool:
+        """Whether every scan slot is taken (a new scan would wait)."""
+        return self._slots is not None and self._slots.locked()
+
     def scanner(self) -> MediaScanner:
         """The scanner (blocking on first call: call it from a thread)."""
         with self._lock:
@@ -78,11 +83,15 @@ class ScanKit:
                 )
             return self._scanner
 
-    async def scan(self, data: bytes) -> tuple[list[Box], float]:
-        """Boxes in an image and the scan's CPU milliseconds, off the event loop."""
+    def slot(self) -> asyncio.Semaphore:
+        """The bound on concurrent scans (`async with kit.slot():`)."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
-        async with self._slots:
+        return self._slots
+
+    async def scan(self, data: bytes) -> tuple[list[Box], float]:
+        """Boxes in an image and the scan's CPU milliseconds, off the event loop."""
+        async with self.slot():
             return await asyncio.to_thread(lambda: timed_scan(self.scanner(), data))
 
 

@@ -1,15 +1,18 @@
 """The scan and its reconcile cron through a real arq worker in burst mode on real Redis."""
 
+import asyncio
 import hashlib
+from pathlib import Path
 
 import pytest
-from arq import create_pool
+from arq import Retry, create_pool
 from arq.connections import RedisSettings
 from arq.worker import Worker
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
-from hub.media import load_image
+from hub.media import ScanKit, load_image
+from hub.media.jobs import scan_media
 from hub.media.service import scan_job_id
 from hub.runtime import Services
 from hub.settings import Settings
@@ -74,3 +77,30 @@ async def test_reconcile_scans_what_lost_its_job(
     image = await load_image(services.db, sha256=sha)
     assert image is not None
     assert image.scanned
+
+
+async def test_a_scan_defers_itself_while_the_scanner_is_busy(
+    services: Services, settings: Settings
+) -> None:
+    """Waiting for the scanner would hold a worker slot that deliveries need."""
+    kit = ScanKit(media_root=Path(settings.media_dir))
+    ctx = {"services": services, "media_scans": kit, "job_try": 3}
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with kit.slot():
+            started.set()
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await started.wait()
+    try:
+        assert kit.busy
+        with pytest.raises(Retry) as deferred:
+            await scan_media(ctx, "f" * 64)
+        assert deferred.value.defer_score == 3000  # job_try seconds, in ms
+    finally:
+        release.set()
+        await holder
+    assert not kit.busy
+    assert (await scan_media(ctx, "f" * 64))["status"] == "missing"
