@@ -1,6 +1,7 @@
 """SQL of the audit log; the only module that queries `audit_*` tables."""
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+import asyncio
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -208,21 +209,27 @@ VERIFY_COLUMNS = """leaf_index, seq,
 
 async def iter_sealed(
     conn: asyncpg.Connection, *, start: int, batch: int = 20_000
-) -> AsyncIterator[list[asyncpg.Record]]:
-    """Sealed entries (`VERIFY_COLUMNS`) from leaf `start` on in tree order, in batches."""
-    after = start - 1
-    while True:
-        rows = await conn.fetch(
-            f"""SELECT {VERIFY_COLUMNS} FROM audit_log WHERE leaf_index > $1
-                ORDER BY leaf_index LIMIT $2""",
-            after,
-            batch,
-        )
-        if rows:
-            yield rows
-        if len(rows) < batch:
-            return
-        after = rows[-1][0]
+) -> AsyncGenerator[list[asyncpg.Record], None]:
+    """Sealed entries (`VERIFY_COLUMNS`) from leaf `start` on in tree order, in batches.
+
+    The next batch is requested before this one is handed over, so PostgreSQL reads it while
+    the caller hashes; close the iterator (`contextlib.aclosing`) if you stop early."""
+    query = f"""SELECT {VERIFY_COLUMNS} FROM audit_log WHERE leaf_index > $1
+                ORDER BY leaf_index LIMIT $2"""
+    pending = asyncio.ensure_future(conn.fetch(query, start - 1, batch))
+    try:
+        while True:
+            rows = await pending
+            if len(rows) == batch:
+                pending = asyncio.ensure_future(conn.fetch(query, rows[-1][0], batch))
+                await asyncio.sleep(0)  # let the request go out before the caller computes
+            if rows:
+                yield rows
+            if len(rows) < batch:
+                return
+    finally:
+        if not pending.done():
+            await pending  # the connection takes one query at a time: let it finish
 
 
 async def first_leaf_at_or_after(

@@ -7,6 +7,7 @@ a deletion as a missing position, a cut tail as fewer entries than the checkpoin
 a rewritten tree as a root the checkpoint did not sign.
 """
 
+import contextlib
 from collections.abc import Sequence
 
 import asyncpg
@@ -102,12 +103,19 @@ async def verify_log(
             return msgspec.structs.replace(base, ok=False, problem=problem or str(edge))
         walk = _Walk(edge, checkpoint)
         if walk.check_root():
-            async for rows in repository.iter_sealed(conn, start=tree.pruned_below):
-                if not walk.take(rows):
-                    break
-            else:
-                walk.finish(tree_size=tree.size)
+            await _walk_entries(conn, walk, start=tree.pruned_below, tree_size=tree.size)
         return _outcome(base, walk)
+
+
+async def _walk_entries(
+    conn: asyncpg.Connection, walk: _Walk, *, start: int, tree_size: int
+) -> None:
+    """Fold every sealed entry from `start` in; stop at the first problem."""
+    async with contextlib.aclosing(repository.iter_sealed(conn, start=start)) as batches:
+        async for rows in batches:
+            if not walk.take(rows):
+                return
+    walk.finish(tree_size=tree_size)
 
 
 def _outcome(base: LogReport, walk: _Walk) -> LogReport:

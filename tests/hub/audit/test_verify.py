@@ -2,6 +2,7 @@
 (even of one entry), a rewritten tree, deleted checkpoints (caught by the witness's copy),
 forged checkpoints, and pruning that leaves what remains verifiable."""
 
+import contextlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from hub.audit import (
 )
 from hub.audit.checkpoints import read_witness_file
 from hub.audit.merkle import verify_inclusion
-from hub.audit.repository import stored_entry
+from hub.audit.repository import iter_sealed, stored_entry
 from hub.audit.rules import entry_leaf
 from hub.kit.clock import utcnow
 from hub.kit.errors import NotFoundError
@@ -170,3 +171,17 @@ async def latest_root(services: Services) -> bytes:
                 "SELECT root_hash FROM audit_checkpoint ORDER BY signed_at DESC, id DESC LIMIT 1"
             )
         )
+
+
+async def test_batches_are_read_ahead_and_an_early_stop_leaves_the_connection_usable(
+    services: Services,
+) -> None:
+    await sealed_log(services, 10)
+    async with services.db.pool.acquire() as conn, conn.transaction():
+        async with contextlib.aclosing(iter_sealed(conn, start=0, batch=3)) as batches:
+            sizes = [len(rows) async for rows in batches]
+        assert sizes == [3, 3, 3, 1]
+        async with contextlib.aclosing(iter_sealed(conn, start=0, batch=3)) as batches:
+            async for _ in batches:
+                break  # the second batch is already on its way
+        assert await conn.fetchval("SELECT count(*) FROM audit_log") == 10
