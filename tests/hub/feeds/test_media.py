@@ -2,12 +2,28 @@
 
 import hashlib
 import io
+from datetime import UTC, datetime
 
 import asyncpg
+import msgspec
+import numpy as np
 import pytest
 from litestar.testing import AsyncTestClient
 from PIL import Image
 
+from edge.agent import Pipeline, Stage
+from edge.capture import Frame
+from edge.detectors import CenterFaceDetector, PlateReader
+from edge.models import (
+    RAPIDOCR_DET,
+    RAPIDOCR_DIST,
+    RAPIDOCR_REC,
+    default_cache_dir,
+    packaged_file,
+    prepare_centerface,
+)
+from edge.tracker import IouTracker
+from hub.contracts.detection_v1 import MediaRef
 from hub.media import scan_image
 from hub.media.schemas import WHOLE_IMAGE
 from hub.runtime import Services
@@ -26,7 +42,7 @@ from tests.hub.media.builders import (
     plate,
     scan_kit,
 )
-from tests.support import EdgeNode
+from tests.support import EdgeNode, signed_headers
 
 pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.commits]
 
@@ -123,3 +139,52 @@ async def test_a_crop_of_a_blurred_class_is_blurred_whole(
     shown = await _get(feed_client, tokens["police"], sha)
     assert shown is not None
     assert_blurred(data, shown, WHOLE_IMAGE)
+
+
+async def test_the_real_edge_pipeline_sends_two_events_for_one_snapshot_and_both_regions_blur(
+    feed_client: AsyncTestClient,
+    services: Services,
+    edge_node: EdgeNode,
+    tokens: dict[str, str],
+    settings: Settings,
+) -> None:
+    """The edge agent's own detectors on the demo frame: one face event and one plate event,
+    each naming the same JPEG; what transit-authority gets has both regions blurred."""
+    pipeline = Pipeline(CENTRAL_CAMERA, [Stage(d, IouTracker()) for d in edge_detectors()])
+    with Image.open(io.BytesIO(demo_frame())) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    out = pipeline.process(Frame(image=pixels, captured_at=datetime.now(UTC), offset=0, index=0))
+    assert sorted(event.model_name for event, _ in out) == ["centerface", "rapidocr"]
+    shots = {shot.sha256: shot for _, snapshots in out for shot in snapshots}
+    (snapshot,) = shots.values()  # both events carry the very same frame
+    await _upload_jpeg(feed_client, edge_node, snapshot.data, snapshot.sha256)
+    events = [
+        msgspec.to_builtins(
+            msgspec.structs.replace(event, media=[MediaRef(sha256=snapshot.sha256)])
+        )
+        for event, _ in out
+    ]
+    await upload(feed_client, edge_node, *events)
+    await scan_image(services.db, scan_kit(settings.media_dir), sha256=snapshot.sha256)
+    shown = await _get(feed_client, tokens["transit"], snapshot.sha256)
+    assert shown is not None
+    for event, _ in out:
+        for detection in event.detections:
+            assert_blurred(snapshot.data, shown, detection.box)
+
+
+def edge_detectors() -> list[CenterFaceDetector | PlateReader]:
+    """The detectors `hub up`'s demo camera runs (edge.toml of hub/cli/demo_edge.py)."""
+    return [
+        CenterFaceDetector(prepare_centerface(default_cache_dir()), threshold=0.6),
+        PlateReader(
+            packaged_file(RAPIDOCR_DIST, RAPIDOCR_DET), packaged_file(RAPIDOCR_DIST, RAPIDOCR_REC)
+        ),
+    ]
+
+
+async def _upload_jpeg(client: AsyncTestClient, node: EdgeNode, data: bytes, sha: str) -> None:
+    path = f"/v1/edge/media/{sha}"
+    headers = signed_headers(node.signer, path=path, body=data, content_type="image/jpeg")
+    response = await client.post(path, content=data, headers=headers)
+    assert response.status_code == 200, response.text
