@@ -15,6 +15,7 @@ from litestar.serialization import encode_json
 from litestar.static_files import create_static_files_router
 
 from hub.openapi.document import RouteFacts, finish
+from hub.openapi.problems import warm_codes
 from hub.settings import Settings
 
 ASSETS = "/schema/assets"
@@ -34,12 +35,19 @@ class FinishedDocument:
 
     def __init__(self) -> None:
         self._doc: dict[str, Any] | None = None
+        self._json: bytes | None = None
 
     def get(self, request: Request[Any, Any, Any], generated: dict[str, Any]) -> dict[str, Any]:
         """The finished document for this app (built on first use)."""
         if self._doc is None:
             self._doc = finish(generated, route_facts(request.app.routes))
         return self._doc
+
+    def json(self, request: Request[Any, Any, Any], generated: dict[str, Any]) -> bytes:
+        """The finished document encoded once."""
+        if self._json is None:
+            self._json = encode_json(self.get(request, generated))
+        return self._json
 
 
 def route_facts(routes: list[Any]) -> RouteFacts:
@@ -64,7 +72,7 @@ class HubJsonPlugin(JsonRenderPlugin):
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
         """The finished document as JSON."""
-        return encode_json(self.document.get(request, openapi_schema))
+        return self.document.json(request, openapi_schema)
 
 
 class HubSwaggerPlugin(SwaggerRenderPlugin):
@@ -105,6 +113,7 @@ def schema_assets_router() -> Router:
 def openapi_config(settings: Settings) -> OpenAPIConfig:
     """The document's metadata and the two render plugins sharing one finished document."""
     document = FinishedDocument()
+    warm_codes()
     return OpenAPIConfig(
         title="hub",
         version="1",

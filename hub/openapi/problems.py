@@ -7,6 +7,7 @@ meet without the list drifting from the code.
 """
 
 import ast
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from functools import cache
@@ -71,12 +72,21 @@ def _code_of(call: ast.Call, classes: dict[str, type[HubError]]) -> tuple[int, s
 
 
 def _calls(root: Path) -> Iterator[ast.Call]:
+    """Calls in the hub's modules that may name a code (only those files are parsed)."""
+    hints = ("code=", "OAuthError(", *(f"{name}(" for name in _WRAPPED))
     for path in sorted(root.rglob("*.py")):
-        if "demo_agency" in path.parts:
+        text = path.read_text(encoding="utf-8")
+        if "demo_agency" in path.parts or not any(hint in text for hint in hints):
             continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.Call):
                 yield node
+
+
+def warm_codes() -> None:
+    """Read the codes in a background thread now, so the first request for the document
+    does not parse source files on the event loop (the answer is cached per process)."""
+    threading.Thread(target=codes_by_status, name="openapi-codes", daemon=True).start()
 
 
 @cache
