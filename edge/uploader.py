@@ -1,8 +1,10 @@
 """Deliver the spool to the hub: snapshots first, then events in batches, signed.
 
 An event leaves the spool only when the hub answered `accepted` or `duplicate` for it; a
-`rejected` one is set aside with the reason (one rejected for a future capture time is tried
-again later, as the hub accepts it once that time has come). Connection errors and busy
+`rejected` one is set aside with the reason. Two rejections are tried again later instead: a
+future capture time (the hub accepts it once that time has come) and a camera not (yet)
+registered to this node (accepted once an admin registers it, until the event is older than
+the hub's age limit, which rejects it for good). Connection errors and busy
 answers (429/502/503/504) back off exponentially with jitter or as `Retry-After` asks.
 """
 
@@ -25,6 +27,9 @@ log = logging.getLogger("edge.uploader")
 
 FUTURE_REASON = "captured_at is in the future"
 FUTURE_RETRY_SECONDS = 30.0
+# The hub's reason ends so for a camera its registry does not give this node.
+UNREGISTERED_REASON = "is not registered to this node"
+UNREGISTERED_RETRY_SECONDS = 300.0
 AUTH_STATUSES = frozenset({401, 403})
 
 
@@ -148,10 +153,11 @@ class Uploader:
             seq = by_id.get(answer.event_id)
             if seq is None:
                 continue
+            wait = retry_delay(answer.reason or "")
             if answer.status in ("accepted", "duplicate"):
                 done.append(seq)
-            elif answer.reason and answer.reason.startswith(FUTURE_REASON):
-                later.append((seq, time.time() + FUTURE_RETRY_SECONDS))
+            elif wait is not None:
+                later.append((seq, time.time() + wait))
             else:
                 rejected.append((seq, answer.reason or "rejected"))
         await asyncio.to_thread(self.spool.settle, done=done, rejected=rejected, retry_later=later)
@@ -207,3 +213,12 @@ async def _sleep(stop: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def retry_delay(reason: str) -> float | None:
+    """Seconds until a rejected event is worth sending again, or None: rejected for good."""
+    if reason.startswith(FUTURE_REASON):
+        return FUTURE_RETRY_SECONDS
+    if reason.endswith(UNREGISTERED_REASON):
+        return UNREGISTERED_RETRY_SECONDS
+    return None

@@ -6,7 +6,7 @@
 -- No backfill: the jurisdiction of a camera is not in the database (it lived in policy data),
 -- so guessing one would widen who may see its events. Until an admin registers a node's
 -- cameras (`hub nodes cameras add`), that node's events are rejected with a reason naming
--- the camera; the edge sets them aside in its spool with that reason
+-- the camera; the edge keeps them and tries again every 5 minutes
 -- (docs/adr/0007-camera-registry.md).
 
 CREATE TABLE camera (

@@ -6,7 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -21,7 +21,7 @@ from edge.detectors import Found
 from edge.events import snapshots_for
 from edge.signing import RequestSigner, generate_key, public_key_pem
 from edge.spool import Spool
-from edge.uploader import Uploader, UploadOptions
+from edge.uploader import UNREGISTERED_RETRY_SECONDS, Uploader, UploadOptions, retry_delay
 from hub.app import create_app
 from hub.contracts.detection_v1 import (
     BatchResult,
@@ -31,7 +31,8 @@ from hub.contracts.detection_v1 import (
     EventBatch,
     EventResult,
 )
-from hub.identity import NodeCreate, add_node
+from hub.identity import CameraCreate, NodeCreate, add_camera, add_node
+from hub.ingest.rules import CAMERA_NOT_REGISTERED, FUTURE, TOO_OLD
 from hub.runtime import Services
 from hub.settings import Settings
 from tests.support import TEST_CAMERAS, ThreadedServer, free_port
@@ -166,7 +167,7 @@ async def test_rejected_events_are_kept_aside_with_the_reason(
 ) -> None:
     spool = Spool(tmp_path / "spool.sqlite", max_bytes=10**8)
     good = face_event()
-    blocked = face_event("cam-decommissioned-01")
+    blocked = face_event(captured_at=datetime.now(UTC) - timedelta(days=60))  # past the age limit
     spool.put(good)
     spool.put(blocked)
     with ThreadedServer(create_app(settings)) as server:
@@ -180,6 +181,42 @@ async def test_rejected_events_are_kept_aside_with_the_reason(
     assert event_id == str(blocked.event_id)
     assert reason
     spool.close()
+
+
+@pytest.mark.db
+@pytest.mark.redis
+async def test_events_of_an_unregistered_camera_wait_until_it_is_registered(
+    settings: Settings, services: Services, node_signer: RequestSigner, tmp_path: Path
+) -> None:
+    """The hub rejects an event of a camera not registered to the node; the edge keeps it
+    pending (not set aside) and it is accepted once an admin registers the camera."""
+    spool = Spool(tmp_path / "spool.sqlite", max_bytes=10**8)
+    waiting = face_event("cam-not-yet-registered")
+    spool.put(waiting)
+    with ThreadedServer(create_app(settings)) as server:
+        async with httpx.AsyncClient(timeout=10) as client:
+            uploader = Uploader(spool, client, node_signer, UploadOptions(hub_url=server.url))
+            assert await uploader.upload_once() == 1
+            status = spool.status()
+            assert (status.pending, status.rejected, status.sent) == (1, 0, 0)
+            assert spool.next_batch(10) == []  # not due before the retry delay
+            (due,) = spool.next_batch(10, now=time.time() + UNREGISTERED_RETRY_SECONDS + 1)
+            assert due.event.event_id == waiting.event_id
+
+            camera = CameraCreate(camera_id="cam-not-yet-registered", jurisdiction="north")
+            await add_camera(services.db, node_signer.key_id, camera, actor="test")
+            spool.settle(done=[], retry_later=[(due.seq, 0.0)])  # as if the delay had passed
+            assert await uploader.upload_once() == 1
+    status = spool.status()
+    assert (status.pending, status.rejected, status.sent) == (0, 0, 1)
+    spool.close()
+
+
+def test_the_edge_recognises_the_hubs_retryable_reasons() -> None:
+    assert retry_delay(f"camera cam-9 {CAMERA_NOT_REGISTERED}") == UNREGISTERED_RETRY_SECONDS
+    assert retry_delay(FUTURE) is not None
+    assert retry_delay(f"{TOO_OLD} 30 days (HUB_INGEST_MAX_AGE_DAYS)") is None
+    assert retry_delay("event_id already used for different content") is None
 
 
 # --- a hub that answers 503 with Retry-After ----------------------------------------------
