@@ -95,7 +95,7 @@ class LinkedEvent(msgspec.Struct, frozen=True, kw_only=True):
     """A linked event as the officer may see it (record None when release denied it)."""
 
     event_id: UUID
-    captured_at: datetime
+    captured_at: str | None  # as released (policy may generalise it); None when denied
     linked_at: datetime
     linked_by: str
     allowed: bool
@@ -413,7 +413,7 @@ async def _release_row(
 def _linked(row: EventRow, released: Released) -> LinkedEvent:
     return LinkedEvent(
         event_id=row.event_id,
-        captured_at=row.captured_at,
+        captured_at=_released_time(released),
         linked_at=row.linked_at,
         linked_by=row.linked_by,
         allowed=released.allowed,
@@ -422,6 +422,12 @@ def _linked(row: EventRow, released: Released) -> LinkedEvent:
         record=released.record,
         media=media_of(row) if released.allowed else [],
     )
+
+
+def _released_time(released: Released) -> str | None:
+    """The capture time as the released record carries it (never the stored one)."""
+    value = (released.record or {}).get("captured_at")
+    return value if isinstance(value, str) else None
 
 
 def _media_of(payload: str) -> list[str]:
