@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from hub.kit.keyfiles import make_private_dirs
+
 # Long enough for a demo or a pilot; a production agency brings a certificate from its own CA.
 CERT_VALIDITY = timedelta(days=3 * 365)
 # Verifiers compare against their own clock; start a little in the past so skew does not bite.
@@ -33,7 +35,7 @@ def generate_signing_identity(directory: Path, common_name: str) -> tuple[Path, 
     for path in (key_path, cert_path):
         if path.exists():
             raise FileExistsError(f"{path} already exists; refusing to overwrite it")
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_dirs(directory)  # parents too: `mkdir(parents=True)` made them 0755
     key = ec.generate_private_key(ec.SECP256R1())
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,

@@ -54,6 +54,19 @@ def test_a_private_key_gets_a_private_new_folder_but_leaves_an_existing_one(
     assert mode(tmp_path) == before  # the user's own folder is not ours to change
 
 
+def test_xml_signing_identities_do_not_open_the_secrets_folder(tmp_path: Path) -> None:
+    # Before: `hub agencies add --kind xml` made `.hub/keys` (and `xml/`) 0755 as parents.
+    from adapters.xml.keys import generate_signing_identity
+
+    old = os.umask(0o022)
+    try:
+        key, _ = generate_signing_identity(tmp_path / "keys" / "xml" / "city", "hub to city")
+    finally:
+        os.umask(old)
+    assert [mode(tmp_path / "keys"), mode(tmp_path / "keys" / "xml")] == [0o700, 0o700]
+    assert mode(key) == 0o600
+
+
 def test_production_requires_an_https_public_base_url() -> None:
     # Before: production started with HUB_PUBLIC_BASE_URL empty (addresses from Host).
     with pytest.raises(SettingsError, match="HUB_PUBLIC_BASE_URL"):
