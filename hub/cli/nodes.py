@@ -1,7 +1,9 @@
 """`hub nodes`: the edge-node registry."""
 
 import os
+from collections import Counter
 from pathlib import Path
+from uuid import UUID
 
 import click
 import msgspec
@@ -80,13 +82,15 @@ def add(name: str, public_key_file: Path | None, key_out: Path | None, as_json: 
 @nodes.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def list_(as_json: bool) -> None:
-    """List registered edge nodes."""
+    """List registered edge nodes and how many cameras each owns (a node with none has every
+    event rejected: register them with `hub nodes cameras add`)."""
 
-    async def work(services: Services) -> list[NodeRead]:
-        return await list_nodes(services.db)
+    async def work(services: Services) -> tuple[list[NodeRead], list[CameraRead]]:
+        return await list_nodes(services.db), await list_cameras(services.db)
 
-    found = run_with_services(work)
-    emit(found, as_json=as_json, text=lambda: _table(found))
+    found, owned = run_with_services(work)
+    counts = Counter(c.node_id for c in owned)
+    emit(found, as_json=as_json, text=lambda: _table(found, counts))
 
 
 @nodes.command("revoke")
@@ -206,9 +210,14 @@ def _settle_key(partial: Path, final: Path, *, keep: bool) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _table(found: list[NodeRead]) -> str:
+def _table(found: list[NodeRead], cameras: Counter[UUID]) -> str:
     if not found:
         return "no edge nodes registered (add one with: hub nodes add NAME --generate-key FILE)"
-    lines = [f"{'ID':36}  {'NAME':24}  {'STATUS':8}  FINGERPRINT"]
-    lines += [f"{n.id!s:36}  {n.name:24}  {n.status:8}  {n.key_fingerprint}" for n in found]
+    lines = [f"{'ID':36}  {'NAME':24}  {'STATUS':8}  {'CAMERAS':7}  FINGERPRINT"]
+    lines += [
+        f"{n.id!s:36}  {n.name:24}  {n.status:8}  {cameras[n.id]:<7}  {n.key_fingerprint}"
+        for n in found
+    ]
+    if any(n.status == "active" and not cameras[n.id] for n in found):
+        lines.append("(a node with 0 cameras has every event rejected: hub nodes cameras add)")
     return "\n".join(lines)

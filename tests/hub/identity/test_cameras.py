@@ -129,6 +129,9 @@ async def test_cli_adds_lists_and_removes_cameras(settings: Settings, services: 
     assert added.returncode == 0, added.stderr
     assert "gate-east registered to gate-box (north)" in added.stdout
 
+    nodes = await run_hub("nodes", "list", env=env)
+    (row,) = [line for line in nodes.stdout.splitlines() if "gate-box" in line]
+    assert row.split()[3] == "1"  # the CAMERAS column
     listed = await run_hub("nodes", "cameras", "list", "gate-box", "--json", env=env)
     (camera,) = json.loads(listed.stdout)
     assert (camera["camera_id"], camera["jurisdiction"]) == ("gate-east", "north")
@@ -143,3 +146,5 @@ async def test_cli_adds_lists_and_removes_cameras(settings: Settings, services: 
     assert removed.returncode == 0, removed.stderr
     empty = await run_hub("nodes", "cameras", "list", "gate-box", env=env)
     assert "no cameras registered" in empty.stdout
+    warned = await run_hub("nodes", "list", env=env)
+    assert "0 cameras has every event rejected" in warned.stdout
