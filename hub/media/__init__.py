@@ -7,7 +7,7 @@ releases an image itself: nothing leaves the hub without passing `release()`.
 """
 
 from hub.media.errors import MediaNotScannedError
-from hub.media.schemas import KnownImage, Region, RegionCreate, ScanJob
+from hub.media.schemas import KnownImage, Region, RegionCreate, ScanOutcome
 from hub.media.service import (
     ScanKit,
     load_image,
@@ -23,8 +23,8 @@ __all__ = [
     "MediaNotScannedError",
     "Region",
     "RegionCreate",
-    "ScanJob",
     "ScanKit",
+    "ScanOutcome",
     "load_image",
     "read_stored",
     "record_event_regions",

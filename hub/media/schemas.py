@@ -40,8 +40,8 @@ class KnownImage(msgspec.Struct, frozen=True, kw_only=True):
     pending: bool = False
 
 
-class ScanJob(msgspec.Struct, frozen=True, kw_only=True):
-    """The outcome of one scan job (what the arq result holds)."""
+class ScanOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What one scan did (the arq job's result)."""
 
     sha256: str
     status: Literal["scanned", "failed", "skipped", "missing"]

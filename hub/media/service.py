@@ -22,7 +22,7 @@ from hub.kit.redis import RedisStore
 from hub.media import repository
 from hub.media.rules import regions_of
 from hub.media.scan import Box, MediaScanner, ScanError, timed_scan
-from hub.media.schemas import KnownImage, Region, RegionCreate, ScanJob
+from hub.media.schemas import KnownImage, Region, RegionCreate, ScanOutcome
 
 SCAN_FUNCTION = "scan_media"
 RECONCILE_BATCH = 200
@@ -95,15 +95,17 @@ class ScanKit:
             return await asyncio.to_thread(lambda: timed_scan(self.scanner(), data))
 
 
-async def scan_image(db: Database, kit: ScanKit, *, sha256: str, clock: Clock = utcnow) -> ScanJob:
+async def scan_image(
+    db: Database, kit: ScanKit, *, sha256: str, clock: Clock = utcnow
+) -> ScanOutcome:
     """Scan one stored image once and keep its boxes as source 'hub' (safe to run twice: a
     scanned image is skipped, and a scan replaces the hub's earlier boxes)."""
     async with db.pool.acquire() as conn:
         stored = await repository.select_scan_state(conn, sha256=sha256)
     if stored is None:
-        return ScanJob(sha256=sha256, status="missing")
+        return ScanOutcome(sha256=sha256, status="missing")
     if stored["scanned_at"] is not None:
-        return ScanJob(sha256=sha256, status="skipped")
+        return ScanOutcome(sha256=sha256, status="skipped")
     data = await asyncio.to_thread(read_stored, kit.media_root, stored["storage_path"])
     boxes: list[Box] = []
     cpu_ms, error = 0.0, None
@@ -119,7 +121,7 @@ async def scan_image(db: Database, kit: ScanKit, *, sha256: str, clock: Clock = 
     ]
     async with db.transaction() as conn:
         await _record(conn, sha256, regions, error=error, clock=clock)
-    return ScanJob(
+    return ScanOutcome(
         sha256=sha256,
         status="failed" if error else "scanned",
         regions=len(regions),
