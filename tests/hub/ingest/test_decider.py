@@ -59,3 +59,15 @@ async def test_without_a_bundle_every_event_is_quarantined() -> None:
     events = [event("demo-cam-1", ("person", 0.9)), event("demo-cam-2", ("vehicle", 0.9))]
     verdicts = await PolicyIngestDecider(policy).decide(node_id=uuid.uuid4(), events=events)
     assert verdicts.dispositions == ["quarantine", "quarantine"]
+
+
+async def test_groups_carry_the_registry_jurisdiction_of_their_camera() -> None:
+    sink = Sink()
+    policy = PolicyService(load_engine(load_bundle_dir(BUNDLE)), sink=sink, eval_budget_ms=1000)
+    events = [event("demo-cam-1", ("person", 0.9)), event("demo-cam-2", ("person", 0.9))]
+    where = {"demo-cam-1": "north", "demo-cam-2": "central"}
+    await PolicyIngestDecider(policy).decide(
+        node_id=uuid.uuid4(), events=events, jurisdictions=where
+    )
+    (record,) = sink.records
+    assert {g["camera_id"]: g["jurisdiction"] for g in record.input["groups"]} == where
