@@ -15,6 +15,7 @@ from hub.contracts.detection_v1 import BoundingBox
 # Refuse decompression bombs: a snapshot is a camera frame, never more than ~50 megapixels.
 MAX_PIXELS = 50_000_000
 MARGIN = 0.1  # grow each box by 10 % on every side
+BLURRABLE_MODES = {"RGB", "RGBA", "L", "LA", "CMYK"}
 
 
 class MediaError(ValueError):
@@ -23,7 +24,7 @@ class MediaError(ValueError):
 
 def blur_regions(data: bytes, boxes: Iterable[BoundingBox], *, content_type: str) -> bytes:
     """The image with every box blurred beyond recognition, re-encoded in its own format."""
-    image = _open(data)
+    image = _blurrable(_open(data))
     width, height = image.size
     for box in boxes:
         area = _pixels(box, width, height)
@@ -48,6 +49,16 @@ def _open(data: bytes) -> Image.Image:
     except (OSError, Image.DecompressionBombError) as exc:
         raise MediaError(f"cannot decode image: {type(exc).__name__}") from None
     return image
+
+
+def _blurrable(image: Image.Image) -> Image.Image:
+    """The image in a mode Pillow's filters take (palette, bilevel and 16-bit PNGs are not)."""
+    if image.mode in BLURRABLE_MODES:
+        return image
+    try:
+        return image.convert("RGBA" if "transparency" in image.info else "RGB")
+    except (OSError, ValueError) as exc:
+        raise MediaError(f"cannot process image mode {image.mode}") from exc
 
 
 def _pixels(box: BoundingBox, width: int, height: int) -> tuple[int, int, int, int]:

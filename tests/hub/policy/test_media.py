@@ -36,3 +36,14 @@ def test_only_the_box_is_blurred(fmt: str, content_type: str) -> None:
 def test_garbage_is_refused() -> None:
     with pytest.raises(MediaError):
         blur_regions(b"\xff\xd8\xffnot really", [], content_type="image/jpeg")
+
+
+@pytest.mark.parametrize("mode", ["P", "1", "I;16", "LA", "RGBA"])
+def test_every_png_mode_is_blurred(mode: str) -> None:
+    source = Image.open(io.BytesIO(striped("PNG")))
+    converted = source.convert("I").convert(mode) if mode == "I;16" else source.convert(mode)
+    out = io.BytesIO()
+    converted.save(out, format="PNG")
+    box = BoundingBox(x=0.25, y=0.25, width=0.25, height=0.5)
+    blurred = Image.open(io.BytesIO(blur_regions(out.getvalue(), [box], content_type="image/png")))
+    assert contrast(blurred, (60, 35, 90, 65)) < contrast(converted, (60, 35, 90, 65)) / 2
