@@ -28,7 +28,7 @@ class _Walk:
         self.edge = edge
         self.checkpoint = checkpoint
         self.entries = 0
-        self.problem: tuple[int, int | None, str] | None = None
+        self.problem: tuple[int | None, int | None, str] | None = None
 
     def take(self, rows: Sequence[asyncpg.Record]) -> bool:
         """Fold a batch in; False (with `problem` set) at the first bad entry."""
@@ -76,7 +76,7 @@ class _Walk:
         )
 
     def _fail(self, index: int | None, seq: int | None, problem: str) -> bool:
-        self.problem = (index if index is not None else -1, seq, problem)
+        self.problem = (index, seq, problem)
         return False
 
 
@@ -127,7 +127,7 @@ def _outcome(base: LogReport, walk: _Walk) -> LogReport:
         base,
         ok=False,
         entries=walk.entries,
-        broken_index=None if index < 0 else index,
+        broken_index=index,
         broken_seq=seq,
         problem=problem,
     )
