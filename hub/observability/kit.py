@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.observability.drain import Drain
+from hub.observability.looplag import LoopLagMonitor
 from hub.observability.metrics import ObservabilityMetrics, default_metrics
 from hub.observability.multiproc import enable_multiprocess
 from hub.observability.service import SloSampler
@@ -29,6 +30,7 @@ class ObservabilityKit:
     drain: Drain = field(default_factory=Drain)
     _spec: SloSpec | None = None
     _sampler: SloSampler | None = None
+    _loop_lag: LoopLagMonitor | None = None
 
     def start_process(self, *, decision_log_capacity: int) -> None:
         """Install tracing (when configured) and set the static gauges."""
@@ -48,7 +50,13 @@ class ObservabilityKit:
         return self._sampler
 
     async def start(self) -> None:
-        """Start background sampling (API only; no-op if the SLO file is missing)."""
+        """Start measuring loop lag and background SLO sampling (API only; sampling is a
+        no-op if the SLO file is missing)."""
+        if self._loop_lag is None:
+            self._loop_lag = LoopLagMonitor(
+                histogram=self.metrics.loop_lag, worst=self.metrics.loop_lag_max
+            )
+        self._loop_lag.start()
         if self._samples_locally():
             await self.sampler().start()
 
@@ -56,7 +64,9 @@ class ObservabilityKit:
         return not self.settings.prometheus_url and Path(self.settings.slo_file).is_file()
 
     async def stop(self) -> None:
-        """Stop sampling and flush spans."""
+        """Stop measuring and sampling, and flush spans."""
+        if self._loop_lag is not None:
+            await self._loop_lag.stop()
         if self._sampler is not None:
             await self._sampler.stop()
         flush_tracing()

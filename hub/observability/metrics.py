@@ -13,6 +13,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 INGEST_STATUSES = ("accepted", "duplicate", "rejected")
+# Event-loop lag: a healthy loop wakes within a millisecond or two; 250 ms stalls every client.
+LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
 class ObservabilityMetrics:
@@ -25,6 +27,18 @@ class ObservabilityMetrics:
             ["route", "method", "status"],
             buckets=HTTP_BUCKETS,
             registry=registry,
+        )
+        self.loop_lag = Histogram(
+            "hub_event_loop_lag_seconds",
+            "How late the event loop woke a 100 ms sleep: time the loop was blocked.",
+            buckets=LOOP_LAG_BUCKETS,
+            registry=registry,
+        )
+        self.loop_lag_max = Gauge(
+            "hub_event_loop_lag_max_seconds",
+            "Worst event-loop lag of the last 10 s window (max over processes).",
+            registry=registry,
+            multiprocess_mode="livemax",
         )
         self.http_in_flight = Gauge(
             "hub_http_requests_in_flight",
