@@ -23,7 +23,8 @@ class MediaError(ValueError):
 
 
 def blur_regions(data: bytes, boxes: Iterable[BoundingBox], *, content_type: str) -> bytes:
-    """The image with every box blurred beyond recognition, re-encoded in its own format."""
+    """The image with every box blurred beyond recognition, re-encoded in its own format
+    without the file's metadata (EXIF, text chunks): pixels only."""
     image = _blurrable(_open(data))
     width, height = image.size
     for box in boxes:

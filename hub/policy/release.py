@@ -123,20 +123,21 @@ def release_image(
     decisions: Sequence[Released], *, image: KnownImage, data: bytes | None
 ) -> bytes | None:
     """`release_media`'s work (blocking): blur the union of the image's regions of every class
-    the allowing releases name; None when anything is unaccounted for."""
+    the allowing releases name; None when anything is unaccounted for.
+
+    The image is always decoded and encoded again, blurred or not: what leaves is pixels
+    only, never metadata the uploader put in the file (EXIF capture time, GPS, text chunks),
+    which no release policy sees or redacts.
+    """
     if data is None or not decisions or any(d.error is not None for d in decisions):
         return None
     allowed = [d for d in decisions if d.allowed]
     if not allowed:
         return None
     classes = {c for d in allowed for obligation in d.media for c in obligation.classes}
-    if not classes:
-        return data
-    if not image.scanned:
+    if classes and not image.scanned:
         return None  # the hub has not looked for what the edge may have missed
     boxes = [region.box for region in image.regions if region.label in classes]
-    if not boxes:
-        return data
     try:
         return blur_regions(data, boxes, content_type=image.content_type)
     except MediaError:
