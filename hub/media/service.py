@@ -25,7 +25,9 @@ from hub.media.scan import Box, MediaScanner, ScanError, timed_scan
 from hub.media.schemas import KnownImage, Region, RegionCreate, ScanOutcome
 
 SCAN_FUNCTION = "scan_media"
-RECONCILE_BATCH = 200
+# Images queued per reconcile run (every minute): about half of what one worker scans in a
+# minute, so a backlog (after migration 0009, or an outage) drains without flooding the queue.
+RECONCILE_BATCH = 500
 # A queued scan not started within this long is dropped by arq; reconcile queues it again.
 # (Without it, a job key that outlived its queue entry would block a new one for a day.)
 JOB_EXPIRES = timedelta(hours=1)
