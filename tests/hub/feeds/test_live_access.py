@@ -254,3 +254,42 @@ async def test_a_socket_is_rechecked_when_its_access_token_stops_being_accepted(
     left = deadline - asyncio.get_running_loop().time()
     assert abs(left - (claims.exp + leeway - utcnow().timestamp())) < 0.5
     assert static is None  # static tokens are re-checked on the period
+
+
+async def test_a_socket_closes_at_its_access_token_expiry_not_at_the_next_period(
+    live_settings: Settings, agencies: None, services: Services
+) -> None:
+    short = msgspec.structs.replace(
+        live_settings,
+        access_token_ttl_seconds=30,
+        jwt_leeway_seconds=0,
+        feeds_live_recheck_seconds=120,  # only the token's own deadline can close it in time
+    )
+    made = await add_client(
+        services.identity,
+        ClientCreate(
+            client_id="police-short",
+            roles=["agency"],
+            agency="police-north",
+            jurisdictions=["north"],
+            clearance=3,
+            purpose="investigation",
+        ),
+        actor="test",
+    )
+    with ThreadedServer(create_app(short)) as running:
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            answer = await http.post(
+                "/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=("police-short", made.client_secret),
+            )
+        assert answer.status_code == 200, answer.text
+        expires_in = answer.json()["expires_in"]
+        async with connect(
+            ws_url(running), additional_headers=bearer(answer.json()["access_token"])
+        ) as ws:
+            code, reason, after = await closed_within(ws, 40)
+
+    assert (code, reason.split(":")[0]) == (4401, "token_expired")
+    assert expires_in - 2 < after < expires_in + 1.5
