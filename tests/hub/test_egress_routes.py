@@ -58,9 +58,11 @@ def test_every_adapter_kind_is_a_listed_way_out() -> None:
 
 
 def test_every_console_page_names_the_ways_out_it_shows() -> None:
-    pages = {p.name for p in (repo_root() / "console" / "pages").glob("*.py")}
+    console = repo_root() / "console"
+    pages = {p.name for folder in ("pages", "views") for p in (console / folder).glob("*.py")}
     names = {e.name for e in EGRESS}
 
+    assert pages, "no console pages found"
     assert pages == set(CONSOLE_PAGES)
     assert {n for shown in CONSOLE_PAGES.values() for n in shown} <= names
 
