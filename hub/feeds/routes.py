@@ -134,11 +134,12 @@ async def live(
     expired or revoked, client disabled), 4403 (policy or agency paused or disabled), 4409
     (what it may see changed), 1013 (could not check) or 4429 (too many sockets)."""
     reader = await resolve_reader(services, socket)
+    filters = feed_filters(None, None, classes, cameras)
     refused = await agency_refusal(services.feeds, reader.agency)
     if refused is not None:
         raise ForbiddenError(refused.reason, code="agency_not_active")
-    pass_ = _live_pass(socket, reader)
-    deadline = await token_deadline(services.authn, pass_.headers)
+    admitted = _live_pass(socket, reader)
+    deadline = await token_deadline(services.authn, admitted.headers)
     leases = SocketLeases(
         services.redis,
         cap=services.settings.feeds_live_max_sockets_per_subject,
@@ -148,27 +149,41 @@ async def live(
     lease = await _take_lease(socket, services, leases, reader)
     if lease is None:
         return
-    gauge = services.feeds.live.metrics.live_sockets.labels(reader.agency)
-    subscriber = await services.feeds.live.subscribe(
-        reader, feed_filters(None, None, classes, cameras)
-    )
+    try:
+        renew = partial(leases.renew, reader.actor, lease)
+        await _follow(socket, services, admitted, filters, deadline=deadline, renew=renew)
+    finally:
+        await leases.give_back(reader.actor, lease)
+
+
+async def _follow(
+    socket: WebSocket[Any, Any, Any],
+    services: ServicesDep,
+    admitted: LivePass,
+    filters: FeedFilters,
+    *,
+    deadline: float | None,
+    renew: Callable[[], Awaitable[None]],
+) -> None:
+    """Serve one admitted socket: subscribe it, send, re-check it, count it while open."""
+    live = services.feeds.live
+    gauge = live.metrics.live_sockets.labels(admitted.reader.agency)
+    subscriber = await live.subscribe(admitted.reader, filters)
     gauge.inc()
     try:
-        check = partial(recheck, services.feeds, services.authn, pass_)
         warden = partial(
             _warden,
             subscriber,
-            check,
+            partial(recheck, services.feeds, services.authn, admitted),
             services,
             every=services.settings.feeds_live_recheck_seconds,
             deadline=deadline,
-            renew=partial(leases.renew, reader.actor, lease),
+            renew=renew,
         )
-        await _serve(socket, subscriber, warden, closed=services.feeds.live.metrics.live_closed)
+        await _serve(socket, subscriber, warden, closed=live.metrics.live_closed)
     finally:
         gauge.dec()
-        services.feeds.live.unsubscribe(subscriber)
-        await leases.give_back(reader.actor, lease)
+        live.unsubscribe(subscriber)
 
 
 def _live_pass(socket: WebSocket[Any, Any, Any], reader: Reader) -> LivePass:
