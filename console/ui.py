@@ -14,10 +14,11 @@ from console.api import (
     PermissionDeniedError,
     SessionExpiredError,
 )
-from console.session import Session
+from console.sessions import COOKIE, ConsoleSession, open_store
+from hub.settings import load_settings
 
 T = TypeVar("T")
-SESSION_KEY = "hub_session"
+COOKIE_KEY = "hub_cookie"
 URL_KEY = "hub_url"
 NOTICE_KEY = "hub_notice"
 
@@ -26,38 +27,57 @@ def hub_url() -> str:
     """The hub's API base URL (session override, else HUB_CONSOLE_API_URL)."""
     url = st.session_state.get(URL_KEY)
     if not url:
-        from hub.settings import load_settings
-
         url = load_settings().console_api_url
         st.session_state[URL_KEY] = url
     return str(url)
 
 
-def current_session() -> Session | None:
-    """The logged-in session, or None (an expired one is ended here)."""
-    session = st.session_state.get(SESSION_KEY)
-    if not isinstance(session, Session):
+def current_session() -> ConsoleSession | None:
+    """The signed-in session this browser's cookie names (refreshed when due), or None."""
+    cookie = _cookie()
+    if not cookie:
         return None
-    if session.expired():
-        end_session("Your session expired with its token. Log in again.")
+    try:
+        session = open_store().resume(hub_url(), cookie)
+    except ConsoleError as exc:
+        _render(exc, what="your session")
+        st.stop()
+    if session is None:
+        st.session_state.pop(COOKIE_KEY, None)
+        st.session_state.setdefault(NOTICE_KEY, "Your session has ended. Sign in again.")
         return None
+    st.session_state[COOKIE_KEY] = cookie
     return session
 
 
+def _cookie() -> str | None:
+    """The session cookie of this browser (kept in the script's state once seen)."""
+    sent = st.context.cookies.get(COOKIE)
+    kept = st.session_state.get(COOKIE_KEY)
+    for value in (sent, kept):
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def end_session(notice: str | None = None) -> None:
-    """Forget the token (and say why on the login page)."""
-    st.session_state.pop(SESSION_KEY, None)
+    """End the session here and at the hub (its refresh token is revoked)."""
+    store = open_store()
+    sid = store.sid_of(_cookie())
+    if sid is not None:
+        store.end(sid, hub_url=hub_url())
+    st.session_state.pop(COOKIE_KEY, None)
     if notice:
         st.session_state[NOTICE_KEY] = notice
 
 
 def client() -> HubClient:
-    """An API client acting as the logged-in user; stops the page when there is none."""
+    """An API client acting as the signed-in user; stops the page when there is none."""
     session = current_session()
     if session is None:
-        st.warning(st.session_state.get(NOTICE_KEY) or "You are not logged in.")
+        st.warning(st.session_state.get(NOTICE_KEY) or "You are not signed in.")
         st.stop()
-    return HubClient(hub_url(), session.token)
+    return HubClient(hub_url(), session.access_token)
 
 
 def call(action: Callable[[], T], *, what: str) -> T:
@@ -87,15 +107,15 @@ def show_error(exc: ConsoleError, *, what: str) -> NoReturn:
 
 def _render(exc: ConsoleError, *, what: str) -> None:
     if isinstance(exc, HubUnreachableError):
-        st.error(f"Hub unreachable while loading {what}. {exc}", icon="🔌")
+        st.error(f"Hub unreachable while loading {what}. {exc}", icon=":material/power_off:")
     elif isinstance(exc, SessionExpiredError):
-        end_session("Your session has ended (the hub no longer accepts the token).")
-        st.error(f"Session expired while loading {what}: log in again.", icon="🔒")
+        end_session("Your session has ended (the hub no longer accepts it).")
+        st.error(f"Session ended while loading {what}: sign in again.", icon=":material/lock:")
     elif isinstance(exc, PermissionDeniedError):
         st.error(
             f"Permission denied for {what}: {exc}"
             + (f" (decision {exc.decision_id})" if exc.decision_id else ""),
-            icon="⛔",
+            icon=":material/block:",
         )
     elif isinstance(exc, ApiError):
         st.error(f"The hub refused {what}: {exc.detail} ({exc.status})")

@@ -1,29 +1,19 @@
-"""Log in with username, password and (for accounts that have it) a TOTP code."""
+"""Signed out: say why, and link to the sign-in form, which returns to the page asked for."""
+
+from urllib.parse import quote, urlparse
 
 import streamlit as st
 
-from console.api import ConsoleError, HubUnreachableError
-from console.session import login
-from console.ui import NOTICE_KEY, SESSION_KEY, hub_url
+from console.ui import NOTICE_KEY
 
 st.title("hub console")
 st.caption("Compliance and operations. Every page asks the hub's API as you; policy decides.")
 notice = st.session_state.pop(NOTICE_KEY, None)
 if notice:
     st.warning(notice)
-username = st.text_input("Username", key="login_username")
-password = st.text_input("Password", type="password", key="login_password")
-totp = st.text_input("TOTP code (if your account has one)", key="login_totp", max_chars=10)
-if st.button("Log in", key="login_submit", type="primary"):
-    if not username or not password:
-        st.error("Enter your username and password.")
-    else:
-        try:
-            st.session_state[SESSION_KEY] = login(hub_url(), username, password, totp or None)
-        except HubUnreachableError as exc:
-            st.error(f"Hub unreachable: {exc}", icon="🔌")
-        except ConsoleError as exc:
-            st.error(f"Login refused: {getattr(exc, 'detail', exc)}", icon="🔒")
-        else:
-            st.session_state.pop("login_password", None)
-            st.rerun()
+path = urlparse(st.context.url or "/").path or "/"
+st.markdown(
+    f'<a href="/signin?next={quote(path, safe="/")}" target="_self" id="signin-link">'
+    "Sign in</a> with your username, password and (for accounts that have it) a TOTP code.",
+    unsafe_allow_html=True,
+)

@@ -25,7 +25,8 @@ def console(host: str | None, port: int | None, api_url: str | None) -> None:
     import console as package
 
     settings = settings_or_exit()
-    app = Path(package.__file__).resolve().parent / "app.py"
+    # server.py is an ASGI app (st.App): Streamlit's pages plus the sign-in routes.
+    app = Path(package.__file__).resolve().parent / "server.py"
     env = {**os.environ, "HUB_CONSOLE_API_URL": api_url or settings.console_api_url}
     command = [
         sys.executable,

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from console.sessions import open_store
 from edge.signing import RequestSigner
 from hub.app import create_app
 from hub.delivery.agencies import add_agency
@@ -36,6 +37,19 @@ class Hub(msgspec.Struct, kw_only=True):
     events: list[str] = []
     media: list[str] = []
     dead: list[str] = []
+
+
+@pytest.fixture
+def console_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment a console process (or the in-process AppTest) reads its store from."""
+    env = {
+        "HUB_REDIS_URL": settings.redis_url,
+        "HUB_REDIS_PREFIX": settings.redis_prefix,
+        "HUB_SECRETS_DIR": settings.secrets_dir,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
 
 
 @pytest.fixture
@@ -79,7 +93,9 @@ def post_signed(server: ThreadedServer, node: EdgeNode, path: str, body: bytes, 
 
 
 @pytest.fixture
-async def seeded(services: Services, hub_server: ThreadedServer, edge_node: EdgeNode) -> Hub:
+async def seeded(
+    services: Services, hub_server: ThreadedServer, edge_node: EdgeNode, console_env: dict[str, str]
+) -> Hub:
     """Users of every role, one agency, two events with a snapshot, one dead letter."""
     import hashlib
 
@@ -128,25 +144,24 @@ async def seeded(services: Services, hub_server: ThreadedServer, edge_node: Edge
 
 def console_app(hub: Hub, page: str | None = None) -> AppTest:
     """The console's AppTest pointed at the running hub (not yet run)."""
-    script = CONSOLE / ("app.py" if page is None else f"pages/{page}.py")
+    script = CONSOLE / ("app.py" if page is None else f"views/{page}.py")
     app = AppTest.from_file(str(script), default_timeout=30)
     app.session_state["hub_url"] = hub.url
     return app
 
 
+def sign_in(hub: Hub, username: str, totp: str | None = None) -> str:
+    """Sign in as the console's /signin route does; the session cookie's value."""
+    code = pyotp.TOTP(totp).now() if totp else None
+    return open_store().sign_in(hub.url, username, PASSWORD, code)
+
+
 def log_in(hub: Hub, username: str, totp: str | None = None) -> AppTest:
-    """Run the console and log in through its Login page."""
-    app = console_app(hub).run()
-    app.text_input(key="login_username").input(username)
-    app.text_input(key="login_password").input(PASSWORD)
-    if totp:
-        app.text_input(key="login_totp").input(pyotp.TOTP(totp).now())
-    app.button(key="login_submit").click().run()
+    """The console as a browser holding this user's session cookie sees it (first page)."""
+    app = console_app(hub)
+    app.session_state["hub_cookie"] = sign_in(hub, username, totp)
+    app.run()
     assert not app.exception, app.exception
-    if "hub_session" in app.session_state:
-        # AppTest keeps asking for the page it ran last (Log in); a browser asks for "/",
-        # which is the first page of the new menu.
-        app.switch_page("pages/overview.py").run()
     return app
 
 
