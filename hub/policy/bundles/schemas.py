@@ -68,8 +68,8 @@ class ProcessRevision(msgspec.Struct, frozen=True, kw_only=True):
 
 class PolicyStatus(msgspec.Struct, frozen=True, kw_only=True):
     """The active bundle and what every live process is running; `converged` is true when
-    processes report and all run the active revision (`processes_error` when Redis could not
-    be read)."""
+    processes report and all run one revision, the active one once a bundle is uploaded
+    (`processes_error` when Redis could not be read)."""
 
     active_revision: str | None
     activated_at: datetime | None

@@ -31,7 +31,13 @@ from hub.policy.bundles.archive import (
 from hub.policy.bundles.errors import BundleError
 from hub.policy.bundles.keys import VerifyKey
 from hub.policy.bundles.notices import publish_activation, read_process_revisions
-from hub.policy.bundles.schemas import BundleRead, PolicyStatus, RegoTestSummary, UploadResult
+from hub.policy.bundles.schemas import (
+    BundleRead,
+    PolicyStatus,
+    ProcessRevision,
+    RegoTestSummary,
+    UploadResult,
+)
 from hub.policy.bundles.signing import SignatureCheck, verify_bundle
 from hub.policy.bundles.testing import check_isolated
 
@@ -109,9 +115,16 @@ async def bundle_status(db: Database, redis: RedisStore, *, clock: Clock = utcno
         activated_at=None if active is None else active.activated_at,
         activated_by=None if active is None else active.activated_by,
         processes=processes,
-        converged=bool(revision and processes and all(p.revision == revision for p in processes)),
+        converged=_converged(revision, processes),
         processes_error=problem,
     )
+
+
+def _converged(active: str | None, processes: list[ProcessRevision]) -> bool:
+    """Every live process runs one revision: the active one, or (no bundle uploaded) the same
+    default bundle; a hub with no process reporting has not converged."""
+    running = {p.revision for p in processes}
+    return len(running) == 1 and (active is None or running == {active})
 
 
 async def load_active(db: Database) -> tuple[str, BundleFiles] | None:

@@ -228,6 +228,11 @@ async def test_rollback_reactivates_an_earlier_bundle(
 async def test_status_shows_the_active_bundle_and_live_processes(services: Services) -> None:
     status = await bundle_status(services.db, services.redis)
     assert (status.active_revision, status.processes, status.converged) == (None, [], False)
+    # No bundle uploaded: every process on the same default bundle has converged.
+    await report_process_revision(services.redis, "default-1", process="api@a:1")
+    assert (await bundle_status(services.db, services.redis)).converged is True
+    await report_process_revision(services.redis, "default-0", process="worker@b:2")
+    assert (await bundle_status(services.db, services.redis)).converged is False
     await upload(services, "r1")
     await activate_bundle(services.db, services.redis, "r1", actor=ADMIN)
     now = datetime.now(UTC)
