@@ -23,6 +23,7 @@ from typing import cast
 import msgspec
 from redis.exceptions import RedisError
 
+from hub.delivery.schemas import Agency
 from hub.feeds.kit import FeedKit
 from hub.feeds.rules import recipient_for
 from hub.feeds.service import Reader
@@ -85,11 +86,9 @@ async def _still_allowed(kit: FeedKit, subject: Subject, live: LivePass) -> Clos
     )
     if not result.allow:
         return Closing(CLOSE_FORBIDDEN, _short(f"policy_denied: {result.reason}"), "forbidden")
-    refused = await agency_refusal(kit, subject.agency)
-    if refused is not None:
-        return refused
-    agency = await kit.agencies.get(subject.agency or "")
-    assert agency is not None  # noqa: S101 - agency_refusal returned None
+    agency = await active_agency(kit, subject.agency)
+    if isinstance(agency, Closing):
+        return agency
     recipient = recipient_for(
         subject, agency=agency.name, jurisdictions=agency.jurisdictions, clearance=agency.clearance
     )
@@ -101,12 +100,18 @@ async def _still_allowed(kit: FeedKit, subject: Subject, live: LivePass) -> Clos
 
 async def agency_refusal(kit: FeedKit, name: str | None) -> Closing | None:
     """Why a socket of this agency may not be open now (unknown, paused, disabled)."""
+    found = await active_agency(kit, name)
+    return found if isinstance(found, Closing) else None
+
+
+async def active_agency(kit: FeedKit, name: str | None) -> Agency | Closing:
+    """The agency, if it is registered and active; otherwise why a socket must close."""
     agency = await kit.agencies.get(name) if name else None
     if agency is None:
         return Closing(CLOSE_FORBIDDEN, "agency_unknown: no registered agency", "forbidden")
     if agency.status != "active":
         return Closing(CLOSE_FORBIDDEN, f"agency_{agency.status}", "forbidden")
-    return None
+    return agency
 
 
 async def watch(
