@@ -9,6 +9,7 @@ derandomised, so a failure reproduces and `make test` stays quick.
 import contextlib
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from schemathesis.generation.modes import GenerationMode
 from hub.app import create_app
 from hub.settings import Settings
 from tests.hub.feeds.builders import agency_token, issue, register_agencies
+from tests.hub.identity.builders import admin_token_fields
 from tests.support import ThreadedServer
 
 pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.commits, pytest.mark.slow]
@@ -55,7 +57,7 @@ def callers(tmp_path: Path) -> tuple[Path, list[Caller]]:
     """A tokens file with an admin, an officer, an operator and an agency."""
     path = tmp_path / "tokens.toml"
     return path, [
-        Caller("admin", issue(path, "fuzz-admin", roles=["admin"])),
+        Caller("admin", issue(path, "fuzz-admin", roles=["admin"], **admin_token_fields())),
         Caller("officer", issue(path, "fuzz-officer", roles=["compliance_officer"])),
         Caller("operator", issue(path, "fuzz-operator", roles=["operator"])),
         Caller("agency", agency_token(path, "police-north")),
@@ -115,8 +117,17 @@ def _make_hostile(case: Any, hostile: str) -> None:
         case.body = _hostile_value(case.body, hostile)
 
 
-def _fuzz(operation: Any, url: str, caller: Caller, mode: GenerationMode, deadline: float) -> None:
-    """Send bounded examples of one operation as one caller; record every 5xx."""
+def _fuzz(
+    operation: Any,
+    url: str,
+    caller: Caller,
+    mode: GenerationMode,
+    *,
+    deadline: float,
+    seen: Counter[tuple[str, int]],
+) -> None:
+    """Send bounded examples of one operation as one caller; count (role, status) in `seen`
+    and fail on any 5xx."""
     headers = {"Authorization": f"Bearer {caller.token}"}
 
     @settings(
@@ -133,6 +144,7 @@ def _fuzz(operation: Any, url: str, caller: Caller, mode: GenerationMode, deadli
             return
         _make_hostile(case, hostile)
         response = case.call(base_url=url, headers=headers, timeout=15)
+        seen[caller.role, response.status_code] += 1
         assert response.status_code < 500, (
             f"{caller.role} {case.method} {case.formatted_path} -> {response.status_code}: "
             f"{case.as_curl_command(headers=headers)}\n{response.text[:300]}"
@@ -162,15 +174,19 @@ def test_no_input_gets_a_server_error(hub_url: str, callers: tuple[Path, list[Ca
         *((op, admin, GenerationMode.NEGATIVE) for op in operations),
     ]
     failures: list[str] = []
+    seen: Counter[tuple[str, int]] = Counter()
     done = 0
     for operation, caller, mode in rounds:
         if time.monotonic() > deadline:
             break
         try:
-            _fuzz(operation, hub_url, caller, mode, deadline)
+            _fuzz(operation, hub_url, caller, mode, deadline=deadline, seen=seen)
         except Exception as exc:  # every failure is listed, not just the first
             failures.extend(_messages(exc))
         done += 1
     assert not failures, "\n".join(failures)
+    # Every role's token worked: each got past authentication and policy somewhere.
+    for caller in callers[1]:
+        assert any(200 <= status < 300 for role, status in seen if role == caller.role), seen
     # A loaded machine may cut the pass short; the positive rounds of every role must be done.
     assert done >= len(operations) * len(callers[1]), f"only {done} of {len(rounds)} rounds ran"

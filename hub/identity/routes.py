@@ -11,12 +11,15 @@ from litestar.params import JSONBody, PathParameter
 
 from hub.identity.schemas import CameraCreate, CameraRead, Subject
 from hub.identity.service import add_camera, list_cameras, remove_camera
+from hub.kit.params import NO_NUL
 from hub.policy.guard import current_subject
 from hub.runtime import ServicesDep
 
 AnyRequest = Request[Any, Any, Any]
-NodeRef = Annotated[str, PathParameter(max_length=128, description="Edge node name or id")]
-CameraRef = Annotated[str, PathParameter(max_length=128, description="Camera id")]
+NodeRef = Annotated[
+    str, PathParameter(max_length=128, pattern=NO_NUL, description="Edge node name or id")
+]
+CameraRef = Annotated[str, PathParameter(max_length=128, pattern=NO_NUL, description="Camera id")]
 
 
 def _actor(request: AnyRequest) -> str:

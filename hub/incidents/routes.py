@@ -176,7 +176,9 @@ async def _spool(request: AnyRequest, *, limit: int | None) -> IO[bytes]:
         async for chunk in request.stream():
             size += len(chunk)
             if limit is not None and size > limit:
-                raise PayloadTooLargeError(f"the package is larger than {limit} bytes")
+                raise PayloadTooLargeError(
+                    f"the package is larger than {limit} bytes", code="evidence_too_large"
+                )
             spool.write(chunk)
     except BaseException:
         spool.close()

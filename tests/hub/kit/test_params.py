@@ -20,6 +20,7 @@ from hub.app import create_app
 from hub.kit.problems import EXCEPTION_HANDLERS
 from hub.settings import Settings
 from tests.hub.feeds.builders import bearer, issue, register_agencies
+from tests.hub.identity.builders import admin_token_fields
 from tests.support import BASE_URL
 
 pytestmark = [pytest.mark.db, pytest.mark.redis]
@@ -34,6 +35,7 @@ CASES: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("officer", "POST", "/v1/incidents", {"title": "a\x00b"}),
     ("admin", "GET", "/v1/admin/deliveries?agency=a%00b", None),
     ("admin", "POST", "/v1/admin/agencies/z%00x/resume", None),
+    ("admin", "GET", "/v1/admin/nodes/z%00x/cameras", None),
     ("admin", "POST", "/v1/admin/agencies/police-north/pause", {"reason": "a\x00b"}),
 ]
 
@@ -45,7 +47,7 @@ async def http(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[AsyncT
     path = tmp_path / "tokens.toml"
     tokens = {
         "officer": issue(path, "olga", roles=["compliance_officer"]),
-        "admin": issue(path, "ada", roles=["admin"]),
+        "admin": issue(path, "ada", roles=["admin"], **admin_token_fields()),
     }
     app = create_app(msgspec.structs.replace(settings, api_tokens_file=str(path)))
     async with AsyncTestClient(app=app, base_url=BASE_URL) as client:
