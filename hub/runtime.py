@@ -61,11 +61,9 @@ class Services:
 def build_services(settings: Settings) -> Services:
     """Create (not yet connect) the clients for these settings. Policy starts with no engine
     (every decision fails closed) until `start_policy` loads the active bundle."""
-    db = Database(
-        settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
-    )
+    db = Database.from_settings(settings)
     decisions = DecisionLog.from_settings(db, settings)
-    redis = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
+    redis = RedisStore.from_settings(settings)
     policy = PolicyService(
         None,
         sink=decisions,

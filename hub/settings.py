@@ -17,6 +17,9 @@ PREFIX = "HUB_"
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
+# Comma-separated host:port pairs (IPv6 hosts in brackets), or nothing.
+_HOST = r"(\[[0-9A-Fa-f:.]+\]|[^\s,:\[\]]+):[0-9]{1,5}"
+_SENTINELS = rf"^$|^\s*{_HOST}(\s*,\s*{_HOST})*\s*$"
 
 
 class SettingsError(Exception):
@@ -26,8 +29,22 @@ class SettingsError(Exception):
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Everything the hub can be configured with; see the README for each value."""
 
+    # Writes go here. Several hosts (`postgresql://u@h1:5432,h2:5432/hub?target_session_attrs=
+    # read-write`) let a new connection find whichever is primary after a promotion.
     database_url: str = "postgresql://postgres@127.0.0.1:5432/hub"
+    # A streaming replica for reads that tolerate staleness (empty: they use the primary);
+    # used only while its replay lag is at most database_replica_max_lag_seconds.
+    database_replica_url: str = ""
+    database_replica_max_lag_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
+    # asyncpg's prepared-statement cache per connection; 0 behind PgBouncer (transaction mode).
+    db_statement_cache_size: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 100
+    # Longest a new connection may take (all hosts of a multi-host URL together).
+    db_connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=120)] = 10.0
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Sentinels (comma-separated host:port) that name the Redis master; when set, the master
+    # comes from them (redis_url then gives only the db index and password).
+    redis_sentinels: Annotated[str, msgspec.Meta(pattern=_SENTINELS)] = ""
+    redis_sentinel_master: str = "mymaster"
     # Prefix for every Redis key the hub owns, so several hubs (and test runs) share one server.
     redis_prefix: str = "hub:"
     environment: Literal["development", "test", "production"] = "development"

@@ -3,7 +3,6 @@
 from typing import Any
 
 from arq import cron, func
-from arq.connections import RedisSettings
 from arq.worker import run_worker
 
 from hub.audit.jobs import seal_audit_job
@@ -12,6 +11,7 @@ from hub.delivery.kit import queue_name
 from hub.delivery.queue import DELIVER_FUNCTION
 from hub.ingest.jobs import ensure_partitions_job
 from hub.kit.logging import configure_logging
+from hub.kit.redis import arq_redis_settings
 from hub.media.jobs import reconcile_media_scans_job, scan_media
 from hub.media.service import SCAN_FUNCTION
 from hub.observability import ObservabilityKit, prepare_process
@@ -120,7 +120,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "redis_settings": arq_redis_settings(settings),
         "queue_name": queue_name(settings),
         "max_jobs": settings.worker_max_jobs,
         # New deliveries should start within tens of milliseconds (p99 target is 1 s).

@@ -2,40 +2,128 @@
 
 Use cases open transactions with `Database.transaction()` and pass the connection to the
 repository; hot paths run plain SQL on that asyncpg connection, simple CRUD uses Piccolo.
+Writes always go to the primary (a multi-host URL with `target_session_attrs=read-write`
+follows a promotion); reads that tolerate staleness may use `Database.reader()`, which picks
+a streaming replica while its replay lag stays under a bound (docs/adr/0016-several-hosts.md).
 """
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import msgspec
 from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 from piccolo.table import Table
 
 from hub.kit.errors import UnavailableError
+from hub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Replay lag of a streaming replica in seconds; a replica that is not streaming (primary
+# gone, receiver stopped) answers NULL, i.e. "unknown", which never counts as fresh. A
+# promoted replica is no longer in recovery: it is a primary and has no lag.
+_REPLICA_LAG_SQL = """
+SELECT CASE
+    WHEN NOT pg_is_in_recovery() THEN 0.0
+    WHEN NOT EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') THEN NULL
+    WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0.0
+    ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
+END
+"""
+
+
+class PoolOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """How the asyncpg pools connect: sizes, connect timeout, and the prepared-statement
+    cache (0 behind PgBouncer in transaction mode, where a named statement prepared on one
+    server connection is missing on the next)."""
+
+    min_size: int = 2
+    max_size: int = 10
+    statement_cache_size: int = 100
+    connect_timeout: float = 10.0
 
 
 class Database:
     """Owns the Piccolo engine; tables are bound to it when the pool starts."""
 
-    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        options: PoolOptions | None = None,
+        replica: "ReplicaReads | None" = None,
+    ) -> None:
         self.url = url
-        self.engine = PostgresEngine(config={"dsn": url})
-        self._pool_sizes = {"min_size": min_size, "max_size": max_size}
+        self.options = options or PoolOptions(min_size=min_size, max_size=max_size)
+        self.engine = PostgresEngine(
+            config={
+                "dsn": url,
+                "statement_cache_size": self.options.statement_cache_size,
+                "timeout": self.options.connect_timeout,
+            }
+        )
+        self.replica = replica
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Database":
+        """The primary (HUB_DATABASE_URL) and, when HUB_DATABASE_REPLICA_URL is set, the
+        replica that `reader()` may use."""
+        options = PoolOptions(
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            statement_cache_size=settings.db_statement_cache_size,
+            connect_timeout=settings.db_connect_timeout_seconds,
+        )
+        replica = None
+        if settings.database_replica_url:
+            replica = ReplicaReads(
+                settings.database_replica_url,
+                options=options,
+                max_lag_seconds=settings.database_replica_max_lag_seconds,
+            )
+        return cls(settings.database_url, options=options, replica=replica)
 
     async def start(self, tables: Sequence[type[Table]] = ()) -> None:
-        """Open the pool and point the given Piccolo tables at this engine."""
+        """Open the pool and point the given Piccolo tables at this engine (a replica that
+        does not answer yet is not an error: reads use the primary until it does)."""
         for table in tables:
             table._meta.db = self.engine
         try:
-            await self.engine.start_connection_pool(**self._pool_sizes)
-        except (OSError, asyncpg.PostgresError) as exc:
+            await self.engine.start_connection_pool(
+                min_size=self.options.min_size, max_size=self.options.max_size
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
             raise UnavailableError(f"PostgreSQL is not reachable: {type(exc).__name__}") from exc
 
     async def stop(self) -> None:
-        """Close the pool (idempotent)."""
+        """Close the pools (idempotent)."""
+        if self.replica is not None:
+            await self.replica.stop()
         if self.engine.pool is not None:
             await self.engine.close_connection_pool()
+
+    @contextlib.asynccontextmanager
+    async def reader(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection for a read that tolerates staleness (feeds, console, audit search,
+        reports): the replica while its lag is within bound, otherwise the primary. Never
+        use it to read what the caller has just written."""
+        conn = await self.replica.acquire() if self.replica is not None else None
+        if conn is None:
+            async with self.pool.acquire() as primary:
+                yield primary
+            return
+        try:
+            yield conn
+        finally:
+            await self.replica.release(conn)  # type: ignore[union-attr]
 
     def transaction(self) -> "Transaction":
         """A transaction: `async with db.transaction() as conn:`; commits unless it raises."""
@@ -61,6 +149,95 @@ class Database:
                 await conn.fetchval("SELECT 1", timeout=2)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise UnavailableError(f"PostgreSQL: {type(exc).__name__}") from exc
+
+
+class ReplicaReads:
+    """A pool on a streaming replica and a cached check of its replay lag: reads go there
+    only while the lag, checked at most every `check_seconds`, is at most `max_lag_seconds`;
+    a replica that is down, not streaming or behind sends reads to the primary."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        options: PoolOptions,
+        max_lag_seconds: float,
+        check_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self.options = options
+        self.max_lag_seconds = max_lag_seconds
+        self.check_seconds = check_seconds
+        self._clock = clock
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+        self._checked_at = -float("inf")
+        self._fresh = False
+        self.last_lag: float | None = None
+
+    async def acquire(self) -> asyncpg.Connection | None:
+        """A replica connection, or None when reads should go to the primary."""
+        if not await self.fresh():
+            return None
+        if self._pool is None:  # closed meanwhile
+            return None
+        try:
+            conn: asyncpg.Connection = await self._pool.acquire(
+                timeout=self.options.connect_timeout
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            self._mark(lag=None, reason=type(exc).__name__)
+            return None
+        return conn
+
+    async def release(self, conn: asyncpg.Connection) -> None:
+        """Give a connection from `acquire()` back to the replica pool."""
+        if self._pool is not None:
+            await self._pool.release(conn)
+
+    async def fresh(self) -> bool:
+        """True when the replica's lag was within bound at the last check (re-checked when
+        that check is older than `check_seconds`)."""
+        if self._clock() - self._checked_at < self.check_seconds:
+            return self._fresh
+        async with self._lock:
+            if self._clock() - self._checked_at >= self.check_seconds:
+                await self._check()
+        return self._fresh
+
+    async def _check(self) -> None:
+        try:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self.url,
+                    min_size=0,
+                    max_size=self.options.max_size,
+                    statement_cache_size=self.options.statement_cache_size,
+                    timeout=self.options.connect_timeout,
+                )
+            lag = await self._pool.fetchval(_REPLICA_LAG_SQL, timeout=self.options.connect_timeout)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            self._mark(lag=None, reason=type(exc).__name__)
+            return
+        self._mark(lag=lag, reason="not streaming" if lag is None else "lag")
+
+    def _mark(self, *, lag: float | None, reason: str) -> None:
+        fresh = lag is not None and lag <= self.max_lag_seconds
+        if fresh != self._fresh:
+            log.warning(
+                "replica reads %s (%s, lag %s s)",
+                "resumed" if fresh else "moved to the primary",
+                reason,
+                "unknown" if lag is None else f"{lag:.1f}",
+            )
+        self._fresh, self.last_lag, self._checked_at = fresh, lag, self._clock()
+
+    async def stop(self) -> None:
+        """Close the replica pool (idempotent)."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
 
 
 class Transaction:

@@ -1,0 +1,102 @@
+"""The database kit on several hosts: replica reads with a lag bound, the primary as fallback,
+and pools that prepare no named statements (PgBouncer in transaction mode)."""
+
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+import pytest
+
+from hub.kit.db import Database, PoolOptions, ReplicaReads, with_database
+from hub.settings import Settings
+
+pytestmark = pytest.mark.db
+
+
+def _replica(url: str, *, max_lag: float = 5.0) -> ReplicaReads:
+    return ReplicaReads(url, options=PoolOptions(min_size=0, max_size=2), max_lag_seconds=max_lag)
+
+
+async def test_reader_uses_a_fresh_replica(database_url: str) -> None:
+    # Another database on the same server stands in for the replica: a server that is not in
+    # recovery has no lag, so reads go there (current_database() tells which one answered).
+    db = Database(
+        database_url,
+        min_size=0,
+        max_size=2,
+        replica=_replica(with_database(database_url, "postgres")),
+    )
+    await db.start()
+    try:
+        async with db.reader() as conn:
+            assert await conn.fetchval("SELECT current_database()") == "postgres"
+        assert db.replica is not None
+        assert db.replica.last_lag == 0.0
+    finally:
+        await db.stop()
+
+
+async def test_reader_falls_back_to_the_primary_when_the_replica_is_down(
+    database_url: str,
+) -> None:
+    down = "postgresql://postgres@127.0.0.1:1/postgres"  # nothing listens on port 1
+    db = Database(database_url, min_size=0, max_size=2, replica=_replica(down))
+    await db.start()
+    try:
+        async with db.reader() as conn:
+            name = await conn.fetchval("SELECT current_database()")
+        assert name == database_url.rsplit("/", 1)[1].split("?")[0]
+        assert db.replica is not None
+        assert not await db.replica.fresh()
+    finally:
+        await db.stop()
+
+
+async def test_a_replica_that_is_not_streaming_never_counts_as_fresh(database_url: str) -> None:
+    # The lag query itself: a primary answers 0; the NULL branch (in recovery, no receiver)
+    # cannot be staged on one server, so the bound is checked with a lag it must refuse.
+    replica = _replica(with_database(database_url, "postgres"), max_lag=5.0)
+    try:
+        assert await replica.fresh()
+        replica._mark(lag=None, reason="not streaming")
+        assert replica._fresh is False
+        replica._mark(lag=6.0, reason="lag")
+        assert replica._fresh is False
+        replica._mark(lag=4.0, reason="lag")
+        assert replica._fresh is True
+    finally:
+        await replica.stop()
+
+
+async def test_statement_cache_zero_leaves_no_named_statement(settings: Settings) -> None:
+    # Behind PgBouncer in transaction mode a statement prepared by name on one server
+    # connection is missing on the next; with the cache off asyncpg prepares none by name.
+    for size, expect_named in ((0, False), (100, True)):
+        db = Database.from_settings(
+            msgspec.structs.replace(settings, db_statement_cache_size=size, db_pool_min=1)
+        )
+        await db.start()
+        try:
+            async with db.pool.acquire() as conn:
+                await conn.fetchval("SELECT $1::int + 1", 1)
+                named = await conn.fetchval("SELECT count(*) FROM pg_prepared_statements")
+            assert (named > 0) is expect_named, (size, named)
+        finally:
+            await db.stop()
+
+
+async def test_a_multi_host_url_finds_the_writable_server(database_url: str) -> None:
+    # The first host refuses connections; target_session_attrs=read-write takes the next one
+    # that accepts writes, as after a promotion.
+    parts = urlsplit(database_url)
+    url = urlunsplit(
+        parts._replace(
+            netloc=f"postgres@127.0.0.1:1,{parts.hostname}:{parts.port or 5432}",
+            query="target_session_attrs=read-write",
+        )
+    )
+    db = Database(url, options=PoolOptions(min_size=1, max_size=1, connect_timeout=5))
+    await db.start()
+    try:
+        assert await db.pool.fetchval("SELECT NOT pg_is_in_recovery()")
+    finally:
+        await db.stop()
