@@ -4,7 +4,7 @@ from piccolo.table import Table
 
 from hub.audit.tables import AuditLog
 from hub.delivery.tables import Agency, Delivery, DeliveryAttempt
-from hub.feeds.tables import FeedAck, FeedEntry, FeedPending
+from hub.feeds.tables import FeedAck, FeedAudience, FeedEntry, FeedOffer, FeedPending
 from hub.identity.tables import ConsoleUser, EdgeNode, JwtSigningKey, OAuthClient, RefreshToken
 from hub.ingest.tables import DetectionEvent, MediaObject
 from hub.policy.tables import PolicyBundle, PolicyDecision
@@ -26,4 +26,6 @@ ALL_TABLES: tuple[type[Table], ...] = (
     FeedPending,
     FeedEntry,
     FeedAck,
+    FeedAudience,
+    FeedOffer,
 )

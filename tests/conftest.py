@@ -46,6 +46,8 @@ TABLES = (
     "jwt_signing_key",
     "feed_pending",
     "feed_entry",
+    "feed_offer",
+    "feed_audience",
     "feed_ack",
     "legal_hold",
     "pii_attribute",

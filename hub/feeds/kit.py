@@ -12,7 +12,7 @@ import structlog
 
 from hub.delivery.agencies import get_agency
 from hub.delivery.kit import release_hash_key
-from hub.delivery.schemas import Agency
+from hub.delivery.schemas import Agency, Subscription
 from hub.feeds.bus import FeedBus
 from hub.feeds.rules import cursor_key
 from hub.kit.db import Database
@@ -74,27 +74,37 @@ class CachedRelease:
 
 
 class AgencyView:
-    """Agencies by name, cached for `AGENCY_TTL_SECONDS`."""
+    """Agencies by name (with their subscriptions), cached for `AGENCY_TTL_SECONDS`."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._cache: dict[str, tuple[float, Agency | None]] = {}
+        self._cache: dict[str, tuple[float, Agency | None, Subscription]] = {}
 
     async def get(self, name: str) -> Agency | None:
         """The registered agency called `name`, or None."""
+        return (await self._entry(name))[1]
+
+    async def subscription(self, name: str) -> Subscription:
+        """What the agency subscribed to (everything when it is unknown)."""
+        return (await self._entry(name))[2]
+
+    async def _entry(self, name: str) -> tuple[float, Agency | None, Subscription]:
         hit = self._cache.get(name)
         if hit is not None and time.monotonic() - hit[0] < AGENCY_TTL_SECONDS:
-            return hit[1]
+            return hit
+        subscription, agency = Subscription(), None
         try:
-            _, agency = await get_agency(self._db, name)
+            read, agency = await get_agency(self._db, name)
+            subscription = read.subscription
         except NotFoundError:
             agency = None
         if agency is not None and agency.name != name:  # matched by id, not by name
             agency = None
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[name] = (time.monotonic(), agency)
-        return agency
+        entry = (time.monotonic(), agency, subscription)
+        self._cache[name] = entry
+        return entry
 
 
 class FeedKit:

@@ -1,4 +1,5 @@
-"""SQL of feeds: sequencing, pages, ranges for the live feed, events naming an image, acks."""
+"""SQL of feeds: sequencing, pages, audiences and their offers, ranges for the live feed,
+events naming an image, acks."""
 
 from collections.abc import Sequence
 from datetime import datetime
@@ -7,6 +8,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from hub.delivery.schemas import Subscription
 from hub.feeds.schemas import FeedFilters
 
 # One sequencer at a time: positions are handed out in the order sequencer transactions
@@ -23,9 +25,12 @@ WITH moved AS (
     WHERE p.event_pk = pick.event_pk AND p.captured_at = pick.captured_at
     RETURNING p.event_pk, p.captured_at
 )
-INSERT INTO feed_entry (seq, event_pk, captured_at, camera_id, classes, media_sha256)
-SELECT nextval('feed_entry_seq'), e.id, e.captured_at, e.camera_id, e.classes, e.media_sha256
-FROM (SELECT e.id, e.captured_at, e.camera_id, e.classes, e.media_sha256
+INSERT INTO feed_entry
+    (seq, event_pk, captured_at, camera_id, classes, media_sha256, jurisdiction, max_confidence)
+SELECT nextval('feed_entry_seq'), e.id, e.captured_at, e.camera_id, e.classes, e.media_sha256,
+       e.jurisdiction, e.max_confidence
+FROM (SELECT e.id, e.captured_at, e.camera_id, e.classes, e.media_sha256,
+             e.payload ->> 'jurisdiction' AS jurisdiction, e.max_confidence
       FROM moved m
       JOIN detection_event e ON e.id = m.event_pk AND e.captured_at = m.captured_at
       WHERE e.disposition = 'accepted'
@@ -133,6 +138,170 @@ async def select_media_events(
            ORDER BY seq DESC
            LIMIT $2 + 1""",
         sha256,
+        limit,
+    )
+    return [_row(r) for r in rows]
+
+
+class Audience(msgspec.Struct, frozen=True, kw_only=True):
+    """A reader audience's offer state: offers exist for every position in (lo, hi], judged
+    under bundle `revision`."""
+
+    id: int
+    revision: str
+    lo: int
+    hi: int
+
+
+class ReleaseKey(msgspec.Struct, frozen=True, kw_only=True):
+    """One distinct coarse release input among feed positions (`key` is its SQL form)."""
+
+    key: str
+    camera_id: str
+    jurisdiction: str | None
+    classes: list[str]
+
+
+_AUDIENCE_COLUMNS = "id, revision, lo, hi"
+# The coarse release input of a feed entry, as one comparable text value.
+_KEY_SQL = "jsonb_build_array(f.camera_id, f.jurisdiction, f.classes)::text"
+
+_OFFERED = """
+SELECT f.seq, e.event_id, e.camera_id, e.classes, e.captured_at, e.payload::text AS payload
+FROM feed_offer o
+JOIN feed_entry f ON f.seq = o.seq
+JOIN detection_event e ON e.id = f.event_pk AND e.captured_at = f.captured_at
+WHERE o.audience_id = $1 AND o.seq > $2 AND o.seq <= $3
+  AND e.disposition = 'accepted'
+  AND ($4::timestamptz IS NULL OR f.captured_at >= $4)
+  AND ($5::timestamptz IS NULL OR f.captured_at < $5)
+  AND (cardinality($6::text[]) = 0 OR f.classes && $6::text[])
+  AND (cardinality($7::text[]) = 0 OR f.camera_id = ANY ($7::text[]))
+ORDER BY o.seq
+LIMIT $8
+"""
+
+_INSERT_OFFERS = f"""
+INSERT INTO feed_offer (audience_id, seq)
+SELECT $1, f.seq FROM feed_entry f
+WHERE f.seq > $2 AND f.seq <= $3
+  AND {_KEY_SQL} = ANY ($4::text[])
+  AND (cardinality($5::text[]) = 0 OR f.classes && $5::text[])
+  AND (cardinality($6::text[]) = 0 OR f.camera_id = ANY ($6::text[]))
+  AND f.max_confidence >= $7::real
+ORDER BY f.seq
+ON CONFLICT DO NOTHING
+"""
+
+
+async def find_audience(conn: asyncpg.Connection, *, key: str) -> Audience | None:
+    """An audience's offer state, or None before its first reader."""
+    row = await conn.fetchrow(f"SELECT {_AUDIENCE_COLUMNS} FROM feed_audience WHERE key = $1", key)
+    return None if row is None else Audience(**dict(row))
+
+
+async def lock_audience(conn: asyncpg.Connection, *, key: str, agency: str) -> Audience:
+    """An audience's state, created if new, locked until the caller's transaction ends (one
+    filler per audience at a time)."""
+    await conn.execute(
+        "INSERT INTO feed_audience (key, agency) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        key,
+        agency,
+    )
+    row = await conn.fetchrow(
+        f"""UPDATE feed_audience SET used_at = now() WHERE key = $1
+            RETURNING {_AUDIENCE_COLUMNS}""",
+        key,
+    )
+    return Audience(**dict(row))
+
+
+async def reset_audience(
+    conn: asyncpg.Connection, *, audience_id: int, revision: str, at: int
+) -> Audience:
+    """Forget an audience's offers (judged under another revision); its range restarts empty
+    at position `at`."""
+    await conn.execute("DELETE FROM feed_offer WHERE audience_id = $1", audience_id)
+    await conn.execute(
+        "UPDATE feed_audience SET revision = $2, lo = $3, hi = $3 WHERE id = $1",
+        audience_id,
+        revision,
+        at,
+    )
+    return Audience(id=audience_id, revision=revision, lo=at, hi=at)
+
+
+async def set_range(conn: asyncpg.Connection, *, audience_id: int, lo: int, hi: int) -> None:
+    """Record the range of positions the audience's offers now cover."""
+    await conn.execute(
+        "UPDATE feed_audience SET lo = $2, hi = $3 WHERE id = $1", audience_id, lo, hi
+    )
+
+
+async def release_keys(conn: asyncpg.Connection, *, after: int, through: int) -> list[ReleaseKey]:
+    """The distinct coarse release inputs among positions in (after, through]."""
+    rows = await conn.fetch(
+        f"""SELECT DISTINCT {_KEY_SQL} AS key, f.camera_id, f.jurisdiction, f.classes
+            FROM feed_entry f WHERE f.seq > $1 AND f.seq <= $2""",
+        after,
+        through,
+    )
+    return [
+        ReleaseKey(
+            key=r["key"],
+            camera_id=r["camera_id"],
+            jurisdiction=r["jurisdiction"],
+            classes=list(r["classes"]),
+        )
+        for r in rows
+    ]
+
+
+async def insert_offers(
+    conn: asyncpg.Connection,
+    *,
+    audience_id: int,
+    after: int,
+    through: int,
+    keys: Sequence[str],
+    subscription: Subscription,
+) -> int:
+    """Offer the audience every position in (after, through] whose coarse release input is
+    one of `keys` and that its subscription wants; returns how many were offered."""
+    if not keys:
+        return 0
+    status = await conn.execute(
+        _INSERT_OFFERS,
+        audience_id,
+        after,
+        through,
+        list(keys),
+        subscription.classes,
+        subscription.cameras,
+        subscription.min_confidence,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def select_offered(
+    conn: asyncpg.Connection,
+    *,
+    audience_id: int,
+    after: int,
+    through: int,
+    filters: FeedFilters,
+    limit: int,
+) -> list[FeedRow]:
+    """Up to `limit` of an audience's offered events in (after, through], in order."""
+    rows = await conn.fetch(
+        _OFFERED,
+        audience_id,
+        after,
+        through,
+        filters.since,
+        filters.until,
+        filters.classes,
+        filters.cameras,
         limit,
     )
     return [_row(r) for r in rows]

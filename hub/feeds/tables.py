@@ -3,7 +3,7 @@
 Reads and writes are SQL in repository.py; these declarations keep the schema check honest.
 """
 
-from piccolo.columns import Array, BigInt, Text, Timestamptz
+from piccolo.columns import Array, BigInt, Integer, Real, Text, Timestamptz
 from piccolo.table import Table
 
 
@@ -25,6 +25,8 @@ class FeedEntry(Table, tablename="feed_entry"):
     classes = Array(base_column=Text())
     media_sha256 = Array(base_column=Text())
     sequenced_at = Timestamptz()
+    jurisdiction = Text(null=True)
+    max_confidence = Real()
 
 
 class FeedAck(Table, tablename="feed_ack"):
@@ -34,3 +36,22 @@ class FeedAck(Table, tablename="feed_ack"):
     seq = BigInt()
     subject = Text()
     acknowledged_at = Timestamptz()
+
+
+class FeedAudience(Table, tablename="feed_audience"):
+    """A reader audience (recipient, purpose, subscription) and the range its offers cover."""
+
+    id = Integer(primary_key=True)
+    key = Text(unique=True)
+    agency = Text()
+    revision = Text()
+    lo = BigInt()
+    hi = BigInt()
+    used_at = Timestamptz()
+
+
+class FeedOffer(Table, tablename="feed_offer"):
+    """A feed position an audience may be offered (its coarse release verdict allows)."""
+
+    audience_id = Integer(primary_key=True)
+    seq = BigInt()

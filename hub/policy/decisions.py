@@ -87,7 +87,8 @@ async def find_decision(db: Database, decision_id: str) -> DecisionRead:
 
 
 async def decisions_for_event(db: Database, event_id: str) -> list[DecisionRead]:
-    """The release decisions of every delivery attempt of one event (a released record)."""
+    """The release decisions of one event: every delivery attempt's, and every feed page's
+    shared decision that names it in `input.record.event_ids` (hub/feeds/release.py)."""
     rows = await db.pool.fetch(
         """SELECT d.decision_id, d.at, d.entrypoint, d.revision, d.latency_us,
                   d.input::text AS input, d.result::text AS result, d.error
@@ -96,7 +97,13 @@ async def decisions_for_event(db: Database, event_id: str) -> list[DecisionRead]
            JOIN delivery_attempt a ON a.delivery_id = dl.id
            JOIN policy_decisions d ON d.decision_id = a.decision_id
            WHERE e.event_id = $1::uuid
-           ORDER BY d.at DESC LIMIT 100""",
+           UNION ALL
+           SELECT d.decision_id, d.at, d.entrypoint, d.revision, d.latency_us,
+                  d.input::text AS input, d.result::text AS result, d.error
+           FROM policy_decisions d
+           WHERE d.entrypoint = 'hub/release/decision' AND (d.input -> 'record') ? 'event_ids'
+             AND (d.input -> 'record' -> 'event_ids') ? ($1::uuid)::text
+           ORDER BY at DESC LIMIT 100""",
         event_id,
     )
     return [_read(row) for row in rows]

@@ -157,5 +157,7 @@ async def test_every_page_is_audited_with_ids_and_decisions(feed_services: Servi
     assert rows[0]["actor"] == "client:police-bot"
     assert rows[0]["decision_id"] == "authz-1"
     assert detail["seqs"] == [item.seq for item in result.page.items]
-    assert len(detail["withheld"]) == 1  # the central event: outside north's jurisdiction
+    assert len(detail["seqs"]) == 2
+    # The central event (outside north's jurisdiction) is not even offered to the police.
+    assert detail["withheld"] == []
     assert detail["decision_ids"] == [item.decision_id for item in result.page.items]

@@ -1,0 +1,132 @@
+"""Audiences and their offers: what a reader may be offered, decided once per event.
+
+An audience is everything the coarse release verdict and the agency's subscription depend
+on: the recipient (as the reader's credential narrows it), purpose and subscription. Its
+offers are the feed positions the subscription wants and whose coarse release verdict
+(camera, jurisdiction, labels) allows, judged per distinct verdict, not per event, and filled
+lazily over one contiguous range (lo, hi] by the reader that first needs a position outside
+it, under the audience row's lock. A new bundle revision empties the range, which restarts
+at the asking reader's cursor. Offers only narrow what a page looks at: every offered item
+is still released (and may be withheld) by `release()`'s verdict when it is read.
+"""
+
+import hashlib
+from dataclasses import dataclass
+
+import asyncpg
+import msgspec
+
+from hub.delivery.schemas import Subscription
+from hub.feeds import repository
+from hub.feeds.kit import FeedKit
+from hub.feeds.release import DATA_CLASS, RELEASE_ENTRYPOINT, coarse_record
+from hub.feeds.repository import Audience, ReleaseKey
+from hub.kit.errors import UnavailableError
+from hub.policy.release import release_cache_key
+from hub.policy.schemas import Recipient, ReleaseInput, ReleaseResult
+
+# Positions judged per fill: a reader starting at position 0 of a long feed pays for this
+# many at a time, not for the whole feed at once.
+FILL_CHUNK = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceSpec:
+    """Who reads: what the audience key is made of."""
+
+    agency: str
+    recipient: Recipient
+    purpose: str
+    subscription: Subscription
+
+    @property
+    def key(self) -> str:
+        """A stable digest of the audience (its row's key)."""
+        body = msgspec.json.encode([self.recipient, self.purpose, DATA_CLASS, self.subscription])
+        return hashlib.sha256(body).hexdigest()[:40]
+
+
+@dataclass(frozen=True, slots=True)
+class Cover:
+    """Offers cover (lo, hi] of audience `id`; `last` was the feed's head when looked at."""
+
+    id: int
+    lo: int
+    hi: int
+    last: int
+
+
+async def cover(kit: FeedKit, spec: AudienceSpec, *, after: int, extend: bool) -> Cover:
+    """The audience's offer range, made to start at or before `after` (and, with `extend`,
+    to reach further toward the feed's head) under the active bundle revision."""
+    revision = kit.policy.revision or ""
+    async with kit.db.transaction() as conn:
+        found = await repository.find_audience(conn, key=spec.key)
+        last = await repository.last_seq(conn)
+    if found is not None and _covers(found, revision, after=after, last=last, extend=extend):
+        return Cover(id=found.id, lo=found.lo, hi=found.hi, last=last)
+    async with kit.db.transaction() as conn:
+        audience = await repository.lock_audience(conn, key=spec.key, agency=spec.agency)
+        last = await repository.last_seq(conn)
+        if audience.revision != revision:
+            audience = await repository.reset_audience(
+                conn, audience_id=audience.id, revision=revision, at=min(after, last)
+            )
+        lo, hi = audience.lo, audience.hi
+        if after < lo:
+            await _fill(kit, conn, spec, audience, after=after, through=lo)
+            lo = after
+        if hi < last and (extend or hi <= after):
+            through = min(last, max(hi, after) + FILL_CHUNK)
+            await _fill(kit, conn, spec, audience, after=hi, through=through)
+            hi = through
+        await repository.set_range(conn, audience_id=audience.id, lo=lo, hi=hi)
+    return Cover(id=audience.id, lo=lo, hi=hi, last=last)
+
+
+def _covers(found: Audience, revision: str, *, after: int, last: int, extend: bool) -> bool:
+    if found.revision != revision or after < found.lo:
+        return False
+    return found.hi >= last or not (extend or found.hi <= after)
+
+
+async def _fill(
+    kit: FeedKit,
+    conn: asyncpg.Connection,
+    spec: AudienceSpec,
+    audience: Audience,
+    *,
+    after: int,
+    through: int,
+) -> None:
+    """Judge positions (after, through] once per distinct coarse verdict; offer the allowed."""
+    keys = await repository.release_keys(conn, after=after, through=through)
+    allowed = [k.key for k in keys if await _allows(kit, spec, k)]
+    await repository.insert_offers(
+        conn,
+        audience_id=audience.id,
+        after=after,
+        through=through,
+        keys=allowed,
+        subscription=spec.subscription,
+    )
+
+
+async def _allows(kit: FeedKit, spec: AudienceSpec, key: ReleaseKey) -> bool:
+    """The coarse verdict for one release key (a logged decision, cached by key)."""
+    record = coarse_record(
+        camera_id=key.camera_id, jurisdiction=key.jurisdiction, labels=key.classes
+    )
+    result, decision = await kit.policy.decide(
+        RELEASE_ENTRYPOINT,
+        ReleaseInput(
+            recipient=spec.recipient, purpose=spec.purpose, data_class=DATA_CLASS, record=record
+        ),
+        result_type=ReleaseResult,
+        cache_key=release_cache_key(spec.recipient, spec.purpose, DATA_CLASS, record),
+    )
+    # Failed closed: nothing is offered on a guess; the fill (and the page) is refused, so
+    # no cursor moves past positions that may be releasable once policy is back.
+    if decision.error is not None:
+        raise UnavailableError("policy is unavailable; no event can be released now")
+    return result.allow

@@ -1,0 +1,136 @@
+"""Releasing a page of feed rows: one policy decision per distinct verdict, not per item.
+
+Rows that agree on everything `hub/release/decision` may consult (the release cache key:
+recipient, purpose, data class, camera, jurisdiction, set of labels; policies/README.md,
+"Caching") share one decision. Its logged input is that coarse record plus `event_ids`, the
+events it covered, so "why was event X released to agency Y" is one indexed look-up in the
+decision log (`/v1/decisions?event_id=X`), and the decision log writes a record per verdict
+instead of one per item. Each item still carries the decision id that released it, and the
+redactions are applied to each full record.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from hub.feeds.repository import FeedRow
+from hub.feeds.schemas import FeedItem
+from hub.policy.guard import Decider
+from hub.policy.redaction import apply_redactions, recipient_hash_key
+from hub.policy.release import release_cache_key
+from hub.policy.schemas import Recipient, ReleaseInput, ReleaseResult
+
+RELEASE_ENTRYPOINT = "hub/release/decision"
+DATA_CLASS = "detection_event"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One decision covering every row of a release key."""
+
+    decision_id: str
+    result: ReleaseResult
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasedBatch:
+    """Rows released in order: items, withheld positions, the last position handled, and
+    whether policy failed closed before the end (the rest waits for the next look)."""
+
+    items: list[FeedItem]
+    withheld: list[int]
+    last: int
+    stopped: bool
+
+
+def coarse_record(
+    *, camera_id: Any, jurisdiction: Any, labels: list[str], has_jurisdiction: bool = True
+) -> dict[str, Any]:
+    """The part of a record release policy may consult, as a record policy can read."""
+    record: dict[str, Any] = {
+        "camera_id": camera_id,
+        "detections": [{"label": label} for label in labels],
+    }
+    if has_jurisdiction and jurisdiction is not None:
+        record["jurisdiction"] = jurisdiction
+    return record
+
+
+def _labels(record: dict[str, Any]) -> list[str]:
+    detections = record.get("detections")
+    if not isinstance(detections, list):
+        return []
+    return sorted({str(d.get("label")) for d in detections if isinstance(d, dict)})
+
+
+async def decide_groups(
+    policy: Decider,
+    *,
+    recipient: Recipient,
+    purpose: str,
+    rows: list[FeedRow],
+    records: list[dict[str, Any]],
+) -> list[Verdict]:
+    """One decision per distinct release key among the records (in first-seen order); the
+    verdict of each record, aligned with `records`."""
+    groups: dict[bytes, list[int]] = {}
+    for index, record in enumerate(records):
+        key = release_cache_key(recipient, purpose, DATA_CLASS, record)
+        groups.setdefault(key, []).append(index)
+    verdicts: list[Verdict | None] = [None] * len(records)
+    for key, members in groups.items():
+        first = records[members[0]]
+        coarse = coarse_record(
+            camera_id=first.get("camera_id"),
+            jurisdiction=first.get("jurisdiction"),
+            labels=_labels(first),
+        )
+        coarse["event_ids"] = [str(rows[i].event_id) for i in members]
+        result, decision = await policy.decide(
+            RELEASE_ENTRYPOINT,
+            ReleaseInput(
+                recipient=recipient, purpose=purpose, data_class=DATA_CLASS, record=coarse
+            ),
+            result_type=ReleaseResult,
+            cache_key=key,
+        )
+        verdict = Verdict(decision_id=decision.decision_id, result=result, error=decision.error)
+        for i in members:
+            verdicts[i] = verdict
+    return [v for v in verdicts if v is not None]
+
+
+def apply_verdicts(
+    rows: list[FeedRow],
+    records: list[dict[str, Any]],
+    verdicts: list[Verdict],
+    *,
+    hash_key: bytes,
+    after: int,
+) -> ReleasedBatch:
+    """Redact each allowed record, withhold the rest, stop at the first failed decision."""
+    items: list[FeedItem] = []
+    withheld: list[int] = []
+    last = after
+    for row, record, verdict in zip(rows, records, verdicts, strict=True):
+        if verdict.error is not None:
+            return ReleasedBatch(items=items, withheld=withheld, last=last, stopped=True)
+        if verdict.result.allow:
+            redacted = apply_redactions(record, verdict.result.redactions, hash_key=hash_key)
+            items.append(
+                FeedItem(
+                    seq=row.seq,
+                    event_id=row.event_id,
+                    decision_id=verdict.decision_id,
+                    record=redacted.record,
+                )
+            )
+        else:
+            withheld.append(row.seq)
+        last = row.seq
+    return ReleasedBatch(items=items, withheld=withheld, last=last, stopped=False)
+
+
+def reader_hash_key(master: bytes, recipient: Recipient) -> bytes:
+    """The recipient's hashing key (hashed values link within one recipient only)."""
+    return recipient_hash_key(master, recipient.id)

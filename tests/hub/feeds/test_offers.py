@@ -1,0 +1,129 @@
+"""Feeds over offers: a page's limit counts released items, a reader pages only what its
+agency may be offered, and the decision log says why an event went to an agency."""
+
+import asyncpg
+import httpx
+import msgspec
+import pytest
+from lxml import etree
+
+from hub.app import create_app
+from hub.feeds.schemas import FeedFilters
+from hub.feeds.service import read_page, resolve_reader, sequence_and_announce
+from hub.kit.soap import SOAP_ENV
+from hub.policy.decisions import decisions_for_event
+from hub.runtime import Services
+from hub.settings import Settings
+from tests.hub.feeds.builders import CENTRAL_CAMERA, NORTH_CAMERA, bearer, event, upload_to
+from tests.hub.feeds.test_service import POLICE, insert_event
+from tests.support import EdgeNode, ThreadedServer
+
+pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.commits]
+
+TNS = "urn:hub:feeds:v1"
+
+
+def get_events(limit: int, cursor: str | None = None) -> bytes:
+    """A SOAP GetEvents call."""
+    inner = f"<cursor>{cursor}</cursor>" if cursor else ""
+    return (
+        f'<soap:Envelope xmlns:soap="{SOAP_ENV}"><soap:Body>'
+        f'<GetEvents xmlns="{TNS}">{inner}<limit>{limit}</limit></GetEvents>'
+        "</soap:Body></soap:Envelope>"
+    ).encode()
+
+
+async def test_limit_counts_released_items_on_rest_and_soap(
+    feed_settings: Settings, agencies: None, edge_node: EdgeNode, tokens: dict[str, str]
+) -> None:
+    # One north event in four: the police may see 6 of these 24.
+    cameras = [NORTH_CAMERA if i % 4 == 0 else CENTRAL_CAMERA for i in range(24)]
+    with ThreadedServer(create_app(feed_settings)) as server:
+        await upload_to(server.url, edge_node, *(event(c) for c in cameras))
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            rest = await http.get(
+                "/v1/feeds/events", params={"limit": 5}, headers=bearer(tokens["police"])
+            )
+            headers = {**bearer(tokens["police"]), "Content-Type": "text/xml; charset=utf-8"}
+            soap = await http.post("/soap/feed", content=get_events(5), headers=headers)
+            cursor = etree.fromstring(soap.content).findtext(f".//{{{TNS}}}nextCursor")
+            rest_of = await http.post("/soap/feed", content=get_events(5, cursor), headers=headers)
+    assert rest.status_code == 200, rest.text
+    assert len(rest.json()["items"]) == 5
+    assert rest.json()["has_more"] is True
+    assert soap.status_code == 200, soap.text
+    first = etree.fromstring(soap.content)
+    assert len(first.findall(f".//{{{TNS}}}event")) == 5
+    assert first.findtext(f".//{{{TNS}}}hasMore") == "true"
+    last = etree.fromstring(rest_of.content)
+    assert len(last.findall(f".//{{{TNS}}}event")) == 1
+    assert last.findtext(f".//{{{TNS}}}hasMore") == "false"
+
+
+async def test_an_agency_that_sees_a_tenth_pages_only_its_events(
+    feed_services: Services,
+) -> None:
+    reader = await resolve_reader(feed_services.feeds, POLICE, decision_id=None)
+    conn = await asyncpg.connect(feed_services.settings.database_url)
+    try:
+        north = set()
+        for i in range(100):
+            _, event_id = await insert_event(conn, NORTH_CAMERA if i % 10 == 3 else CENTRAL_CAMERA)
+            if i % 10 == 3:
+                north.add(event_id)
+        await sequence_and_announce(feed_services.feeds)
+        before = await conn.fetchval("SELECT count(*) FROM policy_decisions")
+        result = await read_page(
+            feed_services.feeds, reader, cursor=None, filters=FeedFilters(), limit=100
+        )
+        await feed_services.decisions.wait_flushed()
+        decisions = await conn.fetch(
+            "SELECT input::text AS input FROM policy_decisions ORDER BY at"
+        )
+        offered = await conn.fetchval("SELECT count(*) FROM feed_offer")
+        audit = await conn.fetchval(
+            "SELECT detail::text FROM audit_log WHERE action = 'feeds.events.read'"
+        )
+    finally:
+        await conn.close()
+    assert result.page is not None
+    assert {str(item.event_id) for item in result.page.items} == north
+    assert result.page.has_more is False
+    assert offered == 10
+    assert msgspec.json.decode(audit)["withheld"] == []
+    # One decision per distinct verdict: central and north judged once for the offers, and
+    # the page's ten items share one decision, not ten.
+    new = [msgspec.json.decode(d["input"]) for d in decisions][before:]
+    assert len(new) <= 3, new
+    page_decisions = [d for d in new if "event_ids" in d["record"]]
+    assert len(page_decisions) == 1
+    assert set(page_decisions[0]["record"]["event_ids"]) == north
+
+
+async def test_the_decision_log_says_why_an_event_went_to_an_agency(
+    feed_services: Services,
+) -> None:
+    reader = await resolve_reader(feed_services.feeds, POLICE, decision_id=None)
+    conn = await asyncpg.connect(feed_services.settings.database_url)
+    try:
+        _, shown = await insert_event(conn, NORTH_CAMERA)
+        _, hidden = await insert_event(conn, CENTRAL_CAMERA)
+    finally:
+        await conn.close()
+    await sequence_and_announce(feed_services.feeds)
+    result = await read_page(
+        feed_services.feeds, reader, cursor=None, filters=FeedFilters(), limit=10
+    )
+    await feed_services.decisions.wait_flushed()
+    why = await decisions_for_event(feed_services.db, shown.upper())
+    why_not = await decisions_for_event(feed_services.db, hidden)
+    assert result.page is not None
+    (item,) = result.page.items
+    (decision,) = why
+    assert decision.decision_id == item.decision_id
+    assert decision.input["recipient"]["id"] == "police-north"
+    assert decision.input["purpose"] == "investigation"
+    assert decision.input["record"]["camera_id"] == NORTH_CAMERA
+    assert decision.result["allow"] is True
+    assert decision.result["reason"].startswith("release to police-north")
+    assert why_not == []  # never offered to anyone who read, so never released
