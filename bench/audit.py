@@ -260,6 +260,7 @@ async def verify_phase(args: argparse.Namespace, scratch: Scratch) -> dict[str, 
 
 
 async def _timed_verify(db: Database, signer: CheckpointSigner) -> dict[str, Any]:
+    """One verification as `hub audit verify` runs it: seconds and CPU."""
     started, cpu0, pg0 = time.monotonic(), _cpu(), postgres_ticks()
     report = await verify_log(db.pool, key=signer.public)
     seconds = time.monotonic() - started
@@ -278,6 +279,7 @@ async def _timed_verify(db: Database, signer: CheckpointSigner) -> dict[str, Any
 
 
 def _cpu() -> float:
+    """CPU seconds this process has used."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 

@@ -208,22 +208,21 @@ VERIFY_COLUMNS = """leaf_index, seq,
 
 
 async def iter_sealed(
-    conn: asyncpg.Connection, *, start: int, stop: int | None = None, batch: int = 20_000
+    conn: asyncpg.Connection, *, start: int, batch: int = 20_000
 ) -> AsyncGenerator[list[asyncpg.Record], None]:
-    """Sealed entries (`VERIFY_COLUMNS`) at positions [start, stop) in tree order, in batches.
+    """Sealed entries (`VERIFY_COLUMNS`) from position `start` on in tree order, in batches.
 
     The next batch is requested before this one is handed over, so PostgreSQL reads it while
     the caller hashes; close the iterator (`contextlib.aclosing`) if you stop early."""
-    query = f"""SELECT {VERIFY_COLUMNS} FROM audit_log
-                WHERE leaf_index > $1 AND ($3::bigint IS NULL OR leaf_index < $3)
+    query = f"""SELECT {VERIFY_COLUMNS} FROM audit_log WHERE leaf_index > $1
                 ORDER BY leaf_index LIMIT $2"""
-    pending = asyncio.ensure_future(conn.fetch(query, start - 1, batch, stop))
+    pending = asyncio.ensure_future(conn.fetch(query, start - 1, batch))
     try:
         while True:
             rows = await pending
             if len(rows) == batch:
-                pending = asyncio.ensure_future(conn.fetch(query, rows[-1][0], batch, stop))
-                await asyncio.sleep(0)  # let the request go out before the caller computes
+                pending = asyncio.ensure_future(conn.fetch(query, rows[-1][0], batch))
+                await asyncio.sleep(0)  # the request goes out before the caller computes
             if rows:
                 yield rows
             if len(rows) < batch:

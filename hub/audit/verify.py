@@ -7,12 +7,8 @@ a deletion as a missing position, a cut tail as fewer entries than the checkpoin
 a rewritten tree as a root the checkpoint did not sign.
 """
 
-import asyncio
 import contextlib
-import re
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 
 import asyncpg
 import msgspec
@@ -23,7 +19,6 @@ from hub.audit.rules import entry_body, keys_for, leaf_data, perfect_from
 from hub.audit.schemas import Checkpoint, CheckpointKey, LogReport
 
 _decode = msgspec.json.Decoder()
-_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
 
 
 class _Walk:
@@ -109,21 +104,11 @@ def check_rows(
     return leaves, None
 
 
-class Parallel(msgspec.Struct, frozen=True, kw_only=True):
-    """Verify in `workers` processes, each reading its share of the entries over its own
-    connection to `dsn` in the verifier's exported snapshot (for the CLI, not the API)."""
-
-    dsn: str
-    workers: int
-    min_entries: int = 100_000
-
-
 async def verify_log(
     pool: asyncpg.Pool,
     *,
     key: CheckpointKey | None,
     trusted: Checkpoint | None = None,
-    parallel: Parallel | None = None,
 ) -> LogReport:
     """Check every remaining entry against `trusted` (e.g. the witness's copy) or, without
     it, the newest checkpoint in the database; one repeatable-read snapshot throughout."""
@@ -144,20 +129,9 @@ async def verify_log(
         if problem is not None or isinstance(edge, str):
             return msgspec.structs.replace(base, ok=False, problem=problem or str(edge))
         walk = _Walk(edge, checkpoint)
-        await _walk_all(conn, walk, parallel, start=tree.pruned_below, size=tree.size)
+        if walk.check_root():
+            await _walk_entries(conn, walk, start=tree.pruned_below, tree_size=tree.size)
         return _outcome(base, walk)
-
-
-async def _walk_all(
-    conn: asyncpg.Connection, walk: _Walk, parallel: Parallel | None, *, start: int, size: int
-) -> None:
-    """Fold the entries in, here or in worker processes when there are many."""
-    if not walk.check_root():
-        return
-    if parallel is not None and parallel.workers > 1 and size - start >= parallel.min_entries:
-        await _walk_in_processes(conn, walk, parallel, span=(start, size))
-    else:
-        await _walk_entries(conn, walk, start=start, tree_size=size)
 
 
 async def _walk_entries(
@@ -169,65 +143,6 @@ async def _walk_entries(
             if not walk.take(rows):
                 return
     walk.finish(tree_size=tree_size)
-
-
-async def _walk_in_processes(
-    conn: asyncpg.Connection, walk: _Walk, parallel: Parallel, *, span: tuple[int, int]
-) -> None:
-    """Hash contiguous shares of the entries in worker processes (same snapshot), then fold
-    their leaves in order here; stop at the first problem in tree order."""
-    snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
-    start, size = span
-    step = -(-(size - start) // parallel.workers)
-    shares: list[tuple[int, int | None]] = [
-        (lo, min(lo + step, size)) for lo in range(start, size, step)
-    ]
-    shares[-1] = (shares[-1][0], None)  # the last share also takes entries past the tree state
-    loop = asyncio.get_running_loop()
-    with ProcessPoolExecutor(len(shares), mp_context=get_context("spawn")) as processes:
-        futures = [
-            loop.run_in_executor(processes, hash_share, parallel.dsn, snapshot, lo, hi)
-            for lo, hi in shares
-        ]
-        for future in futures:
-            blob, problem = await future
-            leaves = (blob[i : i + 32] for i in range(0, len(blob), 32))
-            if not walk.fold(leaves) or problem is not None:
-                walk.problem = walk.problem or problem
-                processes.shutdown(wait=False, cancel_futures=True)
-                return
-    walk.finish(tree_size=size)
-
-
-def hash_share(dsn: str, snapshot: str, lo: int, hi: int | None) -> tuple[bytes, Problem | None]:
-    """In a worker process: the leaves of positions [lo, hi) (to the end when hi is None)
-    and the first problem among them."""
-    return asyncio.run(_hash_share(dsn, snapshot, lo, hi))
-
-
-async def _hash_share(
-    dsn: str, snapshot: str, lo: int, hi: int | None
-) -> tuple[bytes, Problem | None]:
-    if not _SNAPSHOT_ID.fullmatch(snapshot):
-        raise ValueError(f"not a snapshot id: {snapshot!r}")
-    conn = await asyncpg.connect(dsn)
-    leaves: list[bytes] = []
-    try:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-            batches = repository.iter_sealed(conn, start=lo, stop=hi)
-            async with contextlib.aclosing(batches) as rows_of:
-                async for rows in rows_of:
-                    good, problem = check_rows(rows, expected=lo + len(leaves))
-                    leaves.extend(good)
-                    if problem is not None:
-                        return b"".join(leaves), problem
-    finally:
-        await conn.close()
-    end = lo + len(leaves)
-    if hi is not None and end < hi:
-        return b"".join(leaves), (end, None, f"the entry at position {end} is missing")
-    return b"".join(leaves), None
 
 
 def _outcome(base: LogReport, walk: _Walk) -> LogReport:

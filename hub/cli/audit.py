@@ -2,7 +2,6 @@
 consistency, check an evidence package's proofs offline, and prune below a checkpoint."""
 
 import io
-import os
 import sys
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -38,29 +37,18 @@ def audit() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Checkpoint public key (PEM); default: the hub's key under HUB_SECRETS_DIR.",
 )
-@click.option(
-    "--jobs",
-    type=click.IntRange(1, 64),
-    default=os.cpu_count() or 1,
-    show_default="the number of CPUs",
-    help="Processes that recompute entries (used from 100,000 entries on).",
-)
-def audit_verify(
-    as_json: bool, checkpoint_file: Path | None, key_file: Path | None, jobs: int
-) -> None:
+def audit_verify(as_json: bool, checkpoint_file: Path | None, key_file: Path | None) -> None:
     """Recompute every entry and check the tree against a signed checkpoint; exit 1 and name
     the first altered or missing entry, a cut tail or a rewritten tree."""
     from hub.audit import public_key_in, verify_log
     from hub.audit.checkpoints import read_witness_file
-    from hub.audit.verify import Parallel
 
     settings = settings_or_exit()
     trusted = read_witness_file(checkpoint_file) if checkpoint_file else None
     key = _key_from(key_file) if key_file else public_key_in(settings.secrets_dir)
-    parallel = Parallel(dsn=settings.database_url, workers=jobs)
 
     async def work(services: Services) -> LogReport:
-        return await verify_log(services.db.pool, key=key, trusted=trusted, parallel=parallel)
+        return await verify_log(services.db.pool, key=key, trusted=trusted)
 
     report = run_with_services(work)
     emit(report, as_json=as_json, text=lambda: _verify_text(report))

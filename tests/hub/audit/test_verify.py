@@ -21,11 +21,9 @@ from hub.audit.checkpoints import read_witness_file
 from hub.audit.merkle import verify_inclusion
 from hub.audit.repository import iter_sealed, stored_entry
 from hub.audit.rules import entry_leaf
-from hub.audit.verify import Parallel
 from hub.kit.clock import utcnow
 from hub.kit.errors import NotFoundError
 from hub.runtime import Services
-from hub.settings import Settings
 from tests.hub.audit.builders import append_many, fixed, sealer
 
 pytestmark = pytest.mark.db
@@ -187,24 +185,3 @@ async def test_batches_are_read_ahead_and_an_early_stop_leaves_the_connection_us
             async for _ in batches:
                 break  # the second batch is already on its way
         assert await conn.fetchval("SELECT count(*) FROM audit_log") == 10
-
-
-@pytest.mark.parametrize("damage", ["none", "edit", "middle", "boundary", "tail"])
-async def test_worker_processes_find_what_one_process_finds(
-    services: Services, settings: Settings, damage: str
-) -> None:
-    seqs = await sealed_log(services, 9)  # positions 0-8, sealed in seq order; shares 0-4, 5-8
-    sql = {
-        "edit": ("UPDATE audit_log SET target = 'x' WHERE seq = $1", seqs[7]),
-        "middle": ("DELETE FROM audit_log WHERE seq = $1", seqs[6]),
-        "boundary": ("DELETE FROM audit_log WHERE seq = $1", seqs[5]),
-        "tail": ("DELETE FROM audit_log WHERE seq = $1", seqs[8]),
-    }.get(damage)
-    if sql is not None:
-        await execute(services, *sql)
-    key = public_key_in(settings.secrets_dir)
-    alone = await verify_log(services.db.pool, key=key)
-    parallel = Parallel(dsn=settings.database_url, workers=2, min_entries=1)
-    shared = await verify_log(services.db.pool, key=key, parallel=parallel)
-    assert shared == alone
-    assert shared.ok is (damage == "none")
