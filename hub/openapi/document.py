@@ -151,7 +151,7 @@ def _error_statuses(op: dict[str, Any], method: str, path: str, *, public: bool)
     if not public:
         statuses |= {403}
     if op.get("parameters") or "{" in path:
-        statuses |= {400}
+        statuses |= {400, 422}  # malformed, or well-formed but unstorable (e.g. NUL)
     if "{" in path:
         statuses |= {404}
     if "requestBody" in op:
