@@ -35,17 +35,21 @@ from hub.feeds.service import resolve_reader as _resolve
 from hub.identity.mtls import CLIENT_CERT_KEY
 from hub.kit.errors import ForbiddenError, ValidationError
 from hub.kit.media_response import image_response
+from hub.kit.params import NO_NUL
 from hub.policy.guard import current_decision_id, current_subject
 from hub.policy.schemas import RequestInfo
 from hub.runtime import ServicesDep
 
 AnyConnection = Request[Any, Any, Any] | WebSocket[Any, Any, Any]
 Sha256Param = Annotated[str, PathParameter(pattern="^[0-9a-f]{64}$", description="image SHA-256")]
+# Items are plain text without NUL (PostgreSQL cannot compare against it: it answered 500).
+FilterText = Annotated[str, msgspec.Meta(max_length=128, pattern=NO_NUL)]
 LabelList = Annotated[
-    list[str] | None, QueryParameter(name="class", description="any of these classes", max_items=32)
+    list[FilterText] | None,
+    QueryParameter(name="class", description="any of these classes", max_items=32),
 ]
 CameraList = Annotated[
-    list[str] | None,
+    list[FilterText] | None,
     QueryParameter(name="camera", description="any of these cameras", max_items=64),
 ]
 _encoder = msgspec.json.Encoder()

@@ -19,7 +19,7 @@ from litestar.testing import AsyncTestClient
 from hub.app import create_app
 from hub.kit.problems import EXCEPTION_HANDLERS
 from hub.settings import Settings
-from tests.hub.feeds.builders import bearer, issue, register_agencies
+from tests.hub.feeds.builders import agency_token, bearer, issue, register_agencies
 from tests.hub.identity.builders import admin_token_fields
 from tests.support import BASE_URL
 
@@ -33,6 +33,7 @@ CASES: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("officer", "GET", "/v1/decisions?event_id=000000000000000000000000000000000000", None),
     ("officer", "GET", "/v1/decisions/z%00x", None),
     ("officer", "POST", "/v1/incidents", {"title": "a\x00b"}),
+    ("agency", "GET", "/v1/feeds/events?camera=a%00b", None),
     ("admin", "GET", "/v1/admin/deliveries?agency=a%00b", None),
     ("admin", "POST", "/v1/admin/agencies/z%00x/resume", None),
     ("admin", "GET", "/v1/admin/nodes/z%00x/cameras", None),
@@ -47,6 +48,7 @@ async def http(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[AsyncT
     path = tmp_path / "tokens.toml"
     tokens = {
         "officer": issue(path, "olga", roles=["compliance_officer"]),
+        "agency": agency_token(path, "police-north"),
         "admin": issue(path, "ada", roles=["admin"], **admin_token_fields()),
     }
     app = create_app(msgspec.structs.replace(settings, api_tokens_file=str(path)))
