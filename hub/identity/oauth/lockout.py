@@ -112,6 +112,16 @@ class SigninThrottle:
         LOCKOUTS.inc()
         return True
 
+    async def refund(self, attempt: Attempt) -> None:
+        """Uncount an attempt that never checked a password (the hasher was busy): a flood
+        of bogus sign-ins must not lock out the users it already delays."""
+        key = self._key(attempt.account)
+        with _unavailable():
+            async with self.redis.client.pipeline(transaction=True) as pipe:
+                pipe.hincrby(key, "failures", -1)
+                pipe.hset(key, "not_before", "0")
+                await pipe.execute()
+
     async def succeeded(self, account: str) -> None:
         """Forget the account's failures."""
         await self.clear(account)

@@ -20,7 +20,7 @@ from hub.identity.oauth.kit import IdentityKit
 from hub.identity.oauth.lockout import Attempt, ThrottledError
 from hub.identity.oauth.schemas import LockoutRead, UserRead
 from hub.kit.clock import Clock, utcnow
-from hub.kit.errors import ForbiddenError, NotFoundError
+from hub.kit.errors import ForbiddenError, NotFoundError, UnavailableError
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.@\-]{1,128}")  # as `AccountName` in schemas
 
@@ -43,7 +43,11 @@ async def sign_in(
     (429 with Retry-After) that is checked before the password is."""
     attempt = await _begin_signin(kit, username)
     found = await repository.find_user(kit.db.pool, username)
-    ok = await kit.hasher.run(verify_secret, None if found is None else found[0], password)
+    try:
+        ok = await kit.hasher.run(verify_secret, None if found is None else found[0], password)
+    except UnavailableError:
+        await kit.throttle.refund(attempt)  # busy, not wrong: 503 without a failure counted
+        raise
     user = found[2] if found is not None and ok and found[2].status == "active" else None
     if user is not None and found is not None and found[1] is not None:
         secret = kit.sealer.open(found[1], context=username).decode()

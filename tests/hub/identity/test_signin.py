@@ -24,6 +24,7 @@ from hub.identity.oauth.lockout import SigninThrottle
 from hub.identity.oauth.rules import Throttle
 from hub.identity.ratelimit import ClientKeys
 from hub.identity.tokens import TokenStore
+from hub.kit.errors import UnavailableError
 from hub.runtime import Services, build_services
 from hub.settings import Settings
 from tests.hub.identity.builders import (
@@ -297,3 +298,28 @@ async def test_a_user_revokes_its_login_with_its_own_access_token(
     assert refused.json()["code"] == "token_revoked"  # the whole login, access token included
     refresh = urlencode({"grant_type": "refresh_token", "refresh_token": login["refresh_token"]})
     assert (await client.post("/oauth/token", content=refresh, headers=FORM)).status_code == 400
+
+
+class BusyHasher:
+    """A password hasher whose queue is always full (as under a flood of bogus logins)."""
+
+    async def run(self, *_: object, **__: object) -> bool:
+        raise UnavailableError("password hashing is busy", retry_after=1)
+
+
+async def test_busy_hashing_answers_503_without_counting_a_failure(
+    settings: Settings, services: Services
+) -> None:
+    await officer(services)
+    built = build_services(settings)
+    throttle = SigninThrottle(built.redis, rules=FAST)
+    busy = dataclasses.replace(built.identity, throttle=throttle, hasher=BusyHasher())
+    app = create_app(settings, services=dataclasses.replace(built, identity=busy))
+    async with AsyncTestClient(app=app, base_url=BASE_URL) as client:
+        answers = [
+            await client.post("/oauth/token", content=password_form("bob", PASSWORD), headers=FORM)
+            for _ in range(5)
+        ]
+    assert [a.status_code for a in answers] == [503] * 5
+    attempt = await throttle.begin("user:bob")
+    assert attempt.number == 1  # none of the five busy answers was counted
