@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 # Load the URLs that scripts/services.sh found or started.
 WITH_SERVICES := set -a && . .hub/services.env && set +a &&
 
-.PHONY: help install services services-stop migrate run test bench lint schemas clean
+.PHONY: help install services services-stop migrate run test bench lint schemas clean cluster-up cluster-down cluster-test
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -48,6 +48,15 @@ lint: install ## ruff (lint + format check) and mypy strict (import direction is
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy
+
+cluster-up: install ## Build the multi-host rig in network namespaces (root; docs/cluster.md)
+	@scripts/cluster.sh up
+
+cluster-down: ## Remove the multi-host rig (namespaces, bridge, .hub/cluster)
+	@scripts/cluster.sh down
+
+cluster-test: install services ## Fault tests across the rig's hosts (minutes; builds and removes it)
+	@$(WITH_SERVICES) HUB_CLUSTER_TESTS=1 $(BIN)/python -m pytest tests/cluster -s $(PYTEST_ARGS)
 
 schemas: install ## Export the JSON Schema of hub.detection.v1 into schemas/
 	@$(BIN)/hub export-schemas schemas

@@ -11,7 +11,7 @@ from hub.delivery.kit import queue_name
 from hub.delivery.queue import DELIVER_FUNCTION
 from hub.ingest.jobs import ensure_partitions_job
 from hub.kit.logging import configure_logging
-from hub.kit.redis import arq_redis_settings
+from hub.kit.redis import arq_redis_pool, arq_redis_settings
 from hub.media.jobs import reconcile_media_scans_job, scan_media
 from hub.media.service import SCAN_FUNCTION
 from hub.observability import ObservabilityKit, prepare_process
@@ -141,4 +141,5 @@ def run(settings: Settings) -> None:
     """Run the worker until stopped (blocking)."""
     prepare_process(settings)  # metrics folder before any collector exists
     configure_logging(settings)
-    run_worker(WorkerSettings, **worker_options(settings))  # type: ignore[arg-type]
+    pool = arq_redis_pool(settings)  # Sentinel: retries across a failover
+    run_worker(WorkerSettings, **worker_options(settings), redis_pool=pool)  # type: ignore[arg-type]

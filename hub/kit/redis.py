@@ -8,11 +8,15 @@ docs/deploy.md: recent nonces and rate-limit counters, never an event.
 
 from typing import Any
 
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import Redis
 from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.kit.errors import UnavailableError
 from hub.settings import Settings
@@ -69,6 +73,26 @@ def arq_redis_settings(settings: Settings) -> RedisSettings:
         password=auth.get("password"),
         conn_timeout=2,
     )
+
+
+def arq_redis_pool(settings: Settings) -> ArqRedis | None:
+    """The worker's arq connection through Sentinel, retrying a failed command for about 10 s
+    (a failover takes 2-5 s to be noticed and done), because arq's worker exits on the first
+    connection error; None without sentinels (arq connects from `arq_redis_settings`)."""
+    sentinels = parse_sentinels(settings.redis_sentinels)
+    if not sentinels:
+        return None
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinels, sentinel_kwargs=dict(_TIMEOUTS), **_TIMEOUTS
+    )
+    pool: ArqRedis = sentinel.master_for(
+        settings.redis_sentinel_master,
+        redis_class=ArqRedis,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), retries=15),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
+        **_auth(settings.redis_url),
+    )
+    return pool
 
 
 class RedisStore:

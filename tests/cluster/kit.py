@@ -1,0 +1,158 @@
+"""Helpers of the cluster fault tests: run the edge load in its namespace, inject a fault
+through scripts/cluster.sh, and check the end state: every accepted event stored once and
+delivered once at the idempotent receiver."""
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE = ROOT / ".hub" / "cluster"
+API = "http://10.231.0.30:8000"
+INBOX = "http://10.231.0.60:8101/_inbox"
+DATABASE = (
+    "postgresql://postgres@10.231.0.11:5432,10.231.0.12:5432/hub_cluster"
+    "?target_session_attrs=read-write"
+)
+
+
+def cluster(*args: str, timeout: float = 60) -> str:
+    """Run scripts/cluster.sh with `args`; its stdout."""
+    done = subprocess.run(  # noqa: S603 - our own script, fixed arguments
+        [str(ROOT / "scripts" / "cluster.sh"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"cluster.sh {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the edge saw and what the hub stored and delivered."""
+
+    accepted: int
+    stored: int
+    delivered: int
+    received_unique: int
+    received_duplicates: int
+    resent_batches: int
+    failed_attempts: Counter[str]
+    unavailable_seconds: float
+    drained_after_seconds: float
+
+    def summary(self) -> str:
+        """One line for the test log and docs/cluster.md."""
+        return (
+            f"accepted {self.accepted}, stored {self.stored}, delivered {self.delivered}, "
+            f"received {self.received_unique} (+{self.received_duplicates} re-sent), "
+            f"batches re-sent by the edge {self.resent_batches}, failed attempts "
+            f"{dict(self.failed_attempts)}, ingest unavailable {self.unavailable_seconds:.1f} s, "
+            f"drained {self.drained_after_seconds:.1f} s after the load"
+        )
+
+
+async def clear_inbox() -> None:
+    """Forget what the demo agency received so far."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        (await http.post(f"{INBOX}/clear")).raise_for_status()
+
+
+async def start_load(out: Path, *, rate: float, duration: float) -> asyncio.subprocess.Process:
+    """The edge's load, running in its own namespace until `duration` is over."""
+    return await asyncio.create_subprocess_exec(
+        "ip", "netns", "exec", "hubc-edge", sys.executable,
+        str(ROOT / "scripts" / "cluster" / "load.py"),
+        "--base", API, "--node", str(STATE / "edge"), "--rate", str(rate),
+        "--duration", str(duration), "--out", str(out),
+        cwd=ROOT,
+    )  # fmt: skip
+
+
+def unavailable_seconds(attempts: list[tuple[float, str]]) -> float:
+    """Longest stretch from a failed attempt to the next success (the edge's outage)."""
+    longest, since = 0.0, None
+    for at, outcome in sorted(attempts):
+        if outcome != "200" and since is None:
+            since = at
+        elif outcome == "200" and since is not None:
+            longest, since = max(longest, at - since), None
+    return longest
+
+
+async def settle(report_file: Path, *, within: float = 150) -> Outcome:
+    """Wait until every delivery of the accepted events is delivered; then count."""
+    report = json.loads(report_file.read_text(encoding="utf-8"))
+    ids = list(set(report["accepted"]))
+    started = time.monotonic()
+    conn = await _connect(within)
+    try:
+        while True:
+            stored, deliveries, done = await _ledger(conn, ids)
+            if done == deliveries or time.monotonic() - started > within:
+                break
+            await asyncio.sleep(1)
+    finally:
+        await conn.close()
+    async with httpx.AsyncClient(timeout=5) as http:
+        inbox = (await http.get(f"{INBOX}/")).json()
+    return Outcome(
+        accepted=len(report["accepted"]),
+        stored=stored,
+        delivered=done,
+        received_unique=inbox["unique"],
+        received_duplicates=inbox["duplicates"],
+        resent_batches=report["resent"],
+        failed_attempts=Counter(o for _, o in report["attempts"] if o != "200"),
+        unavailable_seconds=unavailable_seconds(report["attempts"]),
+        drained_after_seconds=time.monotonic() - started,
+    )
+
+
+async def _connect(within: float) -> asyncpg.Connection:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await asyncpg.connect(DATABASE, timeout=5)
+        except (OSError, asyncpg.PostgresError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1)
+
+
+async def _ledger(conn: asyncpg.Connection, ids: list[str]) -> tuple[int, int, int]:
+    row = await conn.fetchrow(
+        """
+        SELECT (SELECT count(*) FROM detection_event
+                 WHERE event_id = ANY ($1::uuid[]) AND disposition = 'accepted') AS stored,
+               count(d.id) AS deliveries,
+               count(d.id) FILTER (WHERE d.status = 'delivered') AS delivered
+          FROM detection_event e JOIN delivery d
+            ON d.event_pk = e.id AND d.event_captured_at = e.captured_at
+         WHERE e.event_id = ANY ($1::uuid[])
+        """,
+        ids,
+    )
+    assert row is not None
+    return int(row["stored"]), int(row["deliveries"]), int(row["delivered"])
+
+
+async def leases_held() -> int:
+    """Delivery rows claimed by a worker right now (in flight, lease not yet expired)."""
+    conn = await asyncpg.connect(DATABASE, timeout=5)
+    try:
+        sql = "SELECT count(*) FROM delivery WHERE status = 'in_flight' AND next_attempt_at > now()"
+        return int(await conn.fetchval(sql))
+    finally:
+        await conn.close()

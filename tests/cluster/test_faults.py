@@ -1,0 +1,92 @@
+"""Faults across hosts of the cluster rig (scripts/cluster.sh), each under load from the edge
+and each ending with every accepted event stored once and delivered once at the idempotent
+receiver. Re-sends (edge batches, deliveries) are allowed and printed; losses and doubles are
+not. The figures go to docs/cluster.md. The promotion runs last: it cannot be undone."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.kit import Outcome, clear_inbox, cluster, leases_held, settle, start_load
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(420)]
+
+RATE = 40.0  # events/s from the edge: modest, the machine's two cores are shared
+DURATION = 20.0
+FAULT_AT = 5.0
+RESTORE_AT = 12.0
+
+
+async def under_load(
+    tmp_path: Path,
+    fault: Callable[[], Awaitable[None]],
+    restore: Callable[[], Awaitable[None]] | None = None,
+) -> Outcome:
+    """Run the load, inject `fault` after FAULT_AT s and `restore` after RESTORE_AT s, then
+    wait for the ledger to drain and count."""
+    await clear_inbox()
+    out = tmp_path / "load.json"
+    load = await start_load(out, rate=RATE, duration=DURATION)
+    await asyncio.sleep(FAULT_AT)
+    await fault()
+    if restore is not None:
+        await asyncio.sleep(RESTORE_AT - FAULT_AT)
+        await restore()
+    assert await load.wait() == 0, "the edge load failed"
+    outcome = await settle(out)
+    print(f"\n{outcome.summary()}")  # noqa: T201 - the figures of docs/cluster.md
+    return outcome
+
+
+def assert_exactly_once(outcome: Outcome) -> None:
+    """Nothing lost, nothing stored twice, every delivery acknowledged once or more."""
+    assert outcome.accepted > 0
+    assert outcome.stored == outcome.accepted, "accepted events missing from the store"
+    assert outcome.delivered == outcome.accepted, "deliveries not delivered"
+    assert outcome.received_unique == outcome.accepted, "receiver missed deliveries"
+
+
+def shell(*args: str) -> Callable[[], Awaitable[None]]:
+    """A fault step: scripts/cluster.sh `args`, off the event loop."""
+
+    async def step() -> None:
+        await asyncio.to_thread(cluster, *args)
+
+    return step
+
+
+async def test_api_host_killed(rig: None, tmp_path: Path) -> None:
+    outcome = await under_load(tmp_path, shell("kill", "api1"), shell("start", "api1"))
+    assert_exactly_once(outcome)
+
+
+async def test_worker_host_killed_holding_leases(rig: None, tmp_path: Path) -> None:
+    held: list[int] = []
+
+    async def kill_worker() -> None:
+        held.append(await leases_held())
+        await asyncio.to_thread(cluster, "kill", "worker1")
+
+    outcome = await under_load(tmp_path, kill_worker, shell("start", "worker1"))
+    print(f"leases held when worker1 was killed: {held[0]}")  # noqa: T201
+    assert_exactly_once(outcome)
+
+
+async def test_worker_partitioned_and_restored(rig: None, tmp_path: Path) -> None:
+    outcome = await under_load(tmp_path, shell("cut", "worker2"), shell("restore", "worker2"))
+    assert_exactly_once(outcome)
+
+
+async def test_redis_master_killed_sentinel_fails_over(rig: None, tmp_path: Path) -> None:
+    outcome = await under_load(tmp_path, shell("kill", "redis1"))
+    assert_exactly_once(outcome)
+    status = cluster("status").splitlines()
+    assert any(line.startswith("redis2") and "role:master" in line for line in status), status
+
+
+async def test_primary_stopped_replica_promoted(rig: None, tmp_path: Path) -> None:
+    outcome = await under_load(tmp_path, shell("promote"))
+    assert_exactly_once(outcome)
+    print(f"ingest answered no 200 for {outcome.unavailable_seconds:.1f} s")  # noqa: T201
