@@ -1,24 +1,31 @@
-"""Agency feeds: REST pages/s and p99 with concurrent agency clients, and live fan-out latency.
+"""Agency feeds: items released per second and page p99, closed and open loop, per agency.
 
 Runs against scratch resources removed afterwards: a database `hub_bench_<random>` on the
 server of HUB_DATABASE_URL (migrated with `hub migrate`), Redis keys under `bench:<random>:`,
 a tokens file and a `hub api` subprocess on a free loopback port.
 
-REST: `--events` events are bulk-loaded with COPY (the feed trigger queues them) and given
-feed positions; then `--clients` agency clients (spread over the three demo agencies) each
-page through the whole feed with `limit=100`, as fast as they can. Every item still goes
-through `release()` and every page is audited. Live: `--subscribers` WebSocket clients connect,
-then events are committed one transaction at a time and announced exactly as ingest's
-after-commit hook does (sequence, publish); latency is commit -> message received, per
-delivered message. The load generator shares the machine with the API, PostgreSQL and Redis.
+`--events` events are bulk-loaded with COPY (the feed trigger queues them) and given feed
+positions; one in ten comes from the north camera, so police-north may see 10 % of the feed
+and the two central agencies 90 %. Walk (closed loop): `--clients` agency clients (spread
+over the three demo agencies) each page through their whole feed with `limit=100` as fast as
+they can; every page start is kept. Open loop: pages are requested at a fixed `--rate` for
+`--duration` seconds, each from a random kept cursor of a random client, whether or not
+earlier pages have answered; a page's latency runs from when it was due (so a stall counts
+against every page that waited), per agency. Every item goes through `release()` and every
+page is audited. Live: `--subscribers` WebSocket clients connect, then events are committed
+one transaction at a time and announced exactly as ingest's after-commit hook does (sequence,
+publish); latency is commit -> message received. The load generator shares the machine with
+the API, PostgreSQL and Redis; CPU per page (API and PostgreSQL, from /proc) is the figure to
+compare on a busy machine.
 
     .venv/bin/python bench/feeds.py                      # the issue's figures (slow)
-    .venv/bin/python bench/feeds.py --events 10000       # a quick run
+    .venv/bin/python bench/feeds.py --events 10000 --duration 10 --live-events 0
 """
 
 import argparse
 import asyncio
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -36,6 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import msgspec
+from ingest import cpu_split, sample_cpu  # bench/ingest.py: the same /proc sampler
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake
 
@@ -45,6 +53,8 @@ from hub.identity.tokens import TokenEntry, append_token, new_token, token_hash
 from hub.settings import load_settings
 
 GOAL_PAGE_P99_MS = 50.0
+GOAL_ITEMS_PER_S = 20_000
+PAGE_LIMIT = 100
 GOAL_LIVE_P99_MS = 250.0
 AGENCIES = {
     "police-north": (["north"], 3, "investigation"),
@@ -94,6 +104,11 @@ def row(camera: str, at: datetime) -> tuple[Any, ...]:
         uuid.uuid4(), uuid.UUID(data["event_id"]), at, camera, ["person", "plate"], 0.91,
         secrets.token_bytes(32), body.decode(),
     )  # fmt: skip
+
+
+def camera_of(i: int) -> str:
+    """One event in ten from the north camera (police-north), the rest central."""
+    return CAMERAS[0] if i % 10 == 0 else CAMERAS[1 + i % 2]
 
 
 class Scratch:
@@ -207,7 +222,7 @@ async def seed(scratch: Scratch, events: int) -> None:
         start = datetime.now(UTC) - timedelta(hours=1)
         for first in range(0, events, 10_000):
             rows = [
-                row(CAMERAS[i % len(CAMERAS)], start + timedelta(milliseconds=i * 10))
+                row(camera_of(i), start + timedelta(milliseconds=i * 10))
                 for i in range(first, min(events, first + 10_000))
             ]
             await conn.copy_records_to_table("detection_event", records=rows, columns=COLUMNS)
@@ -218,40 +233,146 @@ async def seed(scratch: Scratch, events: int) -> None:
         await conn.close()
 
 
-async def page_through(http: httpx.AsyncClient, token: str, latencies: list[float]) -> int:
-    """One client: every page of the feed, in order; returns the items it got."""
-    cursor, items = None, 0
-    headers = {"Authorization": f"Bearer {token}"}
+async def get_page(
+    http: httpx.AsyncClient, token: str, cursor: str | None
+) -> tuple[int, str, bool]:
+    """One page: items released, next cursor, has_more."""
+    params: dict[str, Any] = {"limit": PAGE_LIMIT}
+    if cursor:
+        params["cursor"] = cursor
+    response = await http.get(
+        "/v1/feeds/events", params=params, headers={"Authorization": f"Bearer {token}"}
+    )
+    response.raise_for_status()
+    body = response.json()
+    return len(body["items"]), body["next_cursor"], bool(body["has_more"])
+
+
+async def page_through(
+    http: httpx.AsyncClient, token: str, latencies: list[float], cursors: list[str | None]
+) -> int:
+    """One client: every page of its feed, in order; returns the items it got."""
+    cursor: str | None = None
+    items = 0
     while True:
-        params: dict[str, Any] = {"limit": 100}
-        if cursor:
-            params["cursor"] = cursor
+        cursors.append(cursor)
         t0 = time.perf_counter()
-        response = await http.get("/v1/feeds/events", params=params, headers=headers)
+        got, cursor, more = await get_page(http, token, cursor)
         latencies.append(time.perf_counter() - t0)
-        response.raise_for_status()
-        body = response.json()
-        items += len(body["items"])
-        cursor = body["next_cursor"]
-        if not body["has_more"]:
+        items += got
+        if not more:
             return items
 
 
-async def rest_phase(base: str, tokens: list[str]) -> dict[str, Any]:
-    """Every client pages through the whole feed at once."""
+def client(base: str, clients: int) -> httpx.AsyncClient:
+    """An HTTP client with a kept-alive connection per concurrent page."""
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    return httpx.AsyncClient(base_url=base, timeout=60, limits=limits)
+
+
+async def walk_phase(
+    base: str, tokens: list[tuple[str, str]], cpu: "CpuWindow"
+) -> tuple[dict[str, Any], dict[str, list[str | None]]]:
+    """Closed loop: every client pages through its whole feed at once; the page starts."""
     latencies: list[float] = []
-    limits = httpx.Limits(max_connections=len(tokens), max_keepalive_connections=len(tokens))
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
+    cursors: dict[str, list[str | None]] = {token: [] for _, token in tokens}
+    async with client(base, len(tokens)) as http:
+        cpu.start()
         t0 = time.perf_counter()
-        items = await asyncio.gather(*(page_through(http, t, latencies) for t in tokens))
+        items = await asyncio.gather(
+            *(page_through(http, t, latencies, cursors[t]) for _, t in tokens)
+        )
         elapsed = time.perf_counter() - t0
-    return {
+        split = cpu.stop()
+    report = {
         "pages": len(latencies),
         "items_released": sum(items),
         "seconds": round(elapsed, 2),
         "pages_per_s": round(len(latencies) / elapsed, 1),
+        "items_per_s": round(sum(items) / elapsed),
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+        **per_page(split, len(latencies)),
+    }
+    return report, cursors
+
+
+async def open_loop_phase(
+    base: str,
+    tokens: list[tuple[str, str]],
+    cursors: dict[str, list[str | None]],
+    *,
+    rate: float,
+    duration: float,
+    cpu: "CpuWindow",
+) -> dict[str, Any]:
+    """Pages due at a fixed rate from random kept cursors; latency from when each was due."""
+    rng = random.Random(7)
+    by_agency: dict[str, list[float]] = {name: [] for name, _ in tokens}
+    items: dict[str, int] = dict.fromkeys(by_agency, 0)
+
+    async def one(agency: str, token: str, due: float, http: httpx.AsyncClient) -> None:
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        got, _, _ = await get_page(http, token, rng.choice(cursors[token]))
+        by_agency[agency].append(time.perf_counter() - due)
+        items[agency] += got
+
+    count = int(rate * duration)
+    async with client(base, 200) as http:
+        cpu.start()
+        t0 = time.perf_counter() + 0.5
+        plan = [(*tokens[i % len(tokens)], t0 + i / rate) for i in range(count)]
+        await asyncio.gather(*(one(a, t, due, http) for a, t, due in plan))
+        elapsed = time.perf_counter() - t0
+        split = cpu.stop()
+    every = [v for values in by_agency.values() for v in values]
+    return {
+        "rate_offered": rate,
+        "pages": len(every),
+        "seconds": round(elapsed, 2),
+        "items_per_s": round(sum(items.values()) / elapsed),
+        "p50_ms": round(percentile(every, 0.50) * 1000, 1),
+        "p99_ms": round(percentile(every, 0.99) * 1000, 1),
+        "by_agency": {
+            name: {
+                "pages": len(values),
+                "items_per_page": round(items[name] / max(1, len(values)), 1),
+                "p50_ms": round(percentile(values, 0.50) * 1000, 1),
+                "p99_ms": round(percentile(values, 0.99) * 1000, 1),
+            }
+            for name, values in by_agency.items()
+        },
+        **per_page(split, len(every)),
+    }
+
+
+class CpuWindow:
+    """CPU of the API's process tree and of PostgreSQL over a window (from /proc)."""
+
+    def __init__(self, api_pid: int) -> None:
+        self.api_pid = api_pid
+        self._before: Any = None
+
+    def start(self) -> None:
+        """Open the window."""
+        self._before = sample_cpu()
+
+    def stop(self) -> dict[str, Any]:
+        """Close the window: percent of one core per group, and its length."""
+        after = sample_cpu()
+        split = cpu_split(self._before, after, api_pid=self.api_pid, load_pids=set())
+        return {**split, "seconds": after.at - self._before.at}
+
+
+def per_page(split: dict[str, Any], pages: int) -> dict[str, Any]:
+    """CPU milliseconds per page of the API and of PostgreSQL (all of its sessions)."""
+    share = split["percent_of_one_core"]
+    return {
+        "cpu_percent_of_one_core": share,
+        "api_cpu_ms_per_page": round(share["api"] * 10 * split["seconds"] / max(1, pages), 2),
+        "postgres_cpu_ms_per_page": round(
+            share["postgres"] * 10 * split["seconds"] / max(1, pages), 2
+        ),
     }
 
 
@@ -326,13 +447,13 @@ def free_port() -> int:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Set up, measure both phases, tear down."""
+    """Set up, measure every phase, tear down."""
     scratch = Scratch()
     names = list(AGENCIES)
     try:
         log(f"scratch database hub_bench_{scratch.tag}; migrating")
         scratch.hub("migrate")
-        rest_tokens = [scratch.token(names[i % 3]) for i in range(args.clients)]
+        rest_tokens = [(names[i % 3], scratch.token(names[i % 3])) for i in range(args.clients)]
         live_tokens = [scratch.token(names[i % 3]) for i in range(args.subscribers)]
         log(f"seeding {args.events} events")
         t0 = time.perf_counter()
@@ -341,18 +462,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             f"seeded in {time.perf_counter() - t0:.1f} s; starting hub api ({args.workers} workers)"
         )
         base = scratch.start_api(free_port(), args.workers)
-        log(f"REST: {args.clients} clients paging through {args.events} events")
-        rest = await rest_phase(base, rest_tokens)
-        log(f"live: {args.subscribers} subscribers, {args.live_events} events")
-        live = await live_phase(scratch, base, live_tokens, args.live_events)
+        assert scratch.api is not None
+        cpu = CpuWindow(scratch.api.pid)
+        log(f"walk: {args.clients} clients paging through {args.events} events")
+        walk, cursors = await walk_phase(base, rest_tokens, cpu)
+        log(f"open loop: {args.rate} pages/s for {args.duration} s")
+        steady = await open_loop_phase(
+            base, rest_tokens, cursors, rate=args.rate, duration=args.duration, cpu=cpu
+        )
+        live: dict[str, Any] = {}
+        if args.live_events:
+            log(f"live: {args.subscribers} subscribers, {args.live_events} events")
+            live = await live_phase(scratch, base, live_tokens, args.live_events)
     finally:
         await scratch.close()
     return {
         "cpus": os.cpu_count(),
         "workers": args.workers,
         "events": args.events,
-        "rest": rest,
-        "rest_goal_p99_ms": GOAL_PAGE_P99_MS,
+        "walk": walk,
+        "open_loop": steady,
+        "goal_page_p99_ms": GOAL_PAGE_P99_MS,
+        "goal_items_per_s": GOAL_ITEMS_PER_S,
         "live": live,
         "live_goal_p99_ms": GOAL_LIVE_P99_MS,
     }
@@ -363,17 +494,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000, help="events in the feed")
     parser.add_argument("--clients", type=int, default=20, help="concurrent REST clients")
+    parser.add_argument("--rate", type=float, default=40.0, help="open-loop pages per second")
+    parser.add_argument("--duration", type=float, default=20.0, help="open-loop seconds")
     parser.add_argument("--subscribers", type=int, default=50, help="WebSocket subscribers")
     parser.add_argument("--live-events", type=int, default=200, help="events for the live test")
     parser.add_argument("--workers", type=int, default=2, help="hub api worker processes")
     report = asyncio.run(run(parser.parse_args()))
-    rest, live = report["rest"], report["live"]
+    walk, steady = report["walk"], report["open_loop"]
     print(msgspec.json.format(msgspec.json.encode(report)).decode())
     print(
-        f"REST: {rest['pages_per_s']} pages/s, p99 {rest['p99_ms']} ms "
-        f"(goal < {GOAL_PAGE_P99_MS:.0f} ms); live fan-out p99 {live['p99_ms']} ms "
-        f"(goal < {GOAL_LIVE_P99_MS:.0f} ms) on {report['cpus']} CPUs, shared machine"
+        f"walk (closed loop): {walk['items_per_s']} items released/s "
+        f"(goal >= {GOAL_ITEMS_PER_S}), {walk['pages_per_s']} pages/s, p99 {walk['p99_ms']} ms, "
+        f"API {walk['api_cpu_ms_per_page']} ms + PostgreSQL {walk['postgres_cpu_ms_per_page']} "
+        "ms CPU per page"
     )
+    agencies = ", ".join(f"{n} p99 {a['p99_ms']} ms" for n, a in steady["by_agency"].items())
+    print(
+        f"open loop at {steady['rate_offered']} pages/s: {steady['items_per_s']} items "
+        f"released/s, p99 {steady['p99_ms']} ms (goal < {GOAL_PAGE_P99_MS:.0f} ms; {agencies})"
+        f" on {report['cpus']} CPUs, shared machine: compare CPU per page, not rates"
+    )
+    if report["live"]:
+        print(f"live fan-out p99 {report['live']['p99_ms']} ms (goal < {GOAL_LIVE_P99_MS:.0f})")
 
 
 if __name__ == "__main__":

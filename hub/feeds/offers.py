@@ -60,9 +60,8 @@ async def cover(kit: FeedKit, spec: AudienceSpec, *, after: int, extend: bool) -
     """The audience's offer range, made to start at or before `after` (and, with `extend`,
     to reach further toward the feed's head) under the active bundle revision."""
     revision = kit.policy.revision or ""
-    async with kit.db.transaction() as conn:
-        found = await repository.find_audience(conn, key=spec.key)
-        last = await repository.last_seq(conn)
+    # A read outside any transaction: one round trip instead of BEGIN, two reads, COMMIT.
+    found, last = await repository.find_audience(kit.db.pool, key=spec.key)
     if found is not None and _covers(found, revision, after=after, last=last, extend=extend):
         return Cover(id=found.id, lo=found.lo, hi=found.hi, last=last)
     async with kit.db.transaction() as conn:

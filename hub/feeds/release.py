@@ -116,7 +116,10 @@ def apply_verdicts(
         if verdict.error is not None:
             return ReleasedBatch(items=items, withheld=withheld, last=last, stopped=True)
         if verdict.result.allow:
-            redacted = apply_redactions(record, verdict.result.redactions, hash_key=hash_key)
+            # The record was decoded for this page alone: redact it in place.
+            redacted = apply_redactions(
+                record, verdict.result.redactions, hash_key=hash_key, copy=False
+            )
             items.append(
                 FeedItem(
                     seq=row.seq,

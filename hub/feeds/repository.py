@@ -194,10 +194,22 @@ ON CONFLICT DO NOTHING
 """
 
 
-async def find_audience(conn: asyncpg.Connection, *, key: str) -> Audience | None:
-    """An audience's offer state, or None before its first reader."""
-    row = await conn.fetchrow(f"SELECT {_AUDIENCE_COLUMNS} FROM feed_audience WHERE key = $1", key)
-    return None if row is None else Audience(**dict(row))
+async def find_audience(
+    conn: asyncpg.Connection | asyncpg.Pool, *, key: str
+) -> tuple[Audience | None, int]:
+    """An audience's offer state (None before its first reader) and the highest position
+    handed out so far, in one round trip."""
+    row = await conn.fetchrow(
+        f"""SELECT (SELECT coalesce(max(seq), 0) FROM feed_entry) AS last, a.*
+            FROM (SELECT 1) AS one
+            LEFT JOIN (SELECT {_AUDIENCE_COLUMNS} FROM feed_audience WHERE key = $1) AS a
+              ON true""",
+        key,
+    )
+    last = int(row["last"])
+    if row["id"] is None:
+        return None, last
+    return Audience(id=row["id"], revision=row["revision"], lo=row["lo"], hi=row["hi"]), last
 
 
 async def lock_audience(conn: asyncpg.Connection, *, key: str, agency: str) -> Audience:
@@ -284,7 +296,7 @@ async def insert_offers(
 
 
 async def select_offered(
-    conn: asyncpg.Connection,
+    conn: asyncpg.Connection | asyncpg.Pool,
     *,
     audience_id: int,
     after: int,

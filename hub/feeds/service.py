@@ -160,15 +160,14 @@ async def take_offered(
     position, extend = after, False
     for _ in range(MAX_FILLS):
         cover = await offers.cover(kit, spec, after=position, extend=extend)
-        async with kit.db.transaction() as conn:
-            rows += await repository.select_offered(
-                conn,
-                audience_id=cover.id,
-                after=position,
-                through=cover.hi,
-                filters=filters,
-                limit=limit - len(rows) + 1,
-            )
+        rows += await repository.select_offered(
+            kit.db.pool,
+            audience_id=cover.id,
+            after=position,
+            through=cover.hi,
+            filters=filters,
+            limit=limit - len(rows) + 1,
+        )
         if len(rows) > limit:
             return Taken(rows=rows[:limit], through=rows[limit - 1].seq, more=True)
         position = max(position, cover.hi)
