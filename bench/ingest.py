@@ -276,11 +276,23 @@ class ProcSample:
     procs: dict[int, tuple[str, int, int]]  # pid -> (comm, ppid, user+system ticks)
     busy: int
     total: int
+    titles: dict[int, str] = field(default_factory=dict)  # PostgreSQL process titles
+
+
+def other_database(title: str, database: str) -> bool:
+    """Whether a PostgreSQL process title (`postgres: user db host(port) state`) names a
+    session of another database (the server is shared: other runs' sessions are not ours)."""
+    words = title.replace("\x00", " ").split()
+    if len(words) > 1 and words[1].endswith(":"):  # a cluster name (`postgres: 15/main: ...`)
+        del words[1]
+    is_session = len(words) >= 4 and words[0] == "postgres:" and "(" in words[3]
+    return bool(database) and is_session and words[2] != database
 
 
 def sample_cpu() -> ProcSample:
     """Read /proc once."""
     procs: dict[int, tuple[str, int, int]] = {}
+    titles: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -291,10 +303,15 @@ def sample_cpu() -> ProcSample:
         comm = raw[raw.index("(") + 1 : raw.rindex(")")]
         rest = raw[raw.rindex(")") + 2 :].split()
         procs[int(entry.name)] = (comm, int(rest[1]), int(rest[11]) + int(rest[12]))
+        if comm.startswith("postgres"):
+            with contextlib.suppress(OSError):
+                titles[int(entry.name)] = (entry / "cmdline").read_bytes().decode(errors="replace")
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + values[4]
     total = sum(values[:8])
-    return ProcSample(at=time.monotonic(), procs=procs, busy=total - idle, total=total)
+    return ProcSample(
+        at=time.monotonic(), procs=procs, busy=total - idle, total=total, titles=titles
+    )
 
 
 def descendants(sample: ProcSample, root: int) -> set[int]:
@@ -309,9 +326,15 @@ def descendants(sample: ProcSample, root: int) -> set[int]:
 
 
 def cpu_split(
-    before: ProcSample, after: ProcSample, *, api_pid: int, load_pids: set[int]
+    before: ProcSample,
+    after: ProcSample,
+    *,
+    api_pid: int,
+    load_pids: set[int],
+    database: str = "",
 ) -> dict[str, Any]:
-    """Percent of one core used per group (api, postgres, redis, load generator, other)."""
+    """Percent of one core used per group (api, postgres, redis, load generator, other);
+    with `database`, sessions of other databases on the shared server count as other."""
     seconds = after.at - before.at
     used: dict[int, float] = {}
     for pid, (_, _, ticks) in after.procs.items():
@@ -321,7 +344,11 @@ def cpu_split(
     load = set().union(*(descendants(after, p) for p in load_pids)) if load_pids else set()
     groups = {
         "api": api,
-        "postgres": {p for p, v in after.procs.items() if v[0].startswith("postgres")},
+        "postgres": {
+            p
+            for p, v in after.procs.items()
+            if v[0].startswith("postgres") and not other_database(after.titles.get(p, ""), database)
+        },
         "redis": {p for p, v in after.procs.items() if v[0].startswith("redis-server")},
         "load_generator": load,
     }
@@ -564,7 +591,7 @@ def merge(parts: list[dict[str, Any]]) -> Tally:
     return total
 
 
-def run_load(plans: list[LoadPlan], *, api_pid: int) -> LoadResult:
+def run_load(plans: list[LoadPlan], *, api_pid: int, database: str = "") -> LoadResult:
     """Start the load processes, release them together, sample the CPU around the window."""
     ctx = multiprocessing.get_context("spawn")
     pipes, procs = [], []
@@ -582,7 +609,9 @@ def run_load(plans: list[LoadPlan], *, api_pid: int) -> LoadResult:
         for pipe in pipes:
             pipe.send(start_at)
         load_pids = {p.pid for p in procs if p.pid}
-        cpu = sample_window(plans[0], start_at, api_pid=api_pid, load_pids=load_pids)
+        cpu = sample_window(
+            plans[0], start_at, api_pid=api_pid, load_pids=load_pids, database=database
+        )
         parts = [pipe.recv() for pipe in pipes]
     finally:
         for proc in procs:
@@ -593,7 +622,7 @@ def run_load(plans: list[LoadPlan], *, api_pid: int) -> LoadResult:
 
 
 def sample_window(
-    plan: LoadPlan, start_at: float, *, api_pid: int, load_pids: set[int]
+    plan: LoadPlan, start_at: float, *, api_pid: int, load_pids: set[int], database: str = ""
 ) -> dict[str, Any]:
     """Sleep through the warm-up, sample /proc at both ends of the timed window."""
     log(f"warming up {plan.warmup:g} s, then measuring {plan.duration:g} s")
@@ -601,7 +630,7 @@ def sample_window(
     before = sample_cpu()
     time.sleep(max(0.0, start_at + plan.warmup + plan.duration - time.monotonic()))
     after = sample_cpu()
-    return cpu_split(before, after, api_pid=api_pid, load_pids=load_pids)
+    return cpu_split(before, after, api_pid=api_pid, load_pids=load_pids, database=database)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -827,7 +856,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         scratch.wait_ready(base_url, workers=args.workers)
         assert scratch.api is not None
         plans = plan_load(args, base_url=base_url, key_id=key_id, key_pem=key_pem)
-        load = run_load(plans, api_pid=scratch.api.pid)
+        load = run_load(plans, api_pid=scratch.api.pid, database=f"hub_bench_{scratch.tag}")
         scratch.stop_api()
         log(f"raw COPY of {args.raw_rows:,} rows")
         raw = asyncio.run(

@@ -1,5 +1,6 @@
 """The feed collaborators one API process shares: bus, live hub, agency view, keys."""
 
+import asyncio
 import hashlib
 import time
 from functools import cached_property
@@ -137,7 +138,7 @@ class FeedKit:
         """The key cursors are signed with."""
         return cursor_key(self.hash_key)
 
-    @property
+    @cached_property
     def notifier(self) -> "FeedPublisher":
         """The ingest hook: sequence and announce events after their batch committed."""
         return FeedPublisher(self)
@@ -148,20 +149,46 @@ class FeedKit:
         await self.bus.aclose()
 
 
+class _Run:
+    """One sequencing run that batches may still join until it starts."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.task: asyncio.Task[None] | None = None
+
+
 class FeedPublisher:
-    """Implements ingest's `FeedNotifier`: positions for the new events, then a notice."""
+    """Implements ingest's `FeedNotifier`: positions for the new events, then a notice.
+
+    Group commit: batches that committed while a sequencing run is under way join the next
+    run instead of each opening its own transaction and queueing on the sequencer lock; every
+    caller still returns only after a run that started after its commit has finished."""
 
     def __init__(self, kit: FeedKit) -> None:
         self._kit = kit
+        self._lock = asyncio.Lock()
+        self._next: _Run | None = None
 
     async def published(self, *, node_id: UUID, event_ids: set[UUID]) -> None:
         """Never raises: the events are committed and queued; the periodic sweep (or the
         next batch) sequences whatever this could not."""
         if not event_ids:
             return
+        run = self._next
+        if run is None or run.started:
+            run = self._next = _Run()
+            run.task = asyncio.create_task(self._sequence(run))
+        await asyncio.shield(run.done)
+
+    async def _sequence(self, run: _Run) -> None:
         from hub.feeds.service import sequence_and_announce
 
-        try:
-            await sequence_and_announce(self._kit)
-        except Exception as exc:
-            log.warning("feed sequencing deferred", node_id=str(node_id), error=repr(exc)[:200])
+        async with self._lock:
+            run.started = True  # committed before this point: included in this run
+            try:
+                await sequence_and_announce(self._kit)
+            except Exception as exc:
+                log.warning("feed sequencing deferred", error=repr(exc)[:200])
+            finally:
+                run.done.set_result(None)

@@ -52,3 +52,24 @@ CREATE INDEX feed_offer_seq_idx ON feed_offer (seq);
 CREATE INDEX policy_decisions_feed_events_idx ON policy_decisions
     USING gin ((input -> 'record' -> 'event_ids'))
     WHERE entrypoint = 'hub/release/decision' AND (input -> 'record') ? 'event_ids';
+
+-- Feed queueing per statement, not per row: the row trigger of 0006 ran a PL/pgSQL call and
+-- a one-row INSERT for each of a batch's 100 events inside the ingest transaction; one
+-- INSERT ... SELECT over the statement's transition table queues them all. Inserts reach
+-- detection_event through its parent (hub/ingest/repository.py), which fires this trigger
+-- whatever partition the rows land in. The UPDATE trigger (a reviewer accepting a quarantined
+-- event, one row at a time) stays as it was.
+CREATE FUNCTION feed_queue_events() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO feed_pending (event_pk, captured_at)
+    SELECT id, captured_at FROM inserted_events WHERE disposition = 'accepted'
+    ORDER BY id
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER detection_event_feed_insert ON detection_event;
+CREATE TRIGGER detection_event_feed_insert AFTER INSERT ON detection_event
+    REFERENCING NEW TABLE AS inserted_events
+    FOR EACH STATEMENT EXECUTE FUNCTION feed_queue_events();
