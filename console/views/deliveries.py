@@ -1,5 +1,6 @@
-"""Deliveries: per agency success rate, latency, circuit state, pause/resume; dead letters
-with their metadata (ids and counts, never the record) and replay."""
+"""Deliveries: per agency success rate (over attempts that sent something), withheld attempts
+apart, latency percentiles side by side, circuit state, pause/resume; dead letters with their
+metadata (ids and counts, never the record) and replay."""
 
 from typing import Any
 
@@ -21,15 +22,20 @@ table = [
         "agency": f["agency"],
         "status": f["status"],
         "circuit": f["circuit"],
-        "success rate": None if f["success_rate"] is None else round(100 * f["success_rate"], 1),
+        "success %": None if f["success_rate"] is None else round(100 * f["success_rate"], 1),
+        "sent (24 h)": f["sent"],
+        "withheld (24 h)": f["withheld"],
         "p50 ms": f["latency_p50_ms"],
         "p95 ms": f["latency_p95_ms"],
-        "attempts (24 h)": f["attempts"],
         **dict(f["counts"].items()),
     }
     for f in figures
 ]
 st.dataframe(table, hide_index=True, key="dl_agencies")
+st.caption(
+    "Success % = delivered / attempts that sent something. Withheld attempts (release policy "
+    "kept the record back, nothing was sent) are counted apart and left out of the latency."
+)
 rated = [
     {"agency": f["agency"], "success %": 100 * f["success_rate"]}
     for f in figures
@@ -43,17 +49,17 @@ timed = [
 ]
 c1, c2 = st.columns(2)
 with c1:
-    st.caption("Success rate (24 h)")
+    st.caption("Success rate of sent attempts (24 h)")
     if rated:
         st.altair_chart(charts.bars(rated, x="agency", y="success %"))
     else:
-        empty("No attempts in the last 24 hours.")
+        empty("Nothing was sent in the last 24 hours.")
 with c2:
-    st.caption("Latency (24 h)")
+    st.caption("Latency of sent attempts (24 h), p50 and p95")
     if timed:
-        st.altair_chart(charts.bars(timed, x="agency", y="ms", color="percentile"))
+        st.altair_chart(charts.side_by_side(timed, x="agency", y="ms", series="percentile"))
     else:
-        empty("No attempts in the last 24 hours.")
+        empty("Nothing was sent in the last 24 hours.")
 
 st.subheader("Pause or resume")
 names = [a["agency"]["name"] for a in agencies]

@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from console.api import ApiError, ConsoleError
+from console.api import ConsoleError
 from console.ui import action_button, attempt, call, client, empty, rows
 
 NEXT = {"open": "investigating", "investigating": "closed"}
@@ -134,15 +134,6 @@ st.subheader("Legal holds")
 st.caption("A hold keeps the linked events from retention; releasing needs a second officer.")
 try:
     every_hold: list[dict[str, Any]] = hub.get("/v1/holds")
-except ApiError as exc:
-    every_hold = []
-    if exc.status in (404, 405):
-        st.info(
-            "Legal holds arrive with issue 7 (retention and holds): "
-            "the hub offers no holds API yet."
-        )
-    else:
-        st.error(f"Holds unavailable: {exc.detail}")
 except ConsoleError as exc:
     every_hold = []
     st.error(f"Holds unavailable: {exc}")

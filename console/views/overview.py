@@ -1,12 +1,15 @@
 """Overview: events, deliveries by agency and outcome, backlog, dead letters, incidents,
-active policy, SLO burn rates; refreshed live."""
+active policy, SLO burn rates (a table coloured against the alert thresholds); refreshed
+live."""
 
+from functools import partial
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from console import charts
-from console.api import ConsoleError
+from console.api import ConsoleError, PermissionDeniedError
 from console.ui import call, client, empty
 
 st.title("Overview")
@@ -17,13 +20,13 @@ live = st.toggle("Refresh every 10 s", key="overview_live", value=False)
 def render() -> None:
     """Draw the figures once."""
     data: dict[str, Any] = call(lambda: hub.get("/v1/ops/overview"), what="the overview")
-    cols = st.columns(6)
+    cols = st.columns(5)
     cols[0].metric("Events (24 h)", data["events_window"], help=f"{data['events_total']} stored")
     cols[1].metric("Backlog", data["backlog"])
     cols[2].metric("Dead letters", data["dead_letters"])
     cols[3].metric("Open incidents", data["open_incidents"])
     cols[4].metric("Agencies", len(data["agencies"]))
-    cols[5].metric("Policy revision", data["active_revision"] or "none")
+    st.caption(f"Policy revision: `{data['active_revision'] or 'none'}`")
     left, right = st.columns(2)
     with left:
         st.subheader("Events per hour")
@@ -43,21 +46,33 @@ def render() -> None:
         else:
             empty("No deliveries yet.")
     st.subheader("SLO burn rates")
-    slo = _slo()
-    if data.get("slo_burn_rates"):
-        st.json(data["slo_burn_rates"])
-    elif slo:
-        st.json(slo)
-    else:
-        empty("; ".join(data.get("notes") or ["No SLO figures."]))
+    _burn_rates()
 
 
-def _slo() -> Any:
-    """Burn rates from `/v1/ops/slo` (observability) when the hub has it and lets us see it."""
+def _burn_rates() -> None:
+    """Burn rates from `/v1/ops/slo`, each cell coloured against its window's alert."""
     try:
-        return hub.get("/v1/ops/slo")
-    except ConsoleError:
-        return None
+        report = hub.get("/v1/ops/slo")
+    except PermissionDeniedError as exc:
+        empty(f"SLO burn rates are shown to operators and admins ({exc}).")
+        return
+    except ConsoleError as exc:
+        empty(f"SLO burn rates unavailable: {exc}")
+        return
+    rows = charts.burn_table(report)
+    if not rows:
+        empty("No SLOs are defined (deploy/slo.yaml).")
+        return
+    table = pd.DataFrame(rows).astype(dict.fromkeys(charts.WINDOW_ORDER, "float64"))
+    styled = table.style.format(precision=2, na_rep="-")
+    for window in charts.WINDOW_ORDER:
+        styled = styled.map(partial(charts.burn_style, window=window), subset=[window])
+    st.dataframe(styled, hide_index=True, key="ov_burn")
+    st.caption(
+        "1 = the error budget is spent exactly over the SLO period. Red: at or past the "
+        "window's paging threshold (14.4x over 5m/1h, 6x over 30m/6h, 1x over 3d); amber: "
+        f"burning faster than the budget lasts; empty: no traffic. Source: {report['source']}."
+    )
 
 
 if live:

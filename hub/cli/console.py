@@ -1,8 +1,8 @@
 """`hub console`: serve the Streamlit compliance console (console/app.py)."""
 
 import os
+import signal
 import sys
-from pathlib import Path
 
 import click
 
@@ -22,27 +22,18 @@ def console(host: str | None, port: int | None, api_url: str | None) -> None:
             "hub: the console needs the `console` extra: pip install 'hub[console]'", err=True
         )
         sys.exit(1)
-    import console as package
-
     settings = settings_or_exit()
-    # server.py is an ASGI app (st.App): Streamlit's pages plus the sign-in routes.
-    app = Path(package.__file__).resolve().parent / "server.py"
-    env = {**os.environ, "HUB_CONSOLE_API_URL": api_url or settings.console_api_url}
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(app),
-        "--server.address",
-        host or settings.console_host,
-        "--server.port",
-        str(port or settings.console_port),
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    # Become Streamlit (exec): signals reach it directly, so Ctrl-C or SIGTERM stop it
-    # cleanly with its own exit status instead of an aborted wrapper.
-    os.execve(sys.executable, command, env)  # noqa: S606 - our own interpreter, fixed command
+    os.environ["HUB_CONSOLE_API_URL"] = api_url or settings.console_api_url
+    _serve(host or settings.console_host, port or settings.console_port)
+
+
+def _serve(host: str, port: int) -> None:
+    """Serve console.server:app (st.App: Streamlit's pages plus the sign-in routes) with
+    uvicorn; Streamlit's own settings are console/.streamlit/config.toml."""
+    import uvicorn
+
+    # uvicorn stops cleanly on SIGINT/SIGTERM, then raises the signal again under the
+    # handlers it found: these make that a normal end (exit 0), not a kill.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    uvicorn.run("console.server:app", host=host, port=port, log_level="warning", access_log=False)

@@ -2,7 +2,9 @@
 
 The officer's password is made once, kept in `.hub/demo-console.txt` (0600) and reused; the
 account has the `compliance_officer` role without TOTP (admins always need TOTP, officers may
-go without it), so the demo console can be opened with a password alone.
+go without it), so the demo console can be opened with a password alone. It holds the demo
+cameras' jurisdictions and the highest demo clearance, so its release profile shows the demo's
+pictures (blurred as policy says) instead of withholding every one.
 """
 
 import os
@@ -20,6 +22,9 @@ from hub.runtime import Services
 Say = Callable[[str], None]
 USERNAME = "demo-officer"
 CREDENTIALS_FILE = "demo-console.txt"
+# The demo cameras' jurisdictions (demo_node.DEMO_CAMERAS) and the demo agencies' top clearance.
+JURISDICTIONS = ["north", "central"]
+CLEARANCE = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +52,13 @@ async def ensure_demo_officer(
         try:
             await add_user(
                 services.identity,
-                UserCreate(username=USERNAME, password=password, roles=["compliance_officer"]),
+                UserCreate(
+                    username=USERNAME,
+                    password=password,
+                    roles=["compliance_officer"],
+                    jurisdictions=JURISDICTIONS,
+                    clearance=CLEARANCE,
+                ),
                 actor="hub-up",
             )
         except ConflictError:

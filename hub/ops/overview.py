@@ -21,13 +21,19 @@ class HourCount(msgspec.Struct, frozen=True, kw_only=True):
 
 class AgencyFigures(msgspec.Struct, frozen=True, kw_only=True):
     """One agency's deliveries: counts by status, attempts and latency in the window,
-    circuit state and whether it is paused."""
+    circuit state and whether it is paused.
+
+    `sent` counts attempts that sent something; `withheld` ones (release policy kept the
+    record back) sent nothing, so the success rate (delivered / sent) and the latency
+    percentiles leave them out."""
 
     agency: str
     status: str
     circuit: str
     counts: dict[str, int]
     attempts: int
+    sent: int
+    withheld: int
     delivered: int
     success_rate: float | None
     latency_p50_ms: float | None
@@ -46,8 +52,6 @@ class Overview(msgspec.Struct, frozen=True, kw_only=True):
     agencies: list[AgencyFigures]
     open_incidents: int
     active_revision: str | None
-    slo_burn_rates: dict[str, float] | None = None
-    notes: list[str] = []
 
 
 async def read_overview(
@@ -82,37 +86,59 @@ async def read_overview(
         agencies=[_figures(h.agency.name, h, latency.get(h.agency.name)) for h in health],
         open_incidents=await _open_incidents(db),
         active_revision=revision,
-        slo_burn_rates=None,
-        notes=["SLO burn rates arrive with observability (issue 9)"],
     )
 
 
-async def _latency(db: Database, since: datetime) -> dict[str, tuple[int, int, Any, Any]]:
+class _Attempts(msgspec.Struct, frozen=True):
+    attempts: int = 0
+    withheld: int = 0
+    delivered: int = 0
+    p50: float | None = None
+    p95: float | None = None
+
+
+async def _latency(db: Database, since: datetime) -> dict[str, _Attempts]:
+    """Per agency: attempts, the withheld ones, and delivered/percentiles over sent ones."""
     rows = await db.pool.fetch(
         """SELECT a.name, count(*) AS attempts,
+                  count(*) FILTER (WHERE t.outcome = 'withheld') AS withheld,
                   count(*) FILTER (WHERE t.outcome = 'delivered') AS delivered,
-                  percentile_cont(0.5) WITHIN GROUP (ORDER BY t.duration_ms) AS p50,
-                  percentile_cont(0.95) WITHIN GROUP (ORDER BY t.duration_ms) AS p95
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY t.duration_ms)
+                      FILTER (WHERE t.outcome <> 'withheld') AS p50,
+                  percentile_cont(0.95) WITHIN GROUP (ORDER BY t.duration_ms)
+                      FILTER (WHERE t.outcome <> 'withheld') AS p95
            FROM delivery_attempt t JOIN delivery d ON d.id = t.delivery_id
            JOIN agency a ON a.id = d.agency_id
            WHERE t.started_at >= $1 GROUP BY a.name""",
         since,
     )
-    return {r["name"]: (r["attempts"], r["delivered"], r["p50"], r["p95"]) for r in rows}
+    return {
+        r["name"]: _Attempts(
+            r["attempts"],
+            r["withheld"],
+            r["delivered"],
+            None if r["p50"] is None else float(r["p50"]),
+            None if r["p95"] is None else float(r["p95"]),
+        )
+        for r in rows
+    }
 
 
-def _figures(name: str, health: Any, latency: tuple[int, int, Any, Any] | None) -> AgencyFigures:
-    attempts, delivered, p50, p95 = latency or (0, 0, None, None)
+def _figures(name: str, health: Any, latency: _Attempts | None) -> AgencyFigures:
+    seen = latency or _Attempts()
+    sent = seen.attempts - seen.withheld
     return AgencyFigures(
         agency=name,
         status=health.agency.status,
         circuit=health.breaker.state,
         counts=health.counts,
-        attempts=attempts,
-        delivered=delivered,
-        success_rate=(delivered / attempts) if attempts else None,
-        latency_p50_ms=None if p50 is None else float(p50),
-        latency_p95_ms=None if p95 is None else float(p95),
+        attempts=seen.attempts,
+        sent=sent,
+        withheld=seen.withheld,
+        delivered=seen.delivered,
+        success_rate=(seen.delivered / sent) if sent else None,
+        latency_p50_ms=seen.p50,
+        latency_p95_ms=seen.p95,
     )
 
 

@@ -49,7 +49,8 @@ async def test_admin_needs_totp(seeded: Hub) -> None:
     with pytest.raises(ApiError, match="wrong username"):
         sign_in(seeded, "ada")
     with_code = log_in(seeded, "ada", totp=seeded.totp["ada"])
-    assert "Policy revision=" in texts(with_code)
+    assert "Policy revision:" in texts(with_code)
+    assert "SLO" in texts(with_code)
 
 
 async def test_operator_denied_audit_by_policy(seeded: Hub) -> None:

@@ -29,6 +29,7 @@ from hub.cli.demo_node import DemoNode
 from hub.cli.demo_plan import DemoPlan, UpOptions, guide_lines
 from hub.cli.up import Child, EdgePasses, Output, StopSignals, stop_children
 from hub.delivery.agencies import list_agencies
+from hub.identity.oauth import list_users
 from hub.runtime import Services
 from hub.settings import Settings
 from tests.hub.delivery.harness import settings_env, statuses
@@ -296,6 +297,9 @@ async def test_hub_up_delivers_edge_events_to_the_demo_agency(
     assert "killing it" not in text
     names = {a.name for a in await list_agencies(services.db)}
     assert names == {s.name for s in DEMO_AGENCIES}
+    officer = next(u for u in await list_users(services.identity) if u.username == "demo-officer")
+    # The demo cameras' jurisdictions and enough clearance to see the demo's pictures.
+    assert (sorted(officer.jurisdictions), officer.clearance) == (["central", "north"], 3)
     if agent_unavailable() is None:
         assert "edge-cam-1 | frames 4" in text, text[-4000:]
     assert (tmp_path / ".hub" / "demo-agency" / "webhook-secret").stat().st_mode & 0o777 == 0o600
