@@ -7,6 +7,8 @@
 #   scripts/cluster.sh kill HOST   SIGKILL every process of HOST (a crashed host)
 #   scripts/cluster.sh start HOST  start HOST's service again (api1, api2, worker1, worker2,
 #                                  redis1, redis2, agency, lb)
+#   scripts/cluster.sh freeze HOST SIGSTOP every process of HOST (a hung host) ...
+#   scripts/cluster.sh thaw HOST   ... and SIGCONT
 #   scripts/cluster.sh cut HOST    take HOST's network link down (a partition) ...
 #   scripts/cluster.sh restore HOST  ... and up again
 #   scripts/cluster.sh promote     stop the PostgreSQL primary (immediate) and promote the replica
@@ -89,6 +91,8 @@ net_up() {
     for host in "${ORDER[@]}"; do
         ip netns list | grep -qw "$(ns "$host")" && continue
         ip netns add "$(ns "$host")"
+        # A namespace deleted a moment ago may still hold its veth (the kernel frees it later).
+        if ip link show "hc-$host" >/dev/null 2>&1; then ip link delete "hc-$host"; fi
         ip link add "hc-$host" type veth peer name eth0 netns "$(ns "$host")"
         ip link set "hc-$host" master "$BRIDGE" up
         in_ns "$host" ip addr add "$(ip_of "$host")/24" dev eth0
@@ -101,6 +105,9 @@ net_down() {
     local name
     for name in $(ip netns list | awk '{print $1}' | grep '^hubc-' || true); do
         ip netns delete "$name"
+    done
+    for name in $(ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep '^hc-' || true); do
+        ip link delete "$name" 2>/dev/null || true
     done
     if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link delete "$BRIDGE"; fi
 }
@@ -265,13 +272,17 @@ HUB_SHUTDOWN_GRACE_SECONDS=1
 EOF
 }
 
-# hub_run HOST NAME ARGS...: `hub ARGS` in HOST's namespace with only the rig's settings.
+# hub_run HOST NAME ARGS...: `hub ARGS` in HOST's namespace with only the rig's settings,
+# restarted a second after it exits, as systemd's Restart=always would (arq's worker exits
+# when Redis fails under a pipeline; a killed host takes its supervisor with it).
 hub_run() {
     local host=$1 name=$2 env=()
     shift 2
     mapfile -t env < <(hub_env)
     mkdir -p "$STATE/$host/prometheus"
-    spawn "$host" "$name" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "${env[@]}" \
+    # shellcheck disable=SC2016  # expanded by the supervisor shell
+    spawn "$host" "$name" bash -c 'while :; do "$@"; echo "supervisor: exited with $?; restarting in 1 s"; sleep 1; done' \
+        _ env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "${env[@]}" \
         "HUB_API_HOST=$(ip_of "$host")" "HUB_METRICS_DIR=$STATE/$host/prometheus" \
         "HUB_CONSOLE_API_URL=http://$(ip_of lb):8000" \
         "$BIN/python" -m hub.cli.main "$@"
@@ -393,11 +404,13 @@ main() {
     status) cmd_status ;;
     kill) kill_host "${2:?host}" KILL ;;
     start) start_host "${2:?host}" ;;
+    freeze) kill_host "${2:?host}" STOP ;;
+    thaw) kill_host "${2:?host}" CONT ;;
     cut) in_ns "${2:?host}" ip link set eth0 down ;;
     restore) in_ns "${2:?host}" ip link set eth0 up ;;
     promote) promote ;;
     env) hub_env ;;
-    *) die "usage: $0 up|down|status|kill HOST|start HOST|cut HOST|restore HOST|promote|env" ;;
+    *) die "usage: $0 up|down|status|kill|start|freeze|thaw|cut|restore HOST|promote|env" ;;
     esac
 }
 

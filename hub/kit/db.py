@@ -115,15 +115,19 @@ class Database:
         """A connection for a read that tolerates staleness (feeds, console, audit search,
         reports): the replica while its lag is within bound, otherwise the primary. Never
         use it to read what the caller has just written."""
-        conn = await self.replica.acquire() if self.replica is not None else None
-        if conn is None:
+        replica = self.replica
+        conn = await replica.acquire() if replica is not None else None
+        if replica is None or conn is None:
             async with self.pool.acquire() as primary:
                 yield primary
             return
         try:
             yield conn
+        except _LOST as exc:
+            replica.lost(exc)  # the next read checks the replica again before using it
+            raise
         finally:
-            await self.replica.release(conn)  # type: ignore[union-attr]
+            await replica.release(conn)
 
     def transaction(self) -> "Transaction":
         """A transaction: `async with db.transaction() as conn:`; commits unless it raises."""
@@ -151,6 +155,10 @@ class Database:
             raise UnavailableError(f"PostgreSQL: {type(exc).__name__}") from exc
 
 
+# What a vanished server looks like to asyncpg.
+_LOST = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+
+
 class ReplicaReads:
     """A pool on a streaming replica and a cached check of its replay lag: reads go there
     only while the lag, checked at most every `check_seconds`, is at most `max_lag_seconds`;
@@ -163,10 +171,13 @@ class ReplicaReads:
         options: PoolOptions,
         max_lag_seconds: float,
         check_seconds: float = 1.0,
+        command_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self.options = options
+        # A replica cut off without a reset would hold a read until TCP gives up (minutes).
+        self.command_timeout = command_timeout
         self.max_lag_seconds = max_lag_seconds
         self.check_seconds = check_seconds
         self._clock = clock
@@ -186,15 +197,20 @@ class ReplicaReads:
             conn: asyncpg.Connection = await self._pool.acquire(
                 timeout=self.options.connect_timeout
             )
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (*_LOST, asyncpg.PostgresError) as exc:
             self._mark(lag=None, reason=type(exc).__name__)
             return None
         return conn
 
     async def release(self, conn: asyncpg.Connection) -> None:
         """Give a connection from `acquire()` back to the replica pool."""
-        if self._pool is not None:
-            await self._pool.release(conn)
+        if self._pool is None:
+            conn.terminate()
+            return
+        try:
+            await self._pool.release(conn, timeout=self.options.connect_timeout)
+        except _LOST:
+            conn.terminate()
 
     async def fresh(self) -> bool:
         """True when the replica's lag was within bound at the last check (re-checked when
@@ -208,19 +224,38 @@ class ReplicaReads:
 
     async def _check(self) -> None:
         try:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    self.url,
-                    min_size=0,
-                    max_size=self.options.max_size,
-                    statement_cache_size=self.options.statement_cache_size,
-                    timeout=self.options.connect_timeout,
-                )
-            lag = await self._pool.fetchval(_REPLICA_LAG_SQL, timeout=self.options.connect_timeout)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            async with asyncio.timeout(self.options.connect_timeout * 2):
+                lag = await self._lag()
+        except (*_LOST, asyncpg.PostgresError) as exc:
+            self._drop_pool()  # its connections may hang on a host that vanished
             self._mark(lag=None, reason=type(exc).__name__)
             return
         self._mark(lag=lag, reason="not streaming" if lag is None else "lag")
+
+    async def _lag(self) -> float | None:
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=0,
+                max_size=self.options.max_size,
+                statement_cache_size=self.options.statement_cache_size,
+                timeout=self.options.connect_timeout,
+                command_timeout=self.command_timeout,
+            )
+        lag: float | None = await self._pool.fetchval(
+            _REPLICA_LAG_SQL, timeout=self.options.connect_timeout
+        )
+        return lag
+
+    def _drop_pool(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.terminate()
+
+    def lost(self, exc: BaseException) -> None:
+        """A read on the replica failed as if it vanished: check it before the next read."""
+        log.warning("replica read failed (%s); checking the replica again", type(exc).__name__)
+        self._checked_at = -float("inf")
 
     def _mark(self, *, lag: float | None, reason: str) -> None:
         fresh = lag is not None and lag <= self.max_lag_seconds
@@ -234,10 +269,14 @@ class ReplicaReads:
         self._fresh, self.last_lag, self._checked_at = fresh, lag, self._clock()
 
     async def stop(self) -> None:
-        """Close the replica pool (idempotent)."""
+        """Close the replica pool (idempotent); terminated if it does not close in time."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.close()
+            try:
+                async with asyncio.timeout(self.options.connect_timeout):
+                    await pool.close()
+            except TimeoutError:
+                pool.terminate()
 
 
 class Transaction:

@@ -9,6 +9,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -148,11 +149,56 @@ async def _ledger(conn: asyncpg.Connection, ids: list[str]) -> tuple[int, int, i
     return int(row["stored"]), int(row["deliveries"]), int(row["delivered"])
 
 
-async def leases_held() -> int:
-    """Delivery rows claimed by a worker right now (in flight, lease not yet expired)."""
+async def db_now() -> datetime:
+    """The database's clock (leases are stamped with it)."""
     conn = await asyncpg.connect(DATABASE, timeout=5)
     try:
-        sql = "SELECT count(*) FROM delivery WHERE status = 'in_flight' AND next_attempt_at > now()"
-        return int(await conn.fetchval(sql))
+        now: datetime = await conn.fetchval("SELECT now()")
+        return now
     finally:
         await conn.close()
+
+
+async def leases_held(*, claimed_after: datetime) -> int:
+    """Delivery rows claimed after `claimed_after` and leased right now."""
+    conn = await asyncpg.connect(DATABASE, timeout=5)
+    try:
+        sql = (
+            "SELECT count(*) FROM delivery WHERE status = 'in_flight'"
+            " AND next_attempt_at > now() AND updated_at > $1"
+        )
+        return int(await conn.fetchval(sql, claimed_after))
+    finally:
+        await conn.close()
+
+
+def hub_running(host: str) -> bool:
+    """True when a `hub` process lives in the host's namespace (its supervisor restarts one
+    that exited)."""
+    pids = cluster_pids(host)
+    return any(b"hub.cli.main" in _cmdline(pid) for pid in pids)
+
+
+def cluster_pids(host: str) -> list[int]:
+    """Every process in the host's namespace."""
+    done = subprocess.run(  # noqa: S603 - fixed arguments
+        ["/usr/sbin/ip", "netns", "pids", f"hubc-{host}"], capture_output=True, check=False
+    )
+    return [int(p) for p in done.stdout.split()]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+async def wait_for_leases(*, claimed_after: datetime, within: float = 15) -> int:
+    """Wait until rows claimed after `claimed_after` are leased; how many (0: none came)."""
+    deadline = time.monotonic() + within
+    while True:
+        held = await leases_held(claimed_after=claimed_after)
+        if held or time.monotonic() > deadline:
+            return held
+        await asyncio.sleep(0.05)

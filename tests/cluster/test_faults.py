@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.kit import Outcome, clear_inbox, cluster, leases_held, settle, start_load
+from tests.cluster.kit import (
+    Outcome,
+    clear_inbox,
+    cluster,
+    db_now,
+    hub_running,
+    settle,
+    start_load,
+    wait_for_leases,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -63,14 +72,23 @@ async def test_api_host_killed(rig: None, tmp_path: Path) -> None:
 
 
 async def test_worker_host_killed_holding_leases(rig: None, tmp_path: Path) -> None:
+    # worker2 is frozen and the agency cut off first, so rows claimed after that are
+    # worker1's and stay leased (their sends hang) until worker1 dies; then the agency comes
+    # back, worker2 thaws and must take the rows over once their leases expire.
     held: list[int] = []
 
     async def kill_worker() -> None:
-        held.append(await leases_held())
+        since = await db_now()
+        await asyncio.to_thread(cluster, "freeze", "worker2")
+        await asyncio.to_thread(cluster, "cut", "agency")
+        held.append(await wait_for_leases(claimed_after=since))
         await asyncio.to_thread(cluster, "kill", "worker1")
+        await asyncio.to_thread(cluster, "restore", "agency")
+        await asyncio.to_thread(cluster, "thaw", "worker2")
 
     outcome = await under_load(tmp_path, kill_worker, shell("start", "worker1"))
-    print(f"leases held when worker1 was killed: {held[0]}")  # noqa: T201
+    print(f"leases held by worker1 when it was killed: {held[0]}")  # noqa: T201
+    assert held[0] > 0, "worker1 held no lease when it was killed"
     assert_exactly_once(outcome)
 
 
@@ -82,6 +100,8 @@ async def test_worker_partitioned_and_restored(rig: None, tmp_path: Path) -> Non
 async def test_redis_master_killed_sentinel_fails_over(rig: None, tmp_path: Path) -> None:
     outcome = await under_load(tmp_path, shell("kill", "redis1"))
     assert_exactly_once(outcome)
+    assert hub_running("worker1")
+    assert hub_running("worker2")
     status = cluster("status").splitlines()
     assert any(line.startswith("redis2") and "role:master" in line for line in status), status
 
@@ -89,4 +109,6 @@ async def test_redis_master_killed_sentinel_fails_over(rig: None, tmp_path: Path
 async def test_primary_stopped_replica_promoted(rig: None, tmp_path: Path) -> None:
     outcome = await under_load(tmp_path, shell("promote"))
     assert_exactly_once(outcome)
+    status = cluster("status").splitlines()
+    assert any(line.startswith("pg2") and "recovery=f" in line for line in status), status
     print(f"ingest answered no 200 for {outcome.unavailable_seconds:.1f} s")  # noqa: T201
