@@ -3,7 +3,7 @@ entry against the latest signed checkpoint, naming the first altered or missing 
 cut tail; signed CSV/JSON exports of a filtered range."""
 
 import json
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import streamlit as st
@@ -11,15 +11,32 @@ import streamlit as st
 from console import charts
 from console.ui import attempt, call, client, empty, rows
 
+
+def _asked_day(value: str | None) -> date | None:
+    """A day from the page's query (links from other pages), None when absent or invalid."""
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
 st.title("Audit trail")
 hub = client()
 
+# Pages link here with filters in the query (`/audit?target=agency:x&since=2026-12-04`).
+asked = st.query_params
 c1, c2, c3 = st.columns(3)
-actor = c1.text_input("Subject (actor, prefix)", key="audit_actor", placeholder="user:olga")
-action = c2.text_input("Action (prefix)", key="audit_action", placeholder="incident.")
-target = c3.text_input("Record (target contains)", key="audit_target", placeholder="incident:")
+actor = c1.text_input(
+    "Subject (actor, prefix)", asked.get("actor", ""), key="audit_actor", placeholder="user:olga"
+)
+action = c2.text_input(
+    "Action (prefix)", asked.get("action", ""), key="audit_action", placeholder="incident."
+)
+target = c3.text_input(
+    "Record (target contains)", asked.get("target", ""), key="audit_target", placeholder="incident:"
+)
 d1, d2, d3 = st.columns(3)
-since = d1.date_input("From", value=None, key="audit_since")
+since = d1.date_input("From", value=_asked_day(asked.get("since")), key="audit_since")
 until = d2.date_input("Until (exclusive)", value=None, key="audit_until")
 limit = d3.number_input("Per page", min_value=10, max_value=1000, value=100, key="audit_limit")
 

@@ -2,13 +2,15 @@
 release decisions of an event, replay one under the active bundle; and the Rego sources of a
 bundle revision under `/v1/admin/policy` (admins)."""
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Request, Router, get, post
-from litestar.params import PathParameter, QueryParameter
+from litestar.params import FromQuery, PathParameter, QueryParameter
 
 from hub.kit.params import NO_NUL, UUID_PATTERN
 from hub.policy.bundles.archive import REVISION_PATTERN
+from hub.policy.decision_search import DecisionPage, DecisionQuery, Outcome, search_decisions
 from hub.policy.decisions import (
     BundleSources,
     DecisionRead,
@@ -42,6 +44,32 @@ async def get_event_decisions(services: ServicesDep, event_id: EventId) -> list[
     return await decisions_for_event(services.db, event_id)
 
 
+Filter = Annotated[str | None, QueryParameter(max_length=200, pattern=NO_NUL)]
+
+
+async def get_decision_list(
+    services: ServicesDep,
+    since: FromQuery[datetime | None] = None,
+    until: FromQuery[datetime | None] = None,
+    recipient: Filter = None,
+    entrypoint: Filter = None,
+    outcome: FromQuery[Outcome | None] = None,
+    revision: Filter = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+) -> DecisionPage:
+    """Logged decisions newest first, filtered by time [since, until), recipient (release
+    recipient, authz subject, node or agency), entrypoint, outcome and bundle revision."""
+    query = DecisionQuery(
+        since=since,
+        until=until,
+        recipient=recipient or None,
+        entrypoint=entrypoint or None,
+        outcome=outcome,
+        revision=revision or None,
+    )
+    return await search_decisions(services.db, query, limit=limit)
+
+
 async def post_replay(
     request: AnyRequest, services: ServicesDep, decision_id: DecisionId
 ) -> ReplayRead:
@@ -68,6 +96,7 @@ def build_router() -> Router:
         tags=["decisions"],
         route_handlers=[
             get("/decisions")(get_event_decisions),
+            get("/decisions/search")(get_decision_list),
             get("/decisions/{decision_id:str}")(get_decision),
             post("/decisions/{decision_id:str}/replay", status_code=200)(post_replay),
             get("/admin/policy/bundles/{revision:str}/sources")(get_sources),

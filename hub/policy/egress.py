@@ -123,6 +123,7 @@ EGRESS: tuple[Egress, ...] = (
 NO_EVENT_DATA: dict[str, str] = {
     "GET /healthz": "liveness",
     "GET /readyz": "readiness",
+    "GET /v1/decisions/search": "decision summaries: id, recipient, outcome, reason; no input",
     "POST /v1/edge/events": "ingest: data comes in",
     "POST /v1/edge/media/{sha256:str}": "ingest: images come in",
     "GET /v1/admin/policy/bundles": "bundle list",

@@ -145,11 +145,20 @@ async def test_decision_lookup_and_replay(seeded: Hub) -> None:
     decision_id = str(caption).rsplit("decision ", 1)[1].strip()
     await asyncio.sleep(0.5)  # the decision log writes every 200 ms
     app.switch_page("views/decisions.py").run()
-    assert "Enter a decision id" in texts(app)
+    listed = app.dataframe[0].value  # browse: the log, newest first, with its recipients
+    assert decision_id in set(listed["decision_id"])
+    assert "olga" in set(listed["recipient"])
+    app.selectbox(key="dec_outcome").set_value("deny").run()
+    denied = app.dataframe[0].value  # e.g. the SLO figures the overview asked for
+    assert set(denied["outcome"]) == {"deny"}
+    assert decision_id not in set(denied["decision_id"])
+    app.radio(key="dec_by").set_value("decision id").run()
+    assert "Pick a decision" in texts(app)
     app.text_input(key="dec_id").input(decision_id).run()
     shown = texts(app)
     assert "Entrypoint=hub/release/decision" in shown
     assert "Outcome=allow" in shown
+    assert any("Audit trail of" in str(m.value) for m in app.markdown)
     app.button(key="dec_replay").click().run()
     assert "Same result" in texts(app)
 

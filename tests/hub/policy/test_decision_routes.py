@@ -40,3 +40,37 @@ async def test_sources_of_the_default_bundle(client: AsyncTestClient, services: 
     assert (
         await client.get(f"/v1/admin/policy/bundles/{revision}/sources", headers=headers)
     ).status_code == 403
+
+
+async def test_decision_list_filters_by_recipient_outcome_entrypoint_and_time(
+    client: AsyncTestClient, services: Services
+) -> None:
+    headers = await bearer(client, services, "olga", "compliance_officer")
+    denied = (await client.get("/v1/admin/agencies", headers=headers)).json()["decision_id"]
+    await client.get("/v1/incidents", headers=headers)  # allowed
+    await asyncio.sleep(0.5)  # the decision log writes every 200 ms
+
+    async def listed(**params: str) -> list[dict[str, object]]:
+        answer = await client.get("/v1/decisions/search", params=params, headers=headers)
+        assert answer.status_code == 200, answer.text
+        return list(answer.json()["decisions"])
+
+    mine = await listed(recipient="olga", entrypoint="hub/authz/decision")
+    assert {d["outcome"] for d in mine} == {"allow", "deny"}
+    assert all(d["recipient"] == "olga" for d in mine)
+    denials = await listed(recipient="olga", outcome="deny")
+    assert [d["decision_id"] for d in denials] == [denied]
+    assert denials[0]["reason"]
+    assert await listed(recipient="nobody") == []
+    first = mine[-1]
+    assert await listed(recipient="olga", until=str(first["at"])) == []
+    newest = await listed(recipient="olga", limit="1")
+    assert newest == mine[:1]
+    page = (
+        await client.get(
+            "/v1/decisions/search", params={"recipient": "olga", "limit": "1"}, headers=headers
+        )
+    ).json()
+    assert page["next_until"] == mine[0]["at"]
+    bad = await client.get("/v1/decisions/search", params={"outcome": "maybe"}, headers=headers)
+    assert bad.status_code == 400
