@@ -196,6 +196,43 @@ class PolicyService:
         input: msgspec.Struct,
         result_type: type[T],
     ) -> T:
+        if isinstance(input, IngestInput) and result_type is IngestResult and engine is not None:
+            return self._evaluate_groups(engine, entrypoint, input)  # type: ignore[return-value]
+        return self._evaluate_once(engine, entrypoint, input_json, input, result_type)
+
+    def _evaluate_groups(
+        self, engine: PolicyEngine, entrypoint: str, input: IngestInput
+    ) -> IngestResult:
+        """Ingest verdicts are per group, on the group and the node's status alone (ADR 0015):
+        a batch evaluates, in one call, only the groups this bundle has not judged yet (a
+        group cost ~100 µs of rego-cpp, a third of ingest's CPU per batch)."""
+        keys = [
+            (id(engine), entrypoint, input.node.status, msgspec.json.encode(group))
+            for group in input.groups
+        ]
+        verdicts: list[GroupVerdict | None] = [self._results.get(key) for key in keys]
+        missing = [g for g, v in zip(input.groups, verdicts, strict=True) if v is None]
+        if missing:
+            part = IngestInput(node=input.node, groups=missing)
+            judged = iter(
+                self._evaluate_once(
+                    engine, entrypoint, msgspec.json.encode(part), part, IngestResult
+                ).groups
+            )
+            for index, verdict in enumerate(verdicts):
+                if verdict is None:
+                    verdicts[index] = fresh = next(judged)
+                    self._results.put(keys[index], fresh)
+        return IngestResult(groups=[v for v in verdicts if v is not None])
+
+    def _evaluate_once(
+        self,
+        engine: PolicyEngine | None,
+        entrypoint: str,
+        input_json: bytes,
+        input: msgspec.Struct,
+        result_type: type[T],
+    ) -> T:
         if engine is None:
             raise _Failure("no_bundle", "no policy bundle is active")
         try:

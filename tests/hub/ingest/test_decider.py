@@ -4,6 +4,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
+
 from hub.contracts.detection_v1 import BoundingBox, Detection, DetectionEvent
 from hub.ingest.decider import PolicyIngestDecider
 from hub.policy.bundle import load_bundle_dir
@@ -71,3 +73,47 @@ async def test_groups_carry_the_registry_jurisdiction_of_their_camera() -> None:
     )
     (record,) = sink.records
     assert {g["camera_id"]: g["jurisdiction"] for g in record.input["groups"]} == where
+
+
+class CountingEngine:
+    """The real engine, noting the groups of every ingest evaluation."""
+
+    def __init__(self) -> None:
+        self.engine = load_engine(load_bundle_dir(BUNDLE))
+        self.judged: list[list[str]] = []
+
+    @property
+    def revision(self) -> str:
+        return self.engine.revision
+
+    def evaluate(self, entrypoint: str, input_json: bytes) -> bytes:
+        if entrypoint == "hub/ingest/decision":
+            groups = msgspec.json.decode(input_json)["groups"]
+            self.judged.append([g["camera_id"] + ":" + ",".join(g["classes"]) for g in groups])
+        return self.engine.evaluate(entrypoint, input_json)
+
+
+async def test_a_group_is_evaluated_once_per_bundle_and_every_batch_is_logged_whole() -> None:
+    sink, engine = Sink(), CountingEngine()
+    policy = PolicyService(engine, sink=sink, eval_budget_ms=1000)
+    decider = PolicyIngestDecider(policy)
+    first = [event("demo-cam-1", ("person", 0.9)), event("cam-lab-02", ("person", 0.9))]
+    second = [
+        event("demo-cam-1", ("person", 0.3)),  # a judged group: its minimum still applies
+        event("demo-cam-1", ("face", 0.9)),  # a new group
+        event("cam-lab-02", ("person", 0.9)),
+    ]
+    await decider.decide(node_id=uuid.uuid4(), events=first)
+    verdicts = await decider.decide(node_id=uuid.uuid4(), events=second)
+    assert verdicts.dispositions == ["drop", "accept", "quarantine"]
+    assert engine.judged == [
+        ["demo-cam-1:person", "cam-lab-02:person"],
+        ["demo-cam-1:face"],
+    ]
+    logged = sink.records[-1]
+    assert [g["classes"] for g in logged.input["groups"]] == [["person"], ["face"], ["person"]]
+    assert [g["action"] for g in logged.result["groups"]] == ["accept", "accept", "quarantine"]
+    fresh = CountingEngine()
+    policy.activate(fresh)  # a new bundle judges every group again
+    await decider.decide(node_id=uuid.uuid4(), events=first)
+    assert fresh.judged == [["demo-cam-1:person", "cam-lab-02:person"]]
