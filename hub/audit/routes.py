@@ -54,7 +54,8 @@ async def get_entries(
         until=until,
         before_seq=before_seq,
     )
-    return await search(services.db.pool, query, limit=limit)
+    async with services.db.reader() as conn:  # a search may lag (replica, ADR 0016)
+        return await search(conn, query, limit=limit)
 
 
 async def get_entry(services: ServicesDep, seq: Position) -> AuditEntryRead:

@@ -82,10 +82,12 @@ async def checkpoints(pool: asyncpg.Pool, *, limit: int) -> list[Checkpoint]:
     return await repository.list_checkpoints(pool, limit=limit)
 
 
-async def search(pool: asyncpg.Pool, query: AuditQuery, *, limit: int) -> AuditPage:
-    """One page of entries matching `query`, newest first, with the next page's cursor."""
-    async with pool.acquire() as conn:
-        found = await repository.search_entries(conn, query, limit=limit + 1)
+async def search(
+    conn: asyncpg.Connection | asyncpg.Pool, query: AuditQuery, *, limit: int
+) -> AuditPage:
+    """One page of entries matching `query`, newest first, with the next page's cursor (on a
+    replica connection from `Database.reader()` it may lag by the replica bound)."""
+    found = await repository.search_entries(conn, query, limit=limit + 1)
     page = [entry_read(e) for e in found[:limit]]
     more = len(found) > limit
     return AuditPage(entries=page, next_before_seq=page[-1].seq if more and page else None)
