@@ -15,7 +15,7 @@ from edge.config import ConfigError, EdgeConfig, load_config
 from edge.signing import generate_key, private_key_pem, public_key_pem
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """The hub's edge node: ONNX detection on video, durable spool, signed uploads."""
 

@@ -3,14 +3,16 @@
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 import msgspec
 
 from hub.kit.errors import HubError
-from hub.runtime import Services, build_services, start_services, stop_services
 from hub.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # the runtime imports every domain: loaded only by commands that need it
+    from hub.runtime import Services
 
 T = TypeVar("T")
 
@@ -24,8 +26,9 @@ def settings_or_exit() -> Settings:
         sys.exit(2)
 
 
-def run_with_services(work: Callable[[Services], Awaitable[T]]) -> T:
+def run_with_services(work: "Callable[[Services], Awaitable[T]]") -> T:
     """Run `work` with connected services; a hub error becomes one line and exit status 1."""
+    from hub.runtime import build_services, start_services, stop_services
 
     async def main() -> T:
         services = build_services(settings_or_exit())

@@ -6,19 +6,11 @@ import sys
 import click
 import msgspec
 
-from hub.cli.agencies import agencies, deliveries
-from hub.cli.audit import audit
 from hub.cli.common import emit, settings_or_exit
-from hub.cli.console import console
-from hub.cli.identity import clients, keys, users
-from hub.cli.nodes import nodes
-from hub.cli.ops import slo
-from hub.cli.policy import policy_group
-from hub.cli.retention import holds, privacy, retention
-from hub.cli.tokens import tokens
+from hub.cli.lazy import LazyGroup
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """The hub: policy-driven integration hub for edge-to-cloud video AI.
 
@@ -193,22 +185,6 @@ def export_schemas(folder: str) -> None:
     path = target / "hub.detection.v1.schema.json"
     path.write_bytes(msgspec.json.format(msgspec.json.encode(json_schema()), indent=2) + b"\n")
     click.echo(f"wrote {path}")
-
-
-main.add_command(audit)
-main.add_command(nodes)
-main.add_command(agencies)
-main.add_command(deliveries)
-main.add_command(policy_group)
-main.add_command(tokens)
-main.add_command(clients)
-main.add_command(users)
-main.add_command(keys)
-main.add_command(slo)
-main.add_command(retention)
-main.add_command(holds)
-main.add_command(privacy)
-main.add_command(console)
 
 
 if __name__ == "__main__":

@@ -156,3 +156,15 @@ async def _invoke(runner: CliRunner, args: list[str]) -> object:
     import asyncio
 
     return await asyncio.to_thread(runner.invoke, main, args)
+
+
+def test_dash_h_is_help_everywhere() -> None:
+    from click.testing import CliRunner
+
+    from edge.cli import main
+
+    runner = CliRunner()
+    for path in ([], *([name] for name in main.commands)):
+        result = runner.invoke(main, [*path, "-h"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage: " in result.output
