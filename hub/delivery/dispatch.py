@@ -102,6 +102,13 @@ class _Result(Finish, frozen=True, kw_only=True):
 Outcomes = list[tuple[Claimed, _Result]]
 
 
+class _GoOn:
+    """A full batch went: claim the next one."""
+
+
+_GO_ON = _GoOn()
+
+
 async def run_agency(deps: DeliveryDeps, agency_id: UUID) -> float | None:
     """Deliver the agency's due rows batch by batch, for about a quarter lease; seconds until
     it needs looking at again (0: more is due now), or None when nothing is open or it is
@@ -113,9 +120,9 @@ async def run_agency(deps: DeliveryDeps, agency_id: UUID) -> float | None:
     # inside its timeout (= the lease) and before any of its rows could be claimed again.
     deadline = time.monotonic() + deps.lease_seconds / 4
     while True:
-        wait = await _batch(deps, agency)
-        if wait is not None:
-            return wait
+        step = await _batch(deps, agency)
+        if not isinstance(step, _GoOn):
+            return step
         if time.monotonic() >= deadline:
             return 0.0
 
@@ -132,8 +139,9 @@ async def _active(deps: DeliveryDeps, agency_id: UUID) -> Agency | None:
     return agency
 
 
-async def _batch(deps: DeliveryDeps, agency: Agency) -> float | None:
-    """One batch; None when a full one went (go on), else when to look again."""
+async def _batch(deps: DeliveryDeps, agency: Agency) -> float | _GoOn | None:
+    """One batch; `_GO_ON` when a full one went, else when to look at the agency again
+    (None: nothing is open)."""
     permit = await deps.breaker.permit(agency.id, probe_ttl=deps.lease_seconds)
     if not permit.allowed:
         deps.metrics.deferred.labels(agency.name, "breaker_open").inc()
@@ -157,7 +165,7 @@ async def _batch(deps: DeliveryDeps, agency: Agency) -> float | None:
         await repository.finish_batch(conn, outcomes)
     _count(deps, agency, outcomes)
     await _after(deps, agency, permit, [result for _, result in outcomes])
-    return None if len(claimed) == limit else await _next_due(deps, agency)
+    return _GO_ON if len(claimed) == limit else await _next_due(deps, agency)
 
 
 async def _next_due(deps: DeliveryDeps, agency: Agency) -> float | None:

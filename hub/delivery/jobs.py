@@ -52,7 +52,9 @@ async def reconcile_deliveries_job(ctx: dict[str, Any]) -> dict[str, int]:
     settings = services.settings
     async with services.db.transaction() as conn:
         agencies = await repository.due_agencies(
-            conn, grace_seconds=settings.delivery_reconcile_grace_seconds
+            conn,
+            grace_seconds=settings.delivery_reconcile_grace_seconds,
+            limit=settings.delivery_reconcile_batch,
         )
         backlog, oldest = await repository.backlog(conn, cap=settings.backpressure_max_backlog + 1)
     added = await kit.queue.wake(agencies) if agencies else 0

@@ -298,25 +298,28 @@ async def next_due_in(conn: asyncpg.Connection, agency_id: UUID) -> float | None
     """Seconds until the agency's next open row is due (0 when one is due now); None when
     nothing is open."""
     value = await conn.fetchval(
-        """SELECT greatest(0, extract(epoch FROM min(next_attempt_at) - now()))::float8
+        """SELECT extract(epoch FROM min(next_attempt_at) - now())::float8
              FROM delivery
             WHERE agency_id = $1 AND status IN ('pending', 'retrying', 'in_flight')""",
         agency_id,
     )
-    return None if value is None else float(value)
+    # min() of no rows is NULL (and greatest(0, NULL) would be 0: "due now", forever).
+    return None if value is None else max(0.0, float(value))
 
 
-async def due_agencies(conn: asyncpg.Connection, *, grace_seconds: float) -> list[UUID]:
-    """Active agencies with rows due for longer than the grace (or whose lease expired):
-    work the queue should have and may have lost."""
+async def due_agencies(conn: asyncpg.Connection, *, grace_seconds: float, limit: int) -> list[UUID]:
+    """Active agencies (at most `limit`) with rows due for longer than the grace (or whose
+    lease expired): work the queue should have and may have lost."""
     rows = await conn.fetch(
         """SELECT a.id FROM agency a
             WHERE a.status = 'active'
               AND EXISTS (SELECT 1 FROM delivery d
                            WHERE d.agency_id = a.id
                              AND d.status IN ('pending', 'retrying', 'in_flight')
-                             AND d.next_attempt_at <= now() - make_interval(secs => $1))""",
+                             AND d.next_attempt_at <= now() - make_interval(secs => $1))
+            LIMIT $2""",
         grace_seconds,
+        limit,
     )
     return [r["id"] for r in rows]
 
