@@ -69,7 +69,7 @@ wait_for() {
 preflight() {
     [[ $EUID -eq 0 ]] || die "needs root (network namespaces)"
     command -v ip >/dev/null || die "iproute2 is missing"
-    "$ROOT/scripts/apt-ensure.sh" cluster iproute2 haproxy redis-server redis-sentinel postgresql
+    "$ROOT/scripts/apt-ensure.sh" cluster iproute2 haproxy redis-server redis-sentinel postgresql pgbouncer
     for tool in haproxy redis-server redis-sentinel curl; do
         command -v "$tool" >/dev/null || die "$tool is missing (apt-get install it)"
     done
