@@ -51,6 +51,13 @@ EGRESS: tuple[Egress, ...] = (
         how="worker: release() per (agency, event), CAP alert from the released record",
     ),
     Egress(
+        name="push-jetstream",
+        recipient="agency",
+        releases="record",
+        adapter="jetstream",
+        how="worker: release() per (agency, event), JetStream message of the released record",
+    ),
+    Egress(
         name="feed-rest",
         recipient="agency",
         releases="record",

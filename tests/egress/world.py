@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import msgspec
+import nats
 from websockets.asyncio.client import connect
 
 from hub.delivery.agencies import add_agency
@@ -108,13 +109,13 @@ class World:
         for name in REGISTRY:
             await self.register(name, kind="rest")
 
-    async def register(self, name: str, *, kind: str) -> None:
-        """One agency, sending through `kind` to the loopback receivers."""
+    async def register(self, name: str, *, kind: str, config: dict[str, Any] | None = None) -> None:
+        """One agency, sending through `kind` to the loopback receivers (or to `config`)."""
         attrs = REGISTRY[name]
         create = AgencyCreate(
             name=name,
             kind=kind,
-            config=self.receivers.config(kind),
+            config=config or self.receivers.config(kind),
             subscription=Subscription(purpose=attrs["purpose"]),
             jurisdictions=attrs["jurisdictions"],
             clearance=attrs["clearance"],
@@ -202,6 +203,30 @@ def _push(kind: str) -> Runner:
         return seen
 
     return run
+
+
+async def push_jetstream(world: World, recipient: str) -> Seen:
+    """Published to a stream of our own on the machine's JetStream server, read back."""
+    url, name = "nats://127.0.0.1:4222", f"hubtest_{uuid.uuid4().hex[:12]}"
+    client = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
+    js = client.jetstream()
+    await js.add_stream(name=name, subjects=[f"{name}.>"])
+    try:
+        config = {"servers": [url], "stream": name, "subject": f"{name}.events"}
+        await world.register(recipient, kind="jetstream", config=config)
+        await world.store(world.camera(recipient))
+        async with running_worker(world.settings):
+            await wait_until(lambda: all_settled(world.settings, 2), within=30, what="settled")
+        stored = (await js.stream_info(name)).state.messages
+        seen = Seen()
+        for seq in range(1, stored + 1):
+            data = (await js.get_msg(name, seq)).data or b""
+            seen.bodies.append(data)
+            seen.items.append({"record": msgspec.json.decode(data)["data"]["record"]})
+        return seen
+    finally:
+        await js.delete_stream(name)
+        await client.close()
 
 
 async def feed_rest(world: World, recipient: str) -> Seen:
@@ -342,6 +367,7 @@ RUNNERS: dict[str, Runner] = {
     "push-rest": _push("rest"),
     "push-soap": _push("soap"),
     "push-xml": _push("xml"),
+    "push-jetstream": push_jetstream,
     "feed-rest": feed_rest,
     "feed-soap": feed_soap,
     "feed-live": feed_live,
