@@ -14,7 +14,7 @@ from hub.kit.logging import configure_logging
 from hub.kit.redis import arq_redis_pool, arq_redis_settings
 from hub.media.jobs import reconcile_media_scans_job, scan_media
 from hub.media.service import SCAN_FUNCTION
-from hub.observability import ObservabilityKit, prepare_process
+from hub.observability import JobSummary, ObservabilityKit, prepare_process
 from hub.observability.jobs import refresh_gauges_job
 from hub.retention.jobs import retention_sweep_job
 from hub.runtime import build_services, start_policy, start_services, stop_policy, stop_services
@@ -24,7 +24,10 @@ from hub.settings import Settings
 def worker_options(settings: Settings) -> dict[str, Any]:
     """arq worker options for these settings (also used by tests to run a burst worker)."""
 
+    jobs = JobSummary()
+
     async def on_startup(ctx: dict[str, Any]) -> None:
+        jobs.start()
         observability = ObservabilityKit(settings, service="hub-worker")
         observability.start_process(decision_log_capacity=settings.decision_log_buffer)
         ctx["observability"] = observability
@@ -37,6 +40,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await jobs.stop()
         if "policy_watcher" in ctx:
             await stop_policy(ctx["services"], ctx["policy_watcher"])
         if "services" in ctx:
@@ -120,6 +124,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
+        "on_job_start": jobs.job_started,
         "redis_settings": arq_redis_settings(settings),
         "queue_name": queue_name(settings),
         "max_jobs": settings.worker_max_jobs,

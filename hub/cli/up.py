@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import IO, TextIO
@@ -34,9 +34,11 @@ from hub.migrate import MigrationError, migrate
 from hub.settings import Settings
 
 SELF = "hub"
+BANNER_HINT = "  (these lines come back every minute after other output, or when you press Enter)"
 STATE_DIR = Path(".hub")
 READY_TIMEOUT = 30.0  # seconds for the API to answer /readyz with 200
 STOP_GRACE = 10.0  # seconds between asking a child to stop and killing it
+BANNER_EVERY = 60.0  # seconds; the "where to look" lines come back after other output
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -51,12 +53,51 @@ class Output:
         """Write to `stream` (the terminal, or a buffer in tests)."""
         self._stream = stream
         self._lock = threading.Lock()
+        self.written = 0  # lines so far (the banner repeats only after other output)
 
     def line(self, name: str, text: str) -> None:
         """Write `name | text` as one line."""
         with self._lock:
             self._stream.write(f"{name} | {text}\n")
             self._stream.flush()
+            self.written += 1
+
+
+@dataclass(slots=True)
+class Banner:
+    """The "where to look" lines: printed when the hub is up, again every `every` seconds
+    when other lines have pushed it out of sight, and on demand (Enter on a terminal)."""
+
+    lines: list[str]
+    out: Output
+    every: float = BANNER_EVERY
+    shown_at: float = 0.0
+    written: int = -1
+    asked: threading.Event = field(default_factory=threading.Event)
+
+    def show(self) -> None:
+        """Print the banner now."""
+        for text in self.lines:
+            self.out.line(SELF, text)
+        self.shown_at, self.written = time.monotonic(), self.out.written
+
+    def tick(self) -> None:
+        """Print it again when asked, or when due and something else was written since."""
+        due = time.monotonic() - self.shown_at >= self.every
+        if self.asked.is_set() or (due and self.out.written > self.written):
+            self.asked.clear()
+            self.show()
+
+    def listen(self, stream: TextIO) -> None:
+        """Reprint on Enter (a daemon thread reading `stream`, when it is a terminal)."""
+        if not stream.isatty():
+            return
+
+        def read() -> None:
+            for _ in stream:
+                self.asked.set()
+
+        threading.Thread(target=read, name="banner-on-enter", daemon=True).start()
 
 
 class StopSignals:
@@ -100,6 +141,8 @@ def supervise(settings: Settings, options: UpOptions | None = None) -> int:
         state_dir=STATE_DIR,
         say=lambda text: out.line(SELF, text),
     )
+    # Development: readable (coloured) log lines from every child unless JSON was asked for.
+    os.environ.setdefault("HUB_LOG_JSON", "false")
     signals = StopSignals()
     previous = {signum: signal.signal(signum, signals) for signum in _STOP_SIGNALS}
     try:
@@ -131,9 +174,15 @@ def _run(plan: DemoPlan, out: Output, signals: StopSignals) -> int:
         if not wait_ready(probes, children, signals, timeout=READY_TIMEOUT):
             return 0  # stopped by a signal while starting
         passes = _start_edge(plan, children, out)
-        for text in guide_lines(plan):
-            out.line(SELF, text)
-        tick = None if passes is None else passes.tick
+        banner = Banner(lines=[*guide_lines(plan), BANNER_HINT], out=out)
+        banner.show()
+        banner.listen(sys.stdin)
+
+        def tick() -> None:
+            if passes is not None:
+                passes.tick()
+            banner.tick()
+
         dead = wait_for_exit(children, signals, tick=tick)
         if dead is None:
             return 0

@@ -11,7 +11,16 @@ import msgspec
 import pytest
 
 from hub.cli.demo_node import ensure_demo_node
-from hub.cli.up import Output, StopSignals, api_url, pump, start_child, stop_children, wait_for_exit
+from hub.cli.up import (
+    Banner,
+    Output,
+    StopSignals,
+    api_url,
+    pump,
+    start_child,
+    stop_children,
+    wait_for_exit,
+)
 from hub.identity import list_cameras, list_nodes, revoke_node
 from hub.runtime import Services
 
@@ -114,3 +123,24 @@ async def test_demo_node_without_its_key_is_not_replaced_until_revoked(
     # The new demo node took the cameras back from the revoked one.
     owners = {c.node_id for c in await list_cameras(services.db)}
     assert owners == {fresh.node_id}
+
+
+def test_banner_comes_back_after_other_output_or_when_asked() -> None:
+    stream = io.StringIO()
+    out = Output(stream)
+    banner = Banner(lines=["where to look:", "  API http://x"], out=out, every=0.0)
+    banner.show()
+    banner.tick()  # nothing else was written: no repeat
+    assert stream.getvalue().count("where to look:") == 1
+    out.line("worker", "3 jobs in 10 s")
+    banner.tick()
+    assert stream.getvalue().count("where to look:") == 2
+    slow = Banner(lines=["where to look:"], out=out, every=3600.0)
+    slow.show()
+    out.line("api", "a line")
+    slow.tick()  # not yet due
+    assert stream.getvalue().count("where to look:") == 3
+    slow.asked.set()  # Enter pressed
+    slow.tick()
+    assert stream.getvalue().count("where to look:") == 4
+    assert stream.getvalue().endswith("hub | where to look:\n")
