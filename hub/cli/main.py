@@ -16,6 +16,19 @@ def main() -> None:
 
     Settings come from HUB_* environment variables (and HUB_SETTINGS_FILE); see the README.
     """
+    _log_to_stderr()
+
+
+def _log_to_stderr() -> None:
+    """Every command logs to stderr through the hub's renderer, so stdout carries only the
+    command's output (`--json` pipes into jq). Bad settings are left for the command to say."""
+    from hub.kit.logging import configure_logging
+    from hub.settings import SettingsError, load_settings
+
+    try:
+        configure_logging(load_settings())
+    except SettingsError:
+        return
 
 
 @main.command()
