@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -311,9 +312,15 @@ async def open_loop_phase(
     by_agency: dict[str, list[float]] = {name: [] for name, _ in tokens}
     items: dict[str, int] = dict.fromkeys(by_agency, 0)
 
+    errors: Counter[str] = Counter()
+
     async def one(agency: str, token: str, due: float, http: httpx.AsyncClient) -> None:
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        got, _, _ = await get_page(http, token, rng.choice(cursors[token]))
+        try:
+            got, _, _ = await get_page(http, token, rng.choice(cursors[token]))
+        except httpx.HTTPStatusError as exc:  # an overloaded hub answers 503: count it
+            errors[str(exc.response.status_code)] += 1
+            return
         by_agency[agency].append(time.perf_counter() - due)
         items[agency] += got
 
@@ -329,6 +336,7 @@ async def open_loop_phase(
     return {
         "rate_offered": rate,
         "pages": len(every),
+        "errors": dict(errors),
         "seconds": round(elapsed, 2),
         "items_per_s": round(sum(items.values()) / elapsed),
         "p50_ms": round(percentile(every, 0.50) * 1000, 1),
@@ -347,10 +355,12 @@ async def open_loop_phase(
 
 
 class CpuWindow:
-    """CPU of the API's process tree and of PostgreSQL over a window (from /proc)."""
+    """CPU of the API's process tree and of PostgreSQL (this run's sessions and the server's
+    own processes, not other databases') over a window (from /proc)."""
 
-    def __init__(self, api_pid: int) -> None:
+    def __init__(self, api_pid: int, database: str) -> None:
         self.api_pid = api_pid
+        self.database = database
         self._before: Any = None
 
     def start(self) -> None:
@@ -360,7 +370,9 @@ class CpuWindow:
     def stop(self) -> dict[str, Any]:
         """Close the window: percent of one core per group, and its length."""
         after = sample_cpu()
-        split = cpu_split(self._before, after, api_pid=self.api_pid, load_pids=set())
+        split = cpu_split(
+            self._before, after, api_pid=self.api_pid, load_pids=set(), database=self.database
+        )
         return {**split, "seconds": after.at - self._before.at}
 
 
@@ -463,7 +475,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         base = scratch.start_api(free_port(), args.workers)
         assert scratch.api is not None
-        cpu = CpuWindow(scratch.api.pid)
+        cpu = CpuWindow(scratch.api.pid, f"hub_bench_{scratch.tag}")
         log(f"walk: {args.clients} clients paging through {args.events} events")
         walk, cursors = await walk_phase(base, rest_tokens, cpu)
         log(f"open loop: {args.rate} pages/s for {args.duration} s")
