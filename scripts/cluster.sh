@@ -7,6 +7,8 @@
 #   scripts/cluster.sh kill HOST   SIGKILL every process of HOST (a crashed host)
 #   scripts/cluster.sh start HOST  start HOST's service again (api1, api2, worker1, worker2,
 #                                  redis1, redis2, agency, lb)
+#   scripts/cluster.sh restart HOST  SIGTERM HOST's hub process (it drains) and wait for the
+#                                  new one its supervisor starts (a rolling upgrade's step)
 #   scripts/cluster.sh freeze HOST SIGSTOP every process of HOST (a hung host) ...
 #   scripts/cluster.sh thaw HOST   ... and SIGCONT
 #   scripts/cluster.sh cut HOST    take HOST's network link down (a partition) ...
@@ -312,6 +314,32 @@ start_host() {
     esac
 }
 
+# hub_pids HOST: the hub processes of HOST (python, not their supervisor shell).
+hub_pids() {
+    local pid
+    for pid in $(ip netns pids "$(ns "$1")" 2>/dev/null); do
+        [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == python* ]] && printf '%s\n' "$pid"
+    done
+    return 0
+}
+
+has_hub() { [[ -n "$(hub_pids "$1")" ]]; }
+
+# restart_host HOST: SIGTERM to HOST's hub process (an API drains first); its supervisor
+# starts the new one; returns once an API answers /readyz again or a worker is back.
+restart_host() {
+    local host=$1 old
+    old="$(hub_pids "$host")"
+    [[ -n $old ]] || die "no hub process on $host"
+    # shellcheck disable=SC2086  # one pid per word
+    kill -TERM $old
+    wait_for 60 "$host's old process to exit" bash -c "! kill -0 $old 2>/dev/null"
+    case $host in
+    api1 | api2) wait_for 60 "$host to be ready" curl -fsS -m 2 "http://$(ip_of "$host"):8000/readyz" ;;
+    *) wait_for 60 "$host to be back" has_hub "$host" ;;
+    esac
+}
+
 haproxy_conf() {
     cat >"$STATE/haproxy.cfg" <<EOF
 global
@@ -404,13 +432,14 @@ main() {
     status) cmd_status ;;
     kill) kill_host "${2:?host}" KILL ;;
     start) start_host "${2:?host}" ;;
+    restart) restart_host "${2:?host}" ;;
     freeze) kill_host "${2:?host}" STOP ;;
     thaw) kill_host "${2:?host}" CONT ;;
     cut) in_ns "${2:?host}" ip link set eth0 down ;;
     restore) in_ns "${2:?host}" ip link set eth0 up ;;
     promote) promote ;;
     env) hub_env ;;
-    *) die "usage: $0 up|down|status|kill|start|freeze|thaw|cut|restore HOST|promote|env" ;;
+    *) die "usage: $0 up|down|status|kill|start|restart|freeze|thaw|cut|restore HOST|promote|env" ;;
     esac
 }
 

@@ -149,6 +149,15 @@ async def _ledger(conn: asyncpg.Connection, ids: list[str]) -> tuple[int, int, i
     return int(row["stored"]), int(row["deliveries"]), int(row["delivered"])
 
 
+async def execute(sql: str) -> None:
+    """Run one statement on the primary (a migration step of the rolling upgrade)."""
+    conn = await asyncpg.connect(DATABASE, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 async def db_now() -> datetime:
     """The database's clock (leases are stamped with it)."""
     conn = await asyncpg.connect(DATABASE, timeout=5)
