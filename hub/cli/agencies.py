@@ -13,7 +13,7 @@ import click
 import msgspec
 
 from adapters.xml import generate_signing_identity
-from hub.cli.common import emit, run_with_services, settings_or_exit
+from hub.cli.common import emit, run_with_services, settings_or_exit, table
 from hub.delivery import deadletters
 from hub.delivery.agencies import (
     TestResult,
@@ -206,6 +206,18 @@ def test(agency: str, as_json: bool) -> None:
     raise SystemExit(0 if result.delivered else 1)
 
 
+# Dates, times to the second, or to the microsecond (as the list prints them for paging).
+MOMENT = click.DateTime(
+    [
+        "%Y-%m-%d",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S.%f",
+        "%Y-%m-%d %H:%M:%S.%f",
+    ]
+)
+
+
 @click.group("deliveries")
 def deliveries() -> None:
     """Inspect the delivery ledger and replay dead letters."""
@@ -219,9 +231,15 @@ def deliveries() -> None:
     type=click.Choice(["pending", "in_flight", "retrying", "delivered", "dead", "withheld"]),
 )
 @click.option("--agency")
-@click.option("--since", type=click.DateTime(), help="Updated (or died) at or after.")
-@click.option("--until", type=click.DateTime(), help="Updated (or died) before.")
-@click.option("--limit", type=click.IntRange(1, deadletters.MAX_LIST), default=50)
+@click.option("--since", type=MOMENT, help="Updated (or died) at or after (UTC).")
+@click.option("--until", type=MOMENT, help="Updated (or died) before (UTC).")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, deadletters.MAX_LIST - 1),
+    default=50,
+    show_default=True,
+    help="Rows per page; the last line says how to get the next page.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def list_deliveries(
     status: str,
@@ -240,20 +258,36 @@ def list_deliveries(
             agency=agency,
             since=_utc(since),
             until=_utc(until),
-            limit=limit,
+            limit=limit + 1,  # one more says whether there is a next page
         )
 
     found = run_with_services(work)
-    emit(found, as_json=as_json, text=lambda: _deliveries_table(found))
+    page, more = found[:limit], len(found) > limit
+    emit(page, as_json=as_json, text=lambda: _deliveries_table(page, status=status, more=more))
 
 
-def _deliveries_table(found: list[DeliveryRead]) -> str:
+def _deliveries_table(found: list[DeliveryRead], *, status: str, more: bool) -> str:
+    """The page as a table, and a last line with the count and how to see the next page."""
     if not found:
-        return "nothing found"
-    return "\n".join(
-        f"{d.id}  {d.agency:20} {d.status:9} attempts={d.attempts} {d.last_error or ''}"[:160]
+        return f"no {status} deliveries match"
+    rows: list[list[object]] = [
+        [d.id, d.agency, d.status, d.attempts, _when(d), d.last_status_code, d.last_error]
         for d in found
+    ]
+    headers = ["delivery", "agency", "status", "attempts", "at (UTC)", "code", "last error"]
+    last = _when(found[-1])
+    tail = (
+        f"{len(found)} shown, more exist: add --until '{last}' for the next page"
+        if more
+        else f"{len(found)} {status} deliveries in all"
     )
+    return table(headers, rows) + "\n" + tail
+
+
+def _when(delivery: DeliveryRead) -> str:
+    """The time the list is ordered and paged by (when it died, else last update), UTC."""
+    moment = (delivery.dead_at or delivery.updated_at).astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 @deliveries.command("show")
@@ -261,11 +295,20 @@ def _deliveries_table(found: list[DeliveryRead]) -> str:
 def show(delivery_id: UUID) -> None:
     """A delivery and every attempt, as JSON."""
 
-    async def work(services: Services) -> DeliveryDetail:
-        return await deadletters.inspect(services.db, delivery_id)
+    async def work(services: Services) -> tuple[DeliveryDetail, str | None]:
+        from hub.ops.repository import select_delivery_metadata
 
-    detail = run_with_services(work)
-    click.echo(msgspec.json.format(msgspec.json.encode(detail)).decode())
+        detail = await deadletters.inspect(services.db, delivery_id)
+        async with services.db.pool.acquire() as conn:
+            meta = await select_delivery_metadata(conn, delivery_id)
+        return detail, None if meta is None or meta["event_id"] is None else str(meta["event_id"])
+
+    detail, event_id = run_with_services(work)
+    # The event is named by its id (the one edges and agencies know), not the ledger's key.
+    shown = msgspec.to_builtins(detail)
+    shown["delivery"].pop("event_pk", None)
+    shown["delivery"]["event_id"] = event_id
+    click.echo(msgspec.json.format(msgspec.json.encode(shown)).decode())
 
 
 @deliveries.command("replay")

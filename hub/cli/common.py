@@ -51,3 +51,18 @@ def emit(value: object, *, as_json: bool, text: Callable[[], str]) -> None:
         click.echo(msgspec.json.encode(value).decode())
     else:
         click.echo(text())
+
+
+def table(headers: list[str], rows: list[list[object]], *, width: int = 40) -> str:
+    """A plain-text table: a header, a rule, one line per row; cells cut at `width`."""
+    cells = [[_cell(v, width) for v in row] for row in rows]
+    sizes = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(n) for h, n in zip(headers, sizes, strict=True)).rstrip()]
+    lines.append("  ".join("-" * n for n in sizes))
+    lines += ["  ".join(c.ljust(n) for c, n in zip(r, sizes, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: object, width: int) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -37,7 +37,7 @@ def _roles(values: tuple[str, ...]) -> list[str]:
     unknown = sorted(set(roles) - set(ROLES))
     if unknown or not roles:
         raise click.UsageError(
-            f"--roles takes some of {', '.join(ROLES)} (got {unknown or 'none'})"
+            f"--role takes some of {', '.join(ROLES)} (got {unknown or 'none'})"
         )
     return roles
 
@@ -57,12 +57,12 @@ def clients() -> None:
 @clients.command("add")
 @click.argument("client_id")
 @click.option(
-    "--roles",
+    "--role",
     "roles",
     multiple=True,
     default=("agency",),
     show_default=True,
-    help="Comma-separated roles (repeatable).",
+    help="Role (repeatable, or comma-separated).",
 )
 @click.option("--agency", help="Agency the client acts for.")
 @click.option("--jurisdiction", "jurisdictions", multiple=True, help="Jurisdiction (repeatable).")
@@ -143,7 +143,7 @@ def users() -> None:
 @users.command("add")
 @click.argument("username")
 @click.option(
-    "--roles", "roles", multiple=True, required=True, help="Comma-separated roles (repeatable)."
+    "--role", "roles", multiple=True, required=True, help="Role (repeatable, or comma-separated)."
 )
 @click.option("--totp/--no-totp", default=False, help="Require TOTP (always on for admins).")
 @click.option("--agency", help="Agency the user belongs to.")

@@ -43,7 +43,7 @@ async def test_clients_add_list_revoke(settings: Settings, client: AsyncTestClie
         "police-bot",
         "--agency",
         "police-north",
-        "--roles",
+        "--role",
         "agency",
         "--jurisdiction",
         "north",
@@ -64,7 +64,7 @@ async def test_clients_add_list_revoke(settings: Settings, client: AsyncTestClie
     assert [c["client_id"] for c in json.loads(listed.stdout)] == ["police-bot"]
     twice = await hub(settings, "clients", "add", "police-bot")
     assert twice.returncode == 1
-    bad_role = await hub(settings, "clients", "add", "x", "--roles", "root")
+    bad_role = await hub(settings, "clients", "add", "x", "--role", "root")
     assert bad_role.returncode == 2
     revoked = await hub(settings, "clients", "revoke", "police-bot", "--json")
     assert json.loads(revoked.stdout)["status"] == "revoked"
@@ -76,7 +76,7 @@ async def test_users_add_list_disable_and_keys(settings: Settings) -> None:
         "users",
         "add",
         "ada",
-        "--roles",
+        "--role",
         "admin",
         "--password-stdin",
         "--json",
@@ -89,7 +89,7 @@ async def test_users_add_list_disable_and_keys(settings: Settings) -> None:
         "users",
         "add",
         "olga",
-        "--roles",
+        "--role",
         "operator",
         "--password-stdin",
         "--json",
@@ -97,7 +97,7 @@ async def test_users_add_list_disable_and_keys(settings: Settings) -> None:
     )
     assert json.loads(operator.stdout)["totp_uri"] is None
     short = await hub(
-        settings, "users", "add", "tim", "--roles", "operator", "--password-stdin", stdin="short\n"
+        settings, "users", "add", "tim", "--role", "operator", "--password-stdin", stdin="short\n"
     )
     assert short.returncode == 2
     listed = json.loads((await hub(settings, "users", "list", "--json")).stdout)
