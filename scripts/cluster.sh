@@ -108,8 +108,8 @@ net_down() {
     for name in $(ip netns list | awk '{print $1}' | grep '^hubc-' || true); do
         ip netns delete "$name"
     done
-    for name in $(ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep '^hc-' || true); do
-        ip link delete "$name" 2>/dev/null || true
+    for name in "${ORDER[@]}"; do # veths a dying namespace has not released yet
+        if ip link show "hc-$name" >/dev/null 2>&1; then ip link delete "hc-$name" 2>/dev/null || true; fi
     done
     if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link delete "$BRIDGE"; fi
 }
@@ -158,6 +158,9 @@ EOF
 pg_up() {
     local bin data1="$STATE/pg1/data" data2="$STATE/pg2/data"
     bin="$(pg_bin)"
+    if [[ -f $data2/PG_VERSION && ! -f $data2/standby.signal ]]; then
+        die "pg2 was promoted: restarting pg1 would make two primaries; run '$0 down' then '$0 up'"
+    fi
     if [[ ! -f $data1/PG_VERSION ]]; then
         install -d -o postgres -g postgres -m 700 "$STATE/pg1" "$STATE/pg2"
         as_pg "$bin/initdb" -D "$data1" -U postgres -A trust -E UTF8 --no-locale >"$STATE/log/initdb.log" 2>&1 ||
