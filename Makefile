@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 # Load the URLs that scripts/services.sh found or started.
 WITH_SERVICES := set -a && . .hub/services.env && set +a &&
 
-.PHONY: help install services services-stop migrate run test bench lint schemas clean cluster-up cluster-down cluster-test
+.PHONY: help install services services-stop migrate run test bench lint schemas clean cluster-up cluster-down cluster-test release
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -57,6 +57,24 @@ cluster-down: ## Remove the multi-host rig (namespaces, bridge, .hub/cluster)
 
 cluster-test: install services ## Fault tests across the rig's hosts (minutes; builds and removes it)
 	@$(WITH_SERVICES) HUB_CLUSTER_TESTS=1 $(BIN)/python -m pytest tests/cluster -s $(PYTEST_ARGS)
+
+# Release signing: an operator passes the real key and its trusted-keys file; by default a
+# development key is made once under .hub/ (runbooks/release-rollback.md).
+RELEASE_DIR ?= dist/release
+RELEASE_KEY ?= .hub/release-signing.pem
+RELEASE_KEY_ID ?= dev-release
+RELEASE_TRUSTED ?= $(RELEASE_KEY).trusted.toml
+
+release: install ## Build the wheel and a CycloneDX SBOM into dist/release, sign them (Ed25519) and verify
+	@rm -rf $(RELEASE_DIR) && mkdir -p $(RELEASE_DIR)
+	@$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w $(RELEASE_DIR) .
+	@$(BIN)/cyclonedx-py environment --pyproject pyproject.toml --mc-type application \
+		--of JSON -o $(RELEASE_DIR)/sbom.cdx.json $(BIN)/python
+	@test -f $(RELEASE_KEY) || { entry=$$($(BIN)/hub release keygen $(RELEASE_KEY) \
+		--key-id $(RELEASE_KEY_ID)) && printf '%s\n' "$$entry" > $(RELEASE_TRUSTED) \
+		&& echo "new signing key $(RELEASE_KEY); trust it with $(RELEASE_TRUSTED)"; }
+	@$(BIN)/hub release sign $(RELEASE_DIR) --key $(RELEASE_KEY) --key-id $(RELEASE_KEY_ID)
+	@$(BIN)/hub release verify $(RELEASE_DIR) --keys $(RELEASE_TRUSTED)
 
 schemas: install ## Export the JSON Schema of hub.detection.v1 into schemas/
 	@$(BIN)/hub export-schemas schemas

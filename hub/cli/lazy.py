@@ -59,6 +59,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "privacy",
         "Crypto-shred personal data; rotate the PII master key.",
     ),
+    "release": (
+        "hub.cli.release",
+        "release",
+        "Sign and verify release folders (wheels, SBOM, SIGNATURES.json).",
+    ),
     "retention": (
         "hub.cli.retention",
         "retention",
@@ -69,6 +74,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "hub.cli.tokens",
         "tokens",
         "Create and list bearer tokens (stored only as hashes in HUB_API_TOKENS_FILE).",
+    ),
+    "upgrade": (
+        "hub.cli.release",
+        "upgrade",
+        "Install the hub wheel of a signed release folder; refuse one that does not verify.",
     ),
     "users": (
         "hub.cli.identity",
