@@ -166,17 +166,28 @@ _AUDIENCE_COLUMNS = "id, revision, lo, hi"
 # The coarse release input of a feed entry, as one comparable text value.
 _KEY_SQL = "jsonb_build_array(f.camera_id, f.jurisdiction, f.classes)::text"
 
+# Offers first, in order, then one probe per offer into the entry and the event. The LATERAL
+# subqueries are fenced (OFFSET 0) because the planner otherwise joins every feed entry with
+# every event before it looks at the offers (a hash join: 350 ms for a page of a 100,000-event
+# feed instead of about 1 ms); it does not carry the seq range from the offer to the entry.
 _OFFERED = """
 SELECT f.seq, e.event_id, e.camera_id, e.classes, e.captured_at, e.payload::text AS payload
 FROM feed_offer o
-JOIN feed_entry f ON f.seq = o.seq
-JOIN detection_event e ON e.id = f.event_pk AND e.captured_at = f.captured_at
+CROSS JOIN LATERAL (
+    SELECT f.seq, f.event_pk, f.captured_at FROM feed_entry f
+    WHERE f.seq = o.seq
+      AND ($4::timestamptz IS NULL OR f.captured_at >= $4)
+      AND ($5::timestamptz IS NULL OR f.captured_at < $5)
+      AND (cardinality($6::text[]) = 0 OR f.classes && $6::text[])
+      AND (cardinality($7::text[]) = 0 OR f.camera_id = ANY ($7::text[]))
+    OFFSET 0
+) AS f
+CROSS JOIN LATERAL (
+    SELECT e.event_id, e.camera_id, e.classes, e.captured_at, e.payload FROM detection_event e
+    WHERE e.id = f.event_pk AND e.captured_at = f.captured_at AND e.disposition = 'accepted'
+    OFFSET 0
+) AS e
 WHERE o.audience_id = $1 AND o.seq > $2 AND o.seq <= $3
-  AND e.disposition = 'accepted'
-  AND ($4::timestamptz IS NULL OR f.captured_at >= $4)
-  AND ($5::timestamptz IS NULL OR f.captured_at < $5)
-  AND (cardinality($6::text[]) = 0 OR f.classes && $6::text[])
-  AND (cardinality($7::text[]) = 0 OR f.camera_id = ANY ($7::text[]))
 ORDER BY o.seq
 LIMIT $8
 """
