@@ -76,6 +76,7 @@ class DemoAgency(msgspec.Struct, frozen=True, kw_only=True):
     url: str
     port: int
     secrets: list[str]
+    secrets_file: str  # the same secrets, one a line (0600): the receiver reads them there
     xml_cert: str | None
 
 
@@ -157,19 +158,22 @@ async def ensure_demo_agencies(
                 f"demo agency {spec.name} is registered for {target or 'another endpoint'}, "
                 f"not the demo agency at {url}; its deliveries will not show in {url}/_inbox/"
             )
-    return DemoAgency(url=url, port=port, secrets=secrets, xml_cert=cert)
+    secrets_file = Path(trust.key_file).parent / "trusted-secrets"
+    secrets_file.unlink(missing_ok=True)
+    _write_private(secrets_file, "".join(f"{s}\n" for s in secrets))
+    return DemoAgency(
+        url=url, port=port, secrets=secrets, secrets_file=str(secrets_file), xml_cert=cert
+    )
 
 
 def agency_command(agency: DemoAgency) -> list[str]:
     """`hub demo-agency` serving REST, SOAP and XML with the secrets and certificate given.
 
-    The secrets go on the command line because `hub demo-agency` takes them only there; the
-    receiver is a development stand-in listening on loopback.
+    The secrets are passed by file, never on the command line (which `ps` shows to anyone).
     """
     argv = [sys.executable, "-u", "-m", "hub.cli.main", "demo-agency"]
     argv += ["--host", "127.0.0.1", "--port", str(agency.port)]
-    for secret in agency.secrets:
-        argv += ["--secret", secret]
+    argv += ["--secret-file", agency.secrets_file]
     if agency.xml_cert is not None:
         argv += ["--xml-cert", agency.xml_cert]
     return argv

@@ -157,14 +157,18 @@ def up(
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8101, show_default=True)
-@click.option("--secret", "secrets", multiple=True, help="Standard Webhooks secret (repeat).")
+@click.option(
+    "--secret-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="File of Standard Webhooks secrets, one a line (never on the command line: ps shows it).",
+)
 @click.option(
     "--xml-cert",
     type=click.Path(exists=True, dir_okay=False),
     help="Certificate whose key must sign XML alerts.",
 )
 def demo_agency(
-    kinds: tuple[str, ...], host: str, port: int, secrets: tuple[str, ...], xml_cert: str | None
+    kinds: tuple[str, ...], host: str, port: int, secret_file: str | None, xml_cert: str | None
 ) -> None:
     """A demo agency: REST, SOAP and XML receivers that check signatures, schemas and
     idempotency, with `/_inbox` to read back what arrived."""
@@ -177,12 +181,22 @@ def demo_agency(
 
     chosen: list[Kind] = [k for k in KINDS if k in kinds] if kinds else list(KINDS)
     options = ReceiverOptions(
-        webhook_secrets=list(secrets),
+        webhook_secrets=_secrets(secret_file),
         xml_trusted_cert_pem=Path(xml_cert).read_bytes() if xml_cert else None,
         public_base_url=f"http://{host}:{port}",
     )
     click.echo(f"demo agency ({', '.join(chosen)}) on http://{host}:{port}; inbox at /_inbox/")
     uvicorn.run(create_receiver_app(chosen, options), host=host, port=port, log_level="warning")
+
+
+def _secrets(path: str | None) -> list[str]:
+    """The non-empty lines of a secrets file (none without one)."""
+    if path is None:
+        return []
+    from pathlib import Path
+
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip()]
 
 
 @main.command("export-schemas")

@@ -101,7 +101,10 @@ async def test_existing_agencies_are_trusted_as_registered(
     assert sum("not the demo agency at http://127.0.0.1:9101" in s for s in said) == 3
     argv = agency_command(agency)
     assert argv[argv.index("--port") + 1] == "9101"
-    assert argv.count("--secret") == 2
+    assert not any(s in " ".join(argv) for s in agency.secrets)  # never on the command line
+    secrets_file = Path(argv[argv.index("--secret-file") + 1])
+    assert secrets_file.read_text().split() == [new.secret, old.secret]
+    assert secrets_file.stat().st_mode & 0o777 == 0o600
 
 
 # --- the real edge agent's input and passes -------------------------------------------
@@ -177,7 +180,9 @@ def test_guide_names_every_place_to_look() -> None:
     plan = DemoPlan(
         url="http://127.0.0.1:8000",
         options=UpOptions(),
-        agency=DemoAgency(url="http://127.0.0.1:8101", port=8101, secrets=[], xml_cert=None),
+        agency=DemoAgency(
+            url="http://127.0.0.1:8101", port=8101, secrets=[], secrets_file="s", xml_cert=None
+        ),
         node=DemoNode(node_id=uuid4(), key_path="k"),
     )
     text = "\n".join(guide_lines(plan))
