@@ -29,8 +29,9 @@ from hub.feeds.live_access import (
     token_deadline,
     watch,
 )
+from hub.feeds.pages import read_page
 from hub.feeds.schemas import FeedFilters, FeedPage
-from hub.feeds.service import MAX_LIMIT, MAX_WAIT_SECONDS, Reader, read_media, read_page
+from hub.feeds.service import MAX_LIMIT, MAX_WAIT_SECONDS, Reader, read_media
 from hub.feeds.service import resolve_reader as _resolve
 from hub.identity.mtls import CLIENT_CERT_KEY
 from hub.kit.errors import ForbiddenError, ValidationError

@@ -22,8 +22,9 @@ from litestar.types import Scope
 from lxml import etree
 from lxml.builder import ElementMaker
 
+from hub.feeds.pages import read_page
 from hub.feeds.schemas import FeedFilters, FeedPage
-from hub.feeds.service import Reader, acknowledge, read_page, resolve_reader
+from hub.feeds.service import Reader, acknowledge, resolve_reader
 from hub.kit.errors import HubError
 from hub.kit.offload import Offloader
 from hub.kit.problems import DEPENDENCY_ERRORS

@@ -8,8 +8,9 @@ import pytest
 from lxml import etree
 
 from hub.app import create_app
+from hub.feeds.pages import read_page
 from hub.feeds.schemas import FeedFilters
-from hub.feeds.service import read_page, resolve_reader, sequence_and_announce
+from hub.feeds.service import resolve_reader, sequence_and_announce
 from hub.kit.soap import SOAP_ENV
 from hub.policy.decisions import decisions_for_event
 from hub.runtime import Services

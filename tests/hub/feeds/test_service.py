@@ -11,8 +11,9 @@ import asyncpg
 import msgspec
 import pytest
 
+from hub.feeds.pages import read_page
 from hub.feeds.schemas import FeedFilters
-from hub.feeds.service import Reader, read_page, resolve_reader, sequence_and_announce
+from hub.feeds.service import Reader, resolve_reader, sequence_and_announce
 from hub.identity.schemas import Subject
 from hub.runtime import Services
 from tests.hub.feeds.builders import CENTRAL_CAMERA, NORTH_CAMERA, event

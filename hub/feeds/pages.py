@@ -1,0 +1,189 @@
+"""Pages of the pull feeds (REST and SOAP): a reader's next released items, looked for among
+the events its audience is offered (hub/feeds/offers.py), one release decision per distinct
+verdict (hub/feeds/release.py), `limit` counted in released items, every page audited."""
+
+import time
+from dataclasses import dataclass
+
+from hub.feeds import offers, repository
+from hub.feeds.kit import FeedKit
+from hub.feeds.offers import AudienceSpec
+from hub.feeds.release import ReleasedBatch, apply_verdicts, decide_groups, reader_hash_key
+from hub.feeds.repository import FeedRow
+from hub.feeds.rules import decode_cursor, encode_cursor, etag_matches, page_etag
+from hub.feeds.schemas import Channel, FeedFilters, FeedItem, FeedPage
+from hub.feeds.service import (
+    MAX_LIMIT,
+    MAX_WAIT_SECONDS,
+    Reader,
+    audit_access,
+    hydrate_payloads,
+)
+from hub.kit.errors import UnavailableError
+
+# Offer fills one look may trigger, and refills of a page whose offered items policy
+# withheld: bounded, so one request's cost is too (the page then says has_more).
+MAX_FILLS = 4
+MAX_ROUNDS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult:
+    """A page, or None when the caller's ETag still matches (304)."""
+
+    page: FeedPage | None
+    etag: str
+
+
+async def read_page(
+    kit: FeedKit,
+    reader: Reader,
+    *,
+    cursor: str | None,
+    filters: FeedFilters,
+    limit: int,
+    wait: float = 0.0,
+    if_none_match: str | None = None,
+    channel: Channel = "rest",
+) -> PageResult:
+    """The next page after `cursor`: up to `limit` released items, looked for among the
+    events the reader's audience is offered. With `wait`, an empty or unchanged page waits
+    (up to `wait` seconds) for new events instead of answering at once (long-poll)."""
+    after = decode_cursor(cursor, agency=reader.agency, key=kit.cursor_key) if cursor else 0
+    limit = max(1, min(limit, MAX_LIMIT))
+    deadline = time.monotonic() + max(0.0, min(wait, MAX_WAIT_SECONDS))
+    spec = audience_of(reader)
+    start = after
+    while True:
+        mark = kit.bus.mark()
+        taken = await take_offered(kit, spec, after=start, filters=filters, limit=limit)
+        etag = page_etag(
+            agency_state=reader.state,
+            after=after,
+            limit=limit,
+            filters=filters,
+            seqs=[r.seq for r in taken.rows],
+            revision=kit.policy.revision,
+        )
+        unchanged = etag_matches(if_none_match, etag)
+        remaining = deadline - time.monotonic()
+        if (taken.rows and not unchanged) or remaining <= 0:
+            break
+        if not taken.rows:  # nothing offered up to there: the next look starts after it
+            start = taken.through
+        await kit.bus.wait(mark, seconds=remaining)
+    if unchanged:
+        await audit_access(kit, reader, channel, "feeds.events.not_modified", seqs=[], withheld=[])
+        return PageResult(page=None, etag=etag)
+    look = _Look(spec=spec, filters=filters, limit=limit, after=after, start=start)
+    page = await _release_page(kit, reader, taken, look=look, channel=channel)
+    return PageResult(page=page, etag=etag)
+
+
+def audience_of(reader: Reader) -> AudienceSpec:
+    """The audience whose offers the reader pages over."""
+    return AudienceSpec(
+        agency=reader.agency,
+        recipient=reader.recipient,
+        purpose=reader.purpose,
+        subscription=reader.subscription,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """Offered rows in order; every offered position up to `through` is among them, and
+    `more` says offers (or unjudged positions) may lie beyond."""
+
+    rows: list[FeedRow]
+    through: int
+    more: bool
+
+
+async def take_offered(
+    kit: FeedKit, spec: AudienceSpec, *, after: int, filters: FeedFilters, limit: int
+) -> Taken:
+    """Up to `limit` offered rows after `after`, filling the audience's offers as needed."""
+    rows: list[FeedRow] = []
+    position, extend = after, False
+    for _ in range(MAX_FILLS):
+        cover = await offers.cover(kit, spec, after=position, extend=extend)
+        rows += await repository.select_offered(
+            kit.db.pool,
+            audience_id=cover.id,
+            after=position,
+            through=cover.hi,
+            filters=filters,
+            limit=limit - len(rows) + 1,
+        )
+        if len(rows) > limit:
+            return Taken(rows=rows[:limit], through=rows[limit - 1].seq, more=True)
+        position = max(position, cover.hi)
+        if cover.hi >= cover.last:
+            return Taken(rows=rows, through=position, more=False)
+        extend = True
+    return Taken(rows=rows, through=position, more=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Look:
+    spec: AudienceSpec
+    filters: FeedFilters
+    limit: int
+    after: int  # the cursor the reader gave
+    start: int  # where the offered rows begin (past empty looks of a long-poll)
+
+
+async def _release_page(
+    kit: FeedKit, reader: Reader, taken: Taken, *, look: _Look, channel: Channel
+) -> FeedPage:
+    """Release offered rows until `limit` items are released (refilling when policy withheld
+    some), the offers run out, or policy fails closed."""
+    items: list[FeedItem] = []
+    withheld: list[int] = []
+    cursor = look.start
+    stopped = False
+    for _ in range(MAX_ROUNDS):
+        batch = await release_rows(kit, reader, taken.rows, after=cursor)
+        items += batch.items
+        withheld += batch.withheld
+        cursor, stopped = (batch.last, True) if batch.stopped else (taken.through, False)
+        need = look.limit - len(items)
+        if stopped or need <= 0 or not taken.more:
+            break
+        taken = await take_offered(kit, look.spec, after=cursor, filters=look.filters, limit=need)
+    if stopped and cursor == look.start:
+        raise UnavailableError("policy is unavailable; no event can be released now")
+    await audit_access(
+        kit,
+        reader,
+        channel,
+        "feeds.events.read",
+        seqs=[i.seq for i in items],
+        withheld=withheld,
+        decision_ids=[i.decision_id for i in items],
+        cursor=(look.after, cursor),
+    )
+    return FeedPage(
+        items=items,
+        next_cursor=encode_cursor(cursor, agency=reader.agency, key=kit.cursor_key),
+        has_more=taken.more or stopped,
+    )
+
+
+async def release_rows(
+    kit: FeedKit, reader: Reader, rows: list[FeedRow], *, after: int
+) -> ReleasedBatch:
+    """Release rows in order for the reader, one decision per distinct verdict, stopping at
+    the first policy failure."""
+    records = await hydrate_payloads(kit, [row.payload for row in rows])
+    verdicts = await decide_groups(
+        kit.policy, recipient=reader.recipient, purpose=reader.purpose, rows=rows, records=records
+    )
+    return apply_verdicts(
+        rows,
+        records,
+        verdicts,
+        hash_key=reader_hash_key(kit.hash_key, reader.recipient),
+        after=after,
+    )
