@@ -321,6 +321,9 @@ async def open_loop_phase(
         except httpx.HTTPStatusError as exc:  # an overloaded hub answers 503: count it
             errors[str(exc.response.status_code)] += 1
             return
+        except httpx.TransportError as exc:  # or drops the connection: count that too
+            errors[type(exc).__name__] += 1
+            return
         by_agency[agency].append(time.perf_counter() - due)
         items[agency] += got
 
