@@ -7,13 +7,17 @@ second); a line each drowns everything else. arq's own per-job lines are left at
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
 
-log = structlog.get_logger("hub.worker")
 EVERY_SECONDS = 10.0
+
+
+def log_summary(text: str) -> None:
+    """Write the summary through the hub's logging (one `worker jobs` line)."""
+    structlog.get_logger("hub.worker").info("worker jobs", summary=text)
 
 
 def job_kind(job_id: str) -> str:
@@ -35,8 +39,11 @@ def summary_text(counts: Mapping[str, int], seconds: float) -> str:
 class JobSummary:
     """Counts jobs as they start (arq's `on_job_start`) and logs the counts per interval."""
 
-    def __init__(self, *, every: float = EVERY_SECONDS) -> None:
+    def __init__(
+        self, *, every: float = EVERY_SECONDS, emit: Callable[[str], None] = log_summary
+    ) -> None:
         self.every = every
+        self.emit = emit
         self.counts: Counter[str] = Counter()
         self._task: asyncio.Task[None] | None = None
 
@@ -67,4 +74,4 @@ class JobSummary:
             await asyncio.sleep(self.every)
             text = self.flush()
             if text is not None:
-                log.info("worker jobs", summary=text)
+                self.emit(text)

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 import structlog
 
-from hub.observability.job_summary import JobSummary, job_kind, summary_text
+from hub.observability.job_summary import JobSummary, job_kind, log_summary, summary_text
 
 
 @pytest.mark.parametrize(
@@ -27,13 +27,20 @@ def test_summary_text_most_frequent_first() -> None:
 
 
 async def test_one_line_per_interval_and_none_when_idle() -> None:
-    summary = JobSummary(every=0.05)
-    with structlog.testing.capture_logs() as logs:
-        summary.start()
-        for job_id in ("deliver:a", "deliver:b", "cron:seal_audit_job:1"):
-            await summary.job_started({"job_id": job_id})
-        await asyncio.sleep(0.08)
-        await asyncio.sleep(0.1)  # an idle interval writes nothing
-        await summary.stop()
-    lines = [entry["summary"] for entry in logs if entry["event"] == "worker jobs"]
+    lines: list[str] = []
+    summary = JobSummary(every=0.05, emit=lines.append)
+    summary.start()
+    for job_id in ("deliver:a", "deliver:b", "cron:seal_audit_job:1"):
+        await summary.job_started({"job_id": job_id})
+    await asyncio.sleep(0.08)
+    await asyncio.sleep(0.1)  # an idle interval writes nothing
+    await summary.stop()
     assert lines == ["3 jobs in 0.05 s: deliver 2, seal_audit_job 1"]
+
+
+def test_the_line_goes_through_structlog() -> None:
+    with structlog.testing.capture_logs() as logs:
+        log_summary("1 jobs in 10 s: deliver 1")
+    assert logs == [
+        {"event": "worker jobs", "summary": "1 jobs in 10 s: deliver 1", "log_level": "info"}
+    ]
