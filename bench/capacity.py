@@ -1,0 +1,196 @@
+"""Sizing table: cores, PostgreSQL connections and disk for N cameras at R events/s with M
+agencies, computed from the CPU per operation the benchmarks measured (docs/capacity.md).
+
+    .venv/bin/python bench/capacity.py [--cameras 1000 --rate 0.5 --agencies 5 ...]
+
+With no scenario given it prints the table of docs/capacity.md. The constants below are
+measured CPU milliseconds per operation (not rates: the machine they came from is shared and
+busy, so rates say more about the neighbours than about the hub) and bytes on disk per row;
+re-measure with the benchmarks named beside each and edit them here.
+"""
+
+import argparse
+import math
+from dataclasses import dataclass
+
+# CPU ms per operation, one core = 1,000 ms/s.
+# bench/ingest.py, 2026-12-04, 4 clients: API 7.91 ms + PostgreSQL 9.5 ms per 100-event batch
+# (2026-11-22: 14.3 + 5.8 ms; groups are now judged once per bundle, and ingest writes more).
+API_MS_PER_EVENT = 0.079
+PG_MS_PER_EVENT = 0.095
+# Worker CPU of one adapter call (bench/delivery.py, per step, 2026-11-22; jetstream measured
+# for docs/capacity.md on 2026-12-04: 0.05-0.07 ms client + ~0.015 ms nats-server).
+ADAPTER_MS = {"rest": 1.9, "soap": 3.3, "xml": 6.9, "jetstream": 0.07}
+# Claim, re-hydrate, finish and attempt row, paid in batches of 200: NOT measured end to end
+# for the batched engine (bench/delivery.py's receiver failed on this machine); an estimate.
+ENGINE_MS_PER_DELIVERY = 0.5
+PG_MS_PER_DELIVERY = 0.25  # estimate: ~4 row writes in batched statements (audit: 0.1 ms/row)
+# bench/feeds.py, 2026-12-04: API 5.0-5.5 ms + PostgreSQL 1.8-2.2 ms per 100-item page.
+API_MS_PER_FEED_ITEM = 0.055
+PG_MS_PER_FEED_ITEM = 0.022
+PG_MS_PER_AUDIT_ENTRY = 0.12  # bench/audit.py: append 0.104 + sealing 0.016
+RELEASE_DECISION_MS = (1.35, 0.10)  # bench/delivery.py: release decision uncached, cached
+CACHED_SHARE = 0.9  # a batch of one agency shares a few verdicts
+# Bytes on disk per row, indexes included: a scratch database after 2,000 events offered to
+# three agencies (3,000 delivered, 3,000 withheld), VACUUM ANALYZE, 2026-12-04.
+EVENT_BYTES = 1540 + 438 + 348  # detection_event + feed_entry + pii_attribute
+DELIVERY_BYTES = 812  # delivery (its payload copy and indexes)
+ATTEMPT_BYTES = 264  # delivery_attempt, one per attempt (withheld rows have one too)
+DECISION_BYTES = 1556  # policy_decisions: every release decision is logged (masked)
+AUDIT_BYTES_PER_EVENT = 94  # audit entries and tree, amortised over the events
+# Headroom: size for peaks at `PEAK` x the mean, running cores at most `UTILISATION` busy.
+PEAK = 2.0
+UTILISATION = 0.6
+POOL_PER_PROCESS = 10  # HUB_DB_POOL_MAX
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A deployment to size."""
+
+    cameras: int
+    rate: float  # events per second per camera (an event holds one or more detections)
+    agencies: int  # push agencies offered every event
+    released: float = 0.5  # share of offered deliveries policy lets through
+    feed_readers: int = 0  # agencies reading every event from the feed
+    retention_days: int = 30
+    kind: str = "rest"  # the adapter kind of the push agencies
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """What the scenario needs."""
+
+    events: float
+    deliveries: float
+    feed_items: float
+    decisions: float
+    api_cores: float
+    worker_cores: float
+    pg_cores: float
+    api_processes: int
+    worker_processes: int
+    pg_connections: int
+    disk_gb: float
+    write_mb_s: float
+
+
+def size(s: Scenario) -> Sizing:
+    """The cores, connections and disk `s` needs, with peak headroom and utilisation."""
+    events = s.cameras * s.rate
+    offered = events * s.agencies  # every offered delivery gets a release decision
+    sent = offered * s.released
+    feed = events * s.feed_readers
+    headroom = PEAK / UTILISATION
+    api_ms = events * API_MS_PER_EVENT + feed * API_MS_PER_FEED_ITEM
+    worker_ms = offered * (_decision_ms() + ENGINE_MS_PER_DELIVERY) + sent * ADAPTER_MS[s.kind]
+    pg_ms = (
+        events * (PG_MS_PER_EVENT + PG_MS_PER_AUDIT_ENTRY / 100)
+        + offered * PG_MS_PER_DELIVERY
+        + feed * PG_MS_PER_FEED_ITEM
+    )
+    api, worker, pg = (ms / 1000 * headroom for ms in (api_ms, worker_ms, pg_ms))
+    api_processes, worker_processes = max(2, math.ceil(api)), max(2, math.ceil(worker))
+    row_bytes = events * (EVENT_BYTES + AUDIT_BYTES_PER_EVENT)
+    row_bytes += offered * (DELIVERY_BYTES + ATTEMPT_BYTES) + (offered + feed) * DECISION_BYTES
+    return Sizing(
+        events=events,
+        deliveries=sent,
+        feed_items=feed,
+        decisions=offered + feed,
+        api_cores=api,
+        worker_cores=worker,
+        pg_cores=pg,
+        api_processes=api_processes,
+        worker_processes=worker_processes,
+        pg_connections=(api_processes + worker_processes) * POOL_PER_PROCESS,
+        disk_gb=row_bytes * 86_400 * s.retention_days / 1e9,
+        # WAL writes each row about twice (full-page images after checkpoints included).
+        write_mb_s=2 * row_bytes / 1e6,
+    )
+
+
+def _decision_ms() -> float:
+    """A release decision's CPU: a batch shares a few verdicts, so most hit the cache."""
+    uncached, cached = RELEASE_DECISION_MS
+    return (1 - CACHED_SHARE) * uncached + CACHED_SHARE * cached
+
+
+def per_core() -> dict[str, float]:
+    """Operations one busy core does, by kind."""
+    return {
+        "events ingested (API + PostgreSQL)": 1000 / (API_MS_PER_EVENT + PG_MS_PER_EVENT),
+        **{
+            f"deliveries sent (worker, {kind})": 1000
+            / (ms + _decision_ms() + ENGINE_MS_PER_DELIVERY)
+            for kind, ms in ADAPTER_MS.items()
+        },
+        "feed items released (API + PostgreSQL)": 1000
+        / (API_MS_PER_FEED_ITEM + PG_MS_PER_FEED_ITEM),
+        "release decisions (uncached)": 1000 / RELEASE_DECISION_MS[0],
+        "release decisions (cached verdict)": 1000 / RELEASE_DECISION_MS[1],
+    }
+
+
+DEFAULT_SCENARIOS = (
+    Scenario(cameras=100, rate=0.1, agencies=3),
+    Scenario(cameras=1_000, rate=0.1, agencies=5),
+    Scenario(cameras=1_000, rate=0.1, agencies=5, feed_readers=5),
+    Scenario(cameras=5_000, rate=0.1, agencies=10),
+    Scenario(cameras=5_000, rate=0.1, agencies=10, kind="jetstream"),
+    Scenario(cameras=20_000, rate=0.1, agencies=10),
+)
+
+
+def table(scenarios: tuple[Scenario, ...]) -> str:
+    """The sizing table as Markdown."""
+    lines = [
+        "| cameras x ev/s, agencies (feeds), kind | events/s | deliveries/s | API cores "
+        "| worker cores | PostgreSQL cores | processes (API+worker) | PG connections "
+        "| disk (retention) | WAL MB/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for s in scenarios:
+        z = size(s)
+        lines.append(
+            f"| {s.cameras:,} x {s.rate:g}, {s.agencies} ({s.feed_readers}), {s.kind} "
+            f"| {z.events:,.0f} "
+            f"| {z.deliveries:,.0f} | {z.api_cores:.1f} | {z.worker_cores:.1f} "
+            f"| {z.pg_cores:.1f} | {z.api_processes}+{z.worker_processes} | {z.pg_connections} "
+            f"| {z.disk_gb:,.0f} GB ({s.retention_days} d) | {z.write_mb_s:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cameras", type=int)
+    parser.add_argument("--rate", type=float, default=0.5, help="events/s per camera")
+    parser.add_argument("--agencies", type=int, default=5)
+    parser.add_argument("--released", type=float, default=0.5)
+    parser.add_argument("--feed-readers", type=int, default=0)
+    parser.add_argument("--retention-days", type=int, default=30)
+    parser.add_argument("--kind", choices=sorted(ADAPTER_MS), default="rest")
+    args = parser.parse_args()
+    print("Per busy core (from measured CPU per operation):")
+    for name, value in per_core().items():
+        print(f"  {name}: {value:,.0f}/s")
+    print(f"Sized for peaks at {PEAK:g}x the mean with cores at most {UTILISATION:.0%} busy.\n")
+    scenarios = DEFAULT_SCENARIOS
+    if args.cameras:
+        scenarios = (
+            Scenario(
+                cameras=args.cameras,
+                rate=args.rate,
+                agencies=args.agencies,
+                released=args.released,
+                feed_readers=args.feed_readers,
+                retention_days=args.retention_days,
+                kind=args.kind,
+            ),
+        )
+    print(table(scenarios))
+
+
+if __name__ == "__main__":
+    main()
