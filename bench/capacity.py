@@ -18,19 +18,21 @@ from dataclasses import dataclass
 # (2026-11-22: 14.3 + 5.8 ms; groups are now judged once per bundle, and ingest writes more).
 API_MS_PER_EVENT = 0.079
 PG_MS_PER_EVENT = 0.095
-# Worker CPU of one adapter call (bench/delivery.py, per step, 2026-11-22; jetstream measured
-# for docs/capacity.md on 2026-12-04: 0.05-0.07 ms client + ~0.015 ms nats-server).
-ADAPTER_MS = {"rest": 1.9, "soap": 3.3, "xml": 6.9, "jetstream": 0.07}
-# Claim, re-hydrate, finish and attempt row, paid in batches of 200: NOT measured end to end
-# for the batched engine (bench/delivery.py's receiver failed on this machine); an estimate.
-ENGINE_MS_PER_DELIVERY = 0.5
-PG_MS_PER_DELIVERY = 0.25  # estimate: ~4 row writes in batched statements (audit: 0.1 ms/row)
+# Worker CPU per delivery sent, everything included (claim, re-hydrate, release decision,
+# adapter, finish): bench/delivery.py one-kind phases, batched engine, 2026-12-04 (run with
+# the demo agency's --secret-file, see docs/capacity.md). JetStream: REST's figure less its
+# adapter call (0.706 ms) plus a publish (0.05-0.07 ms client, measured for the page).
+WORKER_MS_PER_SENT = {"rest": 1.617, "soap": 3.233, "xml": 3.483, "jetstream": 0.98}
+# A withheld delivery costs the engine and the decision without the adapter call.
+WORKER_MS_PER_WITHHELD = 0.91
+# NOT measured (bench/delivery.py reads no PostgreSQL CPU): ~4 row writes per delivery in
+# batched statements, at the 0.1 ms per row the audit benchmark measured.
+PG_MS_PER_DELIVERY = 0.25
 # bench/feeds.py, 2026-12-04: API 5.0-5.5 ms + PostgreSQL 1.8-2.2 ms per 100-item page.
 API_MS_PER_FEED_ITEM = 0.055
 PG_MS_PER_FEED_ITEM = 0.022
 PG_MS_PER_AUDIT_ENTRY = 0.12  # bench/audit.py: append 0.104 + sealing 0.016
-RELEASE_DECISION_MS = (1.35, 0.10)  # bench/delivery.py: release decision uncached, cached
-CACHED_SHARE = 0.9  # a batch of one agency shares a few verdicts
+RELEASE_DECISION_MS = (0.888, 0.105)  # bench/delivery.py, 2026-12-04: uncached, cached
 # Bytes on disk per row, indexes included: a scratch database after 2,000 events offered to
 # three agencies (3,000 delivered, 3,000 withheld), VACUUM ANALYZE, 2026-12-04.
 EVENT_BYTES = 1540 + 438 + 348  # detection_event + feed_entry + pii_attribute
@@ -83,7 +85,7 @@ def size(s: Scenario) -> Sizing:
     feed = events * s.feed_readers
     headroom = PEAK / UTILISATION
     api_ms = events * API_MS_PER_EVENT + feed * API_MS_PER_FEED_ITEM
-    worker_ms = offered * (_decision_ms() + ENGINE_MS_PER_DELIVERY) + sent * ADAPTER_MS[s.kind]
+    worker_ms = sent * WORKER_MS_PER_SENT[s.kind] + (offered - sent) * WORKER_MS_PER_WITHHELD
     pg_ms = (
         events * (PG_MS_PER_EVENT + PG_MS_PER_AUDIT_ENTRY / 100)
         + offered * PG_MS_PER_DELIVERY
@@ -110,20 +112,13 @@ def size(s: Scenario) -> Sizing:
     )
 
 
-def _decision_ms() -> float:
-    """A release decision's CPU: a batch shares a few verdicts, so most hit the cache."""
-    uncached, cached = RELEASE_DECISION_MS
-    return (1 - CACHED_SHARE) * uncached + CACHED_SHARE * cached
-
-
 def per_core() -> dict[str, float]:
     """Operations one busy core does, by kind."""
     return {
         "events ingested (API + PostgreSQL)": 1000 / (API_MS_PER_EVENT + PG_MS_PER_EVENT),
         **{
-            f"deliveries sent (worker, {kind})": 1000
-            / (ms + _decision_ms() + ENGINE_MS_PER_DELIVERY)
-            for kind, ms in ADAPTER_MS.items()
+            f"deliveries sent (worker, {kind})": 1000 / ms
+            for kind, ms in WORKER_MS_PER_SENT.items()
         },
         "feed items released (API + PostgreSQL)": 1000
         / (API_MS_PER_FEED_ITEM + PG_MS_PER_FEED_ITEM),
@@ -170,7 +165,7 @@ def main() -> None:
     parser.add_argument("--released", type=float, default=0.5)
     parser.add_argument("--feed-readers", type=int, default=0)
     parser.add_argument("--retention-days", type=int, default=30)
-    parser.add_argument("--kind", choices=sorted(ADAPTER_MS), default="rest")
+    parser.add_argument("--kind", choices=sorted(WORKER_MS_PER_SENT), default="rest")
     args = parser.parse_args()
     print("Per busy core (from measured CPU per operation):")
     for name, value in per_core().items():
