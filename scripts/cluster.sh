@@ -182,7 +182,7 @@ pg_up() {
         in_ns pg2 runuser -u postgres -- "$bin/pg_ctl" start -D "$data2" -l "$STATE/pg2/server.log" -w -t 60 >/dev/null
     # Synchronous replication: a commit the API acknowledged is on the replica too, so a
     # promotion loses no accepted event (the price: writes wait while the replica is away).
-    wait_for 30 "the replica to stream" psql_at pg1 \
+    wait_for 60 "the replica to stream" psql_at pg1 \
         "select 1 from pg_stat_replication where application_name = 'hubc_pg2' and state = 'streaming'"
     psql -X -q -v ON_ERROR_STOP=1 -h "$(ip_of pg1)" -U postgres -d postgres \
         -c "alter system set synchronous_standby_names = 'hubc_pg2'" -c "select pg_reload_conf()" >/dev/null
@@ -234,12 +234,12 @@ EOF
 
 redis_up() {
     alive redis1 || redis_start redis1
-    wait_for 20 "redis1" redis-cli -h "$(ip_of redis1)" ping
+    wait_for 60 "redis1" redis-cli -h "$(ip_of redis1)" ping
     alive redis2 || redis_start redis2
-    wait_for 20 "redis2 to replicate" bash -c \
+    wait_for 60 "redis2 to replicate" bash -c \
         "redis-cli -h $(ip_of redis2) info replication | grep -q 'master_link_status:up'"
     sentinel_start
-    wait_for 20 "the sentinels" bash -c \
+    wait_for 60 "the sentinels" bash -c \
         "redis-cli -h $(ip_of sentinel) -p 26379 sentinel get-master-addr-by-name $SENTINEL_MASTER | grep -q ."
 }
 
@@ -309,7 +309,7 @@ start_host() {
     worker1 | worker2) (cd "$ROOT" && hub_run "$1" "$1" worker) ;;
     agency)
         (cd "$ROOT" && hub_run agency agency demo-agency --kind rest --host "$(ip_of agency)" \
-            --port 8101 --secret "$(cat "$STATE/shared/webhook-secret")")
+            --port 8101 --secret-file "$STATE/shared/webhook-secret")
         ;;
     redis1 | redis2) redis_start "$1" ;;
     lb) spawn lb lb haproxy -f "$STATE/haproxy.cfg" -db ;;
@@ -338,8 +338,8 @@ restart_host() {
     kill -TERM $old
     wait_for 60 "$host's old process to exit" bash -c "! kill -0 $old 2>/dev/null"
     case $host in
-    api1 | api2) wait_for 60 "$host to be ready" curl -fsS -m 2 "http://$(ip_of "$host"):8000/readyz" ;;
-    *) wait_for 60 "$host to be back" has_hub "$host" ;;
+    api1 | api2) wait_for 120 "$host to be ready" curl -fsS -m 2 "http://$(ip_of "$host"):8000/readyz" ;;
+    *) wait_for 120 "$host to be back" has_hub "$host" ;;
     esac
 }
 
@@ -379,7 +379,7 @@ hub_up() {
     hub_once api1 "$BIN/python" -m hub.cli.main migrate >"$STATE/log/migrate.log" 2>&1 ||
         die "hub migrate failed, see $STATE/log/migrate.log"
     alive agency || start_host agency
-    wait_for 30 "the demo agency" curl -fsS -m 2 "http://$(ip_of agency):8101/_inbox/"
+    wait_for 120 "the demo agency" curl -fsS -m 2 "http://$(ip_of agency):8101/_inbox/"
     hub_once api1 "$BIN/python" "$ROOT/scripts/cluster/seed.py" \
         --agency-url "http://$(ip_of agency):8101/rest/events" \
         --secret-file "$STATE/shared/webhook-secret" --out "$STATE/edge" >"$STATE/log/seed.log" 2>&1 ||
@@ -388,7 +388,7 @@ hub_up() {
     for host in api1 api2 worker1 worker2; do alive "$host" || start_host "$host"; done
     haproxy_conf
     alive lb || start_host lb
-    wait_for 90 "the API through HAProxy" in_ns edge curl -fsS -m 2 "http://$(ip_of lb):8000/readyz"
+    wait_for 180 "the API through HAProxy" in_ns edge curl -fsS -m 2 "http://$(ip_of lb):8000/readyz"
 }
 
 # ---------------------------------------------------------------- commands
