@@ -10,6 +10,10 @@ the adapter kind and its value a factory taking the hub's `EgressGuard` (keyword
 and returning an `Adapter`. A third party ships one in its own distribution without touching
 the hub. Every HTTP client an adapter makes uses the guard's transports (adapters/egress.py),
 so endpoints reach only permitted addresses and answers are read with a cap.
+
+An adapter may name the secret fields of its configuration in a `secret_paths` class
+attribute (`"oauth2.client_secret"`, `"secrets[]"` for each item of a list): the hub stores
+them sealed and hands `parse_config` the opened configuration (hub/delivery/secrets.py).
 """
 
 from collections.abc import Mapping

@@ -29,6 +29,8 @@ class JetStreamAdapter:
     """Publishes the released event, as the REST webhook body, to the agency's subject."""
 
     kind = "jetstream"
+    # Stored sealed by the hub (hub/delivery/secrets.py); opened only to parse for sending.
+    secret_paths = ("password", "token")
 
     def __init__(self, *, egress: EgressGuard | None = None) -> None:
         self.egress: EgressGuard = ServerEgressGuard.of(egress or EgressGuard())

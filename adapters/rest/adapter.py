@@ -39,6 +39,8 @@ class RestAdapter:
     """Standard Webhooks over HTTPS, with optional OAuth2 client credentials and client TLS."""
 
     kind = "rest"
+    # Stored sealed by the hub (hub/delivery/secrets.py); opened only to parse for sending.
+    secret_paths = ("secrets[]", "oauth2.client_secret", "client_key_file")
 
     def __init__(self, *, egress: EgressGuard | None = None) -> None:
         self.egress = egress or EgressGuard()

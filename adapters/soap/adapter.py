@@ -28,6 +28,8 @@ class SoapAdapter:
     """Kind `soap`: WS-Addressing MessageID = `urn:uuid:<delivery id>` is the idempotency key."""
 
     kind = "soap"
+    # No secret fields: credentials in URLs are refused (config.py); nothing to seal.
+    secret_paths: tuple[str, ...] = ()
 
     def __init__(self, *, egress: EgressGuard | None = None) -> None:
         self.egress = egress or EgressGuard()

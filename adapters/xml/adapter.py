@@ -40,6 +40,8 @@ class XmlAdapter:
     """Signs with the agency's configured key; one HTTP client and schema per worker process."""
 
     kind = "xml"
+    # The signing key's location is stored sealed (hub/delivery/secrets.py).
+    secret_paths = ("signing_key_file",)
 
     def __init__(self, *, egress: EgressGuard | None = None) -> None:
         self.egress = egress or EgressGuard()

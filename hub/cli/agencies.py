@@ -21,6 +21,7 @@ from hub.delivery.agencies import (
     agency_health,
     get_agency,
     pause_agency,
+    reseal_agencies,
     resume_agency,
     send_test,
 )
@@ -32,6 +33,7 @@ from hub.delivery.schemas import (
     DeliveryRead,
     ReplayRange,
     ReplayResult,
+    ResealResult,
     Subscription,
 )
 from hub.runtime import Services
@@ -180,6 +182,29 @@ def resume(agency: str) -> None:
         return await resume_agency(services.db, kit.breaker, kit.queue, agency, actor=ACTOR)
 
     click.echo(f"resumed {run_with_services(work).name}")
+
+
+@agencies.command("reseal")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def reseal(as_json: bool) -> None:
+    """Seal every agency's secrets under the current master key (HUB_PII_MASTER_KEY_ID).
+
+    Run after rotating the key, before retiring the old key file; secrets stored in clear
+    are sealed too.
+    """
+
+    async def work(services: Services) -> ResealResult:
+        return await reseal_agencies(services.db, services.delivery.adapters, actor=ACTOR)
+
+    result = run_with_services(work)
+    emit(
+        result,
+        as_json=as_json,
+        text=lambda: (
+            f"sealed under master key {result.key}: "
+            + (", ".join(result.resealed) or "every agency already was")
+        ),
+    )
 
 
 @agencies.command("test")

@@ -16,7 +16,7 @@ import msgspec
 from adapters.base import Adapter
 from adapters.xml import generate_signing_identity
 from hub.cli.agencies import new_webhook_secret
-from hub.delivery.agencies import add_agency, get_agency
+from hub.delivery.agencies import add_agency, get_agency, opened_config
 from hub.delivery.schemas import Agency, AgencyCreate, Subscription
 from hub.kit.db import Database
 from hub.kit.errors import NotFoundError
@@ -184,7 +184,8 @@ async def _find(db: Database, name: str) -> Agency | None:
         _, agency = await get_agency(db, name)
     except NotFoundError:
         return None
-    return agency
+    # Its secrets are stored sealed; the receiver must trust them in clear.
+    return msgspec.structs.replace(agency, config=opened_config(agency))
 
 
 async def _register(

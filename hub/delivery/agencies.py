@@ -1,7 +1,8 @@
 """The agency registry: add, list, pause and resume agencies, and the worker's cached view.
 
 An agency's adapter configuration is validated by its adapter when it is registered (and
-again, cached, before deliveries), so a typo is refused at the door, not at 3 a.m.
+again, cached, before deliveries), so a typo is refused at the door, not at 3 a.m. Its secret
+fields are stored sealed (hub/delivery/secrets.py) and opened only to send.
 """
 
 import time
@@ -17,10 +18,18 @@ from hub.audit import AuditEntry, append_entry
 from hub.delivery import repository
 from hub.delivery.breaker import CircuitBreaker
 from hub.delivery.queue import DeliveryQueue
-from hub.delivery.schemas import Agency, AgencyCreate, AgencyHealth, AgencyRead
+from hub.delivery.schemas import Agency, AgencyCreate, AgencyHealth, AgencyRead, ResealResult
+from hub.delivery.secrets import (
+    KeySource,
+    clear_paths,
+    open_config,
+    seal_config,
+    sealed_by_old_key,
+)
 from hub.kit.clock import utcnow
 from hub.kit.db import Database
 from hub.kit.errors import ConflictError, NotFoundError, ValidationError
+from hub.retention import process_keys
 
 # How stale the worker's view of agencies may be: a pause reaches every worker this fast.
 DIRECTORY_TTL_SECONDS = 2.0
@@ -58,16 +67,42 @@ async def check_egress(adapter: Adapter, parsed: Any) -> None:
             ) from None
 
 
+def secret_paths(adapter: Adapter) -> tuple[str, ...]:
+    """The configuration fields `adapter` declares secret (none when it declares nothing)."""
+    return tuple(getattr(adapter, "secret_paths", ()))
+
+
+def opened_config(agency: Agency, *, keys: KeySource = process_keys) -> dict[str, Any]:
+    """The agency's configuration with its sealed fields opened (to send, never to show)."""
+    return open_config(agency.config, keys=keys(), agency_id=agency.id)
+
+
 async def add_agency(
-    db: Database, adapters: Mapping[str, Adapter], create: AgencyCreate, *, actor: str
+    db: Database,
+    adapters: Mapping[str, Adapter],
+    create: AgencyCreate,
+    *,
+    actor: str,
+    keys: KeySource = process_keys,
 ) -> AgencyRead:
-    """Register an agency after its adapter accepted the configuration and its endpoints."""
+    """Register an agency after its adapter accepted the configuration and its endpoints;
+    the configuration's secret fields are stored sealed."""
     parsed = validate_config(adapters, create.kind, create.config)
     await check_egress(adapters[create.kind], parsed)
     endpoint = adapters[create.kind].endpoint(parsed)
+    agency_id = uuid4()
+    stored = seal_config(
+        create.config,
+        paths=secret_paths(adapters[create.kind]),
+        keys=keys(),
+        agency_id=agency_id,
+    )
     async with db.transaction() as conn:
         agency = await repository.insert_agency(
-            conn, agency_id=uuid4(), create=create, endpoint=endpoint
+            conn,
+            agency_id=agency_id,
+            create=msgspec.structs.replace(create, config=stored),
+            endpoint=endpoint,
         )
         if agency is None:
             raise ConflictError(
@@ -83,6 +118,32 @@ async def add_agency(
             ),
         )
     return agency
+
+
+async def reseal_agencies(
+    db: Database, adapters: Mapping[str, Adapter], *, actor: str, keys: KeySource = process_keys
+) -> ResealResult:
+    """Seal every agency's secret fields under the current master key: clear ones (stored
+    before sealing existed) and ones an older key sealed. Run after a key rotation."""
+    ring = keys()
+    names: list[str] = []
+    async with db.transaction() as conn:
+        for agency_id, kind, config in await repository.lock_agency_configs(conn):
+            adapter = adapters.get(kind)
+            paths = secret_paths(adapter) if adapter is not None else ()
+            if clear_paths(config, paths) or sealed_by_old_key(config, current_id=ring.current_id):
+                sealed = seal_config(config, paths=paths, keys=ring, agency_id=agency_id)
+                names.append(await repository.update_agency_config(conn, agency_id, sealed))
+        await append_entry(
+            conn,
+            AuditEntry(
+                actor=actor,
+                action="agency.reseal",
+                target="agency:*",
+                detail={"key": ring.current_id, "agencies": sorted(names)},
+            ),
+        )
+    return ResealResult(key=ring.current_id, resealed=sorted(names))
 
 
 async def list_agencies(db: Database) -> list[AgencyRead]:
@@ -166,9 +227,12 @@ class AgencyDirectory:
     """The worker's view of agencies: refreshed from PostgreSQL at most every few seconds,
     with each adapter configuration parsed once per change."""
 
-    def __init__(self, db: Database, adapters: Mapping[str, Adapter]) -> None:
+    def __init__(
+        self, db: Database, adapters: Mapping[str, Adapter], *, keys: KeySource = process_keys
+    ) -> None:
         self.db = db
         self.adapters = adapters
+        self._keys = keys
         self._agencies: dict[UUID, Agency] = {}
         self._loaded_at = float("-inf")
         self._configs: dict[UUID, tuple[bytes, Any]] = {}
@@ -193,12 +257,13 @@ class AgencyDirectory:
         self._loaded_at = float("-inf")
 
     def config(self, agency: Agency) -> Any:
-        """The agency's parsed adapter configuration (ConfigError if it no longer parses)."""
+        """The agency's parsed adapter configuration, its secrets opened (ConfigError if it no
+        longer parses); parsed once per change of the stored configuration."""
         raw = msgspec.json.encode(agency.config)
         cached = self._configs.get(agency.id)
         if cached is not None and cached[0] == raw:
             return cached[1]
-        parsed = self.adapters[agency.kind].parse_config(agency.config)
+        parsed = self.adapters[agency.kind].parse_config(opened_config(agency, keys=self._keys))
         self._configs[agency.id] = (raw, parsed)
         return parsed
 
@@ -216,12 +281,17 @@ class TestResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def send_test(
-    db: Database, adapters: Mapping[str, Adapter], agency: Agency, *, actor: str
+    db: Database,
+    adapters: Mapping[str, Adapter],
+    agency: Agency,
+    *,
+    actor: str,
+    keys: KeySource = process_keys,
 ) -> TestResult:
     """Send a signed test message (no real data, flagged `test`) straight through the
     agency's adapter, bypassing the ledger, audit it and report what came back (a failure
     only as retryable or not, with the agency's HTTP status when it answered one)."""
-    parsed = validate_config(adapters, agency.kind, agency.config)
+    parsed = validate_config(adapters, agency.kind, opened_config(agency, keys=keys))
     await check_egress(adapters[agency.kind], parsed)
     result = await _try_test(adapters[agency.kind], agency, parsed)
     async with db.transaction() as conn:

@@ -52,6 +52,24 @@ async def insert_agency(
     return None if row is None else _agency_read(row)
 
 
+async def lock_agency_configs(conn: asyncpg.Connection) -> list[tuple[UUID, str, dict[str, Any]]]:
+    """Every agency's id, adapter kind and stored configuration, locked for update."""
+    rows = await conn.fetch("SELECT id, adapter_kind, config FROM agency ORDER BY name FOR UPDATE")
+    return [(r["id"], r["adapter_kind"], json.loads(r["config"])) for r in rows]
+
+
+async def update_agency_config(
+    conn: asyncpg.Connection, agency_id: UUID, config: dict[str, Any]
+) -> str:
+    """Store an agency's (re-sealed) configuration; its name."""
+    name: str = await conn.fetchval(
+        "UPDATE agency SET config = $2::jsonb, updated_at = now() WHERE id = $1 RETURNING name",
+        agency_id,
+        json.dumps(config),
+    )
+    return name
+
+
 async def select_agencies(conn: asyncpg.Connection) -> list[tuple[AgencyRead, Agency]]:
     """Every agency, as listed and as the worker uses it."""
     rows = await conn.fetch(f"SELECT {_AGENCY_COLUMNS} FROM agency ORDER BY name")

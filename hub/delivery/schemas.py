@@ -73,6 +73,13 @@ class Agency(msgspec.Struct, frozen=True, kw_only=True):
     rate_per_second: float
 
 
+class ResealResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What `agencies reseal` did: the master key now sealing, and the agencies rewritten."""
+
+    key: str
+    resealed: list[str]
+
+
 class DeliveryRead(msgspec.Struct, frozen=True, kw_only=True):
     """One row of the ledger."""
 
