@@ -1,11 +1,11 @@
 """Which console pages a user's roles offer (navigation only: the hub decides every call)."""
 
 ROLE_PAGES: dict[str, tuple[str, ...]] = {
-    "compliance_officer": ("overview", "audit", "decisions", "incidents"),
+    "compliance_officer": ("overview", "events", "audit", "decisions", "incidents"),
     "admin": ("overview", "decisions", "deliveries", "policy"),
     "operator": ("overview",),
 }
-PAGE_ORDER = ("overview", "audit", "decisions", "incidents", "deliveries", "policy")
+PAGE_ORDER = ("overview", "events", "audit", "decisions", "incidents", "deliveries", "policy")
 
 
 def pages_for(roles: tuple[str, ...]) -> list[str]:

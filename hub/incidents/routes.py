@@ -3,20 +3,23 @@ timeline, linked events and snapshots as released to the officer, evidence expor
 Every change is audited by the use cases."""
 
 import tempfile
+from datetime import datetime, timedelta
 from typing import IO, Annotated, Any, Literal
 from uuid import UUID
 
 from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, JSONBody, PathParameter
+from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 
 from hub.audit import ExportSigner, Sealer
 from hub.delivery.kit import release_hash_key
 from hub.identity.schemas import Subject
-from hub.incidents import cases, evidence
+from hub.incidents import browse, cases, evidence
+from hub.kit.clock import utcnow
 from hub.kit.errors import PayloadTooLargeError, UnsupportedMediaTypeError
 from hub.kit.media_response import image_response
 from hub.kit.offload import Offloader
+from hub.kit.params import NO_NUL
 from hub.policy.guard import current_decision_id, current_subject
 from hub.runtime import ServicesDep
 
@@ -131,6 +134,44 @@ async def get_media(
     return image_response(image, content_type, headers=headers)  # nosniff, proven type only
 
 
+async def get_candidates(
+    request: AnyRequest,
+    services: ServicesDep,
+    since: FromQuery[datetime | None] = None,
+    camera_id: Annotated[str | None, QueryParameter(max_length=128, pattern=NO_NUL)] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 24,
+) -> list[browse.CandidateEvent]:
+    """The newest stored events (24 h unless `since`), each released to the caller as a
+    linked event would be: candidates to link to an incident."""
+    subject, _, _ = _who(request)
+    return await browse.browse_events(
+        services.db,
+        services.policy,
+        subject=subject,
+        hash_key=release_hash_key(services.settings),
+        since=since or utcnow() - timedelta(hours=24),
+        camera_id=camera_id,
+        limit=limit,
+    )
+
+
+async def get_candidate_media(
+    request: AnyRequest, services: ServicesDep, sha256: Sha256
+) -> Response[bytes]:
+    """A stored event's snapshot, blurred as the caller's release says."""
+    subject, _, _ = _who(request)
+    image, content_type, decision = await browse.candidate_media(
+        services.db,
+        services.policy,
+        sha256,
+        subject=subject,
+        hash_key=release_hash_key(services.settings),
+        media_root=services.settings.media_dir,
+    )
+    headers = {"X-Decision-Id": decision, "Cache-Control": "no-store"}
+    return image_response(image, content_type, headers=headers)  # nosniff, proven type only
+
+
 async def post_export(
     request: AnyRequest, services: ServicesDep, incident_id: FromPath[UUID]
 ) -> Response[bytes]:
@@ -208,6 +249,8 @@ def build_router(max_package_bytes: int = evidence.MAX_PACKAGE_BYTES) -> Router:
                 request_max_body_size=max_package_bytes,
                 dependencies={"archive_checks": Provide(lambda: checks, sync_to_thread=False)},
             )(post_verify),
+            get("/candidates")(get_candidates),
+            get("/candidates/media/{sha256:str}")(get_candidate_media),
             get("/{incident_id:uuid}")(get_incident),
             post("/{incident_id:uuid}/assign", status_code=200)(post_assign),
             post("/{incident_id:uuid}/status", status_code=200)(post_status),

@@ -86,6 +86,20 @@ EGRESS: tuple[Egress, ...] = (
         how="release_media(): regions blurred for the reader's agency, else withheld",
     ),
     Egress(
+        name="incident-candidates",
+        recipient="officer",
+        releases="record",
+        routes=("GET /v1/incidents/candidates",),
+        how="release() per stored event for the officer, as if linked (compliance-console)",
+    ),
+    Egress(
+        name="incident-candidate-media",
+        recipient="officer",
+        releases="image",
+        routes=("GET /v1/incidents/candidates/media/{sha256:str}",),
+        how="release_media() through the events that reference the image, for the officer",
+    ),
+    Egress(
         name="incident-detail",
         recipient="officer",
         releases="record",
@@ -193,6 +207,7 @@ CONSOLE_PAGES: dict[str, tuple[str, ...]] = {
     "deliveries.py": ("ops-delivery",),
     "decisions.py": ("decision-lookup",),
     "incidents.py": ("incident-detail", "incident-media", "evidence-export"),
+    "events.py": ("incident-candidates", "incident-candidate-media"),
 }
 
 # Route prefixes the API documents itself under (never event data).

@@ -119,6 +119,11 @@ async def test_officer_deep_link_reload_pages_and_logout(
     await page.goto(console_url + "/incidents")
     await shown(page, "Incidents")
     await shoot(page, "officer-incidents")
+    await page.goto(console_url + "/events")
+    text = await shown(page, "Link to an incident")
+    assert "withheld from you" in text
+    assert await page.locator('[data-testid="stImage"] img').count() >= 1  # a thumbnail
+    await shoot(page, "officer-events")
     await page.get_by_role("button", name="Log out").click()
     await shown(page, "You logged out")
     await page.goto(console_url + "/audit")

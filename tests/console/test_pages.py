@@ -23,7 +23,13 @@ pytestmark = [
 
 
 def test_navigation_follows_roles() -> None:
-    assert pages_for(("compliance_officer",)) == ["overview", "audit", "decisions", "incidents"]
+    assert pages_for(("compliance_officer",)) == [
+        "overview",
+        "events",
+        "audit",
+        "decisions",
+        "incidents",
+    ]
     assert pages_for(("admin",)) == ["overview", "decisions", "deliveries", "policy"]
     assert pages_for(("operator",)) == ["overview"]
     assert pages_for(()) == []
@@ -183,3 +189,23 @@ async def test_policy_page_shows_sources(seeded: Hub) -> None:
     assert "No uploaded bundles" in shown
     app.selectbox(key="pol_source_file").set_value("hub/authz.rego").run()
     assert any("package hub.authz" in str(c.value) for c in app.code)
+
+
+async def test_events_are_browsed_with_thumbnails_and_linked_without_ids(seeded: Hub) -> None:
+    app = log_in(seeded, "olga")
+    app.switch_page("views/incidents.py").run()
+    app.text_input(key="inc_new_title").input("Seen on camera 1")
+    app.button(key="inc_create").click().run()
+    app.switch_page("views/events.py").run()
+    assert not app.exception
+    shown = texts(app)
+    assert "2 events, newest first; 0 withheld from you" in shown
+    assert len(app.get("image")) == 1  # the scanned snapshot, released (blurred) to olga
+    assert "AB-123-CD" not in shown  # plates hashed for the console recipient
+    app.multiselect(key="ev_pick").set_value(seeded.events).run()
+    app.button(key="ev_link").click().run()
+    assert "Linked 2 event(s) to the incident." in texts(app)
+    assert any("/audit?target=incident%3A" in str(m.value) for m in app.markdown)
+    app.switch_page("views/incidents.py").run()
+    timeline = app.dataframe[1].value
+    assert list(timeline["kind"]) == ["link", "link"]

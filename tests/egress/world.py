@@ -315,6 +315,26 @@ async def incident_media(world: World, recipient: str) -> Seen:
     return Seen(images=[response.content])
 
 
+async def incident_candidates(world: World, recipient: str) -> Seen:
+    """The officer browses the stored events (nothing linked yet)."""
+    await world.register_all()
+    await world.store(world.camera(OFFICER))
+    response = await world.get("/v1/incidents/candidates", world.token(recipient))
+    assert response.status_code == 200, response.text
+    events = response.json()
+    return Seen(bodies=[response.content], items=[e for e in events if e.get("record")])
+
+
+async def incident_candidate_media(world: World, recipient: str) -> Seen:
+    await world.register_all()
+    await world.store(world.camera(OFFICER))
+    path = f"/v1/incidents/candidates/media/{world.sha256}"
+    response = await world.get(path, world.token(recipient))
+    if response.status_code != 200:
+        return Seen(refused=[response.status_code])
+    return Seen(images=[response.content])
+
+
 async def evidence_export(world: World, recipient: str) -> Seen:
     headers = world.token(recipient)
     incident = await _incident(world, headers)
@@ -372,6 +392,8 @@ RUNNERS: dict[str, Runner] = {
     "feed-soap": feed_soap,
     "feed-live": feed_live,
     "feed-media": feed_media,
+    "incident-candidates": incident_candidates,
+    "incident-candidate-media": incident_candidate_media,
     "incident-detail": incident_detail,
     "incident-media": incident_media,
     "evidence-export": evidence_export,
