@@ -19,20 +19,20 @@ from dataclasses import dataclass
 API_MS_PER_EVENT = 0.079
 PG_MS_PER_EVENT = 0.095
 # Worker CPU per delivery sent, everything included (claim, re-hydrate, release decision,
-# adapter, finish): bench/delivery.py one-kind phases, batched engine, 2026-12-04 (run with
-# the demo agency's --secret-file, see docs/capacity.md). JetStream: REST's figure less its
-# adapter call (0.706 ms) plus a publish (0.05-0.07 ms client, measured for the page).
-WORKER_MS_PER_SENT = {"rest": 1.617, "soap": 3.233, "xml": 3.483, "jetstream": 0.98}
+# adapter, finish): bench/delivery.py one-kind phases, batched engine, two runs on 2026-12-04
+# (REST 1.62 / 2.27, SOAP 3.23 / 3.18, XML 3.48 / 3.11 ms); the higher of each is kept.
+# JetStream: REST's 2.27 less its adapter call in that run (0.82 ms) plus a publish (0.07).
+WORKER_MS_PER_SENT = {"rest": 2.27, "soap": 3.23, "xml": 3.48, "jetstream": 1.52}
 # A withheld delivery costs the engine and the decision without the adapter call.
-WORKER_MS_PER_WITHHELD = 0.91
-# NOT measured (bench/delivery.py reads no PostgreSQL CPU): ~4 row writes per delivery in
-# batched statements, at the 0.1 ms per row the audit benchmark measured.
-PG_MS_PER_DELIVERY = 0.25
+WORKER_MS_PER_WITHHELD = 1.45
+# PostgreSQL CPU per delivery: the bench's own backends over each one-kind phase, less the
+# ingest share (0.095 ms per event): 0.127, 0.127 and 0.130 ms in the three phases.
+PG_MS_PER_DELIVERY = 0.13
 # bench/feeds.py, 2026-12-04: API 5.0-5.5 ms + PostgreSQL 1.8-2.2 ms per 100-item page.
 API_MS_PER_FEED_ITEM = 0.055
 PG_MS_PER_FEED_ITEM = 0.022
 PG_MS_PER_AUDIT_ENTRY = 0.12  # bench/audit.py: append 0.104 + sealing 0.016
-RELEASE_DECISION_MS = (0.888, 0.105)  # bench/delivery.py, 2026-12-04: uncached, cached
+RELEASE_DECISION_MS = (1.175, 0.149)  # bench/delivery.py, 2026-12-04 (higher run): uncached, cached
 # Bytes on disk per row, indexes included: a scratch database after 2,000 events offered to
 # three agencies (3,000 delivered, 3,000 withheld), VACUUM ANALYZE, 2026-12-04.
 EVENT_BYTES = 1540 + 438 + 348  # detection_event + feed_entry + pii_attribute
