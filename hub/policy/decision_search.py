@@ -14,9 +14,9 @@ Outcome = Literal["allow", "deny", "error", "other"]
 
 # Whom a decision was about, whatever the entrypoint: the release recipient, the authz
 # subject, the ingesting node or the retention agency.
-_RECIPIENT = """COALESCE(input -> 'recipient' ->> 'id', input -> 'subject' ->> 'id',
+RECIPIENT_SQL = """COALESCE(input -> 'recipient' ->> 'id', input -> 'subject' ->> 'id',
                          input -> 'node' ->> 'id', input ->> 'agency')"""
-_OUTCOME = """CASE WHEN error IS NOT NULL THEN 'error'
+OUTCOME_SQL = """CASE WHEN error IS NOT NULL THEN 'error'
                    WHEN jsonb_typeof(result -> 'allow') <> 'boolean' THEN 'other'
                    WHEN (result ->> 'allow')::boolean THEN 'allow' ELSE 'deny' END"""
 
@@ -56,12 +56,13 @@ async def search_decisions(db: Database, query: DecisionQuery, *, limit: int) ->
     """Decisions matching every given filter, newest first, at most `limit`."""
     rows = await db.pool.fetch(
         f"""SELECT decision_id, at, entrypoint, revision, latency_us,
-                   {_RECIPIENT} AS recipient, {_OUTCOME} AS outcome, result ->> 'reason' AS reason
+                   {RECIPIENT_SQL} AS recipient, {OUTCOME_SQL} AS outcome,
+                   result ->> 'reason' AS reason
             FROM policy_decisions
             WHERE ($1::timestamptz IS NULL OR at >= $1) AND ($2::timestamptz IS NULL OR at < $2)
-              AND ($3::text IS NULL OR {_RECIPIENT} = $3)
+              AND ($3::text IS NULL OR {RECIPIENT_SQL} = $3)
               AND ($4::text IS NULL OR entrypoint = $4)
-              AND ($5::text IS NULL OR {_OUTCOME} = $5)
+              AND ($5::text IS NULL OR {OUTCOME_SQL} = $5)
               AND ($6::text IS NULL OR revision = $6)
             ORDER BY at DESC, decision_id DESC LIMIT $7""",  # noqa: S608 (fixed SQL fragments)
         query.since,

@@ -145,6 +145,7 @@ NO_EVENT_DATA: dict[str, str] = {
     "GET /healthz": "liveness",
     "GET /readyz": "readiness",
     "GET /v1/decisions/search": "decision summaries: id, recipient, outcome, reason; no input",
+    "GET /v1/admin/policy/bundles/{revision:str}/impact": "counts and result differences only",
     "POST /v1/edge/events": "ingest: data comes in",
     "POST /v1/edge/media/{sha256:str}": "ingest: images come in",
     "GET /v1/admin/policy/bundles": "bundle list",

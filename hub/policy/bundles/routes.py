@@ -10,9 +10,11 @@ from litestar import Request, Response, Router, get, post
 from litestar.params import JSONBody, Parameter
 
 from hub.identity.schemas import Subject
+from hub.kit.clock import utcnow
 from hub.kit.errors import UnsupportedMediaTypeError
 from hub.policy.bundles.archive import REVISION_PATTERN
 from hub.policy.bundles.config import upload_rules
+from hub.policy.bundles.impact import ImpactReport, bundle_impact
 from hub.policy.bundles.schemas import BundleRead, PolicyStatus, RollbackRequest, UploadResult
 from hub.policy.bundles.service import (
     Actor,
@@ -77,6 +79,21 @@ async def get_status(request: AnyRequest, services: ServicesDep) -> PolicyStatus
     return await bundle_status(services.db, services.redis)
 
 
+MAX_REPLAYS = 20_000  # decisions one impact request may replay (seconds of CPU, not minutes)
+
+
+async def get_impact(
+    services: ServicesDep,
+    revision: RevisionParam,
+    hours: Annotated[int, Parameter(ge=1, le=24 * 30)] = 24,
+    limit: Annotated[int, Parameter(ge=1, le=MAX_REPLAYS)] = 2000,
+) -> ImpactReport:
+    """What activating an uploaded bundle would change: the decisions of the last `hours`
+    (newest `limit`) replayed under it, counted by entrypoint and recipient, and the changed
+    ones listed (first 100). Nothing is activated or logged."""
+    return await bundle_impact(services.db, revision, now=utcnow(), hours=hours, limit=limit)
+
+
 def _actor(request: AnyRequest) -> Actor:
     subject: Subject = current_subject(request)
     return Actor(
@@ -95,5 +112,6 @@ def build_router(settings: Settings) -> Router:
             post("/bundles/{revision:str}/activate", status_code=200)(post_activate),
             post("/rollback", status_code=200)(post_rollback),
             get("/status")(get_status),
+            get("/bundles/{revision:str}/impact")(get_impact),
         ],
     )
