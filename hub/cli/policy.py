@@ -10,7 +10,7 @@ None of these commands needs the database; `push` talks to the hub over HTTP.
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 import httpx
@@ -27,6 +27,9 @@ from hub.policy.bundles.archive import (
 from hub.policy.bundles.keys import generate_key_pem
 from hub.policy.bundles.schemas import BundleRead, RegoTestSummary, UploadResult
 from hub.policy.bundles.signing import sign_bundle
+
+if TYPE_CHECKING:
+    from hub.policy.bundles.impact import ImpactReport
 
 T = TypeVar("T")
 S = TypeVar("S", bound=msgspec.Struct)
@@ -135,6 +138,51 @@ def push(archive: Path, url: str, token: str, activate: bool, as_json: bool) -> 
             raw = _call(client, f"{base}/bundles/{revision}/activate")
             activated = _decode(raw, BundleRead)
             _say(raw, as_json, f"activated {revision} (by {activated.activated_by})")
+
+
+@policy_group.command("impact")
+@click.argument("revision")
+@click.option("--hours", type=click.IntRange(1, 24 * 30), default=24, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, 20_000), default=2000, show_default=True,
+    help="Newest decisions replayed at most.",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def impact(revision: str, hours: int, limit: int, as_json: bool) -> None:
+    """What activating the uploaded bundle REVISION would change: the decisions of the last
+    --hours replayed under it (nothing is activated or logged)."""
+    from hub.cli.common import run_with_services
+    from hub.kit.clock import utcnow
+    from hub.policy.bundles.impact import bundle_impact
+
+    report = run_with_services(
+        lambda services: bundle_impact(
+            services.db, revision, now=utcnow(), hours=hours, limit=limit
+        )
+    )
+    emit(report, as_json=as_json, text=lambda: _impact_text(report))
+
+
+def _impact_text(report: "ImpactReport") -> str:
+    """Counts by entrypoint and recipient, then the changed decisions."""
+    from hub.cli.common import table
+
+    head = (
+        f"{report.revision}: {report.changed} of {report.replayed} decisions since "
+        f"{report.since:%Y-%m-%d %H:%M} UTC would change ({report.note})"
+    )
+    parts = [head]
+    for title, counts in (("entrypoint", report.by_entrypoint), ("recipient", report.by_recipient)):
+        rows: list[list[object]] = [[c.key, c.replayed, c.changed] for c in counts]
+        parts += ["", table([title, "replayed", "changed"], rows)]
+    if report.changes:
+        changed: list[list[object]] = [
+            [c.decision_id, c.entrypoint, c.recipient, f"{c.before} -> {c.after}",
+             ", ".join(d.path for d in c.differences)]
+            for c in report.changes
+        ]  # fmt: skip
+        parts += ["", table(["decision", "entrypoint", "recipient", "outcome", "changed"], changed)]
+    return "\n".join(parts)
 
 
 def _run_tests(directory: Path) -> RegoTestSummary:

@@ -1,5 +1,8 @@
 """Policy impact before activation: logged decisions replayed under an uploaded bundle."""
 
+import asyncio
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -9,6 +12,8 @@ from hub.kit.errors import ConflictError, NotFoundError
 from hub.policy.bundles import activate_bundle
 from hub.policy.bundles.impact import bundle_impact
 from hub.runtime import Services
+from hub.settings import Settings
+from tests.hub.delivery.harness import settings_env
 from tests.hub.policy.bundles.test_service import ADMIN, upload
 
 pytestmark = [pytest.mark.db, pytest.mark.redis]
@@ -59,3 +64,22 @@ async def test_only_an_uploaded_bundle_has_an_impact(services: Services) -> None
     await activate_bundle(services.db, services.redis, revision, actor=ADMIN)
     with pytest.raises(ConflictError):
         await bundle_impact(services.db, revision, now=NOW, hours=1, limit=10)
+
+
+@pytest.mark.slow
+async def test_the_cli_prints_the_report(services: Services, settings: Settings) -> None:
+    now = datetime.now(UTC)
+    await log_authz(services, "d-operator", "operator", at=now - timedelta(minutes=1))
+    revision = await upload(services, "r4", roles=("admin",))
+    env = settings_env(settings)
+    args = [sys.executable, "-m", "hub.cli.main", "policy", "impact", revision]
+    as_json = await asyncio.to_thread(
+        subprocess.run, [*args, "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    assert msgspec.json.decode(as_json.stdout)["changed"] == 1
+    text = await asyncio.to_thread(
+        subprocess.run, args, env=env, capture_output=True, text=True, check=True
+    )
+    assert text.stdout.startswith("r4: 1 of 1 decisions since")
+    assert "d-operator" in text.stdout
+    assert "allow -> deny" in text.stdout
