@@ -44,6 +44,7 @@ from delivery import (  # a sibling script, not a package
     log,
     percentile,
     register_agencies,
+    secret_file,
 )
 
 from adapters.xml import generate_signing_identity
@@ -303,8 +304,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "demo-agency",
             "--port",
             str(port),
-            "--secret",
-            secret,
+            "--secret-file",
+            str(secret_file(scratch.folder, secret)),
             "--xml-cert",
             str(cert),
             log_name="agency",
