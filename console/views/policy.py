@@ -63,6 +63,41 @@ if revisions:
         ):
             st.rerun()
 
+st.subheader("Impact before activation")
+uploaded = [b["revision"] for b in bundles if b["status"] == "uploaded"]
+if not uploaded:
+    empty("No uploaded bundle waits for activation.")
+else:
+    i1, i2 = st.columns(2)
+    candidate = i1.selectbox("Uploaded bundle", uploaded, key="pol_impact_rev")
+    hours = i2.number_input("Replay the last hours", 1, 24 * 30, 24, key="pol_impact_hours")
+    if st.button("Replay logged decisions under it", key="pol_impact"):
+        st.session_state["pol_impact_report"] = attempt(
+            lambda: hub.get(
+                f"/v1/admin/policy/bundles/{candidate}/impact", hours=int(hours), limit=5000
+            ),
+            what="the impact",
+        )
+    report = st.session_state.get("pol_impact_report")
+    if report and report["revision"] == candidate:
+        st.metric("Would change", f"{report['changed']} of {report['replayed']} decisions")
+        st.caption(f"Since {report['since']}; {report['note']}.")
+        e1, e2 = st.columns(2)
+        e1.dataframe(report["by_entrypoint"], hide_index=True, key="pol_impact_ep")
+        e2.dataframe(report["by_recipient"], hide_index=True, key="pol_impact_rc")
+        if report["changes"]:
+            changed = [
+                {
+                    "decision": c["decision_id"],
+                    "entrypoint": c["entrypoint"],
+                    "recipient": c["recipient"],
+                    "outcome": f"{c['before']} -> {c['after']}",
+                    "changed": ", ".join(d["path"] for d in c["differences"]),
+                }
+                for c in report["changes"]
+            ]
+            st.dataframe(changed, hide_index=True, key="pol_impact_changes")
+
 st.subheader("Sources")
 running = [p["revision"] for p in status.get("processes", []) if p.get("revision")]
 choices = revisions or ([status["active_revision"]] if status["active_revision"] else running[:1])

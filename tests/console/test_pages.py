@@ -209,3 +209,22 @@ async def test_events_are_browsed_with_thumbnails_and_linked_without_ids(seeded:
     app.switch_page("views/incidents.py").run()
     timeline = app.dataframe[1].value
     assert list(timeline["kind"]) == ["link", "link"]
+
+
+async def test_policy_page_shows_the_impact_of_an_uploaded_bundle(seeded: Hub, services) -> None:  # type: ignore[no-untyped-def]
+    from tests.hub.policy.bundles.test_service import upload
+
+    app = log_in(seeded, "ada", totp=seeded.totp["ada"])
+    await upload(services, "candidate-1")  # authz only: the seeded ingest decisions would fail
+    await asyncio.sleep(0.5)  # the decision log writes every 200 ms
+    app.switch_page("views/policy.py").run()
+    app.button(key="pol_impact").click().run()
+    assert not app.exception
+    changed = next(m for m in app.metric if m.label == "Would change")
+    count, _, total = str(changed.value).partition(" of ")
+    assert int(count) >= 1
+    assert int(total.split()[0]) >= int(count)
+    changes = app.dataframe[-1].value
+    ingest = changes[changes["entrypoint"] == "hub/ingest/decision"]
+    assert len(ingest) >= 1
+    assert all(o.endswith("-> error") for o in ingest["outcome"])  # no ingest rule in it
