@@ -507,7 +507,9 @@ async def cost_breakdown(
     from hub.policy.schemas import Recipient
 
     rng = random.Random(3)
+    # As the worker releases it: the hub adds the sending node to the record first.
     record = msgspec.to_builtins(event(rng, "demo-cam-2", datetime.now(UTC)))
+    record["node_id"] = str(uuid.uuid4())
     recipient = Recipient(
         id="transit-authority", kind="agency", jurisdictions=["central"], clearance=2
     )
