@@ -24,7 +24,7 @@ from hub.settings import Settings
 def worker_options(settings: Settings) -> dict[str, Any]:
     """arq worker options for these settings (also used by tests to run a burst worker)."""
 
-    jobs = JobSummary()
+    jobs = JobSummary(prefix=settings.redis_prefix)
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         jobs.start()

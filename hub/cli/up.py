@@ -30,6 +30,7 @@ import msgspec
 from hub.cli.demo_edge import ROUND_PAUSE
 from hub.cli.demo_plan import DemoPlan, UpOptions, guide_lines, prepare_plan
 from hub.kit.db import database_name
+from hub.kit.logging import configure_logging
 from hub.migrate import MigrationError, migrate
 from hub.settings import Settings
 
@@ -129,6 +130,12 @@ class Child:
 def supervise(settings: Settings, options: UpOptions | None = None) -> int:
     """Migrate, run API, worker and the demo parts until Ctrl-C or a core part dies."""
     out = Output(sys.stdout)
+    # Development: readable (coloured) log lines from every child, and from this process,
+    # unless JSON was asked for.
+    if "HUB_LOG_JSON" not in os.environ:
+        os.environ["HUB_LOG_JSON"] = "false"
+        settings = msgspec.structs.replace(settings, log_json=False)
+        configure_logging(settings)
     if not _migrate(settings, out):
         return 1
     options = options or UpOptions()
@@ -141,8 +148,6 @@ def supervise(settings: Settings, options: UpOptions | None = None) -> int:
         state_dir=STATE_DIR,
         say=lambda text: out.line(SELF, text),
     )
-    # Development: readable (coloured) log lines from every child unless JSON was asked for.
-    os.environ.setdefault("HUB_LOG_JSON", "false")
     signals = StopSignals()
     previous = {signum: signal.signal(signum, signals) for signum in _STOP_SIGNALS}
     try:

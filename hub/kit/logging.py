@@ -66,6 +66,8 @@ def configure_logging(settings: Settings) -> None:
     # httpx logs each request's full URL at INFO; agency URLs are configuration that may
     # carry a token in the query, so only its warnings reach the logs.
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+    # Piccolo says which PostgreSQL it found each time an engine starts: not news.
+    logging.getLogger("piccolo").setLevel(max(level, logging.WARNING))
     # arq writes a line per job start and end; the worker logs a summary instead
     # (hub.observability.JobSummary). At debug level every job line is back.
     logging.getLogger("arq.worker").setLevel(level if level <= logging.DEBUG else logging.WARNING)

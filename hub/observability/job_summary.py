@@ -20,10 +20,10 @@ def log_summary(text: str) -> None:
     structlog.get_logger("hub.worker").info("worker jobs", summary=text)
 
 
-def job_kind(job_id: str) -> str:
+def job_kind(job_id: str, *, prefix: str = "") -> str:
     """What a job is, from its id: `cron:seal_audit_job:…` -> seal_audit_job,
-    `deliver:police-north` -> deliver; a random id says nothing (`other`)."""
-    parts = job_id.split(":")
+    `<prefix>deliver:<agency>` -> deliver; a random id says nothing (`other`)."""
+    parts = job_id.removeprefix(prefix).split(":")
     if len(parts) == 1:
         return "other"
     return parts[1] if parts[0] == "cron" and len(parts) > 2 else parts[0]
@@ -40,8 +40,13 @@ class JobSummary:
     """Counts jobs as they start (arq's `on_job_start`) and logs the counts per interval."""
 
     def __init__(
-        self, *, every: float = EVERY_SECONDS, emit: Callable[[str], None] = log_summary
+        self,
+        *,
+        prefix: str = "",
+        every: float = EVERY_SECONDS,
+        emit: Callable[[str], None] = log_summary,
     ) -> None:
+        self.prefix = prefix  # the hub's Redis prefix, which namespaces its job ids
         self.every = every
         self.emit = emit
         self.counts: Counter[str] = Counter()
@@ -49,7 +54,7 @@ class JobSummary:
 
     async def job_started(self, ctx: Mapping[str, Any]) -> None:
         """arq hook: count the job by its kind."""
-        self.counts[job_kind(str(ctx.get("job_id", "")))] += 1
+        self.counts[job_kind(str(ctx.get("job_id", "")), prefix=self.prefix)] += 1
 
     def flush(self) -> str | None:
         """The line for the interval just ended (None when no job ran), and start afresh."""

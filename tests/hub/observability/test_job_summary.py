@@ -20,6 +20,7 @@ from hub.observability.job_summary import JobSummary, job_kind, log_summary, sum
 )
 def test_job_kind(job_id: str, kind: str) -> None:
     assert job_kind(job_id) == kind
+    assert job_kind(f"hub:{job_id}", prefix="hub:") == kind  # delivery and scan ids carry it
 
 
 def test_summary_text_most_frequent_first() -> None:
