@@ -11,6 +11,7 @@ from adapters.base import Message, Receipt
 from adapters.egress import EgressGuard
 from adapters.soap.clients import BoundService, ServiceCache
 from adapters.soap.config import MAX_TIMEOUT_SECONDS, SoapConfig, parse_config
+from adapters.soap.envelope import PreparedOperation, prepare
 from adapters.soap.errors import call_error, load_error
 from adapters.soap.mapping import (
     message_sources,
@@ -85,10 +86,26 @@ class SoapAdapter:
             raise load_error(exc) from None
 
     async def _call(self, service: BoundService, message: Message, config: SoapConfig) -> Any:
-        names = request_elements(service.operation(config.operation))
-        values = request_values(names, _sources(message))
+        name = config.operation
+        values = request_values(request_elements(service.operation(name)), _sources(message))
+        if name not in service.prepared:
+            service.prepared[name] = prepare(service.proxy, service.binding, name, values)
+        prepared = service.prepared[name]
         with self._plugin.call(message.delivery_id, trace_context=message.trace_context):
-            return await service.proxy[config.operation](**values)
+            if prepared is None:
+                return await service.proxy[name](**values)
+            return await self._send_prepared(service, prepared, values)
+
+    async def _send_prepared(
+        self, service: BoundService, prepared: PreparedOperation, values: dict[str, Any]
+    ) -> Any:
+        """One call from the operation's template: what zeep's `send_async` does, minus
+        re-deriving the envelope."""
+        client, options = service.proxy._client, service.proxy._binding_options
+        envelope, headers = prepared.fill(values)
+        envelope, headers = self._plugin.egress(envelope, headers, prepared.operation, options)
+        response = await client.transport.post_xml(options["address"], envelope, headers)
+        return service.binding.process_reply(client, prepared.operation, response)
 
 
 def _sources(message: Message) -> dict[str, Any]:

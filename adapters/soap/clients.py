@@ -3,7 +3,7 @@
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -12,6 +12,7 @@ from zeep.proxy import AsyncServiceProxy
 
 from adapters.egress import EgressGuard
 from adapters.soap.config import SoapConfig
+from adapters.soap.envelope import PreparedOperation
 from adapters.soap.transport import MAX_WSDL_BYTES, CallHeadersPlugin, GuardedTransport, origin_of
 
 # An agency may publish a new WSDL; an hour is soon enough to notice without a restart.
@@ -31,6 +32,8 @@ class BoundService:
     proxy: AsyncServiceProxy
     binding: Any  # zeep's Soap11Binding or Soap12Binding
     loaded_at: float
+    # Envelope templates by operation (None: the operation takes zeep's full path).
+    prepared: dict[str, PreparedOperation | None] = field(default_factory=dict)
 
     def operation(self, name: str) -> Any:
         """zeep's binding operation; `PortNotFoundError` when the port has no such operation."""
