@@ -167,11 +167,14 @@ async def create_incident(
 
 async def list_incidents(db: Database, *, status: str | None) -> list[IncidentRead]:
     """Incidents, newest first, optionally of one status."""
-    rows = await db.pool.fetch(
-        f"""SELECT {_COLUMNS} FROM incident WHERE ($1::text IS NULL OR status = $1)
-            ORDER BY created_at DESC LIMIT 500""",
-        status,
-    )
+    # On a replica within the lag bound (ADR 0016): a list to pick from writes nothing, and
+    # every change to an incident reads it again on the primary under a lock (`_locked`).
+    async with db.reader() as conn:
+        rows = await conn.fetch(
+            f"""SELECT {_COLUMNS} FROM incident WHERE ($1::text IS NULL OR status = $1)
+                ORDER BY created_at DESC LIMIT 500""",
+            status,
+        )
     return [_incident(r) for r in rows]
 
 

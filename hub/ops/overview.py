@@ -3,6 +3,7 @@
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 import msgspec
 
 from hub.delivery.agencies import agency_health
@@ -58,34 +59,60 @@ async def read_overview(
     db: Database, breaker: CircuitBreaker, *, revision: str | None, now: datetime
 ) -> Overview:
     """Every figure of the overview."""
-    since = now - WINDOW
-    pool = db.pool
-    totals = await pool.fetchrow(
+    # Counts for a screen refreshed by a person: a replica within the lag bound (ADR 0016)
+    # is fresh enough and nothing is written from them. One read-only repeatable-read
+    # transaction on that connection makes them one snapshot.
+    async with db.reader() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        figures = await _read_figures(conn, since=now - WINDOW, now=now)
+    health = await agency_health(db, breaker)
+    return Overview(
+        at=now,
+        events_total=figures.total,
+        events_window=figures.recent,
+        events_by_hour=figures.hours,
+        backlog=figures.backlog,
+        dead_letters=figures.dead,
+        agencies=[_figures(h.agency.name, h, figures.latency.get(h.agency.name)) for h in health],
+        open_incidents=figures.open_incidents,
+        active_revision=revision,
+    )
+
+
+class _Figures(msgspec.Struct, frozen=True, kw_only=True):
+    total: int
+    recent: int
+    backlog: int
+    dead: int
+    hours: list[HourCount]
+    latency: "dict[str, _Attempts]"
+    open_incidents: int
+
+
+async def _read_figures(conn: asyncpg.Connection, *, since: datetime, now: datetime) -> _Figures:
+    """The overview's counts from the database, read on one connection."""
+    totals = await conn.fetchrow(
         """SELECT (SELECT count(*) FROM detection_event) AS total,
                   (SELECT count(*) FROM detection_event WHERE received_at >= $1) AS recent,
                   (SELECT count(*) FROM delivery WHERE status IN ('pending', 'retrying')
                        AND next_attempt_at <= $2) AS backlog,
-                  (SELECT count(*) FROM delivery WHERE status = 'dead') AS dead""",
+                  (SELECT count(*) FROM delivery WHERE status = 'dead') AS dead,
+                  (SELECT count(*) FROM incident WHERE status <> 'closed') AS open_incidents""",
         since,
         now,
     )
-    hours = await pool.fetch(
+    hours = await conn.fetch(
         """SELECT date_trunc('hour', received_at) AS hour, count(*) AS n FROM detection_event
            WHERE received_at >= $1 GROUP BY 1 ORDER BY 1""",
         since,
     )
-    latency = await _latency(db, since)
-    health = await agency_health(db, breaker)
-    return Overview(
-        at=now,
-        events_total=totals["total"],
-        events_window=totals["recent"],
-        events_by_hour=[HourCount(hour=r["hour"], events=r["n"]) for r in hours],
+    return _Figures(
+        total=totals["total"],
+        recent=totals["recent"],
         backlog=totals["backlog"],
-        dead_letters=totals["dead"],
-        agencies=[_figures(h.agency.name, h, latency.get(h.agency.name)) for h in health],
-        open_incidents=await _open_incidents(db),
-        active_revision=revision,
+        dead=totals["dead"],
+        hours=[HourCount(hour=r["hour"], events=r["n"]) for r in hours],
+        latency=await _latency(conn, since),
+        open_incidents=totals["open_incidents"],
     )
 
 
@@ -97,9 +124,9 @@ class _Attempts(msgspec.Struct, frozen=True):
     p95: float | None = None
 
 
-async def _latency(db: Database, since: datetime) -> dict[str, _Attempts]:
+async def _latency(conn: asyncpg.Connection, since: datetime) -> dict[str, _Attempts]:
     """Per agency: attempts, the withheld ones, and delivered/percentiles over sent ones."""
-    rows = await db.pool.fetch(
+    rows = await conn.fetch(
         """SELECT a.name, count(*) AS attempts,
                   count(*) FILTER (WHERE t.outcome = 'withheld') AS withheld,
                   count(*) FILTER (WHERE t.outcome = 'delivered') AS delivered,
@@ -140,8 +167,3 @@ def _figures(name: str, health: Any, latency: _Attempts | None) -> AgencyFigures
         latency_p50_ms=seen.p50,
         latency_p95_ms=seen.p95,
     )
-
-
-async def _open_incidents(db: Database) -> int:
-    value = await db.pool.fetchval("SELECT count(*) FROM incident WHERE status <> 'closed'")
-    return int(value or 0)

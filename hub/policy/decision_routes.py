@@ -36,7 +36,7 @@ EventId = Annotated[
 
 async def get_decision(services: ServicesDep, decision_id: DecisionId) -> DecisionRead:
     """One logged decision (input as masked by `system/log/mask`)."""
-    return await find_decision(services.db, decision_id)
+    return await find_decision(services.db, decision_id, stale_ok=True)
 
 
 async def get_event_decisions(services: ServicesDep, event_id: EventId) -> list[DecisionRead]:

@@ -73,9 +73,20 @@ class BundleSources(msgspec.Struct, frozen=True, kw_only=True):
     files: dict[str, str]
 
 
-async def find_decision(db: Database, decision_id: str) -> DecisionRead:
-    """One logged decision; `NotFoundError` when it is unknown (or not yet flushed)."""
-    row = await db.pool.fetchrow(
+async def find_decision(db: Database, decision_id: str, *, stale_ok: bool = False) -> DecisionRead:
+    """One logged decision; `NotFoundError` when it is unknown (or not yet flushed).
+
+    `stale_ok` reads it on a replica within the lag bound (ADR 0016): fine for showing a
+    decision, which is never changed once logged and is already flushed late; a replay,
+    which writes an audit entry about what it read, reads the primary."""
+    if not stale_ok:
+        return await _find_decision(db.pool, decision_id)
+    async with db.reader() as conn:
+        return await _find_decision(conn, decision_id)
+
+
+async def _find_decision(conn: asyncpg.Connection | asyncpg.Pool, decision_id: str) -> DecisionRead:
+    row = await conn.fetchrow(
         """SELECT decision_id, at, entrypoint, revision, latency_us, input::text AS input,
                   result::text AS result, error
            FROM policy_decisions WHERE decision_id = $1""",
@@ -88,8 +99,16 @@ async def find_decision(db: Database, decision_id: str) -> DecisionRead:
 
 async def decisions_for_event(db: Database, event_id: str) -> list[DecisionRead]:
     """The release decisions of one event: every delivery attempt's, and every feed page's
-    shared decision that names it in `input.record.event_ids` (hub/feeds/release.py)."""
-    rows = await db.pool.fetch(
+    shared decision that names it in `input.record.event_ids` (hub/feeds/release.py).
+
+    On a replica within the lag bound (ADR 0016): the answer only explains past releases
+    and nothing is written from it."""
+    async with db.reader() as conn:
+        return await _event_decisions(conn, event_id)
+
+
+async def _event_decisions(conn: asyncpg.Connection, event_id: str) -> list[DecisionRead]:
+    rows = await conn.fetch(
         """SELECT d.decision_id, d.at, d.entrypoint, d.revision, d.latency_us,
                   d.input::text AS input, d.result::text AS result, d.error
            FROM detection_event e

@@ -89,11 +89,14 @@ class _Tally:
 async def run_sweep(deps: SweepDeps, *, dry_run: bool) -> SweepReport:
     """One sweep (or, with `dry_run`, a report of what it would delete, writing nothing)."""
     started = deps.clock()
-    async with deps.db.pool.acquire() as conn:
-        if dry_run:
+    if dry_run:
+        # A report only counts and writes nothing (its retention decisions are logged on
+        # the primary by the engine): a replica within the lag bound (ADR 0016) is fine.
+        async with deps.db.reader() as conn:
             plan = await _plan(deps, conn)
             tally = await _count_only(deps, conn, plan)
-            return _report(None, True, started, deps.clock(), plan, tally, 0)
+        return _report(None, True, started, deps.clock(), plan, tally, 0)
+    async with deps.db.pool.acquire() as conn:
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", SWEEP_LOCK_KEY):
             raise SweepRunningError("a retention sweep is already running")
         try:
