@@ -3,9 +3,8 @@
 import asyncio
 
 import pytest
-import structlog
 
-from hub.observability.job_summary import JobSummary, job_kind, log_summary, summary_text
+from hub.observability.job_summary import JobSummary, job_kind, summary_text
 
 
 @pytest.mark.parametrize(
@@ -37,11 +36,3 @@ async def test_one_line_per_interval_and_none_when_idle() -> None:
     await asyncio.sleep(0.1)  # an idle interval writes nothing
     await summary.stop()
     assert lines == ["3 jobs in 0.05 s: deliver 2, seal_audit_job 1"]
-
-
-def test_the_line_goes_through_structlog() -> None:
-    with structlog.testing.capture_logs() as logs:
-        log_summary("1 jobs in 10 s: deliver 1")
-    assert logs == [
-        {"event": "worker jobs", "summary": "1 jobs in 10 s: deliver 1", "log_level": "info"}
-    ]
