@@ -93,6 +93,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     delivery_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 8
     delivery_backoff_base_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 1.0
     delivery_backoff_max_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 600.0
+    # The longest wait an agency's Retry-After may impose on a retry (a longer one is cut).
+    delivery_retry_after_max_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 3600.0
     # Longest one attempt may take (adapter timeouts are shorter); also the lease on a
     # claimed row, after which reconcile hands it to another worker.
     delivery_job_timeout_seconds: Annotated[int, msgspec.Meta(ge=5, le=600)] = 30

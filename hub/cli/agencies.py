@@ -70,6 +70,11 @@ def agencies() -> None:
 @click.option("--class", "classes", multiple=True, help="Subscribe to these classes only.")
 @click.option("--camera", "cameras", multiple=True, help="Subscribe to these cameras only.")
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option(
+    "--retry-schedule",
+    help="Seconds to wait after attempt 1, 2, ... comma-separated, the last repeating "
+    "(e.g. 5,60,300; default: the hub's doubling backoff).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the agency as JSON.")
 def add(name: str, kind: str, config_file: Path | None, as_json: bool, **options: Any) -> None:
     """Register agency NAME (its recipient id in release policy). A generated secret is
@@ -87,6 +92,7 @@ def add(name: str, kind: str, config_file: Path | None, as_json: bool, **options
         ),
         jurisdictions=list(options["jurisdictions"]),
         clearance=options["clearance"],
+        retry_schedule=_schedule(options["retry_schedule"]),
     )
 
     async def work(services: Services) -> AgencyRead:
@@ -128,6 +134,16 @@ def _config(
         }
         return config, {"signing_certificate": str(cert)}
     raise click.UsageError(f"no built-in options for kind {kind!r}: use --config")
+
+
+def _schedule(text: str | None) -> list[float] | None:
+    """`--retry-schedule` as seconds (its bounds are checked at registration)."""
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise click.UsageError("--retry-schedule takes seconds separated by commas") from None
 
 
 def _need(options: dict[str, Any], key: str) -> str:

@@ -18,7 +18,14 @@ from hub.audit import AuditEntry, append_entry
 from hub.delivery import repository
 from hub.delivery.breaker import CircuitBreaker
 from hub.delivery.queue import DeliveryQueue
-from hub.delivery.schemas import Agency, AgencyCreate, AgencyHealth, AgencyRead, ResealResult
+from hub.delivery.schemas import (
+    Agency,
+    AgencyCreate,
+    AgencyHealth,
+    AgencyRead,
+    ResealResult,
+    RetrySchedule,
+)
 from hub.delivery.secrets import (
     KeySource,
     clear_paths,
@@ -51,6 +58,17 @@ def validate_config(adapters: Mapping[str, Adapter], kind: str, config: Mapping[
         return adapter.parse_config(config)
     except ConfigError as exc:
         raise ValidationError(f"config: {exc}", code="adapter_config") from None
+
+
+def check_retry_schedule(schedule: list[float] | None) -> None:
+    """422 unless the schedule is 1-20 waits of more than 0 and at most 86,400 seconds (the
+    HTTP body is checked on decoding; this covers callers that build the Struct in code)."""
+    if schedule is None:
+        return
+    try:
+        msgspec.convert(schedule, RetrySchedule)
+    except msgspec.ValidationError as exc:
+        raise ValidationError(f"retry_schedule: {exc}", code="agency_retry_schedule") from None
 
 
 async def check_egress(adapter: Adapter, parsed: Any) -> None:
@@ -87,6 +105,7 @@ async def add_agency(
 ) -> AgencyRead:
     """Register an agency after its adapter accepted the configuration and its endpoints;
     the configuration's secret fields are stored sealed."""
+    check_retry_schedule(create.retry_schedule)
     parsed = validate_config(adapters, create.kind, create.config)
     await check_egress(adapters[create.kind], parsed)
     endpoint = adapters[create.kind].endpoint(parsed)

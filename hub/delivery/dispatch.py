@@ -60,18 +60,31 @@ BATCH_SIZE = 200
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Doubling backoff with equal jitter, capped; an agency's Retry-After wins if longer."""
+    """Doubling backoff with equal jitter, capped, or the agency's own schedule; an agency's
+    Retry-After wins when longer, up to `retry_after_max_seconds` (default: `max_seconds`)."""
 
     base_seconds: float
     max_seconds: float
+    retry_after_max_seconds: float | None = None
 
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+    def delay(
+        self,
+        attempt: int,
+        retry_after: float | None = None,
+        *,
+        schedule: Sequence[float] | None = None,
+    ) -> float:
         """Seconds before attempt `attempt + 1`."""
-        ceiling = min(self.max_seconds, self.base_seconds * float(2 ** min(attempt - 1, 30)))
-        # Equal jitter: at least half the step, so retries never bunch up at zero.
-        delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - not security
+        if schedule:
+            # The agency asked for these waits: exactly, the last one repeating.
+            delay = schedule[min(attempt, len(schedule)) - 1]
+        else:
+            ceiling = min(self.max_seconds, self.base_seconds * float(2 ** min(attempt - 1, 30)))
+            # Equal jitter: at least half the step, so retries never bunch up at zero.
+            delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - not security
         if retry_after is not None:
-            delay = max(delay, min(retry_after, self.max_seconds))
+            cap = self.retry_after_max_seconds or self.max_seconds
+            delay = max(delay, min(retry_after, cap))
         return delay
 
 
@@ -302,14 +315,20 @@ async def _send(
                 started_at, "dead", "dead", error=str(exc), code=exc.status_code, decision=decision
             )
         return _retry(
-            deps, claimed, started_at, str(exc), exc.status_code, exc.retry_after, decision
-        )
+            deps, claimed, started_at, str(exc), exc.status_code, exc.retry_after, decision,
+            schedule=agency.retry_schedule,
+        )  # fmt: skip
     except TimeoutError:
-        return _retry(deps, claimed, started_at, "attempt timed out", None, None, decision)
+        return _retry(
+            deps, claimed, started_at, "attempt timed out", None, None, decision,
+            schedule=agency.retry_schedule,
+        )  # fmt: skip
     except Exception as exc:  # an adapter bug must not lose the row: retry, then dead letter
         log.exception("adapter raised an unclassified error", agency=agency.name)
         error = f"adapter error: {type(exc).__name__}"
-        return _retry(deps, claimed, started_at, error, None, None, decision)
+        return _retry(
+            deps, claimed, started_at, error, None, None, decision, schedule=agency.retry_schedule
+        )
     return _delivered(started_at, receipt, decision)
 
 
@@ -357,13 +376,15 @@ def _retry(
     code: int | None,
     retry_after: float | None = None,
     decision: str | None = None,
+    *,
+    schedule: Sequence[float] | None = None,
 ) -> _Result:
     if claimed.attempt >= claimed.attempt_limit:
         error = f"attempts exhausted ({claimed.attempt}): {error}"
         result = _end(started_at, "dead", "dead", error=error, code=code, decision=decision)
     else:
         result = _end(started_at, "retrying", "retry", error=error, code=code, decision=decision)
-        delay = deps.backoff.delay(claimed.attempt, retry_after)
+        delay = deps.backoff.delay(claimed.attempt, retry_after, schedule=schedule)
         result = msgspec.structs.replace(result, retry_in_seconds=delay)
     return msgspec.structs.replace(result, agency_failure=not error.startswith("policy"))
 

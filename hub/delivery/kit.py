@@ -81,6 +81,7 @@ class DeliveryKit:
             backoff=Backoff(
                 base_seconds=settings.delivery_backoff_base_seconds,
                 max_seconds=settings.delivery_backoff_max_seconds,
+                retry_after_max_seconds=settings.delivery_retry_after_max_seconds,
             ),
             lease_seconds=float(settings.delivery_job_timeout_seconds),
             auto_pause_seconds=float(settings.agency_auto_pause_seconds),

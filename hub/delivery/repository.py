@@ -20,7 +20,7 @@ from hub.delivery.schemas import (
 
 _AGENCY_COLUMNS = """id, name, adapter_kind, endpoint, config, status, purpose, sub_classes,
     sub_cameras, sub_min_confidence, jurisdictions, clearance, max_concurrency,
-    rate_per_second, paused_reason, paused_at, created_at"""
+    rate_per_second, retry_schedule, paused_reason, paused_at, created_at"""
 
 
 async def insert_agency(
@@ -31,8 +31,8 @@ async def insert_agency(
     row = await conn.fetchrow(
         f"""INSERT INTO agency (id, name, adapter_kind, endpoint, config, purpose, sub_classes,
                 sub_cameras, sub_min_confidence, jurisdictions, clearance, max_concurrency,
-                rate_per_second)
-            VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13)
+                rate_per_second, retry_schedule)
+            VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14)
             ON CONFLICT (name) DO NOTHING
             RETURNING {_AGENCY_COLUMNS}""",
         agency_id,
@@ -48,6 +48,7 @@ async def insert_agency(
         create.clearance,
         create.max_concurrency,
         create.rate_per_second,
+        create.retry_schedule,
     )
     return None if row is None else _agency_read(row)
 
@@ -123,6 +124,7 @@ def _agency_read(row: asyncpg.Record) -> AgencyRead:
         clearance=row["clearance"],
         max_concurrency=row["max_concurrency"],
         rate_per_second=float(row["rate_per_second"]),
+        retry_schedule=_schedule(row),
         paused_reason=row["paused_reason"],
         paused_at=row["paused_at"],
         created_at=row["created_at"],
@@ -141,7 +143,13 @@ def _agency(row: asyncpg.Record) -> Agency:
         clearance=row["clearance"],
         max_concurrency=row["max_concurrency"],
         rate_per_second=float(row["rate_per_second"]),
+        retry_schedule=_schedule(row),
     )
+
+
+def _schedule(row: asyncpg.Record) -> list[float] | None:
+    found = row["retry_schedule"]
+    return None if found is None else [float(seconds) for seconds in found]
 
 
 # Routing happens here, in one statement: each new event joins every agency whose

@@ -26,6 +26,13 @@ class Subscription(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     purpose: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "investigation"
 
 
+# An agency's own retry schedule: seconds to wait after attempt 1, 2, ...; the last repeats.
+RetrySchedule = Annotated[
+    list[Annotated[float, msgspec.Meta(gt=0, le=86_400)]],
+    msgspec.Meta(min_length=1, max_length=20),
+]
+
+
 class AgencyCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Register an agency. `name` is its recipient id in release policy; `config` is the
     adapter's own configuration, validated by that adapter."""
@@ -38,6 +45,8 @@ class AgencyCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     clearance: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
     max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 8
     rate_per_second: Annotated[float, msgspec.Meta(gt=0, le=100_000)] = 200.0
+    # None: the hub's doubling backoff (HUB_DELIVERY_BACKOFF_*).
+    retry_schedule: RetrySchedule | None = None
 
 
 class AgencyRead(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,6 +62,7 @@ class AgencyRead(msgspec.Struct, frozen=True, kw_only=True):
     clearance: int
     max_concurrency: int
     rate_per_second: float
+    retry_schedule: list[float] | None = None
     paused_reason: str | None = None
     paused_at: datetime | None = None
     created_at: datetime | None = None
@@ -71,6 +81,7 @@ class Agency(msgspec.Struct, frozen=True, kw_only=True):
     clearance: int
     max_concurrency: int
     rate_per_second: float
+    retry_schedule: list[float] | None = None
 
 
 class ResealResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,5 +1,6 @@
-"""Agency secrets sealed at rest: the secret fields of existing `agency.config` rows sealed
-under the hub's current PII master key (the format of hub/delivery/secrets.py)."""
+"""Agency secrets sealed at rest and per-agency retry schedules: adds `agency.retry_schedule`
+(0016_agency_secrets.sql), then seals the secret fields of existing `agency.config` rows under
+the hub's current PII master key (the format of hub/delivery/secrets.py)."""
 
 import json
 from collections.abc import Callable
@@ -11,10 +12,11 @@ from piccolo.engine import engine_finder
 from hub.delivery.secrets import clear_paths, seal_config
 from hub.retention import KeyRing, keys_for
 from hub.settings import load_settings
+from migrations.raw import sql_migration
 
 ID = "2026-11-22T00:00:16:000000"
 VERSION = "1.38.0"
-DESCRIPTION = "seal agency secrets"
+DESCRIPTION = "agency retry schedules; seal agency secrets"
 
 # The secret fields of the built-in adapters when this migration was written (frozen here:
 # later adapters declare theirs and `hub agencies reseal` seals them).
@@ -56,7 +58,9 @@ async def seal_rows(conn: asyncpg.Connection, load_keys: Callable[[], KeyRing]) 
 
 
 async def forwards() -> MigrationManager:
-    """Seal the secrets already stored."""
-    manager = MigrationManager(migration_id=ID, app_name="hub", description=DESCRIPTION)
+    """Add the retry schedule column, then seal the secrets already stored."""
+    manager = sql_migration(
+        migration_id=ID, description=DESCRIPTION, sql_file="0016_agency_secrets.sql"
+    )
     manager.add_raw(seal_existing)
     return manager
