@@ -18,7 +18,7 @@ Outcome = Literal["allow", "deny", "error", "other"]
 RECIPIENT_SQL = """COALESCE(input -> 'recipient' ->> 'id', input -> 'subject' ->> 'id',
                          input -> 'node' ->> 'id', input ->> 'agency')"""
 OUTCOME_SQL = """CASE WHEN error IS NOT NULL THEN 'error'
-                   WHEN jsonb_typeof(result -> 'allow') <> 'boolean' THEN 'other'
+                   WHEN jsonb_typeof(result -> 'allow') IS DISTINCT FROM 'boolean' THEN 'other'
                    WHEN (result ->> 'allow')::boolean THEN 'allow' ELSE 'deny' END"""
 
 

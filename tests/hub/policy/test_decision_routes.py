@@ -1,6 +1,7 @@
 """Decision look-up and replay, and bundle sources, on the real app."""
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from litestar.testing import AsyncTestClient
@@ -50,7 +51,11 @@ async def test_decision_list_filters_by_recipient_outcome_entrypoint_and_time(
     await client.get("/v1/incidents", headers=headers)  # allowed
     await asyncio.sleep(0.5)  # the decision log writes every 200 ms
 
+    # The searches below are logged decisions too: look only at what came before them.
+    cut = datetime.now(UTC).isoformat()
+
     async def listed(**params: str) -> list[dict[str, object]]:
+        params = {"until": cut, **params}
         answer = await client.get("/v1/decisions/search", params=params, headers=headers)
         assert answer.status_code == 200, answer.text
         return list(answer.json()["decisions"])
@@ -68,9 +73,19 @@ async def test_decision_list_filters_by_recipient_outcome_entrypoint_and_time(
     assert newest == mine[:1]
     page = (
         await client.get(
-            "/v1/decisions/search", params={"recipient": "olga", "limit": "1"}, headers=headers
+            "/v1/decisions/search",
+            params={"recipient": "olga", "limit": "1", "until": cut},
+            headers=headers,
         )
     ).json()
     assert page["next_until"] == mine[0]["at"]
+    await services.db.pool.execute(
+        """INSERT INTO policy_decisions (decision_id, at, entrypoint, revision, latency_us,
+                                         input, result)
+           VALUES ('d-ingest', now() - interval '1 hour', 'hub/ingest/decision', 'r0', 5,
+                   '{"node": {"id": "node-1"}}', '{"groups": []}')"""
+    )
+    [ingest] = await listed(recipient="node-1")
+    assert ingest["outcome"] == "other"  # no allow/deny in an ingest result
     bad = await client.get("/v1/decisions/search", params={"outcome": "maybe"}, headers=headers)
     assert bad.status_code == 400
