@@ -1,6 +1,9 @@
 """Feeds over offers: a page's limit counts released items, a reader pages only what its
 agency may be offered, and the decision log says why an event went to an agency."""
 
+import shutil
+from pathlib import Path
+
 import asyncpg
 import httpx
 import msgspec
@@ -12,7 +15,9 @@ from hub.feeds.pages import read_page
 from hub.feeds.schemas import FeedFilters
 from hub.feeds.service import resolve_reader, sequence_and_announce
 from hub.kit.soap import SOAP_ENV
+from hub.policy.bundle import load_bundle_dir
 from hub.policy.decisions import decisions_for_event
+from hub.policy.engines import load_engine
 from hub.runtime import Services
 from hub.settings import Settings
 from tests.hub.feeds.builders import CENTRAL_CAMERA, NORTH_CAMERA, bearer, event, upload_to
@@ -21,6 +26,7 @@ from tests.support import EdgeNode, ThreadedServer
 
 pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.commits]
 
+BUNDLE = Path(__file__).resolve().parents[3] / "policies"
 TNS = "urn:hub:feeds:v1"
 
 
@@ -128,3 +134,36 @@ async def test_the_decision_log_says_why_an_event_went_to_an_agency(
     assert decision.result["allow"] is True
     assert decision.result["reason"].startswith("release to police-north")
     assert why_not == []  # never offered to anyone who read, so never released
+
+
+async def test_a_new_bundle_judges_the_offers_again_from_the_readers_cursor(
+    feed_services: Services, tmp_path: Path
+) -> None:
+    reader = await resolve_reader(feed_services.feeds, POLICE, decision_id=None)
+    conn = await asyncpg.connect(feed_services.settings.database_url)
+    try:
+        _, north = await insert_event(conn, NORTH_CAMERA)
+        _, central = await insert_event(conn, CENTRAL_CAMERA)
+    finally:
+        await conn.close()
+    await sequence_and_announce(feed_services.feeds)
+    first = await read_page(
+        feed_services.feeds, reader, cursor=None, filters=FeedFilters(), limit=10
+    )
+    assert first.page is not None
+    assert [str(i.event_id) for i in first.page.items] == [north]
+    # The new bundle puts the central camera in the north: the police may now see it.
+    shutil.copytree(BUNDLE, tmp_path / "bundle")
+    data_file = tmp_path / "bundle" / "data.json"
+    data = msgspec.json.decode(data_file.read_bytes())
+    data["hub"]["config"]["release"]["camera_jurisdictions"][CENTRAL_CAMERA] = "north"
+    data_file.write_bytes(msgspec.json.encode(data))
+    (tmp_path / "bundle" / ".manifest").write_bytes(
+        msgspec.json.encode({"revision": "offers-test-2", "roots": ["hub", "system"]})
+    )
+    feed_services.policy.activate(load_engine(load_bundle_dir(tmp_path / "bundle")))
+    again = await read_page(
+        feed_services.feeds, reader, cursor=None, filters=FeedFilters(), limit=10
+    )
+    assert again.page is not None
+    assert [str(i.event_id) for i in again.page.items] == [north, central]
