@@ -1,8 +1,11 @@
 """Agency secrets at rest: sealed in the stored row, opened only to send, re-sealed after a
 master key rotation, and sealed by migration 0016 when they were stored in clear."""
 
+import asyncio
 import importlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 from uuid import uuid4
 
@@ -21,7 +24,7 @@ from hub.delivery.secrets import (
 from hub.retention import KeyRing
 from hub.runtime import Services
 from hub.settings import Settings
-from tests.hub.delivery.harness import Receivers
+from tests.hub.delivery.harness import Receivers, settings_env
 
 OAUTH_SECRET = "oauth-client-secret-do-not-store"
 migration = importlib.import_module("migrations.versions.m2026_11_22_0016_agency_secrets")
@@ -165,6 +168,47 @@ async def test_migration_0016_seals_secrets_stored_in_clear(
         await conn.close()
 
     assert (changed, unchanged) == (1, 0)
+    row = await stored_row(settings, "police-north")
+    assert OAUTH_SECRET.encode() not in row
+    assert receivers.secret.encode() not in row
+    _, agency = await get_agency(services.db, "police-north")
+    parsed = AgencyDirectory(services.db, services.delivery.adapters).config(agency)
+    assert parsed.oauth2.client_secret == OAUTH_SECRET
+
+
+@pytest.mark.db
+@pytest.mark.redis
+@pytest.mark.commits
+async def test_hub_agencies_reseal_seals_a_clear_row_and_prints_what_it_did(
+    settings: Settings, services: Services, receivers: Receivers
+) -> None:
+    create = rest_create(receivers)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(
+            """INSERT INTO agency (id, name, adapter_kind, endpoint, config)
+               VALUES ($1, 'police-north', 'rest', $2, $3::jsonb)""",
+            uuid4(),
+            create.config["url"],
+            json.dumps(create.config),
+        )
+    finally:
+        await conn.close()
+
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "hub.cli.main", "agencies", "reseal", "--json"],
+        env=settings_env(settings),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(done.stdout) == {
+        "key": settings.pii_master_key_id,
+        "resealed": ["police-north"],
+    }
     row = await stored_row(settings, "police-north")
     assert OAUTH_SECRET.encode() not in row
     assert receivers.secret.encode() not in row
