@@ -36,9 +36,7 @@ def _roles(values: tuple[str, ...]) -> list[str]:
     roles = [r.strip() for value in values for r in value.split(",") if r.strip()]
     unknown = sorted(set(roles) - set(ROLES))
     if unknown or not roles:
-        raise click.UsageError(
-            f"--role takes some of {', '.join(ROLES)} (got {unknown or 'none'})"
-        )
+        raise click.UsageError(f"--role takes some of {', '.join(ROLES)} (got {unknown or 'none'})")
     return roles
 
 
