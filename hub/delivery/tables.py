@@ -5,6 +5,7 @@ from piccolo.columns import (
     UUID,
     Array,
     BigInt,
+    DoublePrecision,
     ForeignKey,
     Integer,
     Real,
@@ -35,6 +36,8 @@ class Agency(Table, tablename="agency"):
     rate_per_second = Real(default=200.0)
     paused_reason = Text(null=True, default=None)
     paused_at = Timestamptz(null=True, default=None)
+    # Seconds before each retry (the last repeats); NULL keeps the default backoff.
+    retry_schedule = Array(base_column=DoublePrecision(), null=True, default=None)
 
 
 class Delivery(Table, tablename="delivery"):
