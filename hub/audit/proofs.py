@@ -7,9 +7,8 @@ import asyncpg
 from hub.audit import merkle, repository
 from hub.audit.checkpoints import checkpoint_problem
 from hub.audit.export import entry_read
-from hub.audit.rules import entry_body, keys_for, leaf_data, perfect_from
+from hub.audit.rules import entry_leaf, keys_for, perfect_from
 from hub.audit.schemas import (
-    AuditEntryRead,
     BundleCheck,
     Checkpoint,
     CheckpointKey,
@@ -157,7 +156,7 @@ def check_bundle(bundle: ProofBundle, *, trusted: CheckpointKey) -> BundleCheck:
 def _entry_problem(item: EntryProof, checkpoint: Checkpoint) -> str:
     """Why an entry is not proven by the checkpoint ('' when it is)."""
     proof, entry = item.proof, item.entry
-    leaf = _leaf_of_read(entry)
+    leaf = entry_leaf(entry)
     if leaf.hex() != proof.leaf_hash or proof.seq != entry.seq:
         return f"entry {entry.seq} does not match its leaf hash (altered)"
     ok = proof.tree_size == checkpoint.tree_size and merkle.verify_inclusion(
@@ -168,16 +167,3 @@ def _entry_problem(item: EntryProof, checkpoint: Checkpoint) -> str:
         root=bytes.fromhex(checkpoint.root_hash),
     )
     return "" if ok else f"entry {entry.seq}'s inclusion proof does not lead to the signed root"
-
-
-def _leaf_of_read(entry: AuditEntryRead) -> bytes:
-    body = entry_body(
-        at=entry.at,
-        actor=entry.actor,
-        action=entry.action,
-        target=entry.target,
-        detail=entry.detail,
-        decision_id=entry.decision_id,
-        trace_id=entry.trace_id,
-    )
-    return merkle.leaf_hash(leaf_data(seq=entry.seq, body=body))

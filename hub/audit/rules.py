@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from hub.audit import merkle
-from hub.audit.schemas import Detail, StoredEntry
+from hub.audit.schemas import AuditEntryRead, Detail, StoredEntry
 
 # Interior nodes are stored only at heights 8, 16, 24, ...: one row per 256 leaves, and any
 # perfect subtree is then the fold of at most 128 stored hashes (leaves or nodes).
@@ -67,8 +67,9 @@ def leaf_data(*, seq: int, body: bytes) -> bytes:
     return seq.to_bytes(8, "big") + body
 
 
-def entry_leaf(entry: StoredEntry) -> bytes:
-    """The RFC 9162 leaf hash of a stored entry, recomputed from its content."""
+def entry_leaf(entry: StoredEntry | AuditEntryRead) -> bytes:
+    """The RFC 9162 leaf hash of an entry (as stored, or as the API or an evidence package
+    shows it), recomputed from its content."""
     body = entry_body(
         at=entry.at,
         actor=entry.actor,
