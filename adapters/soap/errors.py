@@ -39,7 +39,7 @@ def call_error(exc: Exception, *, timeout_seconds: float) -> DeliveryError | Non
     if isinstance(exc, Fault):
         return fault_error(exc)
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        return RetryableError(f"agency did not answer within {timeout_seconds:g} s")
+        return RetryableError(f"agency did not answer within {timeout_seconds:g}s")
     return _answer_error(exc) or _request_error(exc)
 
 
