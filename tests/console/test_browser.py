@@ -122,7 +122,8 @@ async def test_officer_deep_link_reload_pages_and_logout(
     await page.goto(console_url + "/events")
     text = await shown(page, "Link to an incident")
     assert "withheld from you" in text
-    assert await page.locator('[data-testid="stImage"] img').count() >= 1  # a thumbnail
+    # A thumbnail: Streamlit fills image elements after the page's text, so wait for one.
+    await page.locator('[data-testid="stImage"] img').first.wait_for(timeout=20_000)
     await shoot(page, "officer-events")
     await page.get_by_role("button", name="Log out").click()
     await shown(page, "You logged out")
