@@ -24,13 +24,16 @@ from hub.delivery.agencies import (
     reseal_agencies,
     resume_agency,
     send_test,
+    update_agency,
 )
 from hub.delivery.schemas import (
     AgencyCreate,
     AgencyHealth,
     AgencyRead,
+    AgencyUpdate,
     DeliveryDetail,
     DeliveryRead,
+    OrderBlock,
     ReplayRange,
     ReplayResult,
     ResealResult,
@@ -39,6 +42,12 @@ from hub.delivery.schemas import (
 from hub.runtime import Services
 
 ACTOR = "cli:" + os.environ.get("USER", "operator")
+ORDERINGS = ["none", "agency", "camera"]
+ORDERING_HELP = (
+    "FIFO for receivers that need order: 'agency' sends its deliveries one at a time in "
+    "commit order, 'camera' does so per camera; a failed head then blocks its agency (or "
+    "camera) until delivered or dead-lettered. 'none': batched and concurrent."
+)
 
 
 def new_webhook_secret() -> str:
@@ -75,6 +84,13 @@ def agencies() -> None:
     help="Seconds to wait after attempt 1, 2, ... comma-separated, the last repeating "
     "(e.g. 5,60,300; default: the hub's doubling backoff).",
 )
+@click.option(
+    "--ordering",
+    type=click.Choice(ORDERINGS),
+    default="none",
+    show_default=True,
+    help=ORDERING_HELP,
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the agency as JSON.")
 def add(name: str, kind: str, config_file: Path | None, as_json: bool, **options: Any) -> None:
     """Register agency NAME (its recipient id in release policy). A generated secret is
@@ -93,6 +109,7 @@ def add(name: str, kind: str, config_file: Path | None, as_json: bool, **options
         jurisdictions=list(options["jurisdictions"]),
         clearance=options["clearance"],
         retry_schedule=_schedule(options["retry_schedule"]),
+        ordering=options["ordering"],
     )
 
     async def work(services: Services) -> AgencyRead:
@@ -168,12 +185,43 @@ def list_(as_json: bool) -> None:
 def _health_table(found: list[AgencyHealth]) -> str:
     if not found:
         return "no agencies registered"
-    lines = [f"{'NAME':24} {'KIND':5} {'STATUS':8} {'BREAKER':9} DELIVERIES"]
+    lines = [f"{'NAME':24} {'KIND':5} {'STATUS':8} {'BREAKER':9} {'ORDERING':8} DELIVERIES"]
     for item in found:
         counts = " ".join(f"{k}={v}" for k, v in sorted(item.counts.items())) or "-"
         a = item.agency
-        lines.append(f"{a.name:24} {a.kind:5} {a.status:8} {item.breaker.state:9} {counts}")
+        lines.append(
+            f"{a.name:24} {a.kind:5} {a.status:8} {item.breaker.state:9} {a.ordering:8} {counts}"
+        )
+        lines.extend(f"  BLOCKED {_block_line(block)}" for block in item.blocked)
     return "\n".join(lines)
+
+
+def _block_line(block: OrderBlock) -> str:
+    """One stopped FIFO queue: which, behind which delivery, since when, how many wait."""
+    where = f"camera {block.camera}" if block.camera is not None else "agency queue"
+    since = block.since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if block.since else "?"
+    return (
+        f"{where} by delivery {block.delivery_id} since {since} UTC "
+        f"({block.attempts} attempts, {block.waiting} waiting): {block.last_error or '-'}"
+    )
+
+
+@agencies.command("update")
+@click.argument("agency")
+@click.option("--ordering", type=click.Choice(ORDERINGS), help=ORDERING_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the agency as JSON.")
+def update(agency: str, ordering: str | None, as_json: bool) -> None:
+    """Change AGENCY's settings (audited)."""
+    if ordering is None:
+        raise click.UsageError("nothing to change: give --ordering")
+    change = msgspec.convert({"ordering": ordering}, AgencyUpdate)
+
+    async def work(services: Services) -> AgencyRead:
+        kit = services.delivery
+        return await update_agency(services.db, kit.queue, agency, change, actor=ACTOR)
+
+    found = run_with_services(work)
+    emit(found, as_json=as_json, text=lambda: f"{found.name}: ordering {found.ordering}")
 
 
 @agencies.command("pause")
@@ -331,6 +379,27 @@ def _when(delivery: DeliveryRead) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+@deliveries.command("blocked")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def blocked(as_json: bool) -> None:
+    """FIFO queues (agency or camera) stopped behind a failed head; exit 1 if any is."""
+
+    async def work(services: Services) -> list[OrderBlock]:
+        health = await agency_health(services.db, services.delivery.breaker)
+        return [block for item in health for block in item.blocked]
+
+    found = run_with_services(work)
+    emit(
+        found,
+        as_json=as_json,
+        text=lambda: (
+            "\n".join(f"{b.agency}: {_block_line(b)}" for b in found)
+            or "no ordered queue is blocked"
+        ),
+    )
+    raise SystemExit(1 if found else 0)
+
+
 @deliveries.command("show")
 @click.argument("delivery_id", type=click.UUID)
 def show(delivery_id: UUID) -> None:
@@ -340,7 +409,7 @@ def show(delivery_id: UUID) -> None:
         from hub.ops.repository import select_delivery_metadata
 
         detail = await deadletters.inspect(services.db, delivery_id)
-        async with services.db.pool.acquire() as conn:
+        async with services.db.reader() as conn:  # a view for a person (ADR 0016)
             meta = await select_delivery_metadata(conn, delivery_id)
         return detail, None if meta is None or meta["event_id"] is None else str(meta["event_id"])
 

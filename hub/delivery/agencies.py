@@ -23,6 +23,7 @@ from hub.delivery.schemas import (
     AgencyCreate,
     AgencyHealth,
     AgencyRead,
+    AgencyUpdate,
     ResealResult,
     RetrySchedule,
 )
@@ -227,16 +228,49 @@ async def resume_agency(
     return resumed
 
 
-async def agency_health(db: Database, breaker: CircuitBreaker) -> list[AgencyHealth]:
-    """Each agency with its breaker and its deliveries counted by status."""
+async def update_agency(
+    db: Database, queue: DeliveryQueue, ref: str, update: AgencyUpdate, *, actor: str
+) -> AgencyRead:
+    """Change an agency's settings (today its ordering), audited; the agency is woken so its
+    waiting rows move under the new setting. Workers see the change within
+    `DIRECTORY_TTL_SECONDS`; rows one claimed before that go out under the old setting."""
+    read, _ = await get_agency(db, ref)
+    if update.ordering is None or update.ordering == read.ordering:
+        return read
     async with db.transaction() as conn:
+        updated = await repository.update_agency_ordering(conn, read.id, update.ordering)
+        await append_entry(
+            conn,
+            AuditEntry(
+                actor=actor,
+                action="agency.update",
+                target=f"agency:{read.name}",
+                detail={"ordering": update.ordering, "was": read.ordering},
+            ),
+        )
+    await queue.wake([read.id])
+    return updated
+
+
+async def agency_health(db: Database, breaker: CircuitBreaker) -> list[AgencyHealth]:
+    """Each agency with its breaker and its deliveries counted by status (from a replica
+    within the lag bound: counts for a screen, one snapshot)."""
+    async with db.snapshot() as conn:
         agencies = await repository.select_agencies(conn)
         counts = await repository.status_counts(conn)
+        blocked = {
+            read.id: await repository.blocked_heads(
+                conn, read.id, read.name, per_camera=read.ordering == "camera"
+            )
+            for read, _ in agencies
+            if read.ordering != "none"
+        }
     return [
         AgencyHealth(
             agency=read,
             breaker=await breaker.state(read.id, read.name),
             counts=counts.get(read.id, {}),
+            blocked=blocked.get(read.id, []),
         )
         for read, _ in agencies
     ]

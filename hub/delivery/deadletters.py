@@ -30,16 +30,17 @@ async def list_deliveries(
     until: datetime | None = None,
     limit: int = 100,
 ) -> list[DeliveryRead]:
-    """Deliveries (dead letters by default), newest first."""
-    async with db.transaction() as conn:
+    """Deliveries (dead letters by default), newest first; from a replica within the lag
+    bound (ADR 0016): a listing for people and scripts, nothing is written from it."""
+    async with db.snapshot() as conn:
         return await repository.list_deliveries(
             conn, status=status, agency=agency, since=since, until=until, limit=min(limit, MAX_LIST)
         )
 
 
 async def inspect(db: Database, delivery_id: UUID) -> DeliveryDetail:
-    """A delivery with every attempt."""
-    async with db.transaction() as conn:
+    """A delivery with every attempt (from a replica within the lag bound, one snapshot)."""
+    async with db.snapshot() as conn:
         delivery = await repository.get_delivery(conn, delivery_id)
         if delivery is None:
             raise NotFoundError(f"no delivery {delivery_id}", code="delivery_not_found")

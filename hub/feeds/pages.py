@@ -9,6 +9,7 @@ from hub.feeds import offers, repository
 from hub.feeds.kit import FeedKit
 from hub.feeds.offers import AudienceSpec
 from hub.feeds.release import ReleasedBatch, apply_verdicts, decide_groups, reader_hash_key
+from hub.feeds.replica import offered_on_replica
 from hub.feeds.repository import FeedRow
 from hub.feeds.rules import decode_cursor, encode_cursor, etag_matches, page_etag
 from hub.feeds.schemas import Channel, FeedFilters, FeedItem, FeedPage
@@ -103,7 +104,13 @@ class Taken:
 async def take_offered(
     kit: FeedKit, spec: AudienceSpec, *, after: int, filters: FeedFilters, limit: int
 ) -> Taken:
-    """Up to `limit` offered rows after `after`, filling the audience's offers as needed."""
+    """Up to `limit` offered rows after `after`, filling the audience's offers as needed
+    (from a fresh replica when its offers already cover `after`: hub/feeds/replica.py)."""
+    seen = await offered_on_replica(kit, spec, after=after, filters=filters, limit=limit + 1)
+    if seen is not None:
+        if len(seen.rows) > limit:
+            return Taken(rows=seen.rows[:limit], through=seen.rows[limit - 1].seq, more=True)
+        return Taken(rows=seen.rows, through=seen.hi, more=seen.hi < seen.last)
     rows: list[FeedRow] = []
     position, extend = after, False
     for _ in range(MAX_FILLS):

@@ -46,18 +46,22 @@ async def browse_events(
     camera_id: str | None,
     limit: int,
 ) -> list[CandidateEvent]:
-    """The newest accepted events since `since` (of one camera, if given), each released."""
-    rows = await db.pool.fetch(
-        """SELECT event_id, captured_at, received_at AS linked_at, '' AS linked_by,
+    """The newest accepted events since `since` (of one camera, if given), each released.
+
+    A browsing list: the rows may come from a replica within the lag bound (ADR 0016); PII is
+    hydrated from the primary's vault, so a subject forgotten a moment ago stays forgotten."""
+    async with db.reader() as conn:
+        rows = await conn.fetch(
+            """SELECT event_id, captured_at, received_at AS linked_at, '' AS linked_by,
                   payload::text AS payload
            FROM detection_event
            WHERE disposition = 'accepted' AND received_at >= $1
              AND ($2::text IS NULL OR camera_id = $2)
            ORDER BY received_at DESC, event_id LIMIT $3""",
-        since,
-        camera_id,
-        limit,
-    )
+            since,
+            camera_id,
+            limit,
+        )
     found = await _hydrated(db, [EventRow(**dict(r)) for r in rows])
     return [await _candidate(policy, row, subject=subject, hash_key=hash_key) for row in found]
 

@@ -129,6 +129,22 @@ class Database:
         finally:
             await replica.release(conn)
 
+    async def replica_fresh(self) -> bool:
+        """True when `reader()` would pick the replica now: one is configured and its lag was
+        within bound at the last check (callers with a cheaper primary path ask first)."""
+        return self.replica is not None and await self.replica.fresh()
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[asyncpg.Connection]:
+        """`reader()` inside one read-only repeatable-read transaction, for reads that must
+        agree with each other (a list and its counts, a row and its attempts): one state of
+        whichever server answered, never a mix of a replica's and the primary's."""
+        async with (
+            self.reader() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            yield conn
+
     def transaction(self) -> "Transaction":
         """A transaction: `async with db.transaction() as conn:`; commits unless it raises."""
         return Transaction(self.engine.transaction(allow_nested=False))

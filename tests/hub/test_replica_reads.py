@@ -1,6 +1,7 @@
 """Reads that tolerate staleness on the replica (ADR 0016): the decision log, the ops
-overview, the incident list and the retention report answer from `HUB_DATABASE_REPLICA_URL`
-while it is fresh, and from the primary when it is absent.
+overview, the incident list, the retention report, the agency list with its delivery counts
+and the delivery listings answer from `HUB_DATABASE_REPLICA_URL` while it is fresh, and from
+the primary when it is absent (feed pages: tests/hub/feeds/test_replica.py).
 
 A second migrated database on the same server stands in for the replica: it is not in
 recovery, so it counts as fresh, and rows seeded only there show which one answered."""
@@ -33,6 +34,8 @@ pytestmark = [pytest.mark.db, pytest.mark.redis]
 
 ABSENT = "postgresql://postgres@127.0.0.1:1/postgres"  # nothing listens on port 1
 DECISION = "replica-only-decision"
+REPLICA_EVENT = uuid.UUID("5e1f0000-0000-4000-8000-0000000e0e17")
+DELIVERY = uuid.UUID("5e1f0000-0000-4000-8000-00000000dead")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +57,8 @@ def replica_url(base_settings: Settings) -> Iterator[str]:
 
 
 async def _seed(url: str) -> None:
-    """A two-year-old deny for `replica-reader` and one open incident, only on the replica."""
+    """A two-year-old deny for `replica-reader`, one open incident, an agency with one dead
+    letter, one stored event and one legal hold, only on the replica."""
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(
@@ -68,6 +72,33 @@ async def _seed(url: str) -> None:
         await conn.execute(
             "INSERT INTO incident (id, title, created_by) VALUES ($1, 'seen on the replica', 'x')",
             uuid.uuid4(),
+        )
+        agency = uuid.uuid4()
+        await conn.execute(
+            """INSERT INTO agency (id, name, adapter_kind, endpoint)
+               VALUES ($1, 'replica-agency', 'rest', 'http://127.0.0.1:9/')""",
+            agency,
+        )
+        await conn.execute(
+            """INSERT INTO delivery (id, event_pk, event_captured_at, agency_id, status,
+                                     attempts, dead_at, last_error)
+               VALUES ($1, 1, now(), $2, 'dead', 3, now(), 'seen on the replica')""",
+            DELIVERY,
+            agency,
+        )
+        await conn.execute(
+            """INSERT INTO detection_event (node_id, event_id, captured_at, camera_id, classes,
+                                            max_confidence, content_sha256, payload)
+               VALUES ($1, $2, now(), 'replica-cam', '{person}', 0.9, '\\x00',
+                       '{"camera_id": "replica-cam", "detections": []}')""",
+            uuid.uuid4(),
+            REPLICA_EVENT,
+        )
+        await conn.execute(
+            """INSERT INTO legal_hold (id, reason, event_ids, created_by)
+               VALUES ($1, 'held on the replica', $2, 'x')""",
+            uuid.uuid4(),
+            [REPLICA_EVENT],
         )
     finally:
         await conn.close()
@@ -115,12 +146,22 @@ async def _reads(pair: Client, services: Services) -> dict[str, object]:
     overview = await body("/v1/ops/overview", officer)
     incidents = await body("/v1/incidents", officer)
     looked_up = await client.get(f"/v1/decisions/{DECISION}", headers=officer)
+    agencies = await body("/v1/admin/agencies", admin)
+    dead = await body("/v1/admin/deliveries", admin)
+    delivery = await client.get(f"/v1/admin/deliveries/{DELIVERY}", headers=admin)
+    candidates = await body("/v1/incidents/candidates", officer)
+    holds = await body("/v1/holds", officer)
     return {
         "searched": [d["decision_id"] for d in searched["decisions"]],
         "looked_up": looked_up.status_code,
         "old_decisions": {c["data_class"]: c["rows"] for c in report["classes"]}["decision_log"],
         "open_incidents": overview["open_incidents"],
         "incidents": [i["title"] for i in incidents],
+        "agencies": {a["agency"]["name"]: a["counts"] for a in agencies},
+        "dead": [d["last_error"] for d in dead],
+        "delivery": delivery.status_code,
+        "candidates": [c["event_id"] for c in candidates],
+        "holds": [h["reason"] for h in holds],
     }
 
 
@@ -131,6 +172,11 @@ async def test_reads_answer_from_a_fresh_replica(on_replica: Client, services: S
         "old_decisions": 1,
         "open_incidents": 1,
         "incidents": ["seen on the replica"],
+        "agencies": {"replica-agency": {"dead": 1}},
+        "dead": ["seen on the replica"],
+        "delivery": 200,
+        "candidates": [str(REPLICA_EVENT)],
+        "holds": ["held on the replica"],
     }
 
 
@@ -143,6 +189,11 @@ async def test_reads_fall_back_to_the_primary_when_the_replica_is_absent(
         "old_decisions": 0,
         "open_incidents": 0,
         "incidents": [],
+        "agencies": {},
+        "dead": [],
+        "delivery": 404,
+        "candidates": [],
+        "holds": [],
     }
 
 

@@ -50,8 +50,10 @@ async def add_hold(
 
 
 async def list_holds(db: Database, *, status: str | None = None) -> list[HoldRead]:
-    """Holds, newest first, with how many stored events each covers."""
-    async with db.transaction() as conn:
+    """Holds, newest first, with how many stored events each covers: a listing, so from a
+    replica within the lag bound (ADR 0016) in one snapshot. The sweep decides what a hold
+    protects on the primary; this list only shows it."""
+    async with db.snapshot() as conn:
         rows = await repository.select(conn, status=status)
         return [_read(row, await repository.held_count(conn, row["id"])) for row in rows]
 
