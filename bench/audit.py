@@ -8,7 +8,9 @@ In a scratch database `hub_bench_<random>` (migrated with `hub migrate`, dropped
    references in the same table shape: a plain INSERT into a table with only a primary key,
    and the replaced design (an advisory lock held until commit, as `audit_append()` took).
    Printed: appends/s, CPU per append (writers, PostgreSQL, sealer), the sealer's rate and
-   backlog at the end.
+   backlog at the end. With `--batch N` (N > 1) a further phase commits transactions of N
+   entries each through `append_entries` (one INSERT), as callers that audit many things at
+   once do; its rate counts entries.
 2. verify: `--entries` (default 1 M) entries are COPYed in, sealed by the real sealer (its rate
    is printed) and checkpointed; then `verify_log` runs once on the intact log (seconds, CPU),
    and once after the newest entry was deleted (it must say so).
@@ -32,7 +34,14 @@ from typing import Any
 import asyncpg
 from ingest import CLK_TCK, Scratch, log
 
-from hub.audit import AuditEntry, CheckpointSigner, Sealer, append_entry, verify_log
+from hub.audit import (
+    AuditEntry,
+    CheckpointSigner,
+    Sealer,
+    append_entries,
+    append_entry,
+    verify_log,
+)
 from hub.kit.db import Database
 from hub.settings import load_settings
 
@@ -49,11 +58,12 @@ LOCK_KEY = 7527030514016150633  # the key audit_append() used
 class Phase:
     """One writer configuration."""
 
-    kind: str  # "append" | "plain" | "locked"
+    kind: str  # "append" | "batch" | "plain" | "locked"
     url: str
     conns: int
     duration: float
     start_at: float
+    batch: int = 1
 
 
 def entry(n: int) -> AuditEntry:
@@ -69,11 +79,15 @@ def entry(n: int) -> AuditEntry:
 
 
 async def _writer(conn: asyncpg.Connection, phase: Phase, deadline: float) -> int:
-    """Commit one-entry transactions until the deadline; how many."""
+    """Commit one-entry transactions (`batch`-entry ones for "batch") until the deadline; how
+    many entries."""
     n = 0
     while time.monotonic() < deadline:
         async with conn.transaction():
-            if phase.kind == "append":
+            if phase.kind == "batch":
+                await append_entries(conn, [entry(n + i) for i in range(phase.batch)])
+                n += phase.batch - 1
+            elif phase.kind == "append":
                 await append_entry(conn, entry(n))
             else:
                 if phase.kind == "locked":
@@ -159,12 +173,12 @@ def sealer_process(phase: Phase, secrets_dir: str, seconds: float) -> dict[str, 
 def run_phase(args: argparse.Namespace, scratch: Scratch, kind: str) -> dict[str, Any]:
     """Run the writers of one kind (and, for appends, the sealer beside them)."""
     start_at = time.time() + args.warmup  # spawned processes import the hub first
-    phase = Phase(kind, scratch.database_url, args.conns, args.duration, start_at)
+    phase = Phase(kind, scratch.database_url, args.conns, args.duration, start_at, args.batch)
     context = get_context("spawn")
     with ProcessPoolExecutor(args.procs + 1, mp_context=context) as pool:
         sealing = (
             pool.submit(sealer_process, phase, str(scratch.folder), args.duration + 3)
-            if kind == "append"
+            if kind in ("append", "batch")
             else None
         )
         futures = [pool.submit(writer_process, phase) for _ in range(args.procs)]
@@ -176,6 +190,7 @@ def run_phase(args: argparse.Namespace, scratch: Scratch, kind: str) -> dict[str
         "kind": kind,
         "per_second": round(rate),
         "writers": args.procs * args.conns,
+        "entries_per_transaction": phase.batch if kind == "batch" else 1,
         "cpu_ms_per_op": {
             "writers": round(sum(r[1] for r in results) / done * 1000, 3),
             "postgres": round(sum(r[2] for r in results) / done * 1000, 3),
@@ -290,6 +305,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per writer phase")
     parser.add_argument("--procs", type=int, default=2, help="writer processes")
     parser.add_argument("--conns", type=int, default=8, help="connections per writer process")
+    parser.add_argument("--batch", type=int, default=1, help="entries per batched transaction")
     parser.add_argument("--entries", type=int, default=1_000_000, help="entries to verify")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds to start writers")
     parser.add_argument("--skip-appends", action="store_true")
@@ -302,7 +318,8 @@ def main() -> None:
         report: dict[str, Any] = {"measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
         report["load_before"] = _loadavg()
         if not args.skip_appends:
-            report["appends"] = [run_phase(args, scratch, k) for k in ("append", "plain", "locked")]
+            kinds = ["append", "plain", "locked"] + (["batch"] if args.batch > 1 else [])
+            report["appends"] = [run_phase(args, scratch, k) for k in kinds]
         if not args.skip_verify:
             report["verify"] = asyncio.run(verify_phase(args, scratch))
         report["load_after"] = _loadavg()

@@ -21,7 +21,7 @@ from hub.audit.schemas import (
     SignedManifest,
 )
 from hub.audit.sealer import Sealer
-from hub.audit.service import append_entry, prune_entries, search
+from hub.audit.service import append_entries, append_entry, prune_entries, search
 from hub.audit.verify import verify_log
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "SealReport",
     "Sealer",
     "SignedManifest",
+    "append_entries",
     "append_entry",
     "check_bundle",
     "consistency_proof",

@@ -3,6 +3,7 @@
 Sealing, checkpoints and proofs live in `sealer`, `verify` and `proofs`."""
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
@@ -35,6 +36,20 @@ async def append_entry(
     the Merkle tree after the transaction commits (ADR 0011).
     """
     return await repository.append(conn, entry, at=clock())
+
+
+async def append_entries(
+    conn: asyncpg.Connection, entries: Sequence[AuditEntry], *, clock: Clock = utcnow
+) -> list[int]:
+    """Insert several entries in the caller's open transaction with one statement; their seqs.
+
+    For callers that audit many things at once (a live fan-out, a batch of actions): one
+    INSERT costs about a third of the database and client CPU per entry of one INSERT each.
+    Like `append_entry`, it takes no lock and waits on no other append.
+    """
+    if not entries:
+        return []
+    return await repository.append_many(conn, entries, at=clock())
 
 
 async def prune_entries(

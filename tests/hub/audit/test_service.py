@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from hub.audit import AuditEntry, append_entry, public_key_in, verify_log
+from hub.audit import AuditEntry, append_entries, append_entry, public_key_in, verify_log
 from hub.audit.repository import find_entry
 from hub.audit.rules import entry_leaf
 from hub.audit.service import read_entry
@@ -101,3 +101,41 @@ async def test_a_sealed_leaf_is_the_hash_of_the_entry_as_stored(services: Servic
     stored = await find_entry(services.db.pool, seq)
     assert stored is not None
     assert stored.leaf_hash == entry_leaf(stored)
+
+
+async def test_a_batch_append_keeps_each_entry_as_given_and_seals_like_single_ones(
+    services: Services,
+) -> None:
+    entries = [
+        AuditEntry(actor="live", action="feeds.live.send", target=f"agency:{n}",
+                   detail={"seqs": [n, n + 1], "note": None, "ok": n % 2 == 0},
+                   decision_id=None if n else "d-0", trace_id=f"t-{n}")
+        for n in range(3)
+    ]  # fmt: skip
+    async with services.db.transaction() as conn:
+        seqs = await append_entries(conn, entries)
+        assert await append_entries(conn, []) == []
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == 3
+    await sealer(services).run(force_checkpoint=True)
+    for seq, given in zip(seqs, entries, strict=True):
+        stored = await find_entry(services.db.pool, seq)
+        assert stored is not None
+        got = (stored.actor, stored.target, stored.detail, stored.decision_id, stored.trace_id)
+        assert got == (given.actor, given.target, given.detail, given.decision_id, given.trace_id)
+        assert stored.leaf_hash == entry_leaf(stored)
+    key = public_key_in(services.settings.secrets_dir)
+    assert (await verify_log(services.db.pool, key=key)).ok
+
+
+async def batch_then_fail(services: Services) -> None:
+    async with services.db.transaction() as conn:
+        await append_entries(conn, [AuditEntry(actor="a", action="b", target="c")] * 2)
+        raise RuntimeError("the caller failed after auditing")
+
+
+async def test_a_batch_append_rolls_back_with_its_caller(services: Services) -> None:
+    before = await services.db.pool.fetchval("SELECT count(*) FROM audit_log")
+    with pytest.raises(RuntimeError):
+        await batch_then_fail(services)
+    assert await services.db.pool.fetchval("SELECT count(*) FROM audit_log") == before
