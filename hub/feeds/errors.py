@@ -15,6 +15,13 @@ class NotAnAgencyError(ForbiddenError):
     code = "agency_unknown"
 
 
+class AgencyPausedError(ForbiddenError):
+    """The reader's agency is paused: nothing is released to it on any channel until an
+    admin resumes it (acknowledging what it already received stays possible)."""
+
+    code = "agency_paused"
+
+
 class MediaNotFoundError(NotFoundError):
     """No such image for this agency (said the same way whether it exists or not)."""
 

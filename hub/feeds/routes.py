@@ -31,7 +31,7 @@ from hub.feeds.live_access import (
 )
 from hub.feeds.pages import read_page
 from hub.feeds.schemas import FeedFilters, FeedPage
-from hub.feeds.service import MAX_LIMIT, MAX_WAIT_SECONDS, Reader, read_media
+from hub.feeds.service import MAX_LIMIT, MAX_WAIT_SECONDS, Reader, read_media, refuse_paused
 from hub.feeds.service import resolve_reader as _resolve
 from hub.identity.mtls import CLIENT_CERT_KEY
 from hub.kit.errors import ForbiddenError, ValidationError
@@ -99,6 +99,7 @@ async def get_events(
     decision id. `wait` long-polls for new events; `If-None-Match` answers 304 when the
     page would hold the same events under the same policy."""
     reader = await resolve_reader(services, request)
+    await refuse_paused(services.feeds, reader)
     result = await read_page(
         services.feeds,
         reader,
@@ -121,6 +122,7 @@ async def get_media(
     """The image with the release decision's blur applied; 404 unless an event this agency
     may see references it (the answer does not reveal whether the image exists)."""
     reader = await resolve_reader(services, request)
+    await refuse_paused(services.feeds, reader)
     image, content_type, decision_id = await read_media(services.feeds, reader, sha256=sha256)
     headers = {"X-Decision-Id": decision_id, "Cache-Control": "private, no-store"}
     return image_response(image, content_type, headers=headers)  # nosniff, proven type only

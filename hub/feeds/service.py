@@ -15,7 +15,7 @@ import msgspec
 from hub.audit import AuditEntry, append_entry
 from hub.delivery.schemas import Subscription
 from hub.feeds import repository
-from hub.feeds.errors import MediaNotFoundError, NotAnAgencyError
+from hub.feeds.errors import AgencyPausedError, MediaNotFoundError, NotAnAgencyError
 from hub.feeds.kit import FeedKit
 from hub.feeds.repository import FeedRow
 from hub.feeds.rules import recipient_for
@@ -69,6 +69,18 @@ async def resolve_reader(kit: FeedKit, subject: Subject, *, decision_id: str | N
         authz_decision_id=decision_id or None,
         subscription=await kit.agencies.subscription(agency.name),
     )
+
+
+async def refuse_paused(kit: FeedKit, reader: Reader) -> None:
+    """Raise `AgencyPausedError` (403 `agency_paused`) while the reader's agency is paused:
+    a pause stops releases to the agency on the pull feeds as on pushed deliveries and the
+    live feed (agencies are cached for `AGENCY_TTL_SECONDS`, as for the live feed)."""
+    agency = await kit.agencies.get(reader.agency)
+    if agency is not None and agency.status == "paused":
+        raise AgencyPausedError(
+            f"agency_paused: agency {reader.agency!r} is paused; nothing is released to it "
+            "until an admin resumes it"
+        )
 
 
 async def hydrate_payloads(kit: FeedKit, payloads: list[str]) -> list[dict[str, Any]]:

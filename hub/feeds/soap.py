@@ -24,7 +24,7 @@ from lxml.builder import ElementMaker
 
 from hub.feeds.pages import read_page
 from hub.feeds.schemas import FeedFilters, FeedPage
-from hub.feeds.service import Reader, acknowledge, resolve_reader
+from hub.feeds.service import Reader, acknowledge, refuse_paused, resolve_reader
 from hub.kit.errors import HubError
 from hub.kit.offload import Offloader
 from hub.kit.problems import DEPENDENCY_ERRORS
@@ -78,8 +78,9 @@ def load_service() -> FeedService:
 async def get_events(
     services: ServicesDep, request: Request[Any, Any, Any], call: etree._Element
 ) -> bytes:
-    """Answer one GetEvents call."""
+    """Answer one GetEvents call (a paused agency gets a Client fault, `agency_paused`)."""
     reader = await _reader(services, request)
+    await refuse_paused(services.feeds, reader)
     cursor = call.findtext(f"{{{TNS}}}cursor") or None
     limit_text = call.findtext(f"{{{TNS}}}limit")
     result = await read_page(
