@@ -56,7 +56,7 @@ test: install services ## Run the full test suite against real PostgreSQL and Re
 	@$(WITH_SERVICES) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: migrate ## Run every benchmark under bench/ (prints figures)
-	@$(WITH_SERVICES) for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@$(WITH_SERVICES) for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 lint: install ## ruff (lint + format check) and mypy strict (import direction is a test)
 	@$(BIN)/ruff check .

@@ -5,10 +5,12 @@ key and media folders, all removed afterwards) gets three agencies, one per adap
 served by one `hub demo-agency` process on loopback. Events are ingested in-process through
 the real ingest use case (policy, ledger rows, enqueue after commit) at a steady offered rate
 while `hub worker` processes deliver them; each delivery's latency runs from its batch's
-commit to the receiver's acknowledgement. Then one phase per adapter kind (the other agencies
-paused) gives the workers' CPU per delivery of that kind, and a last phase measures the arq
-queue's own limit: no-op jobs through the same number of worker processes (deliveries are
-batched per agency, so they are no longer bound by it).
+commit to the receiver's acknowledgement. An isolation phase then offers a moderate rate twice:
+to the healthy agencies alone, and again beside a dead agency (connection refused) and a slow
+one (answers after 5 s), and compares the healthy agencies' latency. Then one phase per
+adapter kind (the other agencies paused) gives the workers' CPU per delivery of that kind,
+and a last phase measures the arq queue's own limit: no-op jobs through the same number of
+worker processes (deliveries are batched per agency, so they are no longer bound by it).
 
     .venv/bin/python bench/delivery.py --rate 1000 --duration 15 --workers 2
 """
@@ -34,6 +36,7 @@ from typing import Any
 
 import httpx
 import msgspec
+from _isolation import SlowReceiver, dead_url
 from arq import create_pool
 from arq.connections import RedisSettings
 from redis.asyncio import Redis
@@ -50,6 +53,8 @@ from hub.settings import Settings, load_settings
 
 TARGET_PER_S = 600
 TARGET_P99_S = 1.0
+TARGET_P50_MODERATE_S = 0.1  # commit->ack p50 at the isolation phase's moderate rate
+TARGET_ISOLATION_SLACK = 0.20  # healthy p99 beside failing agencies, over p99 alone
 TARGET_CPU_MS = 1.0  # worker CPU per delivery, averaged over the adapter kinds
 AIM_FRACTION_OF_NOOP = 0.40
 BATCH = 50  # events per ingest transaction
@@ -60,6 +65,8 @@ AGENCIES = {
     "city-analytics": ("xml", "statistics", ["central"], 1, ["demo-cam-2"]),
 }
 DELIVERIES_PER_EVENT = {"demo-cam-1": 1, "demo-cam-2": 2}
+# The isolation phase's agencies beside the healthy ones (release policy knows them).
+FAILING_AGENCIES = ("dead-agency", "slow-agency")
 
 
 def log(message: str) -> None:
@@ -98,6 +105,7 @@ class Scratch:
             redis_prefix=f"bench:{self.tag}:",
             media_dir=str(self.folder / "media"),
             secrets_dir=str(self.folder / "keys"),
+            policy_dir=str(self.folder / "policies"),
             log_level="warning",
             log_json=False,
             db_pool_max=20,
@@ -126,6 +134,20 @@ class Scratch:
         self.procs.append(proc)
         return proc
 
+    def copy_policy(self) -> None:
+        """The default bundle, with the isolation phase's failing agencies as recipients."""
+        folder = self.folder / "policies"
+        shutil.copytree(self.base.policy_dir, folder)
+        data = json.loads((folder / "data.json").read_text())
+        recipients = data["hub"]["config"]["release"]["recipients"]
+        for name in FAILING_AGENCIES:
+            recipients[name] = {
+                **recipients["police-north"],
+                "name": name,
+                "jurisdictions": ["north", "central"],
+            }
+        (folder / "data.json").write_text(json.dumps(data))
+
     def migrate(self) -> None:
         done = subprocess.run(
             [sys.executable, "-m", "hub.cli.main", "migrate"],
@@ -148,7 +170,10 @@ class Scratch:
             await drop_database(self.settings.database_url)
         with contextlib.suppress(Exception):
             await self._delete_keys()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP_LOGS"):
+            log(f"logs kept in {self.folder}")
+        else:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     async def _delete_keys(self) -> None:
         client = Redis.from_url(self.base.redis_url)
@@ -310,6 +335,98 @@ async def open_rows(services: Any, agency: str) -> int:
         )
 
 
+async def received(url: str) -> int:
+    """Distinct messages the receiver has acknowledged so far."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        return int((await client.get(f"{url}/_inbox/")).json()["unique"])
+
+
+async def healthy_latency(
+    services: Any, node_id: uuid.UUID, receiver: str, *, rate: float, duration: float
+) -> dict[str, float]:
+    """Commit->ack p50/p99 of the healthy agencies' deliveries at `rate` offered."""
+    before = await received(receiver)
+    committed, expected = await ingest_paced(services, node_id, rate=rate, duration=duration)
+    items = await wait_for_inbox(receiver, before + expected, within=duration * 4 + 60)
+    latencies = [
+        item["at"] - committed[item["event_id"]]
+        for item in items
+        if item.get("event_id") in committed
+    ]
+    return {
+        "delivered": len(latencies),
+        "expected": expected,
+        "p50_s": round(percentile(latencies, 0.50), 3),
+        "p99_s": round(percentile(latencies, 0.99), 3),
+    }
+
+
+async def isolation_phase(
+    services: Any, node_id: uuid.UUID, receiver: str, secret: str, *, rate: float, duration: float
+) -> dict[str, Any]:
+    """Healthy agencies' latency alone, then beside a dead and a slow (5 s) agency."""
+    log(f"offering {rate}/s to the healthy agencies alone")
+    alone = await healthy_latency(services, node_id, receiver, rate=rate, duration=duration)
+    slow = SlowReceiver(delay=5.0)
+    failing = dict(zip(FAILING_AGENCIES, [dead_url(), await slow.start()], strict=True))
+    try:
+        for name, url in failing.items():
+            await add_agency(
+                services.db,
+                services.delivery.adapters,
+                AgencyCreate(
+                    name=name, kind="rest", config={"url": url, "secrets": [secret]},
+                    subscription=Subscription(
+                        purpose="investigation", cameras=["demo-cam-1", "demo-cam-2"]
+                    ),
+                    jurisdictions=["north", "central"], clearance=3, max_concurrency=16,
+                    rate_per_second=100_000,
+                ),
+                actor="bench",
+            )  # fmt: skip
+        log(f"offering {rate}/s again, beside a dead and a slow (5 s) agency")
+        beside = await healthy_latency(services, node_id, receiver, rate=rate, duration=duration)
+        deadline = time.monotonic() + 15  # show the slow agency was served, however slowly
+        while not slow.answered and time.monotonic() < deadline:  # noqa: ASYNC110 - a counter
+            await asyncio.sleep(0.2)
+        for name in failing:
+            await pause_agency(services.db, name, reason="bench: phase over", actor="bench")
+        dead_attempts = await attempts_of_agency(services, "dead-agency")
+        log(f"failing agencies' rows: {await statuses(services, list(failing))}")
+    finally:
+        await slow.stop()
+    ratio = beside["p99_s"] / alone["p99_s"] if alone["p99_s"] else float("nan")
+    return {"rate": rate, "alone": alone, "beside": beside, "p99_ratio": round(ratio, 3),
+            "slow_answered": slow.answered, "dead_attempts": dead_attempts}  # fmt: skip
+
+
+async def statuses(services: Any, agencies: list[str]) -> dict[str, dict[str, int]]:
+    """Rows of each agency by status."""
+    async with services.db.connection() as conn:
+        rows = await conn.fetch(
+            """SELECT a.name, d.status, count(*) AS n FROM delivery d
+                 JOIN agency a ON a.id = d.agency_id WHERE a.name = ANY($1)
+                GROUP BY a.name, d.status""",
+            agencies,
+        )
+    found: dict[str, dict[str, int]] = {}
+    for row in rows:
+        found.setdefault(row["name"], {})[row["status"]] = row["n"]
+    return found
+
+
+async def attempts_of_agency(services: Any, agency: str) -> int:
+    """Attempts recorded for `agency` (each a refused connection for the dead one)."""
+    async with services.db.connection() as conn:
+        return int(
+            await conn.fetchval(
+                """SELECT count(*) FROM delivery_attempt t JOIN delivery d ON d.id = t.delivery_id
+                    JOIN agency a ON a.id = d.agency_id WHERE a.name = $1""",
+                agency,
+            )
+        )
+
+
 async def only(services: Any, agency: str) -> None:
     """Pause every bench agency but `agency` (resumed, with what waited for it)."""
     kit = services.delivery
@@ -419,6 +536,7 @@ def secret_file(folder: Path, secret: str) -> Path:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     scratch = Scratch(load_settings())
     try:
+        scratch.copy_policy()
         scratch.migrate()
         settings = scratch.settings
         port = free_port()
@@ -446,6 +564,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             items = await wait_for_inbox(receiver, expected, within=args.duration * 4 + 60)
             cpu = {p.pid: cpu_seconds(p.pid) - cpu_before[p.pid] for p in [*workers, agency]}
+            isolation = await isolation_phase(
+                services, node_id, receiver, webhook_secret,
+                rate=args.isolation_rate, duration=args.isolation_duration,
+            )  # fmt: skip
             by_kind_cpu = {}
             for name, (kind, *_) in AGENCIES.items():
                 log(f"offering {args.kind_rate}/s to {name} ({kind}) alone")
@@ -490,6 +612,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "worker_cpu_ms_per_delivery": round(1000 * worker_cpu / max(1, delivered), 2),
             "receiver_cpu_ms_per_delivery": round(1000 * cpu[agency.pid] / max(1, delivered), 2),
             "by_kind_cpu": by_kind_cpu,
+            "isolation": isolation,
             "cores": os.cpu_count(),
             "cpu_ms_breakdown": costs,
         }
@@ -563,6 +686,7 @@ def render(report: dict[str, Any]) -> str:
         f"  CPU per delivery     worker {report['worker_cpu_ms_per_delivery']} ms, "
         f"receiver {report['receiver_cpu_ms_per_delivery']} ms",
         *by_kind_lines(report["by_kind_cpu"]),
+        *isolation_lines(report["isolation"]),
         "  where a worker's CPU goes (ms per call, one at a time, this process):",
         *(f"    {name:20} {ms}" for name, ms in report["cpu_ms_breakdown"].items()),
     ]
@@ -582,6 +706,24 @@ def by_kind_lines(by_kind: dict[str, dict[str, float]]) -> list[str]:
     return [*lines, f"    mean of the kinds    {mean:.3f} ms (goal <= {TARGET_CPU_MS}: {verdict})"]
 
 
+def isolation_lines(isolation: dict[str, Any]) -> list[str]:
+    """Healthy agencies' latency alone and beside a dead and a slow agency."""
+    alone, beside = isolation["alone"], isolation["beside"]
+    ok_latency = alone["p50_s"] < TARGET_P50_MODERATE_S and alone["p99_s"] < TARGET_P99_S
+    ok_ratio = isolation["p99_ratio"] <= 1 + TARGET_ISOLATION_SLACK
+    return [
+        f"  at {isolation['rate']}/s offered, healthy agencies (commit->ack p50/p99):",
+        f"    alone                {alone['p50_s']} s / {alone['p99_s']} s "
+        f"({alone['delivered']} of {alone['expected']}; goal p50 < {TARGET_P50_MODERATE_S} s, "
+        f"p99 < {TARGET_P99_S} s: {'met' if ok_latency else 'MISSED'})",
+        f"    beside dead + slow   {beside['p50_s']} s / {beside['p99_s']} s "
+        f"({beside['delivered']} of {beside['expected']}; slow agency answered "
+        f"{isolation['slow_answered']}, dead agency refused {isolation['dead_attempts']})",
+        f"    p99 beside / alone   {isolation['p99_ratio']} "
+        f"(goal <= {1 + TARGET_ISOLATION_SLACK}: {'met' if ok_ratio else 'MISSED'})",
+    ]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--rate", type=float, default=1000, help="Offered deliveries per second.")
@@ -593,6 +735,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--kind-duration", type=float, default=10, help="Seconds of each one-kind phase."
+    )
+    parser.add_argument(
+        "--isolation-rate", type=float, default=300, help="Offered/s in the isolation phase."
+    )
+    parser.add_argument(
+        "--isolation-duration", type=float, default=10, help="Seconds of each isolation run."
     )
     parser.add_argument("--cost-samples", type=int, default=300, help="Calls per cost figure.")
     parser.add_argument("--json", action="store_true", help="Print the report as JSON.")

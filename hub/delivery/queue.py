@@ -8,6 +8,9 @@ no-op, through arq's own `enqueue_job`. Two more ids close the gaps that uniquen
   last batch and about to return) queues one follow-up, so rows committed at that moment are
   not left to reconcile;
 - `...:at`: the timer a job arms for the agency's next retry (or the end of an open circuit).
+  A wake-up that finds both jobs *running* (both may be past their last claim, about to
+  return) also brings the timer forward to a moment from now, so its rows wait a fraction of
+  a second, not for reconcile.
 
 Reconcile wakes every agency whose rows have been due for longer than a grace period, so a
 lost queue (Redis flushed, a crash between commit and wake-up) only delays deliveries.
@@ -18,12 +21,15 @@ from collections.abc import Iterable
 from uuid import UUID
 
 from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix
 
 from hub.kit.redis import RedisStore
 
 DELIVER_FUNCTION = "deliver_agency"
 # A wake-up older than this is pointless (reconcile re-creates what is still due).
 JOB_EXPIRES_SECONDS = 3600
+# How soon the timer fires when a wake-up found both of an agency's jobs running.
+FOLLOW_UP_SECONDS = 0.2
 
 
 class DeliveryQueue:
@@ -44,9 +50,16 @@ class DeliveryQueue:
         for agency_id in dict.fromkeys(agency_ids):
             if await self._enqueue(agency_id, ""):
                 added += 1
-            else:
-                await self._enqueue(agency_id, ":again")
+            elif not await self._enqueue(agency_id, ":again") and await self._both_running(
+                agency_id
+            ):
+                await self.wake_later(agency_id, delay=FOLLOW_UP_SECONDS)
         return added
+
+    async def _both_running(self, agency_id: UUID) -> bool:
+        """Whether the agency's job and its follow-up are both running (neither queued)."""
+        keys = [in_progress_key_prefix + self.job_id(agency_id, s) for s in ("", ":again")]
+        return int(await self.redis.client.exists(*keys)) == len(keys)
 
     async def wake_later(self, agency_id: UUID, *, delay: float) -> bool:
         """Arm the agency's timer `delay` seconds ahead; an armed timer that would fire later

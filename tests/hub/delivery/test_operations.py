@@ -10,6 +10,7 @@ from uuid import uuid4
 import asyncpg
 import msgspec
 import pytest
+from arq.constants import in_progress_key_prefix
 from litestar.testing import AsyncTestClient
 
 from hub.app import create_app
@@ -352,3 +353,28 @@ async def test_each_kind_answers_a_test_message(
     receivers.stop()
     down = await send_test(services.db, services.delivery.adapters, agency, actor="test")
     assert (down.delivered, down.retryable) == (False, True)
+
+
+async def test_a_wake_up_finding_both_jobs_running_brings_the_timer_forward(
+    services: Services,
+) -> None:
+    agency = uuid4()
+    queue = services.delivery.queue
+    client = services.redis.client
+    assert await queue.wake_later(agency, delay=60)
+    timer = queue.job_id(agency, ":at")
+    armed = await client.zscore(queue.queue_name, timer)
+    assert await queue.wake([agency]) == 1
+    assert await queue.wake([agency]) == 0  # the follow-up is queued: the timer stays
+    assert await client.zscore(queue.queue_name, timer) == armed
+    # Both jobs taken by workers (arq marks them in progress, out of the queue): both may be
+    # returning, so the wake-up must leave something that runs soon.
+    for suffix in ("", ":again"):
+        job = queue.job_id(agency, suffix)
+        await client.zrem(queue.queue_name, job)
+        await client.set(in_progress_key_prefix + job, b"1", px=60_000)
+    assert await queue.wake([agency]) == 0
+    sooner = await client.zscore(queue.queue_name, timer)
+    assert sooner is not None
+    assert armed is not None
+    assert sooner < armed - 55_000
