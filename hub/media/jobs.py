@@ -1,17 +1,20 @@
 """arq jobs of media: scan one image (job id `<prefix>scan:<sha256>`), and the reconcile cron that
 queues every image still unscanned (after a lost Redis, a crash, or a missing model)."""
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import msgspec
-import structlog
 from arq import Retry
 
 from hub.media.scan import ScannerUnavailableError
+from hub.media.schemas import ScanOutcome
 from hub.media.service import ScanKit, request_scans, scan_image, unscanned
 
-log = structlog.get_logger("hub.media.jobs")
+# Stdlib logging (rendered like every other line, hub/kit/logging.py): its level is per
+# logger, so a test can look at exactly what this module logs at which level.
+log = logging.getLogger(__name__)
 MAX_DEFER_SECONDS = 30
 
 
@@ -35,11 +38,19 @@ async def scan_media(ctx: dict[str, Any], sha256: str) -> dict[str, Any]:
         outcome = await scan_image(services.db, kit, sha256=sha256)
     except ScannerUnavailableError as exc:
         # The image stays unscanned (withheld from recipients that blur); reconcile retries.
-        log.error("media scan impossible here", sha256=sha256, error=str(exc))
+        log.error("media scan impossible here: %s (%s)", sha256, exc)
         return {"sha256": sha256, "status": "unavailable"}
-    log.info("media scanned", **msgspec.to_builtins(outcome))
     result: dict[str, Any] = msgspec.to_builtins(outcome)
+    # A failed scan is worth a warning; a scan that worked, or found nothing to do (a re-sent
+    # job, an image already scanned), is counted in the worker's summary line (`scan N`,
+    # hub/observability/job_summary.py) and logged only at DEBUG.
+    level = logging.WARNING if outcome.status == "failed" else logging.DEBUG
+    log.log(level, "media scan %s: %s (%d regions, %.1f ms CPU)", *_described(outcome))
     return result
+
+
+def _described(outcome: ScanOutcome) -> tuple[str, str, int, float]:
+    return outcome.status, outcome.sha256, outcome.regions, outcome.cpu_ms
 
 
 async def reconcile_media_scans_job(ctx: dict[str, Any]) -> dict[str, int]:
@@ -49,6 +60,6 @@ async def reconcile_media_scans_job(ctx: dict[str, Any]) -> dict[str, int]:
     queued = await request_scans(
         services.redis, queue_name=services.delivery.queue.queue_name, shas=shas
     )
-    if shas:
-        log.info("unscanned media queued", unscanned=len(shas), queued=queued)
+    if queued:  # images whose scan is still queued or running were not queued again
+        log.info("unscanned media queued: %d of %d unscanned", queued, len(shas))
     return {"unscanned": len(shas), "queued": queued}

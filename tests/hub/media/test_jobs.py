@@ -2,6 +2,7 @@
 
 import asyncio
 import hashlib
+import logging
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,31 @@ async def test_a_scan_defers_itself_while_the_scanner_is_busy(
         await holder
     assert not kit.busy
     assert (await scan_media(ctx, "f" * 64))["status"] == "missing"
+
+
+async def test_scans_log_below_info_and_a_failed_scan_warns(
+    client: AsyncTestClient,
+    services: Services,
+    edge_node: EdgeNode,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A line per image drowned `make run`; the worker's summary line counts scan jobs
+    instead, so neither a scan nor a re-sent one logs at INFO."""
+    caplog.set_level(logging.DEBUG, logger="hub.media.jobs")
+    frame, garbage = unique_frame(), b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    shas = [hashlib.sha256(data).hexdigest() for data in (frame, garbage)]
+    await upload_media(client, edge_node, frame, shas[0])
+    await upload_media(client, edge_node, garbage, shas[1])
+    ctx = {"services": services, "media_scans": ScanKit(media_root=Path(settings.media_dir))}
+    first = await scan_media(ctx, shas[0])
+    again = await scan_media(ctx, shas[0])  # a re-sent job: nothing to do
+    failed = await scan_media(ctx, shas[1])
+
+    assert [first["status"], again["status"], failed["status"]] == ["scanned", "skipped", "failed"]
+    lines = [(r.levelno, r.getMessage().split(":")[0]) for r in caplog.records]
+    assert lines == [
+        (logging.DEBUG, "media scan scanned"),
+        (logging.DEBUG, "media scan skipped"),
+        (logging.WARNING, "media scan failed"),
+    ]
