@@ -33,7 +33,7 @@ from adapters.base import (
     Receipt,
 )
 from hub.audit import AuditEntry, append_entry
-from hub.delivery import repository
+from hub.delivery import ordering, repository
 from hub.delivery.agencies import AgencyDirectory
 from hub.delivery.breaker import CircuitBreaker, Permit
 from hub.delivery.limits import AgencyLimits
@@ -161,6 +161,8 @@ async def _batch(deps: DeliveryDeps, agency: Agency) -> float | _GoOn | None:
         return permit.wait_seconds + random.uniform(0, 1)  # noqa: S311 - spread the wake-ups
     # A half-open circuit lets one probe through; a batch is at most a second of the rate.
     limit = 1 if permit.probe else min(deps.batch_size, max(1, int(agency.rate_per_second)))
+    if ordering.is_ordered(agency):  # a receiver that needs order: heads only, in order
+        return await _batch_in_order(deps, agency, permit, limit)
     async with deps.db.connection() as conn:  # one atomic statement: no BEGIN/COMMIT
         claimed = await repository.claim_batch(
             conn, agency.id, limit=limit, lease_seconds=deps.lease_seconds
@@ -179,6 +181,39 @@ async def _batch(deps: DeliveryDeps, agency: Agency) -> float | _GoOn | None:
     _count(deps, agency, outcomes)
     await _after(deps, agency, permit, [result for _, result in outcomes])
     return _GO_ON if len(claimed) == limit else await _next_due(deps, agency)
+
+
+async def _batch_in_order(
+    deps: DeliveryDeps, agency: Agency, permit: Permit, limit: int
+) -> float | _GoOn | None:
+    """A FIFO agency's batch (ADR 0019, hub/delivery/ordering.py): the heads of its queues,
+    each queue's rows sent one at a time; a row to be retried stops its queue and the rows
+    behind it go back unattempted, in their place."""
+    claimed = await ordering.claim(deps.db, agency, limit=limit, lease_seconds=deps.lease_seconds)
+    if not claimed:
+        await deps.breaker.release_probe(agency.id, permit)
+        return await ordering.next_due(deps.db, agency)
+    wait = await deps.limits.rate_wait(agency.id, agency.rate_per_second, slots=len(claimed))
+    if wait > MAX_INLINE_WAIT_SECONDS:
+        return await _give_back(deps, agency, permit, claimed, wait)
+    if wait > 0:
+        await asyncio.sleep(wait)
+
+    async def send(row: Claimed) -> _Result:
+        [(_, result)] = await _deliver_all(deps, agency, [row])
+        return result
+
+    window = deps.lease_seconds * ordering.SEND_WINDOW_OF_LEASE
+    outcomes, unsent = await ordering.send_in_order(claimed, send, window_seconds=window)
+    async with deps.db.connection() as conn:
+        await repository.finish_batch(conn, outcomes)
+        if unsent:
+            await repository.release_claims(conn, unsent, delay=0.0)
+    _count(deps, agency, outcomes)
+    await _after(deps, agency, permit, [result for _, result in outcomes])
+    if len(claimed) == limit and not unsent:
+        return _GO_ON
+    return await ordering.next_due(deps.db, agency)
 
 
 async def _next_due(deps: DeliveryDeps, agency: Agency) -> float | None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Request, Response, Router, get, post
+from litestar import Request, Response, Router, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 
 from hub.delivery import deadletters
@@ -21,11 +21,13 @@ from hub.delivery.agencies import (
     pause_agency,
     resume_agency,
     send_test,
+    update_agency,
 )
 from hub.delivery.schemas import (
     AgencyCreate,
     AgencyHealth,
     AgencyRead,
+    AgencyUpdate,
     DeliveryDetail,
     DeliveryRead,
     DeliveryStatus,
@@ -66,6 +68,16 @@ async def post_agency(
 async def get_agencies(services: ServicesDep) -> list[AgencyHealth]:
     """Every agency with its circuit breaker and delivery counts by status."""
     return await agency_health(services.db, services.delivery.breaker)
+
+
+async def patch_agency(
+    request: AnyRequest, services: ServicesDep, agency: AgencyRef, data: JSONBody[AgencyUpdate]
+) -> AgencyRead:
+    """Change an agency's settings: `ordering` none | agency | camera (FIFO for receivers
+    that need order; a failed head then blocks its agency, or its camera, until it is
+    delivered or dead-lettered)."""
+    kit = services.delivery
+    return await update_agency(services.db, kit.queue, agency, data, actor=_actor(request))
 
 
 async def post_pause(
@@ -138,6 +150,7 @@ def build_router() -> Router:
         route_handlers=[
             post("/agencies")(post_agency),
             get("/agencies")(get_agencies),
+            patch("/agencies/{agency:str}")(patch_agency),
             post("/agencies/{agency:str}/pause", status_code=200)(post_pause),
             post("/agencies/{agency:str}/resume", status_code=200)(post_resume),
             post("/agencies/{agency:str}/test", status_code=200)(post_test),

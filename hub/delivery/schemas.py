@@ -14,6 +14,9 @@ DeliveryStatus = Literal[
     "pending", "in_flight", "retrying", "delivered", "dead", "withheld", "cancelled"
 ]
 Outcome = Literal["delivered", "retry", "dead", "withheld"]
+# FIFO for receivers that need order (ADR 0019): none (batched, concurrent), one queue per
+# agency, or one queue per camera.
+Ordering = Literal["none", "agency", "camera"]
 Label = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
@@ -47,6 +50,13 @@ class AgencyCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     rate_per_second: Annotated[float, msgspec.Meta(gt=0, le=100_000)] = 200.0
     # None: the hub's doubling backoff (HUB_DELIVERY_BACKOFF_*).
     retry_schedule: RetrySchedule | None = None
+    ordering: Ordering = "none"
+
+
+class AgencyUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Change an agency's settings; a field left out keeps its value."""
+
+    ordering: Ordering | None = None
 
 
 class AgencyRead(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +73,7 @@ class AgencyRead(msgspec.Struct, frozen=True, kw_only=True):
     max_concurrency: int
     rate_per_second: float
     retry_schedule: list[float] | None = None
+    ordering: Ordering = "none"
     paused_reason: str | None = None
     paused_at: datetime | None = None
     created_at: datetime | None = None
@@ -82,6 +93,7 @@ class Agency(msgspec.Struct, frozen=True, kw_only=True):
     max_concurrency: int
     rate_per_second: float
     retry_schedule: list[float] | None = None
+    ordering: Ordering = "none"
 
 
 class ResealResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -157,9 +169,24 @@ class BreakerState(msgspec.Struct, frozen=True, kw_only=True):
     failing_since: float | None = None
 
 
+class OrderBlock(msgspec.Struct, frozen=True, kw_only=True):
+    """A FIFO queue stopped behind a failed head: the delivery every later one waits for."""
+
+    agency: str
+    camera: str | None  # None: the agency's one queue (ordering `agency`)
+    delivery_id: UUID
+    since: datetime | None  # the head's first failed attempt
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    waiting: int  # open deliveries behind the head
+
+
 class AgencyHealth(msgspec.Struct, frozen=True, kw_only=True):
-    """Per-agency counts for the console and `hub agencies list`."""
+    """Per-agency counts for the console and `hub agencies list`; `blocked` lists the FIFO
+    queues (ADR 0019) waiting for a failed head."""
 
     agency: AgencyRead
     breaker: BreakerState
     counts: dict[str, int]
+    blocked: list[OrderBlock] = []

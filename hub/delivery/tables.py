@@ -38,6 +38,8 @@ class Agency(Table, tablename="agency"):
     paused_at = Timestamptz(null=True, default=None)
     # Seconds before each retry (the last repeats); NULL keeps the default backoff.
     retry_schedule = Array(base_column=DoublePrecision(), null=True, default=None)
+    # none | agency | camera: FIFO for receivers that need order (ADR 0019).
+    ordering = Text(default="none")
 
 
 class Delivery(Table, tablename="delivery"):
@@ -60,6 +62,10 @@ class Delivery(Table, tablename="delivery"):
     last_status_code = Integer(null=True, default=None)
     dead_at = Timestamptz(null=True, default=None)
     traceparent = Text(null=True, default=None)
+    # FIFO agencies only (ADR 0019): the row's place in its queue, numbered after commit by
+    # the ordered claim, and the camera whose queue it is in camera mode.
+    order_seq = BigInt(null=True, default=None)
+    camera_id = Text(null=True, default=None)
 
 
 class DeliveryAttempt(Table, tablename="delivery_attempt"):

@@ -162,6 +162,7 @@ NO_EVENT_DATA: dict[str, str] = {
     "DELETE /v1/admin/identity/lockouts/{account:str}": "lifts a lockout",
     "GET /v1/admin/agencies": "agency registry and delivery counts",
     "POST /v1/admin/agencies": "agency registration",
+    "PATCH /v1/admin/agencies/{agency:str}": "agency settings (ordering)",
     "POST /v1/admin/agencies/{agency:str}/pause": "agency state",
     "POST /v1/admin/agencies/{agency:str}/resume": "agency state",
     "POST /v1/admin/agencies/{agency:str}/test": "a synthetic test message, no event",
