@@ -1,6 +1,7 @@
 """SQL for detection events and media objects; the only module that queries them."""
 
 from collections.abc import Sequence
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -20,20 +21,29 @@ FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::real[], $
      AS e(event_id, captured_at, camera_id, classes, max_confidence, media, disposition, sha,
           payload)
 ON CONFLICT (node_id, event_id, captured_at) DO NOTHING
-RETURNING event_id
+RETURNING event_id, id, captured_at
 """
+
+# One index probe per id, whatever the statistics say. `event_id = ANY($2)` let the planner
+# read every stored event of the node and filter them whenever it misjudged how many the
+# node has (a partition not analysed yet: each new month, and every fresh database): 30,000
+# rows for a 100-event batch, growing with each batch. Joined to the ids, a probe of the
+# (node_id, event_id, ...) index per id is the cheapest plan under any estimate.
+_STORED_HASHES = """
+SELECT e.event_id, e.content_sha256
+FROM unnest($2::uuid[]) AS k(event_id)
+JOIN detection_event e ON e.node_id = $1 AND e.event_id = k.event_id
+"""
+
+# Where a stored event's row is (its key in every table that refers to it).
+StoredRow = tuple[int, datetime]
 
 
 async def stored_hashes(
     conn: asyncpg.Connection, *, node_id: UUID, event_ids: Sequence[UUID]
 ) -> dict[UUID, bytes]:
     """Content hashes of the given events this node already stored (any capture time)."""
-    rows = await conn.fetch(
-        """SELECT event_id, content_sha256 FROM detection_event
-           WHERE node_id = $1 AND event_id = ANY($2::uuid[])""",
-        node_id,
-        event_ids,
-    )
+    rows = await conn.fetch(_STORED_HASHES, node_id, event_ids)
     return {row["event_id"]: bytes(row["content_sha256"]) for row in rows}
 
 
@@ -44,37 +54,48 @@ async def insert_events(
     events: Sequence[PreparedEvent],
     quarantined: set[UUID],
     strip_pii: bool = False,
-) -> set[UUID]:
-    """Insert in one statement; returns the ids actually inserted (a conflict inserts nothing).
+) -> dict[UUID, StoredRow]:
+    """Insert in one statement; returns the events actually inserted (a conflict inserts
+    nothing), each with its row's (id, captured_at).
 
     With `strip_pii` the payload is stored without detection attributes (the caller seals them
     in the PII vault in the same transaction); `content_sha256` stays the hash of the event as
     sent, so a re-send is still recognised."""
-    columns: tuple[list[object], ...] = ([], [], [], [], [], [], [], [], [])
-    for item in events:
-        event = item.event
-        values = (
-            event.event_id,
-            event.captured_at,
-            event.camera_id,
-            ",".join(sorted({d.label for d in event.detections})),
-            max(d.confidence for d in event.detections),
-            ",".join(m.sha256 for m in event.media),
-            "quarantined" if event.event_id in quarantined else "accepted",
-            item.content_sha256,
-            stored_payload(item, node_id=node_id, strip_pii=strip_pii).decode(),
-        )
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
-    rows = await conn.fetch(_INSERT_EVENTS, node_id, *columns)
-    return {row["event_id"] for row in rows}
+    if not events:
+        return {}
+    rows = [
+        _row(item, node_id=node_id, quarantined=quarantined, strip_pii=strip_pii) for item in events
+    ]
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    inserted = await conn.fetch(_INSERT_EVENTS, node_id, *columns)
+    return {row["event_id"]: (row["id"], row["captured_at"]) for row in inserted}
+
+
+def _row(
+    item: PreparedEvent, *, node_id: UUID, quarantined: set[UUID], strip_pii: bool
+) -> tuple[object, ...]:
+    """One event's values, in the order of the insert's arrays."""
+    event = item.event
+    return (
+        event.event_id,
+        event.captured_at,
+        event.camera_id,
+        ",".join(sorted({d.label for d in event.detections})),
+        max(d.confidence for d in event.detections),
+        ",".join(m.sha256 for m in event.media),
+        "quarantined" if event.event_id in quarantined else "accepted",
+        item.content_sha256,
+        stored_payload(item, node_id=node_id, strip_pii=strip_pii).decode(),
+    )
 
 
 def stored_payload(item: PreparedEvent, *, node_id: UUID, strip_pii: bool) -> bytes:
     """The record as stored: the event as sent (attributes sealed away with `strip_pii`) plus
     its camera's `jurisdiction` from the registry, which release policy reads. The event
     schema has no such field, so the registry's value is the only one a record can carry."""
-    payload = strip_payload(item.payload, node_id=node_id) if strip_pii else item.payload
+    # Only an event with attributes has anything to strip (most have none: skip the re-parse).
+    sealed = strip_pii and any(d.attributes for d in item.event.detections)
+    payload = strip_payload(item.payload, node_id=node_id) if sealed else item.payload
     if item.jurisdiction is None:
         return payload
     # Spliced rather than re-encoded (the column is jsonb, so key order does not matter).

@@ -111,6 +111,13 @@ class _Envelope(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     schema: Literal["hub.detection.v1"] = SCHEMA_ID
 
 
+class _Batch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The same envelope with its events decoded in one pass (the common, all-valid case)."""
+
+    events: Annotated[list[DetectionEvent], msgspec.Meta(min_length=1, max_length=500)]
+    schema: Literal["hub.detection.v1"] = SCHEMA_ID
+
+
 class _EventKey(msgspec.Struct, frozen=True):
     """Just the id of an event that failed validation, to answer for it."""
 
@@ -128,6 +135,14 @@ class DecodedBatch(msgspec.Struct, frozen=True, kw_only=True):
 def decode_batch(body: bytes, *, max_events: int) -> DecodedBatch:
     """Parse a batch; an invalid event is rejected on its own (the error names its field),
     so one bad event never costs the others. 422 only when an event has no readable id."""
+    try:  # one pass when every event is valid: a decode per event cost ~8 % of ingest's CPU
+        whole = msgspec.json.decode(body, type=_Batch)
+    except msgspec.DecodeError:  # an invalid event (or envelope): judge each on its own
+        pass
+    else:
+        if len(whole.events) > max_events:
+            raise ValidationError(f"a batch holds at most {max_events} events - at `$.events`")
+        return DecodedBatch(size=len(whole.events), valid=whole.events, refused={})
     envelope = _decode(body, _Envelope)
     if len(envelope.events) > max_events:
         raise ValidationError(f"a batch holds at most {max_events} events - at `$.events`")

@@ -62,7 +62,7 @@ async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) ->
         if deps.pii is not None and outcome.inserted:
             # The attributes live only here; the stored payloads name them (`pii_ref`).
             stored = [p.event for p in policy.keep if p.event.event_id in outcome.inserted]
-            await seal_events(conn, deps.pii, node_id=node_id, events=stored)
+            await seal_events(conn, deps.pii, events=stored, rows=outcome.rows)
         planned = await deps.planner.plan(conn, node_id=node_id, event_ids=routable)
         result = _assemble(batch.events, decided, outcome.results)
         entry = _audit(node_id, result, outcome.inserted, decision_id=policy.decision_id)
@@ -97,6 +97,7 @@ class _PolicyOutcome:
 class _StoreOutcome:
     results: dict[UUID, EventResult]
     inserted: set[UUID]
+    rows: dict[UUID, repository.StoredRow]  # where each inserted event's row is
 
 
 async def _apply_policy(
@@ -142,13 +143,14 @@ async def _store(
     fresh = sorted(
         (p for p in keep if p.event.event_id not in existing), key=lambda p: p.event.event_id
     )
-    inserted = (
+    rows = (
         await repository.insert_events(
             conn, node_id=node_id, events=fresh, quarantined=quarantined, strip_pii=strip_pii
         )
         if fresh
-        else set()
+        else {}
     )
+    inserted = set(rows)
     # Redaction belongs to the image: every new event's boxes become regions of the images
     # it references, in this transaction (hub.media).
     await record_event_regions(
@@ -166,7 +168,7 @@ async def _store(
             results[event_id] = verdict_for_existing(
                 event_id, stored_sha256=existing[event_id], sent_sha256=p.content_sha256
             )
-    return _StoreOutcome(results=results, inserted=inserted)
+    return _StoreOutcome(results=results, inserted=inserted, rows=rows)
 
 
 def _assemble(

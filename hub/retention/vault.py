@@ -69,23 +69,22 @@ def _items(keys: KeyRing, events: Iterable[DetectionEvent]) -> list[_Item]:
 
 
 async def seal_events(
-    conn: asyncpg.Connection, keys: KeyRing, *, node_id: UUID, events: Sequence[DetectionEvent]
+    conn: asyncpg.Connection,
+    keys: KeyRing,
+    *,
+    events: Sequence[DetectionEvent],
+    rows: Mapping[UUID, tuple[int, datetime]],
 ) -> int:
-    """Encrypt the attributes of freshly stored events into the vault; returns rows written."""
+    """Encrypt the attributes of freshly stored events into the vault; returns rows written.
+
+    `rows` gives each event's stored row (id, captured_at), as the insert returned it."""
     items = _items(keys, events)
     if not items:
         return 0
     data_keys = await _data_keys(conn, keys, sorted({i.subject for i in items}))
-    rows = await conn.fetch(
-        """SELECT id, event_id, captured_at FROM detection_event
-           WHERE node_id = $1 AND event_id = ANY($2::uuid[])""",
-        node_id,
-        list({i.event_id for i in items}),
-    )
-    where = {r["event_id"]: (r["id"], r["captured_at"]) for r in rows}
     records = []
     for item in items:
-        pk, captured_at = where[item.event_id]
+        pk, captured_at = rows[item.event_id]
         generation, key = data_keys[item.subject]
         nonce, sealed = seal(key, item.plaintext, aad=_aad(pk, captured_at, item.detection))
         records.append((pk, captured_at, item.detection, item.subject, generation, nonce, sealed))
@@ -110,23 +109,40 @@ def _aad(pk: int, captured_at: datetime, detection: int) -> bytes:
     return f"{pk}|{captured_at.isoformat()}|{detection}".encode()
 
 
+# Sorted subjects in one statement (rows locked in one order, as concurrent batches need);
+# DO NOTHING takes no lock on existing rows, so busy plates do not serialise ingest.
+_CREATE_SUBJECT_KEYS = """
+INSERT INTO pii_subject_key (subject, master_key_id, wrapped_key)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
+ON CONFLICT (subject) DO NOTHING
+RETURNING subject, generation
+"""
+
+
 async def _data_keys(
     conn: asyncpg.Connection, keys: KeyRing, subjects: list[str]
 ) -> dict[str, tuple[int, bytes]]:
-    """Each subject's (generation, data key); created when new, renewed once shredded."""
-    fresh = [(s, keys.current_id, keys.new_data_key(s)[1]) for s in subjects]
-    # DO NOTHING takes no lock on existing rows, so busy plates do not serialise ingest.
-    await conn.executemany(
-        """INSERT INTO pii_subject_key (subject, master_key_id, wrapped_key)
-           VALUES ($1, $2, $3) ON CONFLICT (subject) DO NOTHING""",
-        fresh,
+    """Each subject's (generation, data key); created when new, renewed once shredded.
+
+    One statement creates the new subjects (their keys are the ones just made: no unwrap) and
+    one reads the others, instead of an insert per subject and a read of all of them."""
+    made = [keys.new_data_key(s) for s in subjects]
+    created = await conn.fetch(
+        _CREATE_SUBJECT_KEYS,
+        subjects,
+        [keys.current_id] * len(subjects),
+        [wrapped for _, wrapped in made],
     )
+    fresh = {s: key for s, (key, _) in zip(subjects, made, strict=True)}
+    found = {row["subject"]: (row["generation"], fresh[row["subject"]]) for row in created}
+    known = [s for s in subjects if s not in found]
+    if not known:
+        return found
     rows = await conn.fetch(
         """SELECT subject, generation, master_key_id, wrapped_key FROM pii_subject_key
            WHERE subject = ANY($1::text[])""",
-        subjects,
+        known,
     )
-    found: dict[str, tuple[int, bytes]] = {}
     for row in rows:
         if row["wrapped_key"] is None:  # forgotten before: new sightings get a new key
             found[row["subject"]] = await _renew_key(conn, keys, row["subject"])
