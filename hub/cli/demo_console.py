@@ -4,7 +4,9 @@ The officer's password is made once, kept in `.hub/demo-console.txt` (0600) and 
 account has the `compliance_officer` role without TOTP (admins always need TOTP, officers may
 go without it), so the demo console can be opened with a password alone. It holds the demo
 cameras' jurisdictions and the highest demo clearance, so its release profile shows the demo's
-pictures (blurred as policy says) instead of withholding every one.
+pictures (blurred as policy says) instead of withholding every one. An officer an older
+`hub up` registered with less (clearance 0, no jurisdictions) is brought up to that on every
+run; only the account whose credentials file `hub up` wrote, never another user.
 """
 
 import os
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hub.identity.oauth.schemas import UserCreate
-from hub.identity.oauth.service import add_user
+from hub.identity.oauth.service import add_user, list_users, set_user_scope
 from hub.kit.errors import ConflictError
 from hub.runtime import Services
 
@@ -66,7 +68,38 @@ async def ensure_demo_officer(
             return DemoConsole(url=url, username=USERNAME, credentials_file=path)
         _save_credentials(path, password)
         say(f"registered console user {USERNAME}; password in {path}")
+    elif _written_by_us(path):
+        await _raise_demo_scope(services, say=say)
     return DemoConsole(url=url, username=USERNAME, credentials_file=path)
+
+
+def _written_by_us(path: Path) -> bool:
+    """Whether the credentials file is the demo officer's, as `_save_credentials` wrote it."""
+    try:
+        first = path.read_text().splitlines()[:1]
+    except (OSError, UnicodeDecodeError):
+        return False
+    return first == [f"username {USERNAME}"]
+
+
+async def _raise_demo_scope(services: Services, *, say: Say) -> None:
+    """Give the demo officer the demo's jurisdictions and clearance where it has less (added
+    to what it has, never taken away)."""
+    officer = next((u for u in await list_users(services.identity) if u.username == USERNAME), None)
+    if officer is None or officer.roles != ["compliance_officer"]:
+        return  # not the account `hub up` made: leave it alone
+    jurisdictions = sorted({*officer.jurisdictions, *JURISDICTIONS})
+    clearance = max(officer.clearance, CLEARANCE)
+    if (jurisdictions, clearance) == (sorted(officer.jurisdictions), officer.clearance):
+        return
+    await set_user_scope(
+        services.identity,
+        USERNAME,
+        jurisdictions=jurisdictions,
+        clearance=clearance,
+        actor="hub-up",
+    )
+    say(f"{USERNAME} now sees {', '.join(jurisdictions)} at clearance {clearance}")
 
 
 def _save_credentials(path: Path, password: str) -> None:

@@ -28,6 +28,7 @@ from hub.identity.oauth.service import (
     revoke_subject,
     revoke_token,
     rotate_keys,
+    set_user_scope,
 )
 from hub.identity.oauth.signin import confirm_admin_second_factor
 
@@ -53,4 +54,5 @@ __all__ = [
     "revoke_subject",
     "revoke_token",
     "rotate_keys",
+    "set_user_scope",
 ]

@@ -120,6 +120,26 @@ async def find_user(
     return row["password_hash"], sealed, _user(row)
 
 
+async def set_user_scope(
+    conn: asyncpg.Connection, username: str, *, jurisdictions: list[str], clearance: int
+) -> tuple[UserRead, UserRead] | None:
+    """Set a user's jurisdictions and clearance; the record before and after, or None when
+    the user is unknown."""
+    row = await conn.fetchrow(
+        "SELECT " + _USER + " FROM console_user WHERE username = $1 FOR UPDATE", username
+    )
+    if row is None:
+        return None
+    after = await conn.fetchrow(
+        "UPDATE console_user SET jurisdictions = $2, clearance = $3 WHERE username = $1 "
+        "RETURNING " + _USER,
+        username,
+        jurisdictions,
+        clearance,
+    )
+    return _user(row), _user(after)
+
+
 async def disable_user(
     conn: asyncpg.Connection, username: str, *, now: datetime
 ) -> UserRead | None:

@@ -118,6 +118,40 @@ async def add_user(
     return UserCreated(user=user, totp_uri=uri)
 
 
+async def set_user_scope(
+    kit: IdentityKit,
+    username: str,
+    *,
+    jurisdictions: list[str],
+    clearance: int,
+    actor: str,
+    clock: Clock = utcnow,
+) -> UserRead:
+    """Set what a user may see (jurisdictions, clearance), audited with the before and after;
+    tokens already issued keep their claims until they are refreshed or expire."""
+    async with kit.db.transaction() as conn:
+        changed = await repository.set_user_scope(
+            conn, username, jurisdictions=jurisdictions, clearance=clearance
+        )
+        if changed is None:
+            raise NotFoundError(f"no user {username!r}", code="user_not_found")
+        before, after = changed
+        await _audit(
+            conn,
+            actor=actor,
+            action="user.scope",
+            target=f"user:{username}",
+            detail={
+                "jurisdictions": after.jurisdictions,
+                "clearance": after.clearance,
+                "previous_jurisdictions": before.jurisdictions,
+                "previous_clearance": before.clearance,
+            },
+            clock=clock,
+        )
+    return after
+
+
 async def list_users(kit: IdentityKit) -> list[UserRead]:
     """Every console user."""
     return await repository.select_users(kit.db.pool)

@@ -17,6 +17,7 @@ import msgspec
 import pytest
 
 from edge.config import load_config
+from hub.audit import AuditQuery, search
 from hub.cli.demo_agencies import (
     DEMO_AGENCIES,
     DemoAgency,
@@ -24,12 +25,18 @@ from hub.cli.demo_agencies import (
     ensure_demo_agencies,
     load_trust,
 )
+from hub.cli.demo_console import (
+    CREDENTIALS_FILE,
+    USERNAME,
+    _save_credentials,
+    ensure_demo_officer,
+)
 from hub.cli.demo_edge import agent_unavailable, prepare_edge_demo
 from hub.cli.demo_node import DemoNode
 from hub.cli.demo_plan import DemoPlan, UpOptions, guide_lines
 from hub.cli.up import Child, EdgePasses, Output, StopSignals, stop_children
 from hub.delivery.agencies import list_agencies
-from hub.identity.oauth import list_users
+from hub.identity.oauth import UserCreate, add_user, list_users, set_user_scope
 from hub.runtime import Services
 from hub.settings import Settings
 from tests.hub.delivery.harness import settings_env, statuses
@@ -105,6 +112,60 @@ async def test_existing_agencies_are_trusted_as_registered(
     secrets_file = Path(argv[argv.index("--secret-file") + 1])
     assert secrets_file.read_text().split() == [new.secret, old.secret]
     assert secrets_file.stat().st_mode & 0o777 == 0o600
+
+
+async def _officer(services: Services, name: str = USERNAME) -> tuple[list[str], int]:
+    found = next(u for u in await list_users(services.identity) if u.username == name)
+    return sorted(found.jurisdictions), found.clearance
+
+
+@pytest.mark.db
+async def test_an_old_demo_officer_is_brought_up_to_the_demo_on_every_run(
+    services: Services, tmp_path: Path
+) -> None:
+    # What an earlier `hub up` left: the officer with nothing to see, and its credentials file.
+    await add_user(
+        services.identity,
+        UserCreate(username=USERNAME, password="x" * 16, roles=["compliance_officer"]),
+        actor="hub-up",
+    )
+    _save_credentials(tmp_path / CREDENTIALS_FILE, "x" * 16)
+    said: list[str] = []
+    assert await _officer(services) == ([], 0)
+
+    await ensure_demo_officer(services, state_dir=tmp_path, url="http://c", say=said.append)
+    raised = await _officer(services)
+    await ensure_demo_officer(services, state_dir=tmp_path, url="http://c", say=said.append)
+
+    assert raised == (["central", "north"], 3)
+    assert await _officer(services) == raised
+    assert said == [f"{USERNAME} now sees central, north at clearance 3"]  # once
+    page = await search(services.db.pool, AuditQuery(action="user.scope"), limit=10)
+    assert [(e.target, e.detail["previous_clearance"]) for e in page.entries] == [
+        (f"user:{USERNAME}", 0)
+    ]
+
+
+@pytest.mark.db
+async def test_only_the_account_hub_up_made_is_changed(services: Services, tmp_path: Path) -> None:
+    # A demo-officer registered by someone else (no credentials file of hub up's) and one
+    # with more than the demo keep what they have.
+    await add_user(
+        services.identity,
+        UserCreate(username=USERNAME, password="x" * 16, roles=["compliance_officer"]),
+        actor="someone",
+    )
+    said: list[str] = []
+    await ensure_demo_officer(services, state_dir=tmp_path, url="http://c", say=said.append)
+    assert await _officer(services) == ([], 0)
+    assert "exists but" in said[0]
+
+    await set_user_scope(
+        services.identity, USERNAME, jurisdictions=["south"], clearance=4, actor="test"
+    )
+    _save_credentials(tmp_path / CREDENTIALS_FILE, "x" * 16)
+    await ensure_demo_officer(services, state_dir=tmp_path, url="http://c", say=said.append)
+    assert await _officer(services) == (["central", "north", "south"], 4)
 
 
 # --- the real edge agent's input and passes -------------------------------------------
