@@ -8,17 +8,15 @@ a rewritten tree as a root the checkpoint did not sign.
 """
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import asyncpg
 import msgspec
 
 from hub.audit import merkle, repository
 from hub.audit.checkpoints import checkpoint_problem
-from hub.audit.rules import entry_body, keys_for, leaf_data, perfect_from
+from hub.audit.rules import keys_for, perfect_from, stored_leaf
 from hub.audit.schemas import Checkpoint, CheckpointKey, LogReport
-
-_decode = msgspec.json.Decoder()
 
 
 class _Walk:
@@ -40,15 +38,21 @@ class _Walk:
             return False
         return True
 
-    def fold(self, leaves: Iterable[bytes]) -> bool:
+    def fold(self, leaves: Sequence[bytes]) -> bool:
         """Append checked leaves; False if the tree misses the signed root on the way."""
-        append = self.edge.append
-        for leaf in leaves:
-            append(leaf)
-            self.entries += 1
+        checkpoint, size = self.checkpoint, self.edge.size
+        if checkpoint is not None and size < checkpoint.tree_size <= size + len(leaves):
+            upto = checkpoint.tree_size - size
+            self._extend(leaves[:upto])
             if not self.check_root():
                 return False
+            leaves = leaves[upto:]
+        self._extend(leaves)
         return True
+
+    def _extend(self, leaves: Sequence[bytes]) -> None:
+        self.edge.extend(leaves)
+        self.entries += len(leaves)
 
     def finish(self, *, tree_size: int) -> None:
         """After the last entry: the checkpoint and the tree state must be fully covered."""
@@ -97,7 +101,7 @@ def check_rows(
         index, seq, position = row[0], row[1], expected + len(leaves)
         if index != position:
             return leaves, (position, None, f"the entry at position {position} is missing")
-        leaf = _leaf_of(row)
+        leaf = stored_leaf(seq, row[2], row[3], row[4], row[5], row[6], row[7], row[8])
         if leaf != row[9]:
             return leaves, (index, seq, f"entry {seq} was altered after it was sealed")
         leaves.append(leaf)
@@ -186,17 +190,3 @@ async def _pruned_edge(conn: asyncpg.Connection, pruned_below: int) -> merkle.Co
     except KeyError as missing:
         return f"the stored subtree hash {missing} standing for pruned entries is missing"
     return merkle.CompactRange(pruned_below, hashes)
-
-
-def _leaf_of(row: asyncpg.Record) -> bytes:
-    """The leaf hash recomputed from a `repository.VERIFY_COLUMNS` row (the hot loop)."""
-    body = entry_body(
-        at=row[2],
-        actor=row[3],
-        action=row[4],
-        target=row[5],
-        detail=_decode.decode(row[6]),
-        decision_id=row[7],
-        trace_id=row[8],
-    )
-    return merkle.leaf_hash(leaf_data(seq=row[1], body=body))

@@ -66,6 +66,22 @@ def test_compact_range_matches_the_recursive_root_and_reports_completed_subtrees
     assert resumed.root() == edge.root()
 
 
+@pytest.mark.parametrize(
+    ("start", "count"), [(0, 0), (0, 1), (0, 300), (5, 27), (96, 700), (255, 2)]
+)
+def test_extending_by_many_leaves_is_appending_them_one_by_one(start: int, count: int) -> None:
+    leaves = [merkle.leaf_hash(str(i).encode()) for i in range(start + count)]
+    one, many = merkle.CompactRange(), merkle.CompactRange()
+    for value in leaves[:start]:
+        one.append(value)
+        many.append(value)
+    for value in leaves[start:]:
+        one.append(value)
+    many.extend(leaves[start:])
+    assert (many.size, many.hashes) == (one.size, one.hashes)
+    assert many.root() == merkle.root_of(leaves)
+
+
 def test_inclusion_paths_by_hand() -> None:
     # Tree of 5: ((AB)(CD))E. C's path: D, then AB, then E.
     assert merkle.inclusion_ranges(2, 5) == [(3, 4), (0, 2), (4, 5)]

@@ -15,6 +15,7 @@ from hub.audit.rules import (
     perfect_keys,
     pieces,
     prune_point,
+    stored_leaf,
 )
 from hub.audit.schemas import StoredEntry
 
@@ -106,3 +107,21 @@ def test_prune_point_stays_within_the_checkpoint_and_on_a_tile() -> None:
     assert prune_point(checkpoint_size=1000, first_young=300, sealed=1200) == 256
     assert prune_point(checkpoint_size=200, first_young=None, sealed=1200) == 0
     assert prune_point(checkpoint_size=0, first_young=None, sealed=1200) == 0
+
+
+def test_a_leaf_from_stored_columns_is_the_entry_leaf() -> None:
+    """Verification reads the detail as PostgreSQL writes jsonb (its own key order and
+    spacing, escapes) and the time preformatted; the leaf must not change."""
+    detail = {"z": [1, 2], "a": {"y": None, "b": 1.5}, "é": "ü\n"}
+    entry = stored(9, actor='a "b" \\', detail=detail, trace_id="t")
+    columns = (
+        "2026-11-22T12:00:00.000000+00:00",
+        'a "b" \\',
+        "x",
+        "t",
+        '{"a": {"b": 1.5, "y": null}, "z": [1, 2], "\\u00e9": "\\u00fc\\n"}',
+        None,
+        "t",
+    )
+    assert stored_leaf(9, *columns) == entry_leaf(entry)
+    assert stored_leaf(10, *columns) != entry_leaf(entry)

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from hub.audit import (
+    AuditEntry,
     Checkpoint,
     LogReport,
+    append_entry,
     consistency_proof,
     inclusion_proof,
     prune_entries,
@@ -100,6 +102,32 @@ async def test_a_rewritten_tree_does_not_give_the_signed_root(services: Services
     assert "rewritten" in (report.problem or "")
 
 
+async def test_the_root_is_checked_at_the_checkpoints_size_inside_a_batch(
+    services: Services,
+) -> None:
+    """Entries sealed after the checkpoint arrive in the same batch as those it covers: the
+    walk still stops at the signed size to compare roots, then folds the rest in."""
+    seqs = await sealed_log(services, 4)
+    await append_many(services, 3)
+    await sealer(services).run()  # sealed, but no new checkpoint within the hour
+    assert (await verify(services)).entries == 7
+    async with services.db.pool.acquire() as conn:
+        await conn.execute("UPDATE audit_log SET target = 'forged' WHERE seq = $1", seqs[1])
+        row = await conn.fetchrow(
+            "SELECT seq, at, actor, action, target, detail::text AS detail, decision_id,"
+            " trace_id, leaf_index, leaf_hash FROM audit_log WHERE seq = $1",
+            seqs[1],
+        )
+        await conn.execute(
+            "UPDATE audit_log SET leaf_hash = $1 WHERE seq = $2",
+            entry_leaf(stored_entry(row)),
+            seqs[1],
+        )
+    report = await verify(services)
+    assert (report.ok, report.entries) == (False, 4)
+    assert "rewritten" in (report.problem or "")
+
+
 async def test_the_witness_copy_catches_a_tail_cut_with_its_checkpoints(
     services: Services, tmp_path: Path
 ) -> None:
@@ -185,3 +213,27 @@ async def test_batches_are_read_ahead_and_an_early_stop_leaves_the_connection_us
             async for _ in batches:
                 break  # the second batch is already on its way
         assert await conn.fetchval("SELECT count(*) FROM audit_log") == 10
+
+
+async def test_awkward_content_verifies_as_sealed_and_an_edit_of_it_is_still_caught(
+    services: Services,
+) -> None:
+    """The verifier reads each entry as PostgreSQL's JSON of its fields and writes it again
+    canonically: escapes, non-ASCII text, nested and non-`Detail` values and nulls must give
+    the leaf the sealer computed from the columns."""
+    awkward = AuditEntry(
+        actor='officer:"quoted" \\ back\\slash',
+        action="case.note\ttab\nnewline\u0001",
+        target="café:日本:\U0001f600",
+        detail={"z": 1, "a": [1, 2], "nested": {"b": None, "a": 1.5}, "": "empty key"},  # type: ignore[dict-item]
+        decision_id=None,
+        trace_id="t\u2028",
+    )
+    async with services.db.transaction() as conn:
+        seq = await append_entry(conn, awkward)
+    await append_many(services, 300)  # past one folded subtree of 256
+    await sealer(services).run(force_checkpoint=True)
+    assert (await verify(services)).ok
+    await execute(services, "UPDATE audit_log SET target = target || 'x' WHERE seq = $1", seq)
+    report = await verify(services)
+    assert (report.ok, report.broken_seq) == (False, seq)
