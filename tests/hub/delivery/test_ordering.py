@@ -11,14 +11,17 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
+from hub.app import create_app
 from hub.delivery import ordering
 from hub.delivery.agencies import agency_health, get_agency
 from hub.delivery.deadletters import replay_one
 from hub.delivery.dispatch import DeliveryDeps, run_agency
 from hub.delivery.schemas import AgencyHealth
+from hub.identity.tokens import TokenEntry, append_token, new_token, token_hash
 from hub.runtime import Services, start_policy, stop_policy
 from hub.settings import Settings
 from tests.hub.delivery.harness import (
@@ -28,10 +31,12 @@ from tests.hub.delivery.harness import (
     quick,
     register,
     running_worker,
+    settings_env,
     wait_until,
 )
+from tests.hub.identity.builders import admin_token_fields
 from tests.hub.ingest.builders import event
-from tests.support import EdgeNode
+from tests.support import BASE_URL, EdgeNode, run_hub
 
 pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.commits]
 
@@ -340,3 +345,72 @@ async def test_without_ordering_rows_get_no_place_and_all_arrive(
     assert {r["status"] for r in rows} == {"delivered"}
     assert all(r["order_seq"] is None and r["camera_id"] is None for r in rows)
     assert receivers.inbox.summary().unique == 30
+
+
+@pytest.fixture
+async def admin(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[Any, dict[str, str]]]:
+    """An API client and an admin's bearer header."""
+    tokens = tmp_path / "tokens.toml"
+    token = new_token()
+    entry = {"sha256": token_hash(token), "subject": "ada", "roles": ["admin"]}
+    append_token(tokens, msgspec.convert({**entry, **admin_token_fields()}, TokenEntry))
+    app = create_app(msgspec.structs.replace(settings, api_tokens_file=str(tokens)))
+    async with AsyncTestClient(app=app, base_url=BASE_URL) as api:
+        yield api, {"Authorization": f"Bearer {token}"}
+
+
+async def test_ordering_is_set_by_the_api_and_a_blocked_queue_shows_in_api_and_cli(
+    settings: Settings,
+    client: AsyncTestClient,
+    edge_node: EdgeNode,
+    receivers: Receivers,
+    admin: tuple[Any, dict[str, str]],
+) -> None:
+    api, headers = admin
+    body = {
+        "name": "police-north",
+        "kind": "rest",
+        "config": receivers.config("rest"),
+        "jurisdictions": ["north"],
+        "clearance": 3,
+        "retry_schedule": [60],
+        "ordering": "camera",
+    }
+    created = await api.post("/v1/admin/agencies", json=body, headers=headers)
+    assert (created.status_code, created.json()["ordering"]) == (201, "camera"), created.text
+    bad = await api.patch(
+        "/v1/admin/agencies/police-north", json={"ordering": "sideways"}, headers=headers
+    )
+    assert bad.status_code == 400, bad.text
+    assert bad.headers["content-type"].startswith("application/problem+json")
+    missing = await api.patch(
+        "/v1/admin/agencies/nobody", json={"ordering": "agency"}, headers=headers
+    )
+    assert missing.status_code == 404
+    changed = await api.patch(
+        "/v1/admin/agencies/police-north", json={"ordering": "agency"}, headers=headers
+    )
+    assert changed.json()["ordering"] == "agency"
+
+    posted = cams("demo-cam-1", 3)
+    await post_all(client, edge_node, posted)
+    receivers.inbox.fail_next(1, 500)
+    async with running_worker(quick(settings)):
+
+        async def head_failed() -> bool:
+            rows = await ledger(settings, "police-north")
+            return any(r["status"] == "retrying" for r in rows)
+
+        await wait_until(head_failed, what="the head's failed attempt")
+    [health] = (await api.get("/v1/admin/agencies", headers=headers)).json()
+    [block] = health["blocked"]
+    head = (await ledger(settings, "police-north"))[0]
+    assert (block["delivery_id"], block["camera"], block["waiting"]) == (str(head["id"]), None, 2)
+    assert head["event_id"] == commit_order(posted)[0]
+
+    env = settings_env(settings)
+    listed = await run_hub("agencies", "list", env=env)
+    assert f"BLOCKED agency queue by delivery {head['id']}" in listed.stdout, listed.stderr
+    blocked = await run_hub("deliveries", "blocked", "--json", env=env)
+    assert blocked.returncode == 1, blocked.stderr
+    assert [b["delivery_id"] for b in msgspec.json.decode(blocked.stdout)] == [str(head["id"])]
