@@ -10,6 +10,7 @@ deleted by pruning below a signed checkpoint, and `verify_log` proves the rest.
 from hub.audit.checkpoints import CheckpointSigner, public_key_in
 from hub.audit.export import ExportSigner, verify_manifest, verify_manifest_digests
 from hub.audit.proofs import check_bundle, consistency_proof, inclusion_proof, prove_entries
+from hub.audit.rules import checkpoint_stale
 from hub.audit.schemas import (
     AuditEntry,
     AuditEntryRead,
@@ -21,7 +22,13 @@ from hub.audit.schemas import (
     SignedManifest,
 )
 from hub.audit.sealer import Sealer
-from hub.audit.service import append_entries, append_entry, prune_entries, search
+from hub.audit.service import (
+    append_entries,
+    append_entry,
+    checkpoint_owed_since,
+    prune_entries,
+    search,
+)
 from hub.audit.verify import verify_log
 
 __all__ = [
@@ -39,6 +46,8 @@ __all__ = [
     "append_entries",
     "append_entry",
     "check_bundle",
+    "checkpoint_owed_since",
+    "checkpoint_stale",
     "consistency_proof",
     "inclusion_proof",
     "prove_entries",

@@ -217,6 +217,21 @@ async def mark_witnessed(conn: asyncpg.Connection, ids: list[int], *, at: dateti
     )
 
 
+async def newest_checkpoint_at(conn: asyncpg.Connection | asyncpg.Pool) -> datetime | None:
+    """When the newest checkpoint was signed, by id (the primary key: no sort of every
+    checkpoint; one sealer at a time signs, so ids follow signing order)."""
+    value: datetime | None = await conn.fetchval(
+        "SELECT signed_at FROM audit_checkpoint ORDER BY id DESC LIMIT 1"
+    )
+    return value
+
+
+async def oldest_entry_at(conn: asyncpg.Connection | asyncpg.Pool) -> datetime | None:
+    """The time of the first remaining entry (by seq), if any."""
+    value: datetime | None = await conn.fetchval("SELECT at FROM audit_log ORDER BY seq LIMIT 1")
+    return value
+
+
 async def count_unsealed(conn: asyncpg.Connection | asyncpg.Pool) -> int:
     """Entries waiting for the sealer."""
     return int(await conn.fetchval("SELECT count(*) FROM audit_log WHERE leaf_index IS NULL"))

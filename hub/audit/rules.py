@@ -156,6 +156,19 @@ def checkpoint_due(last_signed_at: datetime | None, *, now: datetime, every_seco
     return last_signed_at is None or (now - last_signed_at).total_seconds() >= every_seconds
 
 
+# No checkpoint for more than this many intervals: the sealer stopped signing (or stopped
+# altogether), so the newest entries are covered by no signed head; alert AuditCheckpointStale.
+STALE_AFTER_INTERVALS = 3
+
+
+def checkpoint_stale(owed_since: datetime | None, *, now: datetime, every_seconds: int) -> bool:
+    """Whether a checkpoint is overdue by more than `STALE_AFTER_INTERVALS` intervals;
+    `owed_since` is when the newest was signed (None: nothing is owed, the log is empty)."""
+    if owed_since is None:
+        return False
+    return (now - owed_since).total_seconds() > STALE_AFTER_INTERVALS * every_seconds
+
+
 def prune_point(*, checkpoint_size: int, first_young: int | None, sealed: int) -> int:
     """Where pruning may stop: below the first entry to keep, within the latest checkpoint,
     on a multiple of TILE (so what is pruned is summed up by stored nodes alone)."""

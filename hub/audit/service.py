@@ -92,6 +92,13 @@ async def prune_entries(
             return PruneReport(pruned_below=point, deleted=deleted)
 
 
+async def checkpoint_owed_since(pool: asyncpg.Pool) -> datetime | None:
+    """Since when a checkpoint is owed: the newest one's signing time or, while none was ever
+    signed, the oldest entry's time; None for an empty log (nothing to cover)."""
+    signed = await repository.newest_checkpoint_at(pool)
+    return signed if signed is not None else await repository.oldest_entry_at(pool)
+
+
 async def checkpoints(pool: asyncpg.Pool, *, limit: int) -> list[Checkpoint]:
     """The newest signed checkpoints, newest first."""
     return await repository.list_checkpoints(pool, limit=limit)

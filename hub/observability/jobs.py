@@ -1,17 +1,25 @@
-"""arq job of observability: gauges that only the ledger and the breakers know (dead letters,
-circuit states), refreshed by one worker at a time."""
+"""arq job of observability: gauges that only the database, the ledger and the breakers know
+(dead letters, circuit states, the audit checkpoint's age), refreshed by one worker at a time."""
 
+from datetime import datetime
 from typing import Any
 
+import asyncpg
+import structlog
+
+from hub.audit import checkpoint_owed_since, checkpoint_stale
 from hub.delivery.agencies import agency_health
-from hub.observability.metrics import default_metrics
+from hub.kit.clock import utcnow
+from hub.observability.metrics import ObservabilityMetrics, default_metrics
 from hub.runtime import Services
 
+log = structlog.get_logger(__name__)
 BREAKER_STATES = ("closed", "open", "half_open")
 
 
 async def refresh_gauges_job(ctx: dict[str, Any]) -> dict[str, int]:
-    """Set `hub_delivery_dead_letters` and `hub_delivery_circuit_state` per agency."""
+    """Set `hub_delivery_dead_letters` and `hub_delivery_circuit_state` per agency, and the
+    audit checkpoint gauges."""
     services: Services = ctx["services"]
     metrics = default_metrics()
     health = await agency_health(services.db, services.delivery.breaker)
@@ -20,4 +28,32 @@ async def refresh_gauges_job(ctx: dict[str, Any]) -> dict[str, int]:
         metrics.dead_letters.labels(name).set(item.counts.get("dead", 0))
         for state in BREAKER_STATES:
             metrics.circuit_state.labels(name, state).set(1 if item.breaker.state == state else 0)
-    return {"agencies": len(health)}
+    stale = await refresh_checkpoint_gauges(
+        services.db.pool,
+        metrics,
+        every_seconds=services.settings.audit_checkpoint_seconds,
+        now=utcnow(),
+    )
+    return {"agencies": len(health), "audit_checkpoint_stale": int(stale)}
+
+
+async def refresh_checkpoint_gauges(
+    pool: asyncpg.Pool, metrics: ObservabilityMetrics, *, every_seconds: int, now: datetime
+) -> bool:
+    """Publish when the newest audit checkpoint was signed; True (and an alert line in the
+    log, as other in-process alerts write one) when it is older than 3 intervals."""
+    owed_since = await checkpoint_owed_since(pool)
+    metrics.audit_checkpoint_interval.set(every_seconds)
+    # An empty log owes nothing: "now", never 0, which the alert would read as ages ago.
+    metrics.audit_checkpoint_at.set((owed_since or now).timestamp())
+    stale = checkpoint_stale(owed_since, now=now, every_seconds=every_seconds)
+    metrics.audit_checkpoint_stale.set(int(stale))
+    if stale and owed_since is not None:
+        log.error(
+            "no audit checkpoint signed for over 3 intervals",
+            alert="AuditCheckpointStale",
+            owed_since=owed_since.isoformat(),
+            age_seconds=round((now - owed_since).total_seconds()),
+            every_seconds=every_seconds,
+        )
+    return stale

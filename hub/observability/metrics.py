@@ -98,6 +98,29 @@ class ObservabilityMetrics:
             multiprocess_mode="max",
         )
 
+        # The newest checkpoint's time stays behind when the worker dies ("max" keeps a dead
+        # process's value), so `time() - it` keeps growing and the alert still fires.
+        self.audit_checkpoint_at = Gauge(
+            "hub_audit_checkpoint_last_timestamp_seconds",
+            "Unix time of the newest signed audit checkpoint (of the oldest entry while none "
+            "is signed). AuditCheckpointStale: older than 3x the interval.",
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.audit_checkpoint_interval = Gauge(
+            "hub_audit_checkpoint_interval_seconds",
+            "HUB_AUDIT_CHECKPOINT_SECONDS: how often the audit sealer signs a checkpoint.",
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.audit_checkpoint_stale = Gauge(
+            "hub_audit_checkpoint_stale",
+            "1 while the newest audit checkpoint is older than 3x the interval (as the worker "
+            "last saw it), else 0.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+
     def count_ingest(self, *, accepted: int, duplicate: int, rejected: int) -> None:
         """Count the events of one answered batch by result."""
         for status, value in zip(INGEST_STATUSES, (accepted, duplicate, rejected), strict=True):
