@@ -23,6 +23,8 @@ from typing import Any
 import httpcore
 import httpx
 
+from adapters.streams import connect_tcp
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -151,11 +153,12 @@ def resolve_permitted_sync(guard: EgressGuard, host: str, port: int) -> list[str
 
 
 class _GuardedAsyncBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, connecting only to addresses it resolved and checked."""
+    """httpcore's network backend, connecting only to addresses it resolved and checked, over
+    asyncio-native streams (adapters/streams.py: a pool's idle-connection checks cost no
+    system calls)."""
 
     def __init__(self, guard: EgressGuard) -> None:
         self.guard = guard
-        self.inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(
         self,
@@ -172,8 +175,12 @@ class _GuardedAsyncBackend(httpcore.AsyncNetworkBackend):
         error: Exception | None = None
         for address in addresses:  # TLS still verifies `host`: httpcore passes it as SNI
             try:
-                return await self.inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
+                return await connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
@@ -189,7 +196,7 @@ class _GuardedAsyncBackend(httpcore.AsyncNetworkBackend):
         raise httpcore.ConnectError("unix sockets are not agency endpoints")
 
     async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
+        await asyncio.sleep(seconds)
 
 
 class _GuardedSyncBackend(httpcore.NetworkBackend):

@@ -1,0 +1,109 @@
+"""The asyncio-native streams under the adapters' httpx clients: kept-alive connections are
+reused, a connection the agency hung up is not, and silence is a read timeout."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from adapters.egress import EgressGuard
+
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+
+
+@dataclass
+class Agency:
+    """A loopback HTTP/1.1 server that counts connections and can hang up or stay silent."""
+
+    connections: int = 0
+    hang_up_after_answer: bool = False
+    silent: bool = False
+    writers: list[asyncio.StreamWriter] = field(default_factory=list)
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.writers.append(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":", 1)[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
+                await reader.readexactly(length)
+                if self.silent:
+                    await asyncio.sleep(10)
+                writer.write(ANSWER)
+                await writer.drain()
+                if self.hang_up_after_answer:
+                    writer.close()  # the agency's keep-alive ends without saying so
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+
+@pytest.fixture
+async def agency() -> AsyncIterator[tuple[Agency, str]]:
+    box = Agency()
+    server = await asyncio.start_server(box.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield box, f"http://127.0.0.1:{port}/in"
+        for writer in box.writers:
+            writer.close()
+
+
+def client() -> httpx.AsyncClient:
+    guard = EgressGuard(allowed_networks=["127.0.0.1/32"])
+    return httpx.AsyncClient(transport=guard.async_transport(), trust_env=False)
+
+
+async def test_kept_alive_connection_is_reused(agency: tuple[Agency, str]) -> None:
+    box, url = agency
+    async with client() as http:
+        answers = [await http.post(url, content=b"x" * 100) for _ in range(5)]
+
+    assert [a.content for a in answers] == [b"ok"] * 5
+    assert box.connections == 1
+
+
+async def test_a_connection_the_agency_hung_up_is_not_reused(agency: tuple[Agency, str]) -> None:
+    box, url = agency
+    box.hang_up_after_answer = True
+    async with client() as http:
+        first = await http.post(url, content=b"one")
+        await asyncio.sleep(0.05)  # the hang-up reaches us while the connection is idle
+        second = await http.post(url, content=b"two")
+
+    assert (first.content, second.content) == (b"ok", b"ok")
+    assert box.connections == 2
+
+
+async def test_a_hang_up_not_yet_read_by_the_loop_is_seen_before_reuse(
+    agency: tuple[Agency, str],
+) -> None:
+    box, url = agency
+    async with client() as http:
+        await http.post(url, content=b"one")
+        # Close the server's side now and ask again at once: the loop has not run since.
+        for writer in box.writers:
+            writer.transport.abort()
+        await asyncio.sleep(0)  # the abort is sent; nothing of ours has read it
+        second = await http.post(url, content=b"two")
+
+    assert second.content == b"ok"
+    assert box.connections == 2
+
+
+async def test_silence_is_a_read_timeout(agency: tuple[Agency, str]) -> None:
+    box, url = agency
+    box.silent = True
+    async with client() as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(url, content=b"x", timeout=0.2)
