@@ -1,6 +1,7 @@
 """Deliveries: per agency success rate (over attempts that sent something), withheld attempts
-apart, latency percentiles side by side, circuit state, pause/resume; dead letters with their
-metadata (ids and counts, never the record) and replay."""
+apart, latency percentiles side by side, circuit state, FIFO queues stopped behind a failed
+delivery, pause/resume; dead letters with their metadata (ids and counts, never the record)
+and replay."""
 
 from typing import Any
 
@@ -36,6 +37,27 @@ st.caption(
     "Success % = delivered / attempts that sent something. Withheld attempts (release policy "
     "kept the record back, nothing was sent) are counted apart and left out of the latency."
 )
+# FIFO agencies (ADR 0019) whose queue, or one camera's, waits behind a failed delivery.
+blocked = [b for a in agencies for b in a.get("blocked", [])]
+if blocked:
+    st.warning(
+        f"{len(blocked)} ordered queue(s) wait behind a failed delivery: nothing after it goes "
+        "until it is delivered or dead-lettered (a dead letter lets the rest go)."
+    )
+    blocked_table = [
+        {
+            "agency": b["agency"],
+            "camera": b["camera"] or "(whole agency)",
+            "blocked by": b["delivery_id"],
+            "since": b["since"],
+            "attempts": b["attempts"],
+            "waiting": b["waiting"],
+            "next attempt": b["next_attempt_at"],
+            "last error": b["last_error"],
+        }
+        for b in blocked
+    ]
+    st.dataframe(blocked_table, hide_index=True, key="dl_blocked")
 rated = [
     {"agency": f["agency"], "success %": 100 * f["success_rate"]}
     for f in figures

@@ -180,6 +180,28 @@ async def test_dead_letter_preview_and_replay(seeded: Hub) -> None:
     assert "Replayed" in texts(app)
 
 
+async def test_a_blocked_fifo_queue_is_shown_with_its_head(
+    seeded: Hub,
+    services,  # type: ignore[no-untyped-def]
+) -> None:
+    # police-north made FIFO, its two deliveries queued behind a head that failed.
+    await services.db.pool.execute("UPDATE agency SET ordering = 'agency'")
+    head = seeded.dead[0]
+    await services.db.pool.execute(
+        """UPDATE delivery SET status = 'retrying', dead_at = NULL, last_error = 'HTTP 503',
+                  attempts = 1, camera_id = 'demo-cam-1', next_attempt_at = now() + '1 hour',
+                  order_seq = CASE WHEN id = $1::uuid THEN 1 ELSE 2 END""",
+        head,
+    )
+    app = log_in(seeded, "ada", totp=seeded.totp["ada"])
+    app.switch_page("views/deliveries.py").run()
+    assert not app.exception
+    assert "1 ordered queue(s) wait behind a failed delivery" in texts(app)
+    [row] = app.dataframe[1].value.to_dict("records")
+    assert (row["blocked by"], row["camera"], row["waiting"]) == (head, "(whole agency)", 1)
+    assert row["last error"] == "HTTP 503"
+
+
 async def test_policy_page_shows_sources(seeded: Hub) -> None:
     app = log_in(seeded, "ada", totp=seeded.totp["ada"])
     app.switch_page("views/policy.py").run()
