@@ -14,6 +14,7 @@ from hub.feeds import FeedKit
 from hub.identity.authn import AuthnDeps
 from hub.identity.oauth import IdentityKit
 from hub.identity.tokens import TokenStore
+from hub.ingest.partitions import PartitionStatistics
 from hub.kit.db import Database
 from hub.kit.redis import RedisStore
 from hub.kit.storage import BlobStore, LocalBlobStore
@@ -40,6 +41,7 @@ class Services:
     identity: IdentityKit  # OAuth/JWT: signing keys, key ring and revocation caches
     feeds: FeedKit  # agency feeds: notice bus, live subscribers, agency view
     retention: RetentionKit  # PII key ring and the media disk-pressure guard
+    partitions: PartitionStatistics  # ingest's watch on event partitions' planner statistics
 
     @property
     def authn(self) -> AuthnDeps:
@@ -82,6 +84,7 @@ def build_services(settings: Settings) -> Services:
         identity=IdentityKit.build(settings, db, redis),
         feeds=FeedKit(settings, db=db, redis=redis, policy=policy),
         retention=RetentionKit(settings),
+        partitions=PartitionStatistics(db),
     )
 
 

@@ -5,14 +5,22 @@ default partition, then attached. ATTACH takes only a SHARE UPDATE EXCLUSIVE loc
 parent, so ingest keeps running while this happens.
 """
 
+import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import asyncpg
+import structlog
+
+from hub.kit.db import Database
+from hub.kit.errors import UnavailableError
 
 PARENT = "detection_event"
 DEFAULT = "detection_event_default"
 PARTITION_LOCK_KEY = 0x6875625F70617274  # "hub_part"
+
+log = structlog.get_logger("hub.ingest.partitions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,3 +114,60 @@ async def _create_partition(conn: asyncpg.Connection, month: date) -> int:
         )
         await conn.execute(f"ALTER TABLE {name} DROP CONSTRAINT {name}_bounds")
     return int(status.split()[-1])
+
+
+# Of the named partitions, those that exist and have no statistics on `node_id` yet.
+_WITHOUT_STATISTICS = """
+SELECT p.name FROM unnest($1::text[]) AS p(name)
+WHERE to_regclass(p.name) IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM pg_stats s
+                  WHERE s.schemaname = current_schema() AND s.tablename = p.name
+                    AND s.attname = 'node_id')
+"""
+
+
+async def analyse_unknown(conn: asyncpg.Connection, *, names: Iterable[str]) -> list[str]:
+    """ANALYZE each of the named partitions that has no statistics yet; returns those."""
+    rows = await conn.fetch(_WITHOUT_STATISTICS, sorted(set(names)))
+    for row in rows:
+        # Names come from `partition_name` and were just found in the catalogue.
+        await conn.execute(f"ANALYZE {row['name']}")
+    return [row["name"] for row in rows]
+
+
+class PartitionStatistics:
+    """Gives the partitions ingest writes planner statistics as soon as they have rows.
+
+    Without them (a month's partition until autovacuum first visits it, a fresh database) the
+    planner takes `node_id = $1` for a rare value and answers the per-batch look-ups
+    (`node_id = $1 AND event_id = ANY($2)`: stored hashes, new deliveries) by reading every
+    event of the node in the partition, 10,000 rows for a batch of 100 after 100 batches and
+    more with each, in a generic plan every pooled connection keeps. One ANALYZE once rows are
+    in (milliseconds while the partition is small) makes it one index probe per id. Checked
+    once per month and process; the set of checked names only grows by a month at a time.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._checked: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    async def written(self, captured: Iterable[datetime]) -> None:
+        """Note capture times just committed. Never raises: statistics are an optimisation
+        (autovacuum provides them too, later)."""
+        names = {partition_name(month_start(t.astimezone(UTC).date())) for t in captured}
+        if names <= self._checked:
+            return
+        async with self._lock:
+            names -= self._checked
+            if not names:
+                return
+            try:
+                async with self._db.transaction() as conn:
+                    analysed = await analyse_unknown(conn, names=names)
+            except (asyncpg.PostgresError, OSError, UnavailableError) as exc:
+                log.warning("partition statistics not checked", error=repr(exc)[:200])
+                return
+            if analysed:
+                log.info("partitions analysed", partitions=analysed)
+            self._checked |= names

@@ -24,17 +24,6 @@ ON CONFLICT (node_id, event_id, captured_at) DO NOTHING
 RETURNING event_id, id, captured_at
 """
 
-# One index probe per id, whatever the statistics say. `event_id = ANY($2)` let the planner
-# read every stored event of the node and filter them whenever it misjudged how many the
-# node has (a partition not analysed yet: each new month, and every fresh database): 30,000
-# rows for a 100-event batch, growing with each batch. Joined to the ids, a probe of the
-# (node_id, event_id, ...) index per id is the cheapest plan under any estimate.
-_STORED_HASHES = """
-SELECT e.event_id, e.content_sha256
-FROM unnest($2::uuid[]) AS k(event_id)
-JOIN detection_event e ON e.node_id = $1 AND e.event_id = k.event_id
-"""
-
 # Where a stored event's row is (its key in every table that refers to it).
 StoredRow = tuple[int, datetime]
 
@@ -43,7 +32,14 @@ async def stored_hashes(
     conn: asyncpg.Connection, *, node_id: UUID, event_ids: Sequence[UUID]
 ) -> dict[UUID, bytes]:
     """Content hashes of the given events this node already stored (any capture time)."""
-    rows = await conn.fetch(_STORED_HASHES, node_id, event_ids)
+    # Fast only while the partition has statistics (`PartitionStatistics`): without them the
+    # planner reads every event of the node and filters on the ids.
+    rows = await conn.fetch(
+        """SELECT event_id, content_sha256 FROM detection_event
+           WHERE node_id = $1 AND event_id = ANY($2::uuid[])""",
+        node_id,
+        event_ids,
+    )
     return {row["event_id"]: bytes(row["content_sha256"]) for row in rows}
 
 

@@ -63,6 +63,7 @@ async def post_events(request: Request[Any, Any, Any], services: ServicesDep) ->
         planner=services.delivery.planner,
         notifier=services.feeds.notifier,
         pii=services.retention.keys,
+        partitions=services.partitions,
     )
     attributes: dict[str, str | int] = {
         "hub.node_id": str(node_id),

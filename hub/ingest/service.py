@@ -12,6 +12,7 @@ from hub.audit import AuditEntry, append_entry
 from hub.contracts.detection_v1 import BatchResult, DetectionEvent, EventBatch, EventResult
 from hub.identity import owned_camera_jurisdictions
 from hub.ingest import repository
+from hub.ingest.partitions import PartitionStatistics
 from hub.ingest.ports import (
     AcceptRegisteredNodes,
     DeliveryPlanner,
@@ -43,6 +44,8 @@ class IngestDeps:
     clock: Clock = utcnow
     # PII at rest: with a key ring, detection attributes are also sealed in the PII vault.
     pii: KeyRing | None = None
+    # The process's watch on partition statistics (None: leave them to autovacuum).
+    partitions: PartitionStatistics | None = None
 
 
 async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) -> BatchResult:
@@ -70,6 +73,8 @@ async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) ->
     # After commit: a job must never run before its row is visible.
     await deps.planner.dispatch(planned)
     await deps.notifier.published(node_id=node_id, event_ids=routable)
+    if deps.partitions is not None and outcome.rows:
+        await deps.partitions.written(captured for _, captured in outcome.rows.values())
     return result
 
 

@@ -9,9 +9,16 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import asyncpg
+import msgspec
 import pytest
 
-from hub.ingest.partitions import ensure_partitions, month_start, partition_name
+from hub.ingest.partitions import (
+    PartitionStatistics,
+    ensure_partitions,
+    month_start,
+    partition_name,
+)
+from hub.runtime import Services
 from hub.settings import Settings
 
 pytestmark = [pytest.mark.db, pytest.mark.commits]
@@ -146,3 +153,62 @@ async def test_months_ahead_follow_the_clock(
         partition_name(month_start(now.astimezone(UTC).date(), 1)),
         f"detection_event_{last}",
     ]
+
+
+_LOOK_UP = """EXPLAIN (FORMAT JSON) SELECT event_id, content_sha256 FROM detection_event
+              WHERE node_id = $1 AND event_id = ANY($2::uuid[])"""
+
+
+def _conditions_on(plan: object, table: str) -> list[str]:
+    """The index conditions a JSON plan uses to read `table` (and its bitmap's index)."""
+    found: list[str] = []
+    if isinstance(plan, dict):
+        children = plan.get("Plans", [])
+        reads = plan.get("Relation Name") == table
+        bitmap = [c for c in children if c.get("Node Type") == "Bitmap Index Scan"]
+        if reads:
+            found += [str(n["Index Cond"]) for n in [plan, *bitmap] if "Index Cond" in n]
+            found += [plan["Node Type"]]
+        for child in [*children, *(v for k, v in plan.items() if k == "Plan")]:
+            found += _conditions_on(child, table)
+    elif isinstance(plan, list):
+        for child in plan:
+            found += _conditions_on(child, table)
+    return found
+
+
+async def test_a_new_partition_gets_statistics_once_ingest_writes_it(
+    conn: asyncpg.Connection, services: Services
+) -> None:
+    """Without statistics the planner reads every event of the node to find a batch's ids;
+    the first batch written to a month's partition gives it statistics, and the look-up
+    probes the index by node and id."""
+    now = datetime(2045, 3, 10, tzinfo=UTC)
+    await ensure_partitions(conn, now=now, ahead=0)
+    name = partition_name(month_start(now.date()))
+    node = await conn.fetchval("SELECT gen_random_uuid()")
+    await conn.execute(
+        f"""INSERT INTO {name} (node_id, event_id, captured_at, camera_id, classes,
+                                max_confidence, content_sha256, payload)
+            SELECT $1, gen_random_uuid(), $2, 'cam', '{{person}}', 0.9, '\\x00', '{{}}'
+            FROM generate_series(1, 20000)""",
+        node,
+        now,
+    )
+    ids = [await conn.fetchval("SELECT gen_random_uuid()") for _ in range(100)]
+    plan = msgspec.json.decode(await conn.fetchval(_LOOK_UP, node, ids))
+    before = _conditions_on(plan, name)
+    assert before, plan
+    assert not any("event_id = ANY" in c for c in before), before  # node-wide: the slow plan
+
+    watch = PartitionStatistics(services.db)
+    await watch.written([now, now + timedelta(hours=1)])
+    stats = "SELECT count(*) FROM pg_stats WHERE tablename = $1 AND attname = 'node_id'"
+    assert await conn.fetchval(stats, name) == 1
+    plan = msgspec.json.decode(await conn.fetchval(_LOOK_UP, node, ids))
+    after = _conditions_on(plan, name)
+    assert any("event_id = ANY" in c for c in after), after
+
+    # Checked once: a later batch of the month asks nothing, even if statistics went away.
+    await conn.execute(f"DROP TABLE {name}")
+    await watch.written([now])
