@@ -187,11 +187,11 @@ async def test_a_new_partition_gets_statistics_once_ingest_writes_it(
     await ensure_partitions(conn, now=now, ahead=0)
     name = partition_name(month_start(now.date()))
     node = await conn.fetchval("SELECT gen_random_uuid()")
-    await conn.execute(
+    await conn.execute(  # the name is one this test's partition run made
         f"""INSERT INTO {name} (node_id, event_id, captured_at, camera_id, classes,
                                 max_confidence, content_sha256, payload)
             SELECT $1, gen_random_uuid(), $2, 'cam', '{{person}}', 0.9, '\\x00', '{{}}'
-            FROM generate_series(1, 20000)""",
+            FROM generate_series(1, 20000)""",  # noqa: S608
         node,
         now,
     )
