@@ -1,4 +1,5 @@
-"""An asyncio-native network stream for httpcore, the transport under every adapter's client.
+"""An asyncio-native network stream and a linear connection pool for httpcore, the transport
+under every adapter's client.
 
 httpcore's default stream goes through anyio, and its pool asks every idle connection on
 every request and every response close whether the server has hung up ("is_readable"): a
@@ -205,3 +206,43 @@ async def connect_tcp(
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
     return AsyncioStream(transport, reader, poller)
+
+
+class LinearPool(httpcore.AsyncConnectionPool):
+    """httpcore's pool with its bookkeeping made linear in the connections it holds.
+
+    httpcore 1.0 re-counts every connection for each idle one on every request and every
+    response close (`len([c.is_idle() for c in connections])` inside the loop over them):
+    with a dozen kept-alive connections, ~130 calls per step and the largest single cost of
+    a delivery. The rules are httpcore's own, in its order; only the count is kept as it goes.
+    """
+
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        closing: list[httpcore.AsyncConnectionInterface] = []
+        connections = self._connections
+        for connection in list(connections):
+            if connection.is_closed():
+                connections.remove(connection)
+            elif connection.has_expired() or (
+                # httpcore's rule as it runs: past the keep-alive bound, an idle one goes.
+                len(connections) > self._max_keepalive_connections and connection.is_idle()
+            ):
+                connections.remove(connection)
+                closing.append(connection)
+        for pool_request in [r for r in self._requests if r.is_queued()]:
+            origin = pool_request.request.url.origin
+            available = next(
+                (c for c in connections if c.can_handle_request(origin) and c.is_available()),
+                None,
+            )
+            if available is None and len(connections) >= self._max_connections:
+                idle = next((c for c in connections if c.is_idle()), None)
+                if idle is None:
+                    continue  # the request waits for a connection to come back
+                connections.remove(idle)
+                closing.append(idle)
+            if available is None:
+                available = self.create_connection(origin)
+                connections.append(available)
+            pool_request.assign_to_connection(available)
+        return closing
