@@ -414,3 +414,10 @@ async def test_ordering_is_set_by_the_api_and_a_blocked_queue_shows_in_api_and_c
     blocked = await run_hub("deliveries", "blocked", "--json", env=env)
     assert blocked.returncode == 1, blocked.stderr
     assert [b["delivery_id"] for b in msgspec.json.decode(blocked.stdout)] == [str(head["id"])]
+    # The CLI changes it too; camera mode: the same head now blocks only camera 1's queue.
+    updated = await run_hub("agencies", "update", "police-north", "--ordering", "camera", env=env)
+    assert updated.stdout.strip() == "police-north: ordering camera", updated.stderr
+    [health] = (await api.get("/v1/admin/agencies", headers=headers)).json()
+    assert [(b["delivery_id"], b["camera"]) for b in health["blocked"]] == [
+        (str(head["id"]), "demo-cam-1")
+    ]
