@@ -26,6 +26,7 @@ from hub.runtime import Services, start_policy, stop_policy
 from hub.settings import Settings
 from tests.hub.delivery.harness import (
     Receivers,
+    WorkerProcess,
     all_settled,
     ingest,
     quick,
@@ -421,3 +422,37 @@ async def test_ordering_is_set_by_the_api_and_a_blocked_queue_shows_in_api_and_c
     assert [(b["delivery_id"], b["camera"]) for b in health["blocked"]] == [
         (str(head["id"]), "demo-cam-1")
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+async def test_a_worker_killed_mid_queue_resumes_in_place(
+    settings: Settings,
+    services: Services,
+    client: AsyncTestClient,
+    edge_node: EdgeNode,
+    receivers: Receivers,
+) -> None:
+    await register(services, receivers, ("police-north",), ordering="agency")
+    posted = cams("demo-cam-1", 600)
+    await post_all(client, edge_node, posted)
+    fast = quick(settings, delivery_job_timeout_seconds=5, worker_maintenance_timeout_seconds=5)
+    worker = WorkerProcess(fast)
+    worker.start()
+    try:
+
+        async def some_delivered() -> bool:
+            return len(received(receivers)) >= 100
+
+        await wait_until(some_delivered, within=60, what="the first deliveries")
+        worker.kill()
+        assert len(received(receivers)) < 600, "the queue drained before the kill"
+        worker.start()  # the killed worker's leased rows come back after the 5 s lease
+        await wait_until(lambda: all_settled(settings, 600), within=80, what="all delivered")
+    finally:
+        worker.stop()
+
+    # First arrivals in commit order; what the killed worker had sent but not recorded is
+    # sent again (same delivery ids), which the receiver recognises.
+    assert received(receivers) == commit_order(posted)
+    assert receivers.inbox.summary().unique == 600
