@@ -151,6 +151,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # How often an open live socket's credential, agency and authorisation are checked again
     # (also at the access token's expiry and as soon as this process runs a new bundle).
     feeds_live_recheck_seconds: Annotated[float, msgspec.Meta(ge=0.1, le=300)] = 5.0
+    # A feed audience (a reader's offers) no reader has looked at for this long is pruned by
+    # the hourly job, as is one whose agency is gone or disabled; a later reader refills it.
+    feeds_audience_idle_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 7
 
     # Audit
     # The sealer signs a checkpoint (tree size, root, time) of the audit log this often.

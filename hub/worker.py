@@ -9,6 +9,7 @@ from hub.audit.jobs import seal_audit_job
 from hub.delivery.jobs import deliver_agency, reconcile_deliveries_job
 from hub.delivery.kit import queue_name
 from hub.delivery.queue import DELIVER_FUNCTION
+from hub.feeds.jobs import prune_audiences_job
 from hub.ingest.jobs import ensure_partitions_job
 from hub.kit.logging import configure_logging
 from hub.kit.redis import arq_redis_pool, arq_redis_settings
@@ -65,6 +66,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             ),
             func(reconcile_deliveries_job, timeout=maintenance, keep_result=0),
             func(refresh_gauges_job, timeout=maintenance, keep_result=0),
+            func(prune_audiences_job, timeout=maintenance, keep_result=0),
             func(retention_sweep_job, timeout=maintenance, keep_result=0),
             func(seal_audit_job, timeout=maintenance, keep_result=0),
             # The hub's scan of one image (job id <prefix>scan:<sha256>); it defers itself (Retry)
@@ -99,6 +101,14 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             cron(
                 retention_sweep_job,
                 minute=17,
+                unique=True,
+                timeout=maintenance,
+                keep_result=0,
+            ),
+            # Hourly; bounded per run, and a run that stopped at its bound resumes next hour.
+            cron(
+                prune_audiences_job,
+                minute=47,
                 unique=True,
                 timeout=maintenance,
                 keep_result=0,

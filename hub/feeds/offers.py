@@ -12,6 +12,7 @@ is still released (and may be withheld) by `release()`'s verdict when it is read
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 import msgspec
@@ -21,6 +22,7 @@ from hub.feeds import repository
 from hub.feeds.kit import FeedKit
 from hub.feeds.release import DATA_CLASS, RELEASE_ENTRYPOINT, coarse_record
 from hub.feeds.repository import Audience, ReleaseKey
+from hub.kit.db import Database
 from hub.kit.errors import UnavailableError
 from hub.policy.release import release_cache_key
 from hub.policy.schemas import Recipient, ReleaseInput, ReleaseResult
@@ -47,6 +49,16 @@ class AudienceSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class AudiencePruneReport:
+    """One pruning run: audiences deleted, offers deleted, and whether nothing stale is left
+    (False: the run stopped at its bound)."""
+
+    audiences: int
+    offers: int
+    done: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Cover:
     """Offers cover (lo, hi] of audience `id`; `last` was the feed's head when looked at."""
 
@@ -62,7 +74,13 @@ async def cover(kit: FeedKit, spec: AudienceSpec, *, after: int, extend: bool) -
     revision = kit.policy.revision or ""
     # A read outside any transaction: one round trip instead of BEGIN, two reads, COMMIT.
     found, last = await repository.find_audience(kit.db.pool, key=spec.key)
-    if found is not None and _covers(found, revision, after=after, last=last, extend=extend):
+    if (
+        found is not None
+        and _covers(found, revision, after=after, last=last, extend=extend)
+        # Recorded use (hourly) keeps the audience from pruning; a failed touch means it
+        # changed since it was read, so the locked path below decides again.
+        and (not found.touch_due or await repository.touch_audience(kit.db.pool, found))
+    ):
         return Cover(id=found.id, lo=found.lo, hi=found.hi, last=last)
     async with kit.db.transaction() as conn:
         audience = await repository.lock_audience(conn, key=spec.key, agency=spec.agency)
@@ -81,6 +99,29 @@ async def cover(kit: FeedKit, spec: AudienceSpec, *, after: int, extend: bool) -
             hi = through
         await repository.set_range(conn, audience_id=audience.id, lo=lo, hi=hi)
     return Cover(id=audience.id, lo=lo, hi=hi, last=last)
+
+
+async def prune_audiences(
+    db: Database, *, idle_before: datetime, batch: int = 5_000, max_offers: int = 50_000
+) -> AudiencePruneReport:
+    """Prune audiences no reader used since `idle_before` or whose agency is gone or
+    disabled, stalest first, deleting at most about `max_offers` offers per run, `batch` per
+    transaction. An audience too big for one batch is first retired (an empty range under no
+    revision: a reader refills it instead of trusting what remains) and finished next time."""
+    audiences = offers = 0
+    while offers < max_offers:
+        async with db.transaction() as conn:
+            stale = await repository.lock_stale_audience(conn, idle_before=idle_before)
+            if stale is None:
+                break
+            deleted = await repository.delete_offers(conn, audience_id=stale[0], limit=batch)
+            if deleted < batch:
+                await repository.delete_audience(conn, stale[0])
+                audiences += 1
+            else:
+                await repository.retire_audience(conn, stale[0])
+        offers += deleted
+    return AudiencePruneReport(audiences=audiences, offers=offers, done=offers < max_offers)
 
 
 def _covers(found: Audience, revision: str, *, after: int, last: int, extend: bool) -> bool:

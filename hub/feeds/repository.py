@@ -145,12 +145,17 @@ async def select_media_events(
 
 class Audience(msgspec.Struct, frozen=True, kw_only=True):
     """A reader audience's offer state: offers exist for every position in (lo, hi], judged
-    under bundle `revision`."""
+    under bundle `revision`; `touch_due` when its use was last recorded over an hour ago."""
 
     id: int
     revision: str
     lo: int
     hi: int
+    touch_due: bool = False
+
+
+# The revision of an audience being pruned: no bundle has it, so a reader refills it first.
+PRUNED_REVISION = "(pruned)"
 
 
 class ReleaseKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -162,7 +167,7 @@ class ReleaseKey(msgspec.Struct, frozen=True, kw_only=True):
     classes: list[str]
 
 
-_AUDIENCE_COLUMNS = "id, revision, lo, hi"
+_AUDIENCE_COLUMNS = "id, revision, lo, hi, used_at < now() - interval '1 hour' AS touch_due"
 # The coarse release input of a feed entry, as one comparable text value.
 _KEY_SQL = "jsonb_build_array(f.camera_id, f.jurisdiction, f.classes)::text"
 
@@ -220,7 +225,14 @@ async def find_audience(
     last = int(row["last"])
     if row["id"] is None:
         return None, last
-    return Audience(id=row["id"], revision=row["revision"], lo=row["lo"], hi=row["hi"]), last
+    audience = Audience(
+        id=row["id"],
+        revision=row["revision"],
+        lo=row["lo"],
+        hi=row["hi"],
+        touch_due=row["touch_due"],
+    )
+    return audience, last
 
 
 async def lock_audience(conn: asyncpg.Connection, *, key: str, agency: str) -> Audience:
@@ -237,6 +249,65 @@ async def lock_audience(conn: asyncpg.Connection, *, key: str, agency: str) -> A
         key,
     )
     return Audience(**dict(row))
+
+
+async def touch_audience(conn: asyncpg.Connection | asyncpg.Pool, audience: Audience) -> bool:
+    """Record that the audience is read; False when it changed since it was read (pruned,
+    emptied for another revision), so the caller must take the locked path instead. Done at
+    most hourly per audience, and before reading offers: pruning re-checks `used_at` under
+    the row lock, so it can never empty the range a reader is about to read."""
+    status: str = await conn.execute(
+        """UPDATE feed_audience SET used_at = now()
+           WHERE id = $1 AND revision = $2 AND lo = $3 AND hi >= $4""",
+        audience.id,
+        audience.revision,
+        audience.lo,
+        audience.hi,
+    )
+    return status != "UPDATE 0"
+
+
+async def lock_stale_audience(
+    conn: asyncpg.Connection, *, idle_before: datetime
+) -> tuple[int, str] | None:
+    """The stalest audience to prune, locked (others' locked ones skipped): unused since
+    `idle_before`, of an agency gone or disabled, or already being pruned; (id, agency)."""
+    row = await conn.fetchrow(
+        """SELECT a.id, a.agency FROM feed_audience a
+           WHERE a.revision = $2 OR a.used_at < $1
+              OR NOT EXISTS (SELECT 1 FROM agency g
+                             WHERE g.name = a.agency AND g.status <> 'disabled')
+           ORDER BY a.used_at LIMIT 1
+           FOR UPDATE OF a SKIP LOCKED""",
+        idle_before,
+        PRUNED_REVISION,
+    )
+    return None if row is None else (row["id"], row["agency"])
+
+
+async def delete_offers(conn: asyncpg.Connection, *, audience_id: int, limit: int) -> int:
+    """Delete up to `limit` of an audience's offers (highest first); how many."""
+    status = await conn.execute(
+        """DELETE FROM feed_offer WHERE audience_id = $1 AND seq IN (
+               SELECT seq FROM feed_offer WHERE audience_id = $1 ORDER BY seq DESC LIMIT $2)""",
+        audience_id,
+        limit,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def retire_audience(conn: asyncpg.Connection, audience_id: int) -> None:
+    """Mark an audience as being pruned: an empty range under no bundle's revision."""
+    await conn.execute(
+        "UPDATE feed_audience SET revision = $2, lo = 0, hi = 0 WHERE id = $1",
+        audience_id,
+        PRUNED_REVISION,
+    )
+
+
+async def delete_audience(conn: asyncpg.Connection, audience_id: int) -> None:
+    """Delete an audience (its remaining offers go with it)."""
+    await conn.execute("DELETE FROM feed_audience WHERE id = $1", audience_id)
 
 
 async def reset_audience(
