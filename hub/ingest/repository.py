@@ -15,9 +15,10 @@ INSERT INTO detection_event
     (node_id, event_id, captured_at, camera_id, classes, max_confidence, media_sha256,
      disposition, content_sha256, payload)
 SELECT $1, e.event_id, e.captured_at, e.camera_id, string_to_array(e.classes, ','),
-       e.max_confidence, string_to_array(e.media, ','), e.disposition, e.sha, e.payload::jsonb
+       e.max_confidence, string_to_array(e.media, ','), e.disposition, e.sha,
+       convert_from(e.payload, 'UTF8')::jsonb
 FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::real[], $7::text[],
-            $8::text[], $9::bytea[], $10::text[])
+            $8::text[], $9::bytea[], $10::bytea[])
      AS e(event_id, captured_at, camera_id, classes, max_confidence, media, disposition, sha,
           payload)
 ON CONFLICT (node_id, event_id, captured_at) DO NOTHING
@@ -81,7 +82,8 @@ def _row(
         ",".join(m.sha256 for m in event.media),
         "quarantined" if event.event_id in quarantined else "accepted",
         item.content_sha256,
-        stored_payload(item, node_id=node_id, strip_pii=strip_pii).decode(),
+        # As bytes: a str would be decoded here only for the driver to encode it again.
+        stored_payload(item, node_id=node_id, strip_pii=strip_pii),
     )
 
 

@@ -6,7 +6,6 @@ the event and detection index. The hash is stable, so every sighting of one plat
 data key, and it is not reversible without the subject key, so audit entries may carry it.
 """
 
-import hashlib
 import hmac
 import os
 import re
@@ -46,7 +45,7 @@ class KeyRing:
 
     def subject_of(self, identity: str) -> str:
         """The keyed hash naming a subject (hex)."""
-        return hmac.new(self.subject_key, identity.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self.subject_key, identity.encode(), "sha256").hex()
 
     def plate_subject(self, plate_text: str) -> str:
         """The subject of a plate number."""
