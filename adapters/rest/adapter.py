@@ -17,6 +17,7 @@ from adapters.base import (
     parse_retry_after,
 )
 from adapters.egress import EgressGuard
+from adapters.exchange import exchange
 from adapters.rest.config import RestConfig, parse_config
 from adapters.rest.envelope import encode_body, signed_headers, trace_headers, utc_now
 from adapters.rest.tokens import TokenCache
@@ -98,22 +99,19 @@ class RestAdapter:
         return await self._post(config, body, {**headers, "authorization": f"Bearer {token}"})
 
     async def _post(self, config: RestConfig, body: bytes, headers: dict[str, str]) -> _Answer:
-        client = self._clients.client_for(config)
+        transport = self._clients.transport_for(config)
         timeout = config.timeout_seconds
         try:
             # httpx bounds each phase; the outer bound stops an answer that trickles in slowly.
-            async with (
-                asyncio.timeout(timeout),
-                client.stream(
-                    "POST", config.url, content=body, headers=headers, timeout=timeout
-                ) as response,
-            ):
-                # Read even error bodies (bounded) so the connection can go back to the pool.
-                data = await _read_bounded(response)
-                return _Answer(
-                    status_code=response.status_code,
-                    retry_after=response.headers.get("retry-after"),
-                    body=data,
+            # Even error bodies are read (bounded) so the connection can go back to the pool.
+            async with asyncio.timeout(timeout):
+                answer = await exchange(
+                    transport,
+                    config.url,
+                    content=body,
+                    headers=headers,
+                    timeout=timeout,
+                    max_bytes=MAX_RESPONSE_BYTES,
                 )
         except (httpx.TimeoutException, TimeoutError):
             raise RetryableError(f"agency did not answer within {timeout:g}s") from None
@@ -121,18 +119,11 @@ class RestAdapter:
             # The class name says enough (ConnectError, RemoteProtocolError...); the text
             # could carry the URL, which is not ours to spread into attempt rows.
             raise RetryableError(f"cannot reach the agency ({type(exc).__name__})") from None
-
-
-async def _read_bounded(response: httpx.Response) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    # Raw bytes, so a compressed answer cannot expand past the bound (we ask for identity).
-    async for chunk in response.aiter_raw():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= MAX_RESPONSE_BYTES:
-            break
-    return b"".join(chunks)[:MAX_RESPONSE_BYTES]
+        return _Answer(
+            status_code=answer.status_code,
+            retry_after=answer.headers.get("retry-after"),
+            body=answer.body,
+        )
 
 
 def _receipt(answer: _Answer) -> Receipt:

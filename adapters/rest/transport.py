@@ -1,7 +1,8 @@
-"""HTTP clients for agency deliveries: one pooled `httpx.AsyncClient` per TLS setup.
+"""HTTP transports for agency deliveries: one pooled guarded transport per TLS setup.
 
 The worker makes about a thousand deliveries a second, so connections are kept and reused;
-a client per call would pay a TCP and TLS handshake every time.
+a client per call would pay a TCP and TLS handshake every time. Requests go straight to the
+transport (adapters/exchange.py), without an `httpx.AsyncClient`'s per-request layers.
 """
 
 import ssl
@@ -9,7 +10,7 @@ import ssl
 import httpx
 
 from adapters.base import PermanentError
-from adapters.egress import EgressGuard
+from adapters.egress import EgressGuard, GuardedAsyncTransport
 from adapters.rest.config import RestConfig
 
 # (client certificate, client key, CA bundle): what makes two agencies' TLS setups differ.
@@ -44,36 +45,37 @@ def ssl_context(key: TlsKey) -> ssl.SSLContext:
     return context
 
 
-def build_client(key: TlsKey, egress: EgressGuard, *, max_response_bytes: int) -> httpx.AsyncClient:
-    """A pooled client for one TLS setup under the egress policy; per-request timeouts come
-    from each agency."""
-    transport = egress.async_transport(
+def build_transport(
+    key: TlsKey, egress: EgressGuard, *, max_response_bytes: int
+) -> GuardedAsyncTransport:
+    """A pooled transport for one TLS setup under the egress policy (no proxies, netrc or CA
+    overrides from the environment: only the agency config counts); per-request timeouts
+    come from each agency."""
+    return egress.async_transport(
         verify=ssl_context(key), limits=LIMITS, max_response_bytes=max_response_bytes
     )
-    # No proxies, netrc or CA overrides from the environment: only the agency config counts.
-    return httpx.AsyncClient(transport=transport, trust_env=False, follow_redirects=False)
 
 
 class ClientPool:
-    """Clients by TLS setup, created on first use and closed together."""
+    """Transports by TLS setup, created on first use and closed together."""
 
     def __init__(self, egress: EgressGuard, *, max_response_bytes: int) -> None:
         self.egress = egress
         self.max_response_bytes = max_response_bytes
-        self._clients: dict[TlsKey, httpx.AsyncClient] = {}
+        self._transports: dict[TlsKey, GuardedAsyncTransport] = {}
 
-    def client_for(self, config: RestConfig) -> httpx.AsyncClient:
-        """The shared client for `config`'s TLS setup."""
+    def transport_for(self, config: RestConfig) -> GuardedAsyncTransport:
+        """The shared transport for `config`'s TLS setup."""
         key = tls_key(config)
-        client = self._clients.get(key)
-        if client is None:
-            client = self._clients[key] = build_client(
+        transport = self._transports.get(key)
+        if transport is None:
+            transport = self._transports[key] = build_transport(
                 key, self.egress, max_response_bytes=self.max_response_bytes
             )
-        return client
+        return transport
 
     async def aclose(self) -> None:
-        """Close every client (worker shutdown)."""
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
+        """Close every transport (worker shutdown)."""
+        transports, self._transports = list(self._transports.values()), {}
+        for transport in transports:
+            await transport.aclose()

@@ -42,7 +42,13 @@ class SoapAdapter:
             timeout=MAX_TIMEOUT_SECONDS, transport=transport, trust_env=False
         )
         self._plugin = CallHeadersPlugin()
-        self._services = ServiceCache(http=self._http, plugin=self._plugin, egress=self.egress)
+        self._services = ServiceCache(
+            http=self._http,
+            calls=transport,
+            call_timeout_seconds=MAX_TIMEOUT_SECONDS,
+            plugin=self._plugin,
+            egress=self.egress,
+        )
 
     def parse_config(self, raw: Mapping[str, Any]) -> SoapConfig:
         """Validate an agency's SOAP configuration; `ConfigError` names the field."""

@@ -50,11 +50,15 @@ class ServiceCache:
         self,
         *,
         http: httpx.AsyncClient,
+        calls: httpx.AsyncBaseTransport,
+        call_timeout_seconds: float,
         plugin: CallHeadersPlugin,
         egress: EgressGuard,
         max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
     ) -> None:
         self._http = http
+        self._calls = calls
+        self._call_timeout = call_timeout_seconds
         self._egress = egress
         self._plugin = plugin
         self._max_age = max_age_seconds
@@ -89,7 +93,11 @@ class ServiceCache:
             timeout=config.timeout_seconds, transport=wsdl_transport, trust_env=False
         ) as wsdl_http:
             transport = GuardedTransport(
-                origin=origin_of(config.wsdl_url), client=self._http, wsdl_client=wsdl_http
+                origin=origin_of(config.wsdl_url),
+                calls=self._calls,
+                call_timeout_seconds=self._call_timeout,
+                client=self._http,
+                wsdl_client=wsdl_http,
             )
             return zeep.AsyncClient(  # type: ignore[no-untyped-call]  # zeep is untyped
                 config.wsdl_url, transport=transport, plugins=[self._plugin], settings=settings

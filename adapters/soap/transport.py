@@ -21,6 +21,7 @@ from zeep.plugins import Plugin
 from zeep.transports import AsyncTransport
 
 from adapters.base import parse_retry_after
+from adapters.exchange import exchange
 from hub.kit.xmlsafe import UnsafeXMLError, parse_untrusted
 
 WSA = "http://www.w3.org/2005/08/addressing"
@@ -105,9 +106,20 @@ class GuardedTransport(AsyncTransport):
     follow them anywhere, local files included), and message bodies are never logged (they
     hold the record)."""
 
-    def __init__(self, *, origin: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        origin: str,
+        calls: httpx.AsyncBaseTransport,
+        call_timeout_seconds: float,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # zeep is untyped
         self.origin = origin
+        # Calls go straight to the pooled transport (adapters/exchange.py), not through an
+        # httpx client's per-request layers; the adapter's own deadline is the real bound.
+        self.calls = calls
+        self.call_timeout_seconds = call_timeout_seconds
 
     def load(self, url: str) -> bytes:
         if origin_of(url) != self.origin:
@@ -125,15 +137,18 @@ class GuardedTransport(AsyncTransport):
         return content
 
     async def post(self, address: str, message: bytes, headers: dict[str, str]) -> httpx.Response:
-        client: httpx.AsyncClient = self.client
-        request = client.build_request("POST", address, content=message, headers=headers)
-        response = await client.send(request, stream=True)
-        try:
-            content = await _read_bounded(response, MAX_ANSWER_BYTES)
-        finally:
-            await response.aclose()
+        answer = await exchange(
+            self.calls,
+            address,
+            content=message,
+            headers=headers,
+            timeout=self.call_timeout_seconds,
+            max_bytes=MAX_ANSWER_BYTES,
+        )
+        if answer.truncated:
+            raise UnsafeAnswerError(f"answer larger than {MAX_ANSWER_BYTES} bytes")
         return httpx.Response(
-            response.status_code, headers=response.headers, content=content, request=request
+            answer.status_code, headers=answer.headers, content=answer.body, request=answer.request
         )
 
     async def post_xml(self, address: str, envelope: Any, headers: dict[str, str]) -> Any:
@@ -141,18 +156,6 @@ class GuardedTransport(AsyncTransport):
         response = await self.post(address, message, headers)
         _check_answer(response)
         return self.new_response(response)  # type: ignore[no-untyped-call]  # zeep is untyped
-
-
-async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
-    """The body, refusing to hold more than `limit` bytes of an agency's answer in memory."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise UnsafeAnswerError(f"answer larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _read_bounded_sync(response: httpx.Response, limit: int) -> bytes:

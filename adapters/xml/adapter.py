@@ -20,6 +20,7 @@ from adapters.base import (
     parse_retry_after,
 )
 from adapters.egress import EgressGuard, ResponseTooLargeError
+from adapters.exchange import Answer, exchange
 from adapters.xml.cap import CapSchemaError, build_alert, load_schema, utc_now, validate_alert
 from adapters.xml.config import XmlConfig, convert_config
 from adapters.xml.signing import SigningIdentity, SigningKeyError, load_identity, sign_alert
@@ -46,10 +47,8 @@ class XmlAdapter:
     def __init__(self, *, egress: EgressGuard | None = None) -> None:
         self.egress = egress or EgressGuard()
         # The transport caps the answer after decoding: a gzip bomb stops at MAX_ANSWER_BYTES.
-        transport = self.egress.async_transport(max_response_bytes=MAX_ANSWER_BYTES)
-        self._client = httpx.AsyncClient(
-            transport=transport, follow_redirects=False, trust_env=False
-        )
+        # Requests go to it directly (adapters/exchange.py), without a client's layers.
+        self._transport = self.egress.async_transport(max_response_bytes=MAX_ANSWER_BYTES)
         self._schema: etree.XMLSchema = load_schema()
         # (key file, cert file) -> the stamps it was loaded at, and the loaded identity.
         self._identities: dict[tuple[str, str], tuple[_Stamps, SigningIdentity]] = {}
@@ -81,8 +80,13 @@ class XmlAdapter:
             k: v for k, v in message.trace_context.items() if k in ("traceparent", "tracestate")
         }
         try:
-            response = await self._client.post(
-                config.url, content=body, headers=headers, timeout=config.timeout_seconds
+            answer = await exchange(
+                self._transport,
+                config.url,
+                content=body,
+                headers=headers,
+                timeout=config.timeout_seconds,
+                max_bytes=MAX_ANSWER_BYTES,
             )
         except httpx.TimeoutException:
             raise RetryableError(
@@ -93,10 +97,10 @@ class XmlAdapter:
         except httpx.TransportError as exc:  # refused and reset connections
             # The exception's own text can carry the URL; the attempt row gets its type only.
             raise RetryableError(f"cannot reach the agency ({type(exc).__name__})") from None
-        if not response.is_success:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise classify_status(response.status_code, retry_after=retry_after)
-        return Receipt(status_code=response.status_code, reference=_reference_of(response))
+        if not 200 <= answer.status_code < 300:
+            retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+            raise classify_status(answer.status_code, retry_after=retry_after)
+        return Receipt(status_code=answer.status_code, reference=_reference_of(answer))
 
     def render(self, message: Message, *, sender: str, identity: SigningIdentity) -> bytes:
         """The signed, schema-checked document for one message (blocking; CPU only)."""
@@ -118,8 +122,8 @@ class XmlAdapter:
         return self.render(message, sender=config.sender, identity=identity)
 
     async def aclose(self) -> None:
-        """Close the HTTP client's connections."""
-        await self._client.aclose()
+        """Close the transport's connections."""
+        await self._transport.aclose()
 
     def _identity(self, config: XmlConfig) -> SigningIdentity:
         key_file, cert_file = Path(config.signing_key_file), Path(config.signing_cert_file)
@@ -140,12 +144,12 @@ def _stamp(path: Path, field: str) -> _FileStamp:
     return (info.st_ino, info.st_mtime_ns, info.st_size)
 
 
-def _reference_of(response: httpx.Response) -> str | None:
+def _reference_of(answer: Answer) -> str | None:
     """The agency's own id for the alert, from a JSON or XML ack; None when it gives none."""
-    content = response.content
-    if not content or len(content) > MAX_ANSWER_BYTES:
+    content = answer.body
+    if not content or answer.truncated:
         return None
-    media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    media_type = answer.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if media_type.endswith("json"):
         return _json_reference(content)
     if media_type.endswith("xml"):

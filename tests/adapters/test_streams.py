@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from adapters.egress import EgressGuard
+from adapters.exchange import exchange
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 
@@ -107,3 +108,16 @@ async def test_silence_is_a_read_timeout(agency: tuple[Agency, str]) -> None:
     async with client() as http:
         with pytest.raises(httpx.ReadTimeout):
             await http.post(url, content=b"x", timeout=0.2)
+
+
+async def test_exchange_reads_at_most_its_bound_and_says_so(agency: tuple[Agency, str]) -> None:
+    _, url = agency
+    transport = EgressGuard(allowed_networks=["127.0.0.1/32"]).async_transport()
+    try:
+        whole = await exchange(transport, url, content=b"x", headers={}, timeout=5, max_bytes=2)
+        cut = await exchange(transport, url, content=b"x", headers={}, timeout=5, max_bytes=1)
+    finally:
+        await transport.aclose()
+
+    assert (whole.status_code, whole.body, whole.truncated) == (200, b"ok", False)
+    assert (cut.body, cut.truncated) == (b"o", True)
