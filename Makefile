@@ -53,6 +53,7 @@ test: install services ## Run the full test suite against real PostgreSQL and Re
 	@scripts/chromium.sh
 	@scripts/rtsp-test-server.sh
 	@scripts/promtool.sh
+	@scripts/pgbouncer.sh
 	@$(WITH_SERVICES) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: migrate ## Run every benchmark under bench/ (prints figures)
