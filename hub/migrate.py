@@ -5,11 +5,9 @@ import io
 import os
 from dataclasses import dataclass
 
-import asyncpg
-
 from hub.ingest.partitions import PartitionReport, ensure_partitions
 from hub.kit.clock import utcnow
-from hub.kit.db import ensure_database
+from hub.kit.db import connect_once, ensure_database
 from hub.settings import Settings
 
 
@@ -40,7 +38,7 @@ async def migrate(settings: Settings) -> MigrateReport:
     if not result.success:
         raise MigrationError(f"{result.message}\n{chatter.getvalue()}")
     applied = sorted(set(await _applied(settings.database_url)) - set(before))
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await connect_once(settings.database_url)
     try:
         partitions = await ensure_partitions(
             conn, now=utcnow(), ahead=settings.partitions_ahead_months
@@ -51,7 +49,7 @@ async def migrate(settings: Settings) -> MigrateReport:
 
 
 async def _applied(url: str) -> list[str]:
-    conn = await asyncpg.connect(url)
+    conn = await connect_once(url)
     try:
         exists = await conn.fetchval("SELECT to_regclass('migration') IS NOT NULL")
         if not exists:

@@ -9,6 +9,8 @@ from piccolo.engine.postgres import PostgresEngine
 
 from hub.settings import load_settings
 
-DB = PostgresEngine(config={"dsn": load_settings().database_url})
+# No statement cache: each migration runs once, and behind PgBouncer in transaction mode a
+# named statement could collide with another client's on a shared server connection.
+DB = PostgresEngine(config={"dsn": load_settings().database_url, "statement_cache_size": 0})
 
 APP_REGISTRY = AppRegistry(apps=["migrations.piccolo_app"])

@@ -5,7 +5,6 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import asyncpg
 import click
 import msgspec
 
@@ -59,10 +58,11 @@ def slo_check(slo_file: str | None, runbooks: str) -> None:
 
 def check_migrations(settings: Settings, *, as_json: bool) -> int:
     """Report pending migrations that would lock a big table; the exit status (0 safe, 1 not)."""
+    from hub.kit.db import connect_once
     from hub.observability.migration_check import CheckReport, check_pending
 
     async def work() -> CheckReport:
-        conn = await asyncpg.connect(settings.database_url)
+        conn = await connect_once(settings.database_url)
         try:
             return await check_pending(
                 conn,

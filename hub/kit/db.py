@@ -315,6 +315,14 @@ class Transaction:
         await self._inner.__aexit__(exc_type, exc, tb)
 
 
+async def connect_once(url: str) -> asyncpg.Connection:
+    """A connection for a few one-off statements (a command, a migration step). It prepares
+    no named statement: there is nothing to reuse, and behind PgBouncer in transaction mode
+    a named one would collide with another client's on a shared server connection."""
+    conn: asyncpg.Connection = await asyncpg.connect(url, timeout=10, statement_cache_size=0)
+    return conn
+
+
 def database_name(url: str) -> str:
     """The database a URL points at (its path), or `postgres` when none is given."""
     return urlsplit(url).path.lstrip("/") or "postgres"
@@ -329,7 +337,7 @@ def with_database(url: str, name: str) -> str:
 async def ensure_database(url: str) -> bool:
     """Create the URL's database on its server if missing; True when it was created."""
     name = database_name(url)
-    conn = await asyncpg.connect(with_database(url, "postgres"), timeout=10)
+    conn = await connect_once(with_database(url, "postgres"))
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if exists:
@@ -342,7 +350,7 @@ async def ensure_database(url: str) -> bool:
 
 async def drop_database(url: str) -> None:
     """Drop the URL's database (tests only: they drop only what they created)."""
-    conn = await asyncpg.connect(with_database(url, "postgres"), timeout=10)
+    conn = await connect_once(with_database(url, "postgres"))
     try:
         await conn.execute(
             f'DROP DATABASE IF EXISTS "{_identifier(database_name(url))}" WITH (FORCE)'

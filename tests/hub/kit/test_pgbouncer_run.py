@@ -2,12 +2,16 @@
 real processes with HUB_DATABASE_URL through a private PgBouncer (two server connections)
 and HUB_DB_STATEMENT_CACHE_SIZE=0 take signed batches, deliver them to a loopback receiver,
 serve a feed page and seal the audit log; PgBouncer's admin console shows it pooled them.
-Migrations go directly to PostgreSQL (the session fixture runs `hub migrate`), as
-docs/deploy.md advises. A second run with asyncpg's default statement cache shows what the
-setting is for. Skips, saying why, when pgbouncer is not installed (scripts/pgbouncer.sh)."""
+`hub migrate` and its --check run through it too, on a database of their own. A run with
+asyncpg's default statement cache shows what the setting is for. Skips, saying why, when
+pgbouncer is not installed (scripts/pgbouncer.sh installs it)."""
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +20,7 @@ import httpx
 import msgspec
 import pytest
 
+from hub.kit.db import drop_database, with_database
 from hub.runtime import Services
 from hub.settings import Settings
 from tests.hub.delivery.harness import EVENTS, Receivers, quick, register, statuses, wait_until
@@ -210,3 +215,33 @@ async def test_the_default_statement_cache_breaks_behind_pgbouncer(
     # The figures of docs/deploy.md.
     print(f"statement cache 100: /readyz {ready[-1]}, ingest answers {codes}")  # noqa: T201
     print("\n".join(said))  # noqa: T201
+
+
+@pytest.mark.timeout(60)
+async def test_migrate_and_its_check_run_behind_pgbouncer(base_settings: Settings) -> None:
+    # One-off connections (hub migrate, its --check, Piccolo's runner) prepare no named
+    # statement whatever HUB_DB_STATEMENT_CACHE_SIZE says: the default (100) is left here.
+    url = with_database(base_settings.database_url, f"hubtest_pgb_{uuid.uuid4().hex[:8]}")
+    try:
+        with running_bouncer(url, pool_size=SERVER_CONNECTIONS) as bouncer:
+            env = {**os.environ, "HUB_DATABASE_URL": bouncer.url}
+            runs = [_hub(env, "migrate"), _hub(env, "migrate", "--check")]
+            served = int(bouncer.mine("STATS")[0]["total_xact_count"])
+    finally:
+        await drop_database(url)
+    for done in runs:
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "migration(s) applied" in runs[0].stdout
+    assert "0 pending migration(s)" in runs[1].stdout
+    assert served > 0
+
+
+def _hub(env: dict[str, str], *args: str) -> "subprocess.CompletedProcess[str]":
+    return subprocess.run(  # noqa: S603 - our own interpreter and CLI
+        [sys.executable, "-m", "hub.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
