@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from hub.kit.pointers import find, split_pointer
+from hub.kit.pointers import Located, keys_at, pointer_of, pointer_tokens, walk
 from hub.policy.schemas import Redaction
 
 MASK_CHAR = "*"
@@ -49,15 +49,42 @@ def apply_redactions(
     this one release: a deep copy was a fifth of a feed page's CPU)."""
     result = deepcopy(record) if copy else record
     manifest: list[AppliedRedaction] = []
+    # Parents are walked once per distinct parent pointer (a profile's ten face landmarks
+    # share `/detections/*/attributes`), and forgotten when a change may have replaced a
+    # node on such a walk: a change at depth d can only touch walks at least d deep.
+    parents: dict[tuple[str, ...], list[Located]] = {}
     for redaction in redactions:
-        change = _operator(redaction, hash_key)
-        for parent, key, path in find(result, split_pointer(redaction.path)):
-            if redaction.op == "remove":
-                _remove(parent, key)
-            else:
-                parent[key] = change(parent[key])
-            manifest.append(AppliedRedaction(path=path, op=redaction.op))
+        tokens = pointer_tokens(redaction.path)
+        if not tokens:
+            continue
+        head = tokens[:-1]
+        if head not in parents:
+            parents[head] = walk(result, head)
+        found = [
+            (parent, key, keys)
+            for parent, keys in parents[head]
+            for key in keys_at(parent, tokens[-1])
+        ]
+        if not found:
+            continue
+        _change(found, redaction, hash_key)
+        manifest += [
+            AppliedRedaction(path=pointer_of((*keys, key)), op=redaction.op)
+            for _, key, keys in found
+        ]
+        if any(len(walked) >= len(tokens) for walked in parents):
+            parents.clear()
     return Redacted(record=result, manifest=manifest)
+
+
+def _change(found: list[tuple[Any, Any, Any]], redaction: Redaction, hash_key: bytes) -> None:
+    """Apply one redaction to every value it reached."""
+    change = _operator(redaction, hash_key)
+    for parent, key, _ in found:
+        if redaction.op == "remove":
+            _remove(parent, key)
+        else:
+            parent[key] = change(parent[key])
 
 
 def _remove(parent: Any, key: Any) -> None:

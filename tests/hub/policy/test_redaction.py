@@ -99,3 +99,51 @@ def test_pointer_escapes_and_missing_paths() -> None:
     )
     assert out.record == {"a/b": {}, "list": [1, None]}
     assert [m.path for m in out.manifest] == ["/a~1b/~0x", "/list/1"]
+
+
+def test_later_redactions_see_what_earlier_ones_changed() -> None:
+    """Parents are walked once per parent pointer; a change above a walked parent must not
+    leave a later redaction working on a node that is gone or replaced."""
+    out = apply_redactions(
+        record(),
+        [
+            Redaction(path="/detections/*/track_id", op="hash"),
+            Redaction(path="/detections/*/attributes", op="remove"),
+            Redaction(path="/detections/*/attributes/plate_text", op="hash"),
+            Redaction(path="/location", op="hash"),
+            Redaction(path="/location/lat", op="remove"),
+            Redaction(path="/detections/1", op="remove"),
+            Redaction(path="/detections/*/label", op="mask"),
+        ],
+        hash_key=KEY,
+    )
+    assert [(m.path, m.op) for m in out.manifest] == [
+        ("/detections/0/track_id", "hash"),
+        ("/detections/1/track_id", "hash"),
+        ("/detections/0/attributes", "remove"),
+        ("/detections/1/attributes", "remove"),
+        ("/location", "hash"),
+        ("/detections/1", "remove"),
+        ("/detections/0/label", "mask"),
+    ]
+    assert out.record["location"].startswith("hmac-sha256:")
+    assert out.record["detections"][1] is None
+    assert out.record["detections"][0]["label"] == "******"
+    assert "attributes" not in out.record["detections"][0]
+
+
+def test_many_leaves_under_one_parent_each_reach_every_match() -> None:
+    data = record()
+    data["detections"][0]["attributes"] = {"nose_x": 1, "nose_y": 2}
+    landmarks = ["nose_x", "nose_y", "mouth_left_x", "plate_text"]
+    out = apply_redactions(
+        data,
+        [Redaction(path=f"/detections/*/attributes/{name}", op="remove") for name in landmarks],
+        hash_key=KEY,
+    )
+    assert [m.path for m in out.manifest] == [
+        "/detections/0/attributes/nose_x",
+        "/detections/0/attributes/nose_y",
+        "/detections/1/attributes/plate_text",
+    ]
+    assert [d["attributes"] for d in out.record["detections"]] == [{}, {}]
