@@ -306,6 +306,7 @@ async def _decide_and_send(
             record=record,
             hash_master_key=deps.hash_key,
             cacheable=True,  # a batch shares a few verdicts: one evaluation each
+            copy=False,  # decoded for this delivery alone (delivery_record)
         )
     if released.error is not None:
         # Policy failed closed: not a verdict on this event; try again later.

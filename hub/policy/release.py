@@ -46,12 +46,14 @@ async def release(
     record: dict[str, Any],
     hash_master_key: bytes,
     cacheable: bool = False,
+    copy: bool = True,
 ) -> Released:
     """Decide and redact one record for one recipient and purpose.
 
     `cacheable` lets the policy service reuse an evaluation for records that agree on every
     field release policy may consult (see `release_cache_key`); each release still gets its
-    own decision id and log record.
+    own decision id and log record. `copy=False` redacts `record` itself, for a caller that
+    decoded it for this one release (the decision log has its own encoded copy by then).
     """
     policy_input = ReleaseInput(
         recipient=recipient, purpose=purpose, data_class=data_class, record=record
@@ -71,7 +73,7 @@ async def release(
             error=decision.error,
         )
     key = recipient_hash_key(hash_master_key, recipient.id)
-    redacted = apply_redactions(record, result.redactions, hash_key=key)
+    redacted = apply_redactions(record, result.redactions, hash_key=key, copy=copy)
     return Released(
         decision_id=decision.decision_id,
         allowed=True,
