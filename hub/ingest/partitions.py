@@ -155,7 +155,8 @@ class PartitionStatistics:
     async def written(self, captured: Iterable[datetime]) -> None:
         """Note capture times just committed. Never raises: statistics are an optimisation
         (autovacuum provides them too, later)."""
-        names = {partition_name(month_start(t.astimezone(UTC).date())) for t in captured}
+        months = {(u.year, u.month) for u in (t.astimezone(UTC) for t in captured)}
+        names = {partition_name(date(year, month, 1)) for year, month in months}
         if names <= self._checked:
             return
         async with self._lock:

@@ -15,6 +15,7 @@ def regions_of(events: Iterable[DetectionEvent], *, node_id: UUID) -> list[Regio
     whole crop: a crop of a class a recipient must have blurred is blurred whole.
     """
     found: list[RegionCreate] = []
+    node = str(node_id)  # once, not per region
     for event in events:
         for media in event.media:
             if media.kind == "crop":
@@ -22,21 +23,22 @@ def regions_of(events: Iterable[DetectionEvent], *, node_id: UUID) -> list[Regio
                 boxes = [(label, WHOLE_IMAGE) for label in labels]
             else:
                 boxes = [(d.label, d.box) for d in event.detections]
+            event_id = str(event.event_id)
             found.extend(
-                _edge(media.sha256, label, box, node_id=node_id, event_id=event.event_id)
+                _edge(media.sha256, label, box, node_id=node, event_id=event_id)
                 for label, box in boxes
             )
     return found
 
 
 def _edge(
-    sha256: str, label: str, box: BoundingBox, *, node_id: UUID, event_id: UUID
+    sha256: str, label: str, box: BoundingBox, *, node_id: str, event_id: str
 ) -> RegionCreate:
     return RegionCreate(
         sha256=sha256,
         region=Region(label=label, box=box, source="edge"),
-        node_id=str(node_id),
-        event_id=str(event_id),
+        node_id=node_id,
+        event_id=event_id,
     )
 
 
