@@ -2,24 +2,32 @@
 
 The signature references the whole document (URI ""), so a receiver that reads only what
 `verify_alert` hands back reads only signed content; that is what defeats signature-wrapping.
+
+Signing is done here with lxml's exclusive C14N and `cryptography`, filling a `ds:Signature`
+whose fixed parts (algorithms, certificate) are made once per identity: signxml re-derived
+all of it per alert, at about 0.25 ms of a delivery's CPU. The result is what signxml makes
+(same elements, algorithms and digest; tested), and signxml still checks signatures.
 """
 
-from dataclasses import dataclass
+import base64
+import copy
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import exceptions as crypto_exceptions
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lxml import etree
+from lxml.builder import ElementMaker
 from signxml.algorithms import (
     CanonicalizationMethod,
     DigestAlgorithm,
-    SignatureConstructionMethod,
     SignatureMethod,
 )
 from signxml.exceptions import SignXMLException
-from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -28,6 +36,9 @@ SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 # (EDXL-DE, SOAP) that brings namespace declarations of its own.
 C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0
 ACCEPTED_METHODS = frozenset({SignatureMethod.RSA_SHA256, SignatureMethod.ECDSA_SHA256})
+DS = "http://www.w3.org/2000/09/xmldsig#"
+_DS = ElementMaker(namespace=DS, nsmap={"ds": DS})
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 
 
 class SigningKeyError(ValueError):
@@ -49,6 +60,11 @@ class SigningIdentity:
     key: SigningKey
     cert: x509.Certificate
     method: SignatureMethod
+    # The ds:Signature every alert of this identity carries, values left empty.
+    template: etree._Element = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "template", _signature_template(self.cert, self.method))
 
 
 def load_identity(key_file: Path, cert_file: Path) -> SigningIdentity:
@@ -91,15 +107,55 @@ def _load_cert(path: Path) -> x509.Certificate:
 
 
 def sign_alert(root: etree._Element, identity: SigningIdentity) -> etree._Element:
-    """The alert with an enveloped `ds:Signature` appended as its last child."""
-    signer = XMLSigner(  # one per call: signers keep per-call state and this runs in threads
-        method=SignatureConstructionMethod.enveloped,
-        signature_algorithm=identity.method,
-        digest_algorithm=DigestAlgorithm.SHA256,
-        c14n_algorithm=C14N,
+    """The alert with an enveloped `ds:Signature` appended as its last child (exclusive C14N,
+    SHA-256; the digest is taken before the signature is appended, which is what the
+    enveloped-signature transform undoes when checking)."""
+    digest = hashlib.sha256(etree.tostring(root, method="c14n", exclusive=True)).digest()
+    signature = copy.deepcopy(identity.template)
+    signed_info, value = signature[0], signature[1]
+    signed_info[2][2].text = _b64(digest)  # Reference / DigestValue, as the template has it
+    root.append(signature)
+    # SignedInfo is canonicalised where it now sits (exclusive: only ds is in scope).
+    value.text = _b64(_sign(identity, etree.tostring(signed_info, method="c14n", exclusive=True)))
+    return root
+
+
+def _sign(identity: SigningIdentity, data: bytes) -> bytes:
+    key = identity.key
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    # XML-DSig wants ECDSA as r || s, each the curve's size, not DER.
+    r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+    size = (key.curve.key_size + 7) // 8
+    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+def _signature_template(cert: x509.Certificate, method: SignatureMethod) -> etree._Element:
+    c14n = C14N.value
+    return _DS.Signature(
+        _DS.SignedInfo(
+            _DS.CanonicalizationMethod(Algorithm=c14n),
+            _DS.SignatureMethod(Algorithm=method.value),
+            _DS.Reference(
+                _DS.Transforms(_DS.Transform(Algorithm=ENVELOPED), _DS.Transform(Algorithm=c14n)),
+                _DS.DigestMethod(Algorithm=DigestAlgorithm.SHA256.value),
+                _DS.DigestValue(),
+                URI="",
+            ),
+        ),
+        _DS.SignatureValue(),
+        _DS.KeyInfo(_DS.X509Data(_DS.X509Certificate(_pem_body(cert)))),
     )
-    signed: etree._Element = signer.sign(root, key=identity.key, cert=[identity.cert])
-    return signed
+
+
+def _pem_body(cert: x509.Certificate) -> str:
+    """The certificate's base64 in 64-character lines, as signxml writes it."""
+    lines = cert.public_bytes(serialization.Encoding.PEM).decode().splitlines(keepends=True)
+    return "".join(lines[1:-1])
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def verify_alert(root: etree._Element, trusted: x509.Certificate) -> etree._Element:
