@@ -15,13 +15,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import requests
 from lxml import etree
 from lxml.builder import ElementMaker
 from zeep.plugins import Plugin
 from zeep.transports import AsyncTransport
 
 from adapters.base import parse_retry_after
-from adapters.exchange import exchange
+from adapters.exchange import Answer, exchange
 from hub.kit.xmlsafe import UnsafeXMLError, parse_untrusted
 
 WSA = "http://www.w3.org/2005/08/addressing"
@@ -137,6 +138,18 @@ class GuardedTransport(AsyncTransport):
         return content
 
     async def post(self, address: str, message: bytes, headers: dict[str, str]) -> httpx.Response:
+        answer = await self._exchange(address, message, headers)
+        return httpx.Response(
+            answer.status_code, headers=answer.headers, content=answer.body, request=answer.request
+        )
+
+    async def post_xml(self, address: str, envelope: Any, headers: dict[str, str]) -> Any:
+        message = etree.tostring(envelope, encoding="utf-8", xml_declaration=True)
+        answer = await self._exchange(address, message, headers)
+        _check_answer(answer)
+        return _reply(answer)
+
+    async def _exchange(self, address: str, message: bytes, headers: dict[str, str]) -> Answer:
         answer = await exchange(
             self.calls,
             address,
@@ -147,15 +160,17 @@ class GuardedTransport(AsyncTransport):
         )
         if answer.truncated:
             raise UnsafeAnswerError(f"answer larger than {MAX_ANSWER_BYTES} bytes")
-        return httpx.Response(
-            answer.status_code, headers=answer.headers, content=answer.body, request=answer.request
-        )
+        return answer
 
-    async def post_xml(self, address: str, envelope: Any, headers: dict[str, str]) -> Any:
-        message = etree.tostring(envelope, encoding="utf-8", xml_declaration=True)
-        response = await self.post(address, message, headers)
-        _check_answer(response)
-        return self.new_response(response)  # type: ignore[no-untyped-call]  # zeep is untyped
+
+def _reply(answer: Answer) -> requests.Response:
+    """The answer as zeep's `process_reply` reads it (status, headers, content), made directly:
+    zeep's `new_response` goes through an httpx response, its cookie jar and charset guess."""
+    reply = requests.Response()
+    reply._content = answer.body
+    reply.status_code = answer.status_code
+    reply.headers = requests.structures.CaseInsensitiveDict(answer.headers)
+    return reply
 
 
 def _read_bounded_sync(response: httpx.Response, limit: int) -> bytes:
@@ -188,9 +203,9 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}:{parts.port or _DEFAULT_PORTS[parts.scheme]}"
 
 
-def _check_answer(response: httpx.Response) -> None:
+def _check_answer(response: Answer) -> None:
     """Refuse unsafe XML; a non-200 answer that is not a SOAP fault is judged by its status."""
-    status, content = response.status_code, response.content
+    status, content = response.status_code, response.body
     if status in (201, 202) and not content:
         return  # one-way operations: accepted, nothing to read
     fault = False
