@@ -15,7 +15,12 @@ from typing import Any
 from hub.feeds.repository import FeedRow
 from hub.feeds.schemas import FeedItem
 from hub.policy.guard import Decider
-from hub.policy.redaction import apply_redactions, recipient_hash_key
+from hub.policy.redaction import (
+    RedactionPlan,
+    apply_plan,
+    plan_redactions,
+    recipient_hash_key,
+)
 from hub.policy.release import release_cache_key
 from hub.policy.schemas import Recipient, ReleaseInput, ReleaseResult
 
@@ -112,14 +117,18 @@ def apply_verdicts(
     items: list[FeedItem] = []
     withheld: list[int] = []
     last = after
+    plans: dict[str, RedactionPlan] = {}  # one per verdict, shared by the items it covers
     for row, record, verdict in zip(rows, records, verdicts, strict=True):
         if verdict.error is not None:
             return ReleasedBatch(items=items, withheld=withheld, last=last, stopped=True)
         if verdict.result.allow:
+            plan = plans.get(verdict.decision_id)
+            if plan is None:
+                plan = plans[verdict.decision_id] = plan_redactions(
+                    verdict.result.redactions, hash_key=hash_key
+                )
             # The record was decoded for this page alone: redact it in place.
-            redacted = apply_redactions(
-                record, verdict.result.redactions, hash_key=hash_key, copy=False
-            )
+            redacted = apply_plan(record, plan)
             items.append(
                 FeedItem(
                     seq=row.seq,

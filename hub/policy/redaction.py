@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from copy import deepcopy
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -41,6 +41,39 @@ def recipient_hash_key(master_key: bytes, recipient_id: str) -> bytes:
     return hmac.new(master_key, b"release-hash:" + recipient_id.encode(), hashlib.sha256).digest()
 
 
+class _Step(NamedTuple):
+    head: tuple[str, ...]  # tokens of the parents' pointer
+    last: str  # the token under each parent
+    op: str
+    change: Callable[[Any], Any] | None  # None: remove
+    clears: bool  # a change here may replace a node some walk of the plan reached
+
+
+class RedactionPlan(NamedTuple):
+    """Redactions prepared once for many records (the items one verdict released)."""
+
+    steps: tuple[_Step, ...]
+
+
+def plan_redactions(redactions: list[Redaction], *, hash_key: bytes) -> RedactionPlan:
+    """The redactions in order, with pointers split and operators bound; a change at depth
+    d can only touch walks of parents at least d deep, so only such a change forgets walks."""
+    tokens = [pointer_tokens(r.path) for r in redactions]
+    deepest = max((len(t) - 1 for t in tokens if t), default=0)
+    steps = tuple(
+        _Step(
+            head=t[:-1],
+            last=t[-1],
+            op=r.op,
+            change=None if r.op == "remove" else _operator(r, hash_key),
+            clears=len(t) <= deepest,
+        )
+        for r, t in zip(redactions, tokens, strict=True)
+        if t
+    )
+    return RedactionPlan(steps=steps)
+
+
 def apply_redactions(
     record: dict[str, Any], redactions: list[Redaction], *, hash_key: bytes, copy: bool = True
 ) -> Redacted:
@@ -48,43 +81,36 @@ def apply_redactions(
     `copy=False` redacts `record` itself (for a caller whose record is its own, decoded for
     this one release: a deep copy was a fifth of a feed page's CPU)."""
     result = deepcopy(record) if copy else record
+    return apply_plan(result, plan_redactions(redactions, hash_key=hash_key))
+
+
+def apply_plan(record: dict[str, Any], plan: RedactionPlan) -> Redacted:
+    """Redact `record` itself by a plan; the manifest of changes, in redaction order.
+
+    Parents are walked once per distinct parent pointer (a profile's ten face landmarks
+    share `/detections/*/attributes`) until a change may have replaced a node on a walk."""
     manifest: list[AppliedRedaction] = []
-    # Parents are walked once per distinct parent pointer (a profile's ten face landmarks
-    # share `/detections/*/attributes`), and forgotten when a change may have replaced a
-    # node on such a walk: a change at depth d can only touch walks at least d deep.
     parents: dict[tuple[str, ...], list[Located]] = {}
-    for redaction in redactions:
-        tokens = pointer_tokens(redaction.path)
-        if not tokens:
-            continue
-        head = tokens[:-1]
-        if head not in parents:
-            parents[head] = walk(result, head)
+    for step in plan.steps:
+        walked = parents.get(step.head)
+        if walked is None:
+            walked = parents[step.head] = walk(record, step.head)
         found = [
-            (parent, key, keys)
-            for parent, keys in parents[head]
-            for key in keys_at(parent, tokens[-1])
+            (parent, key, keys) for parent, keys in walked for key in keys_at(parent, step.last)
         ]
         if not found:
             continue
-        _change(found, redaction, hash_key)
+        for parent, key, _ in found:
+            if step.change is None:
+                _remove(parent, key)
+            else:
+                parent[key] = step.change(parent[key])
         manifest += [
-            AppliedRedaction(path=pointer_of((*keys, key)), op=redaction.op)
-            for _, key, keys in found
+            AppliedRedaction(path=pointer_of((*keys, key)), op=step.op) for _, key, keys in found
         ]
-        if any(len(walked) >= len(tokens) for walked in parents):
+        if step.clears:
             parents.clear()
-    return Redacted(record=result, manifest=manifest)
-
-
-def _change(found: list[tuple[Any, Any, Any]], redaction: Redaction, hash_key: bytes) -> None:
-    """Apply one redaction to every value it reached."""
-    change = _operator(redaction, hash_key)
-    for parent, key, _ in found:
-        if redaction.op == "remove":
-            _remove(parent, key)
-        else:
-            parent[key] = change(parent[key])
+    return Redacted(record=record, manifest=manifest)
 
 
 def _remove(parent: Any, key: Any) -> None:

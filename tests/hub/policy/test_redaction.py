@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from hub.policy.redaction import apply_redactions, recipient_hash_key
+from hub.policy.redaction import apply_plan, apply_redactions, plan_redactions, recipient_hash_key
 from hub.policy.schemas import Redaction
 
 KEY = recipient_hash_key(b"k" * 32, "police-north")
@@ -147,3 +147,19 @@ def test_many_leaves_under_one_parent_each_reach_every_match() -> None:
         "/detections/1/attributes/plate_text",
     ]
     assert [d["attributes"] for d in out.record["detections"]] == [{}, {}]
+
+
+def test_one_plan_redacts_many_records_each_as_apply_redactions_would() -> None:
+    redactions = [
+        Redaction(path="/detections/*/attributes/plate_text", op="hash"),
+        Redaction(path="/captured_at", op="generalize", params={"time_seconds": 3600}),
+        Redaction(path="/detections/*/track_id", op="remove"),
+    ]
+    plan = plan_redactions(redactions, hash_key=KEY)
+    first, second = record(), record()
+    second["detections"].append({"label": "plate", "attributes": {"plate_text": "ZZ-9"}})
+    for data in (first, second):
+        expected = apply_redactions(data, redactions, hash_key=KEY)
+        got = apply_plan(data, plan)
+        assert (got.record, got.manifest) == (expected.record, expected.manifest)
+    assert len(apply_plan(record(), plan).manifest) == 4
