@@ -47,6 +47,7 @@ class _Step(NamedTuple):
     op: str
     change: Callable[[Any], Any] | None  # None: remove
     clears: bool  # a change here may replace a node some walk of the plan reached
+    plain: bool  # `last` can only name an object's key (not `*`, not an array index)
 
 
 class RedactionPlan(NamedTuple):
@@ -67,6 +68,7 @@ def plan_redactions(redactions: list[Redaction], *, hash_key: bytes) -> Redactio
             op=r.op,
             change=None if r.op == "remove" else _operator(r, hash_key),
             clears=len(t) <= deepest,
+            plain=t[-1] != "*" and not t[-1].isdigit(),
         )
         for r, t in zip(redactions, tokens, strict=True)
         if t
@@ -95,9 +97,16 @@ def apply_plan(record: dict[str, Any], plan: RedactionPlan) -> Redacted:
         walked = parents.get(step.head)
         if walked is None:
             walked = parents[step.head] = walk(record, step.head)
-        found = [
-            (parent, key, keys) for parent, keys in walked for key in keys_at(parent, step.last)
-        ]
+        last = step.last
+        found = (
+            [
+                (parent, last, keys)
+                for parent, keys in walked
+                if type(parent) is dict and last in parent
+            ]
+            if step.plain
+            else [(parent, key, keys) for parent, keys in walked for key in keys_at(parent, last)]
+        )
         if not found:
             continue
         for parent, key, _ in found:
