@@ -8,6 +8,7 @@ here; the exceptions are httpx's, as through a client.
 """
 
 from collections.abc import Mapping
+from functools import lru_cache
 
 import httpx
 import msgspec
@@ -36,7 +37,7 @@ async def exchange(
     there was more), and the connection goes back to the pool either way."""
     request = httpx.Request(
         "POST",
-        url,
+        _parsed(url),
         content=content,
         headers=headers,
         extensions={"timeout": httpx.Timeout(timeout).as_dict()},
@@ -53,6 +54,13 @@ async def exchange(
         body=body,
         truncated=truncated,
     )
+
+
+@lru_cache(maxsize=1024)
+def _parsed(url: str) -> httpx.URL:
+    # An agency has one or two URLs; parsing one (httpx's validating parser) cost more than
+    # building the rest of the request. httpx.URL is immutable, so one object serves all.
+    return httpx.URL(url)
 
 
 async def _read_bounded(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
