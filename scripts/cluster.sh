@@ -13,15 +13,20 @@
 #   scripts/cluster.sh thaw HOST   ... and SIGCONT
 #   scripts/cluster.sh cut HOST    take HOST's network link down (a partition) ...
 #   scripts/cluster.sh restore HOST  ... and up again
-#   scripts/cluster.sh promote     stop the PostgreSQL primary (immediate) and promote the replica
+#   scripts/cluster.sh promote     stop the PostgreSQL primary (immediate) and its PgBouncer,
+#                                  promote the replica and restart the replica's PgBouncer
 #   scripts/cluster.sh env         print the HUB_* settings every hub process gets
 #
 # Topology (docs/cluster.md): namespaces hubc-<host> joined by veth pairs to the bridge
 # hubc-br0 on 10.231.0.0/24. The bridge carries 10.231.0.1 so tests on this machine reach the
 # hosts; nothing else in the root namespace is touched. All state lives in .hub/cluster/
 # (PostgreSQL data owned by the postgres user, as scripts/services.sh does). Needs root,
-# iproute2, PostgreSQL, redis-server, redis-sentinel and haproxy (installed with
+# iproute2, PostgreSQL, pgbouncer, redis-server, redis-sentinel and haproxy (installed with
 # scripts/apt-ensure.sh when missing).
+#
+# Each PostgreSQL host also runs a PgBouncer in transaction mode on port 6432; the API hosts
+# reach PostgreSQL only through them (HUB_DB_STATEMENT_CACHE_SIZE=0), the workers and
+# `hub migrate` directly (session advisory locks need a session; docs/deploy.md).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -72,7 +77,7 @@ preflight() {
     [[ $EUID -eq 0 ]] || die "needs root (network namespaces)"
     command -v ip >/dev/null || die "iproute2 is missing"
     "$ROOT/scripts/apt-ensure.sh" cluster iproute2 haproxy redis-server redis-sentinel postgresql pgbouncer
-    for tool in haproxy redis-server redis-sentinel curl; do
+    for tool in haproxy redis-server redis-sentinel pgbouncer curl; do
         command -v "$tool" >/dev/null || die "$tool is missing (apt-get install it)"
     done
     [[ -n "$(pg_bin)" ]] || die "no PostgreSQL server binaries under /usr/lib/postgresql"
@@ -199,8 +204,81 @@ promote() {
     local bin
     bin="$(pg_bin)"
     as_pg "$bin/pg_ctl" stop -D "$STATE/pg1/data" -m immediate >/dev/null 2>&1 || true
+    # The old primary's PgBouncer goes with it: alive, it would accept logins it can only
+    # fail, and asyncpg tries the next host of the URL only when a connect fails outright.
+    bouncer_stop pg1
     as_pg "$bin/pg_ctl" promote -D "$STATE/pg2/data" -w -t 60 >/dev/null
-    note "primary pg1 stopped; pg2 promoted"
+    # PgBouncer hands every new client the server parameters of its pool's first login
+    # (in_hot_standby passes through), so the replica's could go on saying "standby" to
+    # target_session_attrs=read-write: a fresh one logs in to the promoted server.
+    bouncer_stop pg2
+    bouncer_start pg2
+    wait_for 60 "pg2's PgBouncer" bouncer_answers pg2
+    note "primary pg1 and its PgBouncer stopped; pg2 promoted, its PgBouncer restarted"
+}
+
+# ---------------------------------------------------------------- pgbouncer
+
+# A PgBouncer in transaction mode beside each PostgreSQL server, for the API hosts: four
+# server connections serve every API host's pool (HUB_DB_POOL_MAX clients each).
+bouncer_conf() { # HOST
+    local dir="$STATE/$1-bouncer"
+    mkdir -p "$dir"
+    printf '"postgres" ""\n' >"$dir/users.txt"
+    cat >"$dir/pgbouncer.ini" <<EOF
+[databases]
+* = host=$(ip_of "$1") port=5432
+[pgbouncer]
+listen_addr = $(ip_of "$1")
+listen_port = 6432
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/users.txt
+admin_users = postgres
+pool_mode = transaction
+default_pool_size = 4
+max_client_conn = 200
+log_connections = 0
+log_disconnections = 0
+EOF
+    chown -R postgres "$dir"
+}
+
+bouncer_start() { # HOST
+    bouncer_conf "$1"
+    spawn "$1" "$1-bouncer" pgbouncer -u postgres "$STATE/$1-bouncer/pgbouncer.ini"
+}
+
+# bouncer_pids HOST: the PgBouncer of HOST (run/HOST-bouncer.pid holds its launcher's pid).
+bouncer_pids() {
+    local pid
+    for pid in $(ip netns pids "$(ns "$1")" 2>/dev/null); do
+        [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == pgbouncer ]] && printf '%s\n' "$pid"
+    done
+    return 0
+}
+
+bouncer_stop() { # HOST
+    local pids
+    pids="$(bouncer_pids "$1")"
+    [[ -n $pids ]] || return 0
+    # shellcheck disable=SC2086  # one pid per word
+    kill -KILL $pids 2>/dev/null || true
+    wait_for 10 "$1's PgBouncer to exit" no_bouncer "$1"
+}
+
+no_bouncer() { [[ -z "$(bouncer_pids "$1")" ]]; }
+
+bouncer_answers() { # HOST: its admin console answers
+    psql -X -q -t -A -h "$(ip_of "$1")" -p 6432 -U postgres -d pgbouncer -c "show version"
+}
+
+bouncers_up() {
+    local host
+    for host in pg1 pg2; do
+        [[ -n "$(bouncer_pids "$host")" ]] || bouncer_start "$host"
+        wait_for 30 "$host's PgBouncer" bouncer_answers "$host"
+    done
 }
 
 # ---------------------------------------------------------------- redis
@@ -277,6 +355,15 @@ HUB_SHUTDOWN_GRACE_SECONDS=1
 EOF
 }
 
+# The API hosts' writes go through the PgBouncers (env(1) lets the later value win); the
+# statement cache is off, as PgBouncer in transaction mode needs.
+api_db_env() {
+    cat <<EOF
+HUB_DATABASE_URL=postgresql://postgres@$(ip_of pg1):6432,$(ip_of pg2):6432/$DB_NAME?target_session_attrs=read-write
+HUB_DB_STATEMENT_CACHE_SIZE=0
+EOF
+}
+
 # hub_run HOST NAME ARGS...: `hub ARGS` in HOST's namespace with only the rig's settings,
 # restarted a second after it exits, as systemd's Restart=always would (arq's worker exits
 # when Redis fails under a pipeline; a killed host takes its supervisor with it).
@@ -285,6 +372,7 @@ hub_run() {
     shift 2
     mapfile -t env < <(hub_env)
     mkdir -p "$STATE/$host/prometheus"
+    [[ $host == api* ]] && mapfile -t -O "${#env[@]}" env < <(api_db_env)
     # shellcheck disable=SC2016  # expanded by the supervisor shell
     spawn "$host" "$name" bash -c 'while :; do "$@"; echo "supervisor: exited with $?; restarting in 1 s"; sleep 1; done' \
         _ env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "${env[@]}" \
@@ -398,6 +486,7 @@ cmd_up() {
     mkdir -p "$STATE/run" "$STATE/log"
     net_up
     pg_up
+    bouncers_up
     redis_up
     hub_up
     note "up: API http://$(ip_of lb):8000 (HAProxy), agency inbox http://$(ip_of agency):8101/_inbox/"

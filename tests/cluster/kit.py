@@ -82,14 +82,16 @@ async def start_load(out: Path, *, rate: float, duration: float) -> asyncio.subp
 
 
 def unavailable_seconds(attempts: list[tuple[float, str]]) -> float:
-    """Longest stretch from a failed attempt to the next success (the edge's outage)."""
-    longest, since = 0.0, None
+    """Longest stretch from a failed attempt to the next success (the edge's outage); one
+    that never ended counts up to the last attempt."""
+    longest, since, last = 0.0, None, 0.0
     for at, outcome in sorted(attempts):
+        last = at
         if outcome != "200" and since is None:
             since = at
         elif outcome == "200" and since is not None:
             longest, since = max(longest, at - since), None
-    return longest
+    return longest if since is None else max(longest, last - since)
 
 
 async def settle(report_file: Path, *, within: float = 150) -> Outcome:
