@@ -135,6 +135,26 @@ def handle_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> R
     )
 
 
+def handle_pooler_mismatch(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """A prepared statement missing or already there: a transaction pooler (PgBouncer) in
+    front of the database while the statement cache is on. The request was rolled back; the
+    client may retry (503), and the log names the setting an operator must change."""
+    log.error(
+        "prepared statement mismatch: behind a transaction pooler set"
+        " HUB_DB_STATEMENT_CACHE_SIZE=0 (docs/deploy.md)",
+        path=request.url.path,
+        error_type=type(exc).__name__,
+    )
+    return problem_response(
+        status=503,
+        code="unavailable",
+        title="Service unavailable",
+        detail="The database connection is misconfigured; retry later.",
+        request=request,
+        headers={"Retry-After": "5"},
+    )
+
+
 def handle_unstorable_value(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """A value PostgreSQL refused (class 22: NUL in text, out of range, malformed uuid):
     the input's fault, so 422. Boundaries check these first; this is the net behind them."""
@@ -183,5 +203,8 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: handle_http_exception,
     **dict.fromkeys(DEPENDENCY_ERRORS, handle_dependency_down),
     asyncpg.DataError: handle_unstorable_value,
+    # What a transaction pooler does to named statements of a connection it reassigned.
+    asyncpg.DuplicatePreparedStatementError: handle_pooler_mismatch,
+    asyncpg.InvalidSQLStatementNameError: handle_pooler_mismatch,
     Exception: handle_unexpected,
 }

@@ -1,6 +1,9 @@
 """Every error leaves as RFC 9457 problem+json with a stable type, never a traceback."""
 
+import asyncpg
+import pytest
 from litestar import Litestar, get, post
+from litestar.params import FromPath
 from litestar.testing import AsyncTestClient
 
 from hub.kit.errors import ConflictError, UnavailableError
@@ -22,13 +25,23 @@ async def busy() -> None:
     raise UnavailableError("backlog too deep", retry_after=7)
 
 
+@get("/pooler/{which:str}")
+async def pooler(which: FromPath[str]) -> None:
+    # What asyncpg raises behind a transaction pooler with its statement cache on.
+    if which == "duplicate":
+        raise asyncpg.DuplicatePreparedStatementError('prepared statement "__asyncpg_1__" exists')
+    raise asyncpg.InvalidSQLStatementNameError('prepared statement "__asyncpg_1__" missing')
+
+
 @post("/only-post")
 async def only_post() -> None:
     return None
 
 
 def app() -> Litestar:
-    return Litestar([boom, conflict, busy, only_post], exception_handlers=EXCEPTION_HANDLERS)
+    return Litestar(
+        [boom, conflict, busy, pooler, only_post], exception_handlers=EXCEPTION_HANDLERS
+    )
 
 
 async def test_unexpected_errors_hide_their_details() -> None:
@@ -68,3 +81,12 @@ async def test_framework_errors_are_problems_too() -> None:
     assert wrong_method.json()["type"] == "/problems/method_not_allowed"
     assert "post" in wrong_method.headers["allow"].lower()
     assert unknown.json()["type"] == "/problems/not_found"
+
+
+@pytest.mark.parametrize("which", ["duplicate", "missing"])
+async def test_a_statement_cache_behind_a_pooler_answers_503_not_500(which: str) -> None:
+    async with AsyncTestClient(app=app()) as client:
+        response = await client.get(f"/pooler/{which}")
+    assert (response.status_code, response.json()["type"]) == (503, "/problems/unavailable")
+    assert response.headers["retry-after"] == "5"
+    assert "__asyncpg" not in response.text
