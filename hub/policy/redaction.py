@@ -46,7 +46,7 @@ class _Step(NamedTuple):
     last: str  # the token under each parent
     op: str
     change: Callable[[Any], Any] | None  # None: remove
-    clears: bool  # a change here may replace a node some walk of the plan reached
+    forgets: tuple[tuple[str, ...], ...]  # walks a change here may have cut or replaced
     plain: bool  # `last` can only name an object's key (not `*`, not an array index)
 
 
@@ -57,17 +57,17 @@ class RedactionPlan(NamedTuple):
 
 
 def plan_redactions(redactions: list[Redaction], *, hash_key: bytes) -> RedactionPlan:
-    """The redactions in order, with pointers split and operators bound; a change at depth
-    d can only touch walks of parents at least d deep, so only such a change forgets walks."""
+    """The redactions in order, with pointers split, operators bound and, for each, the walks
+    of parents its changes may invalidate (see `_overlaps`)."""
     tokens = [pointer_tokens(r.path) for r in redactions]
-    deepest = max((len(t) - 1 for t in tokens if t), default=0)
+    heads = {t[:-1] for t in tokens if t}
     steps = tuple(
         _Step(
             head=t[:-1],
             last=t[-1],
             op=r.op,
             change=None if r.op == "remove" else _operator(r, hash_key),
-            clears=len(t) <= deepest,
+            forgets=tuple(head for head in heads if _overlaps(t, head)),
             plain=t[-1] != "*" and not t[-1].isdigit(),
         )
         for r, t in zip(redactions, tokens, strict=True)
@@ -90,7 +90,7 @@ def apply_plan(record: dict[str, Any], plan: RedactionPlan) -> Redacted:
     """Redact `record` itself by a plan; the manifest of changes, in redaction order.
 
     Parents are walked once per distinct parent pointer (a profile's ten face landmarks
-    share `/detections/*/attributes`) until a change may have replaced a node on a walk."""
+    share `/detections/*/attributes`) until a change may have cut or replaced a node on it."""
     manifest: list[AppliedRedaction] = []
     parents: dict[tuple[str, ...], list[Located]] = {}
     for step in plan.steps:
@@ -117,9 +117,19 @@ def apply_plan(record: dict[str, Any], plan: RedactionPlan) -> Redacted:
         manifest += [
             AppliedRedaction(path=pointer_of((*keys, key)), op=step.op) for _, key, keys in found
         ]
-        if step.clears:
-            parents.clear()
+        for head in step.forgets:
+            parents.pop(head, None)
     return Redacted(record=record, manifest=manifest)
+
+
+def _overlaps(changed: tuple[str, ...], head: tuple[str, ...]) -> bool:
+    """Whether changing a value at `changed` may replace a node on a walk of `head`: only a
+    node at most as deep as the walk, on a path both pointers can name (`*` names anything;
+    an array index is compared as text nowhere, so any index may be any other)."""
+    return len(changed) <= len(head) and all(
+        a == b or "*" in (a, b) or a.isdigit() or b.isdigit()
+        for a, b in zip(changed, head, strict=False)
+    )
 
 
 def _remove(parent: Any, key: Any) -> None:

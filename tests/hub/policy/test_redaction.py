@@ -163,3 +163,28 @@ def test_one_plan_redacts_many_records_each_as_apply_redactions_would() -> None:
         got = apply_plan(data, plan)
         assert (got.record, got.manifest) == (expected.record, expected.manifest)
     assert len(apply_plan(record(), plan).manifest) == 4
+
+
+def test_a_change_elsewhere_keeps_a_walk_and_a_change_above_it_forgets_it() -> None:
+    out = apply_redactions(
+        record(),
+        [
+            Redaction(path="/detections/*/track_id", op="mask"),
+            Redaction(path="/captured_at", op="generalize", params={"time_seconds": 3600}),
+            Redaction(path="/detections/*/label", op="mask"),  # the same walk, still good
+            Redaction(path="/detections/0", op="hash"),  # replaces a node of that walk
+            Redaction(path="/detections/*/label", op="remove"),  # so it is walked again
+        ],
+        hash_key=KEY,
+    )
+    assert [(m.path, m.op) for m in out.manifest] == [
+        ("/detections/0/track_id", "mask"),
+        ("/detections/1/track_id", "mask"),
+        ("/captured_at", "generalize"),
+        ("/detections/0/label", "mask"),
+        ("/detections/1/label", "mask"),
+        ("/detections/0", "hash"),
+        ("/detections/1/label", "remove"),
+    ]
+    assert out.record["detections"][0].startswith("hmac-sha256:")
+    assert "label" not in out.record["detections"][1]
