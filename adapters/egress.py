@@ -23,7 +23,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from adapters.streams import LinearPool, connect_tcp
+from adapters.streams import LeanPool, connect_tcp
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -330,7 +330,7 @@ class GuardedAsyncTransport(httpx.AsyncHTTPTransport):
         self.guard = guard
         self.max_response_bytes = max_response_bytes
         # httpx takes no network backend; its pool is replaced with one that has ours.
-        self._pool = LinearPool(
+        self._pool = LeanPool(
             ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,

@@ -1,4 +1,4 @@
-"""An asyncio-native network stream and a linear connection pool for httpcore, the transport
+"""An asyncio-native network stream and a lean connection pool for httpcore, the transport
 under every adapter's client.
 
 httpcore's default stream goes through anyio, and its pool asks every idle connection on
@@ -14,7 +14,7 @@ are plain transport calls without anyio's checkpoints.
 import asyncio
 import select
 import ssl
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 import httpcore
@@ -208,41 +208,125 @@ async def connect_tcp(
     return AsyncioStream(transport, reader, poller)
 
 
-class LinearPool(httpcore.AsyncConnectionPool):
-    """httpcore's pool with its bookkeeping made linear in the connections it holds.
+class LeanPool(httpcore.AsyncConnectionPool):
+    """httpcore's pool for one process's deliveries, without its request queue.
 
-    httpcore 1.0 re-counts every connection for each idle one on every request and every
-    response close (`len([c.is_idle() for c in connections])` inside the loop over them):
-    with a dozen kept-alive connections, ~130 calls per step and the largest single cost of
-    a delivery. The rules are httpcore's own, in its order; only the count is kept as it goes.
+    httpcore 1.0 re-assigns its whole queue of requests to its whole list of connections on
+    every request and every response close (and re-counts every connection for each idle one
+    while doing so): with a dozen kept-alive connections the largest single cost of a
+    delivery. Here a request waits for one of `max_connections` slots, takes the most recently
+    used idle connection to its origin that has not expired (or makes one with httpcore's own
+    `create_connection`), and gives both back when its answer is closed; up to
+    `max_keepalive_connections` idle connections are kept. Connections, HTTP/1.1 and TLS stay
+    httpcore's.
     """
 
-    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
-        closing: list[httpcore.AsyncConnectionInterface] = []
-        connections = self._connections
-        for connection in list(connections):
-            if connection.is_closed():
-                connections.remove(connection)
-            elif connection.has_expired() or (
-                # httpcore's rule as it runs: past the keep-alive bound, an idle one goes.
-                len(connections) > self._max_keepalive_connections and connection.is_idle()
-            ):
-                connections.remove(connection)
-                closing.append(connection)
-        for pool_request in [r for r in self._requests if r.is_queued()]:
-            origin = pool_request.request.url.origin
-            available = next(
-                (c for c in connections if c.can_handle_request(origin) and c.is_available()),
-                None,
-            )
-            if available is None and len(connections) >= self._max_connections:
-                idle = next((c for c in connections if c.is_idle()), None)
-                if idle is None:
-                    continue  # the request waits for a connection to come back
-                connections.remove(idle)
-                closing.append(idle)
-            if available is None:
-                available = self.create_connection(origin)
-                connections.append(available)
-            pool_request.assign_to_connection(available)
-        return closing
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._slots = asyncio.Semaphore(self._max_connections)
+        # By (scheme, host, port): httpcore's Origin is not hashable.
+        self._idle: dict[tuple[bytes, bytes, int], list[httpcore.AsyncConnectionInterface]] = {}
+        self._idle_count = 0
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        """Send on an idle or new connection; the answer's close gives the connection back."""
+        if request.url.scheme not in (b"http", b"https"):
+            raise httpcore.UnsupportedProtocol("only http and https agency URLs are sent to")
+        await self._acquire_slot(request.extensions.get("timeout", {}).get("pool"))
+        connection: httpcore.AsyncConnectionInterface | None = None
+        try:
+            connection = await self._idle_connection(request.url.origin)
+            try:
+                response = await connection.handle_async_request(request)
+            except httpcore.ConnectionNotAvailable:
+                # Taken idle, found otherwise (httpcore's pool retries the same way).
+                await connection.aclose()
+                connection = self.create_connection(request.url.origin)
+                response = await connection.handle_async_request(request)
+        except BaseException:
+            if connection is not None:
+                await connection.aclose()
+            self._slots.release()
+            raise
+        assert isinstance(response.stream, AsyncIterable)  # noqa: S101 - httpcore's answer
+        return httpcore.Response(
+            status=response.status,
+            headers=response.headers,
+            content=_Returning(response.stream, self, connection, request.url.origin),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        """Close the idle connections (the ones in use close with their answers)."""
+        idle, self._idle, self._idle_count = self._idle, {}, 0
+        for connections in idle.values():
+            for connection in connections:
+                await connection.aclose()
+
+    async def _acquire_slot(self, timeout: float | None) -> None:  # noqa: ASYNC109 - httpcore's pool bound
+        try:
+            async with asyncio.timeout(timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise httpcore.PoolTimeout(f"no connection free within {timeout}s") from None
+
+    async def _idle_connection(self, origin: httpcore.Origin) -> httpcore.AsyncConnectionInterface:
+        idle = self._idle.get(_key(origin))
+        while idle:
+            connection = idle.pop()
+            self._idle_count -= 1
+            if connection.is_idle() and not connection.has_expired():
+                return connection
+            await connection.aclose()  # expired, or the agency hung up
+        return self.create_connection(origin)
+
+    async def _give_back(
+        self, connection: httpcore.AsyncConnectionInterface, origin: httpcore.Origin
+    ) -> None:
+        self._slots.release()
+        if connection.is_idle() and self._idle_count < self._max_keepalive_connections:
+            self._idle.setdefault(_key(origin), []).append(connection)
+            self._idle_count += 1
+        else:
+            await connection.aclose()
+
+
+def _key(origin: httpcore.Origin) -> tuple[bytes, bytes, int]:
+    return (origin.scheme, origin.host, origin.port)
+
+
+class _Returning:
+    """An answer's body; closing it gives its connection and slot back to the pool once."""
+
+    def __init__(
+        self,
+        stream: AsyncIterable[bytes],
+        pool: LeanPool,
+        connection: httpcore.AsyncConnectionInterface,
+        origin: httpcore.Origin,
+    ) -> None:
+        self._stream = stream
+        self._pool = pool
+        self._connection = connection
+        self._origin = origin
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for part in self._stream:
+                yield part
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close = getattr(self._stream, "aclose", None)
+            if close is not None:
+                await close()
+        finally:
+            # A close cut short leaves the connection not idle: it is closed, not reused.
+            await self._pool._give_back(self._connection, self._origin)

@@ -121,3 +121,40 @@ async def test_exchange_reads_at_most_its_bound_and_says_so(agency: tuple[Agency
 
     assert (whole.status_code, whole.body, whole.truncated) == (200, b"ok", False)
     assert (cut.body, cut.truncated) == (b"o", True)
+
+
+async def test_the_pool_holds_at_most_its_connections_and_reuses_them(
+    agency: tuple[Agency, str],
+) -> None:
+    box, url = agency
+    limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
+    guard = EgressGuard(allowed_networks=["127.0.0.1/32"])
+    async with httpx.AsyncClient(transport=guard.async_transport(limits=limits)) as http:
+        for _ in range(3):
+            answers = await asyncio.gather(*(http.post(url, content=b"x") for _ in range(6)))
+            assert [a.content for a in answers] == [b"ok"] * 6
+
+    assert box.connections == 2
+
+
+async def test_a_request_waits_for_a_free_connection_no_longer_than_its_pool_timeout(
+    agency: tuple[Agency, str],
+) -> None:
+    box, url = agency
+    box.silent = True
+    limits = httpx.Limits(max_connections=1)
+    guard = EgressGuard(allowed_networks=["127.0.0.1/32"])
+    async with httpx.AsyncClient(transport=guard.async_transport(limits=limits)) as http:
+        held = asyncio.create_task(http.post(url, content=b"x", timeout=5))
+        await asyncio.sleep(0.1)
+        with pytest.raises(httpx.PoolTimeout):
+            await http.post(url, content=b"x", timeout=httpx.Timeout(5, pool=0.2))
+        held.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await held
+        box.silent = False
+        after = await http.post(url, content=b"x", timeout=httpx.Timeout(5, pool=0.5))
+
+    # The cancelled request gave its slot back; its connection, mid-answer, was not reused.
+    assert after.content == b"ok"
+    assert box.connections == 2
