@@ -91,9 +91,9 @@ def stored_payload(item: PreparedEvent, *, node_id: UUID, strip_pii: bool) -> by
     """The record as stored: the event as sent (attributes sealed away with `strip_pii`) plus
     its camera's `jurisdiction` from the registry, which release policy reads. The event
     schema has no such field, so the registry's value is the only one a record can carry."""
-    # Only an event with attributes has anything to strip (most have none: skip the re-parse).
-    sealed = strip_pii and any(d.attributes for d in item.event.detections)
-    payload = strip_payload(item.payload, node_id=node_id) if sealed else item.payload
+    payload = (
+        strip_payload(item.event, item.payload, node_id=node_id) if strip_pii else item.payload
+    )
     if item.jurisdiction is None:
         return payload
     # Spliced rather than re-encoded (the column is jsonb, so key order does not matter).

@@ -216,18 +216,23 @@ class ForgetOutcome:
     payloads_scrubbed: int
 
 
-def strip_payload(payload: bytes, *, node_id: UUID) -> bytes:
+def strip_payload(event: DetectionEvent, payload: bytes, *, node_id: UUID) -> bytes:
     """An event's canonical JSON as stored: detection attributes removed (`{}`), a `pii_ref`
-    naming them added. An event without attributes is returned as is."""
-    record: dict[str, Any] = msgspec.json.decode(payload)
-    detections = record.get("detections") or []
-    sealed = [i for i, d in enumerate(detections) if isinstance(d, dict) and d.get("attributes")]
+    naming them added; `payload` (its canonical JSON) as is when it has no attributes.
+
+    Built from the decoded event, not by parsing `payload` again: the same bytes (keys
+    sorted, and `pii_ref` sorts after every field of the event) without a JSON round trip."""
+    sealed = [i for i, d in enumerate(event.detections) if d.attributes]
     if not sealed:
         return payload
-    for index in sealed:
-        detections[index]["attributes"] = {}
-    record[PII_REF] = {"node_id": str(node_id), "detections": sealed}
-    return msgspec.json.encode(record, order="sorted")
+    detections = [
+        msgspec.structs.replace(d, attributes={}) if d.attributes else d for d in event.detections
+    ]
+    body = msgspec.json.encode(
+        msgspec.structs.replace(event, detections=detections), order="sorted"
+    )
+    ref = msgspec.json.encode({"detections": sealed, "node_id": str(node_id)}, order="sorted")
+    return body[:-1] + b',"' + PII_REF.encode() + b'":' + ref + b"}"
 
 
 _HYDRATE = """
