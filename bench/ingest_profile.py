@@ -1,0 +1,196 @@
+"""Ingest CPU per batch, in-process: the real app driven over ASGI, no HTTP server or client.
+
+`bench/ingest.py` measures the hub as deployed, but on a shared machine its rates and even its
+CPU per batch swing with the other processes. This drives `POST /v1/edge/events` of the real
+app (guard, signatures, policy, PII vault, planner, feeds, audit) in this process with
+pre-signed batches from `--clients` concurrent tasks, and reads the CPU this process and this
+run's PostgreSQL sessions used per batch, so two versions can be compared minutes apart.
+`--profile` adds cProfile's top functions by CPU time (cumulative and own; the profiler
+itself about doubles the API's CPU, so read it for where the time goes, not how much).
+
+    .venv/bin/python bench/ingest_profile.py --requests 1000 [--clients 4] [--profile]
+
+Scratch database, Redis prefix and edge node as in `bench/ingest.py`, removed afterwards.
+"""
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ingest import (  # a sibling script, not a package
+    CLK_TCK,
+    EVENTS_PATH,
+    BodySource,
+    LoadPlan,
+    ProcSample,
+    Scratch,
+    other_database,
+    sample_cpu,
+)
+
+from hub.app import create_app
+from hub.settings import load_settings
+
+BASE = "http://bench.local"
+Message = dict[str, Any]
+App = Callable[..., Awaitable[None]]  # an ASGI application
+
+
+async def post(app: App, body: bytes, headers: dict[str, str]) -> int:
+    """One request through the ASGI app; its status."""
+    raw = [(b"host", b"bench.local"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    scope: Message = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": EVENTS_PATH, "raw_path": EVENTS_PATH.encode(),
+        "query_string": b"", "root_path": "", "headers": raw, "client": ("127.0.0.1", 5555),
+        "server": ("bench.local", 80), "state": {},
+    }  # fmt: skip
+    sent = asyncio.Event()
+    status = 0
+
+    async def receive() -> Message:
+        if not sent.is_set():
+            sent.set()
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # never disconnects
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+
+    await app(scope, receive, send)
+    return status
+
+
+async def lifespan(app: App, started: asyncio.Event, stop: asyncio.Event) -> None:
+    """Run the app's lifespan until `stop` is set."""
+    startup = [{"type": "lifespan.startup"}]
+
+    async def receive() -> Message:
+        if startup:
+            return startup.pop()
+        await stop.wait()
+        return {"type": "lifespan.shutdown"}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "lifespan.startup.failed":
+            raise RuntimeError(str(message.get("message")))
+        if message["type"] == "lifespan.startup.complete":
+            started.set()
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+
+
+async def drive(app: App, bodies: list[tuple[bytes, dict[str, str]]], clients: int) -> list[float]:
+    """Send every body once from `clients` concurrent tasks; latencies in ms."""
+    pending: Iterator[tuple[bytes, dict[str, str]]] = iter(bodies)
+    latencies: list[float] = []
+
+    async def client() -> None:
+        for body, headers in pending:
+            started = time.perf_counter()
+            status = await post(app, body, headers)
+            latencies.append((time.perf_counter() - started) * 1000)
+            if status != 200:
+                raise RuntimeError(f"POST {EVENTS_PATH} answered {status}")
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return sorted(latencies)
+
+
+def postgres_ticks(sample: ProcSample, database: str) -> int:
+    """CPU ticks of the PostgreSQL sessions of `database` (not the server's own processes)."""
+    return sum(
+        ticks
+        for pid, (comm, _, ticks) in sample.procs.items()
+        if comm.startswith("postgres")
+        and database in sample.titles.get(pid, "").replace("\x00", " ").split()
+        and not other_database(sample.titles.get(pid, ""), database)
+    )
+
+
+async def measure(args: argparse.Namespace, scratch: Scratch, key_id: str, key_pem: bytes) -> None:
+    """Warm up, then time `--requests` batches and print CPU per batch."""
+    settings = msgspec.structs.replace(
+        load_settings(),
+        database_url=scratch.database_url,
+        redis_prefix=scratch.redis_prefix,
+        media_dir=str(scratch.folder / "media"),
+        public_base_url=BASE,
+        ratelimit_enabled=False,
+        log_level="warning",
+    )
+    app: App = create_app(settings)
+    started, stop = asyncio.Event(), asyncio.Event()
+    life = asyncio.create_task(lifespan(app, started, stop))
+    await started.wait()
+    plan = LoadPlan(
+        index=0, clients=args.clients, base_url=BASE, key_id=key_id, key_pem=key_pem,
+        batch=args.batch, warmup=0, duration=0, presigned=0,
+    )  # fmt: skip
+    source = BodySource(plan)
+    await drive(app, [source.take() for _ in range(args.warm)], args.clients)
+    bodies = [source.take() for _ in range(args.requests)]
+    database = scratch.database_url.rsplit("/", 1)[1]
+    # Timed by thread CPU time: a wall clock charges a send() to whoever the kernel preempted.
+    profile = cProfile.Profile(time.thread_time) if args.profile else None
+    pg_before, times_before, wall = postgres_ticks(sample_cpu(), database), os.times(), time.time()
+    if profile is not None:
+        profile.enable()
+    latencies = await drive(app, bodies, args.clients)
+    if profile is not None:
+        profile.disable()
+    wall, times_after = time.time() - wall, os.times()
+    pg_ms = (postgres_ticks(sample_cpu(), database) - pg_before) / CLK_TCK * 1000
+    user = (times_after.user - times_before.user) * 1000
+    system = (times_after.system - times_before.system) * 1000
+    n = args.requests
+    print(f"{n} batches of {args.batch} from {args.clients} clients in {wall:.1f} s")
+    split = f"user {user / n:.2f}, system {system / n:.2f}"
+    print(f"  API process   {(user + system) / n:.2f} ms CPU per batch ({split})")
+    print(f"  PostgreSQL    {pg_ms / n:.2f} ms CPU per batch (this run's sessions)")
+    p50, p99 = latencies[n // 2], latencies[min(n - 1, int(n * 0.99))]
+    print(f"  latency       p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    if profile is not None:
+        stats = pstats.Stats(profile, stream=sys.stdout)
+        stats.sort_stats("cumulative").print_stats(args.top)
+        stats.sort_stats("tottime").print_stats(args.top)
+    stop.set()
+    await life
+
+
+def main() -> None:
+    """Parse options, make the scratch resources, measure, clean up."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000, help="timed batches")
+    parser.add_argument("--warm", type=int, default=50, help="batches before timing")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent requests")
+    parser.add_argument("--batch", type=int, default=100, help="events per batch")
+    parser.add_argument("--profile", action="store_true", help="cProfile the timed batches")
+    parser.add_argument("--top", type=int, default=40, help="functions shown with --profile")
+    args = parser.parse_args()
+    scratch = Scratch(settings=load_settings())
+    try:
+        scratch.hub("migrate")
+        key_id, key_pem = scratch.add_node()
+        asyncio.run(measure(args, scratch, key_id, key_pem))
+    finally:
+        scratch.close()
+
+
+if __name__ == "__main__":
+    main()
