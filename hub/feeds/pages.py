@@ -115,14 +115,13 @@ async def take_offered(
     position, extend = after, False
     for _ in range(MAX_FILLS):
         cover = await offers.cover(kit, spec, after=position, extend=extend)
-        rows += await repository.select_offered(
-            kit.db.pool,
-            audience_id=cover.id,
-            after=position,
-            through=cover.hi,
-            filters=filters,
-            limit=limit - len(rows) + 1,
+        got = await offered_within(
+            kit, spec, cover, after=position, filters=filters, limit=limit - len(rows) + 1
         )
+        if got is None:  # the range was reset meanwhile: cover again, under what is now
+            extend = False
+            continue
+        rows += got
         if len(rows) > limit:
             return Taken(rows=rows[:limit], through=rows[limit - 1].seq, more=True)
         position = max(position, cover.hi)
@@ -130,6 +129,44 @@ async def take_offered(
             return Taken(rows=rows, through=position, more=False)
         extend = True
     return Taken(rows=rows, through=position, more=True)
+
+
+async def offered_within(
+    kit: FeedKit,
+    spec: AudienceSpec,
+    cover: offers.Cover,
+    *,
+    after: int,
+    filters: FeedFilters,
+    limit: int,
+) -> list[FeedRow] | None:
+    """Offered rows in (after, cover.hi], read in one snapshot that still shows the audience
+    covering them under the active revision; None when it does not (another reader reset
+    it for a new bundle revision since `cover`, deleting its offers: reading them anyway
+    would move the cursor past events never offered, and the agency would miss them)."""
+    if cover.hi <= after:
+        return []  # nothing is offered past the cursor yet
+    revision = kit.policy.revision or ""
+    async with (
+        kit.db.pool.acquire() as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        found, _ = await repository.find_audience(conn, key=spec.key)
+        if (
+            found is None
+            or found.id != cover.id
+            or found.revision != revision
+            or not found.lo <= after < cover.hi <= found.hi  # a range only grows in one revision
+        ):
+            return None
+        return await repository.select_offered(
+            conn,
+            audience_id=cover.id,
+            after=after,
+            through=cover.hi,
+            filters=filters,
+            limit=limit,
+        )
 
 
 @dataclass(frozen=True, slots=True)

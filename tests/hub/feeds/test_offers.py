@@ -11,7 +11,8 @@ import pytest
 from lxml import etree
 
 from hub.app import create_app
-from hub.feeds.pages import read_page
+from hub.feeds import offers, repository
+from hub.feeds.pages import audience_of, offered_within, read_page, take_offered
 from hub.feeds.schemas import FeedFilters
 from hub.feeds.service import resolve_reader, sequence_and_announce
 from hub.kit.soap import SOAP_ENV
@@ -167,3 +168,30 @@ async def test_a_new_bundle_judges_the_offers_again_from_the_readers_cursor(
     )
     assert again.page is not None
     assert [str(i.event_id) for i in again.page.items] == [north, central]
+
+
+async def test_offers_reset_between_cover_and_read_are_never_read_as_empty(
+    feed_services: Services,
+) -> None:
+    kit = feed_services.feeds
+    spec = audience_of(await resolve_reader(kit, POLICE, decision_id=None))
+    conn = await asyncpg.connect(feed_services.settings.database_url)
+    try:
+        for _ in range(3):
+            await insert_event(conn, NORTH_CAMERA)
+    finally:
+        await conn.close()
+    await sequence_and_announce(kit)
+    cover = await offers.cover(kit, spec, after=0, extend=False)
+    unchanged = await offered_within(kit, spec, cover, after=0, filters=FeedFilters(), limit=10)
+    assert unchanged is not None
+    assert len(unchanged) == 3
+    # Another reader, on a newer bundle revision, resets the audience (deleting its offers)
+    # between this reader's cover and its read: the read must say so, not return nothing.
+    async with kit.db.transaction() as tx:
+        await repository.reset_audience(tx, audience_id=cover.id, revision="newer", at=0)
+    assert await offered_within(kit, spec, cover, after=0, filters=FeedFilters(), limit=10) is None
+    # The page covers again under the active revision and finds all three.
+    taken = await take_offered(kit, spec, after=0, filters=FeedFilters(), limit=10)
+    assert len(taken.rows) == 3
+    assert taken.more is False
