@@ -15,12 +15,12 @@ INSERT INTO detection_event
     (node_id, event_id, captured_at, camera_id, classes, max_confidence, media_sha256,
      disposition, content_sha256, payload)
 SELECT $1, e.event_id, e.captured_at, e.camera_id, string_to_array(e.classes, ','),
-       e.max_confidence, string_to_array(e.media, ','), e.disposition, e.sha,
+       e.max_confidence, string_to_array(e.media, ','),
+       CASE WHEN e.event_id = ANY($10::uuid[]) THEN 'quarantined' ELSE 'accepted' END, e.sha,
        convert_from(e.payload, 'UTF8')::jsonb
 FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::real[], $7::text[],
-            $8::text[], $9::bytea[], $10::bytea[])
-     AS e(event_id, captured_at, camera_id, classes, max_confidence, media, disposition, sha,
-          payload)
+            $8::bytea[], $9::bytea[])
+     AS e(event_id, captured_at, camera_id, classes, max_confidence, media, sha, payload)
 ON CONFLICT (node_id, event_id, captured_at) DO NOTHING
 RETURNING event_id, id, captured_at
 """
@@ -60,17 +60,15 @@ async def insert_events(
     sent, so a re-send is still recognised."""
     if not events:
         return {}
-    rows = [
-        _row(item, node_id=node_id, quarantined=quarantined, strip_pii=strip_pii) for item in events
-    ]
+    rows = [_row(item, node_id=node_id, strip_pii=strip_pii) for item in events]
     columns = [list(column) for column in zip(*rows, strict=True)]
-    inserted = await conn.fetch(_INSERT_EVENTS, node_id, *columns)
+    # Quarantine as a (mostly empty) list of ids, not a text per event: the driver checks
+    # every array element's type at some cost, so arrays stay few and short.
+    inserted = await conn.fetch(_INSERT_EVENTS, node_id, *columns, list(quarantined))
     return {row["event_id"]: (row["id"], row["captured_at"]) for row in inserted}
 
 
-def _row(
-    item: PreparedEvent, *, node_id: UUID, quarantined: set[UUID], strip_pii: bool
-) -> tuple[object, ...]:
+def _row(item: PreparedEvent, *, node_id: UUID, strip_pii: bool) -> tuple[object, ...]:
     """One event's values, in the order of the insert's arrays."""
     event = item.event
     return (
@@ -80,7 +78,6 @@ def _row(
         ",".join(sorted({d.label for d in event.detections})),
         max(d.confidence for d in event.detections),
         ",".join(m.sha256 for m in event.media),
-        "quarantined" if event.event_id in quarantined else "accepted",
         item.content_sha256,
         # As bytes: a str would be decoded here only for the driver to encode it again.
         stored_payload(item, node_id=node_id, strip_pii=strip_pii),

@@ -124,6 +124,8 @@ async def _apply_policy(
     quarantined = {
         p.event.event_id for p, d in zip(keep, dispositions, strict=True) if d == "quarantine"
     }
+    if not dropped:  # the common case: nothing to take out
+        return _PolicyOutcome(keep=keep, quarantined=quarantined, decision_id=verdicts.decision_id)
     for position, event in enumerate(batch.events):
         if event.event_id in dropped and position not in decided:
             decided[position] = EventResult(
@@ -144,9 +146,10 @@ async def _store(
     """Insert what is new; compare what already exists (also after losing a concurrent race)."""
     ids = [p.event.event_id for p in keep]
     existing = await repository.stored_hashes(conn, node_id=node_id, event_ids=ids) if keep else {}
-    # Sorted, so two requests inserting overlapping batches take row locks in one order.
+    # Sorted, so two requests inserting overlapping batches take row locks in one order (by
+    # the id's integer: the order UUIDs compare in, without a Python comparison per pair).
     fresh = sorted(
-        (p for p in keep if p.event.event_id not in existing), key=lambda p: p.event.event_id
+        (p for p in keep if p.event.event_id not in existing), key=lambda p: p.event.event_id.int
     )
     rows = (
         await repository.insert_events(

@@ -1,0 +1,79 @@
+"""The ingest use case on real PostgreSQL with a small policy fake: what policy decides per
+event is what is stored (accepted or quarantined), answered (dropped events are rejected) and
+routed (only accepted events reach the planner)."""
+
+from collections.abc import Mapping
+from datetime import timedelta
+from uuid import UUID
+
+import asyncpg
+import msgspec
+import pytest
+
+from hub.contracts.detection_v1 import DetectionEvent, EventBatch
+from hub.ingest.ports import Disposition, IngestVerdicts, NoDeliveries, Planned
+from hub.ingest.service import IngestDeps, accept_batch
+from hub.runtime import Services
+from tests.hub.ingest.builders import event
+from tests.support import EdgeNode
+
+pytestmark = [pytest.mark.db]
+
+
+class ByCamera:
+    """Policy fake: a fixed disposition per camera, accept for the rest."""
+
+    def __init__(self, verdicts: Mapping[str, Disposition]) -> None:
+        self.verdicts = verdicts
+
+    async def decide(
+        self,
+        *,
+        node_id: UUID,
+        events: list[DetectionEvent],
+        jurisdictions: Mapping[str, str] | None = None,
+    ) -> IngestVerdicts:
+        return IngestVerdicts(
+            dispositions=[self.verdicts.get(e.camera_id, "accept") for e in events]
+        )
+
+
+class Routed(NoDeliveries):
+    """Planner fake that remembers which events it was asked to route."""
+
+    def __init__(self) -> None:
+        self.asked: set[UUID] = set()
+
+    async def plan(
+        self, conn: asyncpg.Connection, *, node_id: UUID, event_ids: set[UUID]
+    ) -> list[Planned]:
+        self.asked |= event_ids
+        return []
+
+
+async def test_policy_dispositions_are_stored_answered_and_routed(
+    services: Services, edge_node: EdgeNode
+) -> None:
+    cameras = {"demo-cam-1": "accept", "demo-cam-2": "quarantine", "demo-cam-3": "drop"}
+    sent = [event(camera_id=camera) for camera in cameras for _ in range(2)]
+    planner = Routed()
+    deps = IngestDeps(
+        db=services.db,
+        future_tolerance=timedelta(seconds=60),
+        policy=ByCamera({"demo-cam-2": "quarantine", "demo-cam-3": "drop"}),
+        planner=planner,
+    )
+    batch = msgspec.convert({"events": sent}, EventBatch)
+    result = await accept_batch(deps, node_id=edge_node.node.id, batch=batch)
+
+    assert [r.status for r in result.results] == ["accepted"] * 4 + ["rejected"] * 2
+    assert result.results[-1].reason == "dropped by policy"
+    async with services.db.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT event_id, camera_id, disposition FROM detection_event")
+    assert {r["camera_id"]: r["disposition"] for r in rows} == {
+        "demo-cam-1": "accepted",
+        "demo-cam-2": "quarantined",
+    }
+    assert len(rows) == 4
+    accepted = {r["event_id"] for r in rows if r["disposition"] == "accepted"}
+    assert planner.asked == accepted
