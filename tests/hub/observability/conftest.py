@@ -10,6 +10,8 @@ from typing import Any
 import msgspec
 import pytest
 from litestar import Litestar, Request, post
+from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -18,14 +20,18 @@ from hub.observability.tracing import instrument_clients, process_provider
 from tests.support import ThreadedServer
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def span_exporter() -> Iterator[InMemorySpanExporter]:
-    """Every finished span of this process (OpenTelemetry lets a provider be set once)."""
+    """Every finished span of this process while this package's tests run (OpenTelemetry
+    lets a provider be set once, so the exporter is added to it, then shut down)."""
     exporter = InMemorySpanExporter()
     process_provider().add_span_processor(SimpleSpanProcessor(exporter))
     instrument_clients()
     yield exporter
     exporter.shutdown()  # later tests of the session export nothing
+    # Instrumented clients would rewrite the `traceparent` later tests send and check.
+    AsyncPGInstrumentor().uninstrument()  # type: ignore[no-untyped-call]
+    HTTPXClientInstrumentor().uninstrument()  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture
