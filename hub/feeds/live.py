@@ -2,8 +2,13 @@
 
 One task per process reads new feed positions from PostgreSQL after its own watermark
 (woken by notices from the bus, so notices arriving out of order cannot reorder or skip
-events), releases each event once per (agency, recipient, purpose) among this process's
-subscribers, and queues the result on every matching subscriber. A subscriber whose queue
+events) and releases them as a page is released: per *audience* (the pages' audience key:
+recipient, purpose, subscription; and the agency, whose key signs the cursors), only the
+events its subscription wants and one of its sockets' filters asks for, with one
+`hub/release/decision` per distinct verdict among them (its logged input names the events it
+covered, so the decision log answers "why was event X released to agency Y") and one
+redaction plan per verdict. Each released item is encoded once, and the same text frame is
+queued on every subscriber of the audience whose filters want it. A subscriber whose queue
 holds `buffer` undelivered messages is dropped: its queue is replaced by a close marker, and
 the socket is closed with `SLOW_CONSUMER_CLOSE`. Live delivery is best-effort by design;
 every message carries a REST cursor, so a dropped client resumes with `GET /v1/feeds/events`.
@@ -15,7 +20,6 @@ The hub also tells open sockets when this process starts evaluating a new policy
 import asyncio
 import contextlib
 from collections import defaultdict
-from typing import Any
 
 import msgspec
 import structlog
@@ -25,14 +29,15 @@ from hub.feeds import repository
 from hub.feeds.kit import FeedKit
 from hub.feeds.live_access import Closing
 from hub.feeds.metrics import FeedMetrics, default_feed_metrics
-from hub.feeds.repository import FeedRow
-from hub.feeds.rules import encode_cursor, matches
-from hub.feeds.schemas import FeedFilters, FeedNotice, LiveEvent
+from hub.feeds.pages import audience_of
+from hub.feeds.release import ReleasedBatch, apply_verdicts, decide_groups, reader_hash_key
+from hub.feeds.repository import FeedRow, LiveRow
+from hub.feeds.rules import encode_cursor, matches, subscribed
+from hub.feeds.schemas import FeedFilters, FeedItem, FeedNotice, LiveEvent
 from hub.feeds.service import (
     SWEEP_GRACE_SECONDS,
     Reader,
     hydrate_payloads,
-    release_payload,
     sequence_and_announce,
 )
 
@@ -43,22 +48,25 @@ DRAIN_BATCH = 500
 # After an activation notice, how long to wait for this process's watcher to swap bundles.
 ACTIVATION_WAIT_SECONDS = 15.0
 ACTIVATION_POLL_SECONDS = 0.05
-_ALL = FeedFilters()
+_ENCODER = msgspec.json.Encoder()
 
 
 class Subscriber:
-    """One WebSocket's reader, filters and bounded queue (None in the queue: you are dropped)."""
+    """One WebSocket's reader, filters and bounded queue of frames (None: you are dropped)."""
 
     def __init__(self, reader: Reader, filters: FeedFilters, *, buffer: int) -> None:
         self.reader = reader
         self.filters = filters
         self.buffer = buffer
-        self.queue: asyncio.Queue[LiveEvent | None] = asyncio.Queue()
+        # What release depends on (the pages' audience) and the agency cursors are signed for.
+        self.audience = (reader.agency, audience_of(reader).key)
+        # Text frames, each encoded once for every subscriber of its audience.
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.dropped = False
         self.closing: Closing | None = None  # set when the hub closes it for a reason
         self.gone = asyncio.Event()  # set when dropped, so a sender stuck in send is noticed
 
-    def offer(self, message: LiveEvent) -> bool:
+    def offer(self, message: str) -> bool:
         """Queue a message; past the buffer, drop the subscriber instead (False)."""
         if self.dropped:
             return False
@@ -174,9 +182,7 @@ class LiveHub:
     async def _drain(self) -> None:
         while True:
             async with self._kit.db.transaction() as conn:
-                rows = await repository.select_page(
-                    conn, after=self._watermark, filters=_ALL, limit=DRAIN_BATCH
-                )
+                rows = await repository.select_live(conn, after=self._watermark, limit=DRAIN_BATCH)
             if not rows:
                 return
             if self._subscribers:
@@ -185,60 +191,40 @@ class LiveHub:
             if len(rows) < DRAIN_BATCH:
                 return
 
-    async def _fan_out(self, rows: list[FeedRow]) -> None:
-        groups: dict[bytes, list[Subscriber]] = defaultdict(list)
+    async def _fan_out(self, rows: list[LiveRow]) -> None:
+        audiences: dict[tuple[str, str], list[Subscriber]] = defaultdict(list)
         for subscriber in list(self._subscribers):
             if not subscriber.dropped:
-                groups[
-                    msgspec.json.encode([subscriber.reader.agency, subscriber.reader.state])
-                ].append(subscriber)
-        # One vault query per drained batch, shared by every group (release deep-copies).
+                audiences[subscriber.audience].append(subscriber)
+        # One vault query per drained batch, shared by every audience; each audience redacts
+        # its own copy (redaction works in place), decoded from this one encoding.
         records = await hydrate_payloads(self._kit, [row.payload for row in rows])
-        entries = [await self._fan_out_group(members, rows, records) for members in groups.values()]
+        encoded = [msgspec.json.encode(record) for record in records]
+        entries = [await self._release_to(members, rows, encoded) for members in audiences.values()]
         # Audited after sending, so the audit's commit (a WAL flush) is not on the live path's
-        # latency; one statement for every group's entry (one per group, never per event).
+        # latency; one statement for every audience's entry (one per audience, never per event).
         async with self._kit.db.transaction() as conn:
             await append_entries(conn, [entry for entry in entries if entry is not None])
 
-    async def _fan_out_group(
-        self, members: list[Subscriber], rows: list[FeedRow], records: list[dict[str, Any]]
+    async def _release_to(
+        self, members: list[Subscriber], rows: list[LiveRow], encoded: list[bytes]
     ) -> AuditEntry | None:
+        """Release the rows one audience may be offered, once per distinct verdict, and queue
+        each released item's frame on every member whose filters want it."""
         reader = members[0].reader
-        sent: list[int] = []
-        decisions: list[str] = []
-        withheld: list[int] = []
-        for row, record in zip(rows, records, strict=True):
-            wanted = [
-                s
-                for s in members
-                if matches(
-                    s.filters,
-                    camera_id=row.camera_id,
-                    classes=row.classes,
-                    captured_at=row.captured_at,
-                )
-            ]
-            if not wanted:
-                continue
-            released = await release_payload(
-                self._kit, reader, record, data_class="detection_event"
-            )
-            decisions.append(released.decision_id)
-            if not released.allowed or released.record is None:
-                withheld.append(row.seq)
-                continue
-            message = LiveEvent(
-                seq=row.seq,
-                event_id=row.event_id,
-                decision_id=released.decision_id,
-                record=released.record,
-                cursor=encode_cursor(row.seq, agency=reader.agency, key=self._kit.cursor_key),
-            )
-            for subscriber in wanted:
-                subscriber.offer(message)
-            sent.append(row.seq)
-        if not sent and not withheld:
+        offered = [
+            (row, data) for row, data in zip(rows, encoded, strict=True) if _offered(members, row)
+        ]
+        if not offered:
             return None
+        released = await _release(self._kit, reader, offered, after=self._watermark)
+        by_seq = {row.seq: row for row, _ in offered}
+        for item in released.items:
+            row = by_seq[item.seq]
+            frame = self._frame(reader, item)
+            for subscriber in members:
+                if _wants(subscriber, row):
+                    subscriber.offer(frame)
         return AuditEntry(
             actor=f"agency:{reader.agency}",
             action="feeds.live.push",
@@ -246,8 +232,72 @@ class LiveHub:
             detail={
                 "channel": "live",
                 "subscribers": sorted({s.reader.actor for s in members}),
-                "seqs": sent,
-                "withheld": withheld,
-                "decision_ids": decisions,
+                "seqs": [item.seq for item in released.items],
+                "withheld": released.withheld,
+                "decision_ids": [item.decision_id for item in released.items],
             },
         )
+
+    def _frame(self, reader: Reader, item: FeedItem) -> str:
+        """The text frame of one released item, encoded once for its whole audience."""
+        message = LiveEvent(
+            seq=item.seq,
+            event_id=item.event_id,
+            decision_id=item.decision_id,
+            record=item.record,
+            cursor=encode_cursor(item.seq, agency=reader.agency, key=self._kit.cursor_key),
+        )
+        return _ENCODER.encode(message).decode()
+
+
+def _wants(subscriber: Subscriber, row: LiveRow) -> bool:
+    """Whether a socket's own filters ask for the event."""
+    return matches(
+        subscriber.filters,
+        camera_id=row.camera_id,
+        classes=row.classes,
+        captured_at=row.captured_at,
+    )
+
+
+def _offered(members: list[Subscriber], row: LiveRow) -> bool:
+    """What pages would offer the audience (its subscription; the coarse verdict is the
+    release decision itself), and only if one of its sockets' filters wants it."""
+    subscription = members[0].reader.subscription
+    return subscribed(
+        subscription,
+        camera_id=row.camera_id,
+        classes=row.classes,
+        max_confidence=row.max_confidence,
+    ) and any(_wants(s, row) for s in members)
+
+
+async def _release(
+    kit: FeedKit, reader: Reader, offered: list[tuple[LiveRow, bytes]], *, after: int
+) -> ReleasedBatch:
+    """One release decision per distinct verdict over the offered rows, as a page's
+    (hub/feeds/release.py); the decisions' logged input names the events they covered.
+
+    A verdict policy could not give (it failed closed) withholds only the events it covers:
+    live delivery is best-effort and the REST cursor resumes them, whereas a page stops
+    there so its cursor never passes them."""
+    rows: list[FeedRow] = [row for row, _ in offered]
+    records = [msgspec.json.decode(data) for _, data in offered]
+    verdicts = await decide_groups(
+        kit.policy, recipient=reader.recipient, purpose=reader.purpose, rows=rows, records=records
+    )
+    decided = [i for i, verdict in enumerate(verdicts) if verdict.error is None]
+    batch = apply_verdicts(
+        [rows[i] for i in decided],
+        [records[i] for i in decided],
+        [verdicts[i] for i in decided],
+        hash_key=reader_hash_key(kit.hash_key, reader.recipient),
+        after=after,
+    )
+    failed = [row.seq for row, verdict in zip(rows, verdicts, strict=True) if verdict.error]
+    return ReleasedBatch(
+        items=batch.items,
+        withheld=sorted(batch.withheld + failed),
+        last=rows[-1].seq,
+        stopped=False,
+    )

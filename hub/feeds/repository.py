@@ -114,6 +114,41 @@ async def select_page(
     return [_row(r) for r in rows]
 
 
+_LIVE = """
+SELECT f.seq, e.event_id, f.camera_id, f.classes, e.captured_at, f.max_confidence,
+       e.payload::text AS payload
+FROM feed_entry f
+JOIN detection_event e ON e.id = f.event_pk AND e.captured_at = f.captured_at
+WHERE f.seq > $1 AND e.disposition = 'accepted'
+ORDER BY f.seq
+LIMIT $2
+"""
+
+
+class LiveRow(FeedRow, frozen=True, kw_only=True):
+    """A feed row with what an agency's subscription looks at besides camera and classes
+    (the live feed matches subscriptions in Python, as offers do in SQL)."""
+
+    max_confidence: float
+
+
+async def select_live(conn: asyncpg.Connection, *, after: int, limit: int) -> list[LiveRow]:
+    """Up to `limit` events after position `after`, in order, for the live fan-out."""
+    rows = await conn.fetch(_LIVE, after, limit)
+    return [
+        LiveRow(
+            seq=r["seq"],
+            event_id=r["event_id"],
+            camera_id=r["camera_id"],
+            classes=list(r["classes"]),
+            captured_at=r["captured_at"],
+            max_confidence=r["max_confidence"],
+            payload=r["payload"],
+        )
+        for r in rows
+    ]
+
+
 async def last_seq(conn: asyncpg.Connection) -> int:
     """The highest position handed out so far (0 before any)."""
     return int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM feed_entry"))

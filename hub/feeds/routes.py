@@ -53,7 +53,6 @@ CameraList = Annotated[
     list[FilterText] | None,
     QueryParameter(name="camera", description="any of these cameras", max_items=64),
 ]
-_encoder = msgspec.json.Encoder()
 
 
 async def resolve_reader(services: ServicesDep, connection: AnyConnection) -> Reader:
@@ -281,7 +280,7 @@ async def _send(socket: WebSocket[Any, Any, Any], subscriber: Subscriber) -> Non
         message = await subscriber.queue.get()
         if message is None or subscriber.dropped:
             return
-        await socket.send_data(_encoder.encode(message).decode(), mode="text")
+        await socket.send_data(message, mode="text")  # encoded once for its audience
 
 
 async def _drain_client(socket: WebSocket[Any, Any, Any]) -> None:

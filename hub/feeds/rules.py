@@ -1,13 +1,16 @@
-"""Pure rules of feeds: opaque signed cursors, ETags, filter matching, the recipient."""
+"""Pure rules of feeds: opaque signed cursors, ETags, filter and subscription matching, the
+recipient."""
 
 import base64
 import hashlib
 import hmac
+import struct
 from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
 
+from hub.delivery.schemas import Subscription
 from hub.feeds.errors import CursorError
 from hub.feeds.schemas import FeedFilters
 from hub.identity.schemas import Subject
@@ -85,6 +88,28 @@ def matches(
     if filters.since is not None and captured_at < filters.since:
         return False
     return filters.until is None or captured_at < filters.until
+
+
+def subscribed(
+    subscription: Subscription,
+    *,
+    camera_id: str,
+    classes: Sequence[str],
+    max_confidence: float,
+) -> bool:
+    """Whether an agency's subscription wants an event: the test offers make in SQL
+    (hub/feeds/repository.py, `_INSERT_OFFERS`), so the live feed offers what pages do."""
+    if subscription.classes and not set(subscription.classes) & set(classes):
+        return False
+    if subscription.cameras and camera_id not in subscription.cameras:
+        return False
+    # The column is `real`: compare at its precision, as PostgreSQL does (`$7::real`).
+    return max_confidence >= _as_real(subscription.min_confidence)
+
+
+def _as_real(value: float) -> float:
+    """A float rounded to single precision (PostgreSQL's `real`)."""
+    return float(struct.unpack("f", struct.pack("f", value))[0])
 
 
 def recipient_for(
