@@ -199,9 +199,12 @@ async def _batch_in_order(
     if wait > 0:
         await asyncio.sleep(wait)
 
+    records = await _records(deps, claimed)  # one vault query for every queue's rows
+    gate = deps.limits.semaphore(agency.id, agency.max_concurrency)
+
     async def send(row: Claimed) -> _Result:
-        [(_, result)] = await _deliver_all(deps, agency, [row])
-        return result
+        async with gate:
+            return await _attempt(deps, agency, row, records.get(row.id))
 
     window = deps.lease_seconds * ordering.SEND_WINDOW_OF_LEASE
     outcomes, unsent = await ordering.send_in_order(claimed, send, window_seconds=window)
@@ -232,8 +235,8 @@ async def _give_back(
     return wait
 
 
-async def _deliver_all(deps: DeliveryDeps, agency: Agency, claimed: Sequence[Claimed]) -> Outcomes:
-    """Release and send every claimed row, at most `max_concurrency` at a time per process."""
+async def _records(deps: DeliveryDeps, claimed: Sequence[Claimed]) -> dict[UUID, dict[str, Any]]:
+    """The records of claimed rows whose event is still stored, PII filled in."""
     records = {
         c.id: delivery_record(c.payload, node_id=c.node_id)
         for c in claimed
@@ -242,6 +245,12 @@ async def _deliver_all(deps: DeliveryDeps, agency: Agency, claimed: Sequence[Cla
     # Stored payloads name their PII; it comes back from the vault (absent once forgotten),
     # for the whole batch in one query.
     await hydrate(deps.db.pool, process_keys, list(records.values()))
+    return records
+
+
+async def _deliver_all(deps: DeliveryDeps, agency: Agency, claimed: Sequence[Claimed]) -> Outcomes:
+    """Release and send every claimed row, at most `max_concurrency` at a time per process."""
+    records = await _records(deps, claimed)
     gate = deps.limits.semaphore(agency.id, agency.max_concurrency)
 
     async def one(row: Claimed) -> tuple[Claimed, _Result]:
