@@ -87,17 +87,23 @@ async def claim_batch(
 ) -> list[Claimed]:
     """Claim up to `limit` due deliveries of one agency, oldest first."""
     rows = await conn.fetch(_CLAIM_BATCH, agency_id, limit, lease_seconds)
-    return [
-        Claimed(
-            id=row["id"],
-            attempt=row["attempts"],
-            attempt_limit=row["attempt_limit"],
-            payload=row["payload"],
-            node_id=row["node_id"],
-            traceparent=row["traceparent"],
-        )
-        for row in rows
-    ]
+    return [claimed_of(row) for row in rows]
+
+
+def claimed_of(
+    row: asyncpg.Record, *, queue: str | None = None, order_seq: int | None = None
+) -> Claimed:
+    """A claimed row as the worker sends it (FIFO claims add its queue and place)."""
+    return Claimed(
+        id=row["id"],
+        attempt=row["attempts"],
+        attempt_limit=row["attempt_limit"],
+        payload=row["payload"],
+        node_id=row["node_id"],
+        traceparent=row["traceparent"],
+        queue=queue,
+        order_seq=order_seq,
+    )
 
 
 # FIFO agencies (ADR 0019). Ordered claims of one agency take turns under this advisory lock

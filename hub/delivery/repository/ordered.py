@@ -5,7 +5,7 @@ from uuid import UUID
 
 import asyncpg
 
-from hub.delivery.repository.ledger import Claimed
+from hub.delivery.repository.ledger import Claimed, claimed_of
 from hub.delivery.schemas import (
     OrderBlock,
 )
@@ -123,16 +123,7 @@ async def claim_heads(
     sql = _CLAIM_CAMERA_HEADS if per_camera else _CLAIM_AGENCY_HEADS
     rows = await conn.fetch(sql, agency_id, limit, lease_seconds)
     return [
-        Claimed(
-            id=row["id"],
-            attempt=row["attempts"],
-            attempt_limit=row["attempt_limit"],
-            payload=row["payload"],
-            node_id=row["node_id"],
-            traceparent=row["traceparent"],
-            queue=row["camera_id"] if per_camera else "",
-            order_seq=row["order_seq"],
-        )
+        claimed_of(row, queue=row["camera_id"] if per_camera else "", order_seq=row["order_seq"])
         for row in rows
     ]
 
