@@ -5,7 +5,8 @@ keeps what let it in (its credential headers and request) and asks again: every
 `feeds_live_recheck_seconds`, at the access token's expiry, and as soon as this process
 runs a new policy bundle. It is closed (never left open "until the next message") when the
 token expired or was revoked, its client was disabled, its agency was paused or disabled,
-policy no longer lets it use the route, or what it may see changed. A check that cannot be
+policy no longer lets it use the route, or what it may see changed (recipient, purpose or
+its agency's subscription: its live audience). A check that cannot be
 made (Redis or PostgreSQL away) closes it too: fail closed, the client resumes with its
 cursor.
 
@@ -93,7 +94,14 @@ async def _still_allowed(kit: FeedKit, subject: Subject, live: LivePass) -> Clos
         subject, agency=agency.name, jurisdictions=agency.jurisdictions, clearance=agency.clearance
     )
     purpose = subject.purpose or agency.purpose
-    if (recipient, purpose) != (live.reader.recipient, live.reader.purpose):
+    # The subscription is part of the socket's audience (what it is offered): a changed one
+    # is a new audience, as for pages, which resolve it per request.
+    subscription = await kit.agencies.subscription(agency.name)
+    if (recipient, purpose, subscription) != (
+        live.reader.recipient,
+        live.reader.purpose,
+        live.reader.subscription,
+    ):
         return Closing(CLOSE_CHANGED, "what this socket may see changed; reconnect", "changed")
     return None
 

@@ -224,13 +224,20 @@ async def test_one_subject_holds_at_most_the_cap_and_open_sockets_are_counted(
     assert after == before
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        "clearance = 2",  # the recipient
+        "sub_min_confidence = 0.95",  # the subscription: what its audience is offered
+    ],
+)
 async def test_a_socket_closes_when_what_it_may_see_changes(
-    server: ThreadedServer, services: Services, tokens: dict[str, str]
+    server: ThreadedServer, services: Services, tokens: dict[str, str], change: str
 ) -> None:
     async with connect(ws_url(server), additional_headers=bearer(tokens["police"])) as ws:
         await stays_open(ws, 2 * RECHECK)
         await services.db.pool.execute(
-            "UPDATE agency SET clearance = 2 WHERE name = 'police-north'"
+            f"UPDATE agency SET {change} WHERE name = 'police-north'"  # noqa: S608 - fixed values
         )
         code, reason, after = await closed_within(ws, 6)
 
