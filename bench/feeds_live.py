@@ -6,10 +6,12 @@ and given feed positions (one in ten from the north camera: police-north may see
 transit-authority and city-analytics 90 %). `--subscribers` subscribers, spread over the three
 demo agencies, join this process's live hub directly (no sockets: the figure is the fan-out's
 release work, not the WebSocket send); the hub then drains every position once, as it does
-when positions are announced, and the decision log is flushed. CPU is this process's
-(`time.process_time`) plus PostgreSQL's for the scratch database (from /proc), per event
-delivered (one message queued on one subscriber) and per event drained. Queues are unbounded
-here, so no subscriber is dropped.
+when positions are announced, the decision log is flushed and each queued message is turned
+into its text frame as the socket sender does. CPU is this process's (`time.process_time`)
+and PostgreSQL's (from /proc, sessions of other databases left out), per event drained and
+per message delivered (one event queued on one subscriber). Queues are unbounded here, so no
+subscriber is dropped. Run from the repository root (the default bundle is read from
+`policies/`):
 
     .venv/bin/python bench/feeds_live.py --events 5000 --subscribers 30
 """
