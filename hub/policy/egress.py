@@ -76,7 +76,7 @@ EGRESS: tuple[Egress, ...] = (
         recipient="agency",
         releases="record",
         routes=("WS /v1/feeds/live",),
-        how="release() once per (agency, recipient, purpose) group, socket re-checked",
+        how="release() per audience, one decision per distinct verdict; socket re-checked",
     ),
     Egress(
         name="feed-media",
