@@ -10,12 +10,14 @@ import asyncpg
 import msgspec
 import pytest
 
+from hub.feeds.kit import FeedKit
 from hub.feeds.live import Subscriber
 from hub.feeds.pages import audience_of, take_offered
 from hub.feeds.schemas import FeedFilters
 from hub.feeds.service import resolve_reader, sequence_and_announce
 from hub.identity.schemas import Subject
 from hub.policy.decisions import decisions_for_event
+from hub.policy.service import PolicyService
 from hub.runtime import Services
 from tests.hub.feeds.builders import CENTRAL_CAMERA, NORTH_CAMERA
 from tests.hub.feeds.test_service import POLICE, insert_event
@@ -194,3 +196,27 @@ async def test_a_subscriber_gets_only_what_its_audience_may_be_offered(
         feed_services.feeds, audience_of(police.reader), after=0, filters=FeedFilters(), limit=10
     )
     assert offered.rows == []  # the pages agree
+
+
+async def test_when_policy_cannot_decide_nothing_is_sent_and_the_socket_stays(
+    feed_services: Services,
+) -> None:
+    # A process whose policy has no bundle: every release decision fails closed.
+    unavailable = PolicyService(None, sink=feed_services.decisions, eval_budget_ms=50)
+    kit = FeedKit(
+        feed_services.settings, db=feed_services.db, redis=feed_services.redis, policy=unavailable
+    )
+    conn = await asyncpg.connect(feed_services.settings.database_url)
+    try:
+        reader = await resolve_reader(kit, POLICE, decision_id=None)
+        police = await kit.live.subscribe(reader, FeedFilters())
+        await insert_event(conn, NORTH_CAMERA)
+        await sequence_and_announce(kit)
+        (entry,) = await pushes(conn, 1)
+    finally:
+        await conn.close()
+        await kit.aclose()
+    await nothing_more(police)
+    assert not police.dropped  # live is best-effort: the client resumes with its cursor
+    assert entry["seqs"] == []
+    assert len(entry["withheld"]) == 1
