@@ -44,24 +44,18 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import msgspec
+from _feedkit import AGENCIES, agency_token, get_page, register_agencies
 from ingest import cpu_split, sample_cpu  # bench/ingest.py: the same /proc sampler
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake
 
 from hub.feeds.repository import sequence_pending
 from hub.feeds.schemas import FeedNotice
-from hub.identity.tokens import TokenEntry, append_token, new_token, token_hash
 from hub.settings import load_settings
 
 GOAL_PAGE_P99_MS = 50.0
 GOAL_ITEMS_PER_S = 20_000
-PAGE_LIMIT = 100
 GOAL_LIVE_P99_MS = 250.0
-AGENCIES = {
-    "police-north": (["north"], 3, "investigation"),
-    "transit-authority": (["central"], 2, "traffic"),
-    "city-analytics": (["central"], 1, "statistics"),
-}
 CAMERAS = ["demo-cam-1", "demo-cam-2", "demo-cam-3"]
 COLUMNS = (
     "node_id", "event_id", "captured_at", "camera_id", "classes", "max_confidence",
@@ -174,17 +168,7 @@ class Scratch:
 
     def token(self, agency: str) -> str:
         """An agency client token."""
-        jurisdictions, clearance, purpose = AGENCIES[agency]
-        token = new_token()
-        append_token(
-            self.tokens_file,
-            TokenEntry(
-                sha256=token_hash(token), subject=f"bench-{agency}-{uuid.uuid4().hex[:6]}",
-                kind="client", roles=["agency"], agency=agency, jurisdictions=jurisdictions,
-                clearance=clearance, purpose=purpose,
-            ),
-        )  # fmt: skip
-        return token
+        return agency_token(self.tokens_file, agency)
 
     async def close(self) -> None:
         """Stop the API, drop the database and Redis keys, remove the folder."""
@@ -214,12 +198,7 @@ async def seed(scratch: Scratch, events: int) -> None:
     """Register the agencies, COPY the events in and give them feed positions."""
     conn = await asyncpg.connect(scratch.database_url)
     try:
-        for name, (jurisdictions, clearance, purpose) in AGENCIES.items():
-            await conn.execute(
-                """INSERT INTO agency (id, name, adapter_kind, endpoint, purpose, jurisdictions,
-                   clearance) VALUES ($1, $2, 'rest', 'http://127.0.0.1:9/', $3, $4, $5)""",
-                uuid.uuid4(), name, purpose, jurisdictions, clearance,
-            )  # fmt: skip
+        await register_agencies(conn)
         start = datetime.now(UTC) - timedelta(hours=1)
         for first in range(0, events, 10_000):
             rows = [
@@ -232,21 +211,6 @@ async def seed(scratch: Scratch, events: int) -> None:
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
-
-
-async def get_page(
-    http: httpx.AsyncClient, token: str, cursor: str | None
-) -> tuple[int, str, bool]:
-    """One page: items released, next cursor, has_more."""
-    params: dict[str, Any] = {"limit": PAGE_LIMIT}
-    if cursor:
-        params["cursor"] = cursor
-    response = await http.get(
-        "/v1/feeds/events", params=params, headers={"Authorization": f"Bearer {token}"}
-    )
-    response.raise_for_status()
-    body = response.json()
-    return len(body["items"]), body["next_cursor"], bool(body["has_more"])
 
 
 async def page_through(

@@ -1,0 +1,66 @@
+"""Agency feed readers for the benches: the bench agencies, their bearer tokens, one REST page.
+
+Not a benchmark of its own (the leading underscore keeps `make bench` from running it).
+`feeds.py` measures the feeds alone; `ingest.py --feed-readers N` runs readers beside ingest.
+"""
+
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from hub.identity.tokens import TokenEntry, append_token, new_token, token_hash
+
+FEED_PATH = "/v1/feeds/events"
+PAGE_LIMIT = 100
+# name -> (jurisdictions, clearance, purpose): the registry attributes release policy reads.
+AGENCIES = {
+    "police-north": (["north"], 3, "investigation"),
+    "transit-authority": (["central"], 2, "traffic"),
+    "city-analytics": (["central"], 1, "statistics"),
+}
+
+
+async def register_agencies(conn: asyncpg.Connection, names: Iterable[str] = AGENCIES) -> None:
+    """Register bench agencies (REST, subscribed to everything) in the scratch database; a
+    push endpoint where nothing listens, as no worker runs to deliver to it."""
+    for name in names:
+        jurisdictions, clearance, purpose = AGENCIES[name]
+        await conn.execute(
+            """INSERT INTO agency (id, name, adapter_kind, endpoint, purpose, jurisdictions,
+               clearance) VALUES ($1, $2, 'rest', 'http://127.0.0.1:9/', $3, $4, $5)""",
+            uuid.uuid4(), name, purpose, jurisdictions, clearance,
+        )  # fmt: skip
+
+
+def agency_token(tokens_file: Path, agency: str) -> str:
+    """A new agency client bearer token, appended to the API's tokens file."""
+    jurisdictions, clearance, purpose = AGENCIES[agency]
+    token = new_token()
+    append_token(
+        tokens_file,
+        TokenEntry(
+            sha256=token_hash(token), subject=f"bench-{agency}-{uuid.uuid4().hex[:6]}",
+            kind="client", roles=["agency"], agency=agency, jurisdictions=jurisdictions,
+            clearance=clearance, purpose=purpose,
+        ),
+    )  # fmt: skip
+    return token
+
+
+async def get_page(
+    http: httpx.AsyncClient, token: str, cursor: str | None
+) -> tuple[int, str, bool]:
+    """One page of `PAGE_LIMIT`: items released, next cursor, has_more (raises on non-2xx)."""
+    params: dict[str, Any] = {"limit": PAGE_LIMIT}
+    if cursor:
+        params["cursor"] = cursor
+    response = await http.get(
+        FEED_PATH, params=params, headers={"Authorization": f"Bearer {token}"}
+    )
+    response.raise_for_status()
+    body = response.json()
+    return len(body["items"]), body["next_cursor"], bool(body["has_more"])
