@@ -134,6 +134,9 @@ class Scratch:
         self.procs.append(proc)
         return proc
 
+    def __post_init__(self) -> None:
+        self.copy_policy()  # the settings name the copy: every user of a Scratch needs it
+
     def copy_policy(self) -> None:
         """The default bundle, with the isolation phase's failing agencies as recipients."""
         folder = self.folder / "policies"
@@ -536,7 +539,6 @@ def secret_file(folder: Path, secret: str) -> Path:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     scratch = Scratch(load_settings())
     try:
-        scratch.copy_policy()
         scratch.migrate()
         settings = scratch.settings
         port = free_port()
