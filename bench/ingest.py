@@ -5,9 +5,12 @@ failure: a database `hub_bench_<random>` on the server of HUB_DATABASE_URL, Redi
 `bench:<random>:`, a registered edge node and a `hub api` subprocess on a free loopback port.
 The load generator runs in its own processes (so its GIL does not cap the figure), but it
 shares the machine's cores with the API, PostgreSQL and Redis; the output says how the CPU
-was split. See bench/README.md for what each figure means.
+was split. With `--feed-readers N`, N agency clients page the REST feed in processes of their
+own during the same timed window; `--compare-readers` times ingest alone, then beside them.
+See bench/README.md for what each figure means.
 
     .venv/bin/python bench/ingest.py --clients 8 --duration 15 --workers 2
+    .venv/bin/python bench/ingest.py --feed-readers 20 --compare-readers
 """
 
 import argparse
@@ -38,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import msgspec
+from _feedkit import agency_token, get_page, register_agencies
 from redis.asyncio import Redis
 
 from edge.signing import RequestSigner, load_private_key
@@ -62,6 +66,11 @@ RAW_COLUMNS = (
 # The default policy's classes, scored above their minimums: the bench measures the store path.
 LABELS = ("person", "person", "vehicle", "vehicle", "face", "plate")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The bench agencies whose jurisdiction (central) holds the bench node's cameras: each may be
+# offered every ingested event. Registering them makes ingest plan their deliveries too.
+READER_AGENCIES = ("transit-authority", "city-analytics")
+# A reader whose page failed waits this long before asking again (no hot loop on errors).
+READER_ERROR_PAUSE = 0.05
 OTHER_CPU_WARNING = 15.0  # % of a core used by processes outside this run
 
 
@@ -265,6 +274,97 @@ def load_process(plan: LoadPlan, conn: Connection) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Feed readers (run in child processes of their own, beside the load generator)
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderPlan:
+    """What one feed-reader process does: one closed-loop reader per token."""
+
+    index: int
+    base_url: str
+    tokens: tuple[str, ...]
+    warmup: float
+    duration: float
+
+
+@dataclass(slots=True)
+class ReaderTally:
+    """What one reader process saw inside the timed window."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    items: int = 0
+    laps: int = 0  # times a reader reached the end of its feed and started again
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def error(self, status: str) -> None:
+        """Count one failed page."""
+        self.errors[status] = self.errors.get(status, 0) + 1
+
+
+async def fetch_page(
+    http: httpx.AsyncClient, token: str, cursor: str | None
+) -> tuple[str, tuple[int, str, bool] | None]:
+    """One feed page: "200" and (items, next cursor, has_more), or the status (or exception
+    name) of a failure."""
+    try:
+        return "200", await get_page(http, token, cursor)
+    except httpx.HTTPStatusError as exc:
+        return str(exc.response.status_code), None
+    except httpx.HTTPError as exc:
+        return type(exc).__name__, None
+
+
+async def read_feed(
+    plan: ReaderPlan, token: str, window: tuple[float, float], tally: ReaderTally
+) -> None:
+    """One agency client on its own keep-alive connection: pages of 100 from the start of its
+    feed, back to back; at the end (`has_more` false) it starts again from the beginning, so
+    every page releases stored events rather than waiting for new ones."""
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    cursor: str | None = None
+    async with httpx.AsyncClient(base_url=plan.base_url, limits=limits, timeout=30.0) as http:
+        while time.monotonic() < window[1]:
+            started = time.monotonic()
+            status, page = await fetch_page(http, token, cursor)
+            finished = time.monotonic()
+            counted = window[0] <= finished <= window[1]
+            if page is None:
+                if counted:
+                    tally.error(status)
+                await asyncio.sleep(READER_ERROR_PAUSE)
+                continue
+            items, next_cursor, more = page
+            if counted:
+                tally.latencies_ms.append((finished - started) * 1000)
+                tally.items += items
+                tally.laps += 0 if more else 1
+            cursor = next_cursor if more else None
+
+
+async def drive_readers(plan: ReaderPlan, start_at: float) -> ReaderTally:
+    """Run this process's readers from `start_at` (through the warm-up); count the window."""
+    measure_from = start_at + plan.warmup
+    window = (measure_from, measure_from + plan.duration)
+    tally = ReaderTally()
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+    await asyncio.gather(*(read_feed(plan, token, window, tally) for token in plan.tokens))
+    return tally
+
+
+def reader_process(plan: ReaderPlan, conn: Connection) -> None:
+    """Child entry: report ready, wait for the common start time, read, report."""
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    conn.send("ready")
+    start_at: float = conn.recv()
+    conn.send(asdict(asyncio.run(drive_readers(plan, start_at))))
+    conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
 # CPU accounting from /proc (who used the cores during the timed window)
 
 
@@ -332,9 +432,11 @@ def cpu_split(
     api_pid: int,
     load_pids: set[int],
     database: str = "",
+    reader_pids: set[int] | None = None,
 ) -> dict[str, Any]:
     """Percent of one core used per group (api, postgres, redis, load generator, other);
-    with `database`, sessions of other databases on the shared server count as other."""
+    with `database`, sessions of other databases on the shared server count as other; with
+    `reader_pids`, the feed readers are a group of their own."""
     seconds = after.at - before.at
     used: dict[int, float] = {}
     for pid, (_, _, ticks) in after.procs.items():
@@ -352,6 +454,8 @@ def cpu_split(
         "redis": {p for p, v in after.procs.items() if v[0].startswith("redis-server")},
         "load_generator": load,
     }
+    if reader_pids is not None:
+        groups["feed_readers"] = set().union(*(descendants(after, p) for p in reader_pids))
     split = {name: round(sum(used.get(p, 0.0) for p in pids), 1) for name, pids in groups.items()}
     busy = (after.busy - before.busy) / CLK_TCK / seconds * 100
     split["other"] = round(max(0.0, busy - sum(split.values())), 1)
@@ -376,6 +480,7 @@ class Scratch:
     folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hub-bench-")))
     api: subprocess.Popen[bytes] | None = None
     api_log: Path | None = None
+    tokens_file: Path | None = None  # agency bearer tokens, made only for feed readers
 
     @property
     def database_url(self) -> str:
@@ -401,6 +506,8 @@ class Scratch:
             HUB_MEDIA_DIR=str(self.folder / "media"),
             **extra,
         )
+        if self.tokens_file is not None:
+            env["HUB_API_TOKENS_FILE"] = str(self.tokens_file)
         return env
 
     def hub(self, *args: str) -> str:
@@ -423,6 +530,21 @@ class Scratch:
             self.hub("nodes", "cameras", "add", name, f"site-1:cam-{number:02d}",
                      "--jurisdiction", "central")  # fmt: skip
         return str(node["id"]), key_file.read_bytes()
+
+    def add_feed_readers(self, readers: int) -> list[str]:
+        """Register the reader agencies and make one bearer token per reader (spread over
+        them), before the API starts and reads its tokens file."""
+        self.tokens_file = self.folder / "api-tokens.toml"
+        asyncio.run(self._register_agencies())
+        names = [READER_AGENCIES[i % len(READER_AGENCIES)] for i in range(readers)]
+        return [agency_token(self.tokens_file, name) for name in names]
+
+    async def _register_agencies(self) -> None:
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            await register_agencies(conn, READER_AGENCIES)
+        finally:
+            await conn.close()
 
     def start_api(self, *, port: int, workers: int) -> None:
         """Start `hub api` in its own process group, logging to a file."""
@@ -541,10 +663,11 @@ def free_port() -> int:
 
 @dataclass(frozen=True, slots=True)
 class LoadResult:
-    """The merged tallies and the CPU split of the timed window."""
+    """The merged tallies and the CPU split of the timed window (and the feed readers')."""
 
     tally: Tally
     cpu: dict[str, Any]
+    feed: ReaderTally | None = None
 
 
 def split_clients(clients: int, procs: int) -> list[int]:
@@ -578,6 +701,28 @@ def plan_load(
     ]
 
 
+def plan_readers(args: argparse.Namespace, *, base_url: str, tokens: list[str]) -> list[ReaderPlan]:
+    """One plan per reader process, the readers (one token each) spread evenly."""
+    procs = max(1, min(args.reader_procs, len(tokens)))
+    plans, start = [], 0
+    for i, n in enumerate(split_clients(len(tokens), procs)):
+        mine = tuple(tokens[start : start + n])
+        plans.append(ReaderPlan(i, base_url, mine, warmup=args.warmup, duration=args.duration))
+        start += n
+    return plans
+
+
+def merge_readers(parts: list[dict[str, Any]]) -> ReaderTally:
+    """Add up the tallies of every reader process."""
+    total = ReaderTally()
+    for part in parts:
+        total.latencies_ms += part["latencies_ms"]
+        total.items += part["items"]
+        total.laps += part["laps"]
+        total.errors = dict(Counter(total.errors) + Counter(part["errors"]))
+    return total
+
+
 def merge(parts: list[dict[str, Any]]) -> Tally:
     """Add up the tallies of every load process."""
     total = Tally()
@@ -591,10 +736,17 @@ def merge(parts: list[dict[str, Any]]) -> Tally:
     return total
 
 
-def run_load(plans: list[LoadPlan], *, api_pid: int, database: str = "") -> LoadResult:
-    """Start the load processes, release them together, sample the CPU around the window."""
+def run_load(
+    plans: list[LoadPlan],
+    *,
+    api_pid: int,
+    database: str = "",
+    readers: list[ReaderPlan] | None = None,
+) -> LoadResult:
+    """Start the load processes (and the feed-reader processes), release them together,
+    sample the CPU around the window."""
     ctx = multiprocessing.get_context("spawn")
-    pipes, procs = [], []
+    pipes, procs, reader_pipes, reader_procs = [], [], [], []
     try:
         for plan in plans:
             mine, theirs = ctx.Pipe()
@@ -602,27 +754,45 @@ def run_load(plans: list[LoadPlan], *, api_pid: int, database: str = "") -> Load
             proc.start()
             pipes.append(mine)
             procs.append(proc)
+        for reader in readers or []:
+            mine, theirs = ctx.Pipe()
+            proc = ctx.Process(target=reader_process, args=(reader, theirs), daemon=True)
+            proc.start()
+            reader_pipes.append(mine)
+            reader_procs.append(proc)
         log(f"pre-building {sum(p.presigned for p in plans)} signed batches")
-        for pipe in pipes:
+        for pipe in pipes + reader_pipes:
             pipe.recv()
         start_at = time.monotonic() + 0.3
-        for pipe in pipes:
+        for pipe in pipes + reader_pipes:
             pipe.send(start_at)
-        load_pids = {p.pid for p in procs if p.pid}
         cpu = sample_window(
-            plans[0], start_at, api_pid=api_pid, load_pids=load_pids, database=database
+            plans[0],
+            start_at,
+            api_pid=api_pid,
+            load_pids={p.pid for p in procs if p.pid},
+            database=database,
+            reader_pids={p.pid for p in reader_procs if p.pid} if readers else None,
         )
         parts = [pipe.recv() for pipe in pipes]
+        reader_parts = [pipe.recv() for pipe in reader_pipes]
     finally:
-        for proc in procs:
+        for proc in procs + reader_procs:
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.terminate()
-    return LoadResult(tally=merge(parts), cpu=cpu)
+    feed = merge_readers(reader_parts) if readers else None
+    return LoadResult(tally=merge(parts), cpu=cpu, feed=feed)
 
 
 def sample_window(
-    plan: LoadPlan, start_at: float, *, api_pid: int, load_pids: set[int], database: str = ""
+    plan: LoadPlan,
+    start_at: float,
+    *,
+    api_pid: int,
+    load_pids: set[int],
+    database: str = "",
+    reader_pids: set[int] | None = None,
 ) -> dict[str, Any]:
     """Sleep through the warm-up, sample /proc at both ends of the timed window."""
     log(f"warming up {plan.warmup:g} s, then measuring {plan.duration:g} s")
@@ -630,7 +800,10 @@ def sample_window(
     before = sample_cpu()
     time.sleep(max(0.0, start_at + plan.warmup + plan.duration - time.monotonic()))
     after = sample_cpu()
-    return cpu_split(before, after, api_pid=api_pid, load_pids=load_pids, database=database)
+    return cpu_split(
+        before, after, api_pid=api_pid, load_pids=load_pids, database=database,
+        reader_pids=reader_pids,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -742,6 +915,93 @@ def build_report(
     }  # fmt: skip
 
 
+def feed_report(args: argparse.Namespace, feed: ReaderTally, cpu: dict[str, Any]) -> dict[str, Any]:
+    """The feed readers' figures over the timed window."""
+    latencies = sorted(feed.latencies_ms)
+    return {
+        "readers": args.feed_readers,
+        "processes": max(1, min(args.reader_procs, args.feed_readers)),
+        "agencies": list(READER_AGENCIES[: args.feed_readers]),
+        "pages_per_s": round(len(latencies) / args.duration, 1),
+        "items_per_s": round(feed.items / args.duration),
+        "page_ms": {
+            "p50": round(percentile(latencies, 0.5), 1),
+            "p99": round(percentile(latencies, 0.99), 1),
+        },
+        "laps": feed.laps,
+        "errors": dict(sorted(feed.errors.items())),
+        "reader_cpu_percent_of_one_core": cpu["percent_of_one_core"]["feed_readers"],
+    }
+
+
+def phase_summary(args: argparse.Namespace, load: LoadResult) -> dict[str, Any]:
+    """The ingest figures of one phase that a with/without comparison reads."""
+    latencies = sorted(load.tally.latencies_ms)
+    return {
+        "events_per_s": round(load.tally.events_accepted / args.duration),
+        "p50_ms": round(percentile(latencies, 0.5), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
+        "errors": dict(sorted(load.tally.errors.items())),
+        "cpu_ms_per_batch": cpu_per_batch(load.cpu, requests=len(latencies) / args.duration),
+        "cpu_percent_of_one_core": load.cpu["percent_of_one_core"],
+    }
+
+
+def add_reader_figures(
+    report: dict[str, Any],
+    args: argparse.Namespace,
+    beside: LoadResult,
+    alone: LoadResult | None,
+) -> None:
+    """The readers' figures, ingest's p99 beside them and, with a run of ingest alone, both
+    p99s and their ratio (with / without: 1.0 is unchanged)."""
+    assert beside.feed is not None
+    report["feed_readers"] = feed_report(args, beside.feed, beside.cpu)
+    with_readers = phase_summary(args, beside)
+    report["ingest_p99_with_readers_ms"] = with_readers["p99_ms"]
+    if alone is not None:
+        without = phase_summary(args, alone)
+        ratio = with_readers["p99_ms"] / without["p99_ms"] if without["p99_ms"] else None
+        report["compare_readers"] = {
+            "without": without,
+            "with": with_readers,
+            "p99_ratio": round(ratio, 2) if ratio is not None else None,
+        }
+
+
+def render_readers(report: dict[str, Any]) -> Iterator[str]:
+    """The lines of the feed readers and of the with/without comparison."""
+    feed = report["feed_readers"]
+    errors = ", ".join(f"{k}: {v}" for k, v in feed["errors"].items()) or "none"
+    yield (
+        f"  feed readers    {feed['readers']} REST readers ({', '.join(feed['agencies'])}) in "
+        f"{feed['processes']} process(es), pages of 100: {feed['pages_per_s']} pages/s, "
+        f"{feed['items_per_s']:,} items/s, page p50 {feed['page_ms']['p50']} ms, "
+        f"p99 {feed['page_ms']['p99']} ms; {feed['laps']} laps; errors {errors}; "
+        f"reader cpu {feed['reader_cpu_percent_of_one_core']} % of a core"
+    )
+    compare = report.get("compare_readers")
+    if compare is None:
+        yield f"  ingest p99      {report['ingest_p99_with_readers_ms']} ms with the feed readers"
+        return
+    without, with_ = compare["without"], compare["with"]
+    for name, phase in (("alone", without), (f"+{feed['readers']} readers", with_)):
+        per, split = phase["cpu_ms_per_batch"], phase["cpu_percent_of_one_core"]
+        errors = ", ".join(f"{k}: {v}" for k, v in phase["errors"].items()) or "none"
+        yield (
+            f"  ingest {name:<11} {phase['events_per_s']:,} events/s, p50 {phase['p50_ms']} ms, "
+            f"p99 {phase['p99_ms']} ms, errors {errors}; cpu per batch api {per.get('api', 0)} "
+            f"ms, postgres {per.get('postgres', 0)} ms; % of a core: api {split['api']}, postgres "
+            f"{split['postgres']}, other {split['other']}, idle {split['idle']}"
+        )
+    ratio = compare["p99_ratio"]
+    yield (
+        f"  ingest p99      {without['p99_ms']} ms alone, {with_['p99_ms']} ms beside "
+        f"{feed['readers']} feed readers: ratio {ratio if ratio is not None else 'n/a'} "
+        "(with / without; 1.0 = unchanged)"
+    )
+
+
 def render(report: dict[str, Any]) -> Iterator[str]:
     """The human-readable lines of a report."""
     c, lat, cpu = report["config"], report["latency_ms"], report["cpu"]
@@ -776,7 +1036,9 @@ def render(report: dict[str, Any]) -> Iterator[str]:
     yield (
         f"  cpu, % of one core (machine = {cpu['cores'] * 100}): api {split['api']}, "
         f"postgres {split['postgres']}, redis {split['redis']}, "
-        f"load generator {split['load_generator']}, other {split['other']}, idle {split['idle']}"
+        f"load generator {split['load_generator']}, "
+        + (f"feed readers {split['feed_readers']}, " if "feed_readers" in split else "")
+        + f"other {split['other']}, idle {split['idle']}"
     )
     per = report["cpu_ms_per_batch"]
     if per:
@@ -804,6 +1066,8 @@ def render(report: dict[str, Any]) -> Iterator[str]:
         f"  target          >= {TARGET_EVENTS_PER_S:,} events/s with p99 < {TARGET_P99_MS:g} ms "
         f"per batch: {met}"
     )
+    if "feed_readers" in report:
+        yield from render_readers(report)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -834,12 +1098,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="events/s to pre-sign bodies for; beyond it bodies are signed while sending",
     )  # fmt: skip
     parser.add_argument("--raw-rows", type=int, default=30_000, help="rows for raw COPY figures")
+    parser.add_argument(
+        "--feed-readers", type=int, default=0,
+        help="REST agency feed readers paging GET /v1/feeds/events beside the ingest load "
+        "(closed loop, pages of 100, from the start of the feed again at its end)",
+    )  # fmt: skip
+    parser.add_argument("--reader-procs", type=int, default=1, help="feed-reader processes")
+    parser.add_argument(
+        "--compare-readers", action="store_true",
+        help="time ingest twice in one run, alone and then beside --feed-readers readers, "
+        "and print both p99s and their ratio",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
     if not 1 <= args.batch <= 500 or min(args.clients, args.workers, args.procs) < 1:
         parser.error("need 1 <= --batch <= 500 and --clients, --workers, --procs >= 1")
     if args.duration <= 0 or args.warmup < 0 or args.raw_rows < args.batch:
         parser.error("need --duration > 0, --warmup >= 0 and --raw-rows >= --batch")
+    if args.feed_readers < 0 or args.reader_procs < 1:
+        parser.error("need --feed-readers >= 0 and --reader-procs >= 1")
+    if args.compare_readers and not args.feed_readers:
+        parser.error("--compare-readers needs --feed-readers N (N > 0)")
     return args
 
 
@@ -850,19 +1129,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"scratch database hub_bench_{scratch.tag}, Redis prefix {scratch.redis_prefix}")
         scratch.hub("migrate")
         key_id, key_pem = scratch.add_node(cameras=args.cameras)
+        tokens = scratch.add_feed_readers(args.feed_readers) if args.feed_readers else []
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         scratch.start_api(port=port, workers=args.workers)
         scratch.wait_ready(base_url, workers=args.workers)
         assert scratch.api is not None
         plans = plan_load(args, base_url=base_url, key_id=key_id, key_pem=key_pem)
-        load = run_load(plans, api_pid=scratch.api.pid, database=f"hub_bench_{scratch.tag}")
+        readers = plan_readers(args, base_url=base_url, tokens=tokens) if tokens else None
+        database = f"hub_bench_{scratch.tag}"
+        alone = None
+        if args.compare_readers:
+            log("phase 1 of 2: ingest alone")
+            alone = run_load(plans, api_pid=scratch.api.pid, database=database)
+            log(f"phase 2 of 2: ingest beside {args.feed_readers} feed readers")
+        load = run_load(plans, api_pid=scratch.api.pid, database=database, readers=readers)
         scratch.stop_api()
         log(f"raw COPY of {args.raw_rows:,} rows")
         raw = asyncio.run(
             measure_raw(scratch.database_url, node_id=key_id, count=args.raw_rows, batch=args.batch)
         )
-        return build_report(args, load, raw, procs=len(plans))
+        # Compared, the main figures are ingest alone's (as without the option) and the
+        # readers' phase is summarised beside them.
+        report = build_report(args, alone or load, raw, procs=len(plans))
+        if readers:
+            add_reader_figures(report, args, beside=load, alone=alone)
+        return report
     finally:
         scratch.close()
 
