@@ -69,6 +69,15 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # The bench agencies whose jurisdiction (central) holds the bench node's cameras: each may be
 # offered every ingested event. Registering them makes ingest plan their deliveries too.
 READER_AGENCIES = ("transit-authority", "city-analytics")
+# They are pull-only here: no worker runs, so the push deliveries ingest plans for them would
+# pile up until back-pressure (100,000 due rows) refused ingest with 503s, in the second phase
+# of a comparison most of all. A trigger in the scratch database drops each planned row
+# (ingest still runs its planning query, which matches them); nothing else writes `delivery`.
+PULL_ONLY_SQL = """
+CREATE FUNCTION bench_pull_only() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+CREATE TRIGGER bench_pull_only BEFORE INSERT ON delivery
+    FOR EACH ROW EXECUTE FUNCTION bench_pull_only();
+"""
 # A reader whose page failed waits this long before asking again (no hot loop on errors).
 READER_ERROR_PAUSE = 0.05
 OTHER_CPU_WARNING = 15.0  # % of a core used by processes outside this run
@@ -543,6 +552,7 @@ class Scratch:
         conn = await asyncpg.connect(self.database_url)
         try:
             await register_agencies(conn, READER_AGENCIES)
+            await conn.execute(PULL_ONLY_SQL)
         finally:
             await conn.close()
 
