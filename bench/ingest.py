@@ -295,6 +295,7 @@ class ReaderPlan:
     tokens: tuple[str, ...]
     warmup: float
     duration: float
+    rate: float = 0.0  # pages/s per reader at most; 0: back to back
 
 
 @dataclass(slots=True)
@@ -328,8 +329,9 @@ async def read_feed(
     plan: ReaderPlan, token: str, window: tuple[float, float], tally: ReaderTally
 ) -> None:
     """One agency client on its own keep-alive connection: pages of 100 from the start of its
-    feed, back to back; at the end (`has_more` false) it starts again from the beginning, so
-    every page releases stored events rather than waiting for new ones."""
+    feed, back to back (or no faster than `plan.rate`); at the end (`has_more` false) it starts
+    again from the beginning, so every page releases stored events rather than waiting for new
+    ones."""
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     cursor: str | None = None
     async with httpx.AsyncClient(base_url=plan.base_url, limits=limits, timeout=30.0) as http:
@@ -349,6 +351,8 @@ async def read_feed(
                 tally.items += items
                 tally.laps += 0 if more else 1
             cursor = next_cursor if more else None
+            if plan.rate > 0:
+                await asyncio.sleep(max(0.0, started + 1 / plan.rate - time.monotonic()))
 
 
 async def drive_readers(plan: ReaderPlan, start_at: float) -> ReaderTally:
@@ -717,7 +721,11 @@ def plan_readers(args: argparse.Namespace, *, base_url: str, tokens: list[str]) 
     plans, start = [], 0
     for i, n in enumerate(split_clients(len(tokens), procs)):
         mine = tuple(tokens[start : start + n])
-        plans.append(ReaderPlan(i, base_url, mine, warmup=args.warmup, duration=args.duration))
+        plans.append(
+            ReaderPlan(
+                i, base_url, mine, warmup=args.warmup, duration=args.duration, rate=args.reader_rate
+            )
+        )
         start += n
     return plans
 
@@ -932,6 +940,7 @@ def feed_report(args: argparse.Namespace, feed: ReaderTally, cpu: dict[str, Any]
         "readers": args.feed_readers,
         "processes": max(1, min(args.reader_procs, args.feed_readers)),
         "agencies": list(READER_AGENCIES[: args.feed_readers]),
+        "pages_per_s_per_reader_at_most": args.reader_rate or None,
         "pages_per_s": round(len(latencies) / args.duration, 1),
         "items_per_s": round(feed.items / args.duration),
         "page_ms": {
@@ -983,9 +992,11 @@ def render_readers(report: dict[str, Any]) -> Iterator[str]:
     """The lines of the feed readers and of the with/without comparison."""
     feed = report["feed_readers"]
     errors = ", ".join(f"{k}: {v}" for k, v in feed["errors"].items()) or "none"
+    pace = feed["pages_per_s_per_reader_at_most"]
+    paced = f", each at most {pace:g} pages/s" if pace else ", back to back"
     yield (
         f"  feed readers    {feed['readers']} REST readers ({', '.join(feed['agencies'])}) in "
-        f"{feed['processes']} process(es), pages of 100: {feed['pages_per_s']} pages/s, "
+        f"{feed['processes']} process(es), pages of 100{paced}: {feed['pages_per_s']} pages/s, "
         f"{feed['items_per_s']:,} items/s, page p50 {feed['page_ms']['p50']} ms, "
         f"p99 {feed['page_ms']['p99']} ms; {feed['laps']} laps; errors {errors}; "
         f"reader cpu {feed['reader_cpu_percent_of_one_core']} % of a core"
@@ -998,11 +1009,13 @@ def render_readers(report: dict[str, Any]) -> Iterator[str]:
     for name, phase in (("alone", without), (f"+{feed['readers']} readers", with_)):
         per, split = phase["cpu_ms_per_batch"], phase["cpu_percent_of_one_core"]
         errors = ", ".join(f"{k}: {v}" for k, v in phase["errors"].items()) or "none"
+        shared = " (with the readers' pages)" if phase is with_ else ""
         yield (
             f"  ingest {name:<11} {phase['events_per_s']:,} events/s, p50 {phase['p50_ms']} ms, "
-            f"p99 {phase['p99_ms']} ms, errors {errors}; cpu per batch api {per.get('api', 0)} "
-            f"ms, postgres {per.get('postgres', 0)} ms; % of a core: api {split['api']}, postgres "
-            f"{split['postgres']}, other {split['other']}, idle {split['idle']}"
+            f"p99 {phase['p99_ms']} ms, errors {errors}; cpu per batch{shared} api "
+            f"{per.get('api', 0)} ms, postgres {per.get('postgres', 0)} ms; % of a core: api "
+            f"{split['api']}, postgres {split['postgres']}, other {split['other']}, "
+            f"idle {split['idle']}"
         )
     ratio = compare["p99_ratio"]
     yield (
@@ -1115,6 +1128,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--reader-procs", type=int, default=1, help="feed-reader processes")
     parser.add_argument(
+        "--reader-rate", type=float, default=0.0,
+        help="pages/s per feed reader at most (0: back to back, a closed loop)",
+    )  # fmt: skip
+    parser.add_argument(
         "--compare-readers", action="store_true",
         help="time ingest twice in one run, alone and then beside --feed-readers readers, "
         "and print both p99s and their ratio",
@@ -1125,8 +1142,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("need 1 <= --batch <= 500 and --clients, --workers, --procs >= 1")
     if args.duration <= 0 or args.warmup < 0 or args.raw_rows < args.batch:
         parser.error("need --duration > 0, --warmup >= 0 and --raw-rows >= --batch")
-    if args.feed_readers < 0 or args.reader_procs < 1:
-        parser.error("need --feed-readers >= 0 and --reader-procs >= 1")
+    if args.feed_readers < 0 or args.reader_procs < 1 or args.reader_rate < 0:
+        parser.error("need --feed-readers >= 0, --reader-procs >= 1 and --reader-rate >= 0")
     if args.compare_readers and not args.feed_readers:
         parser.error("--compare-readers needs --feed-readers N (N > 0)")
     return args
