@@ -108,6 +108,10 @@ class AgencyView:
         return entry
 
 
+# Locks for filling audiences' offers, per process (see FeedKit.fill_lock).
+FILL_LOCK_STRIPES = 64
+
+
 class FeedKit:
     """Everything the feed use cases need, built once per process (connected lazily)."""
 
@@ -127,6 +131,15 @@ class FeedKit:
         self.live = LiveHub(self)
         self.bus.add_handler(self.live.on_notice)
         self.bus.add_activation_handler(self.live.on_activation)
+        # Striped, so the number of locks stays bounded whatever the number of audiences.
+        self._fill_locks = [asyncio.Lock() for _ in range(FILL_LOCK_STRIPES)]
+
+    def fill_lock(self, audience_key: str) -> asyncio.Lock:
+        """The process's lock for filling one audience's offers: readers of an audience that
+        needs filling wait here, holding no database connection, instead of each taking a
+        pooled connection to queue on the audience row's lock (which starved ingest of
+        connections while twenty readers started at once)."""
+        return self._fill_locks[int(audience_key[:8], 16) % FILL_LOCK_STRIPES]
 
     @cached_property
     def hash_key(self) -> bytes:

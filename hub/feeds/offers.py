@@ -71,6 +71,19 @@ class Cover:
 async def cover(kit: FeedKit, spec: AudienceSpec, *, after: int, extend: bool) -> Cover:
     """The audience's offer range, made to start at or before `after` (and, with `extend`,
     to reach further toward the feed's head) under the active bundle revision."""
+    covered = await _covered(kit, spec, after=after, extend=extend)
+    if covered is not None:
+        return covered
+    async with kit.fill_lock(spec.key):
+        # Another reader of this process may have filled it while this one waited.
+        covered = await _covered(kit, spec, after=after, extend=extend)
+        if covered is not None:
+            return covered
+        return await _fill_range(kit, spec, after=after, extend=extend)
+
+
+async def _covered(kit: FeedKit, spec: AudienceSpec, *, after: int, extend: bool) -> Cover | None:
+    """The audience's range when it already covers `after` (and need not be extended)."""
     revision = kit.policy.revision or ""
     # A read outside any transaction: one round trip instead of BEGIN, two reads, COMMIT.
     found, last = await repository.find_audience(kit.db.pool, key=spec.key)
@@ -78,10 +91,17 @@ async def cover(kit: FeedKit, spec: AudienceSpec, *, after: int, extend: bool) -
         found is not None
         and _covers(found, revision, after=after, last=last, extend=extend)
         # Recorded use (hourly) keeps the audience from pruning; a failed touch means it
-        # changed since it was read, so the locked path below decides again.
+        # changed since it was read, so the locked path decides again.
         and (not found.touch_due or await repository.touch_audience(kit.db.pool, found))
     ):
         return Cover(id=found.id, lo=found.lo, hi=found.hi, last=last)
+    return None
+
+
+async def _fill_range(kit: FeedKit, spec: AudienceSpec, *, after: int, extend: bool) -> Cover:
+    """Under the audience row's lock: reset it for a new revision, and fill what `after`
+    (and `extend`) need."""
+    revision = kit.policy.revision or ""
     async with kit.db.transaction() as conn:
         audience = await repository.lock_audience(conn, key=spec.key, agency=spec.agency)
         last = await repository.last_seq(conn)
