@@ -6,13 +6,16 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import msgspec
 
-from edge.agent import AgentReport, open_spool, run_agent
 from edge.config import ConfigError, EdgeConfig, load_config
 from edge.signing import generate_key, private_key_pem, public_key_pem
+
+if TYPE_CHECKING:  # the agent pulls in onnx and video decoding: `-h` must not wait for them
+    from edge.agent import AgentReport
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,7 +80,9 @@ def run(config_path: Path, progress: bool | None, verbose: bool) -> None:
     )
 
 
-async def _run(config: EdgeConfig, *, progress: bool) -> AgentReport:
+async def _run(config: EdgeConfig, *, progress: bool) -> "AgentReport":
+    from edge.agent import run_agent
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if threading.current_thread() is threading.main_thread():  # signals reach only that one
@@ -100,6 +105,8 @@ async def _run(config: EdgeConfig, *, progress: bool) -> AgentReport:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def status(config_path: Path, as_json: bool) -> None:
     """Spool depth, age, size and totals."""
+    from edge.agent import open_spool
+
     config = _load(config_path)
     spool = open_spool(config)
     try:

@@ -1,6 +1,8 @@
 """Capture from files and folders, and the `hub-edge` command end to end against the hub."""
 
 import json
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -168,3 +170,18 @@ def test_dash_h_is_help_everywhere() -> None:
         result = runner.invoke(main, [*path, "-h"])
         assert result.exit_code == 0, (path, result.output)
         assert "Usage: " in result.output
+
+
+def test_help_imports_no_detector_or_video_code() -> None:
+    probe = (
+        "import sys; from edge.cli import main\n"
+        "try:\n    main(['-h'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('edge.agent', 'onnx', 'onnxruntime', 'av', 'cv2') "
+        "if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
+    out = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert "Usage:" in out
+    assert "HEAVY []" in out
