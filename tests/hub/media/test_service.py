@@ -104,9 +104,11 @@ async def test_an_undecodable_image_fails_its_scan_and_stays_unreleasable(
 
 
 async def test_a_missing_image_is_reported_not_scanned(services: Services) -> None:
+    media = Path(services.settings.media_dir)  # shared by the session's tests
+    before = sorted(p.relative_to(media) for p in media.rglob("*"))
     outcome = await scan_image(services.db, scan_kit(services.settings.media_dir), sha256="c" * 64)
     assert outcome.status == "missing"
-    assert not (Path(services.settings.media_dir) / "cc").exists()
+    assert sorted(p.relative_to(media) for p in media.rglob("*")) == before  # nothing written
 
 
 async def test_regions_go_with_their_image(
