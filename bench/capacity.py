@@ -14,25 +14,27 @@ import math
 from dataclasses import dataclass
 
 # CPU ms per operation, one core = 1,000 ms/s.
-# bench/ingest.py, 2026-12-04, 4 clients: API 7.91 ms + PostgreSQL 9.5 ms per 100-event batch
-# (2026-11-22: 14.3 + 5.8 ms; groups are now judged once per bundle, and ingest writes more).
-API_MS_PER_EVENT = 0.079
-PG_MS_PER_EVENT = 0.095
+# bench/ingest.py, 2026-12-04 evening, quiet machine, 4 clients, three runs: API 8.36-9.51 ms +
+# PostgreSQL 10.39-11.99 ms per 100-event batch (the higher kept).
+API_MS_PER_EVENT = 0.095
+PG_MS_PER_EVENT = 0.12
 # Worker CPU per delivery sent, everything included (claim, re-hydrate, release decision,
-# adapter, finish): bench/delivery.py one-kind phases, batched engine, two runs on 2026-12-04
-# (REST 1.62 / 2.27, SOAP 3.23 / 3.18, XML 3.48 / 3.11 ms); the higher of each is kept.
-# JetStream: REST's 2.27 less its adapter call in that run (0.82 ms) plus a publish (0.07).
-WORKER_MS_PER_SENT = {"rest": 2.27, "soap": 3.23, "xml": 3.48, "jetstream": 1.52}
+# adapter, finish): bench/delivery.py one-kind phases, after the issue 16 transport work, two
+# runs on 2026-12-04 evening (REST 1.30 / 1.24, SOAP 2.07 / 1.83, XML 1.70 / 1.55 ms); the
+# higher of each is kept. JetStream: REST's 1.30 less its adapter call (0.54) plus a publish
+# (0.07).
+WORKER_MS_PER_SENT = {"rest": 1.30, "soap": 2.07, "xml": 1.70, "jetstream": 0.83}
 # A withheld delivery costs the engine and the decision without the adapter call.
-WORKER_MS_PER_WITHHELD = 1.45
+WORKER_MS_PER_WITHHELD = 0.76
 # PostgreSQL CPU per delivery: the bench's own backends over each one-kind phase, less the
 # ingest share (0.095 ms per event): 0.127, 0.127 and 0.130 ms in the three phases.
 PG_MS_PER_DELIVERY = 0.13
-# bench/feeds.py, 2026-12-04: API 5.0-5.5 ms + PostgreSQL 1.8-2.2 ms per 100-item page.
-API_MS_PER_FEED_ITEM = 0.055
-PG_MS_PER_FEED_ITEM = 0.022
+# bench/feeds.py, 2026-12-04 evening, 100,000 events, walk: API 4.46-4.51 ms + PostgreSQL
+# 2.36 ms per 100-item page.
+API_MS_PER_FEED_ITEM = 0.045
+PG_MS_PER_FEED_ITEM = 0.024
 PG_MS_PER_AUDIT_ENTRY = 0.12  # bench/audit.py: append 0.104 + sealing 0.016
-RELEASE_DECISION_MS = (1.175, 0.149)  # bench/delivery.py, 2026-12-04 (higher run): uncached, cached
+RELEASE_DECISION_MS = (1.21, 0.108)  # bench/delivery.py, 2026-12-04 evening: uncached, cached
 # Bytes on disk per row, indexes included: a scratch database after 2,000 events offered to
 # three agencies (3,000 delivered, 3,000 withheld), VACUUM ANALYZE, 2026-12-04.
 EVENT_BYTES = 1540 + 438 + 348  # detection_event + feed_entry + pii_attribute
