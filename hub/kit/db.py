@@ -104,11 +104,20 @@ class Database:
             raise UnavailableError(f"PostgreSQL is not reachable: {type(exc).__name__}") from exc
 
     async def stop(self) -> None:
-        """Close the pools (idempotent)."""
+        """Close the pools (idempotent). A pool that does not close in time (asyncpg waits
+        for every connection to come back, and one held by a cancelled task may never) is
+        terminated, so a stopping process always finishes stopping."""
         if self.replica is not None:
             await self.replica.stop()
-        if self.engine.pool is not None:
-            await self.engine.close_connection_pool()
+        pool = self.engine.pool
+        if pool is None:
+            return
+        try:
+            async with asyncio.timeout(self.options.connect_timeout):
+                await self.engine.close_connection_pool()
+        except TimeoutError:
+            pool.terminate()
+            self.engine.pool = None
 
     @contextlib.asynccontextmanager
     async def reader(self) -> AsyncIterator[asyncpg.Connection]:

@@ -1,6 +1,7 @@
 """The database kit on several hosts: replica reads with a lag bound, the primary as fallback,
 and pools that prepare no named statements (PgBouncer in transaction mode)."""
 
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -100,3 +101,14 @@ async def test_a_multi_host_url_finds_the_writable_server(database_url: str) -> 
         assert await db.pool.fetchval("SELECT NOT pg_is_in_recovery()")
     finally:
         await db.stop()
+
+
+async def test_stop_ends_even_when_a_connection_is_never_given_back(database_url: str) -> None:
+    db = Database(database_url, options=PoolOptions(min_size=0, max_size=2, connect_timeout=0.5))
+    await db.start()
+    await db.pool.acquire()  # held, as by a task cancelled mid-query: never given back
+    started = time.monotonic()
+    await db.stop()
+    assert time.monotonic() - started < 3  # before, it waited for the connection forever
+    assert db.engine.pool is None
+    await db.stop()  # idempotent
