@@ -125,14 +125,7 @@ def handle_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> R
     edge keeps its spool until a retry succeeds.
     """
     log.warning("dependency unavailable", path=request.url.path, error_type=type(exc).__name__)
-    return problem_response(
-        status=503,
-        code="unavailable",
-        title="Service unavailable",
-        detail="A backing service is not reachable; retry later.",
-        request=request,
-        headers={"Retry-After": "5"},
-    )
+    return _unavailable(request, "A backing service is not reachable; retry later.")
 
 
 def handle_pooler_mismatch(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -145,11 +138,16 @@ def handle_pooler_mismatch(request: Request[Any, Any, Any], exc: Exception) -> R
         path=request.url.path,
         error_type=type(exc).__name__,
     )
+    return _unavailable(request, "The database connection is misconfigured; retry later.")
+
+
+def _unavailable(request: Request[Any, Any, Any], detail: str) -> Response[bytes]:
+    """503 `unavailable`: the request was rolled back and may be retried in a few seconds."""
     return problem_response(
         status=503,
         code="unavailable",
         title="Service unavailable",
-        detail="The database connection is misconfigured; retry later.",
+        detail=detail,
         request=request,
         headers={"Retry-After": "5"},
     )
