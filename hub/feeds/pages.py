@@ -5,11 +5,11 @@ verdict (hub/feeds/release.py), `limit` counted in released items, every page au
 import time
 from dataclasses import dataclass
 
-from hub.feeds import offers, repository
+from hub.feeds import offers
 from hub.feeds.kit import FeedKit
 from hub.feeds.offers import AudienceSpec
 from hub.feeds.release import ReleasedBatch, apply_verdicts, decide_groups, reader_hash_key
-from hub.feeds.replica import offered_on_replica
+from hub.feeds.replica import offered_in_snapshot, offered_on_replica
 from hub.feeds.repository import FeedRow
 from hub.feeds.rules import decode_cursor, encode_cursor, etag_matches, page_etag
 from hub.feeds.schemas import Channel, FeedFilters, FeedItem, FeedPage
@@ -146,27 +146,15 @@ async def offered_within(
     would move the cursor past events never offered, and the agency would miss them)."""
     if cover.hi <= after:
         return []  # nothing is offered past the cursor yet
-    revision = kit.policy.revision or ""
     async with (
         kit.db.pool.acquire() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
-        found, _ = await repository.find_audience(conn, key=spec.key)
-        if (
-            found is None
-            or found.id != cover.id
-            or found.revision != revision
-            or not found.lo <= after < cover.hi <= found.hi  # a range only grows in one revision
-        ):
-            return None
-        return await repository.select_offered(
-            conn,
-            audience_id=cover.id,
-            after=after,
-            through=cover.hi,
-            filters=filters,
-            limit=limit,
-        )
+        seen = await offered_in_snapshot(
+            conn, spec, revision=kit.policy.revision or "", after=after, filters=filters,
+            limit=limit, cover=cover,
+        )  # fmt: skip
+    return None if seen is None else seen.rows
 
 
 @dataclass(frozen=True, slots=True)

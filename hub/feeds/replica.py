@@ -11,9 +11,11 @@ replica has not replayed yet, skipping them for good.
 
 from dataclasses import dataclass
 
+import asyncpg
+
 from hub.feeds import repository
 from hub.feeds.kit import FeedKit
-from hub.feeds.offers import AudienceSpec
+from hub.feeds.offers import AudienceSpec, Cover
 from hub.feeds.repository import FeedRow
 from hub.feeds.schemas import FeedFilters
 
@@ -37,17 +39,35 @@ async def offered_on_replica(
     moment behind must not hold back a long-poll that was just woken for new events)."""
     if not await kit.db.replica_fresh():
         return None
-    revision = kit.policy.revision or ""
     async with kit.db.snapshot() as conn:
-        found, last = await repository.find_audience(conn, key=spec.key)
-        if found is None or found.revision != revision or not found.lo <= after < found.hi:
-            return None
-        rows = await repository.select_offered(
-            conn,
-            audience_id=found.id,
-            after=after,
-            through=found.hi,
-            filters=filters,
-            limit=limit,
+        revision = kit.policy.revision or ""
+        seen = await offered_in_snapshot(
+            conn, spec, revision=revision, after=after, filters=filters, limit=limit
         )
-    return ReplicaLook(rows=rows, hi=found.hi, last=last) if rows else None
+    return seen if seen is not None and seen.rows else None
+
+
+async def offered_in_snapshot(
+    conn: asyncpg.Connection,
+    spec: AudienceSpec,
+    *,
+    revision: str,
+    after: int,
+    filters: FeedFilters,
+    limit: int,
+    cover: Cover | None = None,
+) -> ReplicaLook | None:
+    """Offered rows after `after` through the audience's range end (or `cover`'s), read in
+    the caller's snapshot only if that snapshot shows the audience (the same one as
+    `cover`) covering them under `revision`; None otherwise. Range and offers commit
+    together, so a snapshot that shows the range shows every offer in it."""
+    found, last = await repository.find_audience(conn, key=spec.key)
+    if found is None or found.revision != revision or (cover and found.id != cover.id):
+        return None
+    through = cover.hi if cover is not None else found.hi
+    if not found.lo <= after < through <= found.hi:  # a range only grows in one revision
+        return None
+    rows = await repository.select_offered(
+        conn, audience_id=found.id, after=after, through=through, filters=filters, limit=limit
+    )
+    return ReplicaLook(rows=rows, hi=through, last=last)
