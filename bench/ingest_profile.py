@@ -20,10 +20,12 @@ import os
 import pstats
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -123,6 +125,66 @@ def postgres_ticks(sample: ProcSample, database: str) -> int:
     )
 
 
+class StatementCosts:
+    """PostgreSQL CPU per statement kind, read from each backend's /proc/<pid>/schedstat (ns
+    on CPU) around every statement a pooled connection runs; the pool's resets included."""
+
+    def __init__(self) -> None:
+        self.costs: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+        self._original = asyncpg.connection.Connection._execute
+        self._simple = asyncpg.connection.Connection.execute
+
+    def install(self) -> None:
+        """Wrap asyncpg's statement entry points (every statement passes one of them)."""
+        costs, original, simple = self.costs, self._original, self._simple
+        inside: set[int] = set()  # connections inside a timed call (execute calls _execute)
+
+        def backend_ns(conn: Any) -> int:
+            with Path(f"/proc/{conn.get_server_pid()}/schedstat").open() as f:
+                return int(f.read().split()[0])
+
+        async def timed(runner: Any, conn: Any, query: str, *args: Any, **kw: Any) -> Any:
+            if id(conn) in inside:
+                return await runner(conn, query, *args, **kw)
+            inside.add(id(conn))
+            cpu, wall = backend_ns(conn), time.perf_counter()
+            try:
+                return await runner(conn, query, *args, **kw)
+            finally:
+                inside.discard(id(conn))
+                entry = costs[" ".join(query.split())[:70]]
+                entry[0] += 1
+                entry[1] += (backend_ns(conn) - cpu) / 1e6
+                entry[2] += (time.perf_counter() - wall) * 1000
+
+        async def execute(conn: Any, query: str, *args: Any, **kw: Any) -> Any:
+            return await timed(simple, conn, query, *args, **kw)
+
+        async def _execute(conn: Any, query: str, *args: Any, **kw: Any) -> Any:
+            return await timed(original, conn, query, *args, **kw)
+
+        asyncpg.connection.Connection.execute = execute  # type: ignore[method-assign]
+        asyncpg.connection.Connection._execute = _execute  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        """Put asyncpg's own methods back."""
+        asyncpg.connection.Connection.execute = self._simple  # type: ignore[method-assign]
+        asyncpg.connection.Connection._execute = self._original  # type: ignore[method-assign]
+
+    def reset(self) -> None:
+        """Forget what the warm-up ran."""
+        self.costs.clear()
+
+    def print(self, batches: int) -> None:
+        """Per batch: how many of each statement, its backend CPU and its wall time, in ms."""
+        print("  statements per batch: count, PostgreSQL CPU ms, wall ms (backend schedstat)")
+        rows = sorted(self.costs.items(), key=lambda kv: -kv[1][1])
+        for query, (count, cpu, wall) in rows:
+            print(f"    {count / batches:5.2f} {cpu / batches:6.3f} {wall / batches:6.3f}  {query}")
+        total = sum(c[1] for c in self.costs.values())
+        print(f"    total PostgreSQL CPU in statements {total / batches:.2f} ms per batch")
+
+
 async def measure(args: argparse.Namespace, scratch: Scratch, key_id: str, key_pem: bytes) -> None:
     """Warm up, then time `--requests` batches and print CPU per batch."""
     settings = msgspec.structs.replace(
@@ -143,7 +205,12 @@ async def measure(args: argparse.Namespace, scratch: Scratch, key_id: str, key_p
         batch=args.batch, warmup=0, duration=0, presigned=0,
     )  # fmt: skip
     source = BodySource(plan)
+    statements = StatementCosts() if args.statements else None
+    if statements is not None:
+        statements.install()
     await drive(app, [source.take() for _ in range(args.warm)], args.clients)
+    if statements is not None:
+        statements.reset()
     bodies = [source.take() for _ in range(args.requests)]
     database = scratch.database_url.rsplit("/", 1)[1]
     # Timed by thread CPU time: a wall clock charges a send() to whoever the kernel preempted.
@@ -165,10 +232,15 @@ async def measure(args: argparse.Namespace, scratch: Scratch, key_id: str, key_p
     print(f"  PostgreSQL    {pg_ms / n:.2f} ms CPU per batch (this run's sessions)")
     p50, p99 = latencies[n // 2], latencies[min(n - 1, int(n * 0.99))]
     print(f"  latency       p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    if statements is not None:
+        statements.print(n)
+        statements.uninstall()
     if profile is not None:
         stats = pstats.Stats(profile, stream=sys.stdout)
         stats.sort_stats("cumulative").print_stats(args.top)
         stats.sort_stats("tottime").print_stats(args.top)
+        if args.dump:
+            stats.dump_stats(args.dump)
     stop.set()
     await life
 
@@ -182,6 +254,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="events per batch")
     parser.add_argument("--profile", action="store_true", help="cProfile the timed batches")
     parser.add_argument("--top", type=int, default=40, help="functions shown with --profile")
+    parser.add_argument(
+        "--statements", action="store_true", help="PostgreSQL CPU and wall time per statement"
+    )
+    parser.add_argument("--dump", help="with --profile, also write the pstats file here")
     args = parser.parse_args()
     scratch = Scratch(settings=load_settings())
     try:

@@ -21,6 +21,9 @@ SELECT $1, e.event_id, e.captured_at, e.camera_id, string_to_array(e.classes, ',
 FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::real[], $7::text[],
             $8::bytea[], $9::bytea[])
      AS e(event_id, captured_at, camera_id, classes, max_confidence, media, sha, payload)
+WHERE NOT EXISTS (
+    SELECT FROM detection_event d WHERE d.node_id = $1 AND d.event_id = e.event_id OFFSET 0
+)
 ON CONFLICT (node_id, event_id, captured_at) DO NOTHING
 RETURNING event_id, id, captured_at
 """
@@ -52,8 +55,15 @@ async def insert_events(
     quarantined: set[UUID],
     strip_pii: bool = False,
 ) -> dict[UUID, StoredRow]:
-    """Insert in one statement; returns the events actually inserted (a conflict inserts
-    nothing), each with its row's (id, captured_at).
+    """Insert in one statement what this node has not stored yet; returns the events
+    actually inserted, each with its row's (id, captured_at).
+
+    An event whose id the node already stored (at any capture time, so not only what the
+    unique key catches) or that a concurrent request stores first is left out: the caller
+    asks `stored_hashes` for those alone, so a batch of new events costs one round trip
+    instead of a look-up and an insert. The existence check probes the (node_id, event_id)
+    index once per event (`OFFSET 0` keeps it a per-row probe: as an anti-join the planner
+    may hash every stored event of the node, and a prepared generic plan would keep that).
 
     With `strip_pii` the payload is stored without detection attributes (the caller seals them
     in the PII vault in the same transaction); `content_sha256` stays the hash of the event as

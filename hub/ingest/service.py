@@ -143,30 +143,29 @@ async def _store(
     quarantined: set[UUID],
     strip_pii: bool,
 ) -> _StoreOutcome:
-    """Insert what is new; compare what already exists (also after losing a concurrent race)."""
-    ids = [p.event.event_id for p in keep]
-    existing = await repository.stored_hashes(conn, node_id=node_id, event_ids=ids) if keep else {}
+    """Insert what is new; compare what already exists (stored before, or by a concurrent
+    request that won the race) with what was sent."""
     # Sorted, so two requests inserting overlapping batches take row locks in one order (by
     # the id's integer: the order UUIDs compare in, without a Python comparison per pair).
-    fresh = sorted(
-        (p for p in keep if p.event.event_id not in existing), key=lambda p: p.event.event_id.int
-    )
+    ordered = sorted(keep, key=lambda p: p.event.event_id.int)
     rows = (
         await repository.insert_events(
-            conn, node_id=node_id, events=fresh, quarantined=quarantined, strip_pii=strip_pii
+            conn, node_id=node_id, events=ordered, quarantined=quarantined, strip_pii=strip_pii
         )
-        if fresh
+        if ordered
         else {}
     )
     inserted = set(rows)
     # Redaction belongs to the image: every new event's boxes become regions of the images
     # it references, in this transaction (hub.media).
     await record_event_regions(
-        conn, node_id=node_id, events=[p.event for p in fresh if p.event.event_id in inserted]
+        conn, node_id=node_id, events=[p.event for p in ordered if p.event.event_id in inserted]
     )
-    raced = [p.event.event_id for p in fresh if p.event.event_id not in inserted]
-    if raced:  # another request stored them between our look-up and our insert
-        existing |= await repository.stored_hashes(conn, node_id=node_id, event_ids=raced)
+    # Only re-sends (and lost races) need the stored hashes: a batch of new events skips this.
+    others = [p.event.event_id for p in ordered if p.event.event_id not in inserted]
+    existing = (
+        await repository.stored_hashes(conn, node_id=node_id, event_ids=others) if others else {}
+    )
     results: dict[UUID, EventResult] = {}
     for p in keep:
         event_id = p.event.event_id

@@ -77,3 +77,39 @@ async def test_policy_dispositions_are_stored_answered_and_routed(
     assert len(rows) == 4
     accepted = {r["event_id"] for r in rows if r["disposition"] == "accepted"}
     assert planner.asked == accepted
+
+
+async def test_a_batch_mixing_new_stored_and_reused_ids_stores_only_the_new(
+    services: Services, edge_node: EdgeNode
+) -> None:
+    # The insert leaves out ids the node already stored at any capture time (the unique key
+    # alone would let an id come back under another captured_at), and only those are looked
+    # up to answer: the same answers as a look-up before the insert gave.
+    stored = [event(), event()]
+    planner = Routed()
+    deps = IngestDeps(
+        db=services.db,
+        future_tolerance=timedelta(seconds=60),
+        policy=ByCamera({}),
+        planner=planner,
+    )
+    node_id = edge_node.node.id
+    await accept_batch(deps, node_id=node_id, batch=msgspec.convert({"events": stored}, EventBatch))
+    moved = {**stored[1], "captured_at": event()["captured_at"]}  # same id, other capture time
+    fresh = event()
+    planner.asked.clear()
+    mixed = msgspec.convert({"events": [stored[0], moved, fresh]}, EventBatch)
+    result = await accept_batch(deps, node_id=node_id, batch=mixed)
+
+    assert [r.status for r in result.results] == ["accepted", "rejected", "accepted"]
+    assert result.results[1].reason == "event_id already used for different content"
+    assert planner.asked == {UUID(fresh["event_id"])}
+    async with services.db.pool.acquire() as conn:
+        counts = await conn.fetch(
+            "SELECT event_id, count(*) AS n FROM detection_event GROUP BY event_id"
+        )
+    assert {str(r["event_id"]): r["n"] for r in counts} == {
+        stored[0]["event_id"]: 1,
+        stored[1]["event_id"]: 1,
+        fresh["event_id"]: 1,
+    }
