@@ -17,13 +17,16 @@ import logging
 import socket
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import httpcore
 import httpx
 
-from adapters.streams import LeanPool, connect_tcp
+from adapters.http11 import Pool, RawHeaders, Target, parse_target, request_head
+
+# Raised by both transports; callers import it from here.
+from adapters.http11 import ResponseTooLargeError as ResponseTooLargeError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -31,16 +34,15 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Encodings the capped reader can decode; httpx would otherwise also offer br and zstd.
 ACCEPT_ENCODING = "gzip, deflate"
 DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
+# httpx.Limits(None) means unbounded; a pool needs a number.
+UNBOUNDED_CONNECTIONS = 1 << 16
+MAX_CACHED_TARGETS = 1024
 
 log = logging.getLogger(__name__)
 
 
 class EgressRefusedError(ValueError):
     """A URL or address the egress policy does not permit; the text names no address."""
-
-
-class ResponseTooLargeError(httpx.ReadError):
-    """An agency's answer (decoded) is larger than the client's cap."""
 
 
 class EgressGuard:
@@ -152,55 +154,8 @@ def resolve_permitted_sync(guard: EgressGuard, host: str, port: int) -> list[str
     return _permitted(guard, host, infos)
 
 
-class _GuardedAsyncBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, connecting only to addresses it resolved and checked, over
-    asyncio-native streams (adapters/streams.py: a pool's idle-connection checks cost no
-    system calls)."""
-
-    def __init__(self, guard: EgressGuard) -> None:
-        self.guard = guard
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's signature
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            addresses = await resolve_permitted(self.guard, host, port, within=timeout)
-        except EgressRefusedError as exc:
-            raise httpcore.ConnectError(str(exc)) from None
-        error: Exception | None = None
-        for address in addresses:  # TLS still verifies `host`: httpcore passes it as SNI
-            try:
-                return await connect_tcp(
-                    address,
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                error = exc
-        assert error is not None  # noqa: S101 - addresses is never empty
-        raise error
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's signature
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("unix sockets are not agency endpoints")
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
 class _GuardedSyncBackend(httpcore.NetworkBackend):
-    """`_GuardedAsyncBackend` for synchronous clients."""
+    """httpcore's synchronous backend, connecting only to addresses it resolved and checked."""
 
     def __init__(self, guard: EgressGuard) -> None:
         self.guard = guard
@@ -266,22 +221,6 @@ class BoundedDecoder:
         return data
 
 
-class _CappedAsyncStream(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.AsyncByteStream, decoder: BoundedDecoder) -> None:
-        self.inner = inner
-        self.decoder = decoder
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self.inner:
-            if data := self.decoder.feed(chunk):
-                yield data
-        if tail := self.decoder.finish():
-            yield tail
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
 class _CappedSyncStream(httpx.SyncByteStream):
     def __init__(self, inner: httpx.SyncByteStream, decoder: BoundedDecoder) -> None:
         self.inner = inner
@@ -315,8 +254,11 @@ def _decoded_headers(response: httpx.Response) -> tuple[str, list[tuple[bytes, b
     return encoding, headers
 
 
-class GuardedAsyncTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport with the guarded backend, URL checks and capped, decoded answers."""
+class GuardedAsyncTransport(httpx.AsyncBaseTransport):
+    """Guarded HTTP/1.1 for adapters (adapters/http11.py): URL checks, connects only to
+    checked addresses, answers decoded and capped. Adapters call `send` directly
+    (adapters/exchange.py); httpx clients (token requests) go through `handle_async_request`.
+    """
 
     def __init__(
         self,
@@ -326,33 +268,92 @@ class GuardedAsyncTransport(httpx.AsyncHTTPTransport):
         limits: httpx.Limits,
         max_response_bytes: int,
     ) -> None:
-        super().__init__(verify=verify, limits=limits, trust_env=False)
         self.guard = guard
         self.max_response_bytes = max_response_bytes
-        # httpx takes no network backend; its pool is replaced with one that has ours.
-        self._pool = LeanPool(
+        self._targets: dict[str, Target] = {}
+        self._pool = Pool(
+            resolve=self._resolve,
             ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_GuardedAsyncBackend(guard),
+            max_connections=limits.max_connections or UNBOUNDED_CONNECTIONS,
+            max_keepalive=limits.max_keepalive_connections or UNBOUNDED_CONNECTIONS,
+            keepalive_expiry=limits.keepalive_expiry or 0.0,
         )
 
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes,
+        headers: Iterable[tuple[str, str]],
+        timeout: float | None,  # noqa: ASYNC109 - connect, then send and answer, each
+        pool_timeout: float | None = None,
+    ) -> tuple[int, RawHeaders, bytes]:
+        """One request under the egress policy: status, headers (less the content encoding
+        and length) and the decoded body, at most `max_response_bytes`."""
+        target = self._target(url)
+        lines = list(headers)
+        if not any(name.lower() == "accept-encoding" for name, _ in lines):
+            lines.append(("Accept-Encoding", ACCEPT_ENCODING))
+        head = request_head(method, target, lines, len(content))
+        answer = await self._pool.request(
+            target, head, content, timeout=timeout, pool_timeout=pool_timeout,
+            limit=self.max_response_bytes,
+        )  # fmt: skip
+        return answer.status_code, *_decoded(answer.headers, answer.body, self.max_response_bytes)
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send under the egress policy; the answer streams decoded and capped."""
-        _prepare(self.guard, request)
-        response = await super().handle_async_request(request)
-        encoding, headers = _decoded_headers(response)
+        """For httpx clients: the same request path, the answer read whole (it is capped)."""
+        timeouts = request.extensions.get("timeout", {})
+        phases = [timeouts.get(p) for p in ("connect", "read", "write")]
+        timeout = max((t for t in phases if t is not None), default=None)
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        if request.headers.get("accept-encoding") != "identity":
+            headers = [(k, v) for k, v in headers if k.lower() != "accept-encoding"]
+        status, answer_headers, body = await self.send(
+            request.method, str(request.url), content=await request.aread(), headers=headers,
+            timeout=timeout, pool_timeout=timeouts.get("pool"),
+        )  # fmt: skip
+        return httpx.Response(status, headers=answer_headers, content=body, request=request)
+
+    async def aclose(self) -> None:
+        """Close the kept-alive connections."""
+        await self._pool.aclose()
+
+    def _target(self, url: str) -> Target:
+        # An agency has one or two URLs: checking and splitting each once is enough.
+        target = self._targets.get(url)
+        if target is None:
+            try:
+                self.guard.check_url(url)
+            except EgressRefusedError as exc:
+                raise httpx.ConnectError(str(exc)) from None
+            if len(self._targets) >= MAX_CACHED_TARGETS:
+                self._targets.clear()
+            target = self._targets[url] = parse_target(url)
+        return target
+
+    async def _resolve(self, host: str, port: int, within: float | None) -> list[str]:
         try:
-            decoder = BoundedDecoder(encoding, self.max_response_bytes)
-        except httpx.DecodingError:
-            await response.aclose()
-            raise
-        assert isinstance(response.stream, httpx.AsyncByteStream)  # noqa: S101 - httpx's own
-        stream = _CappedAsyncStream(response.stream, decoder)
-        return httpx.Response(
-            response.status_code, headers=headers, stream=stream, extensions=response.extensions
-        )
+            return await resolve_permitted(self.guard, host, port, within=within)
+        except EgressRefusedError as exc:
+            raise httpx.ConnectError(str(exc)) from None
+
+
+def _decoded(headers: RawHeaders, body: bytes, limit: int) -> tuple[RawHeaders, bytes]:
+    """The headers without content-encoding/length, and the body decoded within `limit`."""
+    encoding = ""
+    kept: RawHeaders = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"content-encoding":
+            encoding = value.decode("latin-1")
+        elif lower != b"content-length":
+            kept.append((name, value))
+    if not encoding:
+        return headers, body  # the common case: nothing to decode, the length is the body's
+    decoder = BoundedDecoder(encoding, limit)
+    return kept, decoder.feed(body) + decoder.finish()
 
 
 class GuardedSyncTransport(httpx.HTTPTransport):

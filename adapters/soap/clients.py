@@ -10,7 +10,7 @@ import httpx
 import zeep
 from zeep.proxy import AsyncServiceProxy
 
-from adapters.egress import EgressGuard
+from adapters.egress import EgressGuard, GuardedAsyncTransport
 from adapters.soap.config import SoapConfig
 from adapters.soap.envelope import PreparedOperation
 from adapters.soap.transport import MAX_WSDL_BYTES, CallHeadersPlugin, GuardedTransport, origin_of
@@ -50,7 +50,7 @@ class ServiceCache:
         self,
         *,
         http: httpx.AsyncClient,
-        calls: httpx.AsyncBaseTransport,
+        calls: GuardedAsyncTransport,
         call_timeout_seconds: float,
         plugin: CallHeadersPlugin,
         egress: EgressGuard,

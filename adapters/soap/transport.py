@@ -22,6 +22,7 @@ from zeep.plugins import Plugin
 from zeep.transports import AsyncTransport
 
 from adapters.base import parse_retry_after
+from adapters.egress import GuardedAsyncTransport
 from adapters.exchange import Answer, exchange
 from hub.kit.xmlsafe import UnsafeXMLError, parse_untrusted
 
@@ -111,7 +112,7 @@ class GuardedTransport(AsyncTransport):
         self,
         *,
         origin: str,
-        calls: httpx.AsyncBaseTransport,
+        calls: GuardedAsyncTransport,
         call_timeout_seconds: float,
         **kwargs: Any,
     ) -> None:
@@ -139,8 +140,9 @@ class GuardedTransport(AsyncTransport):
 
     async def post(self, address: str, message: bytes, headers: dict[str, str]) -> httpx.Response:
         answer = await self._exchange(address, message, headers)
+        request = httpx.Request("POST", address)  # zeep reads the answer only
         return httpx.Response(
-            answer.status_code, headers=answer.headers, content=answer.body, request=answer.request
+            answer.status_code, headers=answer.headers, content=answer.body, request=request
         )
 
     async def post_xml(self, address: str, envelope: Any, headers: dict[str, str]) -> Any:
