@@ -157,7 +157,9 @@ class FeedKit:
         return FeedPublisher(self)
 
     async def aclose(self) -> None:
-        """Drop live subscribers and stop listening."""
+        """Finish sequencing runs under way, drop live subscribers and stop listening."""
+        if "notifier" in self.__dict__:  # made on first use (by ingest or a page)
+            await self.notifier.aclose()
         await self.live.aclose()
         await self.bus.aclose()
 
@@ -168,31 +170,53 @@ class _Run:
     def __init__(self) -> None:
         self.started = False
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.task: asyncio.Task[None] | None = None
+
+
+# How long a stopping process waits for its last sequencing run (the sweep does the rest).
+SETTLE_ON_CLOSE_SECONDS = 5.0
 
 
 class FeedPublisher:
     """Implements ingest's `FeedNotifier`: positions for the new events, then a notice.
 
-    Group commit: batches that committed while a sequencing run is under way join the next
-    run instead of each opening its own transaction and queueing on the sequencer lock; every
-    caller still returns only after a run that started after its commit has finished."""
+    Ingest does not wait for positions (ADR 0022): a committed batch joins the next
+    sequencing run of its process (group commit: batches that commit while a run is under
+    way share the next one) and returns. Readers get read-your-writes instead: a page that
+    sees events still waiting for a position calls `settle` first. What a run could not do
+    (an error, a process stopped between commit and run) the periodic sweep does."""
 
     def __init__(self, kit: FeedKit) -> None:
         self._kit = kit
         self._lock = asyncio.Lock()
         self._next: _Run | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # runs under way, kept from the GC
 
     async def published(self, *, node_id: UUID, event_ids: set[UUID]) -> None:
-        """Never raises: the events are committed and queued; the periodic sweep (or the
-        next batch) sequences whatever this could not."""
-        if not event_ids:
-            return
+        """Start (or join) a sequencing run for committed events and return at once; never
+        raises: the events are committed and queued in `feed_pending`."""
+        if event_ids:
+            self._join()
+
+    async def settle(self) -> None:
+        """Return once a sequencing run that started after this call has finished: every
+        event committed before the call then has its position (unless the run failed, which
+        it logs; the sweep retries)."""
+        await asyncio.shield(self._join().done)
+
+    async def aclose(self) -> None:
+        """Let the runs under way finish (bounded), so a stopping process leaves no batch
+        it answered for to the sweep."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=SETTLE_ON_CLOSE_SECONDS)
+
+    def _join(self) -> _Run:
         run = self._next
         if run is None or run.started:
             run = self._next = _Run()
-            run.task = asyncio.create_task(self._sequence(run))
-        await asyncio.shield(run.done)
+            task = asyncio.create_task(self._sequence(run))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return run
 
     async def _sequence(self, run: _Run) -> None:
         from hub.feeds.service import sequence_and_announce

@@ -27,9 +27,12 @@ from hub.kit.errors import UnavailableError
 from hub.policy.release import release_cache_key
 from hub.policy.schemas import Recipient, ReleaseInput, ReleaseResult
 
-# Positions judged per fill: a reader starting at position 0 of a long feed pays for this
-# many at a time, not for the whole feed at once.
-FILL_CHUNK = 20_000
+# Feed entries judged per forward fill: a reader starting at position 0 of a long feed pays
+# for this many at a time (a few milliseconds of PostgreSQL, and at most MAX_FILLS of them
+# per page), not for the whole feed at once, so fills do not stall ingest's statements
+# (ADR 0022). Counted in entries, not positions, so a gap (retention, a reset sequence)
+# costs one look, not a page per empty chunk.
+FILL_CHUNK = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +89,10 @@ async def _covered(kit: FeedKit, spec: AudienceSpec, *, after: int, extend: bool
     """The audience's range when it already covers `after` (and need not be extended)."""
     revision = kit.policy.revision or ""
     # A read outside any transaction: one round trip instead of BEGIN, two reads, COMMIT.
-    found, last = await repository.find_audience(kit.db.pool, key=spec.key)
+    found, last, pending = await repository.find_audience(kit.db.pool, key=spec.key)
+    if pending:  # committed events wait for positions: a page shows what was committed
+        await kit.notifier.settle()
+        found, last, _ = await repository.find_audience(kit.db.pool, key=spec.key)
     if (
         found is not None
         and _covers(found, revision, after=after, last=last, extend=extend)
@@ -114,7 +120,9 @@ async def _fill_range(kit: FeedKit, spec: AudienceSpec, *, after: int, extend: b
             await _fill(kit, conn, spec, audience, after=after, through=lo)
             lo = after
         if hi < last and (extend or hi <= after):
-            through = min(last, max(hi, after) + FILL_CHUNK)
+            through = await repository.chunk_end(
+                conn, after=max(hi, after), entries=FILL_CHUNK, last=last
+            )
             await _fill(kit, conn, spec, audience, after=hi, through=through)
             hi = through
         await repository.set_range(conn, audience_id=audience.id, lo=lo, hi=hi)

@@ -61,7 +61,9 @@ async def offered_in_snapshot(
     the caller's snapshot only if that snapshot shows the audience (the same one as
     `cover`) covering them under `revision`; None otherwise. Range and offers commit
     together, so a snapshot that shows the range shows every offer in it."""
-    found, last = await repository.find_audience(conn, key=spec.key)
+    # Events waiting for a position are left to the primary's look (replica reads tolerate
+    # staleness; a page on the primary sequences them first).
+    found, last, _ = await repository.find_audience(conn, key=spec.key)
     if found is None or found.revision != revision or (cover and found.id != cover.id):
         return None
     through = cover.hi if cover is not None else found.hi

@@ -67,7 +67,9 @@ class FeedRow(msgspec.Struct, frozen=True, kw_only=True):
     payload: str
 
 
-async def has_pending(conn: asyncpg.Connection, *, older_than_seconds: float) -> bool:
+async def has_pending(
+    conn: asyncpg.Connection | asyncpg.Pool, *, older_than_seconds: float
+) -> bool:
     """Whether committed events wait for a position for longer than the given time."""
     return bool(
         await conn.fetchval(
@@ -247,19 +249,21 @@ ON CONFLICT DO NOTHING
 
 async def find_audience(
     conn: asyncpg.Connection | asyncpg.Pool, *, key: str
-) -> tuple[Audience | None, int]:
-    """An audience's offer state (None before its first reader) and the highest position
-    handed out so far, in one round trip."""
+) -> tuple[Audience | None, int, bool]:
+    """An audience's offer state (None before its first reader), the highest position
+    handed out so far, and whether committed events still wait for a position, in one
+    round trip."""
     row = await conn.fetchrow(
-        f"""SELECT (SELECT coalesce(max(seq), 0) FROM feed_entry) AS last, a.*
+        f"""SELECT (SELECT coalesce(max(seq), 0) FROM feed_entry) AS last,
+                   EXISTS (SELECT 1 FROM feed_pending) AS pending, a.*
             FROM (SELECT 1) AS one
             LEFT JOIN (SELECT {_AUDIENCE_COLUMNS} FROM feed_audience WHERE key = $1) AS a
               ON true""",
         key,
     )
-    last = int(row["last"])
+    last, pending = int(row["last"]), bool(row["pending"])
     if row["id"] is None:
-        return None, last
+        return None, last, pending
     audience = Audience(
         id=row["id"],
         revision=row["revision"],
@@ -267,7 +271,7 @@ async def find_audience(
         hi=row["hi"],
         touch_due=row["touch_due"],
     )
-    return audience, last
+    return audience, last, pending
 
 
 async def lock_audience(conn: asyncpg.Connection, *, key: str, agency: str) -> Audience:
@@ -365,6 +369,19 @@ async def set_range(conn: asyncpg.Connection, *, audience_id: int, lo: int, hi: 
     await conn.execute(
         "UPDATE feed_audience SET lo = $2, hi = $3 WHERE id = $1", audience_id, lo, hi
     )
+
+
+async def chunk_end(conn: asyncpg.Connection, *, after: int, entries: int, last: int) -> int:
+    """The position of the `entries`-th feed entry after `after`, or `last` when fewer
+    entries lie in (after, last]."""
+    end = await conn.fetchval(
+        """SELECT seq FROM feed_entry WHERE seq > $1 AND seq <= $3
+           ORDER BY seq OFFSET $2 - 1 LIMIT 1""",
+        after,
+        entries,
+        last,
+    )
+    return last if end is None else int(end)
 
 
 async def release_keys(conn: asyncpg.Connection, *, after: int, through: int) -> list[ReleaseKey]:

@@ -119,6 +119,7 @@ async def read_media(kit: FeedKit, reader: Reader, *, sha256: str) -> tuple[byte
     the newest event's), and the blur covers every region known on the image, whichever
     event or scan reported it (`release_media`).
     """
+    await catch_up(kit)
     async with kit.db.transaction() as conn:
         rows = await repository.select_media_events(conn, sha256=sha256, limit=MEDIA_CANDIDATES)
     image = await load_image(kit.db, sha256=sha256) if rows else None
@@ -183,6 +184,14 @@ async def acknowledge(kit: FeedKit, reader: Reader, *, seqs: list[int]) -> AckRe
             ),
         )
     return AckResult(acknowledged=new, already_acknowledged=len(unique) - new)
+
+
+async def catch_up(kit: FeedKit) -> None:
+    """Give committed events their positions before reading the feed: ingest answers
+    without waiting for them (ADR 0022), and a reader sees what was committed before it
+    asked."""
+    if await repository.has_pending(kit.db.pool, older_than_seconds=0.0):
+        await kit.notifier.settle()
 
 
 async def sequence_and_announce(kit: FeedKit, *, older_than_seconds: float = 0.0) -> list[int]:

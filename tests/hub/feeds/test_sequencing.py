@@ -1,0 +1,94 @@
+"""Sequencing off ingest's path (ADR 0022): ingest answers without waiting for positions,
+a reader still sees every event committed before it asked, and fills are bounded."""
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+
+from hub.feeds import offers, repository
+from hub.feeds.pages import audience_of, read_page
+from hub.feeds.schemas import FeedFilters
+from hub.feeds.service import resolve_reader, sequence_and_announce
+from hub.runtime import Services
+from tests.hub.feeds.builders import CENTRAL_CAMERA, NORTH_CAMERA
+from tests.hub.feeds.test_service import POLICE, insert_event
+
+pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.commits]
+
+
+async def test_ingest_does_not_wait_for_the_sequencer(feed_services: Services) -> None:
+    kit = feed_services.feeds
+    conn = await asyncpg.connect(feed_services.settings.database_url)
+    blocker = await asyncpg.connect(feed_services.settings.database_url)
+    try:
+        await insert_event(conn, NORTH_CAMERA)
+        # Another sequencer holds the lock: a run started now cannot finish until it ends.
+        await blocker.execute("BEGIN")
+        await blocker.execute("SELECT pg_advisory_xact_lock($1)", repository.SEQUENCER_LOCK_KEY)
+        await asyncio.wait_for(
+            kit.notifier.published(node_id=uuid.uuid4(), event_ids={uuid.uuid4()}), 1.0
+        )
+        settled = asyncio.create_task(kit.notifier.settle())
+        await asyncio.sleep(0.3)
+        assert not settled.done()  # a reader's settle does wait for the run
+        await blocker.execute("COMMIT")
+        await asyncio.wait_for(settled, 10.0)
+        assert await conn.fetchval("SELECT count(*) FROM feed_entry") == 1
+        assert await conn.fetchval("SELECT count(*) FROM feed_pending") == 0
+    finally:
+        await blocker.close()
+        await conn.close()
+
+
+async def test_a_page_sequences_what_was_committed_before_it_was_asked(
+    feed_services: Services,
+) -> None:
+    reader = await resolve_reader(feed_services.feeds, POLICE, decision_id=None)
+    conn = await asyncpg.connect(feed_services.settings.database_url)
+    try:
+        _, first = await insert_event(conn, NORTH_CAMERA)
+        await sequence_and_announce(feed_services.feeds)
+        page = await read_page(
+            feed_services.feeds, reader, cursor=None, filters=FeedFilters(), limit=10
+        )
+        # Committed after the audience was filled, and nobody sequenced it.
+        _, second = await insert_event(conn, NORTH_CAMERA)
+        assert page.page is not None
+        after = await read_page(
+            feed_services.feeds,
+            reader,
+            cursor=page.page.next_cursor,
+            filters=FeedFilters(),
+            limit=10,
+        )
+    finally:
+        await conn.close()
+    assert [str(i.event_id) for i in page.page.items] == [first]
+    assert after.page is not None
+    assert [str(i.event_id) for i in after.page.items] == [second]
+
+
+async def test_a_fill_judges_a_bounded_number_of_entries(
+    feed_services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kit = feed_services.feeds
+    spec = audience_of(await resolve_reader(kit, POLICE, decision_id=None))
+    conn = await asyncpg.connect(feed_services.settings.database_url)
+    try:
+        for i in range(9):
+            await insert_event(conn, NORTH_CAMERA if i % 3 == 0 else CENTRAL_CAMERA)
+        await sequence_and_announce(kit)
+        seqs = [r["seq"] for r in await conn.fetch("SELECT seq FROM feed_entry ORDER BY seq")]
+        # A gap, as retention leaves one: a chunk counts entries, not positions.
+        await conn.execute("DELETE FROM feed_entry WHERE seq = ANY($1)", seqs[1:5])
+        monkeypatch.setattr(offers, "FILL_CHUNK", 2)
+        first = await offers.cover(kit, spec, after=0, extend=False)
+        second = await offers.cover(kit, spec, after=first.hi, extend=False)
+        third = await offers.cover(kit, spec, after=second.hi, extend=False)
+    finally:
+        await conn.close()
+    assert (first.lo, first.hi) == (0, seqs[5])
+    assert second.hi == seqs[7]
+    assert third.hi == seqs[8] == third.last
