@@ -4,6 +4,7 @@ and pools that prepare no named statements (PgBouncer in transaction mode)."""
 import time
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import msgspec
 import pytest
 
@@ -112,3 +113,68 @@ async def test_stop_ends_even_when_a_connection_is_never_given_back(database_url
     assert time.monotonic() - started < 3  # before, it waited for the connection forever
     assert db.engine.pool is None
     await db.stop()  # idempotent
+
+
+async def _last_statement(database_url: str, pid: int) -> str:
+    """What the server says a backend ran last (read from another connection)."""
+    watcher = await asyncpg.connect(database_url)
+    try:
+        query: str = await watcher.fetchval(
+            "SELECT query FROM pg_stat_activity WHERE pid = $1", pid
+        )
+        return query
+    finally:
+        await watcher.close()
+
+
+async def test_a_connection_that_left_no_session_state_comes_back_without_a_reset(
+    database_url: str,
+) -> None:
+    db = Database(database_url, options=PoolOptions(min_size=1, max_size=1))
+    await db.start()
+    try:
+        async with db.transaction() as conn:
+            pid = conn.get_server_pid()
+            await conn.fetchval("SELECT $1::int + 1", 1)
+            await conn.execute("SET LOCAL lock_timeout = '1s'")  # ends with the transaction
+        assert "RESET ALL" not in await _last_statement(database_url, pid)
+        async with db.pool.acquire() as conn:
+            await conn.fetchval("SELECT pg_advisory_xact_lock(42)")
+        assert "RESET ALL" not in await _last_statement(database_url, pid)
+    finally:
+        await db.stop()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT pg_advisory_lock(4242)",
+        "SET statement_timeout = '7s'",
+        "SELECT set_config('statement_timeout', '7s', false)",
+    ],
+)
+async def test_a_connection_that_left_session_state_is_reset_before_reuse(
+    database_url: str, statement: str
+) -> None:
+    # One connection in the pool, so the second acquire gets the one the first gave back.
+    db = Database(database_url, options=PoolOptions(min_size=1, max_size=1))
+    await db.start()
+    try:
+        async with db.pool.acquire() as conn:
+            pid = conn.get_server_pid()
+            default_timeout = await conn.fetchval("SHOW statement_timeout")
+            await conn.execute(statement)
+        assert "RESET ALL" in await _last_statement(database_url, pid)
+        async with db.pool.acquire() as conn:
+            assert conn.get_server_pid() == pid
+            assert await conn.fetchval("SHOW statement_timeout") == default_timeout
+            held = await conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1", pid
+            )
+            assert held == 0
+        # Reset once: the next clean use is given back without the reset query again.
+        async with db.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+        assert "RESET ALL" not in await _last_statement(database_url, pid)
+    finally:
+        await db.stop()
