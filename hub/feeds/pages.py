@@ -5,12 +5,12 @@ verdict (hub/feeds/release.py), `limit` counted in released items, every page au
 import time
 from dataclasses import dataclass
 
-from hub.feeds import offers
+from hub.feeds import offers, repository
 from hub.feeds.kit import FeedKit
 from hub.feeds.offers import AudienceSpec
 from hub.feeds.release import ReleasedBatch, apply_verdicts, decide_groups, reader_hash_key
-from hub.feeds.replica import offered_in_snapshot, offered_on_replica
-from hub.feeds.repository import FeedRow
+from hub.feeds.replica import ReplicaLook, offered_in_snapshot, offered_on_replica
+from hub.feeds.repository import MAX_SEQ, FeedRow
 from hub.feeds.rules import decode_cursor, encode_cursor, etag_matches, page_etag
 from hub.feeds.schemas import Channel, FeedFilters, FeedItem, FeedPage
 from hub.feeds.service import (
@@ -111,8 +111,15 @@ async def take_offered(
         if len(seen.rows) > limit:
             return Taken(rows=seen.rows[:limit], through=seen.rows[limit - 1].seq, more=True)
         return Taken(rows=seen.rows, through=seen.hi, more=seen.hi < seen.last)
+    seen = await _offered_as_covered(kit, spec, after=after, filters=filters, limit=limit)
     rows: list[FeedRow] = []
     position, extend = after, False
+    if seen is not None:
+        if len(seen.rows) > limit:
+            return Taken(rows=seen.rows[:limit], through=seen.rows[limit - 1].seq, more=True)
+        if seen.hi >= seen.last:
+            return Taken(rows=seen.rows, through=max(after, seen.hi), more=False)
+        rows, position, extend = seen.rows, seen.hi, True  # take more beyond the range
     for _ in range(MAX_FILLS):
         cover = await offers.cover(kit, spec, after=position, extend=extend)
         got = await offered_within(
@@ -131,6 +138,26 @@ async def take_offered(
     return Taken(rows=rows, through=position, more=True)
 
 
+async def _offered_as_covered(
+    kit: FeedKit, spec: AudienceSpec, *, after: int, filters: FeedFilters, limit: int
+) -> ReplicaLook | None:
+    """The usual page: the audience already covers `after` under the active revision, so
+    one statement on the primary finds it and reads its offers. None when the page must
+    take the covering path: events wait for a position (they are settled there), the
+    range needs filling, or the audience's use is due to be recorded."""
+    revision = kit.policy.revision or ""
+    look = await repository.look_offered(
+        kit.db.pool, key=spec.key, revision=revision, after=after, through=MAX_SEQ,
+        filters=filters, limit=limit + 1,
+    )  # fmt: skip
+    found = look.audience
+    if look.pending or found is None or found.touch_due or found.revision != revision:
+        return None
+    if not found.lo <= after or (found.hi <= after and found.hi < look.last):
+        return None
+    return ReplicaLook(rows=look.rows, hi=max(after, found.hi), last=look.last)
+
+
 async def offered_within(
     kit: FeedKit,
     spec: AudienceSpec,
@@ -146,14 +173,10 @@ async def offered_within(
     would move the cursor past events never offered, and the agency would miss them)."""
     if cover.hi <= after:
         return []  # nothing is offered past the cursor yet
-    async with (
-        kit.db.pool.acquire() as conn,
-        conn.transaction(isolation="repeatable_read", readonly=True),
-    ):
-        seen = await offered_in_snapshot(
-            conn, spec, revision=kit.policy.revision or "", after=after, filters=filters,
-            limit=limit, cover=cover,
-        )  # fmt: skip
+    seen = await offered_in_snapshot(
+        kit.db.pool, spec, revision=kit.policy.revision or "", after=after, filters=filters,
+        limit=limit, cover=cover,
+    )  # fmt: skip
     return None if seen is None else seen.rows
 
 

@@ -2,11 +2,11 @@
 
 Only the read of offered rows moves: covering new positions (judging and inserting offers),
 release decisions and the access audit stay on the primary. The replica answers only from
-one snapshot in which the audience's offer range (lo, hi] already covers the cursor: the
-range and its offers are committed together, so a snapshot that shows the range shows every
-offer in it (and the entries and events they point at, committed before). Reading the range
-on the primary and the offers on a replica could instead move a cursor past offers the
-replica has not replayed yet, skipping them for good.
+one snapshot (one statement) in which the audience's offer range (lo, hi] already covers the
+cursor: the range and its offers are committed together, so a snapshot that shows the
+range shows every offer in it (and the entries and events they point at, committed before).
+Reading the range on the primary and the offers on a replica could instead move a cursor
+past offers the replica has not replayed yet, skipping them for good.
 """
 
 from dataclasses import dataclass
@@ -39,7 +39,7 @@ async def offered_on_replica(
     moment behind must not hold back a long-poll that was just woken for new events)."""
     if not await kit.db.replica_fresh():
         return None
-    async with kit.db.snapshot() as conn:
+    async with kit.db.reader() as conn:
         revision = kit.policy.revision or ""
         seen = await offered_in_snapshot(
             conn, spec, revision=revision, after=after, filters=filters, limit=limit
@@ -48,7 +48,7 @@ async def offered_on_replica(
 
 
 async def offered_in_snapshot(
-    conn: asyncpg.Connection,
+    conn: asyncpg.Connection | asyncpg.Pool,
     spec: AudienceSpec,
     *,
     revision: str,
@@ -57,19 +57,20 @@ async def offered_in_snapshot(
     limit: int,
     cover: Cover | None = None,
 ) -> ReplicaLook | None:
-    """Offered rows after `after` through the audience's range end (or `cover`'s), read in
-    the caller's snapshot only if that snapshot shows the audience (the same one as
+    """Offered rows after `after` through the audience's range end (or `cover`'s), read by
+    one statement (one snapshot) only if that snapshot shows the audience (the same one as
     `cover`) covering them under `revision`; None otherwise. Range and offers commit
-    together, so a snapshot that shows the range shows every offer in it."""
-    # Events waiting for a position are left to the primary's look (replica reads tolerate
-    # staleness; a page on the primary sequences them first).
-    found, last, _ = await repository.find_audience(conn, key=spec.key)
+    together, so a snapshot that shows the range shows every offer in it. Events waiting for
+    a position are left to the primary's look (a page there sequences them first)."""
+    through = cover.hi if cover is not None else repository.MAX_SEQ
+    look = await repository.look_offered(
+        conn, key=spec.key, revision=revision, after=after, through=through,
+        filters=filters, limit=limit,
+    )  # fmt: skip
+    found = look.audience
     if found is None or found.revision != revision or (cover and found.id != cover.id):
         return None
     through = cover.hi if cover is not None else found.hi
     if not found.lo <= after < through <= found.hi:  # a range only grows in one revision
         return None
-    rows = await repository.select_offered(
-        conn, audience_id=found.id, after=after, through=through, filters=filters, limit=limit
-    )
-    return ReplicaLook(rows=rows, hi=through, last=last)
+    return ReplicaLook(rows=look.rows, hi=through, last=look.last)

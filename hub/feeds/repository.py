@@ -208,31 +208,58 @@ _AUDIENCE_COLUMNS = "id, revision, lo, hi, used_at < now() - interval '1 hour' A
 # The coarse release input of a feed entry, as one comparable text value.
 _KEY_SQL = "jsonb_build_array(f.camera_id, f.jurisdiction, f.classes)::text"
 
-# Offers first, in order, then one probe per offer into the entry and the event. The LATERAL
-# subqueries are fenced (OFFSET 0) because the planner otherwise joins every feed entry with
-# every event before it looks at the offers (a hash join: 350 ms for a page of a 100,000-event
-# feed instead of about 1 ms); it does not carry the seq range from the offer to the entry.
-_OFFERED = """
-SELECT f.seq, e.event_id, e.camera_id, e.classes, e.captured_at, e.payload::text AS payload
-FROM feed_offer o
-CROSS JOIN LATERAL (
-    SELECT f.seq, f.event_pk, f.captured_at FROM feed_entry f
-    WHERE f.seq = o.seq
-      AND ($4::timestamptz IS NULL OR f.captured_at >= $4)
-      AND ($5::timestamptz IS NULL OR f.captured_at < $5)
-      AND (cardinality($6::text[]) = 0 OR f.classes && $6::text[])
-      AND (cardinality($7::text[]) = 0 OR f.camera_id = ANY ($7::text[]))
-    OFFSET 0
-) AS f
-CROSS JOIN LATERAL (
-    SELECT e.event_id, e.camera_id, e.classes, e.captured_at, e.payload FROM detection_event e
-    WHERE e.id = f.event_pk AND e.captured_at = f.captured_at AND e.disposition = 'accepted'
-    OFFSET 0
-) AS e
-WHERE o.audience_id = $1 AND o.seq > $2 AND o.seq <= $3
-ORDER BY o.seq
-LIMIT $8
+# The audience, the feed's head, whether events wait for a position, and the audience's
+# offered rows after a cursor, in one statement, so in one snapshot without a transaction
+# (range and offers commit together: a snapshot that shows the range shows every offer in
+# it). Offers first, in order, then one probe per offer into the entry and the event. The
+# LATERAL subqueries are fenced (OFFSET 0) because the planner otherwise joins every feed
+# entry with every event before it looks at the offers (a hash join: 350 ms for a page of a
+# 100,000-event feed instead of about 1 ms); it does not carry the seq range from the offer
+# to the entry. A row per offer (the audience repeated), or one row without an offer.
+_LOOK_OFFERED = f"""
+SELECT h.last, h.pending, a.id, a.revision, a.lo, a.hi, a.touch_due,
+       r.seq, r.event_id, r.camera_id, r.classes, r.captured_at, r.payload
+FROM (SELECT (SELECT coalesce(max(seq), 0) FROM feed_entry) AS last,
+             EXISTS (SELECT 1 FROM feed_pending) AS pending) AS h
+LEFT JOIN (SELECT {_AUDIENCE_COLUMNS} FROM feed_audience WHERE key = $1) AS a ON true
+LEFT JOIN LATERAL (
+    SELECT f.seq, e.event_id, e.camera_id, e.classes, e.captured_at,
+           e.payload::text AS payload
+    FROM feed_offer o
+    CROSS JOIN LATERAL (
+        SELECT f.seq, f.event_pk, f.captured_at FROM feed_entry f
+        WHERE f.seq = o.seq
+          AND ($5::timestamptz IS NULL OR f.captured_at >= $5)
+          AND ($6::timestamptz IS NULL OR f.captured_at < $6)
+          AND (cardinality($7::text[]) = 0 OR f.classes && $7::text[])
+          AND (cardinality($8::text[]) = 0 OR f.camera_id = ANY ($8::text[]))
+        OFFSET 0
+    ) AS f
+    CROSS JOIN LATERAL (
+        SELECT e.event_id, e.camera_id, e.classes, e.captured_at, e.payload
+        FROM detection_event e
+        WHERE e.id = f.event_pk AND e.captured_at = f.captured_at
+          AND e.disposition = 'accepted'
+        OFFSET 0
+    ) AS e
+    WHERE o.audience_id = a.id AND a.revision = $2 AND a.lo <= $3
+      AND o.seq > $3 AND o.seq <= least(a.hi, $4)
+    ORDER BY o.seq
+    LIMIT $9
+) AS r ON true
+ORDER BY r.seq
 """
+
+
+class OfferedLook(msgspec.Struct, frozen=True, kw_only=True):
+    """One snapshot of an audience: its offer state (None before its first reader), the
+    feed's head, whether committed events wait for a position, and offered rows."""
+
+    audience: Audience | None
+    last: int
+    pending: bool
+    rows: list[FeedRow]
+
 
 _INSERT_OFFERS = f"""
 INSERT INTO feed_offer (audience_id, seq)
@@ -429,19 +456,23 @@ async def insert_offers(
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def select_offered(
+async def look_offered(
     conn: asyncpg.Connection | asyncpg.Pool,
     *,
-    audience_id: int,
+    key: str,
+    revision: str,
     after: int,
     through: int,
     filters: FeedFilters,
     limit: int,
-) -> list[FeedRow]:
-    """Up to `limit` of an audience's offered events in (after, through], in order."""
+) -> OfferedLook:
+    """An audience and up to `limit` of its offered events in (after, min(hi, through)], in
+    order, read by one statement (one snapshot); no rows unless the audience is under
+    `revision` and its range starts at or before `after`."""
     rows = await conn.fetch(
-        _OFFERED,
-        audience_id,
+        _LOOK_OFFERED,
+        key,
+        revision,
         after,
         through,
         filters.since,
@@ -450,7 +481,22 @@ async def select_offered(
         filters.cameras,
         limit,
     )
-    return [_row(r) for r in rows]
+    head = rows[0]
+    audience = None
+    if head["id"] is not None:
+        audience = Audience(
+            id=head["id"],
+            revision=head["revision"],
+            lo=head["lo"],
+            hi=head["hi"],
+            touch_due=head["touch_due"],
+        )
+    return OfferedLook(
+        audience=audience,
+        last=int(head["last"]),
+        pending=bool(head["pending"]),
+        rows=[_row(r) for r in rows if r["seq"] is not None],
+    )
 
 
 async def insert_acks(

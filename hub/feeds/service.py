@@ -219,7 +219,7 @@ async def audit_access(
     cursor: tuple[int, int] | None = None,
     target: str | None = None,
 ) -> None:
-    """Audit one feed access (ids and decision ids, never payloads) in its own transaction."""
+    """Audit one feed access (ids and decision ids, never payloads), committed on its own."""
     entry = _entry(
         reader,
         channel,
@@ -230,7 +230,8 @@ async def audit_access(
         cursor=cursor,
         target=target,
     )
-    async with kit.db.transaction() as conn:
+    # One INSERT commits on its own: no BEGIN and COMMIT round trips on every page.
+    async with kit.db.connection() as conn:
         await append_entry(conn, entry)
 
 
