@@ -11,7 +11,7 @@ from adapters.base import Message, Receipt
 from adapters.egress import EgressGuard
 from adapters.soap.clients import BoundService, ServiceCache
 from adapters.soap.config import MAX_TIMEOUT_SECONDS, SoapConfig, parse_config
-from adapters.soap.envelope import PreparedOperation, prepare
+from adapters.soap.envelope import PreparedOperation, prepare, read_reply
 from adapters.soap.errors import call_error, load_error
 from adapters.soap.mapping import (
     message_sources,
@@ -110,8 +110,8 @@ class SoapAdapter:
         client, options = service.proxy._client, service.proxy._binding_options
         envelope, headers = prepared.fill(values)
         envelope, headers = self._plugin.egress(envelope, headers, prepared.operation, options)
-        response = await client.transport.post_xml(options["address"], envelope, headers)
-        return service.binding.process_reply(client, prepared.operation, response)
+        status, root = await client.transport.send_envelope(options["address"], envelope, headers)
+        return read_reply(service.binding, prepared.operation, status, root)
 
 
 def _sources(message: Message) -> dict[str, Any]:

@@ -148,8 +148,18 @@ class GuardedTransport(AsyncTransport):
     async def post_xml(self, address: str, envelope: Any, headers: dict[str, str]) -> Any:
         message = etree.tostring(envelope, encoding="utf-8", xml_declaration=True)
         answer = await self._exchange(address, message, headers)
-        _check_answer(answer)
+        _checked_root(answer)
         return _reply(answer)
+
+    async def send_envelope(
+        self, address: str, envelope: etree._Element, headers: dict[str, str]
+    ) -> tuple[int, etree._Element | None]:
+        """`post_xml` for a prepared operation: the status and the answer, parsed once (by
+        `parse_untrusted`; None for an empty one), for `read_reply` instead of zeep re-parsing
+        it from a reply object."""
+        message = etree.tostring(envelope, encoding="utf-8", xml_declaration=True)
+        answer = await self._exchange(address, message, headers)
+        return answer.status_code, _checked_root(answer)
 
     async def _exchange(self, address: str, message: bytes, headers: dict[str, str]) -> Answer:
         answer = await exchange(
@@ -205,21 +215,23 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}:{parts.port or _DEFAULT_PORTS[parts.scheme]}"
 
 
-def _check_answer(response: Answer) -> None:
-    """Refuse unsafe XML; a non-200 answer that is not a SOAP fault is judged by its status."""
+def _checked_root(response: Answer) -> etree._Element | None:
+    """The answer's root, parsed as untrusted (None when empty); unsafe XML is refused, and a
+    non-200 answer that is not a SOAP fault is judged by its status."""
     status, content = response.status_code, response.body
     if status in (201, 202) and not content:
-        return  # one-way operations: accepted, nothing to read
-    fault = False
+        return None  # one-way operations: accepted, nothing to read
+    root = None
     if content:
         try:
-            fault = _has_fault(parse_untrusted(content, max_bytes=MAX_ANSWER_BYTES))
+            root = parse_untrusted(content, max_bytes=MAX_ANSWER_BYTES)
         except UnsafeXMLError as exc:
             if status == 200:
                 raise UnsafeAnswerError(str(exc)) from None
-    if status != 200 and not fault:
+    if status != 200 and (root is None or not _has_fault(root)):
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         raise AgencyStatusError(status, retry_after=retry_after)
+    return root
 
 
 def _has_fault(root: etree._Element) -> bool:

@@ -424,3 +424,31 @@ async def test_oversized_answer_is_refused(adapter: SoapAdapter, scripted: Scrip
     scripted.script.body = b"<a>" + b"x" * (2 << 20) + b"</a>"
     with pytest.raises(RetryableError, match="not a readable SOAP envelope"):
         await adapter.deliver(make_message(), scripted_config(adapter, scripted))
+
+
+async def test_an_empty_accepted_answer_is_a_receipt_without_reference(
+    adapter: SoapAdapter, scripted: Scripted
+) -> None:
+    scripted.script.status, scripted.script.body = 202, b""
+    receipt = await adapter.deliver(make_message(), scripted_config(adapter, scripted))
+    assert (receipt.status_code, receipt.reference) == (200, None)
+
+
+async def test_an_empty_200_is_not_taken_for_an_acknowledgement(
+    adapter: SoapAdapter, scripted: Scripted
+) -> None:
+    scripted.script.body = b""
+    with pytest.raises(PermanentError, match="HTTP 200"):
+        await adapter.deliver(make_message(), scripted_config(adapter, scripted))
+
+
+async def test_an_answer_that_is_not_the_operations_output_is_refused(
+    adapter: SoapAdapter, scripted: Scripted
+) -> None:
+    # Parsed once as untrusted, then still deserialised against the WSDL's output type.
+    scripted.script.body = (
+        b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
+        b'<x:Other xmlns:x="urn:elsewhere"><x:id>1</x:id></x:Other></soap:Body></soap:Envelope>'
+    )
+    with pytest.raises(PermanentError, match="XMLParseError"):
+        await adapter.deliver(make_message(), scripted_config(adapter, scripted))
