@@ -329,18 +329,24 @@ class CpuWindow:
         self.api_pid = api_pid
         self.database = database
         self._before: Any = None
+        self._load_before = 0.0
 
     def start(self) -> None:
         """Open the window."""
         self._before = sample_cpu()
+        self._load_before = time.process_time()
 
     def stop(self) -> dict[str, Any]:
-        """Close the window: percent of one core per group, and its length."""
+        """Close the window: percent of one core per group, and its length. The load
+        generator is this process alone (its child, the API, is a group of its own)."""
         after = sample_cpu()
+        load = time.process_time() - self._load_before
         split = cpu_split(
             self._before, after, api_pid=self.api_pid, load_pids=set(), database=self.database
         )
-        return {**split, "seconds": after.at - self._before.at}
+        seconds = after.at - self._before.at
+        split["percent_of_one_core"]["load_generator"] = round(load / seconds * 100, 1)
+        return {**split, "seconds": seconds}
 
 
 def per_page(split: dict[str, Any], pages: int) -> dict[str, Any]:
@@ -351,6 +357,9 @@ def per_page(split: dict[str, Any], pages: int) -> dict[str, Any]:
         "api_cpu_ms_per_page": round(share["api"] * 10 * split["seconds"] / max(1, pages), 2),
         "postgres_cpu_ms_per_page": round(
             share["postgres"] * 10 * split["seconds"] / max(1, pages), 2
+        ),
+        "load_generator_cpu_ms_per_page": round(
+            share["load_generator"] * 10 * split["seconds"] / max(1, pages), 2
         ),
     }
 
@@ -485,7 +494,8 @@ def main() -> None:
         f"walk (closed loop): {walk['items_per_s']} items released/s "
         f"(goal >= {GOAL_ITEMS_PER_S}), {walk['pages_per_s']} pages/s, p99 {walk['p99_ms']} ms, "
         f"API {walk['api_cpu_ms_per_page']} ms + PostgreSQL {walk['postgres_cpu_ms_per_page']} "
-        "ms CPU per page"
+        f"ms CPU per page (load generator {walk['load_generator_cpu_ms_per_page']} ms; other "
+        f"processes {walk['cpu_percent_of_one_core']['other']} % of a core)"
     )
     agencies = ", ".join(f"{n} p99 {a['p99_ms']} ms" for n, a in steady["by_agency"].items())
     print(
