@@ -14,6 +14,7 @@ gzip or deflate decoding.
 import asyncio
 import ipaddress
 import logging
+import math
 import socket
 import ssl
 import zlib
@@ -276,7 +277,10 @@ class GuardedAsyncTransport(httpx.AsyncBaseTransport):
             ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
             max_connections=limits.max_connections or UNBOUNDED_CONNECTIONS,
             max_keepalive=limits.max_keepalive_connections or UNBOUNDED_CONNECTIONS,
-            keepalive_expiry=limits.keepalive_expiry or 0.0,
+            # httpx: None keeps idle connections for good.
+            keepalive_expiry=(
+                math.inf if limits.keepalive_expiry is None else limits.keepalive_expiry
+            ),
         )
 
     async def send(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
+import uvloop
 
 from adapters.egress import EgressGuard, GuardedAsyncTransport, ResponseTooLargeError
 from adapters.exchange import exchange
@@ -357,3 +358,44 @@ async def test_a_header_that_could_split_the_request_never_leaves(
     finally:
         await transport.aclose()
     assert box.connections == 0
+
+
+@pytest.mark.parametrize(("expiry", "connections"), [(0.05, 2), (None, 1)])
+async def test_an_idle_connection_past_its_expiry_is_not_reused(
+    agency: tuple[Agency, str], expiry: float | None, connections: int
+) -> None:
+    box, url = agency
+    limits = httpx.Limits(keepalive_expiry=expiry)
+    transport = EgressGuard(allowed_networks=["127.0.0.1/32"]).async_transport(limits=limits)
+    try:
+        await post(transport, url)
+        await asyncio.sleep(0.15)
+        await post(transport, url)
+    finally:
+        await transport.aclose()
+    assert box.connections == connections
+
+
+def test_the_client_runs_on_uvloop_as_the_worker_does() -> None:
+    async def scenario() -> tuple[list[bytes], int]:
+        box = Agency()
+        server = await asyncio.start_server(box.serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/in"
+        transport = loopback()
+        try:
+            answers = [(await post(transport, url))[1] for _ in range(3)]
+            for writer in box.writers:  # a hang-up the loop has not read when we reuse
+                writer.transport.abort()
+            await asyncio.sleep(0)
+            answers.append((await post(transport, url))[1])
+        finally:
+            await transport.aclose()
+            for writer in box.writers:
+                writer.close()
+            server.close()
+            await server.wait_closed()
+        return answers, box.connections
+
+    answers, connections = uvloop.run(scenario())
+    assert answers == [b"ok"] * 4
+    assert connections == 2
