@@ -92,7 +92,7 @@ async def reset_session(conn: asyncpg.Connection) -> None:
 
     asyncpg's default sends it on every release: one more round trip per pooled use, about
     0.1 ms of PostgreSQL CPU and as much of the client's, four times per ingest batch and on
-    every feed page, for statements that leave nothing past their transaction."""
+    every feed page, for statements that leave nothing past their transaction (ADR 0021)."""
     if isinstance(conn, SessionConnection) and not conn.session_dirty:
         return
     query = conn.get_reset_query()
