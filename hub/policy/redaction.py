@@ -50,10 +50,20 @@ class _Step(NamedTuple):
     plain: bool  # `last` can only name an object's key (not `*`, not an array index)
 
 
+class _Run(NamedTuple):
+    """Consecutive steps in redaction order; `names` when they all name plain fields under
+    the same parents (a profile's ten face landmarks under `/detections/*/attributes`), so
+    one look per parent tells which of them are there at all."""
+
+    steps: tuple[_Step, ...]
+    names: frozenset[str] | None
+
+
 class RedactionPlan(NamedTuple):
     """Redactions prepared once for many records (the items one verdict released)."""
 
     steps: tuple[_Step, ...]
+    runs: tuple[_Run, ...]
 
 
 def plan_redactions(redactions: list[Redaction], *, hash_key: bytes) -> RedactionPlan:
@@ -73,7 +83,24 @@ def plan_redactions(redactions: list[Redaction], *, hash_key: bytes) -> Redactio
         for r, t in zip(redactions, tokens, strict=True)
         if t
     )
-    return RedactionPlan(steps=steps)
+    return RedactionPlan(steps=steps, runs=_runs(steps))
+
+
+def _runs(steps: tuple[_Step, ...]) -> tuple[_Run, ...]:
+    """The steps cut into runs of plain steps sharing a head (every other step alone). A
+    plain step's change sits below its head, so it never invalidates the walk the rest of
+    its run shares (see `_overlaps`)."""
+    runs: list[list[_Step]] = []
+    for step in steps:
+        last = runs[-1][-1] if runs else None
+        if last is not None and step.plain and last.plain and step.head == last.head:
+            runs[-1].append(step)
+        else:
+            runs.append([step])
+    return tuple(
+        _Run(steps=tuple(run), names=frozenset(s.last for s in run) if len(run) > 1 else None)
+        for run in runs
+    )
 
 
 def apply_redactions(
@@ -93,33 +120,49 @@ def apply_plan(record: dict[str, Any], plan: RedactionPlan) -> Redacted:
     share `/detections/*/attributes`) until a change may have cut or replaced a node on it."""
     manifest: list[AppliedRedaction] = []
     parents: dict[tuple[str, ...], list[Located]] = {}
-    for step in plan.steps:
-        walked = parents.get(step.head)
-        if walked is None:
-            walked = parents[step.head] = walk(record, step.head)
-        last = step.last
-        found = (
-            [
-                (parent, last, keys)
-                for parent, keys in walked
-                if type(parent) is dict and last in parent
-            ]
-            if step.plain
-            else [(parent, key, keys) for parent, keys in walked for key in keys_at(parent, last)]
-        )
-        if not found:
+    for run in plan.runs:
+        if run.names is None:
+            manifest += _apply_step(record, run.steps[0], parents)
             continue
-        for parent, key, _ in found:
-            if step.change is None:
-                _remove(parent, key)
-            else:
-                parent[key] = step.change(parent[key])
-        manifest += [
-            AppliedRedaction(path=pointer_of((*keys, key)), op=step.op) for _, key, keys in found
-        ]
-        for head in step.forgets:
-            parents.pop(head, None)
+        head = run.steps[0].head
+        walked = parents.get(head)
+        if walked is None:
+            walked = parents[head] = walk(record, head)
+        # A step changes or removes a field, never adds one, and a run's changes sit below
+        # its parents: a field none of them has now, no step of the run will find.
+        names = run.names
+        there = {key for p, _ in walked if type(p) is dict for key in p if key in names}
+        if not there:
+            continue
+        for step in run.steps:
+            if step.last in there:
+                manifest += _apply_step(record, step, parents)
     return Redacted(record=record, manifest=manifest)
+
+
+def _apply_step(
+    record: dict[str, Any], step: _Step, parents: dict[tuple[str, ...], list[Located]]
+) -> list[AppliedRedaction]:
+    """One step on a record, reusing (and forgetting) parents' walks; its manifest lines."""
+    walked = parents.get(step.head)
+    if walked is None:
+        walked = parents[step.head] = walk(record, step.head)
+    last = step.last
+    found = (
+        [(parent, last, keys) for parent, keys in walked if type(parent) is dict and last in parent]
+        if step.plain
+        else [(parent, key, keys) for parent, keys in walked for key in keys_at(parent, last)]
+    )
+    if not found:
+        return []
+    for parent, key, _ in found:
+        if step.change is None:
+            _remove(parent, key)
+        else:
+            parent[key] = step.change(parent[key])
+    for head in step.forgets:
+        parents.pop(head, None)
+    return [AppliedRedaction(path=pointer_of((*keys, key)), op=step.op) for _, key, keys in found]
 
 
 def _overlaps(changed: tuple[str, ...], head: tuple[str, ...]) -> bool:

@@ -1,8 +1,15 @@
 """The redaction operators, pure."""
 
+import copy
 from typing import Any
 
-from hub.policy.redaction import apply_plan, apply_redactions, plan_redactions, recipient_hash_key
+from hub.policy.redaction import (
+    Redacted,
+    apply_plan,
+    apply_redactions,
+    plan_redactions,
+    recipient_hash_key,
+)
 from hub.policy.schemas import Redaction
 
 KEY = recipient_hash_key(b"k" * 32, "police-north")
@@ -188,3 +195,28 @@ def test_a_change_elsewhere_keeps_a_walk_and_a_change_above_it_forgets_it() -> N
     ]
     assert out.record["detections"][0].startswith("hmac-sha256:")
     assert "label" not in out.record["detections"][1]
+
+
+def test_a_run_of_fields_under_one_parent_is_skipped_only_when_none_is_there() -> None:
+    redactions = [
+        Redaction(path="/detections/*/track_id", op="mask"),
+        *(Redaction(path=f"/detections/*/attributes/{n}", op="remove") for n in ("a", "b")),
+        Redaction(path="/detections/*/attributes/c", op="hash"),
+    ]
+    plan = plan_redactions(redactions, hash_key=KEY)
+    absent, odd, present = record(), record(), record()
+    present["detections"][1]["attributes"] = {"b": 1, "c": "x"}
+    odd["detections"][0]["attributes"] = ["a", "b"]  # not an object: names nothing
+    for data in (absent, odd, present):
+        # One redaction at a time (plans of one step are never skipped), on a copy.
+        expected = Redacted(record=copy.deepcopy(data), manifest=[])
+        for redaction in redactions:
+            step = apply_redactions(expected.record, [redaction], hash_key=KEY, copy=False)
+            expected.manifest.extend(step.manifest)
+        assert apply_plan(data, plan) == expected
+    assert [(m.path, m.op) for m in expected.manifest] == [
+        ("/detections/0/track_id", "mask"),
+        ("/detections/1/track_id", "mask"),
+        ("/detections/1/attributes/b", "remove"),
+        ("/detections/1/attributes/c", "hash"),
+    ]
