@@ -128,7 +128,7 @@ def apply_verdicts(
                     verdict.result.redactions, hash_key=hash_key
                 )
             # The record was decoded for this page alone: redact it in place.
-            redacted = apply_plan(record, plan)
+            redacted = apply_plan(record, plan, manifest=False)  # items carry no manifest
             items.append(
                 FeedItem(
                     seq=row.seq,

@@ -113,16 +113,17 @@ def apply_redactions(
     return apply_plan(result, plan_redactions(redactions, hash_key=hash_key))
 
 
-def apply_plan(record: dict[str, Any], plan: RedactionPlan) -> Redacted:
-    """Redact `record` itself by a plan; the manifest of changes, in redaction order.
+def apply_plan(record: dict[str, Any], plan: RedactionPlan, *, manifest: bool = True) -> Redacted:
+    """Redact `record` itself by a plan; the manifest of changes, in redaction order (left
+    empty with `manifest=False`, for a caller that sends no manifest: the feeds).
 
     Parents are walked once per distinct parent pointer (a profile's ten face landmarks
     share `/detections/*/attributes`) until a change may have cut or replaced a node on it."""
-    manifest: list[AppliedRedaction] = []
+    changes: list[AppliedRedaction] = []
     parents: dict[tuple[str, ...], list[Located]] = {}
     for run in plan.runs:
         if run.names is None:
-            manifest += _apply_step(record, run.steps[0], parents)
+            changes += _apply_step(record, run.steps[0], parents, manifest=manifest)
             continue
         head = run.steps[0].head
         walked = parents.get(head)
@@ -136,12 +137,16 @@ def apply_plan(record: dict[str, Any], plan: RedactionPlan) -> Redacted:
             continue
         for step in run.steps:
             if step.last in there:
-                manifest += _apply_step(record, step, parents)
-    return Redacted(record=record, manifest=manifest)
+                changes += _apply_step(record, step, parents, manifest=manifest)
+    return Redacted(record=record, manifest=changes)
 
 
 def _apply_step(
-    record: dict[str, Any], step: _Step, parents: dict[tuple[str, ...], list[Located]]
+    record: dict[str, Any],
+    step: _Step,
+    parents: dict[tuple[str, ...], list[Located]],
+    *,
+    manifest: bool,
 ) -> list[AppliedRedaction]:
     """One step on a record, reusing (and forgetting) parents' walks; its manifest lines."""
     walked = parents.get(step.head)
@@ -162,6 +167,8 @@ def _apply_step(
             parent[key] = step.change(parent[key])
     for head in step.forgets:
         parents.pop(head, None)
+    if not manifest:
+        return []
     return [AppliedRedaction(path=pointer_of((*keys, key)), op=step.op) for _, key, keys in found]
 
 

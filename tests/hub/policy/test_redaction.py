@@ -220,3 +220,15 @@ def test_a_run_of_fields_under_one_parent_is_skipped_only_when_none_is_there() -
         ("/detections/1/attributes/b", "remove"),
         ("/detections/1/attributes/c", "hash"),
     ]
+
+
+def test_a_plan_without_a_manifest_redacts_the_same() -> None:
+    redactions = [
+        Redaction(path="/detections/*/attributes/plate_text", op="hash"),
+        Redaction(path="/detections/*/track_id", op="remove"),
+    ]
+    plan = plan_redactions(redactions, hash_key=KEY)
+    listed, unlisted = apply_plan(record(), plan), apply_plan(record(), plan, manifest=False)
+    assert unlisted.record == listed.record
+    assert unlisted.manifest == []
+    assert len(listed.manifest) == 3
