@@ -18,7 +18,7 @@ import math
 import socket
 import ssl
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, Iterable, Iterator, Sequence
 from typing import Any
 
 import httpcore
@@ -255,10 +255,16 @@ def _decoded_headers(response: httpx.Response) -> tuple[str, list[tuple[bytes, b
     return encoding, headers
 
 
-class GuardedAsyncTransport(httpx.AsyncBaseTransport):
+class GuardedAsyncTransport(httpx.AsyncHTTPTransport):
     """Guarded HTTP/1.1 for adapters (adapters/http11.py): URL checks, connects only to
-    checked addresses, answers decoded and capped. Adapters call `send` directly
-    (adapters/exchange.py); httpx clients (token requests) go through `handle_async_request`.
+    checked addresses, answers decoded and capped. Adapters call `send` (adapters/exchange.py).
+
+    It stays an `httpx.AsyncHTTPTransport` for one reason: OpenTelemetry's httpx
+    instrumentation (on when traces are exported, hub/observability/tracing.py) wraps that
+    class's `handle_async_request`, and the outgoing call must then be a client span of the
+    delivery's trace whose `traceparent` the agency receives. So httpx clients (token
+    requests) and, while instrumented, adapters' sends go through it, to this pool (httpx's
+    own is replaced by a bridge); otherwise a send goes to the pool directly.
     """
 
     def __init__(
@@ -269,12 +275,14 @@ class GuardedAsyncTransport(httpx.AsyncBaseTransport):
         limits: httpx.Limits,
         max_response_bytes: int,
     ) -> None:
+        context = httpx.create_ssl_context(verify=verify, trust_env=False)
+        super().__init__(verify=context, limits=limits, trust_env=False)
         self.guard = guard
         self.max_response_bytes = max_response_bytes
         self._targets: dict[str, Target] = {}
-        self._pool = Pool(
+        self._connections = Pool(
             resolve=self._resolve,
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            ssl_context=context,
             max_connections=limits.max_connections or UNBOUNDED_CONNECTIONS,
             max_keepalive=limits.max_keepalive_connections or UNBOUNDED_CONNECTIONS,
             # httpx: None keeps idle connections for good.
@@ -282,6 +290,7 @@ class GuardedAsyncTransport(httpx.AsyncBaseTransport):
                 math.inf if limits.keepalive_expiry is None else limits.keepalive_expiry
             ),
         )
+        self._pool = _PoolBridge(self)  # type: ignore[assignment]  # what httpx's method calls
 
     async def send(
         self,
@@ -295,34 +304,62 @@ class GuardedAsyncTransport(httpx.AsyncBaseTransport):
     ) -> tuple[int, RawHeaders, bytes]:
         """One request under the egress policy: status, headers (less the content encoding
         and length) and the decoded body, at most `max_response_bytes`."""
+        if _traced():
+            return await self._send_traced(method, url, content, headers, timeout)
+        return await self.send_direct(
+            method, url, content=content, headers=headers, timeout=timeout,
+            pool_timeout=pool_timeout,
+        )  # fmt: skip
+
+    async def send_direct(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes,
+        headers: Iterable[tuple[str, str]],
+        timeout: float | None,  # noqa: ASYNC109 - connect, then send and answer, each
+        pool_timeout: float | None = None,
+    ) -> tuple[int, RawHeaders, bytes]:
+        """`send` straight to the pool, never through httpx."""
         target = self._target(url)
         lines = list(headers)
-        if not any(name.lower() == "accept-encoding" for name, _ in lines):
+        # Only encodings the capped decoder can bound are offered (httpx offers br and zstd).
+        if [v for k, v in lines if k.lower() == "accept-encoding"] != ["identity"]:
+            lines = [(k, v) for k, v in lines if k.lower() != "accept-encoding"]
             lines.append(("Accept-Encoding", ACCEPT_ENCODING))
         head = request_head(method, target, lines, len(content))
-        answer = await self._pool.request(
+        answer = await self._connections.request(
             target, head, content, timeout=timeout, pool_timeout=pool_timeout,
             limit=self.max_response_bytes,
         )  # fmt: skip
         return answer.status_code, *_decoded(answer.headers, answer.body, self.max_response_bytes)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """For httpx clients: the same request path, the answer read whole (it is capped)."""
-        timeouts = request.extensions.get("timeout", {})
-        phases = [timeouts.get(p) for p in ("connect", "read", "write")]
-        timeout = max((t for t in phases if t is not None), default=None)
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-        if request.headers.get("accept-encoding") != "identity":
-            headers = [(k, v) for k, v in headers if k.lower() != "accept-encoding"]
-        status, answer_headers, body = await self.send(
-            request.method, str(request.url), content=await request.aread(), headers=headers,
-            timeout=timeout, pool_timeout=timeouts.get("pool"),
-        )  # fmt: skip
-        return httpx.Response(status, headers=answer_headers, content=body, request=request)
+        """For httpx clients and traced sends: the URL is checked here (httpx hands its pool
+        the URL without credentials), then httpx's own method takes it to the bridge."""
+        self._target(str(request.url))
+        return await super().handle_async_request(request)
 
     async def aclose(self) -> None:
         """Close the kept-alive connections."""
-        await self._pool.aclose()
+        await self._connections.aclose()
+
+    async def _send_traced(
+        self,
+        method: str,
+        url: str,
+        content: bytes,
+        headers: Iterable[tuple[str, str]],
+        timeout: float | None,  # noqa: ASYNC109 - httpx's per-phase bound
+    ) -> tuple[int, RawHeaders, bytes]:
+        request = httpx.Request(
+            method, url, content=content, headers=list(headers),
+            extensions={"timeout": httpx.Timeout(timeout).as_dict()},
+        )  # fmt: skip
+        response = await self.handle_async_request(request)
+        body = await response.aread()
+        return response.status_code, response.headers.raw, body
 
     def _target(self, url: str) -> Target:
         # An agency has one or two URLs: checking and splitting each once is enough.
@@ -342,6 +379,47 @@ class GuardedAsyncTransport(httpx.AsyncBaseTransport):
             return await resolve_permitted(self.guard, host, port, within=within)
         except EgressRefusedError as exc:
             raise httpx.ConnectError(str(exc)) from None
+
+
+def _traced() -> bool:
+    """True while OpenTelemetry's httpx instrumentation wraps httpx's transport method."""
+    return hasattr(httpx.AsyncHTTPTransport.handle_async_request, "__wrapped__")
+
+
+class _PoolBridge:
+    """What `httpx.AsyncHTTPTransport.handle_async_request` calls as its pool: the request
+    goes to the guarded transport's own pool; the answer comes back read, decoded and capped."""
+
+    def __init__(self, transport: GuardedAsyncTransport) -> None:
+        self._transport = transport
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        url = request.url
+        host = url.host.decode("ascii")
+        shown = f"[{host}]" if ":" in host else host
+        port = f":{url.port}" if url.port else ""
+        target = f"{url.scheme.decode('ascii')}://{shown}{port}{url.target.decode('ascii')}"
+        assert isinstance(request.stream, AsyncIterable)  # noqa: S101 - httpx's request
+        content = b"".join([part async for part in request.stream])
+        timeouts = request.extensions.get("timeout", {})
+        phases = [timeouts.get(p) for p in ("connect", "read", "write")]
+        status, headers, body = await self._transport.send_direct(
+            request.method.decode("ascii"), target, content=content,
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers],
+            timeout=max((t for t in phases if t is not None), default=None),
+            pool_timeout=timeouts.get("pool"),
+        )  # fmt: skip
+        return httpcore.Response(status, headers=headers, content=body)
+
+    async def aclose(self) -> None:
+        """Close the transport's kept-alive connections."""
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> "_PoolBridge":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()  # an httpx client leaving its `async with` closes its transport
 
 
 def _decoded(headers: RawHeaders, body: bytes, limit: int) -> tuple[RawHeaders, bytes]:
