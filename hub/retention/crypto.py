@@ -68,12 +68,6 @@ class KeyRing:
         return master.decrypt(wrapped[:12], wrapped[12:], subject.encode())
 
 
-def seal(key: bytes, plaintext: bytes, *, aad: bytes) -> tuple[bytes, bytes]:
-    """AES-256-GCM encrypt; returns (nonce, ciphertext)."""
-    nonce = os.urandom(12)
-    return nonce, AESGCM(key).encrypt(nonce, plaintext, aad)
-
-
 def open_sealed(key: bytes, nonce: bytes, ciphertext: bytes, *, aad: bytes) -> bytes:
     """AES-256-GCM decrypt (raises `cryptography.exceptions.InvalidTag` when tampered)."""
     return AESGCM(key).decrypt(nonce, ciphertext, aad)

@@ -9,6 +9,7 @@ included, becomes unreadable); its attributes then come back absent. Payloads st
 the vault (clear attributes, no `pii_ref`) are scrubbed by a forget as well.
 """
 
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,9 +20,10 @@ import asyncpg
 import msgspec
 import structlog
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hub.contracts.detection_v1 import DetectionEvent
-from hub.retention.crypto import KeyRing, open_sealed, seal
+from hub.retention.crypto import KeyRing, open_sealed
 
 log = structlog.get_logger(__name__)
 
@@ -77,23 +79,88 @@ async def seal_events(
 ) -> int:
     """Encrypt the attributes of freshly stored events into the vault; returns rows written.
 
-    `rows` gives each event's stored row (id, captured_at), as the insert returned it."""
+    `rows` gives each event's stored row (id, captured_at), as the insert returned it.
+
+    Usually one statement: every subject gets a fresh data key and its items are sealed under
+    it; the statement creates the subjects that are new and stores the items of those only.
+    Items of subjects that already had a key (a plate seen before) are sealed again under
+    that key and stored by a second statement, as before (ADR 0024)."""
     items = _items(keys, events)
     if not items:
         return 0
-    data_keys = await _data_keys(conn, keys, sorted({i.subject for i in items}))
-    records = []
+    subjects = sorted({i.subject for i in items})
+    made = {s: keys.new_data_key(s) for s in subjects}
+    # The generation column is left out below: the statement reads the created key's back.
+    fresh = {s: (1, key) for s, (key, _) in made.items()}
+    columns = _attribute_columns(keys, items, rows, fresh)
+    created = await conn.fetch(
+        _CREATE_KEYS_AND_SEAL,
+        subjects,
+        keys.current_id,
+        [made[s][1] for s in subjects],
+        *(columns[:4] + columns[5:]),
+    )
+    new = {row["subject"] for row in created}
+    rest = [i for i in items if i.subject not in new]
+    if rest:
+        known = await _known_keys(conn, keys, sorted({i.subject for i in rest}))
+        await conn.execute(_INSERT_ATTRIBUTES, *_attribute_columns(keys, rest, rows, known))
+    return len(items)
+
+
+def _attribute_columns(
+    keys: KeyRing,
+    items: Sequence[_Item],
+    rows: Mapping[UUID, tuple[int, datetime]],
+    data_keys: Mapping[str, tuple[int, bytes]],
+) -> list[list[Any]]:
+    """Seal each item under its subject's key: the columns of its `pii_attribute` row."""
+    ciphers: dict[str, tuple[int, AESGCM]] = {}
+    columns: list[list[Any]] = [[], [], [], [], [], [], []]
     for item in items:
         pk, captured_at = rows[item.event_id]
-        generation, key = data_keys[item.subject]
-        nonce, sealed = seal(key, item.plaintext, aad=_aad(pk, captured_at, item.detection))
-        records.append((pk, captured_at, item.detection, item.subject, generation, nonce, sealed))
-    columns = [list(column) for column in zip(*records, strict=True)]
-    await conn.execute(_INSERT_ATTRIBUTES, *columns)
-    return len(records)
+        if item.subject not in ciphers:  # one cipher per subject, not per item
+            generation, key = data_keys[item.subject]
+            ciphers[item.subject] = (generation, AESGCM(key))
+        generation, cipher = ciphers[item.subject]
+        nonce = os.urandom(12)
+        sealed = cipher.encrypt(nonce, item.plaintext, _aad(pk, captured_at, item.detection))
+        for column, value in zip(
+            columns,
+            (pk, captured_at, item.detection, item.subject, generation, nonce, sealed),
+            strict=True,
+        ):
+            column.append(value)
+    return columns
 
 
-# One round trip (a COPY takes two: the statement, then the rows); a batch seals a few dozen.
+# Creating the subjects' keys and storing their sealed items in one statement. The items join
+# the keys this statement created (RETURNING), so an item sealed under a fresh key is stored
+# only when that key is the subject's: a subject that exists already (or that a concurrent
+# batch created first: DO NOTHING waits for it to commit) stores nothing here and is named
+# nowhere in the answer. Sorted subjects take their row locks in one order, as concurrent
+# batches need; DO NOTHING takes no lock on existing rows, so busy plates do not serialise
+# ingest. The generation of a created key is the column's default, read back.
+_CREATE_KEYS_AND_SEAL = """
+WITH created AS (
+    INSERT INTO pii_subject_key (subject, master_key_id, wrapped_key)
+    SELECT s.subject, $2::text, s.wrapped_key
+    FROM unnest($1::text[], $3::bytea[]) AS s(subject, wrapped_key)
+    ON CONFLICT (subject) DO NOTHING
+    RETURNING subject, generation
+), sealed AS (
+    INSERT INTO pii_attribute
+        (event_pk, captured_at, detection, subject, generation, nonce, ciphertext)
+    SELECT a.event_pk, a.captured_at, a.detection, a.subject, c.generation, a.nonce,
+           a.ciphertext
+    FROM unnest($4::bigint[], $5::timestamptz[], $6::int[], $7::text[], $8::bytea[],
+                $9::bytea[]) AS a(event_pk, captured_at, detection, subject, nonce, ciphertext)
+    JOIN created c USING (subject)
+)
+SELECT subject FROM created
+"""
+
+# The items of subjects that had a key already: sealed under that key.
 _INSERT_ATTRIBUTES = """
 INSERT INTO pii_attribute
     (event_pk, captured_at, detection, subject, generation, nonce, ciphertext)
@@ -107,40 +174,16 @@ def _aad(pk: int, captured_at: datetime, detection: int) -> bytes:
     return f"{pk}|{captured_at.isoformat()}|{detection}".encode()
 
 
-# Sorted subjects in one statement (rows locked in one order, as concurrent batches need);
-# DO NOTHING takes no lock on existing rows, so busy plates do not serialise ingest.
-_CREATE_SUBJECT_KEYS = """
-INSERT INTO pii_subject_key (subject, master_key_id, wrapped_key)
-SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
-ON CONFLICT (subject) DO NOTHING
-RETURNING subject, generation
-"""
-
-
-async def _data_keys(
+async def _known_keys(
     conn: asyncpg.Connection, keys: KeyRing, subjects: list[str]
 ) -> dict[str, tuple[int, bytes]]:
-    """Each subject's (generation, data key); created when new, renewed once shredded.
-
-    One statement creates the new subjects (their keys are the ones just made: no unwrap) and
-    one reads the others, instead of an insert per subject and a read of all of them."""
-    made = [keys.new_data_key(s) for s in subjects]
-    created = await conn.fetch(
-        _CREATE_SUBJECT_KEYS,
-        subjects,
-        [keys.current_id] * len(subjects),
-        [wrapped for _, wrapped in made],
-    )
-    fresh = {s: key for s, (key, _) in zip(subjects, made, strict=True)}
-    found = {row["subject"]: (row["generation"], fresh[row["subject"]]) for row in created}
-    known = [s for s in subjects if s not in found]
-    if not known:
-        return found
+    """Each existing subject's (generation, data key); renewed when it was shredded."""
     rows = await conn.fetch(
         """SELECT subject, generation, master_key_id, wrapped_key FROM pii_subject_key
            WHERE subject = ANY($1::text[])""",
-        known,
+        subjects,
     )
+    found: dict[str, tuple[int, bytes]] = {}
     for row in rows:
         if row["wrapped_key"] is None:  # forgotten before: new sightings get a new key
             found[row["subject"]] = await _renew_key(conn, keys, row["subject"])
