@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hub.identity.mtls import ClientCert
 from hub.identity.oauth import IdentityKit, looks_like_jwt
@@ -110,6 +111,13 @@ async def _cert_matches(cert: ClientCert, subject: Subject) -> bool:
     return False
 
 
+async def _node_key(deps: AuthnDeps, node_id: UUID) -> Ed25519PublicKey | None:
+    """The node's key from the process's cache (kept a few seconds), or the registry."""
+    if deps.identity is None:
+        return await active_node_key(deps.db, node_id)
+    return await deps.identity.node_keys.active_key(node_id)
+
+
 async def authenticate_edge(
     deps: AuthnDeps,
     *,
@@ -130,7 +138,7 @@ async def authenticate_edge(
         raise AuthenticationError(
             "keyid is not a registered edge node", code="unknown_node"
         ) from None
-    key = await active_node_key(deps.db, node_id)
+    key = await _node_key(deps, node_id)
     if key is None:
         log.info("edge request refused", reason="unknown or revoked node", node_id=str(node_id))
         raise AuthenticationError("keyid is not an active edge node", code="unknown_node")

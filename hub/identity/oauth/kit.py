@@ -1,9 +1,10 @@
-"""The identity collaborators one process keeps: sealer, key ring, revocations, issuer and
-the sign-in throttle."""
+"""The identity collaborators one process keeps: sealer, key ring, revocations, issuer, the
+sign-in throttle and the edge nodes' keys."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub.identity.node_keys import NodeKeys
 from hub.identity.oauth.access import (
     AccessTokenIssuer,
     AccessTokenVerifier,
@@ -36,6 +37,8 @@ class IdentityKit:
     verifier: AccessTokenVerifier
     issuer: AccessTokenIssuer
     throttle: SigninThrottle
+    # Edge nodes' verification keys: no registry round trip per signed request (ADR 0024).
+    node_keys: NodeKeys
     # argon2id costs 64 MiB and a core for ~0.1-0.6 s: at most two at once per process, a
     # short queue, then 503 (96 parallel bogus logins made a real one wait 15 s).
     hasher: Offloader = field(default_factory=password_hasher)
@@ -62,4 +65,5 @@ class IdentityKit:
             verifier=AccessTokenVerifier(policy, KeyRing(db), revocations),
             issuer=AccessTokenIssuer(policy, db, sealer),
             throttle=SigninThrottle(redis),
+            node_keys=NodeKeys(db),
         )
