@@ -89,10 +89,7 @@ async def _covered(kit: FeedKit, spec: AudienceSpec, *, after: int, extend: bool
     """The audience's range when it already covers `after` (and need not be extended)."""
     revision = kit.policy.revision or ""
     # A read outside any transaction: one round trip instead of BEGIN, two reads, COMMIT.
-    found, last, pending = await repository.find_audience(kit.db.pool, key=spec.key)
-    if pending:  # committed events wait for positions: a page shows what was committed
-        await kit.notifier.settle()
-        found, last, _ = await repository.find_audience(kit.db.pool, key=spec.key)
+    found, last = await repository.find_audience(kit.db.pool, key=spec.key)
     if (
         found is not None
         and _covers(found, revision, after=after, last=last, extend=extend)

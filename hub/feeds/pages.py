@@ -54,10 +54,13 @@ async def read_page(
     limit = max(1, min(limit, MAX_LIMIT))
     deadline = time.monotonic() + max(0.0, min(wait, MAX_WAIT_SECONDS))
     spec = audience_of(reader)
-    start = after
+    start, settle = after, True
     while True:
         mark = kit.bus.mark()
-        taken = await take_offered(kit, spec, after=start, filters=filters, limit=limit)
+        taken = await take_offered(
+            kit, spec, after=start, filters=filters, limit=limit, settle=settle
+        )
+        settle = False  # once per request: later looks follow notices of new positions
         etag = page_etag(
             agency_state=reader.state,
             after=after,
@@ -102,16 +105,26 @@ class Taken:
 
 
 async def take_offered(
-    kit: FeedKit, spec: AudienceSpec, *, after: int, filters: FeedFilters, limit: int
+    kit: FeedKit,
+    spec: AudienceSpec,
+    *,
+    after: int,
+    filters: FeedFilters,
+    limit: int,
+    settle: bool = False,
 ) -> Taken:
     """Up to `limit` offered rows after `after`, filling the audience's offers as needed
-    (from a fresh replica when its offers already cover `after`: hub/feeds/replica.py)."""
+    (from a fresh replica when its offers already cover `after`: hub/feeds/replica.py).
+    With `settle`, events committed but still waiting for a position are sequenced first
+    (ingest does not wait for them, ADR 0022)."""
     seen = await offered_on_replica(kit, spec, after=after, filters=filters, limit=limit + 1)
     if seen is not None:
         if len(seen.rows) > limit:
             return Taken(rows=seen.rows[:limit], through=seen.rows[limit - 1].seq, more=True)
         return Taken(rows=seen.rows, through=seen.hi, more=seen.hi < seen.last)
-    seen = await _offered_as_covered(kit, spec, after=after, filters=filters, limit=limit)
+    seen = await _offered_as_covered(
+        kit, spec, after=after, filters=filters, limit=limit, settle=settle
+    )
     rows: list[FeedRow] = []
     position, extend = after, False
     if seen is not None:
@@ -139,23 +152,39 @@ async def take_offered(
 
 
 async def _offered_as_covered(
-    kit: FeedKit, spec: AudienceSpec, *, after: int, filters: FeedFilters, limit: int
+    kit: FeedKit,
+    spec: AudienceSpec,
+    *,
+    after: int,
+    filters: FeedFilters,
+    limit: int,
+    settle: bool,
 ) -> ReplicaLook | None:
     """The usual page: the audience already covers `after` under the active revision, so
-    one statement on the primary finds it and reads its offers. None when the page must
-    take the covering path: events wait for a position (they are settled there), the
-    range needs filling, or the audience's use is due to be recorded."""
+    one statement on the primary finds it and reads its offers. With `settle`, a look that
+    shows events waiting for a position settles them and looks again. None when the page
+    must take the covering path: the range needs filling or the audience's use is due to
+    be recorded."""
     revision = kit.policy.revision or ""
-    look = await repository.look_offered(
-        kit.db.pool, key=spec.key, revision=revision, after=after, through=MAX_SEQ,
-        filters=filters, limit=limit + 1,
-    )  # fmt: skip
+    look = await _look(kit, spec, revision=revision, after=after, filters=filters, limit=limit)
+    if settle and look.pending:
+        await kit.notifier.settle()
+        look = await _look(kit, spec, revision=revision, after=after, filters=filters, limit=limit)
     found = look.audience
-    if look.pending or found is None or found.touch_due or found.revision != revision:
+    if found is None or found.touch_due or found.revision != revision:
         return None
     if not found.lo <= after or (found.hi <= after and found.hi < look.last):
         return None
     return ReplicaLook(rows=look.rows, hi=max(after, found.hi), last=look.last)
+
+
+async def _look(
+    kit: FeedKit, spec: AudienceSpec, *, revision: str, after: int, filters: FeedFilters, limit: int
+) -> repository.OfferedLook:
+    return await repository.look_offered(
+        kit.db.pool, key=spec.key, revision=revision, after=after, through=MAX_SEQ,
+        filters=filters, limit=limit + 1,
+    )  # fmt: skip
 
 
 async def offered_within(

@@ -276,21 +276,19 @@ ON CONFLICT DO NOTHING
 
 async def find_audience(
     conn: asyncpg.Connection | asyncpg.Pool, *, key: str
-) -> tuple[Audience | None, int, bool]:
-    """An audience's offer state (None before its first reader), the highest position
-    handed out so far, and whether committed events still wait for a position, in one
-    round trip."""
+) -> tuple[Audience | None, int]:
+    """An audience's offer state (None before its first reader) and the highest position
+    handed out so far, in one round trip."""
     row = await conn.fetchrow(
-        f"""SELECT (SELECT coalesce(max(seq), 0) FROM feed_entry) AS last,
-                   EXISTS (SELECT 1 FROM feed_pending) AS pending, a.*
+        f"""SELECT (SELECT coalesce(max(seq), 0) FROM feed_entry) AS last, a.*
             FROM (SELECT 1) AS one
             LEFT JOIN (SELECT {_AUDIENCE_COLUMNS} FROM feed_audience WHERE key = $1) AS a
               ON true""",
         key,
     )
-    last, pending = int(row["last"]), bool(row["pending"])
+    last = int(row["last"])
     if row["id"] is None:
-        return None, last, pending
+        return None, last
     audience = Audience(
         id=row["id"],
         revision=row["revision"],
@@ -298,7 +296,7 @@ async def find_audience(
         hi=row["hi"],
         touch_due=row["touch_due"],
     )
-    return audience, last, pending
+    return audience, last
 
 
 async def lock_audience(conn: asyncpg.Connection, *, key: str, agency: str) -> Audience:
