@@ -6,10 +6,11 @@ the event and detection index. The hash is stable, so every sighting of one plat
 data key, and it is not reversible without the subject key, so audit entries may carry it.
 """
 
+import hashlib
 import hmac
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -31,6 +32,16 @@ class KeyRing:
     current_id: str
     masters: dict[str, bytes]
     subject_key: bytes
+    # Built once, not per value: the subject hash's keyed state (copying it costs half of a
+    # fresh HMAC) and each master key's cipher. Ingest asks for dozens of both per batch.
+    _subject_hash: "hmac.HMAC" = field(init=False, repr=False, compare=False)
+    _ciphers: dict[str, AESGCM] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Prepare the keyed hash state and the (lazily filled) master ciphers."""
+        state = hmac.new(self.subject_key, digestmod=hashlib.sha256)
+        object.__setattr__(self, "_subject_hash", state)
+        object.__setattr__(self, "_ciphers", {})
 
     @classmethod
     def load(cls, folder: Path, *, current_id: str) -> "KeyRing":
@@ -45,7 +56,9 @@ class KeyRing:
 
     def subject_of(self, identity: str) -> str:
         """The keyed hash naming a subject (hex)."""
-        return hmac.digest(self.subject_key, identity.encode(), "sha256").hex()
+        keyed = self._subject_hash.copy()
+        keyed.update(identity.encode())
+        return keyed.hexdigest()
 
     def plate_subject(self, plate_text: str) -> str:
         """The subject of a plate number."""
@@ -59,13 +72,17 @@ class KeyRing:
     def wrap(self, key: bytes, *, subject: str) -> bytes:
         """Encrypt a data key under the current master key (nonce prepended)."""
         nonce = os.urandom(12)
-        master = AESGCM(self.masters[self.current_id])
-        return nonce + master.encrypt(nonce, key, subject.encode())
+        return nonce + self._master(self.current_id).encrypt(nonce, key, subject.encode())
 
     def unwrap(self, wrapped: bytes, *, master_id: str, subject: str) -> bytes:
         """Decrypt a data key wrapped under master key `master_id`."""
-        master = AESGCM(self.masters[master_id])
-        return master.decrypt(wrapped[:12], wrapped[12:], subject.encode())
+        return self._master(master_id).decrypt(wrapped[:12], wrapped[12:], subject.encode())
+
+    def _master(self, master_id: str) -> AESGCM:
+        cipher = self._ciphers.get(master_id)
+        if cipher is None:
+            cipher = self._ciphers[master_id] = AESGCM(self.masters[master_id])
+        return cipher
 
 
 def open_sealed(key: bytes, nonce: bytes, ciphertext: bytes, *, aad: bytes) -> bytes:

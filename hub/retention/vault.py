@@ -117,13 +117,14 @@ def _attribute_columns(
     """Seal each item under its subject's key: the columns of its `pii_attribute` row."""
     ciphers: dict[str, tuple[int, AESGCM]] = {}
     columns: list[list[Any]] = [[], [], [], [], [], [], []]
-    for item in items:
+    nonces = os.urandom(12 * len(items))  # one system call for the batch's random nonces
+    for n, item in enumerate(items):
         pk, captured_at = rows[item.event_id]
         if item.subject not in ciphers:  # one cipher per subject, not per item
             generation, key = data_keys[item.subject]
             ciphers[item.subject] = (generation, AESGCM(key))
         generation, cipher = ciphers[item.subject]
-        nonce = os.urandom(12)
+        nonce = nonces[12 * n : 12 * n + 12]
         sealed = cipher.encrypt(nonce, item.plaintext, _aad(pk, captured_at, item.detection))
         for column, value in zip(
             columns,
