@@ -197,11 +197,16 @@ class FeedPublisher:
         if event_ids:
             self._join()
 
-    async def settle(self) -> None:
+    async def settle(self, *, within: float | None = None) -> bool:
         """Return once a sequencing run that started after this call has finished: every
         event committed before the call then has its position (unless the run failed, which
-        it logs; the sweep retries)."""
-        await asyncio.shield(self._join().done)
+        it logs; the sweep retries). With `within`, give up waiting after that many seconds
+        (the run goes on); whether the run finished."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._join().done), within)
+        except TimeoutError:
+            return False
+        return True
 
     async def aclose(self) -> None:
         """Let the runs under way finish (bounded), so a stopping process leaves no batch

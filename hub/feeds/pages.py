@@ -26,6 +26,10 @@ from hub.kit.errors import UnavailableError
 # withheld: bounded, so one request's cost is too (the page then says has_more).
 MAX_FILLS = 4
 MAX_ROUNDS = 4
+# How long a page waits for events committed before it to get their positions: a quiet hub
+# sequences them in milliseconds; beside heavy ingest a page reads what is sequenced by then
+# rather than queue behind run after run (positions stay in commit order: never a gap).
+SETTLE_WAIT_SECONDS = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +172,7 @@ async def _offered_as_covered(
     revision = kit.policy.revision or ""
     look = await _look(kit, spec, revision=revision, after=after, filters=filters, limit=limit)
     if settle and look.pending:
-        await kit.notifier.settle()
+        await kit.notifier.settle(within=SETTLE_WAIT_SECONDS)
         look = await _look(kit, spec, revision=revision, after=after, filters=filters, limit=limit)
     found = look.audience
     if found is None or found.touch_due or found.revision != revision:
