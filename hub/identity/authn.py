@@ -24,7 +24,8 @@ from hub.identity.service import active_node_key
 from hub.identity.signatures import (
     SignatureError,
     check_metadata,
-    read_key_id,
+    key_id_of,
+    parse_signature_headers,
     verify_request,
 )
 from hub.identity.tokens import TokenStore
@@ -131,7 +132,8 @@ async def authenticate_edge(
 
     The body is read last: an unknown node or a stale signature is refused without it."""
     try:
-        node_id = UUID(read_key_id(headers))
+        signed_headers = parse_signature_headers(headers)  # parsed once for every check
+        node_id = UUID(key_id_of(signed_headers))
     except SignatureError as exc:
         raise AuthenticationError(exc.detail, code=exc.code) from None
     except ValueError:
@@ -143,12 +145,12 @@ async def authenticate_edge(
         log.info("edge request refused", reason="unknown or revoked node", node_id=str(node_id))
         raise AuthenticationError("keyid is not an active edge node", code="unknown_node")
     try:
-        check_metadata(headers, now=deps.clock(), max_skew_seconds=deps.max_skew_seconds)
+        check_metadata(signed_headers, now=deps.clock(), max_skew_seconds=deps.max_skew_seconds)
         body = await read_body()
         signed = verify_request(
             method=method,
             url=url,
-            headers=headers,
+            headers=signed_headers,
             body=body,
             public_key=key,
             now=deps.clock(),

@@ -207,45 +207,71 @@ def _verify_cryptographically(
     return result
 
 
-def read_key_id(headers: Mapping[str, str]) -> str:
-    """Return the (unverified) ``keyid`` of the request's signature, to look its key up."""
-    params = _parse_signature_input(_lower_headers(headers)).params
-    if "keyid" not in params:
+@dataclass(frozen=True, slots=True)
+class SignatureHeaders:
+    """A request's headers with its one ``Signature-Input`` member parsed, so the checks
+    before and after reading the body do not parse them again."""
+
+    fields: dict[str, str]  # lowercase names
+    sig_input: _SignatureInput
+
+
+def parse_signature_headers(headers: Mapping[str, str]) -> SignatureHeaders:
+    """Parse the signature headers once (shape only: nothing is verified yet)."""
+    fields = _lower_headers(headers)
+    return SignatureHeaders(fields=fields, sig_input=_parse_signature_input(fields))
+
+
+def key_id_of(signed: SignatureHeaders) -> str:
+    """The (unverified) ``keyid`` of the signature, to look its key up."""
+    if "keyid" not in signed.sig_input.params:
         raise SignatureError("signature_components", "The signature does not cover: keyid.")
-    key_id: str = params["keyid"]
+    key_id: str = signed.sig_input.params["keyid"]
     return key_id
 
 
+def read_key_id(headers: Mapping[str, str]) -> str:
+    """Return the (unverified) ``keyid`` of the request's signature, to look its key up."""
+    return key_id_of(parse_signature_headers(headers))
+
+
 def check_metadata(
-    headers: Mapping[str, str], *, now: datetime, max_skew_seconds: int = 300
+    headers: Mapping[str, str] | SignatureHeaders,
+    *,
+    now: datetime,
+    max_skew_seconds: int = 300,
 ) -> datetime:
     """Every check that needs no body (shape, coverage, time window); returns ``created``."""
-    fields = _lower_headers(headers)
-    sig_input = _parse_signature_input(fields)
-    _check_signature_field(fields, sig_input.label)
-    _check_coverage(sig_input)
-    return _check_times(sig_input.params, now, max_skew_seconds)
+    signed = _parsed(headers)
+    _check_signature_field(signed.fields, signed.sig_input.label)
+    _check_coverage(signed.sig_input)
+    return _check_times(signed.sig_input.params, now, max_skew_seconds)
 
 
 def verify_request(
     *,
     method: str,
     url: str,
-    headers: Mapping[str, str],
+    headers: Mapping[str, str] | SignatureHeaders,
     body: bytes,
     public_key: Ed25519PublicKey,
     now: datetime,
     max_skew_seconds: int = 300,
 ) -> VerifiedSignature:
-    """Verify the request's digest and signature; return its signed metadata or raise."""
-    fields = _lower_headers(headers)
-    sig_input = _parse_signature_input(fields)
-    _check_signature_field(fields, sig_input.label)
-    _check_coverage(sig_input)
-    created = _check_times(sig_input.params, now, max_skew_seconds)
+    """Verify the request's digest and signature; return its signed metadata or raise.
+
+    Complete on its own: every check of `check_metadata` runs again (they are cheap next to
+    the signature; only the parsing is shared)."""
+    signed = _parsed(headers)
+    fields, sig_input = signed.fields, signed.sig_input
+    created = check_metadata(signed, now=now, max_skew_seconds=max_skew_seconds)
     _check_digest(fields, body)
     key_id: str = sig_input.params["keyid"]
     request = _IncomingRequest(method, url, _covered_headers(fields, sig_input))
     result = _verify_cryptographically(request, key_id, public_key)
     nonce: str = sig_input.params["nonce"]
     return VerifiedSignature(key_id=key_id, created=created, nonce=nonce, label=result.label)
+
+
+def _parsed(headers: Mapping[str, str] | SignatureHeaders) -> SignatureHeaders:
+    return headers if isinstance(headers, SignatureHeaders) else parse_signature_headers(headers)

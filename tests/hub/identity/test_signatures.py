@@ -1,7 +1,7 @@
 """Unit tests for hub.identity.signatures: every acceptance and rejection path."""
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +12,10 @@ from http_message_signatures.algorithms import ED25519
 from edge.signing import RequestSigner, content_digest, private_key_pem, public_key_pem
 from hub.identity.signatures import (
     SignatureError,
+    SignatureHeaders,
     VerifiedSignature,
+    key_id_of,
+    parse_signature_headers,
     read_key_id,
     verify_request,
 )
@@ -89,7 +92,7 @@ def _library_sign(
 
 def _verify(
     key: Ed25519PrivateKey,
-    headers: dict[str, str],
+    headers: dict[str, str] | SignatureHeaders,
     *,
     method: str = "POST",
     url: str = URL,
@@ -355,3 +358,22 @@ def test_error_detail_leaks_no_key_or_body(key: Ed25519PrivateKey) -> None:
 def test_naive_now_is_a_programming_error(key: Ed25519PrivateKey) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         _verify(key, _sign(key), now=datetime(2025, 1, 2, 3, 4, 5))  # noqa: DTZ001
+
+
+def test_headers_parsed_once_verify_exactly_as_raw_headers(
+    key: Ed25519PrivateKey, other_key: Ed25519PrivateKey
+) -> None:
+    headers = _sign(key)
+    parsed = parse_signature_headers(headers)
+    assert key_id_of(parsed) == read_key_id(headers) == KEY_ID
+    assert _verify(key, parsed) == _verify(key, headers)
+    # Parsing checks nothing: every check still runs on the parsed form.
+    refusals: list[tuple[Callable[[], object], str]] = [
+        (lambda: _verify(other_key, parsed), "signature_invalid"),
+        (lambda: _verify(key, parsed, body=BODY + b" "), "digest_mismatch"),
+        (lambda: _verify(key, parsed, now=NOW + timedelta(hours=1)), "signature_expired"),
+    ]
+    for attempt, code in refusals:
+        with pytest.raises(SignatureError) as refused:
+            attempt()
+        assert refused.value.code == code

@@ -56,7 +56,7 @@ async def _seal(
 ) -> tuple[int, list[str]]:
     rows = {e.event_id: (first_pk + n, AT) for n, e in enumerate(events)}
     counting = _Counting(conn)
-    written = await seal_events(counting, keys, events=events, rows=rows)  # type: ignore[arg-type]
+    written = await seal_events(counting, keys, events=events, rows=rows)
     return written, counting.sent
 
 
