@@ -82,9 +82,9 @@ async def seal_events(
     `rows` gives each event's stored row (id, captured_at), as the insert returned it.
 
     Usually one statement: every subject gets a fresh data key and its items are sealed under
-    it; the statement creates the subjects that are new and stores the items of those only.
-    Items of subjects that already had a key (a plate seen before) are sealed again under
-    that key and stored by a second statement, as before (ADR 0024)."""
+    it; the statement creates the subjects that are new, stores the items of those, and
+    answers the keys of the subjects that had one. Their items (a plate seen before) are
+    sealed again under those keys and stored by a second statement (ADR 0024)."""
     items = _items(keys, events)
     if not items:
         return 0
@@ -93,17 +93,18 @@ async def seal_events(
     # The generation column is left out below: the statement reads the created key's back.
     fresh = {s: (1, key) for s, (key, _) in made.items()}
     columns = _attribute_columns(keys, items, rows, fresh)
-    created = await conn.fetch(
+    answered = await conn.fetch(
         _CREATE_KEYS_AND_SEAL,
         subjects,
         keys.current_id,
         [made[s][1] for s in subjects],
         *(columns[:4] + columns[5:]),
     )
-    new = {row["subject"] for row in created}
-    rest = [i for i in items if i.subject not in new]
+    created = {row["subject"] for row in answered if row["created"]}
+    rest = [i for i in items if i.subject not in created]
     if rest:
-        known = await _known_keys(conn, keys, sorted({i.subject for i in rest}))
+        existing = [row for row in answered if not row["created"]]
+        known = await _known_keys(conn, keys, existing, wanted={i.subject for i in rest})
         await conn.execute(_INSERT_ATTRIBUTES, *_attribute_columns(keys, rest, rows, known))
     return len(items)
 
@@ -137,9 +138,10 @@ def _attribute_columns(
 
 # Creating the subjects' keys and storing their sealed items in one statement. The items join
 # the keys this statement created (RETURNING), so an item sealed under a fresh key is stored
-# only when that key is the subject's: a subject that exists already (or that a concurrent
-# batch created first: DO NOTHING waits for it to commit) stores nothing here and is named
-# nowhere in the answer. Sorted subjects take their row locks in one order, as concurrent
+# only when that key is the subject's. The answer adds the subjects that had a key: the
+# table scan sees the statement's snapshot, so never a key this statement created; a key a
+# concurrent batch created first (DO NOTHING waited for it to commit) is in neither part,
+# and is read again by the caller. Sorted subjects take their row locks in one order, as concurrent
 # batches need; DO NOTHING takes no lock on existing rows, so busy plates do not serialise
 # ingest. The generation of a created key is the column's default, read back.
 _CREATE_KEYS_AND_SEAL = """
@@ -158,7 +160,12 @@ WITH created AS (
                 $9::bytea[]) AS a(event_pk, captured_at, detection, subject, nonce, ciphertext)
     JOIN created c USING (subject)
 )
-SELECT subject FROM created
+SELECT subject, generation, NULL::text AS master_key_id, NULL::bytea AS wrapped_key,
+       true AS created
+FROM created
+UNION ALL
+SELECT subject, generation, master_key_id, wrapped_key, false
+FROM pii_subject_key WHERE subject = ANY($1::text[])
 """
 
 # The items of subjects that had a key already: sealed under that key.
@@ -176,16 +183,21 @@ def _aad(pk: int, captured_at: datetime, detection: int) -> bytes:
 
 
 async def _known_keys(
-    conn: asyncpg.Connection, keys: KeyRing, subjects: list[str]
+    conn: asyncpg.Connection,
+    keys: KeyRing,
+    existing: list[asyncpg.Record],
+    *,
+    wanted: set[str],
 ) -> dict[str, tuple[int, bytes]]:
-    """Each existing subject's (generation, data key); renewed when it was shredded."""
-    rows = await conn.fetch(
-        """SELECT subject, generation, master_key_id, wrapped_key FROM pii_subject_key
-           WHERE subject = ANY($1::text[])""",
-        subjects,
-    )
+    """Each existing subject's (generation, data key); renewed when it was shredded.
+
+    `existing` are the key rows the sealing statement answered; subjects in `wanted` but not
+    among them were created by a concurrent batch after its snapshot and are read here."""
+    missing = sorted(wanted - {row["subject"] for row in existing})
+    if missing:
+        existing = existing + list(await conn.fetch(_SELECT_KEYS, missing))
     found: dict[str, tuple[int, bytes]] = {}
-    for row in rows:
+    for row in existing:
         if row["wrapped_key"] is None:  # forgotten before: new sightings get a new key
             found[row["subject"]] = await _renew_key(conn, keys, row["subject"])
             continue
@@ -198,17 +210,34 @@ async def _known_keys(
     return found
 
 
+_SELECT_KEYS = """
+SELECT subject, generation, master_key_id, wrapped_key FROM pii_subject_key
+WHERE subject = ANY($1::text[])
+"""
+
+
 async def _renew_key(conn: asyncpg.Connection, keys: KeyRing, subject: str) -> tuple[int, bytes]:
+    """A new key for a forgotten subject; the other's when a concurrent batch renewed it first.
+
+    Only a key that is still shredded is replaced: two batches that both saw it forgotten
+    would otherwise each install a key, and the first one's items would no longer open."""
     key, wrapped = keys.new_data_key(subject)
     generation = await conn.fetchval(
         """UPDATE pii_subject_key SET generation = generation + 1, master_key_id = $2,
                   wrapped_key = $3, shredded_at = NULL
-           WHERE subject = $1 RETURNING generation""",
+           WHERE subject = $1 AND wrapped_key IS NULL RETURNING generation""",
         subject,
         keys.current_id,
         wrapped,
     )
-    return int(generation), key
+    if generation is not None:
+        return int(generation), key
+    row = await conn.fetchrow(_SELECT_KEYS, [subject])
+    if row["wrapped_key"] is None:  # forgotten again since: renew once more
+        return await _renew_key(conn, keys, subject)
+    return row["generation"], keys.unwrap(
+        bytes(row["wrapped_key"]), master_id=row["master_key_id"], subject=subject
+    )
 
 
 async def read_attributes(

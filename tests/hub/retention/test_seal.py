@@ -1,6 +1,7 @@
 """Sealing a batch's attributes into the vault (real PostgreSQL): new subjects in one
 statement, known and forgotten subjects under their own keys, every item readable."""
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,10 @@ class _Counting:
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         self.sent.append(query)
         return list(await self.conn.fetch(query, *args))
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        self.sent.append(query)
+        return await self.conn.fetchrow(query, *args)
 
     async def fetchval(self, query: str, *args: Any) -> Any:
         self.sent.append(query)
@@ -90,8 +95,9 @@ async def test_known_and_forgotten_subjects_keep_their_own_keys(services: Servic
         await forget_subject(conn, subject=keys.plate_subject("GONE-2"))
         written, sent = await _seal(conn, keys, _plates("KNOWN-1", "GONE-2", "NEW-3"), first_pk=10)
         assert written == 3
-        # The combined statement, the known keys, the forgotten key's renewal, their items.
-        assert len(sent) == 4
+        # The combined statement (it answers the known keys too), the forgotten key's
+        # renewal, the items of both.
+        assert len(sent) == 3
         assert await _read(conn, keys, 2) == SHREDDED  # forgetting still holds for the old row
         assert [await _read(conn, keys, pk) for pk in (1, 10, 11, 12)] == [
             {"plate_text": "KNOWN-1"},
@@ -116,3 +122,57 @@ async def test_a_batch_without_attributes_sends_nothing(services: Services) -> N
     async with services.db.transaction() as conn:
         written, sent = await _seal(conn, services.retention.keys, [bare], first_pk=1)
     assert (written, sent) == (0, [])
+
+
+async def test_a_subject_a_concurrent_batch_creates_first_is_sealed_under_its_key(
+    services: Services,
+) -> None:
+    keys = services.retention.keys
+    subject = keys.plate_subject("RACE-1")
+    _, wrapped = keys.new_data_key(subject)
+    async with services.db.pool.acquire() as first, services.db.pool.acquire() as second:
+        opened = first.transaction()
+        await opened.start()
+        await first.execute(
+            """INSERT INTO pii_subject_key (subject, master_key_id, wrapped_key)
+               VALUES ($1, $2, $3)""",
+            subject,
+            keys.current_id,
+            wrapped,
+        )
+        async with second.transaction():
+            sealing = asyncio.create_task(_seal(second, keys, _plates("RACE-1"), first_pk=1))
+            await asyncio.sleep(0.3)
+            assert not sealing.done()  # DO NOTHING waits for the first batch's commit
+            await opened.commit()
+            written, sent = await sealing
+        # Neither created nor in the statement's snapshot: read again, then stored.
+        assert (written, len(sent)) == (1, 3)
+        assert await _read(second, keys, 1) == {"plate_text": "RACE-1"}
+        stored = await second.fetchval(
+            "SELECT wrapped_key FROM pii_subject_key WHERE subject = $1", subject
+        )
+    assert bytes(stored) == wrapped  # the first batch's key, not replaced
+
+
+async def test_two_batches_renewing_one_forgotten_subject_share_one_key(
+    services: Services,
+) -> None:
+    keys = services.retention.keys
+    async with services.db.transaction() as conn:
+        await _seal(conn, keys, _plates("TWICE-1"), first_pk=1)
+        await forget_subject(conn, subject=keys.plate_subject("TWICE-1"))
+    async with services.db.pool.acquire() as first, services.db.pool.acquire() as second:
+        opened = first.transaction()
+        await opened.start()
+        await _seal(first, keys, _plates("TWICE-1"), first_pk=10)  # renews, not committed
+        async with second.transaction():
+            sealing = asyncio.create_task(_seal(second, keys, _plates("TWICE-1"), first_pk=20))
+            await asyncio.sleep(0.3)
+            assert not sealing.done()  # its renewal waits for the first batch's
+            await opened.commit()
+            await sealing
+        # Both new sightings open: the second batch used the key the first one installed.
+        assert await _read(second, keys, 10) == {"plate_text": "TWICE-1"}
+        assert await _read(second, keys, 20) == {"plate_text": "TWICE-1"}
+        assert await _read(second, keys, 1) == SHREDDED
