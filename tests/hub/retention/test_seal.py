@@ -95,9 +95,8 @@ async def test_known_and_forgotten_subjects_keep_their_own_keys(services: Servic
         await forget_subject(conn, subject=keys.plate_subject("GONE-2"))
         written, sent = await _seal(conn, keys, _plates("KNOWN-1", "GONE-2", "NEW-3"), first_pk=10)
         assert written == 3
-        # The combined statement (it answers the known keys too), the forgotten key's
-        # renewal, the items of both.
-        assert len(sent) == 3
+        # The combined statement, the known keys, the forgotten key's renewal, their items.
+        assert len(sent) == 4
         assert await _read(conn, keys, 2) == SHREDDED  # forgetting still holds for the old row
         assert [await _read(conn, keys, pk) for pk in (1, 10, 11, 12)] == [
             {"plate_text": "KNOWN-1"},
@@ -146,7 +145,7 @@ async def test_a_subject_a_concurrent_batch_creates_first_is_sealed_under_its_ke
             assert not sealing.done()  # DO NOTHING waits for the first batch's commit
             await opened.commit()
             written, sent = await sealing
-        # Neither created nor in the statement's snapshot: read again, then stored.
+        # Not created here: its key is read (the first batch's), then the item stored.
         assert (written, len(sent)) == (1, 3)
         assert await _read(second, keys, 1) == {"plate_text": "RACE-1"}
         stored = await second.fetchval(
