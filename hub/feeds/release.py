@@ -12,6 +12,8 @@ redactions are applied to each full record.
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from hub.feeds.repository import FeedRow
 from hub.feeds.schemas import FeedItem
 from hub.policy.guard import Decider
@@ -117,16 +119,12 @@ def apply_verdicts(
     items: list[FeedItem] = []
     withheld: list[int] = []
     last = after
-    plans: dict[str, RedactionPlan] = {}  # one per verdict, shared by the items it covers
+    plans = _Plans(hash_key)
     for row, record, verdict in zip(rows, records, verdicts, strict=True):
         if verdict.error is not None:
             return ReleasedBatch(items=items, withheld=withheld, last=last, stopped=True)
         if verdict.result.allow:
-            plan = plans.get(verdict.decision_id)
-            if plan is None:
-                plan = plans[verdict.decision_id] = plan_redactions(
-                    verdict.result.redactions, hash_key=hash_key
-                )
+            plan = plans.of(verdict)
             # The record was decoded for this page alone: redact it in place.
             redacted = apply_plan(record, plan, manifest=False)  # items carry no manifest
             items.append(
@@ -141,6 +139,31 @@ def apply_verdicts(
             withheld.append(row.seq)
         last = row.seq
     return ReleasedBatch(items=items, withheld=withheld, last=last, stopped=False)
+
+
+class _Plans:
+    """Redaction plans of one batch, one per distinct list of redactions: a recipient's
+    verdicts differ by camera and labels but usually redact alike (its profile), and a page
+    of varied events has dozens of verdicts (planning each was a quarter of such a page)."""
+
+    def __init__(self, hash_key: bytes) -> None:
+        self._hash_key = hash_key
+        self._by_decision: dict[str, RedactionPlan] = {}
+        self._by_redactions: dict[bytes, RedactionPlan] = {}
+
+    def of(self, verdict: Verdict) -> RedactionPlan:
+        """The plan of a verdict's redactions."""
+        plan = self._by_decision.get(verdict.decision_id)
+        if plan is None:
+            redactions = verdict.result.redactions
+            key = msgspec.json.encode(redactions)
+            plan = self._by_redactions.get(key)
+            if plan is None:
+                plan = self._by_redactions[key] = plan_redactions(
+                    redactions, hash_key=self._hash_key
+                )
+            self._by_decision[verdict.decision_id] = plan
+        return plan
 
 
 def reader_hash_key(master: bytes, recipient: Recipient) -> bytes:
