@@ -19,22 +19,21 @@ async def insert_regions(conn: asyncpg.Connection, regions: Sequence[RegionCreat
     """Record regions in one statement, in the caller's transaction; returns how many."""
     if not regions:
         return 0
-    columns: tuple[list[object], ...] = ([], [], [], [], [], [], [], [], [])
-    for item in regions:
-        box = item.region.box
-        values = (
-            item.sha256,
-            item.region.source,
-            item.region.label,
-            box.x,
-            box.y,
-            box.width,
-            box.height,
-            item.node_id,
-            item.event_id,
-        )
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
+    # One pass per column: the array encoder wants columns, and comprehensions cost half of
+    # appending each value to its column in one loop (a batch records ~60 regions).
+    shown = [item.region for item in regions]
+    boxes = [region.box for region in shown]
+    columns = (
+        [item.sha256 for item in regions],
+        [region.source for region in shown],
+        [region.label for region in shown],
+        [box.x for box in boxes],
+        [box.y for box in boxes],
+        [box.width for box in boxes],
+        [box.height for box in boxes],
+        [item.node_id for item in regions],
+        [item.event_id for item in regions],
+    )
     await conn.execute(_INSERT, *columns)
     return len(regions)
 
