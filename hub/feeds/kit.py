@@ -181,9 +181,9 @@ class FeedPublisher:
 
     Ingest does not wait for positions (ADR 0022): a committed batch joins the next
     sequencing run of its process (group commit: batches that commit while a run is under
-    way share the next one) and returns. Readers get read-your-writes instead: a page that
-    sees events still waiting for a position calls `settle` first. What a run could not do
-    (an error, a process stopped between commit and run) the periodic sweep does."""
+    way share the next one) and returns. A page calls `settle` first, so it sees what this
+    process accepted before it was asked. What a run could not do (an error, a process
+    stopped between commit and run) the periodic sweep does."""
 
     def __init__(self, kit: FeedKit) -> None:
         self._kit = kit
@@ -198,12 +198,16 @@ class FeedPublisher:
             self._join()
 
     async def settle(self, *, within: float | None = None) -> bool:
-        """Return once a sequencing run that started after this call has finished: every
-        event committed before the call then has its position (unless the run failed, which
-        it logs; the sweep retries). With `within`, give up waiting after that many seconds
-        (the run goes on); whether the run finished."""
+        """Return once this process's sequencing runs started or queued before this call
+        have finished: every batch this process answered for then has its positions (unless
+        a run failed, which it logs; the sweep retries). Without such a run it returns at
+        once, asking the database nothing. With `within`, give up waiting after that many
+        seconds (the runs go on); whether they finished."""
+        run = self._next
+        if run is None or run.done.done():
+            return True
         try:
-            await asyncio.wait_for(asyncio.shield(self._join().done), within)
+            await asyncio.wait_for(asyncio.shield(run.done), within)
         except TimeoutError:
             return False
         return True

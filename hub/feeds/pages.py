@@ -16,6 +16,7 @@ from hub.feeds.schemas import Channel, FeedFilters, FeedItem, FeedPage
 from hub.feeds.service import (
     MAX_LIMIT,
     MAX_WAIT_SECONDS,
+    SETTLE_WAIT_SECONDS,
     Reader,
     audit_access,
     hydrate_payloads,
@@ -26,10 +27,6 @@ from hub.kit.errors import UnavailableError
 # withheld: bounded, so one request's cost is too (the page then says has_more).
 MAX_FILLS = 4
 MAX_ROUNDS = 4
-# How long a page waits for events committed before it to get their positions: a quiet hub
-# sequences them in milliseconds; beside heavy ingest a page reads what is sequenced by then
-# rather than queue behind run after run (positions stay in commit order: never a gap).
-SETTLE_WAIT_SECONDS = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +116,8 @@ async def take_offered(
 ) -> Taken:
     """Up to `limit` offered rows after `after`, filling the audience's offers as needed
     (from a fresh replica when its offers already cover `after`: hub/feeds/replica.py).
-    With `settle`, events committed but still waiting for a position are sequenced first
-    (ingest does not wait for them, ADR 0022)."""
+    With `settle`, events this process accepted are sequenced first (ingest does not wait
+    for them, ADR 0022)."""
     seen = await offered_on_replica(kit, spec, after=after, filters=filters, limit=limit + 1)
     if seen is not None:
         if len(seen.rows) > limit:
@@ -165,15 +162,14 @@ async def _offered_as_covered(
     settle: bool,
 ) -> ReplicaLook | None:
     """The usual page: the audience already covers `after` under the active revision, so
-    one statement on the primary finds it and reads its offers. With `settle`, a look that
-    shows events waiting for a position settles them and looks again. None when the page
-    must take the covering path: the range needs filling or the audience's use is due to
+    one statement on the primary finds it and reads its offers. With `settle`, this
+    process's sequencing runs under way finish first (bounded). None when the page must
+    take the covering path: the range needs filling or the audience's use is due to
     be recorded."""
+    if settle:
+        await kit.notifier.settle(within=SETTLE_WAIT_SECONDS)
     revision = kit.policy.revision or ""
     look = await _look(kit, spec, revision=revision, after=after, filters=filters, limit=limit)
-    if settle and look.pending:
-        await kit.notifier.settle(within=SETTLE_WAIT_SECONDS)
-        look = await _look(kit, spec, revision=revision, after=after, filters=filters, limit=limit)
     found = look.audience
     if found is None or found.touch_due or found.revision != revision:
         return None

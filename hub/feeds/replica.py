@@ -60,8 +60,7 @@ async def offered_in_snapshot(
     """Offered rows after `after` through the audience's range end (or `cover`'s), read by
     one statement (one snapshot) only if that snapshot shows the audience (the same one as
     `cover`) covering them under `revision`; None otherwise. Range and offers commit
-    together, so a snapshot that shows the range shows every offer in it. Events waiting for
-    a position are left to the primary's look (a page there sequences them first)."""
+    together, so a snapshot that shows the range shows every offer in it."""
     through = cover.hi if cover is not None else repository.MAX_SEQ
     look = await repository.look_offered(
         conn, key=spec.key, revision=revision, after=after, through=through,

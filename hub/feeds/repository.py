@@ -208,8 +208,8 @@ _AUDIENCE_COLUMNS = "id, revision, lo, hi, used_at < now() - interval '1 hour' A
 # The coarse release input of a feed entry, as one comparable text value.
 _KEY_SQL = "jsonb_build_array(f.camera_id, f.jurisdiction, f.classes)::text"
 
-# The audience, the feed's head, whether events wait for a position, and the audience's
-# offered rows after a cursor, in one statement, so in one snapshot without a transaction
+# The audience, the feed's head and the audience's offered rows after a cursor, in one
+# statement, so in one snapshot without a transaction
 # (range and offers commit together: a snapshot that shows the range shows every offer in
 # it). Offers first, in order, then one probe per offer into the entry and the event. The
 # LATERAL subqueries are fenced (OFFSET 0) because the planner otherwise joins every feed
@@ -217,10 +217,9 @@ _KEY_SQL = "jsonb_build_array(f.camera_id, f.jurisdiction, f.classes)::text"
 # 100,000-event feed instead of about 1 ms); it does not carry the seq range from the offer
 # to the entry. A row per offer (the audience repeated), or one row without an offer.
 _LOOK_OFFERED = f"""
-SELECT h.last, h.pending, a.id, a.revision, a.lo, a.hi, a.touch_due,
+SELECT h.last, a.id, a.revision, a.lo, a.hi, a.touch_due,
        r.seq, r.event_id, r.camera_id, r.classes, r.captured_at, r.payload
-FROM (SELECT (SELECT coalesce(max(seq), 0) FROM feed_entry) AS last,
-             EXISTS (SELECT 1 FROM feed_pending) AS pending) AS h
+FROM (SELECT coalesce(max(seq), 0) AS last FROM feed_entry) AS h
 LEFT JOIN (SELECT {_AUDIENCE_COLUMNS} FROM feed_audience WHERE key = $1) AS a ON true
 LEFT JOIN LATERAL (
     SELECT f.seq, e.event_id, e.camera_id, e.classes, e.captured_at,
@@ -253,11 +252,10 @@ ORDER BY r.seq
 
 class OfferedLook(msgspec.Struct, frozen=True, kw_only=True):
     """One snapshot of an audience: its offer state (None before its first reader), the
-    feed's head, whether committed events wait for a position, and offered rows."""
+    feed's head and offered rows."""
 
     audience: Audience | None
     last: int
-    pending: bool
     rows: list[FeedRow]
 
 
@@ -492,7 +490,6 @@ async def look_offered(
     return OfferedLook(
         audience=audience,
         last=int(head["last"]),
-        pending=bool(head["pending"]),
         rows=[_row(r) for r in rows if r["seq"] is not None],
     )
 

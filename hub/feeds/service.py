@@ -30,6 +30,9 @@ MAX_LIMIT = 500
 MAX_WAIT_SECONDS = 30.0
 # Pending events older than this are sequenced by readers' processes too (crash recovery).
 SWEEP_GRACE_SECONDS = 2.0
+# How long a read waits for events this process accepted to get their positions (a quiet hub
+# sequences them in milliseconds; beside heavy ingest a read is staler rather than slower).
+SETTLE_WAIT_SECONDS = 0.1
 # Distinct release inputs (camera, jurisdiction, labels) decided per image request; an image
 # referenced by more is withheld rather than released on a partial view.
 MEDIA_CANDIDATES = 50
@@ -187,11 +190,9 @@ async def acknowledge(kit: FeedKit, reader: Reader, *, seqs: list[int]) -> AckRe
 
 
 async def catch_up(kit: FeedKit) -> None:
-    """Give committed events their positions before reading the feed: ingest answers
-    without waiting for them (ADR 0022), and a reader sees what was committed before it
-    asked."""
-    if await repository.has_pending(kit.db.pool, older_than_seconds=0.0):
-        await kit.notifier.settle()
+    """Let this process's sequencing runs under way finish before reading the feed: ingest
+    answers without waiting for positions (ADR 0022)."""
+    await kit.notifier.settle(within=SETTLE_WAIT_SECONDS)
 
 
 async def sequence_and_announce(kit: FeedKit, *, older_than_seconds: float = 0.0) -> list[int]:

@@ -34,7 +34,7 @@ async def test_ingest_does_not_wait_for_the_sequencer(feed_services: Services) -
         assert await kit.notifier.settle(within=0.1) is False
         settled = asyncio.create_task(kit.notifier.settle())
         await asyncio.sleep(0.3)
-        assert not settled.done()  # a reader's settle does wait for the run
+        assert not settled.done()  # a reader's settle does wait for this process's run
         await blocker.execute("COMMIT")
         await asyncio.wait_for(settled, 10.0)
         assert await conn.fetchval("SELECT count(*) FROM feed_entry") == 1
@@ -44,19 +44,20 @@ async def test_ingest_does_not_wait_for_the_sequencer(feed_services: Services) -
         await conn.close()
 
 
-async def test_a_page_sequences_what_was_committed_before_it_was_asked(
+async def test_a_page_sees_what_its_process_accepted_before_it_was_asked(
     feed_services: Services,
 ) -> None:
-    reader = await resolve_reader(feed_services.feeds, POLICE, decision_id=None)
+    kit = feed_services.feeds
+    reader = await resolve_reader(kit, POLICE, decision_id=None)
     conn = await asyncpg.connect(feed_services.settings.database_url)
     try:
         _, first = await insert_event(conn, NORTH_CAMERA)
-        await sequence_and_announce(feed_services.feeds)
-        page = await read_page(
-            feed_services.feeds, reader, cursor=None, filters=FeedFilters(), limit=10
-        )
-        # Committed after the audience was filled, and nobody sequenced it.
+        await sequence_and_announce(kit)
+        page = await read_page(kit, reader, cursor=None, filters=FeedFilters(), limit=10)
+        # Committed after the audience was filled and announced as ingest does, which no
+        # longer waits for its position: the next page still has it.
         _, second = await insert_event(conn, NORTH_CAMERA)
+        await kit.notifier.published(node_id=uuid.uuid4(), event_ids={uuid.UUID(second)})
         assert page.page is not None
         after = await read_page(
             feed_services.feeds,
