@@ -64,6 +64,8 @@ class SlowReceiver:
             return False
         await reader.readexactly(length)
         await asyncio.sleep(self.delay)
+        if writer.is_closing():  # the worker gave up waiting and hung up (uvloop would raise)
+            return False
         body = b'{"id": "%s"}' % str(uuid.uuid4()).encode()
         writer.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
