@@ -175,12 +175,16 @@ async def _batch(deps: DeliveryDeps, agency: Agency) -> float | _GoOn | None:
         return await _give_back(deps, agency, permit, claimed, wait)
     if wait > 0:
         await asyncio.sleep(wait)
-    outcomes = await _deliver_all(deps, agency, claimed)
+    outcomes, unsent = await _deliver_all(deps, agency, claimed)
     async with deps.db.connection() as conn:  # one statement: attempt rows + ledger
         await repository.finish_batch(conn, outcomes)
+        if unsent:  # the circuit opened inside the batch: these wait for it, unattempted
+            await repository.release_claims(conn, unsent, delay=0.0)
     _count(deps, agency, outcomes)
     await _after(deps, agency, permit, [result for _, result in outcomes])
-    return _GO_ON if len(claimed) == limit else await _next_due(deps, agency)
+    if len(claimed) == limit and not unsent:
+        return _GO_ON
+    return await _next_due(deps, agency)
 
 
 async def _batch_in_order(
@@ -248,16 +252,30 @@ async def _records(deps: DeliveryDeps, claimed: Sequence[Claimed]) -> dict[UUID,
     return records
 
 
-async def _deliver_all(deps: DeliveryDeps, agency: Agency, claimed: Sequence[Claimed]) -> Outcomes:
-    """Release and send every claimed row, at most `max_concurrency` at a time per process."""
+async def _deliver_all(
+    deps: DeliveryDeps, agency: Agency, claimed: Sequence[Claimed]
+) -> tuple[Outcomes, list[Claimed]]:
+    """Release and send claimed rows, at most `max_concurrency` at a time per process; the
+    rows left unsent because the batch met the breaker's threshold of failures first."""
     records = await _records(deps, claimed)
     gate = deps.limits.semaphore(agency.id, agency.max_concurrency)
+    # The breaker counts a batch's failures when it ends; without this, a dead agency's batch
+    # would make all its attempts (a release, a decision record and a send each) before the
+    # circuit could open, on the event loop the healthy agencies' sends share.
+    seen = Counter[str]()
 
-    async def one(row: Claimed) -> tuple[Claimed, _Result]:
+    async def one(row: Claimed) -> tuple[Claimed, _Result | None]:
         async with gate:
-            return row, await _attempt(deps, agency, row, records.get(row.id))
+            if seen["failed"] >= deps.breaker.threshold and not seen["delivered"]:
+                return row, None
+            result = await _attempt(deps, agency, row, records.get(row.id))
+            seen["delivered"] += result.status == "delivered"
+            seen["failed"] += result.agency_failure
+            return row, result
 
-    return list(await asyncio.gather(*(one(row) for row in claimed)))
+    done = await asyncio.gather(*(one(row) for row in claimed))
+    outcomes = [(row, result) for row, result in done if result is not None]
+    return outcomes, [row for row, result in done if result is None]
 
 
 async def _attempt(

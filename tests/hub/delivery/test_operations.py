@@ -111,6 +111,42 @@ async def test_breaker_opens_on_failures_and_closes_after_a_probe(
     assert receivers.inbox.summary().unique == 10
 
 
+async def test_a_batch_stops_sending_once_it_meets_the_breaker_threshold(
+    settings: Settings,
+    services: Services,
+    client: AsyncTestClient,
+    edge_node: EdgeNode,
+    receivers: Receivers,
+) -> None:
+    # One send at a time, so exactly `threshold` attempts fail before the batch stops; the
+    # other rows go back unattempted (no attempt spent, no attempt row) and wait for the
+    # circuit, instead of all being tried against a dead agency.
+    agencies = await register(services, receivers, ("police-north",), max_concurrency=1)
+    agency_id = agencies["police-north"].id
+    fast = quick(settings, breaker_failure_threshold=3, breaker_open_seconds=30)
+    breaker = CircuitBreaker(services.redis, threshold=3, open_seconds=30)
+    receivers.stop()
+    await ingest(client, edge_node, north_events(10))
+
+    async with running_worker(fast):
+
+        async def opened() -> bool:
+            return (await breaker.state(agency_id, "police-north")).state == "open"
+
+        await wait_until(opened, what="breaker open")
+        await asyncio.sleep(0.5)
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            rows = await conn.fetch("SELECT status, attempts FROM delivery")
+        finally:
+            await conn.close()
+
+    assert await attempt_count(settings) == 3
+    assert sorted((r["status"], r["attempts"]) for r in rows) == sorted(
+        [("retrying", 1)] * 3 + [("pending", 0)] * 7
+    )
+
+
 async def test_paused_agency_waits_and_resume_delivers(
     settings: Settings,
     services: Services,
