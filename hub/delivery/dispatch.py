@@ -129,11 +129,14 @@ async def run_agency(deps: DeliveryDeps, agency_id: UUID) -> float | None:
     agency = await _active(deps, agency_id)
     if agency is None:
         return None
-    # Batches start for a quarter of the lease; with sends bounded at 0.6 of it, the job ends
-    # inside its timeout (= the lease) and before any of its rows could be claimed again.
-    deadline = time.monotonic() + deps.lease_seconds / 4
+    # Batches start for a quarter of the lease and sends for 0.4 of it; with each send bounded
+    # at 0.6 of it, the job ends inside its timeout (= the lease) and before any of its rows
+    # could be claimed again. A slow agency's batch may hold more rows than its concurrency
+    # can send by then: those go back unattempted instead of outliving the lease.
+    started = time.monotonic()
+    deadline, send_by = started + deps.lease_seconds / 4, started + deps.lease_seconds * 0.4
     while True:
-        step = await _batch(deps, agency)
+        step = await _batch(deps, agency, send_by=send_by)
         if not isinstance(step, _GoOn):
             return step
         if time.monotonic() >= deadline:
@@ -152,7 +155,7 @@ async def _active(deps: DeliveryDeps, agency_id: UUID) -> Agency | None:
     return agency
 
 
-async def _batch(deps: DeliveryDeps, agency: Agency) -> float | _GoOn | None:
+async def _batch(deps: DeliveryDeps, agency: Agency, *, send_by: float) -> float | _GoOn | None:
     """One batch; `_GO_ON` when a full one went, else when to look at the agency again
     (None: nothing is open)."""
     permit = await deps.breaker.permit(agency.id, probe_ttl=deps.lease_seconds)
@@ -175,10 +178,10 @@ async def _batch(deps: DeliveryDeps, agency: Agency) -> float | _GoOn | None:
         return await _give_back(deps, agency, permit, claimed, wait)
     if wait > 0:
         await asyncio.sleep(wait)
-    outcomes, unsent = await _deliver_all(deps, agency, claimed)
+    outcomes, unsent = await _deliver_all(deps, agency, claimed, send_by=send_by)
     async with deps.db.connection() as conn:  # one statement: attempt rows + ledger
         await repository.finish_batch(conn, outcomes)
-        if unsent:  # the circuit opened inside the batch: these wait for it, unattempted
+        if unsent:  # the circuit opened or the send window closed: back, unattempted
             await repository.release_claims(conn, unsent, delay=0.0)
     _count(deps, agency, outcomes)
     await _after(deps, agency, permit, [result for _, result in outcomes])
@@ -253,10 +256,11 @@ async def _records(deps: DeliveryDeps, claimed: Sequence[Claimed]) -> dict[UUID,
 
 
 async def _deliver_all(
-    deps: DeliveryDeps, agency: Agency, claimed: Sequence[Claimed]
+    deps: DeliveryDeps, agency: Agency, claimed: Sequence[Claimed], *, send_by: float
 ) -> tuple[Outcomes, list[Claimed]]:
     """Release and send claimed rows, at most `max_concurrency` at a time per process; the
-    rows left unsent because the batch met the breaker's threshold of failures first."""
+    rows left unsent because the batch met the breaker's threshold of failures first, or
+    because their turn came after `send_by` (monotonic seconds)."""
     records = await _records(deps, claimed)
     gate = deps.limits.semaphore(agency.id, agency.max_concurrency)
     # The breaker counts a batch's failures when it ends; without this, a dead agency's batch
@@ -267,6 +271,8 @@ async def _deliver_all(
     async def one(row: Claimed) -> tuple[Claimed, _Result | None]:
         async with gate:
             if seen["failed"] >= deps.breaker.threshold and not seen["delivered"]:
+                return row, None
+            if time.monotonic() > send_by:
                 return row, None
             result = await _attempt(deps, agency, row, records.get(row.id))
             seen["delivered"] += result.status == "delivered"

@@ -147,6 +147,82 @@ async def test_a_batch_stops_sending_once_it_meets_the_breaker_threshold(
     )
 
 
+class SlowAgency:
+    """A REST agency on loopback that answers every request `delay` seconds after reading it
+    (kept-alive connections, like a real one); counts what it answered."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.answered = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/events"
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                await asyncio.sleep(self.delay)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                await writer.drain()
+                self.answered += 1
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+
+async def test_a_slow_agency_batch_gives_back_rows_it_cannot_send_within_the_lease(
+    settings: Settings,
+    services: Services,
+    client: AsyncTestClient,
+    edge_node: EdgeNode,
+    receivers: Receivers,
+) -> None:
+    # One send at a time, 1.2 s per answer, a 5 s lease: one job could not send the 5 rows it
+    # claims (6 s) before its lease ran out and arq cancelled it, leaving answered rows
+    # unrecorded and sending them again once reclaimed. Rows whose turn comes after 0.4 of
+    # the lease go back unattempted, so each is sent once, by a job that records it.
+    slow = SlowAgency(delay=1.2)
+    url = await slow.start()
+    fast = quick(settings, delivery_job_timeout_seconds=5, delivery_reconcile_grace_seconds=1)
+    try:
+        await register(
+            services, SlowConfig(url, receivers.secret), ("police-north",),  # type: ignore[arg-type]
+            kind="rest", max_concurrency=1,
+        )  # fmt: skip
+        await ingest(client, edge_node, north_events(5))
+        async with running_worker(fast, cron=True):
+            await wait_until(lambda: all_settled(settings, 5), within=40, what="all delivered")
+    finally:
+        await slow.stop()
+    assert await statuses(settings) == {"delivered": 5}
+    assert slow.answered == 5  # none sent twice
+    assert await attempt_count(settings) == 5
+
+
+class SlowConfig:
+    """Stands in for `Receivers` in `register`: the REST configuration of a `SlowAgency`."""
+
+    def __init__(self, url: str, secret: str) -> None:
+        self.url, self.secret = url, secret
+
+    def config(self, kind: str) -> dict[str, object]:
+        assert kind == "rest"
+        return {"url": self.url, "secrets": [self.secret], "timeout_seconds": 5}
+
+
 async def test_paused_agency_waits_and_resume_delivers(
     settings: Settings,
     services: Services,
