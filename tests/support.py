@@ -172,3 +172,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def read_http_request(reader: asyncio.StreamReader) -> bytes:
+    """One HTTP/1.1 request off a loopback test server's connection (head and a
+    Content-Length body, read and dropped); its head. Raises IncompleteReadError at the end."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        0,
+    )
+    await reader.readexactly(length)
+    return head

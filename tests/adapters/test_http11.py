@@ -13,6 +13,7 @@ import uvloop
 from adapters.egress import EgressGuard, GuardedAsyncTransport, ResponseTooLargeError
 from adapters.exchange import exchange
 from adapters.http11 import MAX_HEAD_BYTES
+from tests.support import read_http_request
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 
@@ -31,16 +32,7 @@ class Agency:
         self.writers.append(writer)
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    (
-                        int(line.split(b":", 1)[1])
-                        for line in head.split(b"\r\n")
-                        if line.lower().startswith(b"content-length:")
-                    ),
-                    0,
-                )
-                await reader.readexactly(length)
+                await read_http_request(reader)
                 if self.silent:
                     await asyncio.sleep(10)
                 writer.write(ANSWER)

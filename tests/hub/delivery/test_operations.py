@@ -32,7 +32,7 @@ from tests.hub.delivery.harness import (
 )
 from tests.hub.identity.builders import admin_token_fields
 from tests.hub.ingest.builders import batch, event
-from tests.support import BASE_URL, EdgeNode, run_hub, signed_headers
+from tests.support import BASE_URL, EdgeNode, read_http_request, run_hub, signed_headers
 
 pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.commits]
 
@@ -168,13 +168,7 @@ class SlowAgency:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":", 1)[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                )
-                await reader.readexactly(length)
+                await read_http_request(reader)
                 await asyncio.sleep(self.delay)
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
                 await writer.drain()
