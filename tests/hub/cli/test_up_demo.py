@@ -194,6 +194,28 @@ def _python(code: str) -> list[str]:
     return [sys.executable, "-u", "-c", code]
 
 
+def test_demo_looks_for_the_models_where_the_agent_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo agent counts fetched models (the agent's models folder) as well as installed
+    wheels, and names the fetch command when neither has them."""
+    if agent_unavailable() is not None:
+        pytest.skip(f"edge agent unavailable: {agent_unavailable()}")
+    import edge.models.store as store
+    from edge.models.pins import KIND_MODELS, MODELS
+
+    installed = {name: store.model_file(name) for name in MODELS}
+    monkeypatch.setattr(store, "_installed", lambda model: [])  # as after a plain pip install
+    monkeypatch.setenv("HUB_EDGE_MODELS_DIR", str(tmp_path))
+    reason = agent_unavailable()
+    assert reason is not None
+    assert "hub-edge models fetch" in reason
+    for name in (*KIND_MODELS["centerface"], *KIND_MODELS["plate"]):
+        assert name in reason
+        (tmp_path / name).write_bytes(installed[name].read_bytes())  # as fetched
+    assert agent_unavailable() is None
+
+
 def test_passes_take_turns_and_pause_after_each_round() -> None:
     buffer = io.StringIO()
     out = Output(buffer)
