@@ -224,7 +224,7 @@ async def resume_agency(
             ),
         )
     await breaker.reset(read.id)
-    await queue.wake([read.id])
+    await queue.wake_now([read.id])  # jobs an open circuit held wait no longer
     return resumed
 
 

@@ -122,10 +122,18 @@ class _GoOn:
 _GO_ON = _GoOn()
 
 
-async def run_agency(deps: DeliveryDeps, agency_id: UUID) -> float | None:
+@dataclass(frozen=True, slots=True)
+class Held:
+    """The agency's circuit is open (or another worker is probing it): nothing may go for
+    `seconds`, whatever ingest commits meanwhile."""
+
+    seconds: float
+
+
+async def run_agency(deps: DeliveryDeps, agency_id: UUID) -> float | Held | None:
     """Deliver the agency's due rows batch by batch, for about a quarter lease; seconds until
-    it needs looking at again (0: more is due now), or None when nothing is open or it is
-    paused."""
+    it needs looking at again (0: more is due now), `Held` while its circuit is open, or None
+    when nothing is open or it is paused."""
     agency = await _active(deps, agency_id)
     if agency is None:
         return None
@@ -155,13 +163,15 @@ async def _active(deps: DeliveryDeps, agency_id: UUID) -> Agency | None:
     return agency
 
 
-async def _batch(deps: DeliveryDeps, agency: Agency, *, send_by: float) -> float | _GoOn | None:
+async def _batch(
+    deps: DeliveryDeps, agency: Agency, *, send_by: float
+) -> float | Held | _GoOn | None:
     """One batch; `_GO_ON` when a full one went, else when to look at the agency again
     (None: nothing is open)."""
     permit = await deps.breaker.permit(agency.id, probe_ttl=deps.lease_seconds)
     if not permit.allowed:
         deps.metrics.deferred.labels(agency.name, "breaker_open").inc()
-        return permit.wait_seconds + random.uniform(0, 1)  # noqa: S311 - spread the wake-ups
+        return Held(permit.wait_seconds + random.uniform(0, 1))  # noqa: S311 - spread wake-ups
     # A half-open circuit lets one probe through; a batch is at most a second of the rate.
     limit = 1 if permit.probe else min(deps.batch_size, max(1, int(agency.rate_per_second)))
     if ordering.is_ordered(agency):  # a receiver that needs order: heads only, in order

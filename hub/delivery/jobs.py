@@ -3,7 +3,9 @@ reconcile cron.
 
 Every outcome (delivered, retrying, dead letter, withheld) is in the ledger when a batch
 returns, so arq's result is never kept. What a job leaves behind is only a wake-up: its
-agency's timer, armed for the next row that comes due.
+agency's timer, armed for the next row that comes due. While the agency's circuit is open the
+job itself stays queued (deferred to the moment the circuit half-opens), so the wake-ups of
+ingest commits find its id taken and add nothing.
 """
 
 from typing import Any
@@ -13,7 +15,7 @@ import structlog
 from arq import Retry
 
 from hub.delivery import repository
-from hub.delivery.dispatch import DeliveryDeps, run_agency
+from hub.delivery.dispatch import DeliveryDeps, Held, run_agency
 from hub.delivery.queue import DeliveryQueue
 from hub.runtime import Services
 
@@ -31,6 +33,12 @@ async def deliver_agency(ctx: dict[str, Any], agency_id: str) -> None:
     agency = UUID(agency_id)
     again_in = await run_agency(deps, agency)
     log.debug("delivery job done", agency_id=agency_id, again_in=again_in)
+    if isinstance(again_in, Held):
+        # Keep this job's id taken until the circuit half-opens (arq queues the job again,
+        # deferred): a dead agency's job used to be woken by every ingest commit (40-60 per
+        # 10 s in bench/delivery.py) to find the circuit open, on the loop healthy agencies'
+        # sends share. An operator's resume brings held jobs forward (`DeliveryQueue.wake_now`).
+        raise Retry(defer=max(again_in.seconds, MIN_TIMER_SECONDS))
     if again_in is None:
         return
     if again_in == 0:

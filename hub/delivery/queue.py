@@ -7,10 +7,14 @@ no-op, through arq's own `enqueue_job`. Two more ids close the gaps that uniquen
 - `...:again`: a wake-up that finds the agency's job already taken (it may be draining its
   last batch and about to return) queues one follow-up, so rows committed at that moment are
   not left to reconcile;
-- `...:at`: the timer a job arms for the agency's next retry (or the end of an open circuit).
-  A wake-up that finds both jobs *running* (both may be past their last claim, about to
-  return) also brings the timer forward to a moment from now, so its rows wait a fraction of
-  a second, not for reconcile.
+- `...:at`: the timer a job arms for the agency's next retry. A wake-up that finds both jobs
+  *running* (both may be past their last claim, about to return) also brings the timer
+  forward to a moment from now, so its rows wait a fraction of a second, not for reconcile.
+
+While an agency's circuit is open, its jobs stay queued, deferred to when it half-opens (the
+job raises arq's `Retry`): wake-ups then find both ids taken and add nothing, so a dead
+agency costs no job per ingest commit. `wake_now` (an operator's resume, which resets the
+circuit) brings such held jobs forward.
 
 Reconcile wakes every agency whose rows have been due for longer than a grace period, so a
 lost queue (Redis flushed, a crash between commit and wake-up) only delays deliveries.
@@ -54,6 +58,17 @@ class DeliveryQueue:
                 agency_id
             ):
                 await self.wake_later(agency_id, delay=FOLLOW_UP_SECONDS)
+        return added
+
+    async def wake_now(self, agency_ids: Iterable[UUID]) -> int:
+        """`wake`, and jobs waiting deferred (held by an open circuit, or a timer) are brought
+        forward to now (their queue score only); how many jobs were new."""
+        agencies = list(dict.fromkeys(agency_ids))
+        added = await self.wake(agencies)
+        now_ms = int(time.time() * 1000)
+        for agency_id in agencies:
+            held = {self.job_id(agency_id, s): now_ms for s in ("", ":again", ":at")}
+            await self.redis.client.zadd(self.queue_name, held, xx=True, lt=True)
         return added
 
     async def _both_running(self, agency_id: UUID) -> bool:

@@ -11,6 +11,7 @@ import asyncpg
 import msgspec
 import pytest
 from arq.constants import in_progress_key_prefix
+from arq.worker import Worker
 from litestar.testing import AsyncTestClient
 
 from hub.app import create_app
@@ -145,6 +146,85 @@ async def test_a_batch_stops_sending_once_it_meets_the_breaker_threshold(
     assert sorted((r["status"], r["attempts"]) for r in rows) == sorted(
         [("retrying", 1)] * 3 + [("pending", 0)] * 7
     )
+
+
+def delivery_jobs_run(worker: Worker) -> int:
+    """Jobs the worker has finished in any way (run, re-queued by `Retry`, or failed)."""
+    return worker.jobs_complete + worker.jobs_retried + worker.jobs_failed
+
+
+async def test_an_open_circuit_is_not_woken_by_ingest_and_half_opens_on_time(
+    settings: Settings,
+    services: Services,
+    client: AsyncTestClient,
+    edge_node: EdgeNode,
+    receivers: Receivers,
+) -> None:
+    # A dead agency's job used to run after every ingest commit only to find the circuit open.
+    # Now its jobs wait in the queue, deferred to the half-open moment: commits add nothing,
+    # and the probe still goes when the circuit half-opens.
+    agencies = await register(services, receivers, ("police-north",))
+    agency_id = agencies["police-north"].id
+    fast = quick(settings, breaker_failure_threshold=3, breaker_open_seconds=3)
+    breaker = CircuitBreaker(services.redis, threshold=3, open_seconds=3)
+    queue = services.delivery.queue
+    receivers.stop()
+    await ingest(client, edge_node, north_events(5))
+
+    async with running_worker(fast) as worker:
+
+        async def opened() -> bool:
+            return (await breaker.state(agency_id, "police-north")).state == "open"
+
+        await wait_until(opened, what="breaker open")
+        ids = [queue.job_id(agency_id), queue.job_id(agency_id, ":again")]
+
+        async def held() -> bool:
+            scores = await services.redis.client.zmscore(queue.queue_name, ids)
+            return not worker.tasks and all(s and s > time.time() * 1000 for s in scores)
+
+        # Commits now queue the agency's job and its follow-up at most once each: each finds
+        # the circuit open and stays queued until it half-opens.
+        for _ in range(2):
+            await ingest(client, edge_node, north_events(1))
+            await asyncio.sleep(0.2)
+        await wait_until(held, what="both of the agency's jobs held in the queue")
+        state = await breaker.state(agency_id, "police-north")
+        assert state.opened_at is not None
+        half_open_ms = (state.opened_at + 3) * 1000
+        for score in await services.redis.client.zmscore(queue.queue_name, ids):
+            # Due when the circuit half-opens (+ up to 1 s of spread).
+            assert half_open_ms - 100 <= score <= half_open_ms + 1_100
+        ran = delivery_jobs_run(worker)
+        for _ in range(5):  # five ingest commits, each waking the agency
+            await ingest(client, edge_node, north_events(2))
+        await asyncio.sleep(0.5)
+        assert delivery_jobs_run(worker) == ran
+        assert not worker.tasks
+        receivers.start()
+        # Nothing else wakes it: the held job probes at half-open time, then delivers all.
+        await wait_until(lambda: all_settled(settings, 17), within=10, what="all delivered")
+    assert receivers.inbox.summary().unique == 17
+
+
+async def test_wake_now_brings_jobs_held_by_an_open_circuit_forward(
+    services: Services,
+) -> None:
+    agency = uuid4()
+    queue = services.delivery.queue
+    client = services.redis.client
+    assert await queue.wake([agency]) == 1
+    assert await queue.wake([agency]) == 0  # the follow-up
+    later_ms = (time.time() + 60) * 1000
+    ids = [queue.job_id(agency, suffix) for suffix in ("", ":again")]
+    await client.zadd(queue.queue_name, dict.fromkeys(ids, later_ms), xx=True)  # as Retry does
+    assert await queue.wake([agency]) == 0
+    assert all(s == later_ms for s in await client.zmscore(queue.queue_name, ids))
+    assert await queue.wake_now([agency]) == 0
+    now_ms = time.time() * 1000
+    for score in await client.zmscore(queue.queue_name, ids):
+        assert score is not None
+        assert now_ms - 1_000 <= score <= now_ms
 
 
 class SlowAgency:

@@ -19,7 +19,7 @@ from hub.app import create_app
 from hub.delivery import ordering
 from hub.delivery.agencies import agency_health, get_agency
 from hub.delivery.deadletters import replay_one
-from hub.delivery.dispatch import DeliveryDeps, run_agency
+from hub.delivery.dispatch import DeliveryDeps, Held, run_agency
 from hub.delivery.schemas import AgencyHealth
 from hub.identity.tokens import TokenEntry, append_token, new_token, token_hash
 from hub.runtime import Services, start_policy, stop_policy
@@ -75,7 +75,7 @@ async def drain(deps: DeliveryDeps, agency_id: UUID) -> None:
         again = await run_agency(deps, agency_id)
         if again is None:
             return
-        await asyncio.sleep(min(again, 0.05))
+        await asyncio.sleep(0.05 if isinstance(again, Held) else min(again, 0.05))
     raise AssertionError("the agency never ran dry")
 
 
