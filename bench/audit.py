@@ -25,7 +25,7 @@ import os
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
@@ -35,6 +35,8 @@ import asyncpg
 from ingest import CLK_TCK, Scratch, log
 
 from hub.audit import (
+    AppenderOptions,
+    AuditAppender,
     AuditEntry,
     CheckpointSigner,
     Sealer,
@@ -58,12 +60,14 @@ LOCK_KEY = 7527030514016150633  # the key audit_append() used
 class Phase:
     """One writer configuration."""
 
-    kind: str  # "append" | "batch" | "plain" | "locked"
+    kind: str  # "append" | "batch" | "plain" | "locked" | "appender"
     url: str
     conns: int
     duration: float
     start_at: float
     batch: int = 1
+    callers: int = 64  # "appender": concurrent callers per process
+    appender: AppenderOptions = field(default_factory=AppenderOptions)
 
 
 def entry(n: int) -> AuditEntry:
@@ -101,6 +105,38 @@ async def _writer(conn: asyncpg.Connection, phase: Phase, deadline: float) -> in
     return n
 
 
+async def _caller(audit: AuditAppender, deadline: float) -> int:
+    """Append one entry per call through the appender, each awaiting its commit; how many."""
+    n = 0
+    while time.monotonic() < deadline:
+        await audit.append(entry(n))
+        n += 1
+    return n
+
+
+async def _appender_writers(phase: Phase) -> tuple[int, float, int]:
+    """`callers` tasks share one process appender on a pool of `flushes` connections, as an
+    API process's feed pages do; (entries, CPU seconds of the pool's backends, INSERTs)."""
+    size = phase.appender.flushes
+    db = Database(phase.url, min_size=size, max_size=size)
+    await db.start()
+    audit = AuditAppender(db, options=phase.appender)
+    try:
+        held = [await db.pool.acquire() for _ in range(size)]
+        pids = [await c.fetchval("SELECT pg_backend_pid()") for c in held]
+        for conn in held:
+            await db.pool.release(conn)
+        await asyncio.sleep(max(0.0, phase.start_at - time.time()))
+        before = backend_ticks(pids)
+        deadline = time.monotonic() + phase.duration
+        counts = await asyncio.gather(*(_caller(audit, deadline) for _ in range(phase.callers)))
+        pg_seconds = (backend_ticks(pids) - before) / CLK_TCK
+    finally:
+        await audit.aclose()
+        await db.stop()
+    return sum(counts), pg_seconds, audit.inserts
+
+
 async def _writers(phase: Phase) -> tuple[int, float]:
     """Run the connections' writers; (transactions, CPU seconds of their PostgreSQL backends)."""
     conns = [await asyncpg.connect(phase.url) for _ in range(phase.conns)]
@@ -127,13 +163,18 @@ def backend_ticks(pids: list[int]) -> int:
     return total
 
 
-def writer_process(phase: Phase) -> tuple[int, float, float]:
-    """One writer process: (transactions, its CPU seconds, its backends' CPU seconds)."""
+def writer_process(phase: Phase) -> tuple[int, float, float, int]:
+    """One writer process: (entries, its CPU seconds, its backends' CPU seconds, statements
+    that committed them)."""
     if time.time() > phase.start_at - 0.5:
         raise RuntimeError("a writer process started too late: raise --warmup")
     cpu = _cpu()
-    done, pg_seconds = asyncio.run(_writers(phase))
-    return done, _cpu() - cpu, pg_seconds
+    if phase.kind == "appender":
+        done, pg_seconds, inserts = asyncio.run(_appender_writers(phase))
+    else:
+        done, pg_seconds = asyncio.run(_writers(phase))
+        inserts = done // phase.batch if phase.kind == "batch" else done
+    return done, _cpu() - cpu, pg_seconds, inserts
 
 
 async def _seal_loop(
@@ -173,12 +214,26 @@ def sealer_process(phase: Phase, secrets_dir: str, seconds: float) -> dict[str, 
 def run_phase(args: argparse.Namespace, scratch: Scratch, kind: str) -> dict[str, Any]:
     """Run the writers of one kind (and, for appends, the sealer beside them)."""
     start_at = time.time() + args.warmup  # spawned processes import the hub first
-    phase = Phase(kind, scratch.database_url, args.conns, args.duration, start_at, args.batch)
+    phase = Phase(
+        kind,
+        scratch.database_url,
+        args.conns,
+        args.duration,
+        start_at,
+        args.batch,
+        callers=args.callers,
+        appender=AppenderOptions(
+            batch=args.appender_batch,
+            linger_seconds=args.linger_ms / 1000,
+            flushes=args.flushes,
+            queue=max(10_000, args.callers * 2),
+        ),
+    )
     context = get_context("spawn")
     with ProcessPoolExecutor(args.procs + 1, mp_context=context) as pool:
         sealing = (
             pool.submit(sealer_process, phase, str(scratch.folder), args.duration + 3)
-            if kind in ("append", "batch")
+            if kind in ("append", "batch", "appender")
             else None
         )
         futures = [pool.submit(writer_process, phase) for _ in range(args.procs)]
@@ -189,8 +244,8 @@ def run_phase(args: argparse.Namespace, scratch: Scratch, kind: str) -> dict[str
     report: dict[str, Any] = {
         "kind": kind,
         "per_second": round(rate),
-        "writers": args.procs * args.conns,
-        "entries_per_transaction": phase.batch if kind == "batch" else 1,
+        "writers": args.procs * (args.callers if kind == "appender" else args.conns),
+        "entries_per_transaction": round(done / max(1, sum(r[3] for r in results)), 1),
         "cpu_ms_per_op": {
             "writers": round(sum(r[1] for r in results) / done * 1000, 3),
             "postgres": round(sum(r[2] for r in results) / done * 1000, 3),
@@ -306,6 +361,16 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=2, help="writer processes")
     parser.add_argument("--conns", type=int, default=8, help="connections per writer process")
     parser.add_argument("--batch", type=int, default=1, help="entries per batched transaction")
+    parser.add_argument(
+        "--appender", action="store_true", help="add the group-commit appender phase (ADR 0025)"
+    )
+    parser.add_argument("--callers", type=int, default=64, help="appender callers per process")
+    parser.add_argument("--flushes", type=int, default=2, help="appender INSERTs in flight")
+    parser.add_argument("--appender-batch", type=int, default=256, help="appender batch cap")
+    parser.add_argument("--linger-ms", type=float, default=1.0, help="appender linger")
+    parser.add_argument(
+        "--only", default="", help="comma-separated phases to run (append,plain,locked,...)"
+    )
     parser.add_argument("--entries", type=int, default=1_000_000, help="entries to verify")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds to start writers")
     parser.add_argument("--skip-appends", action="store_true")
@@ -319,6 +384,9 @@ def main() -> None:
         report["load_before"] = _loadavg()
         if not args.skip_appends:
             kinds = ["append", "plain", "locked"] + (["batch"] if args.batch > 1 else [])
+            kinds += ["appender"] if args.appender else []
+            if args.only:
+                kinds = [k for k in kinds if k in args.only.split(",")]
             report["appends"] = [run_phase(args, scratch, k) for k in kinds]
         if not args.skip_verify:
             report["verify"] = asyncio.run(verify_phase(args, scratch))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from litestar.di import NamedDependency
 
+from hub.audit import AuditAppender
 from hub.delivery.kit import DeliveryKit
 from hub.feeds import FeedKit
 from hub.identity.authn import AuthnDeps
@@ -42,6 +43,7 @@ class Services:
     feeds: FeedKit  # agency feeds: notice bus, live subscribers, agency view
     retention: RetentionKit  # PII key ring and the media disk-pressure guard
     partitions: PartitionStatistics  # ingest's watch on event partitions' planner statistics
+    audit: AuditAppender  # group commit of audit entries with no transaction of their own
 
     @property
     def authn(self) -> AuthnDeps:
@@ -64,6 +66,7 @@ def build_services(settings: Settings) -> Services:
     """Create (not yet connect) the clients for these settings. Policy starts with no engine
     (every decision fails closed) until `start_policy` loads the active bundle."""
     db = Database.from_settings(settings)
+    audit = AuditAppender.from_settings(settings, db)
     decisions = DecisionLog.from_settings(db, settings)
     redis = RedisStore.from_settings(settings)
     policy = PolicyService(
@@ -81,10 +84,11 @@ def build_services(settings: Settings) -> Services:
         decisions=decisions,
         policy=policy,
         delivery=DeliveryKit.build(settings, db, redis),
-        identity=IdentityKit.build(settings, db, redis),
-        feeds=FeedKit(settings, db=db, redis=redis, policy=policy),
+        identity=IdentityKit.build(settings, db, redis, audit=audit),
+        feeds=FeedKit(settings, db=db, redis=redis, policy=policy, audit=audit),
         retention=RetentionKit(settings),
         partitions=PartitionStatistics(db),
+        audit=audit,
     )
 
 
@@ -111,9 +115,11 @@ async def stop_policy(services: Services, watcher: BundleWatcher) -> None:
 
 
 async def stop_services(services: Services) -> None:
-    """Close every client."""
+    """Close every client (the audit appender after the users that may still append, and
+    before the pool its last INSERTs need)."""
     await services.feeds.aclose()
     await services.delivery.aclose()
+    await services.audit.aclose()
     await services.db.stop()
     await services.redis.close()
 

@@ -161,6 +161,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Outside witness of checkpoints: a file (one JSON checkpoint appended per line) or an
     # http(s) URL each is POSTed to; empty: checkpoints are kept in the database only.
     audit_witness: str = ""
+    # Group commit of audit appends that have no transaction of their own (feed pages, live
+    # fan-out, sign-in lockouts, token revocations; ADR 0025): each process collects them into
+    # one multi-row INSERT of at most `audit_append_batch` entries, sent at once when no INSERT
+    # is under way, else after at most `audit_append_linger_ms` or as soon as a batch is full,
+    # with at most `audit_append_flushes` INSERTs in flight. A caller returns only after its
+    # entry committed. At most `audit_append_queue` entries wait; a caller that finds no room
+    # for `audit_append_wait_seconds` gets 503 `audit_busy`. An INSERT that takes longer than
+    # `audit_append_timeout_seconds` fails its callers (their entries may or may not be in).
+    audit_append_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 256
+    audit_append_linger_ms: Annotated[float, msgspec.Meta(ge=0, le=1_000)] = 1.0
+    audit_append_flushes: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
+    audit_append_queue: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10_000
+    audit_append_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 2.0
+    audit_append_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
 
     # Retention
     # Rows one sweep batch deletes in one transaction, and the pause between batches that

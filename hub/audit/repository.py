@@ -63,6 +63,29 @@ async def append_many(
     return [r[0] for r in rows]
 
 
+async def append_stamped(
+    conn: asyncpg.Connection, entries: Sequence[AuditEntry], *, ats: Sequence[datetime]
+) -> list[int]:
+    """`append_many` with a time per entry (the appender's callers each appended at their
+    own moment); their seqs in the order given."""
+    rows = await conn.fetch(
+        """INSERT INTO audit_log (at, actor, action, target, detail, decision_id, trace_id)
+           SELECT u.at, u.actor, u.action, u.target, u.detail, u.decision_id, u.trace_id
+           FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
+                       $6::text[], $7::text[])
+                WITH ORDINALITY AS u(at, actor, action, target, detail, decision_id, trace_id, n)
+           ORDER BY u.n RETURNING seq""",
+        ats,
+        [e.actor for e in entries],
+        [e.action for e in entries],
+        [e.target for e in entries],
+        [msgspec.json.encode(e.detail).decode() for e in entries],
+        [e.decision_id for e in entries],
+        [e.trace_id for e in entries],
+    )
+    return [r[0] for r in rows]
+
+
 async def try_lock_sealer(conn: asyncpg.Connection) -> bool:
     """Take the sealer lock for this transaction, or False when another sealer holds it."""
     return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SEALER_LOCK))

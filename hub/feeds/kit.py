@@ -11,6 +11,7 @@ from uuid import UUID
 import msgspec
 import structlog
 
+from hub.audit import AuditAppender
 from hub.delivery.agencies import get_agency
 from hub.delivery.kit import release_hash_key
 from hub.delivery.schemas import Agency, Subscription
@@ -116,10 +117,20 @@ class FeedKit:
     """Everything the feed use cases need, built once per process (connected lazily)."""
 
     def __init__(
-        self, settings: Settings, *, db: Database, redis: RedisStore, policy: PolicyPort
+        self,
+        settings: Settings,
+        *,
+        db: Database,
+        redis: RedisStore,
+        policy: PolicyPort,
+        audit: AuditAppender | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
+        # Page, media and live-release audit entries have no transaction of their own: they
+        # share the process's group commits (ADR 0025). Without one given, the kit owns one.
+        self._owns_audit = audit is None
+        self.audit = audit or AuditAppender.from_settings(settings, db)
         self.policy = CachedRelease(policy)
         self.bus = FeedBus(redis)
         self.agencies = AgencyView(db)
@@ -162,6 +173,8 @@ class FeedKit:
             await self.notifier.aclose()
         await self.live.aclose()
         await self.bus.aclose()
+        if self._owns_audit:
+            await self.audit.aclose()
 
 
 class _Run:

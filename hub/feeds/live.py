@@ -24,7 +24,7 @@ from collections import defaultdict
 import msgspec
 import structlog
 
-from hub.audit import AuditEntry, append_entries
+from hub.audit import AuditEntry
 from hub.feeds import repository
 from hub.feeds.kit import FeedKit
 from hub.feeds.live_access import Closing
@@ -202,9 +202,9 @@ class LiveHub:
         encoded = [msgspec.json.encode(record) for record in records]
         entries = [await self._release_to(members, rows, encoded) for members in audiences.values()]
         # Audited after sending, so the audit's commit (a WAL flush) is not on the live path's
-        # latency; one statement for every audience's entry (one per audience, never per event).
-        async with self._kit.db.transaction() as conn:
-            await append_entries(conn, [entry for entry in entries if entry is not None])
+        # latency; one statement for every audience's entry (one per audience, never per event),
+        # sharing the process's group commit with feed pages (ADR 0025).
+        await self._kit.audit.append_many([entry for entry in entries if entry is not None])
 
     async def _release_to(
         self, members: list[Subscriber], rows: list[LiveRow], encoded: list[bytes]

@@ -220,7 +220,7 @@ async def audit_access(
     cursor: tuple[int, int] | None = None,
     target: str | None = None,
 ) -> None:
-    """Audit one feed access (ids and decision ids, never payloads), committed on its own."""
+    """Audit one feed access (ids and decision ids, never payloads); returns once committed."""
     entry = _entry(
         reader,
         channel,
@@ -231,9 +231,9 @@ async def audit_access(
         cursor=cursor,
         target=target,
     )
-    # One INSERT commits on its own: no BEGIN and COMMIT round trips on every page.
-    async with kit.db.connection() as conn:
-        await append_entry(conn, entry)
+    # Nothing else to commit with it: the process's appender commits it together with
+    # concurrent pages' entries (one WAL flush for all, ADR 0025) and returns once it has.
+    await kit.audit.append(entry)
 
 
 def _entry(

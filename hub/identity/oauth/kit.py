@@ -4,6 +4,7 @@ sign-in throttle and the edge nodes' keys."""
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub.audit import AuditAppender
 from hub.identity.node_keys import NodeKeys
 from hub.identity.oauth.access import (
     AccessTokenIssuer,
@@ -39,13 +40,18 @@ class IdentityKit:
     throttle: SigninThrottle
     # Edge nodes' verification keys: no registry round trip per signed request (ADR 0024).
     node_keys: NodeKeys
+    # Audit entries with no transaction of their own (lockouts, revocations) share commits.
+    audit: AuditAppender
     # argon2id costs 64 MiB and a core for ~0.1-0.6 s: at most two at once per process, a
     # short queue, then 503 (96 parallel bogus logins made a real one wait 15 s).
     hasher: Offloader = field(default_factory=password_hasher)
 
     @classmethod
-    def build(cls, settings: Settings, db: Database, redis: RedisStore) -> "IdentityKit":
-        """Collaborators for these settings (nothing is read or connected yet)."""
+    def build(
+        cls, settings: Settings, db: Database, redis: RedisStore, *, audit: AuditAppender
+    ) -> "IdentityKit":
+        """Collaborators for these settings (nothing is read or connected yet); `audit` is the
+        process's appender, closed by whoever made it."""
         policy = TokenPolicy(
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
@@ -66,4 +72,5 @@ class IdentityKit:
             issuer=AccessTokenIssuer(policy, db, sealer),
             throttle=SigninThrottle(redis),
             node_keys=NodeKeys(db),
+            audit=audit,
         )

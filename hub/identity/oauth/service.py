@@ -51,6 +51,16 @@ async def _audit(
     )
 
 
+async def _audit_alone(
+    kit: IdentityKit, *, actor: str, action: str, target: str, detail: Detail, clock: Clock
+) -> None:
+    """An entry with nothing to commit beside it (the action lives in Redis or was committed
+    already): the process's appender shares a commit with concurrent ones (ADR 0025)."""
+    await kit.audit.append(
+        AuditEntry(actor=actor, action=action, target=target, detail=detail), at=clock()
+    )
+
+
 async def add_client(
     kit: IdentityKit, create: ClientCreate, *, actor: str, clock: Clock = utcnow
 ) -> ClientCreated:
@@ -344,15 +354,14 @@ async def revoke_token(
             await repository.revoke_family(conn, row["family_id"], now=now)
         await kit.verifier.revocations.revoke_session(str(row["family_id"]))
         detail = {"family": str(row["family_id"]), "type": "refresh"}
-    async with kit.db.transaction() as conn:
-        await _audit(
-            conn,
-            actor=f"{caller.kind}:{caller.name}",
-            action="token.revoke",
-            target=f"{caller.kind}:{caller.name}",
-            detail=detail,
-            clock=clock,
-        )
+    await _audit_alone(
+        kit,
+        actor=f"{caller.kind}:{caller.name}",
+        action="token.revoke",
+        target=f"{caller.kind}:{caller.name}",
+        detail=detail,
+        clock=clock,
+    )
     return True
 
 
@@ -362,15 +371,14 @@ async def revoke_subject(
     """Refuse every access token of a subject issued until now (e.g. a leaked credential)."""
     now = clock()
     await kit.verifier.revocations.revoke_subject(kind, sub, at=now)
-    async with kit.db.transaction() as conn:
-        await _audit(
-            conn,
-            actor=actor,
-            action="token.revoke_subject",
-            target=f"{kind}:{sub}",
-            detail={},
-            clock=clock,
-        )
+    await _audit_alone(
+        kit,
+        actor=actor,
+        action="token.revoke_subject",
+        target=f"{kind}:{sub}",
+        detail={},
+        clock=clock,
+    )
 
 
 async def rotate_keys(kit: IdentityKit, *, actor: str, clock: Clock = utcnow) -> SigningKeyRead:

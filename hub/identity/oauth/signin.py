@@ -8,10 +8,9 @@ an admin's unlock and each static admin token made with a second factor are audi
 import re
 from datetime import datetime, timedelta
 
-import asyncpg
 import pyotp
 
-from hub.audit import AuditEntry, append_entry
+from hub.audit import AuditEntry
 from hub.audit.schemas import Detail
 from hub.identity.oauth import repository
 from hub.identity.oauth.crypto import same, verify_secret
@@ -25,11 +24,13 @@ from hub.kit.errors import ForbiddenError, NotFoundError, UnavailableError
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.@\-]{1,128}")  # as `AccountName` in schemas
 
 
-async def _audit(
-    conn: asyncpg.Connection, *, actor: str, action: str, target: str, detail: Detail, clock: Clock
+async def _audit_alone(
+    kit: IdentityKit, *, actor: str, action: str, target: str, detail: Detail, clock: Clock
 ) -> None:
-    await append_entry(
-        conn, AuditEntry(actor=actor, action=action, target=target, detail=detail), clock=clock
+    """An entry with nothing to commit beside it: through the process's appender, which
+    shares a commit with concurrent ones and returns once it is in (ADR 0025)."""
+    await kit.audit.append(
+        AuditEntry(actor=actor, action=action, target=target, detail=detail), at=clock()
     )
 
 
@@ -69,15 +70,14 @@ async def confirm_admin_second_factor(
         raise ForbiddenError(
             "only an admin enrolled in TOTP may hold an admin token", code="second_factor_required"
         )
-    async with kit.db.transaction() as conn:
-        await _audit(
-            conn,
-            actor=f"user:{username}",
-            action="token.static_admin",
-            target=f"user:{username}",
-            detail={"hours": hours, "second_factor": "totp"},
-            clock=clock,
-        )
+    await _audit_alone(
+        kit,
+        actor=f"user:{username}",
+        action="token.static_admin",
+        target=f"user:{username}",
+        detail={"hours": hours, "second_factor": "totp"},
+        clock=clock,
+    )
     return user
 
 
@@ -95,15 +95,14 @@ async def _signin_failed(kit: IdentityKit, attempt: Attempt, *, clock: Clock) ->
     """Count the failure; the attempt that locks the account is audited."""
     if not await kit.throttle.failed(attempt):
         return
-    async with kit.db.transaction() as conn:
-        await _audit(
-            conn,
-            actor="hub",
-            action="signin.locked",
-            target=attempt.account,
-            detail={"failures": attempt.number, "seconds": attempt.wait_ms // 1000},
-            clock=clock,
-        )
+    await _audit_alone(
+        kit,
+        actor="hub",
+        action="signin.locked",
+        target=attempt.account,
+        detail={"failures": attempt.number, "seconds": attempt.wait_ms // 1000},
+        clock=clock,
+    )
 
 
 async def _totp_ok(
@@ -134,7 +133,6 @@ async def unlock_account(
     """Forget an account's failed sign-ins and lift its lock (audited); 404 when it has none."""
     if not await kit.throttle.clear(account):
         raise NotFoundError(f"no failed sign-ins for {account!r}", code="lockout_not_found")
-    async with kit.db.transaction() as conn:
-        await _audit(
-            conn, actor=actor, action="signin.unlock", target=account, detail={}, clock=clock
-        )
+    await _audit_alone(
+        kit, actor=actor, action="signin.unlock", target=account, detail={}, clock=clock
+    )
