@@ -133,6 +133,8 @@ class Scratch:
             HUB_RATELIMIT_ENABLED="false",
             HUB_DB_POOL_MAX="20",
         )
+        # The feed page budget may be tried from the caller's environment (ADR 0026).
+        env.update({k: v for k, v in os.environ.items() if k.startswith("HUB_FEEDS_PAGE_")})
         return env
 
     def hub(self, *args: str) -> None:
@@ -216,17 +218,38 @@ async def seed(scratch: Scratch, events: int) -> None:
 async def page_through(
     http: httpx.AsyncClient, token: str, latencies: list[float], cursors: list[str | None]
 ) -> int:
-    """One client: every page of its feed, in order; returns the items it got."""
+    """One client: every page of its feed, in order; returns the items it got. A page the
+    hub refuses (503 feeds_busy, over its page budget) is asked again after its Retry-After
+    (at most `MAX_REFUSALS` times in a row), and its time counts in the page's latency."""
     cursor: str | None = None
     items = 0
     while True:
         cursors.append(cursor)
         t0 = time.perf_counter()
-        got, cursor, more = await get_page(http, token, cursor)
+        got, cursor, more = await get_page_honouring(http, token, cursor)
         latencies.append(time.perf_counter() - t0)
         items += got
         if not more:
             return items
+
+
+MAX_REFUSALS = 20
+REFUSED: Counter[str] = Counter()  # refused pages of this run (printed with the walk)
+
+
+async def get_page_honouring(
+    http: httpx.AsyncClient, token: str, cursor: str | None
+) -> tuple[int, str, bool]:
+    """`get_page`, waiting out a 503's Retry-After (as agency readers must) and asking again."""
+    for _ in range(MAX_REFUSALS):
+        try:
+            return await get_page(http, token, cursor)
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != 503:
+                raise
+            REFUSED["walk"] += 1
+            await asyncio.sleep(float(exc.response.headers.get("retry-after", "1")))
+    return await get_page(http, token, cursor)
 
 
 def client(base: str, clients: int) -> httpx.AsyncClient:
@@ -257,6 +280,7 @@ async def walk_phase(
         "items_per_s": round(sum(items) / elapsed),
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+        "refused_503": REFUSED["walk"],
         **per_page(split, len(latencies)),
     }
     return report, cursors
@@ -495,7 +519,8 @@ def main() -> None:
         f"(goal >= {GOAL_ITEMS_PER_S}), {walk['pages_per_s']} pages/s, p99 {walk['p99_ms']} ms, "
         f"API {walk['api_cpu_ms_per_page']} ms + PostgreSQL {walk['postgres_cpu_ms_per_page']} "
         f"ms CPU per page (load generator {walk['load_generator_cpu_ms_per_page']} ms; other "
-        f"processes {walk['cpu_percent_of_one_core']['other']} % of a core)"
+        f"processes {walk['cpu_percent_of_one_core']['other']} % of a core; "
+        f"{walk['refused_503']} pages refused 503 and asked again)"
     )
     agencies = ", ".join(f"{n} p99 {a['p99_ms']} ms" for n, a in steady["by_agency"].items())
     print(

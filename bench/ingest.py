@@ -314,15 +314,17 @@ class ReaderTally:
 
 async def fetch_page(
     http: httpx.AsyncClient, token: str, cursor: str | None
-) -> tuple[str, tuple[int, str, bool] | None]:
+) -> tuple[str, tuple[int, str, bool] | None, float]:
     """One feed page: "200" and (items, next cursor, has_more), or the status (or exception
-    name) of a failure."""
+    name) of a failure; and the seconds its Retry-After asks to wait (0 without one)."""
     try:
-        return "200", await get_page(http, token, cursor)
+        return "200", await get_page(http, token, cursor), 0.0
     except httpx.HTTPStatusError as exc:
-        return str(exc.response.status_code), None
+        retry_after = exc.response.headers.get("retry-after", "")
+        wait = float(retry_after) if retry_after.isdigit() else 0.0
+        return str(exc.response.status_code), None, wait
     except httpx.HTTPError as exc:
-        return type(exc).__name__, None
+        return type(exc).__name__, None, 0.0
 
 
 async def read_feed(
@@ -337,13 +339,15 @@ async def read_feed(
     async with httpx.AsyncClient(base_url=plan.base_url, limits=limits, timeout=30.0) as http:
         while time.monotonic() < window[1]:
             started = time.monotonic()
-            status, page = await fetch_page(http, token, cursor)
+            status, page, retry_after = await fetch_page(http, token, cursor)
             finished = time.monotonic()
             counted = window[0] <= finished <= window[1]
             if page is None:
                 if counted:
                     tally.error(status)
-                await asyncio.sleep(READER_ERROR_PAUSE)
+                # A refused page (503 feeds_busy) says when to ask again: readers honour it.
+                pause = max(READER_ERROR_PAUSE, retry_after)
+                await asyncio.sleep(min(pause, max(0.0, window[1] - time.monotonic())))
                 continue
             items, next_cursor, more = page
             if counted:
@@ -521,6 +525,8 @@ class Scratch:
         )
         if self.tokens_file is not None:
             env["HUB_API_TOKENS_FILE"] = str(self.tokens_file)
+        # The feed page budget may be tried from the caller's environment (ADR 0026).
+        env.update({k: v for k, v in os.environ.items() if k.startswith("HUB_FEEDS_PAGE_")})
         return env
 
     def hub(self, *args: str) -> str:

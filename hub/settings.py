@@ -154,6 +154,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # A feed audience (a reader's offers) no reader has looked at for this long is pruned by
     # the hourly job, as is one whose agency is gone or disabled; a later reader refills it.
     feeds_audience_idle_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 7
+    # Admission of feed page work per API process (REST and SOAP pages, media; not live
+    # pushes), so readers never crowd out ingest (ADR 0026): pages in progress at once, pages
+    # waiting for a turn (more are refused at once) and how long one waits before it is
+    # refused with 503 `feeds_busy` and Retry-After.
+    feeds_page_concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] = 4
+    feeds_page_queue: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 32
+    feeds_page_max_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.5
+    # Event-loop CPU that page work may use, in ms per second per process: the first while
+    # the process is not ingesting, the second while it accepted an ingest batch within the
+    # last second (ingest has priority; 1000 = no limit).
+    feeds_page_cpu_ms_per_second: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 700
+    feeds_page_cpu_ms_beside_ingest: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 25
 
     # Audit
     # The sealer signs a checkpoint (tree size, root, time) of the audit log this often.

@@ -1,6 +1,12 @@
 """Errors of the feeds domain."""
 
-from hub.kit.errors import BadRequestError, ForbiddenError, HubError, NotFoundError
+from hub.kit.errors import (
+    BadRequestError,
+    ForbiddenError,
+    HubError,
+    NotFoundError,
+    UnavailableError,
+)
 
 
 class CursorError(BadRequestError):
@@ -33,3 +39,11 @@ class SlowConsumerError(HubError):
 
     status = 503
     code = "slow_consumer"
+
+
+class FeedsBusyError(UnavailableError):
+    """Feed page work is over this API process's budget (ingest has priority, ADR 0026):
+    503 with Retry-After; a reader asks again no sooner than that."""
+
+    code = "feeds_busy"
+    title = "Feed pages are busy"

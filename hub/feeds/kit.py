@@ -15,7 +15,9 @@ from hub.audit import AuditAppender
 from hub.delivery.agencies import get_agency
 from hub.delivery.kit import release_hash_key
 from hub.delivery.schemas import Agency, Subscription
+from hub.feeds.admission import PageBudget, PageGate
 from hub.feeds.bus import FeedBus
+from hub.feeds.metrics import FeedMetrics, default_feed_metrics
 from hub.feeds.rules import cursor_key
 from hub.kit.db import Database
 from hub.kit.errors import NotFoundError
@@ -124,9 +126,13 @@ class FeedKit:
         redis: RedisStore,
         policy: PolicyPort,
         audit: AuditAppender | None = None,
+        metrics: FeedMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
+        self.metrics = metrics or default_feed_metrics()
+        # Page work waits or is refused here so readers never crowd out ingest (ADR 0026).
+        self.gate = PageGate(PageBudget.from_settings(settings), metrics=self.metrics)
         # Page, media and live-release audit entries have no transaction of their own: they
         # share the process's group commits (ADR 0025). Without one given, the kit owns one.
         self._owns_audit = audit is None
@@ -139,7 +145,7 @@ class FeedKit:
         # Imported here: live.py needs service.py, which needs this module's types.
         from hub.feeds.live import LiveHub
 
-        self.live = LiveHub(self)
+        self.live = LiveHub(self, metrics=self.metrics)
         self.bus.add_handler(self.live.on_notice)
         self.bus.add_activation_handler(self.live.on_activation)
         # Striped, so the number of locks stays bounded whatever the number of audiences.
@@ -208,6 +214,7 @@ class FeedPublisher:
         """Start (or join) a sequencing run for committed events and return at once; never
         raises: the events are committed and queued in `feed_pending`."""
         if event_ids:
+            self._kit.gate.note_ingest()  # pages yield to ingest while it runs
             self._join()
 
     async def settle(self, *, within: float | None = None) -> bool:

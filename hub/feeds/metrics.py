@@ -1,8 +1,9 @@
-"""Prometheus collectors of the feeds: open live sockets and why sockets were closed."""
+"""Prometheus collectors of the feeds: open live sockets, why sockets were closed, and the
+admission of page work (admission.py)."""
 
 from functools import cache
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 CLOSE_REASONS = (
     "client",
@@ -32,6 +33,24 @@ class FeedMetrics:
             "(token expired or revoked, client disabled), forbidden (policy or agency paused "
             "or disabled), changed (what it may see changed), unavailable, cap.",
             ["reason"],
+            registry=registry,
+        )
+        self.pages = Counter(
+            "hub_feeds_pages_total",
+            "Feed page requests (REST and SOAP pages, media) by channel and admission outcome: "
+            "admitted, or refused with 503 feeds_busy (over the process's page budget).",
+            ["channel", "outcome"],
+            registry=registry,
+        )
+        self.page_wait = Histogram(
+            "hub_feeds_page_wait_seconds",
+            "Time an admitted feed page waited for its turn.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
+        self.page_cpu = Counter(
+            "hub_feeds_page_cpu_seconds_total",
+            "Event-loop CPU used by feed page work (what the page budget meters).",
             registry=registry,
         )
 

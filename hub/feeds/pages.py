@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 from hub.feeds import offers, repository
+from hub.feeds.admission import Turn
 from hub.feeds.kit import FeedKit
 from hub.feeds.offers import AudienceSpec
 from hub.feeds.release import ReleasedBatch, apply_verdicts, decide_groups, reader_hash_key
@@ -50,7 +51,31 @@ async def read_page(
 ) -> PageResult:
     """The next page after `cursor`: up to `limit` released items, looked for among the
     events the reader's audience is offered. With `wait`, an empty or unchanged page waits
-    (up to `wait` seconds) for new events instead of answering at once (long-poll)."""
+    (up to `wait` seconds) for new events instead of answering at once (long-poll).
+
+    The page's work is admitted and metered by the process's page gate (admission.py):
+    over its budget this raises `FeedsBusyError` (503 with Retry-After)."""
+    async with kit.gate.admitted(channel) as turn:
+        return await kit.gate.metered(
+            _read_page(
+                kit, reader, cursor=cursor, filters=filters, limit=limit, wait=wait,
+                if_none_match=if_none_match, channel=channel, turn=turn,
+            )
+        )  # fmt: skip
+
+
+async def _read_page(
+    kit: FeedKit,
+    reader: Reader,
+    *,
+    cursor: str | None,
+    filters: FeedFilters,
+    limit: int,
+    wait: float,
+    if_none_match: str | None,
+    channel: Channel,
+    turn: Turn,
+) -> PageResult:
     after = decode_cursor(cursor, agency=reader.agency, key=kit.cursor_key) if cursor else 0
     limit = max(1, min(limit, MAX_LIMIT))
     deadline = time.monotonic() + max(0.0, min(wait, MAX_WAIT_SECONDS))
@@ -76,7 +101,8 @@ async def read_page(
             break
         if not taken.rows:  # nothing offered up to there: the next look starts after it
             start = taken.through
-        await kit.bus.wait(mark, seconds=remaining)
+        async with turn.stepped_out():  # a long-poll holds no place while it waits
+            await kit.bus.wait(mark, seconds=remaining)
     if unchanged:
         await audit_access(kit, reader, channel, "feeds.events.not_modified", seqs=[], withheld=[])
         return PageResult(page=None, etag=etag)

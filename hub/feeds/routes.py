@@ -96,7 +96,8 @@ async def get_events(
 ) -> Response[FeedPage | bytes]:
     """A page of events this agency may see, each redacted by `release()` and carrying its
     decision id. `wait` long-polls for new events; `If-None-Match` answers 304 when the
-    page would hold the same events under the same policy."""
+    page would hold the same events under the same policy. Over the process's page budget
+    (ingest has priority) it answers 503 `feeds_busy` with Retry-After (ADR 0026)."""
     reader = await resolve_reader(services, request)
     await refuse_paused(services.feeds, reader)
     result = await read_page(
@@ -122,7 +123,10 @@ async def get_media(
     may see references it (the answer does not reveal whether the image exists)."""
     reader = await resolve_reader(services, request)
     await refuse_paused(services.feeds, reader)
-    image, content_type, decision_id = await read_media(services.feeds, reader, sha256=sha256)
+    gate = services.feeds.gate  # an image is page work too (admission.py)
+    async with gate.admitted("media"):
+        shown = await gate.metered(read_media(services.feeds, reader, sha256=sha256))
+    image, content_type, decision_id = shown
     headers = {"X-Decision-Id": decision_id, "Cache-Control": "private, no-store"}
     return image_response(image, content_type, headers=headers)  # nosniff, proven type only
 

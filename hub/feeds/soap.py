@@ -151,7 +151,11 @@ def fault_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
     else:
         log.exception("SOAP feed call failed", error=repr(exc)[:200])
         fault = SoapFaultError("Server", "internal error; try again later")
-    return Response(fault_envelope(fault), status_code=status, media_type=XML_MEDIA_TYPE)
+    retry_after = getattr(exc, "retry_after", None)  # busy or unavailable: when to ask again
+    headers = {"Retry-After": str(retry_after)} if isinstance(retry_after, int) else None
+    return Response(
+        fault_envelope(fault), status_code=status, media_type=XML_MEDIA_TYPE, headers=headers
+    )
 
 
 def listening_url(scope: Scope) -> str:

@@ -1,0 +1,252 @@
+"""Admission of feed page work in one API process, so readers never crowd out ingest.
+
+A page of ingested events costs milliseconds of event-loop CPU (decoding, ~40 policy
+decisions, redaction) and as much again in PostgreSQL; twenty readers asking back to back
+would take both cores from ingest. The gate gives each process two bounds (ADR 0026):
+
+- pages in progress at once (`concurrency`), with a short FIFO wait queue (`queue` places,
+  `max_wait` seconds), so pages never hold more than a few pooled connections;
+- a CPU budget: page work is metered step by step on the event loop (`metered`) and drawn
+  from a bucket refilled at `cpu_ms_per_second`, lowered to `cpu_ms_beside_ingest` while the
+  process accepted an ingest batch within `INGEST_RECENT_SECONDS`. A page starts only while
+  the bucket is not in debt.
+
+Beyond them a reader gets `FeedsBusyError` (503 `feeds_busy` with Retry-After), never a
+500; ingest never passes through the gate, so it is never refused by it.
+"""
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from hub.feeds.errors import FeedsBusyError
+from hub.feeds.metrics import FeedMetrics
+from hub.settings import Settings
+
+T = TypeVar("T")
+
+# A process that accepted an ingest batch this recently is ingesting: pages get the lower budget.
+INGEST_RECENT_SECONDS = 1.0
+# The most CPU the bucket saves up while idle, as seconds of its refill rate: a quiet process
+# starts a burst of pages at once, but not more than this much work ahead of the budget.
+BURST_SECONDS = 0.2
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class PageBudget:
+    """The bounds of one process's page work (hub/settings.py, `HUB_FEEDS_PAGE_*`)."""
+
+    concurrency: int = 4
+    queue: int = 32
+    max_wait_seconds: float = 0.5
+    cpu_ms_per_second: int = 700
+    cpu_ms_beside_ingest: int = 25
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "PageBudget":
+        """The budget the settings give."""
+        return cls(
+            concurrency=settings.feeds_page_concurrency,
+            queue=settings.feeds_page_queue,
+            max_wait_seconds=settings.feeds_page_max_wait_seconds,
+            cpu_ms_per_second=settings.feeds_page_cpu_ms_per_second,
+            cpu_ms_beside_ingest=settings.feeds_page_cpu_ms_beside_ingest,
+        )
+
+
+class PageGate:
+    """The process's admission of page work: concurrency, a bounded FIFO queue, CPU budget."""
+
+    def __init__(
+        self,
+        budget: PageBudget,
+        *,
+        metrics: FeedMetrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.budget = budget
+        self._metrics = metrics
+        self._clock = clock
+        self._in_flight = 0
+        self._waiting: deque[asyncio.Event] = deque()
+        self._at = clock()
+        self._balance_ns = self._burst_ns(budget.cpu_ms_per_second)
+        self._ingest_at = -math.inf
+
+    def note_ingest(self) -> None:
+        """Ingest accepted a batch in this process: pages get the lower budget for a while."""
+        self._ingest_at = self._clock()
+
+    def charge(self, cpu_ns: int) -> None:
+        """Draw page CPU from the bucket (it may go into debt; new pages then wait)."""
+        self._refill()
+        self._balance_ns -= cpu_ns
+        self._metrics.page_cpu.inc(cpu_ns / NS)
+
+    @asynccontextmanager
+    async def admitted(self, channel: str) -> AsyncIterator["Turn"]:
+        """Hold one page's turn: granted at once, after a short wait, or `FeedsBusyError`
+        (counted by channel and outcome)."""
+        await self._enter(channel)
+        turn = Turn(self, channel)
+        try:
+            yield turn
+        finally:
+            turn.give_back()
+
+    def metered(self, work: Coroutine[Any, Any, T]) -> Awaitable[T]:
+        """`work`, its event-loop CPU charged to the bucket as each step runs."""
+        return _Metered(work, self.charge)
+
+    async def _enter(self, channel: str) -> None:
+        if not self._waiting and self._wait_for_turn() == 0.0:
+            self._take(channel, waited=0.0)
+            return
+        if len(self._waiting) >= self.budget.queue:
+            self._refuse(channel, retry_after=self._retry_after(self._wait_for_turn()))
+        started = self._clock()
+        me = asyncio.Event()
+        self._waiting.append(me)
+        try:
+            wait = await self._queue_until_turn(me, deadline=started + self.budget.max_wait_seconds)
+        finally:
+            self._forget(me)
+        if wait == 0.0:
+            self._take(channel, waited=self._clock() - started)
+            return
+        self._refuse(channel, retry_after=self._retry_after(wait))
+
+    async def _queue_until_turn(self, me: asyncio.Event, *, deadline: float) -> float:
+        """Wait in line until this waiter may take a turn (0.0), or until waiting longer
+        cannot help: the time it would still have needed (inf when it waited for a place)."""
+        while True:
+            wait = self._wait_for_turn() if self._waiting[0] is me else math.inf
+            if wait == 0.0:
+                return 0.0
+            left = deadline - self._clock()
+            if left <= 0 or (math.isfinite(wait) and wait > left):
+                return wait
+            me.clear()
+            with suppress(TimeoutError):  # woken, or time to look again
+                await asyncio.wait_for(me.wait(), timeout=min(wait, left))
+
+    def _wait_for_turn(self) -> float:
+        """Seconds until a page could start now: 0.0, the refill time of the bucket's debt,
+        or inf while every place is taken."""
+        if self._in_flight >= self.budget.concurrency:
+            return math.inf
+        self._refill()
+        if self._balance_ns > 0:
+            return 0.0
+        return max(-self._balance_ns, 1) / self._rate_ns()
+
+    def _take(self, channel: str, *, waited: float) -> None:
+        self._in_flight += 1
+        self._metrics.pages.labels(channel, "admitted").inc()
+        self._metrics.page_wait.observe(waited)
+        self._wake_first()
+
+    def _leave(self) -> None:
+        self._in_flight -= 1
+        self._wake_first()
+
+    def _forget(self, me: asyncio.Event) -> None:
+        was_first = bool(self._waiting) and self._waiting[0] is me
+        if me in self._waiting:
+            self._waiting.remove(me)
+        if was_first:
+            self._wake_first()
+
+    def _wake_first(self) -> None:
+        if self._waiting:
+            self._waiting[0].set()
+
+    def _refuse(self, channel: str, *, retry_after: int) -> None:
+        self._metrics.pages.labels(channel, "refused").inc()
+        raise FeedsBusyError(
+            "feed pages are over this process's budget (ingest has priority); retry after "
+            f"{retry_after} s",
+            retry_after=retry_after,
+        )
+
+    def _retry_after(self, wait: float) -> int:
+        """Whole seconds a refused reader should wait: the bucket's refill time, at least 1."""
+        return max(1, math.ceil(wait)) if math.isfinite(wait) else 1
+
+    def _rate_ns(self) -> int:
+        """The bucket's refill rate now, in ns of CPU per second."""
+        ingesting = self._clock() - self._ingest_at < INGEST_RECENT_SECONDS
+        budget = self.budget
+        ms = budget.cpu_ms_beside_ingest if ingesting else budget.cpu_ms_per_second
+        return ms * 1_000_000
+
+    def _refill(self) -> None:
+        now = self._clock()
+        rate = self._rate_ns()
+        ceiling = self._burst_ns(rate // 1_000_000)
+        self._balance_ns = min(ceiling, self._balance_ns + int((now - self._at) * rate))
+        self._at = now
+
+    @staticmethod
+    def _burst_ns(ms_per_second: int) -> int:
+        return int(ms_per_second * 1_000_000 * BURST_SECONDS)
+
+
+class Turn:
+    """One page's place among the pages in progress."""
+
+    def __init__(self, gate: PageGate, channel: str) -> None:
+        self._gate = gate
+        self._channel = channel
+        self._held = True
+
+    def give_back(self) -> None:
+        """Free the place (once)."""
+        if self._held:
+            self._held = False
+            self._gate._leave()
+
+    @asynccontextmanager
+    async def stepped_out(self) -> AsyncIterator[None]:
+        """Give the place back while a long-poll waits for new events, then queue for one
+        again (or be refused like a new page) before working on them."""
+        self.give_back()
+        yield
+        await self._gate._enter(self._channel)
+        self._held = True
+
+
+class _Metered:
+    """Drives a coroutine step by step, charging each step's thread CPU time (only this
+    page's own code: what other tasks run between its steps is theirs). asyncpg's decoding
+    of result rows runs in protocol callbacks, outside the steps, and is not counted."""
+
+    def __init__(self, work: Coroutine[Any, Any, Any], charge: Callable[[int], None]) -> None:
+        self._work = work
+        self._charge = charge
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        work, charge, clock = self._work, self._charge, time.thread_time_ns
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            started = clock()
+            try:
+                yielded = work.send(value) if error is None else work.throw(error)
+            except StopIteration as stop:
+                charge(clock() - started)
+                return stop.value
+            except BaseException:
+                charge(clock() - started)
+                raise
+            charge(clock() - started)
+            try:
+                value, error = (yield yielded), None
+            except BaseException as exc:  # cancellation and the like go into the page
+                value, error = None, exc
