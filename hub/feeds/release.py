@@ -28,6 +28,7 @@ from hub.policy.schemas import Recipient, ReleaseInput, ReleaseResult
 
 RELEASE_ENTRYPOINT = "hub/release/decision"
 DATA_CLASS = "detection_event"
+_ANY = Recipient(id="", kind="agency")  # the grouping fallback's key needs one recipient
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,17 @@ def _labels(record: dict[str, Any]) -> list[str]:
     return sorted({str(d.get("label")) for d in detections if isinstance(d, dict)})
 
 
+def _group_of(record: dict[str, Any]) -> Any:
+    """What `release_cache_key` reads of a record (camera, jurisdiction, set of labels), as a
+    cheap local key: records with equal keys have equal cache keys, and the one encoded
+    cache key per group is then made from its first record. A value that is not plain text
+    falls back to the encoded key itself."""
+    camera, jurisdiction = record.get("camera_id"), record.get("jurisdiction")
+    if isinstance(camera, str | None) and isinstance(jurisdiction, str | None):
+        return (camera, jurisdiction, tuple(_labels(record)))
+    return release_cache_key(_ANY, "", DATA_CLASS, record)
+
+
 async def decide_groups(
     policy: Decider,
     *,
@@ -80,13 +92,13 @@ async def decide_groups(
 ) -> list[Verdict]:
     """One decision per distinct release key among the records (in first-seen order); the
     verdict of each record, aligned with `records`."""
-    groups: dict[bytes, list[int]] = {}
+    groups: dict[Any, list[int]] = {}
     for index, record in enumerate(records):
-        key = release_cache_key(recipient, purpose, DATA_CLASS, record)
-        groups.setdefault(key, []).append(index)
+        groups.setdefault(_group_of(record), []).append(index)
     verdicts: list[Verdict | None] = [None] * len(records)
-    for key, members in groups.items():
+    for members in groups.values():
         first = records[members[0]]
+        key = release_cache_key(recipient, purpose, DATA_CLASS, first)
         coarse = coarse_record(
             camera_id=first.get("camera_id"),
             jurisdiction=first.get("jurisdiction"),

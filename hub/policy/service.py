@@ -11,7 +11,6 @@ its own), but its answer is discarded and the decision fails closed.
 
 import os
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -20,7 +19,7 @@ import msgspec
 import structlog
 
 from hub.kit.clock import Clock, utcnow
-from hub.kit.pointers import find, split_pointer
+from hub.kit.pointers import keys_at, pointer_tokens
 from hub.policy.errors import DecisionLogFullError, PolicyEvaluationError
 from hub.policy.metrics import PolicyMetrics, default_metrics
 from hub.policy.ports import PolicyEngine
@@ -75,6 +74,27 @@ class _MaskRule(msgspec.Struct, frozen=True):
 _MASK_TYPE = list[str | _MaskRule]
 
 
+class _Mask(msgspec.Struct, frozen=True):
+    """An entrypoint's mask, parsed once per bundle: the pointers' tokens, and whether any
+    may reach into the logged result (then the result is copied for each record)."""
+
+    pointers: tuple[tuple[str, ...], ...]
+    reaches_result: bool
+
+    @classmethod
+    def of(cls, pointers: list[str]) -> "_Mask":
+        """Parse pointers (a non-pointer, like "", reaches nothing, as in `mask_pointer`)."""
+        parsed = tuple(t for t in (pointer_tokens(p) for p in pointers) if t)
+        return cls(pointers=parsed, reaches_result=any(t[0] in ("result", "*") for t in parsed))
+
+
+class _Counters(msgspec.Struct, frozen=True):
+    """An entrypoint's metric children, looked up once."""
+
+    latency: Any
+    ok: Any
+
+
 class BoundedCache:
     """A small LRU map (bounded: a cache must never grow with traffic)."""
 
@@ -121,8 +141,11 @@ class PolicyService:
         self._budget_ns = eval_budget_ms * 1_000_000
         self._clock = clock
         self._metrics = metrics or default_metrics()
-        self._mask_cache: dict[tuple[int, str], list[str | _MaskRule]] = {}
+        self._mask_cache: dict[tuple[int, str], _Mask] = {}
         self._results: BoundedCache = BoundedCache(cache_size)
+        # Logged forms of cached results (a page's ~40 decisions reuse a handful of results).
+        self._logged_results: BoundedCache = BoundedCache(cache_size)
+        self._counters: dict[str, _Counters] = {}
 
     @property
     def revision(self) -> str | None:
@@ -139,6 +162,7 @@ class PolicyService:
         previous, self._engine = self._engine, engine
         self._mask_cache.clear()
         self._results.clear()
+        self._logged_results.clear()
         if previous is not None and previous is not engine and isinstance(previous, _Closable):
             previous.close()
         return previous
@@ -176,7 +200,9 @@ class PolicyService:
         except _Failure as failure:
             result, error = fail_closed(result_type, input, cause=failure.cause), failure
         elapsed = time.perf_counter_ns() - start
-        record = self._record(engine, entrypoint, input_json, result, error, elapsed)
+        record = self._record(
+            engine, entrypoint, input_json, result, error, elapsed, reused=key is not None
+        )
         try:
             await self._sink.record(record)
         except DecisionLogFullError as exc:
@@ -256,9 +282,12 @@ class PolicyService:
         result: msgspec.Struct,
         error: _Failure | None,
         elapsed_ns: int,
+        *,
+        reused: bool = False,
     ) -> DecisionRecord:
-        document = {"input": msgspec.json.decode(input_json), "result": msgspec.to_builtins(result)}
-        masked = self._mask(engine, entrypoint, input_json, document)
+        """The decision's log record; `reused` says the result object is (or is now) in the
+        result cache, answering other decisions too."""
+        masked = self._mask(engine, entrypoint, input_json, result, reused=reused and not error)
         return DecisionRecord(
             decision_id=new_decision_id(),
             entrypoint=entrypoint,
@@ -275,22 +304,42 @@ class PolicyService:
         engine: PolicyEngine | None,
         entrypoint: str,
         input_json: bytes,
-        document: dict[str, Any],
+        result: msgspec.Struct,
+        *,
+        reused: bool,
     ) -> dict[str, Any]:
-        """The document with `system/log/mask`'s pointers masked; the input fully redacted
-        when the mask cannot be evaluated (the log must never hold what the mask hides)."""
+        """The logged document with `system/log/mask`'s pointers masked; the input fully
+        redacted when the mask cannot be evaluated (the log must never hold what the mask
+        hides)."""
         try:
-            rules = self._mask_rules(engine, entrypoint)
+            mask = self._mask_rules(engine, entrypoint)
         except Exception as exc:  # a broken mask must not break the decision
             self._metrics.mask_failures.labels(entrypoint).inc()
             log.warning("decision log mask failed", entrypoint=entrypoint, error=str(exc)[:200])
-            return {**document, "input": dict(FULLY_MASKED)}
-        for rule in rules:
-            mask_pointer(document, rule if isinstance(rule, str) else rule.path)
+            return {"input": dict(FULLY_MASKED), "result": msgspec.to_builtins(result)}
+        document = {
+            "input": msgspec.json.decode(input_json),
+            "result": self._logged_result(result, shared=reused and not mask.reaches_result),
+        }
+        for tokens in mask.pointers:
+            _mask_tokens(document, tokens)
         return document
 
-    def _mask_rules(self, engine: PolicyEngine | None, entrypoint: str) -> list[str | _MaskRule]:
-        """The mask pointers of an entrypoint under this engine, evaluated once per bundle.
+    def _logged_result(self, result: msgspec.Struct, *, shared: bool) -> Any:
+        """The result as logged. A cached result is the same object for every decision it
+        answers, so its logged form is built once and shared, unless the mask may write
+        into it (then each record gets its own copy to mask)."""
+        if not shared:
+            return msgspec.to_builtins(result)
+        hit = self._logged_results.get(id(result))
+        if hit is not None and hit[0] is result:  # the same object, not a reused id
+            return hit[1]
+        logged = msgspec.to_builtins(result)
+        self._logged_results.put(id(result), (result, logged))
+        return logged
+
+    def _mask_rules(self, engine: PolicyEngine | None, entrypoint: str) -> "_Mask":
+        """The mask of an entrypoint under this engine, evaluated once per bundle.
 
         The mask's input is `{"entrypoint": ...}` only (policies/README.md): what to hide is a
         property of the entrypoint, not of one request, so it is cached per engine instead of
@@ -302,16 +351,24 @@ class PolicyService:
         cached = self._mask_cache.get(key)
         if cached is None:
             raw = engine.evaluate(MASK_ENTRYPOINT, msgspec.json.encode({"entrypoint": entrypoint}))
-            cached = msgspec.json.decode(raw, type=_MASK_TYPE)
-            self._mask_cache[key] = cached
+            rules = msgspec.json.decode(raw, type=_MASK_TYPE)
+            cached = self._mask_cache[key] = _Mask.of(
+                [rule if isinstance(rule, str) else rule.path for rule in rules]
+            )
         return cached
 
     def _count(
         self, entrypoint: str, error: _Failure | None, record: DecisionRecord, elapsed_ns: int
     ) -> None:
-        self._metrics.latency.labels(entrypoint).observe(elapsed_ns / 1e9)
+        counters = self._counters.get(entrypoint)
+        if counters is None:  # labels() costs microseconds; a page makes dozens of decisions
+            counters = self._counters[entrypoint] = _Counters(
+                latency=self._metrics.latency.labels(entrypoint),
+                ok=self._metrics.decisions.labels(entrypoint, "ok"),
+            )
+        counters.latency.observe(elapsed_ns / 1e9)
         if error is None:
-            self._metrics.decisions.labels(entrypoint, "ok").inc()
+            counters.ok.inc()
             return
         self._metrics.decisions.labels(entrypoint, "failed_closed").inc()
         self._metrics.failed_closed.labels(entrypoint, error.cause).inc()
@@ -387,8 +444,23 @@ def fail_closed(result_type: type[T], input: msgspec.Struct, *, cause: str) -> T
 def mask_pointer(document: Any, pointer: str) -> None:
     """Replace every value `pointer` reaches (`*` = every key or element) with "**masked**",
     in place; a pointer that reaches nothing changes nothing."""
-    for parent, key, _ in list(find(document, split_pointer(pointer))):
-        parent[key] = MASKED
+    _mask_tokens(document, pointer_tokens(pointer))
+
+
+def _mask_tokens(document: Any, tokens: tuple[str, ...]) -> None:
+    """Mask every value the tokens reach, walking without building paths: a decision's
+    logged document is masked on every decision, and most pointers reach nothing."""
+    if not tokens:
+        return
+    frontier = [document]
+    for step in tokens[:-1]:
+        frontier = [node[key] for node in frontier for key in keys_at(node, step)]
+        if not frontier:
+            return
+    last = tokens[-1]
+    for node in frontier:
+        for key in keys_at(node, last):
+            node[key] = MASKED
 
 
 def new_decision_id() -> str:
@@ -402,4 +474,5 @@ def new_decision_id() -> str:
     rand = int.from_bytes(os.urandom(8), "big")
     value = (millis & ((1 << 48) - 1)) << 80 | 0x7 << 76 | sub_ms << 64
     value |= 0b10 << 62 | rand & ((1 << 62) - 1)
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"  # str(uuid.UUID(int=value)), without building the UUID object
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
