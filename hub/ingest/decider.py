@@ -56,12 +56,19 @@ class PolicyIngestDecider:
 
 def group_key(event: DetectionEvent) -> GroupKey:
     """What ingest policy judges an event by: camera, model and its sorted class list."""
-    return event.camera_id, event.model_name, tuple(sorted({d.label for d in event.detections}))
+    detections = event.detections
+    if len(detections) == 1:  # most events: no set to build and sort
+        return event.camera_id, event.model_name, (detections[0].label,)
+    return event.camera_id, event.model_name, tuple(sorted({d.label for d in detections}))
 
 
 def apply_verdict(verdict: GroupVerdict, event: DetectionEvent) -> Disposition:
     """The group's action, with an accepted group's minimum applied to the event's best score."""
-    if verdict.action != "accept" or verdict.min_confidence is None:
+    minimum = verdict.min_confidence
+    if verdict.action != "accept" or minimum is None:
         return verdict.action
-    best = max(d.confidence for d in event.detections)
-    return "accept" if best >= verdict.min_confidence else "drop"
+    detections = event.detections
+    best = (
+        detections[0].confidence if len(detections) == 1 else max(d.confidence for d in detections)
+    )
+    return "accept" if best >= minimum else "drop"

@@ -155,7 +155,16 @@ class PartitionStatistics:
     async def written(self, captured: Iterable[datetime]) -> None:
         """Note capture times just committed. Never raises: statistics are an optimisation
         (autovacuum provides them too, later)."""
-        months = {(u.year, u.month) for u in (t.astimezone(UTC) for t in captured)}
+        times = list(captured)
+        if not times:
+            return
+        # A batch mostly lies in one month: then its earliest and latest name it (two
+        # conversions instead of one per event).
+        first, last = min(times).astimezone(UTC), max(times).astimezone(UTC)
+        if (first.year, first.month) == (last.year, last.month):
+            months = {(first.year, first.month)}
+        else:
+            months = {(u.year, u.month) for u in (t.astimezone(UTC) for t in times)}
         names = {partition_name(date(year, month, 1)) for year, month in months}
         if names <= self._checked:
             return

@@ -174,6 +174,8 @@ def _decode(body: bytes | msgspec.Raw, kind: type[T], *, prefix: str = "$") -> T
 def merge_results(decoded: DecodedBatch, stored: BatchResult | None) -> BatchResult:
     """One result per event in request order: the refused ones and what the hub did with
     the rest (`stored` answers for `decoded.valid`, in their order)."""
+    if stored is not None and not decoded.refused:  # every event was valid: `stored` is it
+        return stored
     answers = iter(stored.results if stored is not None else [])
     results = [decoded.refused.get(i) or next(answers) for i in range(decoded.size)]
     return BatchResult(

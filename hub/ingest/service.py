@@ -62,9 +62,9 @@ async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) ->
         )
         # Quarantined events are stored for review but never offered to any agency.
         routable = outcome.inserted - policy.quarantined
-        if deps.pii is not None and outcome.inserted:
+        if deps.pii is not None and outcome.fresh:
             # The attributes live only here; the stored payloads name them (`pii_ref`).
-            stored = [p.event for p in policy.keep if p.event.event_id in outcome.inserted]
+            stored = [p.event for p in outcome.fresh]
             await seal_events(conn, deps.pii, events=stored, rows=outcome.rows)
         planned = await deps.planner.plan(conn, node_id=node_id, event_ids=routable)
         result = _assemble(batch.events, decided, outcome.results)
@@ -103,6 +103,7 @@ class _StoreOutcome:
     results: dict[UUID, EventResult]
     inserted: set[UUID]
     rows: dict[UUID, repository.StoredRow]  # where each inserted event's row is
+    fresh: list[PreparedEvent]  # the events inserted, in id order
 
 
 async def _apply_policy(
@@ -156,13 +157,21 @@ async def _store(
         else {}
     )
     inserted = set(rows)
+    # The common case is a batch of new events: all of them stored, nothing to sort out.
+    fresh = (
+        ordered
+        if len(rows) == len(ordered)
+        else [p for p in ordered if p.event.event_id in inserted]
+    )
     # Redaction belongs to the image: every new event's boxes become regions of the images
     # it references, in this transaction (hub.media).
-    await record_event_regions(
-        conn, node_id=node_id, events=[p.event for p in ordered if p.event.event_id in inserted]
-    )
+    await record_event_regions(conn, node_id=node_id, events=[p.event for p in fresh])
     # Only re-sends (and lost races) need the stored hashes: a batch of new events skips this.
-    others = [p.event.event_id for p in ordered if p.event.event_id not in inserted]
+    others = (
+        []
+        if fresh is ordered
+        else [p.event.event_id for p in ordered if p.event.event_id not in inserted]
+    )
     existing = (
         await repository.stored_hashes(conn, node_id=node_id, event_ids=others) if others else {}
     )
@@ -175,13 +184,18 @@ async def _store(
             results[event_id] = verdict_for_existing(
                 event_id, stored_sha256=existing[event_id], sent_sha256=p.content_sha256
             )
-    return _StoreOutcome(results=results, inserted=inserted, rows=rows)
+    return _StoreOutcome(results=results, inserted=inserted, rows=rows, fresh=fresh)
 
 
 def _assemble(
     events: list[DetectionEvent], decided: dict[int, EventResult], stored: dict[UUID, EventResult]
 ) -> BatchResult:
-    results = [decided.get(i) or stored[e.event_id] for i, e in enumerate(events)]
+    # Nothing decided before storage: `stored` answers every event, in batch order already.
+    results = (
+        list(stored.values())
+        if not decided
+        else [decided.get(i) or stored[e.event_id] for i, e in enumerate(events)]
+    )
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     for r in results:
         counts[r.status] += 1

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hub.kit.keyfiles import load_or_create_secret
 
+_DATA_KEY_BYTES = 32  # AES-256
+_NONCE_BYTES = 12  # AES-GCM's standard nonce
 _NOT_ALNUM = re.compile(r"[^0-9A-Z]")
 
 
@@ -68,6 +71,19 @@ class KeyRing:
         """A fresh data key and its wrapping under the current master key."""
         key = AESGCM.generate_key(bit_length=256)
         return key, self.wrap(key, subject=subject)
+
+    def new_data_keys(self, subjects: Sequence[str]) -> dict[str, tuple[bytes, bytes]]:
+        """`new_data_key` for each subject, their random bytes drawn in one system call (a
+        batch of events keys dozens of subjects)."""
+        size = _DATA_KEY_BYTES + _NONCE_BYTES
+        random = os.urandom(size * len(subjects))
+        master = self._master(self.current_id)
+        made = {}
+        for n, subject in enumerate(subjects):
+            key = random[size * n : size * n + _DATA_KEY_BYTES]
+            nonce = random[size * n + _DATA_KEY_BYTES : size * (n + 1)]
+            made[subject] = (key, nonce + master.encrypt(nonce, key, subject.encode()))
+        return made
 
     def wrap(self, key: bytes, *, subject: str) -> bytes:
         """Encrypt a data key under the current master key (nonce prepended)."""

@@ -28,6 +28,9 @@ from hub.retention.crypto import KeyRing, open_sealed
 log = structlog.get_logger(__name__)
 
 SHREDDED = "shredded"
+# The event's canonical JSON (keys sorted), as ingest hashes it; one encoder, not one per call.
+_CANONICAL = msgspec.json.Encoder(order="sorted")
+_JSON = msgspec.json.Encoder()
 # The top-level payload key naming what was moved to the vault: {"node_id", "detections"}.
 PII_REF = "pii_ref"
 
@@ -57,14 +60,14 @@ def _items(keys: KeyRing, events: Iterable[DetectionEvent]) -> list[_Item]:
     found = []
     for event in events:
         for index, detection in enumerate(event.detections):
-            if detection.attributes:
-                attrs = dict(detection.attributes)
+            attrs = detection.attributes
+            if attrs:  # read only: neither the subject nor the encoding changes it
                 found.append(
                     _Item(
                         event_id=event.event_id,
                         detection=index,
                         subject=subject_of_detection(keys, event, index, attrs),
-                        plaintext=msgspec.json.encode(attrs),
+                        plaintext=_JSON.encode(attrs),
                     )
                 )
     return found
@@ -89,7 +92,7 @@ async def seal_events(
     if not items:
         return 0
     subjects = sorted({i.subject for i in items})
-    made = {s: keys.new_data_key(s) for s in subjects}
+    made = keys.new_data_keys(subjects)
     # The generation column is left out below: the statement reads the created key's back.
     fresh = {s: (1, key) for s, (key, _) in made.items()}
     columns = _attribute_columns(keys, items, rows, fresh)
@@ -116,7 +119,7 @@ def _attribute_columns(
 ) -> list[list[Any]]:
     """Seal each item under its subject's key: the columns of its `pii_attribute` row."""
     ciphers: dict[str, tuple[int, AESGCM]] = {}
-    columns: list[list[Any]] = [[], [], [], [], [], [], []]
+    sealed_rows = []
     nonces = os.urandom(12 * len(items))  # one system call for the batch's random nonces
     for n, item in enumerate(items):
         pk, captured_at = rows[item.event_id]
@@ -126,13 +129,11 @@ def _attribute_columns(
         generation, cipher = ciphers[item.subject]
         nonce = nonces[12 * n : 12 * n + 12]
         sealed = cipher.encrypt(nonce, item.plaintext, _aad(pk, captured_at, item.detection))
-        for column, value in zip(
-            columns,
-            (pk, captured_at, item.detection, item.subject, generation, nonce, sealed),
-            strict=True,
-        ):
-            column.append(value)
-    return columns
+        sealed_rows.append(
+            (pk, captured_at, item.detection, item.subject, generation, nonce, sealed)
+        )
+    # Rows turned into the statement's columns in one transposition, not a value at a time.
+    return [list(column) for column in zip(*sealed_rows, strict=True)] or [[] for _ in range(7)]
 
 
 # Creating the subjects' keys and storing their sealed items in one statement. The items join
@@ -287,10 +288,8 @@ def strip_payload(event: DetectionEvent, payload: bytes, *, node_id: UUID) -> by
     detections = [
         msgspec.structs.replace(d, attributes={}) if d.attributes else d for d in event.detections
     ]
-    body = msgspec.json.encode(
-        msgspec.structs.replace(event, detections=detections), order="sorted"
-    )
-    ref = msgspec.json.encode({"detections": sealed, "node_id": str(node_id)}, order="sorted")
+    body = _CANONICAL.encode(msgspec.structs.replace(event, detections=detections))
+    ref = _CANONICAL.encode({"detections": sealed, "node_id": str(node_id)})
     return body[:-1] + b',"' + PII_REF.encode() + b'":' + ref + b"}"
 
 

@@ -113,3 +113,48 @@ async def test_a_batch_mixing_new_stored_and_reused_ids_stores_only_the_new(
         stored[1]["event_id"]: 1,
         fresh["event_id"]: 1,
     }
+
+
+async def test_index_columns_hold_each_events_own_classes_and_media(
+    services: Services, edge_node: EdgeNode
+) -> None:
+    """The insert receives text columns joined across the batch: each row gets its own."""
+    snapshot = {"sha256": "b" * 64, "kind": "snapshot"}
+    crop = {"sha256": "c" * 64, "kind": "crop"}
+    person = {
+        "label": "person",
+        "confidence": 0.9,
+        "box": {"x": 0, "y": 0, "width": 1, "height": 1},
+    }
+    sent = [
+        event(camera_id="demo-cam-1", detections=[person]),  # no media: an empty item
+        event(camera_id="demo-cam-2", media=[snapshot, crop]),
+        event(camera_id="demo-cam-3", detections=[person]),
+    ]
+    deps = IngestDeps(db=services.db, future_tolerance=timedelta(seconds=60))
+    batch = msgspec.convert({"events": sent}, EventBatch)
+    result = await accept_batch(deps, node_id=edge_node.node.id, batch=batch)
+
+    assert result.accepted == 3
+    async with services.db.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT camera_id, classes, max_confidence, media_sha256 FROM detection_event"
+        )
+    stored = {r["camera_id"]: (r["classes"], r["max_confidence"], r["media_sha256"]) for r in rows}
+    assert stored == {
+        "demo-cam-1": (["person"], pytest.approx(0.9), []),
+        "demo-cam-2": (["person", "plate"], pytest.approx(0.91), ["b" * 64, "c" * 64]),
+        "demo-cam-3": (["person"], pytest.approx(0.9), []),
+    }
+
+
+async def test_a_batch_of_one_event_without_media_stores_an_empty_media_list(
+    services: Services, edge_node: EdgeNode
+) -> None:
+    person = {"label": "car", "confidence": 0.8, "box": {"x": 0, "y": 0, "width": 1, "height": 1}}
+    deps = IngestDeps(db=services.db, future_tolerance=timedelta(seconds=60))
+    batch = msgspec.convert({"events": [event(detections=[person])]}, EventBatch)
+    assert (await accept_batch(deps, node_id=edge_node.node.id, batch=batch)).accepted == 1
+    async with services.db.pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT classes, media_sha256 FROM detection_event")
+    assert (row["classes"], row["media_sha256"]) == (["car"], [])
