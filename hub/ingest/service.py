@@ -1,7 +1,7 @@
 """Use cases of ingest: store a batch of detection events exactly once, store media."""
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from uuid import UUID
@@ -50,8 +50,11 @@ class IngestDeps:
 
 async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) -> BatchResult:
     """Store each new event once; answer per event, the same way every time it is re-sent."""
-    keep, decided = screen(batch.events, rules=await _screen_rules(deps, node_id, batch))
-    policy = await _apply_policy(deps, node_id=node_id, keep=keep, decided=decided, batch=batch)
+    rules = await _screen_rules(deps, node_id, batch)
+    keep, decided = screen(batch.events, rules=rules)
+    policy = await _apply_policy(
+        deps, node_id=node_id, keep=keep, decided=decided, batch=batch, cameras=rules.cameras
+    )
     async with deps.db.transaction() as conn:
         outcome = await _store(
             conn,
@@ -113,12 +116,14 @@ async def _apply_policy(
     keep: list[PreparedEvent],
     decided: dict[int, EventResult],
     batch: EventBatch,
+    cameras: Mapping[str, str],
 ) -> _PolicyOutcome:
-    """Ask the ingest policy; dropped events become `rejected`, quarantined ones are flagged."""
+    """Ask the ingest policy; dropped events become `rejected`, quarantined ones are flagged.
+
+    `cameras` are the registry's jurisdictions of the node's cameras in this batch: every kept
+    event's camera is among them (screening refused the others)."""
     verdicts = await deps.policy.decide(
-        node_id=node_id,
-        events=[p.event for p in keep],
-        jurisdictions={p.event.camera_id: p.jurisdiction or "" for p in keep},
+        node_id=node_id, events=[p.event for p in keep], jurisdictions=cameras
     )
     dispositions = verdicts.dispositions
     dropped = {p.event.event_id for p, d in zip(keep, dispositions, strict=True) if d == "drop"}
