@@ -165,7 +165,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # the process is not ingesting, the second while it accepted an ingest batch within the
     # last second (ingest has priority; 1000 = no limit).
     feeds_page_cpu_ms_per_second: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 700
-    feeds_page_cpu_ms_beside_ingest: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 25
+    feeds_page_cpu_ms_beside_ingest: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
 
     # Audit
     # The sealer signs a checkpoint (tree size, root, time) of the audit log this often.

@@ -46,7 +46,7 @@ class PageBudget:
     queue: int = 32
     max_wait_seconds: float = 0.5
     cpu_ms_per_second: int = 700
-    cpu_ms_beside_ingest: int = 25
+    cpu_ms_beside_ingest: int = 50
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PageBudget":
@@ -84,9 +84,11 @@ class PageGate:
         self._ingest_at = self._clock()
 
     def charge(self, cpu_ns: int) -> None:
-        """Draw page CPU from the bucket (it may go into debt; new pages then wait)."""
-        self._refill()
+        """Draw page CPU from the bucket (it may go into debt; new pages then wait). Called
+        on every step of a page, so it only subtracts: the refill is added on admission."""
         self._balance_ns -= cpu_ns
+
+    def _count_cpu(self, cpu_ns: int) -> None:
         self._metrics.page_cpu.inc(cpu_ns / NS)
 
     @asynccontextmanager
@@ -102,7 +104,7 @@ class PageGate:
 
     def metered(self, work: Coroutine[Any, Any, T]) -> Awaitable[T]:
         """`work`, its event-loop CPU charged to the bucket as each step runs."""
-        return _Metered(work, self.charge)
+        return _Metered(work, self.charge, self._count_cpu)
 
     async def _enter(self, channel: str) -> None:
         if not self._waiting and self._wait_for_turn() == 0.0:
@@ -227,26 +229,35 @@ class _Metered:
     page's own code: what other tasks run between its steps is theirs). asyncpg's decoding
     of result rows runs in protocol callbacks, outside the steps, and is not counted."""
 
-    def __init__(self, work: Coroutine[Any, Any, Any], charge: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        work: Coroutine[Any, Any, Any],
+        charge: Callable[[int], None],
+        count: Callable[[int], None],
+    ) -> None:
         self._work = work
-        self._charge = charge
+        self._charge = charge  # each step, at once: pages that start meanwhile see it
+        self._count = count  # the page's total, once (the metric)
 
     def __await__(self) -> Generator[Any, Any, Any]:
         work, charge, clock = self._work, self._charge, time.thread_time_ns
         value: Any = None
         error: BaseException | None = None
-        while True:
-            started = clock()
-            try:
-                yielded = work.send(value) if error is None else work.throw(error)
-            except StopIteration as stop:
-                charge(clock() - started)
-                return stop.value
-            except BaseException:
-                charge(clock() - started)
-                raise
-            charge(clock() - started)
-            try:
-                value, error = (yield yielded), None
-            except BaseException as exc:  # cancellation and the like go into the page
-                value, error = None, exc
+        total = 0
+        try:
+            while True:
+                started = clock()
+                try:
+                    yielded = work.send(value) if error is None else work.throw(error)
+                finally:
+                    spent = clock() - started
+                    total += spent
+                    charge(spent)
+                try:
+                    value, error = (yield yielded), None
+                except BaseException as exc:  # cancellation and the like go into the page
+                    value, error = None, exc
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            self._count(total)
