@@ -176,6 +176,7 @@ async def _batch(
     limit = 1 if permit.probe else min(deps.batch_size, max(1, int(agency.rate_per_second)))
     if ordering.is_ordered(agency):  # a receiver that needs order: heads only, in order
         return await _batch_in_order(deps, agency, permit, limit)
+    full, limit = limit, deps.limits.claim_cap(agency.id, limit)  # a slow agency claims less
     async with deps.db.connection() as conn:  # one atomic statement: no BEGIN/COMMIT
         claimed = await repository.claim_batch(
             conn, agency.id, limit=limit, lease_seconds=deps.lease_seconds
@@ -188,7 +189,11 @@ async def _batch(
         return await _give_back(deps, agency, permit, claimed, wait)
     if wait > 0:
         await asyncio.sleep(wait)
-    outcomes, unsent = await _deliver_all(deps, agency, claimed, send_by=send_by)
+    outcomes, unsent, late = await _deliver_all(deps, agency, claimed, send_by=send_by)
+    deps.limits.note_pace(
+        agency.id, claimed=len(claimed), sent=len(outcomes), late=late,
+        floor=agency.max_concurrency, limit=full,
+    )  # fmt: skip
     async with deps.db.connection() as conn:  # one statement: attempt rows + ledger
         await repository.finish_batch(conn, outcomes)
         if unsent:  # the circuit opened or the send window closed: back, unattempted
@@ -267,10 +272,11 @@ async def _records(deps: DeliveryDeps, claimed: Sequence[Claimed]) -> dict[UUID,
 
 async def _deliver_all(
     deps: DeliveryDeps, agency: Agency, claimed: Sequence[Claimed], *, send_by: float
-) -> tuple[Outcomes, list[Claimed]]:
+) -> tuple[Outcomes, list[Claimed], bool]:
     """Release and send claimed rows, at most `max_concurrency` at a time per process; the
     rows left unsent because the batch met the breaker's threshold of failures first, or
-    because their turn came after `send_by` (monotonic seconds)."""
+    because their turn came after `send_by` (monotonic seconds); and whether any was left for
+    that last reason (the agency is slower than the batch assumed)."""
     records = await _records(deps, claimed)
     gate = deps.limits.semaphore(agency.id, agency.max_concurrency)
     # The breaker counts a batch's failures when it ends; without this, a dead agency's batch
@@ -283,6 +289,7 @@ async def _deliver_all(
             if seen["failed"] >= deps.breaker.threshold and not seen["delivered"]:
                 return row, None
             if time.monotonic() > send_by:
+                seen["late"] += 1
                 return row, None
             result = await _attempt(deps, agency, row, records.get(row.id))
             seen["delivered"] += result.status == "delivered"
@@ -291,7 +298,7 @@ async def _deliver_all(
 
     done = await asyncio.gather(*(one(row) for row in claimed))
     outcomes = [(row, result) for row, result in done if result is not None]
-    return outcomes, [row for row, result in done if result is None]
+    return outcomes, [row for row, result in done if result is None], seen["late"] > 0
 
 
 async def _attempt(

@@ -75,6 +75,31 @@ async def test_fast_agencies_take_slots_in_chunks(services: Services) -> None:
     assert calls == 1  # a chunk of 100 slots (50 ms at 2,000/s)
 
 
+async def test_a_slow_agency_claims_what_its_batches_could_send(services: Services) -> None:
+    limits = AgencyLimits(services.redis)
+    agency = uuid4()
+    assert limits.claim_cap(agency, 200) == 200
+    # 200 claimed, 48 sent before the send window closed (5 s answers, 16 at a time): the
+    # next batch claims 48 instead of handing 152 rows back again.
+    limits.note_pace(agency, claimed=200, sent=48, late=True, floor=16, limit=200)
+    assert limits.claim_cap(agency, 200) == 48
+    # A capped batch that sent everything in time doubles the cap; a short batch (fewer
+    # rows were due) says nothing; the cap lapses once it reaches the full claim.
+    limits.note_pace(agency, claimed=48, sent=48, late=False, floor=16, limit=200)
+    assert limits.claim_cap(agency, 200) == 96
+    limits.note_pace(agency, claimed=20, sent=20, late=False, floor=16, limit=200)
+    assert limits.claim_cap(agency, 200) == 96
+    limits.note_pace(agency, claimed=96, sent=96, late=False, floor=16, limit=200)
+    assert limits.claim_cap(agency, 200) == 192
+    limits.note_pace(agency, claimed=192, sent=192, late=False, floor=16, limit=200)
+    assert limits.claim_cap(agency, 200) == 200
+    # Never below the agency's concurrency, and only the slow agency is capped.
+    limits.note_pace(agency, claimed=200, sent=3, late=True, floor=16, limit=200)
+    assert limits.claim_cap(agency, 200) == 16
+    assert limits.claim_cap(agency, 10) == 10
+    assert limits.claim_cap(uuid4(), 200) == 200
+
+
 def test_backoff_doubles_with_jitter_caps_and_honours_retry_after() -> None:
     backoff = Backoff(base_seconds=1, max_seconds=8)
     assert 0.5 <= backoff.delay(1) <= 1
