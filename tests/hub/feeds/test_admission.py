@@ -79,6 +79,33 @@ async def test_a_waiter_gets_the_turn_given_back_in_time() -> None:
     assert count(metrics, "admitted") == 2
 
 
+async def test_a_long_poll_holds_no_place_while_it_waits() -> None:
+    pages, metrics = gate(FakeClock(), concurrency=1, queue=4, max_wait_seconds=5.0)
+    order: list[str] = []
+    resumed = asyncio.Event()
+
+    async def long_poll() -> None:
+        async with pages.admitted("rest") as turn:
+            async with turn.stepped_out():
+                order.append("poll waits")
+                await resumed.wait()
+            order.append("poll works again")
+
+    async def other() -> None:
+        async with pages.admitted("rest"):
+            order.append("other page")
+            resumed.set()
+            await asyncio.sleep(0.01)  # the poller queues for the place meanwhile
+
+    poll = asyncio.create_task(long_poll())
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(asyncio.gather(other(), poll), 2)
+    assert order == ["poll waits", "other page", "poll works again"]
+    async with pages.admitted("rest"):  # every place was given back
+        pass
+    assert count(metrics, "admitted") == 4
+
+
 async def test_a_page_in_cpu_debt_waits_for_the_refill_or_is_refused() -> None:
     clock = FakeClock()
     pages, _ = gate(clock, cpu_ms_per_second=100, max_wait_seconds=0.5)
