@@ -9,6 +9,7 @@ run's PostgreSQL sessions used per batch, so two versions can be compared minute
 itself about doubles the API's CPU, so read it for where the time goes, not how much).
 
     .venv/bin/python bench/ingest_profile.py --requests 1000 [--clients 4] [--profile]
+    .venv/bin/python bench/ingest_profile.py --requests 500 --clients 1 --per-request
 
 Scratch database, Redis prefix and edge node as in `bench/ingest.py`, removed afterwards.
 """
@@ -97,21 +98,37 @@ async def lifespan(app: App, started: asyncio.Event, stop: asyncio.Event) -> Non
     await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
 
 
-async def drive(app: App, bodies: list[tuple[bytes, dict[str, str]]], clients: int) -> list[float]:
-    """Send every body once from `clients` concurrent tasks; latencies in ms."""
+async def drive(
+    app: App,
+    bodies: list[tuple[bytes, dict[str, str]]],
+    clients: int,
+    cpu: list[float] | None = None,
+) -> list[float]:
+    """Send every body once from `clients` concurrent tasks; latencies in ms. With `cpu` (one
+    client only: no other request runs meanwhile), each request's thread CPU time in ms."""
     pending: Iterator[tuple[bytes, dict[str, str]]] = iter(bodies)
     latencies: list[float] = []
 
     async def client() -> None:
         for body, headers in pending:
-            started = time.perf_counter()
+            started, used = time.perf_counter(), time.thread_time()
             status = await post(app, body, headers)
             latencies.append((time.perf_counter() - started) * 1000)
+            if cpu is not None:
+                cpu.append((time.thread_time() - used) * 1000)
             if status != 200:
                 raise RuntimeError(f"POST {EVENTS_PATH} answered {status}")
 
     await asyncio.gather(*(client() for _ in range(clients)))
     return sorted(latencies)
+
+
+def print_request_cpu(cpu: list[float]) -> None:
+    """Quartiles of per-request API CPU: the low ones move least with other processes."""
+    ordered = sorted(cpu)
+    n = len(ordered)
+    p10, p25, p50 = (ordered[min(n - 1, int(n * q))] for q in (0.1, 0.25, 0.5))
+    print(f"  API per request p10 {p10:.2f}, p25 {p25:.2f}, p50 {p50:.2f} ms CPU (one client)")
 
 
 def postgres_ticks(sample: ProcSample, database: str) -> int:
@@ -218,7 +235,8 @@ async def measure(args: argparse.Namespace, scratch: Scratch, key_id: str, key_p
     pg_before, times_before, wall = postgres_ticks(sample_cpu(), database), os.times(), time.time()
     if profile is not None:
         profile.enable()
-    latencies = await drive(app, bodies, args.clients)
+    cpu: list[float] | None = [] if args.per_request else None
+    latencies = await drive(app, bodies, args.clients, cpu)
     if profile is not None:
         profile.disable()
     wall, times_after = time.time() - wall, os.times()
@@ -232,6 +250,8 @@ async def measure(args: argparse.Namespace, scratch: Scratch, key_id: str, key_p
     print(f"  PostgreSQL    {pg_ms / n:.2f} ms CPU per batch (this run's sessions)")
     p50, p99 = latencies[n // 2], latencies[min(n - 1, int(n * 0.99))]
     print(f"  latency       p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    if cpu:
+        print_request_cpu(cpu)
     if statements is not None:
         statements.print(n)
         statements.uninstall()
@@ -258,7 +278,14 @@ def main() -> None:
         "--statements", action="store_true", help="PostgreSQL CPU and wall time per statement"
     )
     parser.add_argument("--dump", help="with --profile, also write the pstats file here")
+    parser.add_argument(
+        "--per-request",
+        action="store_true",
+        help="quartiles of each request's API CPU (needs --clients 1)",
+    )
     args = parser.parse_args()
+    if args.per_request and args.clients != 1:
+        parser.error("--per-request times one request at a time: use it with --clients 1")
     scratch = Scratch(settings=load_settings())
     try:
         scratch.hub("migrate")
