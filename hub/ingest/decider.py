@@ -6,11 +6,11 @@ accepted group it returns the minimum confidence, an obligation the hub applies 
 event's best score, the way it applies release redactions.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from uuid import UUID
 
-from hub.contracts.detection_v1 import DetectionEvent
 from hub.ingest.ports import Disposition, IngestVerdicts
+from hub.ingest.rules import PreparedEvent
 from hub.policy.guard import Decider
 from hub.policy.schemas import GroupVerdict, IngestGroup, IngestInput, IngestNode, IngestResult
 
@@ -28,7 +28,7 @@ class PolicyIngestDecider:
         self,
         *,
         node_id: UUID,
-        events: list[DetectionEvent],
+        events: Sequence[PreparedEvent],
         jurisdictions: Mapping[str, str] | None = None,
     ) -> IngestVerdicts:
         """One disposition per event, in order, and the decision id."""
@@ -54,21 +54,14 @@ class PolicyIngestDecider:
         return IngestVerdicts(dispositions=dispositions, decision_id=record.decision_id)
 
 
-def group_key(event: DetectionEvent) -> GroupKey:
+def group_key(prepared: PreparedEvent) -> GroupKey:
     """What ingest policy judges an event by: camera, model and its sorted class list."""
-    detections = event.detections
-    if len(detections) == 1:  # most events: no set to build and sort
-        return event.camera_id, event.model_name, (detections[0].label,)
-    return event.camera_id, event.model_name, tuple(sorted({d.label for d in detections}))
+    event = prepared.event
+    return event.camera_id, event.model_name, prepared.classes
 
 
-def apply_verdict(verdict: GroupVerdict, event: DetectionEvent) -> Disposition:
+def apply_verdict(verdict: GroupVerdict, prepared: PreparedEvent) -> Disposition:
     """The group's action, with an accepted group's minimum applied to the event's best score."""
-    minimum = verdict.min_confidence
-    if verdict.action != "accept" or minimum is None:
+    if verdict.action != "accept" or verdict.min_confidence is None:
         return verdict.action
-    detections = event.detections
-    best = (
-        detections[0].confidence if len(detections) == 1 else max(d.confidence for d in detections)
-    )
-    return "accept" if best >= minimum else "drop"
+    return "accept" if prepared.best >= verdict.min_confidence else "drop"

@@ -1,13 +1,13 @@
 """What ingest needs from other domains, as Protocols (implemented elsewhere)."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 from uuid import UUID
 
 import asyncpg
 
-from hub.contracts.detection_v1 import DetectionEvent
+from hub.ingest.rules import PreparedEvent
 
 Disposition = Literal["accept", "drop", "quarantine"]
 
@@ -21,13 +21,16 @@ class IngestVerdicts:
 
 
 class IngestPolicy(Protocol):
-    """Decides per event whether to accept, drop or quarantine it (policy `hub/ingest`)."""
+    """Decides per event whether to accept, drop or quarantine it (policy `hub/ingest`).
+
+    Events come prepared (`PreparedEvent`): their classes and best confidence, which policy
+    judges them by, are worked out once, in screening."""
 
     async def decide(
         self,
         *,
         node_id: UUID,
-        events: list[DetectionEvent],
+        events: Sequence[PreparedEvent],
         jurisdictions: Mapping[str, str] | None = None,
     ) -> IngestVerdicts:
         """One disposition per event, in order; `jurisdictions` maps each event's camera to
@@ -62,7 +65,7 @@ class AcceptRegisteredNodes:
         self,
         *,
         node_id: UUID,
-        events: list[DetectionEvent],
+        events: Sequence[PreparedEvent],
         jurisdictions: Mapping[str, str] | None = None,
     ) -> IngestVerdicts:
         """Accept everything (authentication already proved the node is registered and active)."""

@@ -122,9 +122,7 @@ async def _apply_policy(
 
     `cameras` are the registry's jurisdictions of the node's cameras in this batch: every kept
     event's camera is among them (screening refused the others)."""
-    verdicts = await deps.policy.decide(
-        node_id=node_id, events=[p.event for p in keep], jurisdictions=cameras
-    )
+    verdicts = await deps.policy.decide(node_id=node_id, events=keep, jurisdictions=cameras)
     dispositions = verdicts.dispositions
     dropped = {p.event.event_id for p, d in zip(keep, dispositions, strict=True) if d == "drop"}
     quarantined = {

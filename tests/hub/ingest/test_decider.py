@@ -8,6 +8,7 @@ import msgspec
 
 from hub.contracts.detection_v1 import BoundingBox, Detection, DetectionEvent
 from hub.ingest.decider import PolicyIngestDecider
+from hub.ingest.rules import PreparedEvent, prepare
 from hub.policy.bundle import load_bundle_dir
 from hub.policy.engines import load_engine
 from hub.policy.schemas import DecisionRecord
@@ -25,16 +26,19 @@ class Sink:
         self.records.append(record)
 
 
-def event(camera: str, *scores_by_label: tuple[str, float]) -> DetectionEvent:
-    return DetectionEvent(
-        event_id=uuid.uuid4(),
-        camera_id=camera,
-        captured_at=datetime.now(UTC),
-        model_name="demo-synthetic",
-        model_version="1",
-        detections=[
-            Detection(label=label, confidence=score, box=BOX) for label, score in scores_by_label
-        ],
+def event(camera: str, *scores_by_label: tuple[str, float]) -> PreparedEvent:
+    return prepare(
+        DetectionEvent(
+            event_id=uuid.uuid4(),
+            camera_id=camera,
+            captured_at=datetime.now(UTC),
+            model_name="demo-synthetic",
+            model_version="1",
+            detections=[
+                Detection(label=label, confidence=score, box=BOX)
+                for label, score in scores_by_label
+            ],
+        )
     )
 
 

@@ -2,7 +2,7 @@
 event is what is stored (accepted or quarantined), answered (dropped events are rejected) and
 routed (only accepted events reach the planner)."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from uuid import UUID
 
@@ -10,8 +10,9 @@ import asyncpg
 import msgspec
 import pytest
 
-from hub.contracts.detection_v1 import DetectionEvent, EventBatch
+from hub.contracts.detection_v1 import EventBatch
 from hub.ingest.ports import Disposition, IngestVerdicts, NoDeliveries, Planned
+from hub.ingest.rules import PreparedEvent
 from hub.ingest.service import IngestDeps, accept_batch
 from hub.runtime import Services
 from tests.hub.ingest.builders import event
@@ -30,11 +31,11 @@ class ByCamera:
         self,
         *,
         node_id: UUID,
-        events: list[DetectionEvent],
+        events: Sequence[PreparedEvent],
         jurisdictions: Mapping[str, str] | None = None,
     ) -> IngestVerdicts:
         return IngestVerdicts(
-            dispositions=[self.verdicts.get(e.camera_id, "accept") for e in events]
+            dispositions=[self.verdicts.get(p.event.camera_id, "accept") for p in events]
         )
 
 
