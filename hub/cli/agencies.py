@@ -279,7 +279,7 @@ def test(agency: str, as_json: bool) -> None:
 
     async def work(services: Services) -> TestResult:
         _, found = await get_agency(services.db, agency)
-        return await send_test(services.db, services.delivery.adapters, found, actor=ACTOR)
+        return await send_test(services.audit, services.delivery.adapters, found, actor=ACTOR)
 
     result = run_with_services(work)
     emit(

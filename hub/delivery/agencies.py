@@ -14,7 +14,7 @@ import msgspec
 
 from adapters.base import Adapter, ConfigError, DeliveryError, Message
 from adapters.egress import EgressRefusedError
-from hub.audit import AuditEntry, append_entry
+from hub.audit import AuditAppender, AuditEntry, append_entry
 from hub.delivery import repository
 from hub.delivery.breaker import CircuitBreaker
 from hub.delivery.queue import DeliveryQueue
@@ -334,7 +334,7 @@ class TestResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def send_test(
-    db: Database,
+    audit: AuditAppender,
     adapters: Mapping[str, Adapter],
     agency: Agency,
     *,
@@ -343,24 +343,23 @@ async def send_test(
 ) -> TestResult:
     """Send a signed test message (no real data, flagged `test`) straight through the
     agency's adapter, bypassing the ledger, audit it and report what came back (a failure
-    only as retryable or not, with the agency's HTTP status when it answered one)."""
+    only as retryable or not, with the agency's HTTP status when it answered one). The entry
+    is the request's only write, so it goes through the process's appender (ADR 0025)."""
     parsed = validate_config(adapters, agency.kind, opened_config(agency, keys=keys))
     await check_egress(adapters[agency.kind], parsed)
     result = await _try_test(adapters[agency.kind], agency, parsed)
-    async with db.transaction() as conn:
-        await append_entry(
-            conn,
-            AuditEntry(
-                actor=actor,
-                action="agency.test",
-                target=f"agency:{agency.name}",
-                detail={
-                    "delivery_id": str(result.delivery_id),
-                    "delivered": result.delivered,
-                    "status_code": result.status_code,
-                },
-            ),
+    await audit.append(
+        AuditEntry(
+            actor=actor,
+            action="agency.test",
+            target=f"agency:{agency.name}",
+            detail={
+                "delivery_id": str(result.delivery_id),
+                "delivered": result.delivered,
+                "status_code": result.status_code,
+            },
         )
+    )
     return result
 
 

@@ -96,7 +96,7 @@ async def post_resume(request: AnyRequest, services: ServicesDep, agency: Agency
 async def post_test(request: AnyRequest, services: ServicesDep, agency: AgencyRef) -> TestResult:
     """Send a signed test message to the agency and show its receipt (or the error)."""
     _, found = await get_agency(services.db, agency)
-    return await send_test(services.db, services.delivery.adapters, found, actor=_actor(request))
+    return await send_test(services.audit, services.delivery.adapters, found, actor=_actor(request))
 
 
 async def get_deliveries(

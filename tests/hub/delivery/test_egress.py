@@ -84,7 +84,7 @@ async def test_agencies_test_says_the_same_for_every_failure_and_is_audited(
     for url in (closed, silent, not_found):
         moved = msgspec.structs.replace(agency, config=agency.config | {"url": url})
         results.append(
-            await send_test(services.db, services.delivery.adapters, moved, actor="admin:ada")
+            await send_test(services.audit, services.delivery.adapters, moved, actor="admin:ada")
         )
 
     assert [r.delivered for r in results] == [False, False, False]

@@ -531,13 +531,13 @@ async def test_each_kind_answers_a_test_message(
 
     await register(services, receivers, (name,))
     _, agency = await get_agency(services.db, name)
-    result = await send_test(services.db, services.delivery.adapters, agency, actor="test")
+    result = await send_test(services.audit, services.delivery.adapters, agency, actor="test")
     assert result.delivered, result.error
     (item,) = receivers.inbox.items()
     assert item.test is True
     assert item.delivery_id == str(result.delivery_id)
     receivers.stop()
-    down = await send_test(services.db, services.delivery.adapters, agency, actor="test")
+    down = await send_test(services.audit, services.delivery.adapters, agency, actor="test")
     assert (down.delivered, down.retryable) == (False, True)
 
 
