@@ -17,12 +17,12 @@ from uuid import UUID
 import msgspec
 
 from hub.audit import (
+    AuditAppender,
     AuditEntry,
     AuditQuery,
     ExportSigner,
     Sealer,
     SignedManifest,
-    append_entry,
     prove_entries,
     search,
     verify_manifest_digests,
@@ -60,13 +60,15 @@ async def export_evidence(
     hash_key: bytes,
     media_root: str,
     signer: ExportSigner,
+    audit: AuditAppender,
     decision_id: str | None,
     sealer: Sealer | None = None,
     clock: Clock = utcnow,
 ) -> tuple[str, bytes]:
-    """The package's file name and bytes; the export is audited. With a `sealer`, the audit
-    entries are sealed, checkpointed and carried with inclusion proofs (audit_proofs.json,
-    checked offline by `hub audit verify-proofs`)."""
+    """The package's file name and bytes; the export is audited (through the process's
+    appender: the entry is the export's only write) before the package is handed out. With a
+    `sealer`, the audit entries are sealed, checkpointed and carried with inclusion proofs
+    (audit_proofs.json, checked offline by `hub audit verify-proofs`)."""
     now = clock()
     incident, notes, rows = await cases.read_for_export(db, incident_id)
     files: dict[str, bytes] = {
@@ -93,15 +95,15 @@ async def export_evidence(
                 media[f"media/{sha}.{image[1]}"] = image[0]
     files["events.json"] = _json(events)
     files.update(media)
-    audit = await search(db.pool, AuditQuery(target=f"incident:{incident_id}"), limit=10_000)
-    files["audit.json"] = _json(audit.entries)
+    extract = await search(db.pool, AuditQuery(target=f"incident:{incident_id}"), limit=10_000)
+    files["audit.json"] = _json(extract.entries)
     if sealer is not None:
         await sealer.run(force_checkpoint=True)
-        seqs = [e.seq for e in audit.entries]
+        seqs = [e.seq for e in extract.entries]
         files[PROOFS] = _json(await prove_entries(db.pool, seqs, key=sealer.key))
     signed = signer.sign(files, kind="incident_evidence", at=now)
     package = _zip(files, signed)
-    await _audit(db, subject, incident_id, signed, len(files), decision_id)
+    await audit.append(_audit_entry(subject, incident_id, signed, len(files), decision_id))
     return f"incident-{incident_id}-{now.strftime('%Y%m%dT%H%M%SZ')}.zip", package
 
 
@@ -245,27 +247,22 @@ def _json(value: object) -> bytes:
     return msgspec.json.format(msgspec.json.encode(value), indent=2)
 
 
-async def _audit(
-    db: Database,
+def _audit_entry(
     subject: Subject,
     incident_id: UUID,
     signed: SignedManifest,
     files: int,
     decision_id: str | None,
-) -> None:
+) -> AuditEntry:
     detail: Detail = {
         "files": files,
         "manifest_sha256": hashlib.sha256(signed.manifest.encode()).hexdigest(),
         "key_id": signed.key_id,
     }
-    async with db.transaction() as conn:
-        await append_entry(
-            conn,
-            AuditEntry(
-                actor=f"{subject.kind}:{subject.id}",
-                action="incident.export",
-                target=f"incident:{incident_id}",
-                detail=detail,
-                decision_id=decision_id,
-            ),
-        )
+    return AuditEntry(
+        actor=f"{subject.kind}:{subject.id}",
+        action="incident.export",
+        target=f"incident:{incident_id}",
+        detail=detail,
+        decision_id=decision_id,
+    )

@@ -185,6 +185,7 @@ async def post_export(
         hash_key=release_hash_key(services.settings),
         media_root=services.settings.media_dir,
         signer=ExportSigner.from_dir(services.settings.secrets_dir),
+        audit=services.audit,
         decision_id=decision,
         sealer=Sealer.from_settings(services.settings, services.db),
     )

@@ -79,6 +79,7 @@ async def post_replay(
         services.db,
         services.policy,
         decision_id,
+        audit=services.audit,
         actor=f"{subject.kind}:{subject.id}",
         authz_decision_id=current_decision_id(request) or None,
     )

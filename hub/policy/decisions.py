@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from hub.audit import AuditEntry, append_entry
+from hub.audit import AuditAppender, AuditEntry
 from hub.kit.db import Database
 from hub.kit.errors import NotFoundError
 from hub.policy.bundles.archive import read_archive, read_bundle_dir
@@ -133,10 +133,12 @@ async def replay_decision(
     policy: Decider,
     decision_id: str,
     *,
+    audit: AuditAppender,
     actor: str,
     authz_decision_id: str | None,
 ) -> ReplayRead:
-    """Evaluate a logged decision's (masked) input under the active bundle and diff it."""
+    """Evaluate a logged decision's (masked) input under the active bundle and diff it. The
+    replay's audit entry is its only write, so it goes through the process's appender."""
     original = await find_decision(db, decision_id)
     result_type = RESULT_TYPES.get(original.entrypoint)
     if result_type is None or not isinstance(original.input, dict):
@@ -148,8 +150,9 @@ async def replay_decision(
     )
     after = msgspec.to_builtins(result)
     differences = list(diff(original.result, after))
-    async with db.transaction() as conn:
-        await _audit(conn, actor, original, record.decision_id, len(differences), authz_decision_id)
+    await audit.append(
+        _audit_entry(actor, original, record.decision_id, len(differences), authz_decision_id)
+    )
     return ReplayRead(
         original=original,
         replay_decision_id=record.decision_id,
@@ -207,28 +210,24 @@ def _replay_input(original: DecisionRead) -> msgspec.Struct:
     return msgspec.convert(original.input, kind)
 
 
-async def _audit(
-    conn: asyncpg.Connection,
+def _audit_entry(
     actor: str,
     original: DecisionRead,
     replay_id: str,
     differences: int,
     authz_decision_id: str | None,
-) -> None:
-    await append_entry(
-        conn,
-        AuditEntry(
-            actor=actor,
-            action="decision.replay",
-            target=f"decision:{original.decision_id}",
-            detail={
-                "entrypoint": original.entrypoint,
-                "revision": original.revision,
-                "replay_decision_id": replay_id,
-                "differences": differences,
-            },
-            decision_id=authz_decision_id,
-        ),
+) -> AuditEntry:
+    return AuditEntry(
+        actor=actor,
+        action="decision.replay",
+        target=f"decision:{original.decision_id}",
+        detail={
+            "entrypoint": original.entrypoint,
+            "revision": original.revision,
+            "replay_decision_id": replay_id,
+            "differences": differences,
+        },
+        decision_id=authz_decision_id,
     )
 
 
