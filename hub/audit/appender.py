@@ -21,6 +21,7 @@ Rules it keeps:
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from hub.audit.errors import (
     AuditEntryRejectedError,
     AuditWriteError,
 )
+from hub.audit.metrics import AuditMetrics, default_metrics
 from hub.audit.schemas import AuditEntry
 from hub.kit.clock import Clock, utcnow
 from hub.kit.db import Database
@@ -51,6 +53,13 @@ _REJECTED = (
     asyncpg.IntegrityConstraintViolationError,
     asyncpg.exceptions._base.DataError,
 )
+# The `outcome` label of hub_audit_append_refused_total for each error a caller can get.
+_OUTCOMES: dict[type[Exception], str] = {
+    AuditBusyError: "busy",
+    AuditClosedError: "closed",
+    AuditWriteError: "write_failed",
+    AuditEntryRejectedError: "rejected",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +100,15 @@ class AuditAppender:
     """Collects a process's standalone appends into shared INSERTs; one per process."""
 
     def __init__(
-        self, db: Database, *, options: AppenderOptions | None = None, clock: Clock = utcnow
+        self,
+        db: Database,
+        *,
+        options: AppenderOptions | None = None,
+        clock: Clock = utcnow,
+        metrics: AuditMetrics | None = None,
     ) -> None:
         self._db, self._clock = db, clock
+        self._metrics = metrics or default_metrics()
         self._options = options or AppenderOptions()
         self._pending: deque[_Request] = deque()
         self._queued = 0  # entries in `_pending`
@@ -132,6 +147,7 @@ class AuditAppender:
         )
         self._pending.append(request)
         self._queued += len(entries)
+        self._metrics.queued.inc(len(entries))
         if self._queued >= self._options.batch:
             self._full.set()
         self._wake.set()
@@ -165,11 +181,13 @@ class AuditAppender:
         deadline = loop.time() + self._options.wait_seconds
         while True:
             if self._closing:
+                self._metrics.refused.labels("closed").inc()
                 raise AuditClosedError("the audit appender is shutting down")
             if self._queued == 0 or self._queued + n <= self._options.queue:
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:
+                self._metrics.refused.labels("busy").inc()
                 raise AuditBusyError(
                     f"{self._queued} audit entries are waiting to be written", retry_after=1
                 )
@@ -226,6 +244,7 @@ class AuditAppender:
             taken.append(request)
             size += len(request.entries)
         self._queued -= size
+        self._metrics.queued.dec(size)
         self._room.set()
         return taken
 
@@ -245,7 +264,9 @@ class AuditAppender:
             seqs = await self._write(batch)
         except _REJECTED as exc:
             if len(batch) == 1:
-                _fail(batch[0], AuditEntryRejectedError(f"the audit entry was refused: {exc}"), exc)
+                self._fail(
+                    batch[0], AuditEntryRejectedError(f"the audit entry was refused: {exc}"), exc
+                )
                 return
             # One bad entry must not fail its neighbours: the statement did not run, so each
             # request is written alone and only the guilty one fails.
@@ -260,7 +281,7 @@ class AuditAppender:
                 error=repr(exc)[:200],
             )
             for request in batch:
-                _fail(request, AuditWriteError("the audit entry could not be written"), exc)
+                self._fail(request, AuditWriteError("the audit entry could not be written"), exc)
             return
         start = 0
         for request in batch:
@@ -274,24 +295,35 @@ class AuditAppender:
         before PostgreSQL answers, so returning means committed."""
         entries = [entry for request in batch for entry in request.entries]
         ats = [request.at for request in batch for _ in request.entries]
-        async with asyncio.timeout(self._options.timeout_seconds), self._db.connection() as conn:
-            seqs = await repository.append_stamped(conn, entries, ats=ats)
+        started = time.perf_counter()
+        try:
+            async with (
+                asyncio.timeout(self._options.timeout_seconds),
+                self._db.connection() as conn,
+            ):
+                seqs = await repository.append_stamped(conn, entries, ats=ats)
+        finally:
+            self._metrics.flush_seconds.observe(time.perf_counter() - started)
         if len(seqs) != len(entries):
             raise RuntimeError(f"{len(entries)} audit entries sent, {len(seqs)} seqs returned")
         self.inserts += 1
+        self._metrics.batch_entries.observe(len(entries))
+        self._metrics.appended.inc(len(entries))
         return seqs
 
     def _fail_pending(self, error: Exception) -> None:
         while self._pending:
-            _fail(self._pending.popleft(), error, None)
+            self._fail(self._pending.popleft(), error, None)
+        self._metrics.queued.dec(self._queued)
         self._queued = 0
 
-
-def _fail(request: _Request, error: Exception, cause: BaseException | None) -> None:
-    """Answer one request with `error` (a fresh instance per caller: one exception object
-    raised in many tasks would collect all their tracebacks)."""
-    if request.done.done():
-        return
-    fresh = type(error)(str(error))
-    fresh.__cause__ = cause
-    request.done.set_exception(fresh)
+    def _fail(self, request: _Request, error: Exception, cause: BaseException | None) -> None:
+        """Answer one request with `error` (a fresh instance per caller: one exception object
+        raised in many tasks would collect all their tracebacks). Counted even when its caller
+        was cancelled: its entries were not written all the same."""
+        self._metrics.refused.labels(_OUTCOMES[type(error)]).inc()
+        if request.done.done():
+            return
+        fresh = type(error)(str(error))
+        fresh.__cause__ = cause
+        request.done.set_exception(fresh)

@@ -1,6 +1,7 @@
 """The audit appender on real PostgreSQL (ADR 0025): concurrent appends share INSERTs and all
 commit, seal and verify; a refused entry fails only its caller; a full queue pushes back;
-closing writes what is queued; nothing is acknowledged before its INSERT committed."""
+closing writes what is queued; nothing is acknowledged before its INSERT committed; its
+metrics follow what happened."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 import asyncpg
 import msgspec
 import pytest
+from prometheus_client import CollectorRegistry
 
 from hub.audit import (
     AppenderOptions,
@@ -22,6 +24,7 @@ from hub.audit import (
     public_key_in,
     verify_log,
 )
+from hub.audit.metrics import REFUSALS, AuditMetrics
 from hub.runtime import Services
 from hub.settings import Settings
 from tests.hub.audit.builders import sealer
@@ -33,9 +36,34 @@ def entry(i: int, *, target: str | None = None) -> AuditEntry:
     return AuditEntry(actor="test", action="thing.view", target=target or f"t:{i}", detail={"i": i})
 
 
+class Metrics:
+    """The appender's collectors on a registry of their own, read back by name."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.collectors = AuditMetrics(self.registry)
+
+    def value(self, name: str, **labels: str) -> float:
+        found = self.registry.get_sample_value(name, labels)
+        return 0.0 if found is None else found
+
+    def refused(self) -> dict[str, float]:
+        return {
+            o: self.value("hub_audit_append_refused_total", outcome=o)
+            for o in REFUSALS
+            if self.value("hub_audit_append_refused_total", outcome=o)
+        }
+
+
 @asynccontextmanager
-async def appender(services: Services, **options: float) -> AsyncIterator[AuditAppender]:
-    built = AuditAppender(services.db, options=AppenderOptions(**options))  # type: ignore[arg-type]
+async def appender(
+    services: Services, metrics: Metrics | None = None, **options: float
+) -> AsyncIterator[AuditAppender]:
+    built = AuditAppender(
+        services.db,
+        options=AppenderOptions(**options),  # type: ignore[arg-type]
+        metrics=(metrics or Metrics()).collectors,
+    )
     try:
         yield built
     finally:
@@ -107,15 +135,26 @@ async def test_concurrent_appends_share_inserts_and_all_commit_seal_and_verify(
 
 
 async def test_entries_go_out_in_few_statements(services: Services) -> None:
-    async with appender(services, batch=100, flushes=1, linger_seconds=0.005) as audit:
+    metrics = Metrics()
+    async with appender(services, metrics, batch=100, flushes=1, linger_seconds=0.005) as audit:
         await asyncio.gather(*(audit.append(entry(i)) for i in range(500)))
+        inserts = audit.inserts
     # One INSERT is one transaction: the rows' xmin tells how many statements wrote them.
     xmins = await services.db.pool.fetchval("SELECT count(DISTINCT xmin::text) FROM audit_log")
     assert 5 <= xmins <= 20, f"{xmins} transactions for 500 entries (at most 100 per INSERT)"
+    # The metrics tell the same story: one observation per INSERT, every entry counted once.
+    assert metrics.value("hub_audit_append_batch_entries_count") == inserts == xmins
+    assert metrics.value("hub_audit_append_batch_entries_sum") == 500
+    assert metrics.value("hub_audit_append_flush_seconds_count") == inserts
+    assert metrics.value("hub_audit_append_flush_seconds_sum") > 0
+    assert metrics.value("hub_audit_appended_total") == 500
+    assert metrics.value("hub_audit_append_queued") == 0
+    assert metrics.refused() == {}
 
 
 async def test_a_refused_entry_fails_only_its_caller(services: Services) -> None:
-    async with appender(services, batch=50, flushes=1, linger_seconds=0.01) as audit:
+    metrics = Metrics()
+    async with appender(services, metrics, batch=50, flushes=1, linger_seconds=0.01) as audit:
         calls = [audit.append(entry(i)) for i in range(40)]
         calls.insert(17, audit.append(entry(99, target="bad\x00target")))  # PostgreSQL: no NUL
         results = await asyncio.gather(*calls, return_exceptions=True)
@@ -126,13 +165,16 @@ async def test_a_refused_entry_fails_only_its_caller(services: Services) -> None
     assert await count(services) == 40
     targets = {r["target"] for r in await services.db.pool.fetch("SELECT target FROM audit_log")}
     assert targets == {f"t:{i}" for i in range(40)}
+    assert metrics.refused() == {"rejected": 1}
+    assert metrics.value("hub_audit_appended_total") == 40
 
 
 async def test_a_full_queue_pushes_back_and_then_drains(
     services: Services, settings: Settings
 ) -> None:
+    metrics = Metrics()
     async with (
-        appender(services, batch=2, flushes=1, queue=4, wait_seconds=0.2) as audit,
+        appender(services, metrics, batch=2, flushes=1, queue=4, wait_seconds=0.2) as audit,
         inserts_blocked(settings) as lock,
     ):
         first = asyncio.create_task(audit.append(entry(0)))  # goes out, waits for the lock
@@ -140,21 +182,28 @@ async def test_a_full_queue_pushes_back_and_then_drains(
         queued = [asyncio.create_task(audit.append(entry(i))) for i in range(1, 5)]
         await asyncio.sleep(0.05)
         assert audit.queued == 4
+        assert metrics.value("hub_audit_append_queued") == 4
         with pytest.raises(AuditBusyError) as refused:
             await audit.append(entry(5))
         assert refused.value.status == 503
+        assert metrics.refused() == {"busy": 1}
         assert not first.done()
         assert not any(t.done() for t in queued)
         await lock.release()
         done = await asyncio.gather(first, *queued)
     assert len(set(done)) == 5
     assert await count(services) == 5
+    assert metrics.value("hub_audit_append_queued") == 0
+    assert metrics.value("hub_audit_appended_total") == 5
 
 
 async def test_closing_writes_what_is_queued_and_refuses_more(
     services: Services, settings: Settings
 ) -> None:
-    audit = AuditAppender(services.db, options=AppenderOptions(batch=3, flushes=1))
+    metrics = Metrics()
+    audit = AuditAppender(
+        services.db, options=AppenderOptions(batch=3, flushes=1), metrics=metrics.collectors
+    )
     async with inserts_blocked(settings) as lock:
         calls = [asyncio.create_task(audit.append(entry(i))) for i in range(10)]
         await lock.until_an_insert_waits()
@@ -167,13 +216,16 @@ async def test_closing_writes_what_is_queued_and_refuses_more(
         await closing
     assert all(t.done() and not t.exception() for t in calls)
     assert await count(services) == 10
+    assert metrics.refused() == {"closed": 1}
+    assert metrics.value("hub_audit_append_queued") == 0
 
 
 async def test_no_caller_hears_success_before_the_commit(
     services: Services, settings: Settings
 ) -> None:
+    metrics = Metrics()
     async with (
-        appender(services, batch=10, flushes=1) as audit,
+        appender(services, metrics, batch=10, flushes=1) as audit,
         inserts_blocked(settings) as lock,
     ):
         calls = [asyncio.create_task(audit.append(entry(i))) for i in range(3)]
@@ -186,6 +238,9 @@ async def test_no_caller_hears_success_before_the_commit(
     assert all(isinstance(r, AuditWriteError) for r in results), results
     assert all(r.__cause__ is not None for r in results if isinstance(r, BaseException))
     assert await count(services) == 0
+    assert metrics.refused() == {"write_failed": 3}
+    assert metrics.value("hub_audit_append_flush_seconds_count") >= 1  # failed INSERTs too
+    assert metrics.value("hub_audit_append_batch_entries_count") == 0  # none committed
     # The appender goes on with a fresh connection.
     async with appender(services) as audit:
         assert await audit.append(entry(9)) > 0

@@ -55,6 +55,13 @@ async def test_evidence_verifies_and_tampering_is_caught(
     headers = await bearer(client, services, "olga", "compliance_officer")
     made = (await client.post("/v1/incidents", json={"title": "Gate"}, headers=headers)).json()
     package = (await client.post(f"/v1/incidents/{made['id']}/export", headers=headers)).content
+    # The export's entry went through the appender and committed before the package left.
+    exported = await services.db.pool.fetchrow(
+        "SELECT actor, detail FROM audit_log WHERE action = 'incident.export' AND target = $1",
+        f"incident:{made['id']}",
+    )
+    assert exported is not None
+    assert exported["actor"] == "user:olga"
     zip_headers = {**headers, "Content-Type": "application/zip"}
     ok = (
         await client.post("/v1/incidents/evidence/verify", content=package, headers=zip_headers)

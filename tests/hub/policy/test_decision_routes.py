@@ -31,6 +31,13 @@ async def test_lookup_and_replay_of_a_denial(client: AsyncTestClient, services: 
     replay = (await client.post(f"/v1/decisions/{decision_id}/replay", headers=headers)).json()
     assert replay["same"] is True
     assert replay["replay_decision_id"] != decision_id
+    # The replay's entry went through the appender and committed before the answer.
+    audited = await services.db.pool.fetchval(
+        "SELECT detail->>'replay_decision_id' FROM audit_log "
+        "WHERE action = 'decision.replay' AND target = $1",
+        f"decision:{decision_id}",
+    )
+    assert audited == replay["replay_decision_id"]
     assert (await client.get("/v1/decisions/nope", headers=headers)).status_code == 404
 
 
