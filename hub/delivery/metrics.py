@@ -45,12 +45,13 @@ class DeliveryMetrics:
         )
         self.backlog = Gauge(
             "hub_delivery_backlog",
-            "Deliveries due but not yet delivered (counted up to the back-pressure limit).",
+            "Active agencies' deliveries due but not yet delivered (counted up to the "
+            "back-pressure limit; paused and disabled agencies' rows wait for nobody).",
             registry=registry,
         )
         self.oldest_due_seconds = Gauge(
             "hub_delivery_oldest_due_seconds",
-            "Age of the oldest delivery that is due but not delivered.",
+            "Age of the oldest delivery of an active agency that is due but not delivered.",
             registry=registry,
         )
         self.queue_depth = Gauge(

@@ -231,17 +231,34 @@ async def due_of_agency(conn: asyncpg.Connection, agency_id: UUID, *, limit: int
     return int(status.rsplit(" ", 1)[-1])
 
 
+# Per active agency, each through delivery_agency_due_idx (migration 0023): a paused or
+# disabled agency's rows are due for nobody, so they neither count towards back-pressure
+# (which refuses every node's ingest) nor cost this count a row scanned. One agency's
+# backlog must not slow or stop the others (issue 16).
+_BACKLOG = """
+SELECT (SELECT count(*) FROM (
+            SELECT 1 FROM agency a
+            CROSS JOIN LATERAL (
+                SELECT 1 FROM delivery d
+                 WHERE d.agency_id = a.id
+                   AND d.status IN ('pending', 'retrying', 'in_flight')
+                   AND d.next_attempt_at <= now()
+                 LIMIT $1) AS due
+             WHERE a.status = 'active'
+             LIMIT $1) AS due) AS due,
+       (SELECT extract(epoch FROM now() - min(o.at)) FROM agency a
+        CROSS JOIN LATERAL (
+            SELECT min(d.next_attempt_at) AS at FROM delivery d
+             WHERE d.agency_id = a.id
+               AND d.status IN ('pending', 'retrying', 'in_flight')
+               AND d.next_attempt_at <= now()) AS o
+         WHERE a.status = 'active') AS oldest
+"""
+
+
 async def backlog(conn: asyncpg.Connection, *, cap: int) -> tuple[int, float]:
-    """Due-but-undelivered rows (counted up to `cap`) and the oldest one's age in seconds."""
-    row = await conn.fetchrow(
-        """SELECT (SELECT count(*) FROM (
-                       SELECT 1 FROM delivery
-                        WHERE status IN ('pending', 'retrying', 'in_flight')
-                          AND next_attempt_at <= now() LIMIT $1) AS due) AS due,
-                  (SELECT extract(epoch FROM now() - min(next_attempt_at)) FROM delivery
-                    WHERE status IN ('pending', 'retrying', 'in_flight')
-                      AND next_attempt_at <= now()) AS oldest""",
-        cap,
-    )
+    """Active agencies' due-but-undelivered rows (counted up to `cap`) and the oldest one's
+    age in seconds."""
+    row = await conn.fetchrow(_BACKLOG, cap)
     assert row is not None  # noqa: S101 - a SELECT without FROM always returns a row
     return int(row["due"]), float(row["oldest"] or 0.0)
