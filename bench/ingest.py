@@ -6,7 +6,8 @@ failure: a database `hub_bench_<random>` on the server of HUB_DATABASE_URL, Redi
 The load generator runs in its own processes (so its GIL does not cap the figure), but it
 shares the machine's cores with the API, PostgreSQL and Redis; the output says how the CPU
 was split. With `--feed-readers N`, N agency clients page the REST feed in processes of their
-own during the same timed window; `--compare-readers` times ingest alone, then beside them.
+own during the same timed window; `--compare-readers` times ingest alone, beside them and
+alone again (A-B-A) and compares the p99 beside them with the mean of the two alone phases.
 See bench/README.md for what each figure means.
 
     .venv/bin/python bench/ingest.py --clients 8 --duration 15 --workers 2
@@ -81,6 +82,24 @@ CREATE TRIGGER bench_pull_only BEFORE INSERT ON delivery
 # A reader whose page failed waits this long before asking again (no hot loop on errors).
 READER_ERROR_PAUSE = 0.05
 OTHER_CPU_WARNING = 15.0  # % of a core used by processes outside this run
+# --compare-readers: ingest alone, beside the readers, alone again (A-B-A). Each phase ingests
+# into a fuller table than the one before it (the partition and its indexes grow by ~100,000
+# rows a phase), and other processes' load drifts over the run: with an alone phase on each
+# side, a drift that is linear in time moves both sides of the ratio alike.
+COMPARE_PHASES = (("alone", False), ("beside readers", True), ("alone again", False))
+# The ratio is printed but "not judged" when other processes' share of the machine moved more
+# than this many points of a core between the phases: a p99 over ~1,000 batches is set by the
+# few longest waits for a core, so it follows their load, not the readers.
+OTHER_CPU_DRIFT_POINTS = 25.0
+# --shut-out-reference: a last phase beside the same readers with the feed page budget beside
+# ingest at 1 ms/s (ADR 0026), i.e. every page refused: what the readers cost ingest when
+# they get nothing (their refused requests, their process), on an API restarted for it.
+SHUT_OUT_ENV = {"HUB_FEEDS_PAGE_CPU_MS_BESIDE_INGEST": "1"}
+# Dead rows a phase left, per table (pg_stat_user_tables), for the tables with most of them.
+DEAD_ROWS_SQL = """
+SELECT relname, n_dead_tup FROM pg_stat_user_tables
+WHERE n_dead_tup >= 1000 ORDER BY n_dead_tup DESC LIMIT 4
+"""
 
 
 def log(message: str) -> None:
@@ -521,12 +540,12 @@ class Scratch:
             # would turn most of its requests into 429s.
             HUB_RATELIMIT_ENABLED="false",
             HUB_MEDIA_DIR=str(self.folder / "media"),
-            **extra,
         )
         if self.tokens_file is not None:
             env["HUB_API_TOKENS_FILE"] = str(self.tokens_file)
         # The feed page budget may be tried from the caller's environment (ADR 0026).
         env.update({k: v for k, v in os.environ.items() if k.startswith("HUB_FEEDS_PAGE_")})
+        env.update(extra)  # the run's own settings win (the shut-out reference's budget)
         return env
 
     def hub(self, *args: str) -> str:
@@ -566,7 +585,7 @@ class Scratch:
         finally:
             await conn.close()
 
-    def start_api(self, *, port: int, workers: int) -> None:
+    def start_api(self, *, port: int, workers: int, **extra: str) -> None:
         """Start `hub api` in its own process group, logging to a file."""
         self.api_log = self.folder / "api.log"
         base = f"http://127.0.0.1:{port}"
@@ -574,8 +593,8 @@ class Scratch:
             self.api = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
                 [sys.executable, "-m", "hub.cli.main", "api", "--host", "127.0.0.1",
                  "--port", str(port), "--workers", str(workers)],
-                env=self.env(HUB_PUBLIC_BASE_URL=base), stdout=sink, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                env=self.env(HUB_PUBLIC_BASE_URL=base, **extra), stdout=sink,
+                stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
 
     def wait_ready(self, base_url: str, *, workers: int, timeout: float = 60.0) -> None:
@@ -722,18 +741,32 @@ def plan_load(
 
 
 async def vacuum(database_url: str) -> None:
-    """VACUUM ANALYZE the scratch database between the phases, as autovacuum would have by
-    then on a live hub. The first phase fills the month's partition from empty and leaves
-    `feed_pending` with every one of its events as a dead row (queued, then sequenced)
-    within seconds, before autovacuum's first look (a minute): the second phase's sequencer
-    runs then scanned ~100,000 dead rows each (sampled in pg_stat_activity: busy in most
-    samples), and its statements were planned on statistics of a nearly empty table."""
-    log("VACUUM ANALYZE between the phases")
+    """VACUUM ANALYZE the scratch database before a phase, so every phase starts with no dead
+    rows and fresh statistics. A phase leaves `feed_pending` with every one of its events as
+    a dead row (queued, then sequenced: ~100,000) within seconds; unvacuumed, the next phase's
+    sequencer runs read them all (its pick is a sequential scan; sampled in pg_stat_activity:
+    busy in most samples), and its statements were planned on statistics of a nearly empty
+    table. Migration 0021 has autovacuum take `feed_pending` at every visit it finds 5,000 dead
+    rows, but a visit comes at most once per `autovacuum_naptime` (a minute by default, a
+    server setting; phases last seconds), and a server may run with autovacuum off (the shared
+    development server does): so the bench vacuums itself."""
+    log("VACUUM ANALYZE before the phase")
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
+
+
+async def dead_rows(database_url: str) -> dict[str, int]:
+    """The tables holding most dead rows now (what the phase just run left)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await asyncio.sleep(1.1)  # sessions publish their table counters at most once a second
+        rows = await conn.fetch(DEAD_ROWS_SQL)
+    finally:
+        await conn.close()
+    return {row["relname"]: row["n_dead_tup"] for row in rows}
 
 
 def plan_readers(args: argparse.Namespace, *, base_url: str, tokens: list[str]) -> list[ReaderPlan]:
@@ -974,6 +1007,53 @@ def feed_report(args: argparse.Namespace, feed: ReaderTally, cpu: dict[str, Any]
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """One timed phase of `--compare-readers`."""
+
+    name: str
+    with_readers: bool
+    load: LoadResult
+    dead_rows: dict[str, int]  # what it left, per table, before the next phase's VACUUM
+
+
+def run_phases(
+    scratch: Scratch,
+    plans: list[LoadPlan],
+    readers: list[ReaderPlan],
+    *,
+    api: tuple[int, int],
+    shut_out: bool,
+) -> list[Phase]:
+    """Time ingest alone, beside the readers and alone again (then, with `shut_out`, beside
+    readers refused every page), each after a VACUUM ANALYZE. `api` is (port, workers)."""
+    database, url = f"hub_bench_{scratch.tag}", scratch.database_url
+    todo = [*COMPARE_PHASES, *([("readers shut out", True)] if shut_out else [])]
+    phases = []
+    for number, (name, with_readers) in enumerate(todo, 1):
+        if number > 1:
+            asyncio.run(vacuum(url))
+        if number > len(COMPARE_PHASES):
+            restart_api(scratch, api, **SHUT_OUT_ENV)
+        log(f"phase {number} of {len(todo)}: ingest {name}")
+        assert scratch.api is not None
+        load = run_load(
+            plans, api_pid=scratch.api.pid, database=database,
+            readers=readers if with_readers else None,
+        )  # fmt: skip
+        phases.append(Phase(name, with_readers, load, asyncio.run(dead_rows(url))))
+    return phases
+
+
+def restart_api(scratch: Scratch, api: tuple[int, int], **extra: str) -> None:
+    """Stop the scratch API and start it again on the same port with `extra` settings."""
+    port, workers = api
+    log(f"restarting the API with {extra}")
+    scratch.stop_api()
+    scratch.start_api(port=port, workers=workers, **extra)
+    scratch.wait_ready(f"http://127.0.0.1:{port}", workers=workers)
+
+
 def phase_summary(args: argparse.Namespace, load: LoadResult) -> dict[str, Any]:
     """The ingest figures of one phase that a with/without comparison reads."""
     latencies = sorted(load.tally.latencies_ms)
@@ -987,26 +1067,49 @@ def phase_summary(args: argparse.Namespace, load: LoadResult) -> dict[str, Any]:
     }
 
 
+def ratio(numerator: float, denominator: float) -> float | None:
+    """numerator / denominator to two places (None without a denominator)."""
+    return round(numerator / denominator, 2) if denominator else None
+
+
+def compare_figures(args: argparse.Namespace, phases: list[Phase]) -> dict[str, Any]:
+    """Every phase's figures, the beside phase's p99 over the mean of the alone phases' (the
+    goal figure) and over each of them, and whether the machine stayed comparable."""
+    summaries = [
+        {"name": p.name, "with_readers": p.with_readers, **phase_summary(args, p.load),
+         "dead_rows_after": p.dead_rows}
+        for p in phases
+    ]  # fmt: skip
+    beside = next(s for s in summaries if s["with_readers"])
+    alone = [s for s in summaries if not s["with_readers"]]
+    shut_out = summaries[len(COMPARE_PHASES) :]
+    alone_p99 = sum(s["p99_ms"] for s in alone) / len(alone)
+    other = [s["cpu_percent_of_one_core"]["other"] for s in summaries[: len(COMPARE_PHASES)]]
+    drift = round(max(other) - min(other), 1)
+    return {
+        "phases": summaries,
+        "alone_p99_mean_ms": round(alone_p99, 1),
+        "p99_ratio": ratio(beside["p99_ms"], alone_p99),
+        "p99_ratio_to_each_alone": [ratio(beside["p99_ms"], s["p99_ms"]) for s in alone],
+        "other_cpu_drift_points": drift,
+        "judged": drift <= OTHER_CPU_DRIFT_POINTS,
+        "shut_out_p99_ratio": ratio(shut_out[0]["p99_ms"], alone_p99) if shut_out else None,
+    }
+
+
 def add_reader_figures(
     report: dict[str, Any],
     args: argparse.Namespace,
     beside: LoadResult,
-    alone: LoadResult | None,
+    phases: list[Phase] | None,
 ) -> None:
-    """The readers' figures, ingest's p99 beside them and, with a run of ingest alone, both
-    p99s and their ratio (with / without: 1.0 is unchanged)."""
+    """The readers' figures, ingest's p99 beside them and, with `--compare-readers`, every
+    phase's figures and the ratio (beside / mean of alone: 1.0 is unchanged)."""
     assert beside.feed is not None
     report["feed_readers"] = feed_report(args, beside.feed, beside.cpu)
-    with_readers = phase_summary(args, beside)
-    report["ingest_p99_with_readers_ms"] = with_readers["p99_ms"]
-    if alone is not None:
-        without = phase_summary(args, alone)
-        ratio = with_readers["p99_ms"] / without["p99_ms"] if without["p99_ms"] else None
-        report["compare_readers"] = {
-            "without": without,
-            "with": with_readers,
-            "p99_ratio": round(ratio, 2) if ratio is not None else None,
-        }
+    report["ingest_p99_with_readers_ms"] = phase_summary(args, beside)["p99_ms"]
+    if phases is not None:
+        report["compare_readers"] = compare_figures(args, phases)
 
 
 def render_readers(report: dict[str, Any]) -> Iterator[str]:
@@ -1026,23 +1129,43 @@ def render_readers(report: dict[str, Any]) -> Iterator[str]:
     if compare is None:
         yield f"  ingest p99      {report['ingest_p99_with_readers_ms']} ms with the feed readers"
         return
-    without, with_ = compare["without"], compare["with"]
-    for name, phase in (("alone", without), (f"+{feed['readers']} readers", with_)):
-        per, split = phase["cpu_ms_per_batch"], phase["cpu_percent_of_one_core"]
-        errors = ", ".join(f"{k}: {v}" for k, v in phase["errors"].items()) or "none"
-        shared = " (with the readers' pages)" if phase is with_ else ""
-        yield (
-            f"  ingest {name:<11} {phase['events_per_s']:,} events/s, p50 {phase['p50_ms']} ms, "
-            f"p99 {phase['p99_ms']} ms, errors {errors}; cpu per batch{shared} api "
-            f"{per.get('api', 0)} ms, postgres {per.get('postgres', 0)} ms; % of a core: api "
-            f"{split['api']}, postgres {split['postgres']}, other {split['other']}, "
-            f"idle {split['idle']}"
-        )
-    ratio = compare["p99_ratio"]
+    for number, phase in enumerate(compare["phases"], 1):
+        yield from render_phase(number, phase)
+    beside = next(p for p in compare["phases"] if p["with_readers"])
+    each = " and ".join(str(r) for r in compare["p99_ratio_to_each_alone"])
+    found = compare["p99_ratio"]
+    judged = (
+        ""
+        if compare["judged"]
+        else f", not judged: other processes' cpu moved {compare['other_cpu_drift_points']} "
+        "points of a core between the phases"
+    )
     yield (
-        f"  ingest p99      {without['p99_ms']} ms alone, {with_['p99_ms']} ms beside "
-        f"{feed['readers']} feed readers: ratio {ratio if ratio is not None else 'n/a'} "
-        "(with / without; 1.0 = unchanged)"
+        f"  ingest p99      {beside['p99_ms']} ms beside {feed['readers']} feed readers, "
+        f"{compare['alone_p99_mean_ms']} ms the mean of the alone phases: ratio "
+        f"{found if found is not None else 'n/a'}{judged} (to each alone phase: {each}; "
+        "beside / alone, 1.0 = unchanged)"
+    )
+    if compare["shut_out_p99_ratio"] is not None:
+        yield (
+            f"  shut out        ingest p99 beside readers refused every page, over the mean of "
+            f"the alone phases: {compare['shut_out_p99_ratio']} (a last phase on a restarted "
+            "API; its drift is not balanced)"
+        )
+
+
+def render_phase(number: int, phase: dict[str, Any]) -> Iterator[str]:
+    """The lines of one --compare-readers phase."""
+    per, split = phase["cpu_ms_per_batch"], phase["cpu_percent_of_one_core"]
+    errors = ", ".join(f"{k}: {v}" for k, v in phase["errors"].items()) or "none"
+    shared = " (with the readers' pages)" if phase["with_readers"] else ""
+    dead = ", ".join(f"{k} {v:,}" for k, v in phase["dead_rows_after"].items()) or "none"
+    yield (
+        f"  phase {number} {phase['name']:<14} {phase['events_per_s']:,} events/s, "
+        f"p50 {phase['p50_ms']} ms, p99 {phase['p99_ms']} ms, errors {errors}; cpu per batch"
+        f"{shared} api {per.get('api', 0)} ms, postgres {per.get('postgres', 0)} ms; % of a "
+        f"core: api {split['api']}, postgres {split['postgres']}, other {split['other']}, "
+        f"idle {split['idle']}; dead rows left: {dead}"
     )
 
 
@@ -1154,8 +1277,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument(
         "--compare-readers", action="store_true",
-        help="time ingest twice in one run, alone and then beside --feed-readers readers, "
-        "and print both p99s and their ratio",
+        help="time ingest three times in one run: alone, beside --feed-readers readers, alone "
+        "again; print every phase and the p99 beside them over the mean of the alone p99s",
+    )  # fmt: skip
+    parser.add_argument(
+        "--shut-out-reference", action="store_true",
+        help="with --compare-readers, a fourth phase beside the readers with the feed page "
+        "budget beside ingest at 1 ms/s (every page refused), on a restarted API",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
@@ -1167,6 +1295,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("need --feed-readers >= 0, --reader-procs >= 1 and --reader-rate >= 0")
     if args.compare_readers and not args.feed_readers:
         parser.error("--compare-readers needs --feed-readers N (N > 0)")
+    if args.shut_out_reference and not args.compare_readers:
+        parser.error("--shut-out-reference needs --compare-readers")
     return args
 
 
@@ -1186,23 +1316,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         plans = plan_load(args, base_url=base_url, key_id=key_id, key_pem=key_pem)
         readers = plan_readers(args, base_url=base_url, tokens=tokens) if tokens else None
         database = f"hub_bench_{scratch.tag}"
-        alone = None
-        if args.compare_readers:
-            log("phase 1 of 2: ingest alone")
-            alone = run_load(plans, api_pid=scratch.api.pid, database=database)
-            asyncio.run(vacuum(scratch.database_url))
-            log(f"phase 2 of 2: ingest beside {args.feed_readers} feed readers")
-        load = run_load(plans, api_pid=scratch.api.pid, database=database, readers=readers)
+        phases = None
+        if args.compare_readers and readers:
+            phases = run_phases(
+                scratch, plans, readers, api=(port, args.workers),
+                shut_out=args.shut_out_reference,
+            )  # fmt: skip
+            first = phases[0].load
+            load = next(p.load for p in phases if p.with_readers)
+        else:
+            load = run_load(plans, api_pid=scratch.api.pid, database=database, readers=readers)
+            first = load
         scratch.stop_api()
         log(f"raw COPY of {args.raw_rows:,} rows")
         raw = asyncio.run(
             measure_raw(scratch.database_url, node_id=key_id, count=args.raw_rows, batch=args.batch)
         )
-        # Compared, the main figures are ingest alone's (as without the option) and the
-        # readers' phase is summarised beside them.
-        report = build_report(args, alone or load, raw, procs=len(plans))
+        # Compared, the main figures are the first phase's (ingest alone, as without the
+        # option) and every phase is summarised beside them.
+        report = build_report(args, first, raw, procs=len(plans))
         if readers:
-            add_reader_figures(report, args, beside=load, alone=alone)
+            add_reader_figures(report, args, beside=load, phases=phases)
         return report
     finally:
         scratch.close()
