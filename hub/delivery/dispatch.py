@@ -195,9 +195,9 @@ async def _batch(
         floor=agency.max_concurrency, limit=full,
     )  # fmt: skip
     async with deps.db.connection() as conn:  # one statement: attempt rows + ledger
-        await repository.finish_batch(conn, outcomes)
+        await repository.finish_batch(conn, agency.id, outcomes)
         if unsent:  # the circuit opened or the send window closed: back, unattempted
-            await repository.release_claims(conn, unsent, delay=0.0)
+            await repository.release_claims(conn, agency.id, unsent, delay=0.0)
     _count(deps, agency, outcomes)
     await _after(deps, agency, permit, [result for _, result in outcomes])
     if len(claimed) == limit and not unsent:
@@ -231,9 +231,9 @@ async def _batch_in_order(
     window = deps.lease_seconds * ordering.SEND_WINDOW_OF_LEASE
     outcomes, unsent = await ordering.send_in_order(claimed, send, window_seconds=window)
     async with deps.db.connection() as conn:
-        await repository.finish_batch(conn, outcomes)
+        await repository.finish_batch(conn, agency.id, outcomes)
         if unsent:
-            await repository.release_claims(conn, unsent, delay=0.0)
+            await repository.release_claims(conn, agency.id, unsent, delay=0.0)
     _count(deps, agency, outcomes)
     await _after(deps, agency, permit, [result for _, result in outcomes])
     if len(claimed) == limit and not unsent:
@@ -251,7 +251,7 @@ async def _give_back(
 ) -> float:
     """Rate-limited: hand the rows back unattempted, due when the slots are."""
     async with deps.db.connection() as conn:
-        await repository.release_claims(conn, claimed, delay=wait)
+        await repository.release_claims(conn, agency.id, claimed, delay=wait)
     await deps.breaker.release_probe(agency.id, permit)
     deps.metrics.deferred.labels(agency.name, "rate_limited").inc()
     return wait

@@ -128,6 +128,10 @@ class Finish(msgspec.Struct, frozen=True, kw_only=True):
 # updated (and its attempt recorded) only while it still holds the attempt this worker
 # claimed (`attempts = r.attempt`): a worker whose lease expired, and whose row another worker
 # took over, cannot overwrite the newer attempt's result.
+# `agency_id = $12` keeps the statement on the batch's own agency's rows: without it the
+# planner (statistics say few rows are ever in flight) drove the update from every agency's
+# in-flight rows and compared each with the whole batch; 10,000 rows of a slow agency in
+# flight made a healthy agency's finish of 200 rows take 546 ms instead of 8 (issue 16).
 _FINISH_BATCH = """
 WITH r AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::int[],
@@ -146,6 +150,7 @@ WITH r AS (
            dead_at = CASE WHEN r.status = 'dead' THEN now() ELSE NULL END
       FROM r
      WHERE d.id = r.id AND d.attempts = r.attempt AND d.status = 'in_flight'
+       AND d.agency_id = $12
  RETURNING d.id
 )
 INSERT INTO delivery_attempt
@@ -156,8 +161,11 @@ FROM r JOIN moved ON moved.id = r.id
 """
 
 
-async def finish_batch(conn: asyncpg.Connection, results: Sequence[tuple[Claimed, Finish]]) -> int:
-    """Record every attempt of a batch and move its rows on; how many rows were still ours."""
+async def finish_batch(
+    conn: asyncpg.Connection, agency_id: UUID, results: Sequence[tuple[Claimed, Finish]]
+) -> int:
+    """Record every attempt of one agency's batch and move its rows on; how many rows were
+    still ours."""
     columns: list[list[Any]] = [[] for _ in range(11)]
     for claimed, f in results:
         receipt = None if f.receipt is None else json.dumps(f.receipt)
@@ -167,24 +175,27 @@ async def finish_batch(conn: asyncpg.Connection, results: Sequence[tuple[Claimed
         )  # fmt: skip
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    status: str = await conn.execute(_FINISH_BATCH, *columns)
+    status: str = await conn.execute(_FINISH_BATCH, *columns, agency_id)
     return int(status.rsplit(" ", 1)[-1])
 
 
 async def release_claims(
-    conn: asyncpg.Connection, claimed: Sequence[Claimed], *, delay: float
+    conn: asyncpg.Connection, agency_id: UUID, claimed: Sequence[Claimed], *, delay: float
 ) -> None:
-    """Give claimed rows back without an attempt (agency paused or circuit opened meanwhile)."""
+    """Give one agency's claimed rows back without an attempt (agency paused or circuit
+    opened meanwhile); on its own rows only, as `finish_batch`."""
     await conn.execute(
         """UPDATE delivery d
               SET status = CASE WHEN d.attempts = 1 THEN 'pending' ELSE 'retrying' END,
                   attempts = d.attempts - 1,
                   next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
              FROM unnest($1::uuid[], $2::int[]) AS r(id, attempt)
-            WHERE d.id = r.id AND d.attempts = r.attempt AND d.status = 'in_flight'""",
+            WHERE d.id = r.id AND d.attempts = r.attempt AND d.status = 'in_flight'
+              AND d.agency_id = $4""",
         [c.id for c in claimed],
         [c.attempt for c in claimed],
         delay,
+        agency_id,
     )
 
 

@@ -4,6 +4,7 @@ only active agencies' rows."""
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -11,7 +12,7 @@ import asyncpg
 import pytest
 
 from hub.delivery import repository
-from hub.delivery.repository.ledger import _CLAIM_BATCH
+from hub.delivery.repository.ledger import _CLAIM_BATCH, _FINISH_BATCH
 from hub.settings import Settings
 
 pytestmark = pytest.mark.db
@@ -81,6 +82,45 @@ async def test_a_claim_reads_only_its_own_agencys_due_rows(conn: asyncpg.Connect
     assert [s.get("Index Name") for s in picks] == ["delivery_agency_due_idx"]
     assert picks[0].get("Rows Removed by Filter", 0) == 0
     assert picks[0]["Actual Rows"] == 200
+
+
+async def test_a_finish_reads_only_its_own_agencys_rows_in_flight(
+    conn: asyncpg.Connection,
+) -> None:
+    # Statistics taken while nothing was in flight; then a slow agency's rows are held by its
+    # sends while a healthy agency finishes a batch of 200.
+    healthy, slow = await add_agency(conn, "active"), await add_agency(conn, "active")
+    await add_rows(conn, healthy, n=200, status="pending", due_seconds=-1, first=0)
+    await add_rows(conn, slow, n=2_000, status="pending", due_seconds=-1, first=10_000)
+    await conn.execute("ANALYZE delivery")
+    await conn.execute("UPDATE delivery SET status = 'in_flight'")
+    ids = [
+        r["id"] for r in await conn.fetch("SELECT id FROM delivery WHERE agency_id = $1", healthy)
+    ]
+    n = len(ids)
+    columns = [
+        ids, ["delivered"] * n, [1] * n, [datetime.now(UTC)] * n, [5] * n, ["delivered"] * n,
+        [200] * n, [None] * n, ["decision"] * n, [0.0] * n, ['{"status_code": 200}'] * n,
+    ]  # fmt: skip
+    finish = conn.transaction()
+    await finish.start()
+    try:
+        explained = await conn.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + _FINISH_BATCH, *columns, healthy
+        )
+    finally:
+        await finish.rollback()
+    (update,) = [
+        n for n in nodes_of(json.loads(explained)[0]["Plan"]) if n.get("Operation") == "Update"
+    ]
+    scans = [
+        n
+        for n in nodes_of(update)
+        if n.get("Relation Name") == "delivery" and n["Node Type"].endswith("Scan")
+    ]
+    read = sum(n["Actual Rows"] * n["Actual Loops"] for n in scans)
+    assert update["Actual Rows"] == 200
+    assert read <= 200  # none of the slow agency's 2,000 rows in flight
 
 
 async def test_backpressure_counts_only_active_agencies_due_rows(conn: asyncpg.Connection) -> None:
