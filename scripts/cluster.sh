@@ -125,7 +125,10 @@ net_down() {
 spawn() {
     local host=$1 name=$2
     shift 2
-    in_ns "$host" setsid "$@" >"$STATE/log/$name.log" 2>&1 </dev/null &
+    # Appended, not truncated: a restarted host's log keeps what its old process said while
+    # it stopped (a slow shutdown is otherwise lost with the file).
+    printf '=== %s start %s\n' "$name" "$(date -u +%FT%TZ)" >>"$STATE/log/$name.log"
+    in_ns "$host" setsid "$@" >>"$STATE/log/$name.log" 2>&1 </dev/null &
     printf '%s\n' "$!" >"$STATE/run/$name.pid"
 }
 
