@@ -45,29 +45,15 @@ async def append_many(
     conn: asyncpg.Connection, entries: Sequence[AuditEntry], *, at: datetime
 ) -> list[int]:
     """Insert unsealed entries with one statement (one round trip, one plan, one parse of the
-    whole batch); returns their seqs in the order given."""
-    rows = await conn.fetch(
-        """INSERT INTO audit_log (at, actor, action, target, detail, decision_id, trace_id)
-           SELECT $1, u.actor, u.action, u.target, u.detail, u.decision_id, u.trace_id
-           FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[])
-                WITH ORDINALITY AS u(actor, action, target, detail, decision_id, trace_id, n)
-           ORDER BY u.n RETURNING seq""",
-        at,
-        [e.actor for e in entries],
-        [e.action for e in entries],
-        [e.target for e in entries],
-        [msgspec.json.encode(e.detail).decode() for e in entries],
-        [e.decision_id for e in entries],
-        [e.trace_id for e in entries],
-    )
-    return [r[0] for r in rows]
+    whole batch), all dated `at`; returns their seqs in the order given."""
+    return await append_stamped(conn, entries, ats=[at] * len(entries))
 
 
 async def append_stamped(
     conn: asyncpg.Connection, entries: Sequence[AuditEntry], *, ats: Sequence[datetime]
 ) -> list[int]:
-    """`append_many` with a time per entry (the appender's callers each appended at their
-    own moment); their seqs in the order given."""
+    """Insert unsealed entries with one statement, each dated by its own time in `ats` (the
+    appender's callers each appended at their own moment); their seqs in the order given."""
     rows = await conn.fetch(
         """INSERT INTO audit_log (at, actor, action, target, detail, decision_id, trace_id)
            SELECT u.at, u.actor, u.action, u.target, u.detail, u.decision_id, u.trace_id
