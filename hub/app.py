@@ -31,6 +31,7 @@ from hub.ops.routes import build_router as ops_router
 from hub.policy.bundles.routes import build_router as bundles_router
 from hub.policy.decision_routes import build_router as decisions_router
 from hub.policy.guard import policy_guard
+from hub.policy.pinning import PolicyPinMiddleware
 from hub.retention.routes import build_router as retention_router
 from hub.runtime import (
     Services,
@@ -111,6 +112,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             DefineMiddleware(
                 ObservabilityMiddleware, metrics=observability.metrics, drain=observability.drain
             ),
+            # One request decides with one policy revision, even across a bundle swap.
+            DefineMiddleware(PolicyPinMiddleware, policy=services.policy),
             DefineMiddleware(MtlsMiddleware, config=MtlsConfig.from_settings(settings)),
             rate_limit_middleware(services, revision=lambda: services.policy.revision),
         ],

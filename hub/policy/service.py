@@ -9,10 +9,13 @@ evaluation that overruns the budget cannot be interrupted there (the wasm engine
 its own), but its answer is discarded and the decision fails closed.
 """
 
+import asyncio
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import msgspec
@@ -41,7 +44,16 @@ FULLY_MASKED = {"masked": "all"}
 # Fail-closed retention: keep (about a century) and hold; an error must never delete data.
 FAIL_CLOSED_KEEP_DAYS = 36_500
 
+# How long a replaced engine stays open for requests that pinned it (hub/policy/pinning.py):
+# longer than any ordinary request; a longer one (a live feed) moves to the new engine.
+RETIRE_GRACE_SECONDS = 30.0
+
 log = structlog.get_logger("hub.policy")
+
+# The engine a request decides with, pinned when it starts: (service, engine).
+_PINNED: ContextVar[tuple["PolicyService", PolicyEngine | None] | None] = ContextVar(
+    "hub_policy_pinned", default=None
+)
 
 
 class DecisionSink(Protocol):
@@ -135,8 +147,12 @@ class PolicyService:
         clock: Clock = utcnow,
         metrics: PolicyMetrics | None = None,
         cache_size: int = 10_000,
+        retire_grace_seconds: float = RETIRE_GRACE_SECONDS,
     ) -> None:
         self._engine = engine
+        self._retire_grace = retire_grace_seconds
+        # Replaced engines still open for the requests that pinned them, by id.
+        self._retiring: dict[int, PolicyEngine] = {}
         self._sink = sink
         self._budget_ns = eval_budget_ms * 1_000_000
         self._clock = clock
@@ -149,23 +165,69 @@ class PolicyService:
 
     @property
     def revision(self) -> str | None:
-        """The active bundle's revision, or None before any bundle is active."""
-        engine = self._engine
+        """The revision this request decides with (the pinned engine's, else the active
+        bundle's), or None before any bundle is active."""
+        engine = self._current()
         return None if engine is None else engine.revision
 
     def activate(self, engine: PolicyEngine) -> PolicyEngine | None:
         """Make `engine` the one every following decision uses; returns the one it replaced.
 
         One reference swap: a decision already running finishes on the engine it started
-        with. The replaced engine is closed (a wasm engine releases its instances).
+        with, and a request that pinned the replaced engine (`pinned`) keeps deciding with it,
+        so one request never mixes two revisions. The replaced engine is closed (a wasm
+        engine releases its instances) after the grace period, when no ordinary request can
+        still hold it.
         """
         previous, self._engine = self._engine, engine
+        self._forget()
+        if previous is not None and previous is not engine:
+            self._retire(previous)
+        return previous
+
+    def _forget(self) -> None:
         self._mask_cache.clear()
         self._results.clear()
         self._logged_results.clear()
-        if previous is not None and previous is not engine and isinstance(previous, _Closable):
+
+    def _retire(self, previous: PolicyEngine) -> None:
+        self._retiring[id(previous)] = previous
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a script): nothing can be pinned across this call
+            loop = None
+        if loop is None or self._retire_grace <= 0:
+            self._close(previous)
+        else:
+            loop.call_later(self._retire_grace, self._close, previous)
+
+    def _close(self, previous: PolicyEngine) -> None:
+        self._retiring.pop(id(previous), None)
+        # Caches are keyed by id(engine): entries the pinned engine added after the swap must
+        # go before its id can be reused by another engine.
+        self._forget()
+        if previous is not self._engine and isinstance(previous, _Closable):
             previous.close()
-        return previous
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Within this block (one request), every decision uses the engine active at its
+        start, even if a new bundle is activated meanwhile."""
+        token = _PINNED.set((self, self._engine))
+        try:
+            yield
+        finally:
+            _PINNED.reset(token)
+
+    def _current(self) -> PolicyEngine | None:
+        """The pinned engine while it is still open, else the active one."""
+        pin = _PINNED.get()
+        if pin is None or pin[0] is not self:
+            return self._engine
+        engine = pin[1]
+        if engine is self._engine or (engine is not None and id(engine) in self._retiring):
+            return engine
+        return self._engine  # pinned past the grace period (a long stream): the new bundle
 
     async def decide(
         self,
@@ -181,7 +243,7 @@ class PolicyService:
         reused for the same key under the same bundle. A cached decision is still a decision:
         it gets its own id and log record, only the evaluation is skipped.
         """
-        engine = self._engine  # one engine for the whole decision, even across a swap
+        engine = self._current()  # one engine for the whole decision, even across a swap
         input_json = msgspec.json.encode(input)
         error: _Failure | None = None
         start = time.perf_counter_ns()

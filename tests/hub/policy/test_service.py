@@ -1,5 +1,7 @@
 """PolicyService: typed decisions, fail closed on every kind of failure, masked records."""
 
+import asyncio
+import functools
 import time
 import uuid
 from datetime import UTC, datetime
@@ -392,17 +394,77 @@ def test_mask_pointers_follow_rfc_6901_with_wildcards() -> None:
 # --- engine swap and ids ---------------------------------------------------------------------
 
 
-async def test_activation_swaps_the_engine_and_closes_the_old_one() -> None:
-    svc, _, _ = service()
+async def test_activation_swaps_the_engine_and_closes_the_old_one_after_the_grace() -> None:
+    svc = PolicyService(None, sink=ListSink(), eval_budget_ms=1000, retire_grace_seconds=0.05)
     old = ClosableEngine()
-    assert svc.activate(old) is not None
+    assert svc.activate(old) is None
     previous = svc.activate(engine(GOOD))
     assert previous is old
-    assert old.closed
+    assert not old.closed  # a request that pinned it may still be deciding
     result, _ = await svc.decide(
         "hub/authz/decision", authz_input(roles=["admin"]), result_type=AuthzResult
     )
     assert result.reason == "admin"
+    await asyncio.sleep(0.2)
+    assert old.closed
+
+
+def test_activation_outside_a_loop_closes_the_old_engine_at_once() -> None:
+    svc = PolicyService(None, sink=ListSink(), eval_budget_ms=1000)
+    old = ClosableEngine()
+    svc.activate(old)
+    svc.activate(engine(GOOD))
+    assert old.closed
+
+
+class NamedEngine:
+    """Answers authz with its own name, so a decision shows which engine made it."""
+
+    def __init__(self, name: str) -> None:
+        self.revision = name
+        self.closed = False
+
+    def evaluate(self, entrypoint: str, input_json: bytes) -> bytes:
+        if self.closed:
+            raise RuntimeError("evaluated after close")
+        if entrypoint == "system/log/mask":
+            return b"[]"
+        return msgspec.json.encode({"allow": True, "reason": self.revision})
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_a_pinned_request_decides_with_one_engine_across_a_swap() -> None:
+    svc = PolicyService(
+        NamedEngine("old"), sink=ListSink(), eval_budget_ms=1000, retire_grace_seconds=0.2
+    )
+    ask = functools.partial(
+        svc.decide, "hub/authz/decision", authz_input(roles=[]), result_type=AuthzResult
+    )
+    with svc.pinned():
+        first, _ = await ask()
+        svc.activate(NamedEngine("new"))
+        second, record = await ask()  # the same request, after the swap
+        assert (first.reason, second.reason, record.revision) == ("old", "old", "old")
+        assert svc.revision == "old"
+    outside, _ = await ask()
+    assert outside.reason == "new"
+    with svc.pinned():
+        assert (await ask())[0].reason == "new"
+
+
+async def test_a_request_pinned_past_the_grace_moves_to_the_new_engine() -> None:
+    old = NamedEngine("old")
+    svc = PolicyService(old, sink=ListSink(), eval_budget_ms=1000, retire_grace_seconds=0.05)
+    with svc.pinned():  # a live feed: one request that lasts longer than the grace
+        svc.activate(NamedEngine("new"))
+        await asyncio.sleep(0.2)
+        assert old.closed
+        result, record = await svc.decide(
+            "hub/authz/decision", authz_input(roles=[]), result_type=AuthzResult
+        )
+    assert (result.reason, record.revision, record.error) == ("new", "new", None)
 
 
 def test_decision_ids_are_uuid7_and_sort_by_time() -> None:
