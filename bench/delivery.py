@@ -834,7 +834,6 @@ async def cost_breakdown(
 
 def render(report: dict[str, Any]) -> str:
     ok_rate = report["deliveries_per_s"] >= TARGET_PER_S
-    ok_p99 = report["p99_s"] < TARGET_P99_S
     lines = [
         f"delivery bench: {report['workers']} worker process(es), {report['cores']} cores, "
         f"offered {report['offered_per_s']}/s for {report['duration_s']} s",
@@ -842,8 +841,8 @@ def render(report: dict[str, Any]) -> str:
         f"  deliveries/s         {report['deliveries_per_s']}  "
         f"(goal >= {TARGET_PER_S}: {'met' if ok_rate else 'MISSED'})",
         f"  commit->ack p50/p99  {report['p50_s']} s / {report['p99_s']} s  "
-        f"(max {report['max_s']} s; "
-        f"goal p99 < {TARGET_P99_S} s: {'met' if ok_p99 else 'MISSED'})",
+        f"(max {report['max_s']} s; a saturation run: the latency goal is at "
+        f"{report['isolation']['rate']}/s, below)",
         f"  arq no-op jobs/s     {report['noop_jobs_per_s']}  -> deliveries are "
         f"{report['fraction_of_noop']} of it (aim {AIM_FRACTION_OF_NOOP})",
         f"  CPU per delivery     worker {report['worker_cpu_ms_per_delivery']} ms, "
