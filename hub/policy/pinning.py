@@ -4,6 +4,10 @@ A request makes several decisions (the route guard's authz, then ingest or relea
 activated between two of them must not split the request across two revisions, or an event
 could be admitted under one policy and judged under another. This middleware pins the engine
 active when the request starts; `PolicyService.decide` uses it for the rest of the request.
+
+Only HTTP requests are pinned. A WebSocket (the live feed) lives for hours and must follow
+each new bundle as it arrives: it re-checks its access on every revision change and decides
+each frame on its own.
 """
 
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -12,7 +16,7 @@ from hub.policy.service import PolicyService
 
 
 class PolicyPinMiddleware:
-    """ASGI middleware: every decision inside one HTTP or WebSocket request uses one engine."""
+    """ASGI middleware: every decision inside one HTTP request uses one engine."""
 
     def __init__(self, app: ASGIApp, *, policy: PolicyService) -> None:
         self.app = app
@@ -20,7 +24,7 @@ class PolicyPinMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the request with the active engine pinned."""
-        if scope["type"] == "lifespan":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         with self.policy.pinned():
