@@ -18,12 +18,11 @@ SEQUENCE_BATCH = 5_000
 
 _SEQUENCE = """
 WITH moved AS (
-    DELETE FROM feed_pending p
-    USING (SELECT event_pk, captured_at FROM feed_pending
-           WHERE queued_at <= clock_timestamp() - make_interval(secs => $2)
-           ORDER BY queued_at LIMIT $1) AS pick
-    WHERE p.event_pk = pick.event_pk AND p.captured_at = pick.captured_at
-    RETURNING p.event_pk, p.captured_at
+    DELETE FROM feed_pending
+    WHERE ctid = ANY (ARRAY(SELECT ctid FROM feed_pending
+                            WHERE queued_at <= clock_timestamp() - make_interval(secs => $2)
+                            ORDER BY queued_at LIMIT $1))
+    RETURNING event_pk, captured_at
 )
 INSERT INTO feed_entry
     (seq, event_pk, captured_at, camera_id, classes, media_sha256, jurisdiction, max_confidence)
@@ -169,7 +168,7 @@ async def select_media_events(
                       e.payload::text AS payload
                FROM feed_entry f
                JOIN detection_event e ON e.id = f.event_pk AND e.captured_at = f.captured_at
-               WHERE f.media_sha256 @> ARRAY[$1]::text[] AND e.disposition = 'accepted'
+               WHERE e.media_sha256 @> ARRAY[$1]::text[] AND e.disposition = 'accepted'
                ORDER BY e.camera_id, e.classes, e.payload ->> 'jurisdiction', f.seq DESC
            ) AS candidates
            ORDER BY seq DESC
