@@ -2,6 +2,7 @@
 ledger rows written in the ingest transaction; each agency that got rows is woken right after
 it commits."""
 
+from collections.abc import Sequence
 from uuid import UUID
 
 import asyncpg
@@ -11,6 +12,8 @@ from redis.exceptions import RedisError
 from hub.delivery import repository
 from hub.delivery.metrics import DeliveryMetrics
 from hub.delivery.queue import DeliveryQueue
+from hub.delivery.repository import PlanRow
+from hub.ingest.ports import Routable
 from hub.observability import current_traceparent
 
 log = structlog.get_logger(__name__)
@@ -25,15 +28,23 @@ class SubscriptionPlanner:
         self.attempt_limit = attempt_limit
 
     async def plan(
-        self, conn: asyncpg.Connection, *, node_id: UUID, event_ids: set[UUID]
+        self, conn: asyncpg.Connection, *, events: Sequence[Routable]
     ) -> list[tuple[UUID, UUID]]:
         """One row per (event, subscribed agency), in the caller's transaction."""
-        if not event_ids:
+        if not events:
             return []
         return await repository.plan_deliveries(
             conn,
-            node_id=node_id,
-            event_ids=sorted(event_ids),
+            events=[
+                PlanRow(
+                    pk=pk,
+                    captured_at=captured_at,
+                    camera_id=p.event.camera_id,
+                    classes=p.classes,
+                    max_confidence=p.best,
+                )
+                for p, (pk, captured_at) in events
+            ],
             attempt_limit=self.attempt_limit,
             traceparent=current_traceparent(),  # the ingest request's, continued on delivery
         )

@@ -2,6 +2,7 @@
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, Protocol
 from uuid import UUID
 
@@ -40,15 +41,17 @@ class IngestPolicy(Protocol):
 
 # (delivery id, agency id) of one planned delivery.
 Planned = tuple[UUID, UUID]
+# A newly stored event as routing reads it: the event as screened (camera, labels, best
+# confidence: what subscriptions select on) and its row's key (id, captured_at), so routing
+# never reads the row it was just given back.
+Routable = tuple[PreparedEvent, tuple[int, datetime]]
 
 
 class DeliveryPlanner(Protocol):
     """Creates delivery (outbox) rows for newly stored events inside the ingest transaction,
     and queues them once that transaction has committed."""
 
-    async def plan(
-        self, conn: asyncpg.Connection, *, node_id: UUID, event_ids: set[UUID]
-    ) -> list[Planned]:
+    async def plan(self, conn: asyncpg.Connection, *, events: Sequence[Routable]) -> list[Planned]:
         """Insert deliveries in the caller's transaction; return them, to dispatch later."""
         ...
 
@@ -75,9 +78,7 @@ class AcceptRegisteredNodes:
 class NoDeliveries:
     """Until agency routing lands: no event is offered to any agency."""
 
-    async def plan(
-        self, conn: asyncpg.Connection, *, node_id: UUID, event_ids: set[UUID]
-    ) -> list[Planned]:
+    async def plan(self, conn: asyncpg.Connection, *, events: Sequence[Routable]) -> list[Planned]:
         """Plan nothing."""
         return []
 

@@ -9,6 +9,7 @@ import asyncpg
 import msgspec
 
 from hub.ingest.rules import PreparedEvent
+from hub.kit.db import joined_column
 from hub.retention import strip_payload
 
 # Text columns arrive as one string each, events separated by ";" and list items by ",":
@@ -83,10 +84,10 @@ async def insert_events(
         node_id,
         [item.event.event_id for item in events],
         [item.event.captured_at for item in events],
-        _joined([item.event.camera_id for item in events]),
-        _joined([",".join(item.classes) for item in events]),
+        joined_column([item.event.camera_id for item in events]),
+        joined_column([",".join(item.classes) for item in events]),
         [item.best for item in events],
-        _joined([",".join([m.sha256 for m in item.event.media]) for item in events]),
+        joined_column([",".join([m.sha256 for m in item.event.media]) for item in events]),
         [item.content_sha256 for item in events],
         # As bytes: a str would be decoded here only for the driver to encode it again.
         [stored_payload(item, node_id=node_id, strip_pii=strip_pii) for item in events],
@@ -94,16 +95,6 @@ async def insert_events(
         list(quarantined),
     )
     return {event_id: (pk, captured_at) for event_id, pk, captured_at in inserted}
-
-
-def _joined(items: list[str]) -> str:
-    """One text for a column: items separated by ";", which the contract keeps out of every
-    value joined (checked all the same, at C speed: a stray ";" would shift every later
-    event's value)."""
-    joined = ";".join(items)
-    if joined.count(";") != len(items) - 1:
-        raise ValueError("a value of a joined column holds its separator")
-    return joined
 
 
 def stored_payload(item: PreparedEvent, *, node_id: UUID, strip_pii: bool) -> bytes:

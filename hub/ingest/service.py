@@ -69,7 +69,14 @@ async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) ->
             # The attributes live only here; the stored payloads name them (`pii_ref`).
             stored = [p.event for p in outcome.fresh]
             await seal_events(conn, deps.pii, events=stored, rows=outcome.rows)
-        planned = await deps.planner.plan(conn, node_id=node_id, event_ids=routable)
+        planned = await deps.planner.plan(
+            conn,
+            events=[
+                (p, outcome.rows[p.event.event_id])
+                for p in outcome.fresh
+                if p.event.event_id in routable
+            ],
+        )
         result = _assemble(batch.events, decided, outcome.results)
         entry = _audit(node_id, result, outcome.inserted, decision_id=policy.decision_id)
         await append_entry(conn, entry, clock=deps.clock)

@@ -10,6 +10,7 @@ each new bundle as it arrives: it re-checks its access on every revision change 
 each frame on its own.
 """
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from hub.policy.service import PolicyService
@@ -24,7 +25,7 @@ class PolicyPinMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the request with the active engine pinned."""
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         with self.policy.pinned():

@@ -17,6 +17,7 @@ from hub.delivery.repository.agencies import (
 from hub.delivery.repository.ledger import (
     Claimed,
     Finish,
+    PlanRow,
     backlog,
     claim_batch,
     due_agencies,
@@ -44,6 +45,7 @@ from hub.delivery.repository.ordered import (
 __all__ = [
     "Claimed",
     "Finish",
+    "PlanRow",
     "attempts_of",
     "backlog",
     "blocked_heads",

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from hub.contracts.detection_v1 import EventBatch
-from hub.ingest.ports import Disposition, IngestVerdicts, NoDeliveries, Planned
+from hub.ingest.ports import Disposition, IngestVerdicts, NoDeliveries, Planned, Routable
 from hub.ingest.rules import PreparedEvent
 from hub.ingest.service import IngestDeps, accept_batch
 from hub.runtime import Services
@@ -45,10 +45,8 @@ class Routed(NoDeliveries):
     def __init__(self) -> None:
         self.asked: set[UUID] = set()
 
-    async def plan(
-        self, conn: asyncpg.Connection, *, node_id: UUID, event_ids: set[UUID]
-    ) -> list[Planned]:
-        self.asked |= event_ids
+    async def plan(self, conn: asyncpg.Connection, *, events: Sequence[Routable]) -> list[Planned]:
+        self.asked |= {p.event.event_id for p, _ in events}
         return []
 
 
