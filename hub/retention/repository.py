@@ -37,7 +37,10 @@ gone AS (
     RETURNING d.id, d.captured_at),
 feed AS (
     DELETE FROM feed_entry f USING gone
-    WHERE f.event_pk = gone.id AND f.captured_at = gone.captured_at),
+    WHERE f.event_pk = gone.id AND f.captured_at = gone.captured_at
+    RETURNING f.seq),
+offers AS (  -- no foreign key deletes them (migration 0025)
+    DELETE FROM feed_offer o USING feed WHERE o.seq = feed.seq),
 pending AS (
     DELETE FROM feed_pending p USING gone
     WHERE p.event_pk = gone.id AND p.captured_at = gone.captured_at),
@@ -171,6 +174,13 @@ async def drop_partition(
     """
     # Dependent rows first: the parent's ACCESS EXCLUSIVE lock is then held only for the
     # detach, the drop and the commit, not for these scans.
+    # Offers by their positions, before the positions go (no foreign key does it, 0025).
+    await conn.execute(
+        """DELETE FROM feed_offer WHERE seq IN (
+               SELECT seq FROM feed_entry WHERE captured_at >= $1 AND captured_at < $2)""",
+        low,
+        high,
+    )
     for table in ("feed_entry", "feed_pending", "pii_attribute"):
         await conn.execute(
             f"DELETE FROM {table} WHERE captured_at >= $1 AND captured_at < $2", low, high

@@ -1,10 +1,13 @@
 """The sweep on a real database: partition drops, batched deletes, media, dry run, audit."""
 
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hub.audit import public_key_in, verify_log
+from hub.feeds.repository import sequence_pending
 from hub.ingest.partitions import partition_name
 from hub.retention.errors import SweepRunningError
 from hub.retention.rules import month_of_partition
@@ -143,3 +146,43 @@ async def test_a_second_sweep_finds_nothing_more(services: Services) -> None:
 def test_partition_names_parse() -> None:
     assert month_of_partition("detection_event_y2026m02").month == 2  # type: ignore[union-attr]
     assert month_of_partition("detection_event_default") is None
+
+
+async def _offer_everything(conn: Any) -> None:
+    """Feed positions for every stored event, each offered to one audience."""
+    await sequence_pending(conn)
+    audience = await conn.fetchval(
+        "INSERT INTO feed_audience (key, agency) VALUES ('retention-test', 'x') RETURNING id"
+    )
+    await conn.execute(
+        "INSERT INTO feed_offer (audience_id, seq) SELECT $1, seq FROM feed_entry", audience
+    )
+
+
+async def _offered_events(conn: Any) -> set[uuid.UUID]:
+    rows = await conn.fetch(
+        """SELECT e.event_id FROM feed_offer o
+           JOIN feed_entry f ON f.seq = o.seq
+           JOIN detection_event e ON e.id = f.event_pk AND e.captured_at = f.captured_at"""
+    )
+    return {r["event_id"] for r in rows}
+
+
+@pytest.mark.parametrize("days", [400, 45], ids=["partition dropped", "rows deleted"])
+async def test_expired_events_take_their_feed_offers_with_them(
+    services: Services, days: int
+) -> None:
+    async with services.db.pool.acquire() as conn:
+        expired = [await add_event(conn, captured_at=days_ago(days)) for _ in range(3)]
+        kept = await add_event(conn, captured_at=days_ago(1))
+        if days > 90:
+            await partition_events(conn)
+        await _offer_everything(conn)
+        assert await _offered_events(conn) == {*expired, kept}
+
+    await run_sweep(sweep_deps(services), dry_run=False)
+
+    async with services.db.pool.acquire() as conn:
+        offers = await conn.fetchval("SELECT count(*) FROM feed_offer")
+        assert await _offered_events(conn) == {kept}
+    assert offers == 1  # none left behind naming a deleted position
