@@ -50,8 +50,10 @@ RETIRE_GRACE_SECONDS = 30.0
 
 log = structlog.get_logger("hub.policy")
 
-# The engine a request decides with, pinned when it starts: (service, engine).
-_PINNED: ContextVar[tuple["PolicyService", PolicyEngine | None] | None] = ContextVar(
+# The engine a request decides with, pinned when it starts: (service, engine, the request's
+# task). A task started during the request copies this context; the task check keeps such a
+# background task (a flusher, a fan-out) from deciding with the pinned engine forever.
+_PINNED: ContextVar[tuple["PolicyService", PolicyEngine | None, object] | None] = ContextVar(
     "hub_policy_pinned", default=None
 )
 
@@ -213,7 +215,7 @@ class PolicyService:
     def pinned(self) -> Iterator[None]:
         """Within this block (one request), every decision uses the engine active at its
         start, even if a new bundle is activated meanwhile."""
-        token = _PINNED.set((self, self._engine))
+        token = _PINNED.set((self, self._engine, _task()))
         try:
             yield
         finally:
@@ -222,7 +224,7 @@ class PolicyService:
     def _current(self) -> PolicyEngine | None:
         """The pinned engine while it is still open, else the active one."""
         pin = _PINNED.get()
-        if pin is None or pin[0] is not self:
+        if pin is None or pin[0] is not self or pin[2] is not _task():
             return self._engine
         engine = pin[1]
         if engine is self._engine or (engine is not None and id(engine) in self._retiring):
@@ -442,6 +444,14 @@ class PolicyService:
             cause=error.cause,
             error=str(error)[:500],
         )
+
+
+def _task() -> object:
+    """The running task (None outside one): what a pin belongs to."""
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return None
 
 
 def _check_result(input: msgspec.Struct, result: msgspec.Struct) -> None:

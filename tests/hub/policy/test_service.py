@@ -523,3 +523,25 @@ async def test_cached_answers_are_reused_but_every_decision_is_logged() -> None:
         "hub/authz/decision", query, result_type=AuthzResult, cache_key=b"k"
     )
     assert three.reason == "second"
+
+
+async def test_a_task_started_by_a_pinned_request_uses_the_active_engine() -> None:
+    # A background task copies the request's context; it must not keep the request's engine.
+    svc = PolicyService(
+        NamedEngine("old"), sink=ListSink(), eval_budget_ms=1000, retire_grace_seconds=5
+    )
+    ask = functools.partial(
+        svc.decide, "hub/authz/decision", authz_input(roles=[]), result_type=AuthzResult
+    )
+    swapped = asyncio.Event()
+
+    async def background() -> str:
+        await swapped.wait()
+        return (await ask())[0].reason
+
+    with svc.pinned():
+        task = asyncio.create_task(background())
+        svc.activate(NamedEngine("new"))
+        swapped.set()
+        assert (await ask())[0].reason == "old"  # the request itself keeps its engine
+        assert await task == "new"
