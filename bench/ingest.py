@@ -7,11 +7,12 @@ The load generator runs in its own processes (so its GIL does not cap the figure
 shares the machine's cores with the API, PostgreSQL and Redis; the output says how the CPU
 was split. With `--feed-readers N`, N agency clients page the REST feed in processes of their
 own during the same timed window; `--compare-readers` times ingest alone, beside them and
-alone again (A-B-A) and compares the p99 beside them with the mean of the two alone phases.
+alone again (A-B-A) and compares the p99 beside them with the mean of the two alone phases;
+with `--rounds N`, N such pairs and a last alone phase, compared by medians.
 See bench/README.md for what each figure means.
 
     .venv/bin/python bench/ingest.py --clients 8 --duration 15 --workers 2
-    .venv/bin/python bench/ingest.py --feed-readers 20 --compare-readers
+    .venv/bin/python bench/ingest.py --feed-readers 20 --compare-readers [--rounds 3]
 """
 
 import argparse
@@ -25,6 +26,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,7 +88,23 @@ OTHER_CPU_WARNING = 15.0  # % of a core used by processes outside this run
 # into a fuller table than the one before it (the partition and its indexes grow by ~100,000
 # rows a phase), and other processes' load drifts over the run: with an alone phase on each
 # side, a drift that is linear in time moves both sides of the ratio alike.
-COMPARE_PHASES = (("alone", False), ("beside readers", True), ("alone again", False))
+# With --rounds N, N alone/beside pairs and a last alone phase (A-B-A-B-...-A): the ratio is
+# the median beside p99 over the median alone p99, so one phase disturbed by another tenant
+# of the machine moves it less. One round is the A-B-A above (the median of two alone
+# phases is their mean).
+SHUT_OUT_PHASE = "readers shut out"
+
+
+def compare_phases(rounds: int) -> list[tuple[str, bool]]:
+    """The phases of --compare-readers: (name, with readers), alone first and last."""
+    if rounds == 1:
+        return [("alone", False), ("beside readers", True), ("alone again", False)]
+    phases: list[tuple[str, bool]] = []
+    for n in range(1, rounds + 1):
+        phases += [(f"alone {n}", False), (f"beside readers {n}", True)]
+    return [*phases, (f"alone {rounds + 1}", False)]
+
+
 # The ratio is printed but "not judged" when other processes' share of the machine moved more
 # than this many points of a core between the phases: a p99 over ~1,000 batches is set by the
 # few longest waits for a core, so it follows their load, not the readers.
@@ -1024,16 +1042,18 @@ def run_phases(
     *,
     api: tuple[int, int],
     shut_out: bool,
+    rounds: int = 1,
 ) -> list[Phase]:
     """Time ingest alone, beside the readers and alone again (then, with `shut_out`, beside
     readers refused every page), each after a VACUUM ANALYZE. `api` is (port, workers)."""
     database, url = f"hub_bench_{scratch.tag}", scratch.database_url
-    todo = [*COMPARE_PHASES, *([("readers shut out", True)] if shut_out else [])]
+    compared = compare_phases(rounds)
+    todo = [*compared, *([(SHUT_OUT_PHASE, True)] if shut_out else [])]
     phases = []
     for number, (name, with_readers) in enumerate(todo, 1):
         if number > 1:
             asyncio.run(vacuum(url))
-        if number > len(COMPARE_PHASES):
+        if number > len(compared):
             restart_api(scratch, api, **SHUT_OUT_ENV)
         log(f"phase {number} of {len(todo)}: ingest {name}")
         assert scratch.api is not None
@@ -1073,24 +1093,28 @@ def ratio(numerator: float, denominator: float) -> float | None:
 
 
 def compare_figures(args: argparse.Namespace, phases: list[Phase]) -> dict[str, Any]:
-    """Every phase's figures, the beside phase's p99 over the mean of the alone phases' (the
-    goal figure) and over each of them, and whether the machine stayed comparable."""
+    """Every phase's figures, the median beside p99 over the median alone p99 (the goal
+    figure; with one round, the beside phase over the mean of the two alone ones) and over
+    each alone phase, and whether the machine stayed comparable."""
     summaries = [
         {"name": p.name, "with_readers": p.with_readers, **phase_summary(args, p.load),
          "dead_rows_after": p.dead_rows}
         for p in phases
     ]  # fmt: skip
-    beside = next(s for s in summaries if s["with_readers"])
-    alone = [s for s in summaries if not s["with_readers"]]
-    shut_out = summaries[len(COMPARE_PHASES) :]
-    alone_p99 = sum(s["p99_ms"] for s in alone) / len(alone)
-    other = [s["cpu_percent_of_one_core"]["other"] for s in summaries[: len(COMPARE_PHASES)]]
+    compared = [s for s in summaries if s["name"] != SHUT_OUT_PHASE]
+    beside = [s["p99_ms"] for s in compared if s["with_readers"]]
+    alone = [s["p99_ms"] for s in compared if not s["with_readers"]]
+    shut_out = [s for s in summaries if s["name"] == SHUT_OUT_PHASE]
+    alone_p99, beside_p99 = statistics.median(alone), statistics.median(beside)
+    other = [s["cpu_percent_of_one_core"]["other"] for s in compared]
     drift = round(max(other) - min(other), 1)
     return {
         "phases": summaries,
-        "alone_p99_mean_ms": round(alone_p99, 1),
-        "p99_ratio": ratio(beside["p99_ms"], alone_p99),
-        "p99_ratio_to_each_alone": [ratio(beside["p99_ms"], s["p99_ms"]) for s in alone],
+        "rounds": len(beside),
+        "alone_p99_median_ms": round(alone_p99, 1),
+        "beside_p99_median_ms": round(beside_p99, 1),
+        "p99_ratio": ratio(beside_p99, alone_p99),
+        "p99_ratio_to_each_alone": [ratio(beside_p99, p99) for p99 in alone],
         "other_cpu_drift_points": drift,
         "judged": drift <= OTHER_CPU_DRIFT_POINTS,
         "shut_out_p99_ratio": ratio(shut_out[0]["p99_ms"], alone_p99) if shut_out else None,
@@ -1131,8 +1155,7 @@ def render_readers(report: dict[str, Any]) -> Iterator[str]:
         return
     for number, phase in enumerate(compare["phases"], 1):
         yield from render_phase(number, phase)
-    beside = next(p for p in compare["phases"] if p["with_readers"])
-    each = " and ".join(str(r) for r in compare["p99_ratio_to_each_alone"])
+    each = ", ".join(str(r) for r in compare["p99_ratio_to_each_alone"])
     found = compare["p99_ratio"]
     judged = (
         ""
@@ -1140,16 +1163,19 @@ def render_readers(report: dict[str, Any]) -> Iterator[str]:
         else f", not judged: other processes' cpu moved {compare['other_cpu_drift_points']} "
         "points of a core between the phases"
     )
+    rounds = compare["rounds"]
+    beside = "the beside phase" if rounds == 1 else f"the median of {rounds} beside phases"
+    alone = "the mean of the alone phases" if rounds == 1 else "the median of the alone phases"
     yield (
-        f"  ingest p99      {beside['p99_ms']} ms beside {feed['readers']} feed readers, "
-        f"{compare['alone_p99_mean_ms']} ms the mean of the alone phases: ratio "
+        f"  ingest p99      {compare['beside_p99_median_ms']} ms beside {feed['readers']} feed "
+        f"readers ({beside}), {compare['alone_p99_median_ms']} ms {alone}: ratio "
         f"{found if found is not None else 'n/a'}{judged} (to each alone phase: {each}; "
         "beside / alone, 1.0 = unchanged)"
     )
     if compare["shut_out_p99_ratio"] is not None:
         yield (
-            f"  shut out        ingest p99 beside readers refused every page, over the mean of "
-            f"the alone phases: {compare['shut_out_p99_ratio']} (a last phase on a restarted "
+            f"  shut out        ingest p99 beside readers refused every page, over {alone}: "
+            f"{compare['shut_out_p99_ratio']} (a last phase on a restarted "
             "API; its drift is not balanced)"
         )
 
@@ -1281,6 +1307,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "again; print every phase and the p99 beside them over the mean of the alone p99s",
     )  # fmt: skip
     parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="with --compare-readers, N alone/beside pairs and a last alone phase; the ratio is "
+        "the median beside p99 over the median alone p99 (robuster on a shared machine)",
+    )  # fmt: skip
+    parser.add_argument(
         "--shut-out-reference", action="store_true",
         help="with --compare-readers, a fourth phase beside the readers with the feed page "
         "budget beside ingest at 1 ms/s (every page refused), on a restarted API",
@@ -1295,6 +1326,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("need --feed-readers >= 0, --reader-procs >= 1 and --reader-rate >= 0")
     if args.compare_readers and not args.feed_readers:
         parser.error("--compare-readers needs --feed-readers N (N > 0)")
+    if args.rounds < 1 or (args.rounds > 1 and not args.compare_readers):
+        parser.error("--rounds N needs N >= 1 and, above 1, --compare-readers")
     if args.shut_out_reference and not args.compare_readers:
         parser.error("--shut-out-reference needs --compare-readers")
     return args
@@ -1320,7 +1353,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.compare_readers and readers:
             phases = run_phases(
                 scratch, plans, readers, api=(port, args.workers),
-                shut_out=args.shut_out_reference,
+                shut_out=args.shut_out_reference, rounds=args.rounds,
             )  # fmt: skip
             first = phases[0].load
             load = next(p.load for p in phases if p.with_readers)
