@@ -1,4 +1,4 @@
-"""One request, one policy revision.
+"""One request, one policy revision (ADR 0029).
 
 A request makes several decisions (the route guard's authz, then ingest or release); a bundle
 activated between two of them must not split the request across two revisions, or an event
