@@ -138,8 +138,16 @@ class ThreadedServer:
 
         import uvicorn
 
+        # A connection still open at stop (a live socket whose handler waits) must not keep
+        # the server running past its test: it would go on working on the session's shared
+        # database and Redis prefix and write into the next tests' rows.
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=3,
         )
         server = uvicorn.Server(config)
         self._server = server
@@ -156,7 +164,12 @@ class ThreadedServer:
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True  # type: ignore[attr-defined]
             self._thread.join(timeout=10)
+            if self._thread.is_alive():  # still draining: stop without waiting any longer
+                self._server.force_exit = True  # type: ignore[attr-defined]
+                self._thread.join(timeout=10)
             self._server = None
+            if self._thread.is_alive():
+                raise RuntimeError(f"the server on port {self.port} did not stop")
 
     def __enter__(self) -> "ThreadedServer":
         return self.start()
