@@ -47,3 +47,30 @@ async def test_detection_event_is_range_partitioned_with_a_default(settings: Set
     assert strategy == "r"
     assert default == "detection_event_default"
     assert {r["attname"] for r in key_columns} == {"id", "captured_at"}
+
+
+# Every index on detection_event costs each ingested event an insert: the table keeps those
+# a query reads (migration 0026 dropped the GIN on classes, which none did).
+EVENT_INDEXES = {
+    "detection_event_pkey": "(id, captured_at): feed sequencing, planning, retention by row",
+    "detection_event_node_event_key": "exactly-once ingest: an event re-sent by its node",
+    "detection_event_camera_idx": "retention and incident browsing by camera and time",
+    "detection_event_captured_idx": "retention's keyset walk by (captured_at, id)",
+    "detection_event_media_idx": "the events naming an image (media release, scans)",
+}
+
+
+async def test_detection_event_keeps_only_the_indexes_queries_read(settings: Settings) -> None:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        names = await conn.fetch(
+            "SELECT indexrelid::regclass::text AS name FROM pg_index "
+            "WHERE indrelid = 'detection_event'::regclass"
+        )
+        applied = await conn.fetchval(
+            "SELECT count(*) FROM migration WHERE name = '2026-12-06T00:00:26:000000'"
+        )
+    finally:
+        await conn.close()
+    assert applied == 1
+    assert {r["name"] for r in names} == set(EVENT_INDEXES)
