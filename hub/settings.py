@@ -161,11 +161,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     feeds_page_concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] = 4
     feeds_page_queue: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 32
     feeds_page_max_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.5
-    # Event-loop CPU that page work may use, in ms per second per process: the first while
-    # the process is not ingesting, the second while it accepted an ingest batch within the
-    # last second (ingest has priority; 1000 = no limit).
+    # Event-loop CPU that feed requests may use, in ms per second per process: the first
+    # while ingest does not press on the process, the second while it does: it accepted an
+    # ingest batch within the last second and, besides the feeds, used at least
+    # `feeds_page_ingest_busy_percent` of a core over the last half second (ingest has
+    # priority; 1000 = no limit; ADR 0026).
     feeds_page_cpu_ms_per_second: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 700
-    feeds_page_cpu_ms_beside_ingest: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+    feeds_page_cpu_ms_beside_ingest: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    feeds_page_ingest_busy_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] = 20
 
     # Audit
     # The sealer signs a checkpoint (tree size, root, time) of the audit log this often.

@@ -6,10 +6,13 @@ would take both cores from ingest. The gate gives each process two bounds (ADR 0
 
 - pages in progress at once (`concurrency`), with a short FIFO wait queue (`queue` places,
   `max_wait` seconds), so pages never hold more than a few pooled connections;
-- a CPU budget: page work is metered step by step on the event loop (`metered`) and drawn
-  from a bucket refilled at `cpu_ms_per_second`, lowered to `cpu_ms_beside_ingest` while the
-  process accepted an ingest batch within `INGEST_RECENT_SECONDS`. A page starts only while
-  the bucket is not in debt.
+- a CPU budget: every HTTP request on the feed routes is metered step by step on the event
+  loop (`MeteredFeedRequests`: authentication, the page, encoding and sending, and requests
+  the gate refuses) and drawn from a bucket refilled at `cpu_ms_per_second`, lowered to
+  `cpu_ms_beside_ingest` while ingest presses on the process: it accepted a batch within
+  `INGEST_RECENT_SECONDS` and, besides the feeds, the process used at least
+  `ingest_busy_percent` of a core over the last `LOAD_WINDOW_SECONDS`. A page starts only
+  while the bucket is not in debt.
 
 Beyond them a reader gets `FeedsBusyError` (503 `feeds_busy` with Retry-After), never a
 500; ingest never passes through the gate, so it is never refused by it.
@@ -24,14 +27,20 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
+
 from hub.feeds.errors import FeedsBusyError
 from hub.feeds.metrics import FeedMetrics
 from hub.settings import Settings
 
 T = TypeVar("T")
 
-# A process that accepted an ingest batch this recently is ingesting: pages get the lower budget.
+# A process that accepted an ingest batch this recently is ingesting: pages get the lower budget
+# if ingest also keeps the process busy (a lone batch now and then leaves readers alone).
 INGEST_RECENT_SECONDS = 1.0
+# How often the process's CPU use besides the feeds is measured (the last window's share).
+LOAD_WINDOW_SECONDS = 0.5
 # The most CPU the bucket saves up while idle, as seconds of its refill rate: a quiet process
 # starts a burst of pages at once, but not more than this much work ahead of the budget.
 BURST_SECONDS = 0.2
@@ -46,7 +55,8 @@ class PageBudget:
     queue: int = 32
     max_wait_seconds: float = 0.5
     cpu_ms_per_second: int = 700
-    cpu_ms_beside_ingest: int = 50
+    cpu_ms_beside_ingest: int = 10
+    ingest_busy_percent: int = 20
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PageBudget":
@@ -57,6 +67,7 @@ class PageBudget:
             max_wait_seconds=settings.feeds_page_max_wait_seconds,
             cpu_ms_per_second=settings.feeds_page_cpu_ms_per_second,
             cpu_ms_beside_ingest=settings.feeds_page_cpu_ms_beside_ingest,
+            ingest_busy_percent=settings.feeds_page_ingest_busy_percent,
         )
 
 
@@ -69,10 +80,12 @@ class PageGate:
         *,
         metrics: FeedMetrics,
         clock: Callable[[], float] = time.monotonic,
+        cpu_clock: Callable[[], int] = time.process_time_ns,
     ) -> None:
         self.budget = budget
         self._metrics = metrics
         self._clock = clock
+        self._load = _OtherLoad(clock, cpu_clock)
         self._in_flight = 0
         self._waiting: deque[asyncio.Event] = deque()
         self._at = clock()
@@ -87,6 +100,12 @@ class PageGate:
         """Draw page CPU from the bucket (it may go into debt; new pages then wait). Called
         on every step of a page, so it only subtracts: the refill is added on admission."""
         self._balance_ns -= cpu_ns
+        self._load.feeds_ns += cpu_ns
+
+    def charge_database(self, wall_ns: int) -> None:
+        """Draw from the bucket for page work done in PostgreSQL (by its wall time, which
+        bounds its CPU there); not this process's CPU, so not counted in its load."""
+        self._balance_ns -= wall_ns
 
     def _count_cpu(self, cpu_ns: int) -> None:
         self._metrics.page_cpu.inc(cpu_ns / NS)
@@ -105,6 +124,17 @@ class PageGate:
     def metered(self, work: Coroutine[Any, Any, T]) -> Awaitable[T]:
         """`work`, its event-loop CPU charged to the bucket as each step runs."""
         return _Metered(work, self.charge, self._count_cpu)
+
+    def refuse_hopeless(self, channel: str) -> None:
+        """Refuse at once (`FeedsBusyError`) a request that could not start within the
+        longest wait anyway: its queue is full, or the bucket's debt takes longer than that
+        to refill. Called before the request is authenticated, so a reader over the budget
+        costs the process little more than its HTTP parsing."""
+        if len(self._waiting) >= self.budget.queue:
+            self._refuse(channel, retry_after=self._retry_after(self._wait_for_turn()))
+        wait = self._wait_for_turn()
+        if math.isfinite(wait) and wait > self.budget.max_wait_seconds:
+            self._refuse(channel, retry_after=self._retry_after(wait))
 
     async def _enter(self, channel: str) -> None:
         if not self._waiting and self._wait_for_turn() == 0.0:
@@ -183,10 +213,15 @@ class PageGate:
 
     def _rate_ns(self) -> int:
         """The bucket's refill rate now, in ns of CPU per second."""
-        ingesting = self._clock() - self._ingest_at < INGEST_RECENT_SECONDS
         budget = self.budget
-        ms = budget.cpu_ms_beside_ingest if ingesting else budget.cpu_ms_per_second
+        ms = budget.cpu_ms_beside_ingest if self._ingest_presses() else budget.cpu_ms_per_second
         return ms * 1_000_000
+
+    def _ingest_presses(self) -> bool:
+        """Whether ingest ran lately and, with what else runs here, keeps the process busy."""
+        if self._clock() - self._ingest_at >= INGEST_RECENT_SECONDS:
+            return False
+        return self._load.share() * 100 >= self.budget.ingest_busy_percent
 
     def _refill(self) -> None:
         now = self._clock()
@@ -198,6 +233,61 @@ class PageGate:
     @staticmethod
     def _burst_ns(ms_per_second: int) -> int:
         return int(ms_per_second * 1_000_000 * BURST_SECONDS)
+
+
+class _OtherLoad:
+    """The process's CPU use besides the feeds' metered requests, as a share of one core over
+    the last window: ingest's (and the unmetered rest: HTTP parsing, row decoding, timers)."""
+
+    def __init__(self, clock: Callable[[], float], cpu_clock: Callable[[], int]) -> None:
+        self._clock = clock
+        self._cpu_clock = cpu_clock
+        self.feeds_ns = 0  # metered feed work so far (the gate adds each step)
+        self._at, self._cpu_at, self._feeds_at = clock(), cpu_clock(), 0
+        self._share = 0.0
+
+    def share(self) -> float:
+        """The last full window's share (measured again once a window has passed)."""
+        now = self._clock()
+        elapsed = now - self._at
+        if elapsed >= LOAD_WINDOW_SECONDS:
+            cpu = self._cpu_clock()
+            other = (cpu - self._cpu_at) - (self.feeds_ns - self._feeds_at)
+            self._share = max(0.0, other / NS / elapsed)
+            self._at, self._cpu_at, self._feeds_at = now, cpu, self.feeds_ns
+        return self._share
+
+
+class MeteredFeedRequests:
+    """ASGI middleware of the feed routers: each HTTP request's event-loop CPU, from routing
+    to the last byte sent (authentication, guard, page, encoding, a refusal), is charged to
+    the process's page gate, and a request the gate could not admit in time is refused
+    before any of that work. Metering only the page itself missed about half of what a
+    reader cost ingest (issue 17). WebSockets (the live feed) are not pages: not metered."""
+
+    def __init__(
+        self, app: ASGIApp, *, gate: Callable[[], PageGate], refuse_as: str | None
+    ) -> None:
+        # A getter, not the gate: Litestar deep-copies a router's middleware arguments, and
+        # a function is copied as itself (the gate holds locks and must stay one per process).
+        self.app = app
+        self.gate = gate
+        # The channel early refusals count under; None where some requests of the router do
+        # not pass the gate (SOAP's acknowledgements): only metered, the handler decides.
+        self.refuse_as = refuse_as
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request, metered when it is HTTP."""
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        gate = self.gate()
+        if self.refuse_as is not None:
+            gate.refuse_hopeless(self.refuse_as)  # the route's error handlers answer it
+        await gate.metered(self._run(scope, receive, send))
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
 
 
 class Turn:

@@ -53,14 +53,12 @@ async def read_page(
     events the reader's audience is offered. With `wait`, an empty or unchanged page waits
     (up to `wait` seconds) for new events instead of answering at once (long-poll).
 
-    The page's work is admitted and metered by the process's page gate (admission.py):
-    over its budget this raises `FeedsBusyError` (503 with Retry-After)."""
+    The page is admitted by the process's page gate (admission.py; the feed routers meter
+    the whole request): over its budget this raises `FeedsBusyError` (503 with Retry-After)."""
     async with kit.gate.admitted(channel) as turn:
-        return await kit.gate.metered(
-            _read_page(
-                kit, reader, cursor=cursor, filters=filters, limit=limit, wait=wait,
-                if_none_match=if_none_match, channel=channel, turn=turn,
-            )
+        return await _read_page(
+            kit, reader, cursor=cursor, filters=filters, limit=limit, wait=wait,
+            if_none_match=if_none_match, channel=channel, turn=turn,
         )  # fmt: skip
 
 

@@ -10,11 +10,13 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Router, WebSocket, get, websocket
 from litestar.exceptions import WebSocketDisconnect
+from litestar.middleware import DefineMiddleware
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Response
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
+from hub.feeds.admission import MeteredFeedRequests, PageGate
 from hub.feeds.live import Subscriber
 from hub.feeds.live_access import (
     CLOSE_CAP,
@@ -123,9 +125,9 @@ async def get_media(
     may see references it (the answer does not reveal whether the image exists)."""
     reader = await resolve_reader(services, request)
     await refuse_paused(services.feeds, reader)
-    gate = services.feeds.gate  # an image is page work too (admission.py)
-    async with gate.admitted("media"):
-        shown = await gate.metered(read_media(services.feeds, reader, sha256=sha256))
+    # An image is page work too: admitted by the gate, metered with its request (admission.py).
+    async with services.feeds.gate.admitted("media"):
+        shown = await read_media(services.feeds, reader, sha256=sha256)
     image, content_type, decision_id = shown
     headers = {"X-Decision-Id": decision_id, "Cache-Control": "private, no-store"}
     return image_response(image, content_type, headers=headers)  # nosniff, proven type only
@@ -294,6 +296,12 @@ async def _drain_client(socket: WebSocket[Any, Any, Any]) -> None:
             await socket.receive_data(mode="text")
 
 
-def build_router() -> Router:
-    """The feeds router."""
-    return Router(path="/v1/feeds", tags=["feeds"], route_handlers=[get_events, get_media, live])
+def build_router(gate: PageGate) -> Router:
+    """The feeds router; its HTTP requests are metered by the process's page gate."""
+    return Router(
+        path="/v1/feeds",
+        tags=["feeds"],
+        route_handlers=[get_events, get_media, live],
+        # Every HTTP route here (events, media) passes the gate: refused early when hopeless.
+        middleware=[DefineMiddleware(MeteredFeedRequests, gate=lambda: gate, refuse_as="rest")],
+    )

@@ -17,11 +17,13 @@ import msgspec
 import structlog
 from litestar import Request, Router, get, post
 from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
 from litestar.response import Response
 from litestar.types import Scope
 from lxml import etree
 from lxml.builder import ElementMaker
 
+from hub.feeds.admission import MeteredFeedRequests, PageGate
 from hub.feeds.pages import read_page
 from hub.feeds.schemas import FeedFilters, FeedPage
 from hub.feeds.service import Reader, acknowledge, refuse_paused, resolve_reader
@@ -165,8 +167,9 @@ def listening_url(scope: Scope) -> str:
     return f"{scope.get('scheme', 'http')}://{host}:{port}"
 
 
-def build_router(settings: Settings) -> Router:
-    """`GET /soap/feed?wsdl` (public) and `POST /soap/feed` (guarded like every route)."""
+def build_router(settings: Settings, gate: PageGate) -> Router:
+    """`GET /soap/feed?wsdl` (public) and `POST /soap/feed` (guarded like every route); its
+    requests are metered by the process's page gate, as the REST feed's are."""
     service = load_service()
 
     @get("/", opt={"public": True}, include_in_schema=False)
@@ -188,6 +191,7 @@ def build_router(settings: Settings) -> Router:
         path=PATH,
         tags=["feeds"],
         route_handlers=[wsdl, call],
+        middleware=[DefineMiddleware(MeteredFeedRequests, gate=lambda: gate, refuse_as=None)],
         # Every error a SOAP client can meet, including the app's own kinds, as a fault.
         exception_handlers=dict.fromkeys(
             (SoapFaultError, HubError, HTTPException, *DEPENDENCY_ERRORS, Exception), fault_response

@@ -6,16 +6,16 @@ import time
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 from lxml import etree
 from prometheus_client import CollectorRegistry
 
 from hub.app import create_app
-from hub.feeds.admission import PageBudget, PageGate
+from hub.feeds.admission import MeteredFeedRequests, PageBudget, PageGate
 from hub.feeds.errors import FeedsBusyError
 from hub.feeds.metrics import FeedMetrics
 from hub.kit.soap import SOAP_ENV
+from hub.runtime import build_services
 from hub.settings import Settings
 from tests.hub.feeds.builders import NORTH_CAMERA, bearer, event, upload_to
 from tests.support import EdgeNode, ThreadedServer
@@ -31,9 +31,22 @@ class FakeClock:
         return self.now
 
 
-def gate(clock: FakeClock, **budget: Any) -> tuple[PageGate, FeedMetrics]:
+class FakeCpu:
+    """The process's CPU time in ns, moved by the test."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+def gate(
+    clock: FakeClock, cpu: FakeCpu | None = None, **budget: Any
+) -> tuple[PageGate, FeedMetrics]:
     metrics = FeedMetrics(CollectorRegistry())
-    return PageGate(PageBudget(**budget), metrics=metrics, clock=clock), metrics
+    pages = PageGate(PageBudget(**budget), metrics=metrics, clock=clock, cpu_clock=cpu or FakeCpu())
+    return pages, metrics
 
 
 def count(metrics: FeedMetrics, outcome: str, channel: str = "rest") -> float:
@@ -119,11 +132,17 @@ async def test_a_page_in_cpu_debt_waits_for_the_refill_or_is_refused() -> None:
         pass
 
 
-async def test_ingest_lowers_the_budget_while_it_runs() -> None:
-    clock = FakeClock()
-    pages, _ = gate(clock, cpu_ms_per_second=1000, cpu_ms_beside_ingest=100)
-    pages.charge(1_200_000_000)  # the 200 ms saved up, then one second of CPU in debt
+async def test_ingest_lowers_the_budget_while_it_keeps_the_process_busy() -> None:
+    clock, cpu = FakeClock(), FakeCpu()
+    pages, _ = gate(
+        clock, cpu, cpu_ms_per_second=1000, cpu_ms_beside_ingest=100, ingest_busy_percent=20
+    )
+    clock.now += 0.5
+    cpu.ns += 150_000_000  # 30 % of a core in half a second, none of it on the feeds
     pages.note_ingest()
+    async with pages.admitted("rest"):  # the bucket saved up 20 ms (its ceiling at 100 ms/s)
+        cpu.ns += 1_020_000_000
+        pages.charge(1_020_000_000)  # then one second in debt
     with pytest.raises(FeedsBusyError) as beside:
         async with pages.admitted("rest"):
             pass
@@ -133,56 +152,40 @@ async def test_ingest_lowers_the_budget_while_it_runs() -> None:
         pass
 
 
-async def test_metering_charges_the_pages_own_steps_only() -> None:
+async def test_a_lone_ingest_batch_in_an_idle_process_leaves_readers_the_full_budget() -> None:
+    clock, cpu = FakeClock(), FakeCpu()
+    pages, _ = gate(
+        clock, cpu, cpu_ms_per_second=1000, cpu_ms_beside_ingest=100, ingest_busy_percent=20
+    )
+    clock.now += 1.0
+    cpu.ns += 2_150_000_000  # in one second: 2.1 s on feed requests, 50 ms (5 %) on the rest
+    pages.charge(2_100_000_000)  # the 200 ms saved up and the second's refill, 0.9 s in debt
+    pages.note_ingest()
+    with pytest.raises(FeedsBusyError) as busy:
+        async with pages.admitted("rest"):
+            pass
+    assert busy.value.retry_after == 1  # refilled at 1000 ms/s (at 100 ms/s it would be 9)
+
+
+async def test_feed_routers_meter_whole_http_requests_not_websockets() -> None:
     pages, metrics = gate(FakeClock(), cpu_ms_per_second=1000)
 
-    def burn(seconds: float) -> None:
-        until = time.thread_time() + seconds
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        until = time.thread_time() + 0.03
         while time.thread_time() < until:
             pass
 
-    async def page() -> str:
-        burn(0.02)
-        await asyncio.sleep(0.05)  # other work runs meanwhile: not the page's
-        burn(0.02)
-        return "done"
+    async def nothing() -> dict[str, Any]:
+        return {}
 
-    async def other() -> None:
-        await asyncio.sleep(0.01)
-        burn(0.05)
+    async def ignore(message: Any) -> None:
+        pass
 
-    elsewhere = asyncio.create_task(other())
-    assert await pages.metered(page()) == "done"
-    await elsewhere
-    charged = metrics.page_cpu._value.get()
-    assert 0.035 <= charged < 0.07
-
-
-async def test_metering_passes_errors_and_cancellation_through() -> None:
-    pages, _ = gate(FakeClock())
-
-    async def fails() -> None:
-        await asyncio.sleep(0)
-        raise ValueError("no")
-
-    with pytest.raises(ValueError, match="no"):
-        await pages.metered(fails())
-
-    async def waits() -> None:
-        await pages.metered(asyncio.sleep(10))
-
-    task = asyncio.create_task(waits())
-    await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-
-
-def starved(settings: Settings) -> Settings:
-    """Settings whose page budget one page exhausts for seconds (1 ms of CPU per second)."""
-    return msgspec.structs.replace(
-        settings, feeds_page_cpu_ms_per_second=1, feeds_page_cpu_ms_beside_ingest=1
-    )
+    metered = MeteredFeedRequests(app, gate=lambda: pages, refuse_as="rest")
+    await metered({"type": "websocket"}, nothing, ignore)
+    assert metrics.page_cpu._value.get() == 0
+    await metered({"type": "http"}, nothing, ignore)
+    assert 0.025 <= metrics.page_cpu._value.get() < 0.06
 
 
 def get_events(limit: int = 10) -> bytes:
@@ -198,13 +201,18 @@ def get_events(limit: int = 10) -> bytes:
 async def test_over_budget_rest_and_soap_say_busy_and_ingest_goes_on(
     feed_settings: Settings, agencies: None, edge_node: EdgeNode, tokens: dict[str, str]
 ) -> None:
-    with ThreadedServer(create_app(starved(feed_settings))) as server:
+    services = build_services(feed_settings)
+    with ThreadedServer(create_app(feed_settings, services=services)) as server:
         await upload_to(server.url, edge_node, *[event(NORTH_CAMERA) for _ in range(5)])
         headers = bearer(tokens["police"])
         soap_headers = {**headers, "Content-Type": "text/xml; charset=utf-8"}
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
             first = await http.get("/v1/feeds/events", headers=headers)
+            # Ten seconds of feed work in debt: the bucket refills at 700 ms/s (not ingesting).
+            services.feeds.gate.charge(10 * 1_000_000_000)
             busy = await http.get("/v1/feeds/events", headers=headers)
+            # Refused before authentication: a hopeless request costs almost nothing.
+            anonymous = await http.get("/v1/feeds/events")
             soap = await http.post("/soap/feed", content=get_events(), headers=soap_headers)
         # Ingest does not pass through the gate: accepted while readers are refused.
         await upload_to(server.url, edge_node, event(NORTH_CAMERA))
@@ -215,9 +223,27 @@ async def test_over_budget_rest_and_soap_say_busy_and_ingest_goes_on(
     assert busy.headers["content-type"].startswith("application/problem+json")
     assert busy.json()["type"].endswith("/feeds_busy")
     assert int(busy.headers["retry-after"]) >= 1
+    assert anonymous.status_code == 503, anonymous.text
+    assert anonymous.json()["type"].endswith("/feeds_busy")
     assert soap.status_code == 503, soap.text
     assert int(soap.headers["retry-after"]) >= 1
     fault = etree.fromstring(soap.content).find(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault")
     assert fault is not None
     assert fault.findtext("faultcode") == "soap:Server"
     assert "budget" in (fault.findtext("faultstring") or "")
+
+
+async def test_database_time_draws_from_the_bucket_but_is_not_this_process_load() -> None:
+    clock, cpu = FakeClock(), FakeCpu()
+    pages, _ = gate(
+        clock, cpu, cpu_ms_per_second=1000, cpu_ms_beside_ingest=100, ingest_busy_percent=20
+    )
+    clock.now += 0.5
+    cpu.ns += 150_000_000  # 30 % of a core besides the feeds: ingest presses
+    # 200 ms saved up at start, 50 ms refilled in the half second: 0.99 s in debt.
+    pages.charge_database(1_240_000_000)
+    pages.note_ingest()
+    with pytest.raises(FeedsBusyError) as beside:
+        async with pages.admitted("rest"):
+            pass
+    assert beside.value.retry_after == 10  # at 100 ms/s: the load stayed ingest's

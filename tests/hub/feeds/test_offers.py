@@ -199,3 +199,26 @@ async def test_offers_reset_between_cover_and_read_are_never_read_as_empty(
     taken = await take_offered(kit, spec, after=0, filters=FeedFilters(), limit=10)
     assert len(taken.rows) == 3
     assert taken.more is False
+
+
+async def test_a_fill_draws_its_database_time_from_the_page_budget(
+    feed_services: Services,
+) -> None:
+    kit = feed_services.feeds
+    spec = audience_of(await resolve_reader(kit, POLICE, decision_id=None))
+    conn = await asyncpg.connect(feed_services.settings.database_url)
+    try:
+        for _ in range(3):
+            await insert_event(conn, NORTH_CAMERA)
+    finally:
+        await conn.close()
+    await sequence_and_announce(kit)
+    drawn: list[int] = []
+    kit.gate.charge_database = drawn.append  # type: ignore[method-assign]
+    try:
+        await offers.cover(kit, spec, after=0, extend=False)  # fills the new audience
+        await offers.cover(kit, spec, after=0, extend=False)  # covered: no fill, no charge
+    finally:
+        del kit.gate.charge_database
+    assert len(drawn) == 1
+    assert drawn[0] > 0
