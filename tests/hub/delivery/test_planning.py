@@ -65,9 +65,7 @@ async def test_each_event_is_planned_for_exactly_the_agencies_that_subscribe_to_
         # person at 0.95 on camera 1: everything, confident, confident-people-cam-1
         "a": event(camera_id="demo-cam-1", detections=detected(("person", 0.95))),
         # a vehicle (and a person below 0.8) on camera 2: everything, vehicles, camera-2
-        "b": event(
-            camera_id="demo-cam-2", detections=detected(("vehicle", 0.7), ("person", 0.6))
-        ),
+        "b": event(camera_id="demo-cam-2", detections=detected(("vehicle", 0.7), ("person", 0.6))),
         # a person at exactly 0.9 on camera 1: the minimum is inclusive, as stored (a real)
         "c": event(camera_id="demo-cam-1", detections=detected(("person", 0.9))),
         # a plate on camera 2: everything, camera-2
