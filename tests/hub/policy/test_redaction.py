@@ -3,6 +3,9 @@
 import copy
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from hub.policy.redaction import (
     Redacted,
     apply_plan,
@@ -232,3 +235,62 @@ def test_a_plan_without_a_manifest_redacts_the_same() -> None:
     assert unlisted.record == listed.record
     assert unlisted.manifest == []
     assert len(listed.manifest) == 3
+
+
+TOKENS = ["detections", "attributes", "plate_text", "track_id", "captured_at", "*", "0", "1"]
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(-90, 90, allow_nan=False),
+    st.sampled_from(["AB-1", "2026-11-22T10:47:31+00:00", "x"]),
+)
+DOCUMENTS = st.recursive(
+    VALUES,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(TOKENS[:5]), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+REDACTIONS = st.builds(
+    lambda tokens, op: Redaction(
+        path="".join("/" + t for t in tokens),
+        op=op,
+        params={"time_seconds": 3600} if op == "generalize" else {},
+    ),
+    st.lists(st.sampled_from(TOKENS), min_size=1, max_size=4),
+    st.sampled_from(["remove", "mask", "hash", "generalize"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    document=st.dictionaries(st.sampled_from(TOKENS[:5]), DOCUMENTS, max_size=4),
+    redactions=st.lists(REDACTIONS, min_size=1, max_size=5),
+)
+def test_a_plan_walked_as_one_tree_redacts_as_its_steps_one_by_one(
+    document: dict[str, Any], redactions: list[Redaction]
+) -> None:
+    plan = plan_redactions(redactions, hash_key=KEY)
+    stepwise = plan._replace(tree=None)
+    tree = apply_plan(copy.deepcopy(document), plan, manifest=False).record
+    assert tree == apply_plan(copy.deepcopy(document), stepwise, manifest=False).record
+
+
+def test_a_recipient_profile_plan_is_walked_as_one_tree() -> None:
+    redactions = [
+        Redaction(path="/detections/*/attributes/plate_text", op="remove"),
+        Redaction(path="/detections/*/track_id", op="remove"),
+        Redaction(path="/captured_at", op="generalize", params={"time_seconds": 3600}),
+        *(Redaction(path=f"/detections/*/attributes/lm_{i}", op="remove") for i in range(10)),
+    ]
+    plan = plan_redactions(redactions, hash_key=KEY)
+    assert plan.tree is not None
+    got = apply_plan(record(), plan, manifest=False).record
+    assert got == apply_redactions(record(), redactions, hash_key=KEY).record
+    assert got["captured_at"] == "2026-11-22T10:00:00Z"
+    assert [d.get("track_id") for d in got["detections"]] == [None, None]
+    # Overlapping or indexed pointers keep the step-by-step walk.
+    for path in ("/detections/0/label", "/detections/*"):
+        mixed = plan_redactions([*redactions, Redaction(path=path, op="mask")], hash_key=KEY)
+        assert mixed.tree is None
