@@ -1,6 +1,8 @@
 """The redaction operators, pure."""
 
 import copy
+import math
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import given, settings
@@ -294,3 +296,36 @@ def test_a_recipient_profile_plan_is_walked_as_one_tree() -> None:
     for path in ("/detections/0/label", "/detections/*"):
         mixed = plan_redactions([*redactions, Redaction(path=path, op="mask")], hash_key=KEY)
         assert mixed.tree is None
+
+
+def _round_by_timestamp(value: str, seconds: int) -> str:
+    moment = datetime.fromisoformat(value).astimezone(UTC)
+    step = max(seconds, 1)
+    floored = math.floor(moment.timestamp() / step) * step
+    return datetime.fromtimestamp(floored, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1900, 1, 1),  # noqa: DTZ001 (hypothesis wants naive bounds)
+        max_value=datetime(2200, 1, 1),  # noqa: DTZ001
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=2)), timezone(-timedelta(hours=5))]
+        ),
+    ),
+    seconds=st.sampled_from([0, 1, 7, 60, 90, 300, 900, 3600, 7200, 86400, 172800]),
+    zulu=st.booleans(),
+)
+def test_time_generalization_floors_on_the_epoch_in_utc(
+    moment: datetime, seconds: int, zulu: bool
+) -> None:
+    value = moment.isoformat()
+    if zulu:
+        value = value.replace("+00:00", "Z")
+    out = apply_redactions(
+        {"t": value},
+        [Redaction(path="/t", op="generalize", params={"time_seconds": seconds})],
+        hash_key=KEY,
+    )
+    assert out.record["t"] == _round_by_timestamp(value, seconds)
