@@ -12,6 +12,7 @@ from lxml import etree
 
 from hub.app import create_app
 from hub.feeds import offers, repository
+from hub.feeds.offers import AudienceSpec
 from hub.feeds.pages import audience_of, offered_within, read_page, take_offered
 from hub.feeds.schemas import FeedFilters
 from hub.feeds.service import resolve_reader, sequence_and_announce
@@ -174,18 +175,24 @@ async def test_a_new_bundle_judges_the_offers_again_from_the_readers_cursor(
     assert [str(i.event_id) for i in again.page.items] == [north, central]
 
 
-async def test_offers_reset_between_cover_and_read_are_never_read_as_empty(
-    feed_services: Services,
-) -> None:
-    kit = feed_services.feeds
-    spec = audience_of(await resolve_reader(kit, POLICE, decision_id=None))
-    conn = await asyncpg.connect(feed_services.settings.database_url)
+async def police_with_three_north_events(services: Services) -> AudienceSpec:
+    """Three sequenced events from the north camera; police-north's audience."""
+    spec = audience_of(await resolve_reader(services.feeds, POLICE, decision_id=None))
+    conn = await asyncpg.connect(services.settings.database_url)
     try:
         for _ in range(3):
             await insert_event(conn, NORTH_CAMERA)
     finally:
         await conn.close()
-    await sequence_and_announce(kit)
+    await sequence_and_announce(services.feeds)
+    return spec
+
+
+async def test_offers_reset_between_cover_and_read_are_never_read_as_empty(
+    feed_services: Services,
+) -> None:
+    kit = feed_services.feeds
+    spec = await police_with_three_north_events(feed_services)
     cover = await offers.cover(kit, spec, after=0, extend=False)
     unchanged = await offered_within(kit, spec, cover, after=0, filters=FeedFilters(), limit=10)
     assert unchanged is not None
@@ -205,14 +212,7 @@ async def test_a_fill_draws_its_database_time_from_the_page_budget(
     feed_services: Services,
 ) -> None:
     kit = feed_services.feeds
-    spec = audience_of(await resolve_reader(kit, POLICE, decision_id=None))
-    conn = await asyncpg.connect(feed_services.settings.database_url)
-    try:
-        for _ in range(3):
-            await insert_event(conn, NORTH_CAMERA)
-    finally:
-        await conn.close()
-    await sequence_and_announce(kit)
+    spec = await police_with_three_north_events(feed_services)
     drawn: list[int] = []
     kit.gate.charge_database = drawn.append  # type: ignore[method-assign]
     try:
