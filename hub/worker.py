@@ -5,7 +5,7 @@ from typing import Any
 
 import uvloop
 from arq import cron, func
-from arq.worker import run_worker
+from arq.worker import Worker, create_worker
 
 from hub.audit.jobs import seal_audit_job
 from hub.delivery.jobs import deliver_agency, reconcile_deliveries_job
@@ -162,4 +162,32 @@ def run(settings: Settings) -> None:
     # kept-alive delivery spends outside our code; arq takes the loop it finds (ADR 0008).
     asyncio.set_event_loop(uvloop.new_event_loop())
     pool = arq_redis_pool(settings)  # Sentinel: retries across a failover
-    run_worker(WorkerSettings, **worker_options(settings), redis_pool=pool)  # type: ignore[arg-type]
+    worker = create_worker(WorkerSettings, **worker_options(settings), redis_pool=pool)  # type: ignore[arg-type]
+    worker.on_stop = lambda _signal: keep_cancelling(worker)
+    worker.run()
+
+
+# How often a stopping worker cancels its main task again while that task is still running.
+RECANCEL_SECONDS = 1.0
+
+
+def keep_cancelling(worker: Worker) -> None:
+    """After a stop signal (arq calls this once it has cancelled its main task), cancel the
+    main task again every second until it ends. arq cancels it once; a cancellation the
+    Redis client swallows (redis-py #2028 and #2551, in its connection and timeout code)
+    leaves the worker running: seen in the cluster rig's rolling upgrade after a Sentinel
+    failover, the old worker still up 60 s after SIGTERM and gone soon after a second one."""
+
+    async def again() -> None:
+        main = worker.main_task
+        while main is not None and not main.done():
+            await asyncio.sleep(RECANCEL_SECONDS)
+            if not main.done():
+                main.cancel()
+
+    task = worker.loop.create_task(again())
+    _RECANCELLING.add(task)  # kept from the GC while it runs
+    task.add_done_callback(_RECANCELLING.discard)
+
+
+_RECANCELLING: set["asyncio.Task[None]"] = set()
