@@ -10,7 +10,7 @@ would take both cores from ingest. The gate gives each process two bounds (ADR 0
   loop (`MeteredFeedRequests`: authentication, the page, encoding and sending, and requests
   the gate refuses) and drawn from a bucket refilled at `cpu_ms_per_second`, lowered to
   `cpu_ms_beside_ingest` while ingest presses on the process: it accepted a batch within
-  `INGEST_RECENT_SECONDS` and, besides the feeds, the process used at least
+  `INGEST_RECENT_SECONDS` and, besides the feeds, its event loop used at least
   `ingest_busy_percent` of a core over the last `LOAD_WINDOW_SECONDS`. A page starts only
   while the bucket is not in debt.
 
@@ -44,6 +44,12 @@ LOAD_WINDOW_SECONDS = 0.5
 # The most CPU the bucket saves up while idle, as seconds of its refill rate: a quiet process
 # starts a burst of pages at once, but not more than this much work ahead of the budget.
 BURST_SECONDS = 0.2
+# ... and never less than this much CPU: a whole request is metered, authentication first, so
+# a bucket that saved up less than one request costs (a cold first page: ~10 ms) would refuse
+# a reader on its own work before the gate ever admitted it.
+MIN_BURST_NS = 50_000_000
+# A load window older than this says nothing of now: it is started again and reads as idle.
+LOAD_STALE_SECONDS = 2.0
 NS = 1_000_000_000
 
 
@@ -80,7 +86,7 @@ class PageGate:
         *,
         metrics: FeedMetrics,
         clock: Callable[[], float] = time.monotonic,
-        cpu_clock: Callable[[], int] = time.process_time_ns,
+        cpu_clock: Callable[[], int] = time.thread_time_ns,
     ) -> None:
         self.budget = budget
         self._metrics = metrics
@@ -219,9 +225,8 @@ class PageGate:
 
     def _ingest_presses(self) -> bool:
         """Whether ingest ran lately and, with what else runs here, keeps the process busy."""
-        if self._clock() - self._ingest_at >= INGEST_RECENT_SECONDS:
-            return False
-        return self._load.share() * 100 >= self.budget.ingest_busy_percent
+        busy = self._load.share() * 100 >= self.budget.ingest_busy_percent  # keeps it fresh
+        return busy and self._clock() - self._ingest_at < INGEST_RECENT_SECONDS
 
     def _refill(self) -> None:
         now = self._clock()
@@ -232,29 +237,37 @@ class PageGate:
 
     @staticmethod
     def _burst_ns(ms_per_second: int) -> int:
-        return int(ms_per_second * 1_000_000 * BURST_SECONDS)
+        return max(MIN_BURST_NS, int(ms_per_second * 1_000_000 * BURST_SECONDS))
 
 
 class _OtherLoad:
-    """The process's CPU use besides the feeds' metered requests, as a share of one core over
-    the last window: ingest's (and the unmetered rest: HTTP parsing, row decoding, timers)."""
+    """The event loop's CPU use besides the feeds' metered requests, as a share of one core
+    over the last window: ingest's (and the unmetered rest: HTTP parsing, row decoding,
+    timers). The loop's thread only (`time.thread_time_ns`, read on the loop): work handed to
+    threads (an image's blur, a SOAP body's validation, a test's own detectors) is not the
+    loop's and says nothing of ingest. The first window starts at the first look."""
 
     def __init__(self, clock: Callable[[], float], cpu_clock: Callable[[], int]) -> None:
         self._clock = clock
         self._cpu_clock = cpu_clock
         self.feeds_ns = 0  # metered feed work so far (the gate adds each step)
-        self._at, self._cpu_at, self._feeds_at = clock(), cpu_clock(), 0
+        self._at: float | None = None
+        self._cpu_at = self._feeds_at = 0
         self._share = 0.0
 
     def share(self) -> float:
         """The last full window's share (measured again once a window has passed)."""
         now = self._clock()
-        elapsed = now - self._at
-        if elapsed >= LOAD_WINDOW_SECONDS:
-            cpu = self._cpu_clock()
+        elapsed = math.inf if self._at is None else now - self._at
+        if elapsed < LOAD_WINDOW_SECONDS:
+            return self._share
+        cpu = self._cpu_clock()
+        if elapsed > LOAD_STALE_SECONDS:
+            self._share = 0.0  # no recent window: start one
+        else:
             other = (cpu - self._cpu_at) - (self.feeds_ns - self._feeds_at)
             self._share = max(0.0, other / NS / elapsed)
-            self._at, self._cpu_at, self._feeds_at = now, cpu, self.feeds_ns
+        self._at, self._cpu_at, self._feeds_at = now, cpu, self.feeds_ns
         return self._share
 
 
