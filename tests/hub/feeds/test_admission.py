@@ -132,13 +132,20 @@ async def test_a_page_in_cpu_debt_waits_for_the_refill_or_is_refused() -> None:
         pass
 
 
-async def test_ingest_lowers_the_budget_while_it_keeps_the_process_busy() -> None:
+async def watched_gate() -> tuple[FakeClock, FakeCpu, PageGate]:
+    """A gate of 1000 ms/s (100 beside ingest, pressing at 20 %) that has looked once: its
+    load window starts now."""
     clock, cpu = FakeClock(), FakeCpu()
     pages, _ = gate(
         clock, cpu, cpu_ms_per_second=1000, cpu_ms_beside_ingest=100, ingest_busy_percent=20
     )
-    async with pages.admitted("rest"):  # the gate's first look starts its load window
+    async with pages.admitted("rest"):
         pass
+    return clock, cpu, pages
+
+
+async def test_ingest_lowers_the_budget_while_it_keeps_the_process_busy() -> None:
+    clock, cpu, pages = await watched_gate()
     clock.now += 0.5
     cpu.ns += 150_000_000  # 30 % of a core in half a second, none of it on the feeds
     pages.note_ingest()
@@ -155,12 +162,7 @@ async def test_ingest_lowers_the_budget_while_it_keeps_the_process_busy() -> Non
 
 
 async def test_a_lone_ingest_batch_in_an_idle_process_leaves_readers_the_full_budget() -> None:
-    clock, cpu = FakeClock(), FakeCpu()
-    pages, _ = gate(
-        clock, cpu, cpu_ms_per_second=1000, cpu_ms_beside_ingest=100, ingest_busy_percent=20
-    )
-    async with pages.admitted("rest"):  # the gate's first look starts its load window
-        pass
+    clock, cpu, pages = await watched_gate()
     clock.now += 1.0
     cpu.ns += 2_150_000_000  # in one second: 2.1 s on feed requests, 50 ms (5 %) on the rest
     pages.charge(2_100_000_000)  # the 200 ms saved up and the second's refill, 0.9 s in debt
@@ -238,12 +240,7 @@ async def test_over_budget_rest_and_soap_say_busy_and_ingest_goes_on(
 
 
 async def test_database_time_draws_from_the_bucket_but_is_not_this_process_load() -> None:
-    clock, cpu = FakeClock(), FakeCpu()
-    pages, _ = gate(
-        clock, cpu, cpu_ms_per_second=1000, cpu_ms_beside_ingest=100, ingest_busy_percent=20
-    )
-    async with pages.admitted("rest"):  # the gate's first look starts its load window
-        pass
+    clock, cpu, pages = await watched_gate()
     clock.now += 0.5
     cpu.ns += 150_000_000  # 30 % of a core besides the feeds: ingest presses
     # 200 ms saved up at start, 50 ms refilled in the half second: 0.99 s in debt.
