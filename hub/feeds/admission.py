@@ -146,8 +146,7 @@ class PageGate:
         if not self._waiting and self._wait_for_turn() == 0.0:
             self._take(channel, waited=0.0)
             return
-        if len(self._waiting) >= self.budget.queue:
-            self._refuse(channel, retry_after=self._retry_after(self._wait_for_turn()))
+        self.refuse_hopeless(channel)  # a full queue, or a debt no wait would cover
         started = self._clock()
         me = asyncio.Event()
         self._waiting.append(me)

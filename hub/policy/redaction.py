@@ -63,7 +63,7 @@ class _Run(NamedTuple):
 
 
 class _Branch(NamedTuple):
-    """What one pointer token leads to in a `_Tree`: the steps that change each value it
+    """What one pointer token leads to in a plan's tree: the steps that change each value it
     reaches (in redaction order), or the tree below it."""
 
     steps: tuple[_Step, ...]

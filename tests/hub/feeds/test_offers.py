@@ -209,16 +209,13 @@ async def test_offers_reset_between_cover_and_read_are_never_read_as_empty(
 
 
 async def test_a_fill_draws_its_database_time_from_the_page_budget(
-    feed_services: Services,
+    feed_services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kit = feed_services.feeds
     spec = await police_with_three_north_events(feed_services)
     drawn: list[int] = []
-    kit.gate.charge_database = drawn.append  # type: ignore[method-assign]
-    try:
-        await offers.cover(kit, spec, after=0, extend=False)  # fills the new audience
-        await offers.cover(kit, spec, after=0, extend=False)  # covered: no fill, no charge
-    finally:
-        del kit.gate.charge_database
+    monkeypatch.setattr(kit.gate, "charge_database", drawn.append)
+    await offers.cover(kit, spec, after=0, extend=False)  # fills the new audience
+    await offers.cover(kit, spec, after=0, extend=False)  # covered: no fill, no charge
     assert len(drawn) == 1
     assert drawn[0] > 0
