@@ -51,6 +51,8 @@ MIN_BURST_NS = 50_000_000
 # A load window older than this says nothing of now: it is started again and reads as idle.
 LOAD_STALE_SECONDS = 2.0
 NS = 1_000_000_000
+# The route handler option naming a feed route's channel (`feed_channel`).
+FEED_CHANNEL = "feed_channel"
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,16 +279,11 @@ class MeteredFeedRequests:
     before any of that work. Metering only the page itself missed about half of what a
     reader cost ingest (issue 17). WebSockets (the live feed) are not pages: not metered."""
 
-    def __init__(
-        self, app: ASGIApp, *, gate: Callable[[], PageGate], refuse_as: str | None
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, gate: Callable[[], PageGate]) -> None:
         # A getter, not the gate: Litestar deep-copies a router's middleware arguments, and
         # a function is copied as itself (the gate holds locks and must stay one per process).
         self.app = app
         self.gate = gate
-        # The channel early refusals count under; None where some requests of the router do
-        # not pass the gate (SOAP's acknowledgements): only metered, the handler decides.
-        self.refuse_as = refuse_as
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the request, metered when it is HTTP."""
@@ -294,12 +291,22 @@ class MeteredFeedRequests:
             await self.app(scope, receive, send)
             return
         gate = self.gate()
-        if self.refuse_as is not None:
-            gate.refuse_hopeless(self.refuse_as)  # the route's error handlers answer it
+        channel = feed_channel(scope)
+        if channel is not None:
+            gate.refuse_hopeless(channel)  # the route's error handlers answer it
         await gate.metered(self._run(scope, receive, send))
 
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
+
+
+def feed_channel(scope: Scope) -> str | None:
+    """The gate's channel of the request's route (`opt={FEED_CHANNEL: ...}` on its handler),
+    which early refusals count under; None where the handler decides (SOAP's one endpoint
+    also answers acknowledgements, which never pass the gate): then only metered."""
+    handler = scope.get("route_handler")
+    channel = handler.opt.get(FEED_CHANNEL) if handler is not None else None
+    return channel if isinstance(channel, str) else None
 
 
 class Turn:

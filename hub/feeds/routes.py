@@ -16,7 +16,7 @@ from litestar.response import Response
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
-from hub.feeds.admission import MeteredFeedRequests, PageGate
+from hub.feeds.admission import FEED_CHANNEL, MeteredFeedRequests, PageGate
 from hub.feeds.live import Subscriber
 from hub.feeds.live_access import (
     CLOSE_CAP,
@@ -84,7 +84,11 @@ def feed_filters(
     )
 
 
-@get("/events", summary="Released detection events after a cursor (keyset pages)")
+@get(
+    "/events",
+    summary="Released detection events after a cursor (keyset pages)",
+    opt={FEED_CHANNEL: "rest"},
+)
 async def get_events(
     request: Request[Any, Any, Any],
     services: ServicesDep,
@@ -117,7 +121,11 @@ async def get_events(
     return Response(result.page, headers=headers)
 
 
-@get("/media/{sha256:str}", summary="An image as this agency may see it (regions blurred)")
+@get(
+    "/media/{sha256:str}",
+    summary="An image as this agency may see it (regions blurred)",
+    opt={FEED_CHANNEL: "media"},
+)
 async def get_media(
     request: Request[Any, Any, Any], services: ServicesDep, sha256: Sha256Param
 ) -> Response[bytes]:
@@ -302,6 +310,7 @@ def build_router(gate: PageGate) -> Router:
         path="/v1/feeds",
         tags=["feeds"],
         route_handlers=[get_events, get_media, live],
-        # Every HTTP route here (events, media) passes the gate: refused early when hopeless.
-        middleware=[DefineMiddleware(MeteredFeedRequests, gate=lambda: gate, refuse_as="rest")],
+        # Every HTTP route here (events, media) passes the gate: refused early when hopeless,
+        # under the channel its handler names.
+        middleware=[DefineMiddleware(MeteredFeedRequests, gate=lambda: gate)],
     )

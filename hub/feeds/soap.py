@@ -191,7 +191,7 @@ def build_router(settings: Settings, gate: PageGate) -> Router:
         path=PATH,
         tags=["feeds"],
         route_handlers=[wsdl, call],
-        middleware=[DefineMiddleware(MeteredFeedRequests, gate=lambda: gate, refuse_as=None)],
+        middleware=[DefineMiddleware(MeteredFeedRequests, gate=lambda: gate)],
         # Every error a SOAP client can meet, including the app's own kinds, as a fault.
         exception_handlers=dict.fromkeys(
             (SoapFaultError, HubError, HTTPException, *DEPENDENCY_ERRORS, Exception), fault_response

@@ -11,7 +11,7 @@ from lxml import etree
 from prometheus_client import CollectorRegistry
 
 from hub.app import create_app
-from hub.feeds.admission import MeteredFeedRequests, PageBudget, PageGate
+from hub.feeds.admission import FEED_CHANNEL, MeteredFeedRequests, PageBudget, PageGate
 from hub.feeds.errors import FeedsBusyError
 from hub.feeds.metrics import FeedMetrics
 from hub.kit.soap import SOAP_ENV
@@ -173,6 +173,14 @@ async def test_a_lone_ingest_batch_in_an_idle_process_leaves_readers_the_full_bu
     assert busy.value.retry_after == 1  # refilled at 1000 ms/s (at 100 ms/s it would be 18)
 
 
+async def nothing() -> dict[str, Any]:
+    return {}
+
+
+async def ignore(message: Any) -> None:
+    pass
+
+
 async def test_feed_routers_meter_whole_http_requests_not_websockets() -> None:
     pages, metrics = gate(FakeClock(), cpu_ms_per_second=1000)
 
@@ -181,17 +189,37 @@ async def test_feed_routers_meter_whole_http_requests_not_websockets() -> None:
         while time.thread_time() < until:
             pass
 
-    async def nothing() -> dict[str, Any]:
-        return {}
-
-    async def ignore(message: Any) -> None:
-        pass
-
-    metered = MeteredFeedRequests(app, gate=lambda: pages, refuse_as="rest")
+    metered = MeteredFeedRequests(app, gate=lambda: pages)
     await metered({"type": "websocket"}, nothing, ignore)
     assert metrics.page_cpu._value.get() == 0
     await metered({"type": "http"}, nothing, ignore)
     assert 0.025 <= metrics.page_cpu._value.get() < 0.06
+
+
+class Handler:
+    """What the middleware reads of a Litestar route handler: its `opt`."""
+
+    def __init__(self, **opt: Any) -> None:
+        self.opt = opt
+
+
+async def test_early_refusals_count_under_the_channel_their_route_names() -> None:
+    pages, metrics = gate(FakeClock(), cpu_ms_per_second=100, max_wait_seconds=0.5)
+    pages.charge(2_000_000_000)  # two seconds of debt at 100 ms/s: no wait covers it
+    ran: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        ran.append(scope["route_handler"].opt.get(FEED_CHANNEL, "none"))
+
+    metered = MeteredFeedRequests(app, gate=lambda: pages)
+    for channel in ("media", "rest", "media"):
+        scope = {"type": "http", "route_handler": Handler(**{FEED_CHANNEL: channel})}
+        with pytest.raises(FeedsBusyError):
+            await metered(scope, nothing, ignore)
+    # A route that names no channel (SOAP's one endpoint) is only metered: its handler decides.
+    await metered({"type": "http", "route_handler": Handler()}, nothing, ignore)
+    assert ran == ["none"]
+    assert (count(metrics, "refused", "media"), count(metrics, "refused", "rest")) == (2, 1)
 
 
 def get_events(limit: int = 10) -> bytes:
