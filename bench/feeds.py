@@ -4,8 +4,9 @@ Runs against scratch resources removed afterwards: a database `hub_bench_<random
 server of HUB_DATABASE_URL (migrated with `hub migrate`), Redis keys under `bench:<random>:`,
 a tokens file and a `hub api` subprocess on a free loopback port.
 
-`--events` events are bulk-loaded with COPY (the feed trigger queues them) and given feed
-positions; one in ten comes from the north camera, so police-north may see 10 % of the feed
+`--events` events are bulk-loaded with COPY (the feed trigger queues them) as ingest stores
+them (their detection attributes sealed in the PII vault, so pages pay its hydration) and
+given feed positions; one in ten comes from the north camera, so police-north may see 10 % of the feed
 and the two central agencies 90 %. Walk (closed loop): `--clients` agency clients (spread
 over the three demo agencies) each page through their whole feed with `limit=100` as fast as
 they can; every page start is kept. Open loop: pages are requested at a fixed `--rate` for
@@ -49,13 +50,18 @@ from ingest import cpu_split, sample_cpu  # bench/ingest.py: the same /proc samp
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake
 
+from hub.contracts.detection_v1 import DetectionEvent
 from hub.feeds.repository import sequence_pending
 from hub.feeds.schemas import FeedNotice
+from hub.ingest.rules import prepare
+from hub.retention.crypto import KeyRing
+from hub.retention.vault import seal_events, strip_payload
 from hub.settings import load_settings
 
 GOAL_PAGE_P99_MS = 50.0
 GOAL_ITEMS_PER_S = 20_000
 GOAL_LIVE_P99_MS = 250.0
+PII_MASTER_KEY_ID = "1"
 CAMERAS = ["demo-cam-1", "demo-cam-2", "demo-cam-3"]
 COLUMNS = (
     "node_id", "event_id", "captured_at", "camera_id", "classes", "max_confidence",
@@ -91,14 +97,35 @@ def payload(camera: str, at: datetime) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def row(camera: str, at: datetime) -> tuple[Any, ...]:
-    """One detection_event row for COPY."""
-    data = payload(camera, at)
-    body = msgspec.json.encode(data)
-    return (
-        uuid.uuid4(), uuid.UUID(data["event_id"]), at, camera, ["person", "plate"], 0.91,
-        secrets.token_bytes(32), body.decode(),
+def stored(node_id: uuid.UUID, camera: str, at: datetime) -> tuple[DetectionEvent, tuple[Any, ...]]:
+    """One event and its detection_event row for COPY, as ingest stores it: the canonical
+    payload with its attributes sealed away (`pii_ref`; `seal` puts them in the vault), so
+    every page pays the vault's hydration as it does for ingested events."""
+    event = msgspec.convert(payload(camera, at), DetectionEvent)
+    prepared = prepare(event)
+    return event, (
+        node_id, event.event_id, at, camera, ["person", "plate"], 0.91,
+        prepared.content_sha256, strip_payload(event, prepared.payload, node_id=node_id).decode(),
     )  # fmt: skip
+
+
+async def store(
+    conn: asyncpg.Connection, keys: KeyRing, made: list[tuple[DetectionEvent, tuple[Any, ...]]]
+) -> None:
+    """COPY events in and their attributes into the PII vault, in one transaction (as
+    ingest's)."""
+    events = [e for e, _ in made]
+    async with conn.transaction():
+        await conn.copy_records_to_table(
+            "detection_event", records=[r for _, r in made], columns=COLUMNS
+        )
+        found = await conn.fetch(
+            "SELECT event_id, id, captured_at FROM detection_event"
+            " WHERE event_id = ANY($1::uuid[])",
+            [e.event_id for e in events],
+        )
+        rows = {r["event_id"]: (r["id"], r["captured_at"]) for r in found}
+        await seal_events(conn, keys, events=events, rows=rows)
 
 
 def camera_of(i: int) -> str:
@@ -114,6 +141,8 @@ class Scratch:
         self.tag = secrets.token_hex(4)
         self.folder = Path(tempfile.mkdtemp(prefix="hub-bench-feeds-"))
         self.tokens_file = self.folder / "tokens.toml"
+        self.pii_keys = self.folder / "keys" / "pii"  # the seed seals with the API's keys
+        self.node_id = uuid.uuid4()  # the edge node the events came from
         parts = urlsplit(self.settings.database_url)
         self.database_url = urlunsplit(parts._replace(path=f"/hub_bench_{self.tag}"))
         self.redis_prefix = f"bench:{self.tag}:"
@@ -129,6 +158,8 @@ class Scratch:
             HUB_LOG_LEVEL="warning",
             HUB_MEDIA_DIR=str(self.folder / "media"),
             HUB_SECRETS_DIR=str(self.folder / "keys"),
+            HUB_PII_KEYS_DIR=str(self.pii_keys),
+            HUB_PII_MASTER_KEY_ID=PII_MASTER_KEY_ID,
             HUB_API_TOKENS_FILE=str(self.tokens_file),
             HUB_RATELIMIT_ENABLED="false",
             HUB_DB_POOL_MAX="20",
@@ -168,6 +199,10 @@ class Scratch:
             time.sleep(0.2)
         raise RuntimeError("hub api did not become ready")
 
+    def keys(self) -> KeyRing:
+        """The PII key ring the API opens the vault with (created on first use)."""
+        return KeyRing.load(self.pii_keys, current_id=PII_MASTER_KEY_ID)
+
     def token(self, agency: str) -> str:
         """An agency client token."""
         return agency_token(self.tokens_file, agency)
@@ -197,17 +232,19 @@ class Scratch:
 
 
 async def seed(scratch: Scratch, events: int) -> None:
-    """Register the agencies, COPY the events in and give them feed positions."""
+    """Register the agencies, COPY the events in (their attributes sealed in the vault) and
+    give them feed positions."""
+    keys = scratch.keys()
     conn = await asyncpg.connect(scratch.database_url)
     try:
         await register_agencies(conn)
         start = datetime.now(UTC) - timedelta(hours=1)
         for first in range(0, events, 10_000):
-            rows = [
-                row(camera_of(i), start + timedelta(milliseconds=i * 10))
+            made = [
+                stored(scratch.node_id, camera_of(i), start + timedelta(milliseconds=i * 10))
                 for i in range(first, min(events, first + 10_000))
             ]
-            await conn.copy_records_to_table("detection_event", records=rows, columns=COLUMNS)
+            await store(conn, keys, made)
         async with conn.transaction():
             await sequence_pending(conn)
         await conn.execute("ANALYZE")
@@ -421,15 +458,13 @@ async def live_phase(scratch: Scratch, base: str, tokens: list[str], count: int)
     from redis.asyncio import Redis
 
     redis = Redis.from_url(scratch.settings.redis_url)
+    keys = scratch.keys()
     conn = await asyncpg.connect(scratch.database_url)
     try:
         for i in range(count):
-            record = row(CAMERAS[i % 2], datetime.now(UTC))
-            async with conn.transaction():
-                await conn.copy_records_to_table(
-                    "detection_event", records=[record], columns=COLUMNS
-                )
-            committed[str(record[1])] = time.perf_counter()
+            event, record = stored(scratch.node_id, CAMERAS[i % 2], datetime.now(UTC))
+            await store(conn, keys, [(event, record)])
+            committed[str(event.event_id)] = time.perf_counter()
             async with conn.transaction():  # what ingest's after-commit hook does
                 seqs = await sequence_pending(conn)
             notice = msgspec.json.encode(FeedNotice(first=min(seqs), last=max(seqs)))

@@ -99,8 +99,3 @@ class KeyRing:
         if cipher is None:
             cipher = self._ciphers[master_id] = AESGCM(self.masters[master_id])
         return cipher
-
-
-def open_sealed(key: bytes, nonce: bytes, ciphertext: bytes, *, aad: bytes) -> bytes:
-    """AES-256-GCM decrypt (raises `cryptography.exceptions.InvalidTag` when tampered)."""
-    return AESGCM(key).decrypt(nonce, ciphertext, aad)

@@ -23,7 +23,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hub.contracts.detection_v1 import DetectionEvent
-from hub.retention.crypto import KeyRing, open_sealed
+from hub.kit.db import joined_column
+from hub.retention.crypto import KeyRing
 
 log = structlog.get_logger(__name__)
 
@@ -239,31 +240,42 @@ async def read_attributes(
         event_pk,
         captured_at,
     )
-    found: dict[int, dict[str, object] | str] = {}
-    for row in rows:
-        found[row["detection"]] = _open_row(keys, row, event_pk, captured_at)
-    return found
+    opener = _Opener(keys)
+    return {row["detection"]: opener.open(row, event_pk, captured_at) for row in rows}
 
 
-def _open_row(
-    keys: KeyRing, row: asyncpg.Record, event_pk: int, captured_at: datetime
-) -> dict[str, object] | str:
-    if row["wrapped_key"] is None or row["key_generation"] != row["generation"]:
-        return SHREDDED
-    key = keys.unwrap(
-        bytes(row["wrapped_key"]), master_id=row["master_key_id"], subject=row["subject"]
-    )
-    try:
-        plain = open_sealed(
-            key,
-            bytes(row["nonce"]),
-            bytes(row["ciphertext"]),
-            aad=_aad(event_pk, captured_at, row["detection"]),
-        )
-    except InvalidTag:
-        return SHREDDED
-    value: dict[str, object] = msgspec.json.decode(plain)
-    return value
+class _Opener:
+    """Opens vault rows, unwrapping each distinct data key once: a page of events repeats its
+    subjects (a plate or a track seen again and again), and unwrapping is an AES-GCM
+    decryption and a cipher of its own per row. Kept for one read only, so a key shredded
+    meanwhile is never used from here (a shredded key's rows carry no wrapped key)."""
+
+    def __init__(self, keys: KeyRing) -> None:
+        self._keys = keys
+        self._ciphers: dict[tuple[str, str, bytes], AESGCM] = {}
+
+    def open(
+        self, row: asyncpg.Record, event_pk: int, captured_at: datetime
+    ) -> dict[str, object] | str:
+        """The row's attributes, or `SHREDDED` when its key is gone or does not open it."""
+        wrapped = row["wrapped_key"]
+        if wrapped is None or row["key_generation"] != row["generation"]:
+            return SHREDDED
+        slot = (row["master_key_id"], row["subject"], bytes(wrapped))
+        cipher = self._ciphers.get(slot)
+        if cipher is None:
+            key = self._keys.unwrap(slot[2], master_id=slot[0], subject=slot[1])
+            cipher = self._ciphers[slot] = AESGCM(key)
+        try:
+            plain = cipher.decrypt(
+                bytes(row["nonce"]),
+                bytes(row["ciphertext"]),
+                _aad(event_pk, captured_at, row["detection"]),
+            )
+        except InvalidTag:
+            return SHREDDED
+        value: dict[str, object] = msgspec.json.decode(plain)
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +308,8 @@ def strip_payload(event: DetectionEvent, payload: bytes, *, node_id: UUID) -> by
 _HYDRATE = """
 SELECT r.n, e.id AS event_pk, e.captured_at, a.detection, a.subject, a.generation, a.nonce,
        a.ciphertext, k.generation AS key_generation, k.master_key_id, k.wrapped_key
-FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::timestamptz[])
+FROM unnest($1::int[], string_to_array($2::text, ';')::uuid[],
+            string_to_array($3::text, ';')::uuid[], string_to_array($4::text, ';')::timestamptz[])
      AS r(n, node_id, event_id, captured_at)
 JOIN detection_event e
   ON e.node_id = r.node_id AND e.event_id = r.event_id AND e.captured_at = r.captured_at
@@ -320,19 +333,21 @@ async def hydrate(
     if not wanted:
         return list(records)
     refs = [(n, r.pop(PII_REF), r) for n, r in wanted]
+    # The ids and times as the payloads hold them, joined: PostgreSQL parses them in C, where
+    # a UUID and a datetime object per record cost a page ~0.3 ms in Python.
     rows = await db.fetch(
         _HYDRATE,
         [n for n, _, _ in refs],
-        [UUID(str(ref["node_id"])) for _, ref, _ in refs],
-        [UUID(str(r["event_id"])) for _, _, r in refs],
-        [datetime.fromisoformat(str(r["captured_at"])) for _, _, r in refs],
+        joined_column([str(ref["node_id"]) for _, ref, _ in refs]),
+        joined_column([str(r["event_id"]) for _, _, r in refs]),
+        joined_column([str(r["captured_at"]) for _, _, r in refs]),
     )
     if not rows:
         return list(records)
-    ring = keys if isinstance(keys, KeyRing) else keys()
+    opener = _Opener(keys if isinstance(keys, KeyRing) else keys())
     for row in rows:
         try:
-            opened = _open_row(ring, row, row["event_pk"], row["captured_at"])
+            opened = opener.open(row, row["event_pk"], row["captured_at"])
         except (InvalidTag, KeyError):  # a data key no master key here opens: fail closed
             log.warning("pii_unreadable", subject=row["subject"])
             continue
