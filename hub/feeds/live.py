@@ -37,7 +37,7 @@ from hub.feeds.schemas import FeedFilters, FeedItem, FeedNotice, LiveEvent
 from hub.feeds.service import (
     SWEEP_GRACE_SECONDS,
     Reader,
-    hydrate_payloads,
+    hydrate_rows,
     sequence_and_announce,
 )
 
@@ -198,7 +198,7 @@ class LiveHub:
                 audiences[subscriber.audience].append(subscriber)
         # One vault query per drained batch, shared by every audience; each audience redacts
         # its own copy (redaction works in place), decoded from this one encoding.
-        records = await hydrate_payloads(self._kit, [row.payload for row in rows])
+        records = await hydrate_rows(self._kit, rows)
         encoded = [msgspec.json.encode(record) for record in records]
         entries = [await self._release_to(members, rows, encoded) for members in audiences.values()]
         # Audited after sending, so the audit's commit (a WAL flush) is not on the live path's

@@ -39,7 +39,8 @@ RETURNING seq
 """
 
 _PAGE = """
-SELECT f.seq, e.event_id, e.camera_id, e.classes, e.captured_at, e.payload::text AS payload
+SELECT f.seq, f.event_pk, e.event_id, e.camera_id, e.classes, e.captured_at,
+       e.payload::text AS payload
 FROM feed_entry f
 JOIN detection_event e ON e.id = f.event_pk AND e.captured_at = f.captured_at
 WHERE f.seq > $1 AND f.seq <= $2
@@ -56,9 +57,11 @@ MAX_SEQ = 2**63 - 1
 
 
 class FeedRow(msgspec.Struct, frozen=True, kw_only=True):
-    """An event at its feed position, with the stored (unredacted) payload as JSON text."""
+    """An event at its feed position, with the stored (unredacted) payload as JSON text and
+    where its row is (`event_pk`, `captured_at`: its key in the tables that refer to it)."""
 
     seq: int
+    event_pk: int
     event_id: UUID
     camera_id: str
     classes: list[str]
@@ -116,7 +119,7 @@ async def select_page(
 
 
 _LIVE = """
-SELECT f.seq, e.event_id, f.camera_id, f.classes, e.captured_at, f.max_confidence,
+SELECT f.seq, f.event_pk, e.event_id, f.camera_id, f.classes, e.captured_at, f.max_confidence,
        e.payload::text AS payload
 FROM feed_entry f
 JOIN detection_event e ON e.id = f.event_pk AND e.captured_at = f.captured_at
@@ -139,6 +142,7 @@ async def select_live(conn: asyncpg.Connection, *, after: int, limit: int) -> li
     return [
         LiveRow(
             seq=r["seq"],
+            event_pk=r["event_pk"],
             event_id=r["event_id"],
             camera_id=r["camera_id"],
             classes=list(r["classes"]),
@@ -162,9 +166,9 @@ async def select_media_events(
     labels: all a release rule may consult) among those that reference an image; up to
     `limit + 1`, so the caller can tell that more exist than it will decide."""
     rows = await conn.fetch(
-        """SELECT seq, event_id, camera_id, classes, captured_at, payload FROM (
+        """SELECT seq, event_pk, event_id, camera_id, classes, captured_at, payload FROM (
                SELECT DISTINCT ON (e.camera_id, e.classes, e.payload ->> 'jurisdiction')
-                      f.seq, e.event_id, e.camera_id, e.classes, e.captured_at,
+                      f.seq, f.event_pk, e.event_id, e.camera_id, e.classes, e.captured_at,
                       e.payload::text AS payload
                FROM feed_entry f
                JOIN detection_event e ON e.id = f.event_pk AND e.captured_at = f.captured_at
@@ -223,11 +227,11 @@ _KEY_SQL = (
 # to the entry. A row per offer (the audience repeated), or one row without an offer.
 _LOOK_OFFERED = f"""
 SELECT h.last, a.id, a.revision, a.lo, a.hi, a.touch_due,
-       r.seq, r.event_id, r.camera_id, r.classes, r.captured_at, r.payload
+       r.seq, r.event_pk, r.event_id, r.camera_id, r.classes, r.captured_at, r.payload
 FROM (SELECT coalesce(max(seq), 0) AS last FROM feed_entry) AS h
 LEFT JOIN (SELECT {_AUDIENCE_COLUMNS} FROM feed_audience WHERE key = $1) AS a ON true
 LEFT JOIN LATERAL (
-    SELECT f.seq, e.event_id, e.camera_id, e.classes, e.captured_at,
+    SELECT f.seq, f.event_pk, e.event_id, e.camera_id, e.classes, e.captured_at,
            e.payload::text AS payload
     FROM feed_offer o
     CROSS JOIN LATERAL (
@@ -518,6 +522,7 @@ async def insert_acks(
 def _row(r: asyncpg.Record) -> FeedRow:
     return FeedRow(
         seq=r["seq"],
+        event_pk=r["event_pk"],
         event_id=r["event_id"],
         camera_id=r["camera_id"],
         classes=list(r["classes"]),

@@ -8,6 +8,7 @@ one entry per page (ids and decision ids, never payloads).
 """
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -92,6 +93,13 @@ async def hydrate_payloads(kit: FeedKit, payloads: list[str]) -> list[dict[str, 
     return await hydrate(kit.db.pool, lambda: keys_for(kit.settings), records)
 
 
+async def hydrate_rows(kit: FeedKit, rows: Sequence[FeedRow]) -> list[dict[str, Any]]:
+    """Feed rows' payloads as records, their PII read from the vault by the rows' ids."""
+    records: list[dict[str, Any]] = [msgspec.json.decode(row.payload) for row in rows]
+    stored = [(row.event_pk, row.captured_at) for row in rows]
+    return await hydrate(kit.db.pool, lambda: keys_for(kit.settings), records, stored=stored)
+
+
 async def release_payload(
     kit: FeedKit, reader: Reader, payload: str | dict[str, Any], *, data_class: str
 ) -> Released:
@@ -128,7 +136,7 @@ async def read_media(kit: FeedKit, reader: Reader, *, sha256: str) -> tuple[byte
     image = await load_image(kit.db, sha256=sha256) if rows else None
     decisions: list[Released] = []
     if image is not None and len(rows) <= MEDIA_CANDIDATES:  # more: not all accounted for
-        for record in await hydrate_payloads(kit, [row.payload for row in rows]):
+        for record in await hydrate_rows(kit, rows):
             decisions.append(await release_payload(kit, reader, record, data_class="snapshot"))
     shown = None
     if decisions and image is not None:

@@ -317,31 +317,52 @@ JOIN pii_attribute a ON a.event_pk = e.id AND a.captured_at = e.captured_at
 JOIN pii_subject_key k ON k.subject = a.subject
 """
 
+# The same, for records whose stored rows the caller read with them: no look-up of the event.
+_HYDRATE_ROWS = """
+SELECT r.n, a.event_pk, a.captured_at, a.detection, a.subject, a.generation, a.nonce,
+       a.ciphertext, k.generation AS key_generation, k.master_key_id, k.wrapped_key
+FROM unnest($1::int[], $2::bigint[], $3::timestamptz[]) AS r(n, event_pk, captured_at)
+JOIN pii_attribute a ON a.event_pk = r.event_pk AND a.captured_at = r.captured_at
+JOIN pii_subject_key k ON k.subject = a.subject
+"""
+
 
 async def hydrate(
     db: asyncpg.Connection | asyncpg.Pool,
     keys: KeyRing | Callable[[], KeyRing],
     records: Sequence[dict[str, Any]],
+    *,
+    stored: Sequence[tuple[int, datetime]] | None = None,
 ) -> list[dict[str, Any]]:
     """Put the vault's attributes back into decoded payloads (in place; returned too).
 
     One query for all records. A record without `pii_ref` is left as it is; a forgotten (or
     swept) detection keeps `attributes: {}`. `db` is a connection or a pool; `keys` may be a
-    callable, called only when a record refers to the vault.
+    callable, called only when a record refers to the vault. `stored`, aligned with
+    `records`, gives each record's row (id, captured_at) when the caller read it with the
+    payload: the vault is then read by row, without finding each event by its ids first.
     """
     wanted = [(n, r) for n, r in enumerate(records) if isinstance(r.get(PII_REF), dict)]
     if not wanted:
         return list(records)
     refs = [(n, r.pop(PII_REF), r) for n, r in wanted]
-    # The ids and times as the payloads hold them, joined: PostgreSQL parses them in C, where
-    # a UUID and a datetime object per record cost a page ~0.3 ms in Python.
-    rows = await db.fetch(
-        _HYDRATE,
-        [n for n, _, _ in refs],
-        joined_column([str(ref["node_id"]) for _, ref, _ in refs]),
-        joined_column([str(r["event_id"]) for _, _, r in refs]),
-        joined_column([str(r["captured_at"]) for _, _, r in refs]),
-    )
+    if stored is not None:
+        rows = await db.fetch(
+            _HYDRATE_ROWS,
+            [n for n, _, _ in refs],
+            [stored[n][0] for n, _, _ in refs],
+            [stored[n][1] for n, _, _ in refs],
+        )
+    else:
+        # The ids and times as the payloads hold them, joined: PostgreSQL parses them in C,
+        # where a UUID and a datetime object per record cost a page ~0.3 ms in Python.
+        rows = await db.fetch(
+            _HYDRATE,
+            [n for n, _, _ in refs],
+            joined_column([str(ref["node_id"]) for _, ref, _ in refs]),
+            joined_column([str(r["event_id"]) for _, _, r in refs]),
+            joined_column([str(r["captured_at"]) for _, _, r in refs]),
+        )
     if not rows:
         return list(records)
     opener = _Opener(keys if isinstance(keys, KeyRing) else keys())

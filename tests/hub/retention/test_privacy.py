@@ -123,6 +123,43 @@ async def test_payloads_are_stored_without_pii_and_hydrated_from_the_vault(
     assert PII_REF not in record
 
 
+async def test_hydrating_by_stored_rows_reads_each_rows_own_attributes(
+    client: AsyncTestClient, edge_node: EdgeNode, services: Services, settings: Settings
+) -> None:
+    other = event()
+    other["detections"][1]["attributes"] = {"plate_text": "XY-9"}
+    await _ingest(client, edge_node, batch(event(), other))
+    rows = await _stored(settings)
+    keys, pool = services.retention.keys, services.db.pool
+    by_ids = await hydrate(pool, keys, [msgspec.json.decode(r["payload"]) for r in rows])
+    by_rows = await hydrate(
+        pool,
+        keys,
+        [msgspec.json.decode(r["payload"]) for r in rows],
+        stored=[(r["id"], r["captured_at"]) for r in rows],
+    )
+    assert by_rows == by_ids
+    assert sorted(r["detections"][1]["attributes"]["plate_text"] for r in by_rows) == [
+        "AB-123-CD",
+        "XY-9",
+    ]
+    # The rows given are what is read (the payloads' own ids are not consulted): swapped, each
+    # record gets the other's plate, and a row without vault entries gives none.
+    swapped = await hydrate(
+        pool,
+        keys,
+        [msgspec.json.decode(r["payload"]) for r in rows],
+        stored=[(r["id"], r["captured_at"]) for r in reversed(rows)],
+    )
+    assert [r["detections"][1]["attributes"] for r in swapped] == [
+        r["detections"][1]["attributes"] for r in reversed(by_ids)
+    ]
+    (nothing,) = await hydrate(
+        pool, keys, [msgspec.json.decode(rows[0]["payload"])], stored=[(-1, rows[0]["captured_at"])]
+    )
+    assert nothing["detections"][1]["attributes"] == {}
+
+
 async def test_after_hub_privacy_forget_nothing_yields_the_plate(
     client: AsyncTestClient, edge_node: EdgeNode, services: Services, settings: Settings
 ) -> None:
