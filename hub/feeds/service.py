@@ -87,12 +87,6 @@ async def refuse_paused(kit: FeedKit, reader: Reader) -> None:
         )
 
 
-async def hydrate_payloads(kit: FeedKit, payloads: list[str]) -> list[dict[str, Any]]:
-    """Stored payloads as records, their PII back from the vault (one query for them all)."""
-    records: list[dict[str, Any]] = [msgspec.json.decode(p) for p in payloads]
-    return await hydrate(kit.db.pool, lambda: keys_for(kit.settings), records)
-
-
 async def hydrate_rows(kit: FeedKit, rows: Sequence[FeedRow]) -> list[dict[str, Any]]:
     """Feed rows' payloads as records, their PII read from the vault by the rows' ids."""
     records: list[dict[str, Any]] = [msgspec.json.decode(row.payload) for row in rows]
@@ -101,13 +95,9 @@ async def hydrate_rows(kit: FeedKit, rows: Sequence[FeedRow]) -> list[dict[str, 
 
 
 async def release_payload(
-    kit: FeedKit, reader: Reader, payload: str | dict[str, Any], *, data_class: str
+    kit: FeedKit, reader: Reader, record: dict[str, Any], *, data_class: str
 ) -> Released:
-    """Release a stored payload (re-hydrated here) or a record `hydrate_payloads` made."""
-    if isinstance(payload, str):
-        (record,) = await hydrate_payloads(kit, [payload])
-    else:
-        record = payload
+    """Release a record `hydrate_rows` made."""
     return await release(
         kit.policy,
         recipient=reader.recipient,

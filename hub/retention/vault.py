@@ -228,15 +228,19 @@ async def _renew_key(conn: asyncpg.Connection, keys: KeyRing, subject: str) -> t
     )
 
 
+# What `_Opener.open` reads of a vault row: pii_attribute `a` and its subject's key `k`.
+_SEALED_COLUMNS = """a.event_pk, a.captured_at, a.detection, a.subject, a.generation, a.nonce,
+       a.ciphertext, k.generation AS key_generation, k.master_key_id, k.wrapped_key"""
+
+
 async def read_attributes(
     conn: asyncpg.Connection, keys: KeyRing, *, event_pk: int, captured_at: datetime
 ) -> dict[int, dict[str, object] | str]:
     """The decrypted attributes of an event by detection index; `"shredded"` when forgotten."""
     rows = await conn.fetch(
-        """SELECT a.detection, a.subject, a.generation, a.nonce, a.ciphertext,
-                  k.generation AS key_generation, k.master_key_id, k.wrapped_key
-           FROM pii_attribute a JOIN pii_subject_key k USING (subject)
-           WHERE a.event_pk = $1 AND a.captured_at = $2 ORDER BY a.detection""",
+        f"""SELECT {_SEALED_COLUMNS}
+            FROM pii_attribute a JOIN pii_subject_key k USING (subject)
+            WHERE a.event_pk = $1 AND a.captured_at = $2 ORDER BY a.detection""",  # noqa: S608 (fixed SQL fragments)
         event_pk,
         captured_at,
     )
@@ -305,9 +309,9 @@ def strip_payload(event: DetectionEvent, payload: bytes, *, node_id: UUID) -> by
     return body[:-1] + b',"' + PII_REF.encode() + b'":' + ref + b"}"
 
 
-_HYDRATE = """
-SELECT r.n, e.id AS event_pk, e.captured_at, a.detection, a.subject, a.generation, a.nonce,
-       a.ciphertext, k.generation AS key_generation, k.master_key_id, k.wrapped_key
+# Records found by the ids their payloads hold (each event looked up first).
+_HYDRATE = f"""
+SELECT r.n, {_SEALED_COLUMNS}
 FROM unnest($1::int[], string_to_array($2::text, ';')::uuid[],
             string_to_array($3::text, ';')::uuid[], string_to_array($4::text, ';')::timestamptz[])
      AS r(n, node_id, event_id, captured_at)
@@ -315,16 +319,15 @@ JOIN detection_event e
   ON e.node_id = r.node_id AND e.event_id = r.event_id AND e.captured_at = r.captured_at
 JOIN pii_attribute a ON a.event_pk = e.id AND a.captured_at = e.captured_at
 JOIN pii_subject_key k ON k.subject = a.subject
-"""
+"""  # noqa: S608 (fixed SQL fragments)
 
-# The same, for records whose stored rows the caller read with them: no look-up of the event.
-_HYDRATE_ROWS = """
-SELECT r.n, a.event_pk, a.captured_at, a.detection, a.subject, a.generation, a.nonce,
-       a.ciphertext, k.generation AS key_generation, k.master_key_id, k.wrapped_key
+# Records whose stored rows the caller read with them: no look-up of the event.
+_HYDRATE_ROWS = f"""
+SELECT r.n, {_SEALED_COLUMNS}
 FROM unnest($1::int[], $2::bigint[], $3::timestamptz[]) AS r(n, event_pk, captured_at)
 JOIN pii_attribute a ON a.event_pk = r.event_pk AND a.captured_at = r.captured_at
 JOIN pii_subject_key k ON k.subject = a.subject
-"""
+"""  # noqa: S608 (fixed SQL fragments)
 
 
 async def hydrate(
