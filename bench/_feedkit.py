@@ -1,4 +1,5 @@
-"""Agency feed readers for the benches: the bench agencies, their bearer tokens, one REST page.
+"""Agency feed readers for the benches: the bench agencies, their bearer tokens, one REST page,
+and the HTTP client sessions the benches' load generators use.
 
 Not a benchmark of its own (the leading underscore keeps `make bench` from running it).
 `feeds.py` measures the feeds alone; `ingest.py --feed-readers N` runs readers beside ingest.
@@ -9,8 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
-import httpx
 import msgspec
 
 from hub.identity.tokens import TokenEntry, append_token, new_token, token_hash
@@ -52,18 +53,48 @@ def agency_token(tokens_file: Path, agency: str) -> str:
     return token
 
 
+def session(base: str, connections: int, *, timeout: float = 60.0) -> aiohttp.ClientSession:
+    """An HTTP client for a load generator: up to `connections` kept-alive connections.
+
+    aiohttp rather than httpx: the load generator shares the machine's two cores with the hub,
+    and aiohttp's client spends about a third of httpx's CPU on a request (bench/README), CPU
+    the hub then has for itself."""
+    return aiohttp.ClientSession(
+        base_url=base,
+        connector=aiohttp.TCPConnector(limit=connections),
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        skip_auto_headers=("User-Agent",),
+    )
+
+
+# A failure to reach the hub (refused, reset, timed out), as opposed to an answer.
+TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+
+
+class Refused(Exception):
+    """The hub answered with an error status (a 503 `feeds_busy` carries a Retry-After)."""
+
+    def __init__(self, status: int, retry_after: str) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
 async def get_page(
-    http: httpx.AsyncClient, token: str, cursor: str | None
+    http: aiohttp.ClientSession, token: str, cursor: str | None
 ) -> tuple[int, str, bool]:
-    """One page of `PAGE_LIMIT`: items released, next cursor, has_more (raises on non-2xx)."""
+    """One page of `PAGE_LIMIT`: items released, next cursor, has_more (raises `Refused` on
+    an error status)."""
     params: dict[str, Any] = {"limit": PAGE_LIMIT}
     if cursor:
         params["cursor"] = cursor
-    response = await http.get(
+    async with http.get(
         FEED_PATH, params=params, headers={"Authorization": f"Bearer {token}"}
-    )
-    response.raise_for_status()
-    body = _PAGE.decode(response.content)
+    ) as response:
+        content = await response.read()
+        if response.status >= 400:
+            raise Refused(response.status, response.headers.get("retry-after", ""))
+    body = _PAGE.decode(content)
     return len(body.items), body.next_cursor, body.has_more
 
 

@@ -6,8 +6,8 @@ a tokens file and a `hub api` subprocess on a free loopback port.
 
 `--events` events are bulk-loaded with COPY (the feed trigger queues them) as ingest stores
 them (their detection attributes sealed in the PII vault, so pages pay its hydration) and
-given feed positions; one in ten comes from the north camera, so police-north may see 10 % of the feed
-and the two central agencies 90 %. Walk (closed loop): `--clients` agency clients (spread
+given feed positions; one in ten comes from the north camera, so police-north may see 10 % of
+the feed and the two central agencies 90 %. Walk (closed loop): `--clients` agency clients (spread
 over the three demo agencies) each page through their whole feed with `limit=100` as fast as
 they can; every page start is kept. Open loop: pages are requested at a fixed `--rate` for
 `--duration` seconds, each from a random kept cursor of a random client, whether or not
@@ -42,10 +42,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import asyncpg
 import httpx
 import msgspec
-from _feedkit import AGENCIES, agency_token, get_page, register_agencies
+from _feedkit import (
+    AGENCIES,
+    TRANSPORT_ERRORS,
+    Refused,
+    agency_token,
+    get_page,
+    register_agencies,
+    session,
+)
 from ingest import cpu_split, sample_cpu  # bench/ingest.py: the same /proc sampler
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake
@@ -253,7 +262,7 @@ async def seed(scratch: Scratch, events: int) -> None:
 
 
 async def page_through(
-    http: httpx.AsyncClient, token: str, latencies: list[float], cursors: list[str | None]
+    http: aiohttp.ClientSession, token: str, latencies: list[float], cursors: list[str | None]
 ) -> int:
     """One client: every page of its feed, in order; returns the items it got. A page the
     hub refuses (503 feeds_busy, over its page budget) is asked again after its Retry-After
@@ -275,24 +284,18 @@ REFUSED: Counter[str] = Counter()  # refused pages of this run (printed with the
 
 
 async def get_page_honouring(
-    http: httpx.AsyncClient, token: str, cursor: str | None
+    http: aiohttp.ClientSession, token: str, cursor: str | None
 ) -> tuple[int, str, bool]:
     """`get_page`, waiting out a 503's Retry-After (as agency readers must) and asking again."""
     for _ in range(MAX_REFUSALS):
         try:
             return await get_page(http, token, cursor)
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code != 503:
+        except Refused as exc:
+            if exc.status != 503:
                 raise
             REFUSED["walk"] += 1
-            await asyncio.sleep(float(exc.response.headers.get("retry-after", "1")))
+            await asyncio.sleep(float(exc.retry_after or "1"))
     return await get_page(http, token, cursor)
-
-
-def client(base: str, clients: int) -> httpx.AsyncClient:
-    """An HTTP client with a kept-alive connection per concurrent page."""
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    return httpx.AsyncClient(base_url=base, timeout=60, limits=limits)
 
 
 async def walk_phase(
@@ -301,7 +304,7 @@ async def walk_phase(
     """Closed loop: every client pages through its whole feed at once; the page starts."""
     latencies: list[float] = []
     cursors: dict[str, list[str | None]] = {token: [] for _, token in tokens}
-    async with client(base, len(tokens)) as http:
+    async with session(base, len(tokens)) as http:
         cpu.start()
         t0 = time.perf_counter()
         items = await asyncio.gather(
@@ -339,21 +342,21 @@ async def open_loop_phase(
 
     errors: Counter[str] = Counter()
 
-    async def one(agency: str, token: str, due: float, http: httpx.AsyncClient) -> None:
+    async def one(agency: str, token: str, due: float, http: aiohttp.ClientSession) -> None:
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
         try:
             got, _, _ = await get_page(http, token, rng.choice(cursors[token]))
-        except httpx.HTTPStatusError as exc:  # an overloaded hub answers 503: count it
-            errors[str(exc.response.status_code)] += 1
+        except Refused as exc:  # an overloaded hub answers 503: count it
+            errors[str(exc.status)] += 1
             return
-        except httpx.TransportError as exc:  # or drops the connection: count that too
+        except TRANSPORT_ERRORS as exc:  # or drops the connection: count that too
             errors[type(exc).__name__] += 1
             return
         by_agency[agency].append(time.perf_counter() - due)
         items[agency] += got
 
     count = int(rate * duration)
-    async with client(base, 200) as http:
+    async with session(base, 200) as http:
         cpu.start()
         t0 = time.perf_counter() + 0.5
         plan = [(*tokens[i % len(tokens)], t0 + i / rate) for i in range(count)]

@@ -41,10 +41,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import asyncpg
 import httpx
 import msgspec
-from _feedkit import agency_token, get_page, register_agencies
+from _feedkit import (
+    TRANSPORT_ERRORS,
+    Refused,
+    agency_token,
+    get_page,
+    register_agencies,
+    session,
+)
 from redis.asyncio import Redis
 
 from edge.signing import RequestSigner, load_private_key
@@ -267,24 +275,25 @@ class BodySource:
 
 
 async def post_once(
-    client: httpx.AsyncClient, body: bytes, headers: dict[str, str]
+    client: aiohttp.ClientSession, body: bytes, headers: dict[str, str]
 ) -> tuple[str, Counts | None]:
     """Send one batch; the status (or exception name) and, on 200, the counts."""
     try:
-        response = await client.post(EVENTS_PATH, content=body, headers=headers)
-    except httpx.HTTPError as exc:
+        async with client.post(EVENTS_PATH, data=body, headers=headers) as response:
+            content = await response.read()
+            status = response.status
+    except TRANSPORT_ERRORS as exc:
         return type(exc).__name__, None
-    if response.status_code != 200:
-        return str(response.status_code), None
-    return "200", msgspec.json.decode(response.content, type=Counts)
+    if status != 200:
+        return str(status), None
+    return "200", msgspec.json.decode(content, type=Counts)
 
 
 async def run_client(
     plan: LoadPlan, source: BodySource, window: tuple[float, float], tally: Tally
 ) -> None:
     """One keep-alive HTTP/1.1 connection posting batches back to back until the window ends."""
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    async with httpx.AsyncClient(base_url=plan.base_url, limits=limits, timeout=30.0) as client:
+    async with session(plan.base_url, 1, timeout=30.0) as client:
         while time.monotonic() < window[1]:
             body, headers = source.take()
             started = time.monotonic()
@@ -350,17 +359,16 @@ class ReaderTally:
 
 
 async def fetch_page(
-    http: httpx.AsyncClient, token: str, cursor: str | None
+    http: aiohttp.ClientSession, token: str, cursor: str | None
 ) -> tuple[str, tuple[int, str, bool] | None, float]:
     """One feed page: "200" and (items, next cursor, has_more), or the status (or exception
     name) of a failure; and the seconds its Retry-After asks to wait (0 without one)."""
     try:
         return "200", await get_page(http, token, cursor), 0.0
-    except httpx.HTTPStatusError as exc:
-        retry_after = exc.response.headers.get("retry-after", "")
-        wait = float(retry_after) if retry_after.isdigit() else 0.0
-        return str(exc.response.status_code), None, wait
-    except httpx.HTTPError as exc:
+    except Refused as exc:
+        wait = float(exc.retry_after) if exc.retry_after.isdigit() else 0.0
+        return str(exc.status), None, wait
+    except TRANSPORT_ERRORS as exc:
         return type(exc).__name__, None, 0.0
 
 
@@ -371,9 +379,8 @@ async def read_feed(
     feed, back to back (or no faster than `plan.rate`); at the end (`has_more` false) it starts
     again from the beginning, so every page releases stored events rather than waiting for new
     ones."""
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     cursor: str | None = None
-    async with httpx.AsyncClient(base_url=plan.base_url, limits=limits, timeout=30.0) as http:
+    async with session(plan.base_url, 1, timeout=30.0) as http:
         while time.monotonic() < window[1]:
             started = time.monotonic()
             status, page, retry_after = await fetch_page(http, token, cursor)

@@ -51,17 +51,32 @@ App = Callable[..., Awaitable[None]]  # an ASGI application
 
 
 async def post(app: App, body: bytes, headers: dict[str, str]) -> int:
-    """One request through the ASGI app; its status."""
+    """One POST of a batch through the ASGI app; its status."""
+    status, _ = await call(app, "POST", EVENTS_PATH, body=body, headers=headers)
+    return status
+
+
+async def call(
+    app: App,
+    method: str,
+    path: str,
+    *,
+    body: bytes = b"",
+    headers: dict[str, str],
+    query: bytes = b"",
+) -> tuple[int, bytes]:
+    """One request through the ASGI app; its status and body."""
     raw = [(b"host", b"bench.local"), (b"content-length", str(len(body)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     scope: Message = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": EVENTS_PATH, "raw_path": EVENTS_PATH.encode(),
-        "query_string": b"", "root_path": "", "headers": raw, "client": ("127.0.0.1", 5555),
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(),
+        "query_string": query, "root_path": "", "headers": raw, "client": ("127.0.0.1", 5555),
         "server": ("bench.local", 80), "state": {},
     }  # fmt: skip
     sent = asyncio.Event()
     status = 0
+    chunks: list[bytes] = []
 
     async def receive() -> Message:
         if not sent.is_set():
@@ -74,9 +89,11 @@ async def post(app: App, body: bytes, headers: dict[str, str]) -> int:
         nonlocal status
         if message["type"] == "http.response.start":
             status = int(message["status"])
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
 
     await app(scope, receive, send)
-    return status
+    return status, b"".join(chunks)
 
 
 async def lifespan(app: App, started: asyncio.Event, stop: asyncio.Event) -> None:
