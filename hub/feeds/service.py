@@ -9,6 +9,7 @@ one entry per page (ids and decision ids, never payloads).
 
 import asyncio
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -25,7 +26,7 @@ from hub.identity.schemas import Subject
 from hub.media import load_image, read_stored
 from hub.policy.release import Released, release, release_media, withheld_for_now
 from hub.policy.schemas import Recipient
-from hub.retention import hydrate, keys_for
+from hub.retention import hydrate, hydrate_sealed, keys_for
 
 MAX_LIMIT = 500
 MAX_WAIT_SECONDS = 30.0
@@ -88,10 +89,15 @@ async def refuse_paused(kit: FeedKit, reader: Reader) -> None:
 
 
 async def hydrate_rows(kit: FeedKit, rows: Sequence[FeedRow]) -> list[dict[str, Any]]:
-    """Feed rows' payloads as records, their PII read from the vault by the rows' ids."""
+    """Feed rows' payloads as records, their PII from the vault rows read with them or, when
+    a row came without them, read from the vault by the rows' ids."""
     records: list[dict[str, Any]] = [msgspec.json.decode(row.payload) for row in rows]
+    keys = partial(keys_for, kit.settings)
+    if all(row.sealed is not None for row in rows):
+        sealed = [(row.event_pk, row.captured_at, row.sealed or []) for row in rows]
+        return hydrate_sealed(keys, records, sealed)
     stored = [(row.event_pk, row.captured_at) for row in rows]
-    return await hydrate(kit.db.pool, lambda: keys_for(kit.settings), records, stored=stored)
+    return await hydrate(kit.db.pool, keys, records, stored=stored)
 
 
 async def release_payload(

@@ -8,6 +8,23 @@ pressure: new media is refused instead.
 
 from hub.retention.crypto import KeyRing
 from hub.retention.kit import keys_for, process_keys
-from hub.retention.vault import hydrate, seal_events, strip_payload
+from hub.retention.vault import (
+    Sealed,
+    hydrate,
+    hydrate_sealed,
+    seal_events,
+    sealed_of_event,
+    strip_payload,
+)
 
-__all__ = ["KeyRing", "hydrate", "keys_for", "process_keys", "seal_events", "strip_payload"]
+__all__ = [
+    "KeyRing",
+    "Sealed",
+    "hydrate",
+    "hydrate_sealed",
+    "keys_for",
+    "process_keys",
+    "seal_events",
+    "sealed_of_event",
+    "strip_payload",
+]

@@ -228,9 +228,25 @@ async def _renew_key(conn: asyncpg.Connection, keys: KeyRing, subject: str) -> t
     )
 
 
-# What `_Opener.open` reads of a vault row: pii_attribute `a` and its subject's key `k`.
-_SEALED_COLUMNS = """a.event_pk, a.captured_at, a.detection, a.subject, a.generation, a.nonce,
-       a.ciphertext, k.generation AS key_generation, k.master_key_id, k.wrapped_key"""
+# What `_Opener.open` reads of a vault row, as one record: pii_attribute `a` and its
+# subject's key `k` (the positions are `Sealed`'s).
+_SEALED = """ROW(a.detection, a.subject, a.generation, a.nonce, a.ciphertext, k.generation,
+           k.master_key_id, k.wrapped_key)"""
+_SEALED_COLUMNS = f"a.event_pk, a.captured_at, {_SEALED} AS sealed"
+
+# A vault row as `_Opener.open` reads it: (detection, subject, generation, nonce, ciphertext,
+# the subject key's generation, its master key id, the wrapped key).
+Sealed = tuple[int, str, int, bytes, bytes, int | None, str | None, bytes | None]
+
+
+def sealed_of_event(event_pk: str, captured_at: str) -> str:
+    """SQL of a column holding an event's vault rows (`Sealed` records, an array; NULL when
+    it has none), for a query that reads events to read their attributes with them: one
+    statement instead of a second one by the rows' ids. The arguments are the query's
+    expressions for the event's row id and capture time."""
+    return f"""(SELECT array_agg({_SEALED})
+        FROM pii_attribute a JOIN pii_subject_key k ON k.subject = a.subject
+        WHERE a.event_pk = {event_pk} AND a.captured_at = {captured_at})"""  # noqa: S608
 
 
 async def read_attributes(
@@ -245,7 +261,7 @@ async def read_attributes(
         captured_at,
     )
     opener = _Opener(keys)
-    return {row["detection"]: opener.open(row, event_pk, captured_at) for row in rows}
+    return {row["sealed"][0]: opener.open(row["sealed"], event_pk, captured_at) for row in rows}
 
 
 class _Opener:
@@ -258,23 +274,19 @@ class _Opener:
         self._keys = keys
         self._ciphers: dict[tuple[str, str, bytes], AESGCM] = {}
 
-    def open(
-        self, row: asyncpg.Record, event_pk: int, captured_at: datetime
-    ) -> dict[str, object] | str:
+    def open(self, sealed: Sealed, event_pk: int, captured_at: datetime) -> dict[str, object] | str:
         """The row's attributes, or `SHREDDED` when its key is gone or does not open it."""
-        wrapped = row["wrapped_key"]
-        if wrapped is None or row["key_generation"] != row["generation"]:
+        detection, subject, generation, nonce, ciphertext, key_generation, master, wrapped = sealed
+        if wrapped is None or master is None or key_generation != generation:
             return SHREDDED
-        slot = (row["master_key_id"], row["subject"], bytes(wrapped))
+        slot = (master, subject, bytes(wrapped))
         cipher = self._ciphers.get(slot)
         if cipher is None:
             key = self._keys.unwrap(slot[2], master_id=slot[0], subject=slot[1])
             cipher = self._ciphers[slot] = AESGCM(key)
         try:
             plain = cipher.decrypt(
-                bytes(row["nonce"]),
-                bytes(row["ciphertext"]),
-                _aad(event_pk, captured_at, row["detection"]),
+                bytes(nonce), bytes(ciphertext), _aad(event_pk, captured_at, detection)
             )
         except InvalidTag:
             return SHREDDED
@@ -345,10 +357,9 @@ async def hydrate(
     `records`, gives each record's row (id, captured_at) when the caller read it with the
     payload: the vault is then read by row, without finding each event by its ids first.
     """
-    wanted = [(n, r) for n, r in enumerate(records) if isinstance(r.get(PII_REF), dict)]
-    if not wanted:
+    refs = _refs(records)
+    if not refs:
         return list(records)
-    refs = [(n, r.pop(PII_REF), r) for n, r in wanted]
     if stored is not None:
         rows = await db.fetch(
             _HYDRATE_ROWS,
@@ -366,19 +377,51 @@ async def hydrate(
             joined_column([str(r["event_id"]) for _, _, r in refs]),
             joined_column([str(r["captured_at"]) for _, _, r in refs]),
         )
-    if not rows:
-        return list(records)
-    opener = _Opener(keys if isinstance(keys, KeyRing) else keys())
-    for row in rows:
-        try:
-            opened = opener.open(row, row["event_pk"], row["captured_at"])
-        except (InvalidTag, KeyError):  # a data key no master key here opens: fail closed
-            log.warning("pii_unreadable", subject=row["subject"])
-            continue
-        detections = records[row["n"]].get("detections") or []
-        if isinstance(opened, dict) and row["detection"] < len(detections):
-            detections[row["detection"]]["attributes"] = opened
+    _put_back(keys, records, rows)
     return list(records)
+
+
+def hydrate_sealed(
+    keys: KeyRing | Callable[[], KeyRing],
+    records: Sequence[dict[str, Any]],
+    sealed: Sequence[tuple[int, datetime, Sequence[Sealed]]],
+) -> list[dict[str, Any]]:
+    """`hydrate` from vault rows the caller read with the events (`sealed_of_event`):
+    `sealed`, aligned with `records`, gives each record's row (id, captured_at) and its
+    vault rows. No query; the same records `hydrate` makes."""
+    refs = _refs(records)
+    rows = [(n, *sealed[n][:2], entry) for n, _, _ in refs for entry in sealed[n][2]]
+    _put_back(keys, records, rows)
+    return list(records)
+
+
+def _refs(records: Sequence[dict[str, Any]]) -> list[tuple[int, Any, dict[str, Any]]]:
+    """The records that name vault rows, with their `pii_ref` taken out (it never leaves)."""
+    return [
+        (n, r.pop(PII_REF), r) for n, r in enumerate(records) if isinstance(r.get(PII_REF), dict)
+    ]
+
+
+def _put_back(
+    keys: KeyRing | Callable[[], KeyRing],
+    records: Sequence[dict[str, Any]],
+    rows: Iterable[Sequence[Any]],
+) -> None:
+    """Open each vault row (record index, event row id, captured_at, `Sealed`) into its
+    record's detection; a row no key here opens is logged and left out (fail closed)."""
+    opener: _Opener | None = None
+    for n, event_pk, captured_at, sealed in rows:
+        if opener is None:  # the key ring is loaded only when some row needs it
+            opener = _Opener(keys if isinstance(keys, KeyRing) else keys())
+        try:
+            opened = opener.open(sealed, event_pk, captured_at)
+        except (InvalidTag, KeyError):  # a data key no master key here opens: fail closed
+            log.warning("pii_unreadable", subject=sealed[1])
+            continue
+        detection = sealed[0]
+        detections = records[n].get("detections") or []
+        if isinstance(opened, dict) and detection < len(detections):
+            detections[detection]["attributes"] = opened
 
 
 async def forget_subject(conn: asyncpg.Connection, *, subject: str) -> ForgetOutcome:

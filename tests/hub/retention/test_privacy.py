@@ -10,7 +10,14 @@ from litestar.testing import AsyncTestClient
 from hub.app import create_app
 from hub.retention.schemas import ForgetRequest
 from hub.retention.service import forget
-from hub.retention.vault import PII_REF, SHREDDED, hydrate, read_attributes
+from hub.retention.vault import (
+    PII_REF,
+    SHREDDED,
+    hydrate,
+    hydrate_sealed,
+    read_attributes,
+    sealed_of_event,
+)
 from hub.runtime import Services
 from hub.settings import Settings
 from tests.hub.ingest.builders import batch, event
@@ -158,6 +165,68 @@ async def test_hydrating_by_stored_rows_reads_each_rows_own_attributes(
         pool, keys, [msgspec.json.decode(rows[0]["payload"])], stored=[(-1, rows[0]["captured_at"])]
     )
     assert nothing["detections"][1]["attributes"] == {}
+
+
+async def _stored_with_vault_rows(settings: Settings) -> list[asyncpg.Record]:
+    """The events with their vault rows read by the same statement, as a feed page reads them."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return list(
+            await conn.fetch(
+                f"""SELECT e.id, e.captured_at, e.payload::text AS payload,
+                           {sealed_of_event("e.id", "e.captured_at")} AS sealed
+                    FROM detection_event e ORDER BY e.id"""  # noqa: S608 (fixed fragments)
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def test_vault_rows_read_with_their_events_open_as_reading_them_after(
+    client: AsyncTestClient, edge_node: EdgeNode, services: Services, settings: Settings
+) -> None:
+    other = event()
+    other["detections"][1]["attributes"] = {"plate_text": "XY-9"}
+    await _ingest(client, edge_node, batch(event(), other))
+    rows = await _stored_with_vault_rows(settings)
+    keys = services.retention.keys
+
+    def payloads() -> list[dict[str, object]]:
+        return [msgspec.json.decode(r["payload"]) for r in rows]
+
+    by_ids = await hydrate(services.db.pool, keys, payloads())
+    with_rows = hydrate_sealed(
+        keys, payloads(), [(r["id"], r["captured_at"], r["sealed"] or []) for r in rows]
+    )
+    assert with_rows == by_ids
+    assert sorted(r["detections"][1]["attributes"]["plate_text"] for r in with_rows) == [
+        "AB-123-CD",
+        "XY-9",
+    ]
+    assert all(PII_REF not in r for r in with_rows)  # the vault's reference never leaves
+    # A vault row opens only for the event it was sealed for: handed to the other event, it
+    # opens to nothing rather than to the other's plate.
+    swapped = hydrate_sealed(
+        keys,
+        payloads(),
+        [
+            (r["id"], r["captured_at"], s["sealed"])
+            for r, s in zip(rows, reversed(rows), strict=True)
+        ],
+    )
+    assert [r["detections"][1]["attributes"] for r in swapped] == [{}, {}]
+    forgot = await run_hub(
+        "privacy", "forget", "--plate", "XY-9", "--reason", "erasure", env=_env(settings)
+    )
+    assert forgot.returncode == 0, forgot.stdout + forgot.stderr
+    rows = await _stored_with_vault_rows(settings)
+    after = hydrate_sealed(
+        keys, payloads(), [(r["id"], r["captured_at"], r["sealed"] or []) for r in rows]
+    )
+    assert sorted(str(r["detections"][1]["attributes"]) for r in after) == [
+        "{'plate_text': 'AB-123-CD'}",
+        "{}",
+    ]
 
 
 async def test_after_hub_privacy_forget_nothing_yields_the_plate(
