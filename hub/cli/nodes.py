@@ -158,7 +158,8 @@ def cameras_list(node: str | None, as_json: bool) -> None:
 @click.argument("camera_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the removed camera as JSON.")
 def cameras_remove(node: str, camera_id: str, as_json: bool) -> None:
-    """Unregister CAMERA_ID from NODE: its next events are rejected."""
+    """Unregister CAMERA_ID from NODE: its events are rejected within 5 s (API processes keep
+    a node's cameras that long)."""
 
     async def work(services: Services) -> CameraRead:
         return await remove_camera(services.db, node, camera_id, actor=ACTOR)

@@ -48,7 +48,7 @@ async def post_camera(
 async def delete_camera(
     request: AnyRequest, services: ServicesDep, node: NodeRef, camera_id: CameraRef
 ) -> CameraRead:
-    """Unregister a node's camera; its next events are rejected."""
+    """Unregister a node's camera; its events are rejected within 5 s (ADR 0024)."""
     return await remove_camera(services.db, node, camera_id, actor=_actor(request))
 
 

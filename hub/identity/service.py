@@ -102,8 +102,9 @@ async def list_cameras(db: Database, node_ref: str | None = None) -> list[Camera
 async def remove_camera(
     db: Database, node_ref: str, camera_id: str, *, actor: str, clock: Clock = utcnow
 ) -> CameraRead:
-    """Unregister a node's camera: its events are rejected from the next batch on. Events
-    already stored keep the jurisdiction they were stored with."""
+    """Unregister a node's camera: its events are rejected once API processes stop keeping
+    it (`NODE_KEY_TTL_SECONDS` at most, ADR 0024). Events already stored keep the
+    jurisdiction they were stored with."""
     async with db.transaction() as conn:
         node_id = await _require_node(conn, node_ref)
         found = await repository.select_cameras(conn, node_id=node_id, camera_id=camera_id)

@@ -86,6 +86,14 @@ class NoDeliveries:
         """Nothing to queue."""
 
 
+class CameraRegistry(Protocol):
+    """The registry's cameras of a node, possibly kept a bounded time (hub.identity)."""
+
+    async def jurisdictions(self, *, node_id: UUID, camera_ids: Sequence[str]) -> Mapping[str, str]:
+        """Of the given cameras, those the node owns, each with its jurisdiction."""
+        ...
+
+
 class FeedNotifier(Protocol):
     """Tells agency feeds that events were committed (after commit, like `dispatch`)."""
 

@@ -64,6 +64,7 @@ async def post_events(request: Request[Any, Any, Any], services: ServicesDep) ->
         notifier=services.feeds.notifier,
         pii=services.retention.keys,
         partitions=services.partitions,
+        cameras=services.identity.node_cameras,
     )
     attributes: dict[str, str | int] = {
         "hub.node_id": str(node_id),

@@ -15,6 +15,7 @@ from hub.ingest import repository
 from hub.ingest.partitions import PartitionStatistics
 from hub.ingest.ports import (
     AcceptRegisteredNodes,
+    CameraRegistry,
     DeliveryPlanner,
     FeedNotifier,
     IngestPolicy,
@@ -46,6 +47,8 @@ class IngestDeps:
     pii: KeyRing | None = None
     # The process's watch on partition statistics (None: leave them to autovacuum).
     partitions: PartitionStatistics | None = None
+    # The nodes' cameras as the process keeps them (None: the registry, asked every batch).
+    cameras: CameraRegistry | None = None
 
 
 async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) -> BatchResult:
@@ -90,8 +93,11 @@ async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) ->
 
 async def _screen_rules(deps: IngestDeps, node_id: UUID, batch: EventBatch) -> Screen:
     """The node's cameras of this batch, from the registry, and the capture-time window."""
-    cameras = await owned_camera_jurisdictions(
-        deps.db, node_id=node_id, camera_ids=sorted({e.camera_id for e in batch.events})
+    camera_ids = sorted({e.camera_id for e in batch.events})
+    cameras = (
+        await deps.cameras.jurisdictions(node_id=node_id, camera_ids=camera_ids)
+        if deps.cameras is not None
+        else await owned_camera_jurisdictions(deps.db, node_id=node_id, camera_ids=camera_ids)
     )
     return Screen.at(
         deps.clock(),

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.audit import AuditAppender
-from hub.identity.node_keys import NodeKeys
+from hub.identity.node_keys import NodeCameras, NodeKeys
 from hub.identity.oauth.access import (
     AccessTokenIssuer,
     AccessTokenVerifier,
@@ -40,6 +40,8 @@ class IdentityKit:
     throttle: SigninThrottle
     # Edge nodes' verification keys: no registry round trip per signed request (ADR 0024).
     node_keys: NodeKeys
+    # ... and the cameras each node owns: no registry round trip per batch either.
+    node_cameras: NodeCameras
     # Audit entries with no transaction of their own (lockouts, revocations) share commits.
     audit: AuditAppender
     # argon2id costs 64 MiB and a core for ~0.1-0.6 s: at most two at once per process, a
@@ -72,5 +74,6 @@ class IdentityKit:
             issuer=AccessTokenIssuer(policy, db, sealer),
             throttle=SigninThrottle(redis),
             node_keys=NodeKeys(db),
+            node_cameras=NodeCameras(db),
             audit=audit,
         )

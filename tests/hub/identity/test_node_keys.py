@@ -1,20 +1,22 @@
-"""Edge nodes' keys kept in the process: a revocation refuses the node within the stated bound
-(`NODE_KEY_TTL_SECONDS`), unknown and revoked nodes are never kept, replays stay refused."""
+"""Edge nodes' keys and cameras kept in the process: a revocation refuses the node and a
+removal refuses the camera within the stated bound (`NODE_KEY_TTL_SECONDS`), what the registry
+does not hold is never kept (an addition is usable at once), replays stay refused."""
 
 import uuid
 
 import pytest
 
 from edge.signing import RequestSigner, generate_key, public_key_pem
-from hub.identity import revoke_node
+from hub.identity import add_camera, remove_camera, revoke_node
 from hub.identity.authn import IncomingRequest, authenticate
 from hub.identity.keys import parse_public_key
-from hub.identity.node_keys import NODE_KEY_TTL_SECONDS, NodeKeys
+from hub.identity.node_keys import NODE_KEY_TTL_SECONDS, NodeCameras, NodeKeys
 from hub.identity.repository import insert_node
+from hub.identity.schemas import CameraCreate
 from hub.kit.clock import utcnow
 from hub.kit.errors import AuthenticationError
 from hub.runtime import Services
-from tests.support import BASE_URL, EdgeNode
+from tests.support import BASE_URL, TEST_CAMERAS, EdgeNode
 
 pytestmark = [pytest.mark.db, pytest.mark.redis]
 URL = f"{BASE_URL}/v1/edge/events"
@@ -96,3 +98,45 @@ async def test_an_unknown_node_is_looked_up_again_and_usable_once_added(
     found = await keys.active_key(node_id)
     assert found is not None
     assert found.public_bytes_raw() == raw
+
+
+async def test_a_removed_camera_is_refused_once_the_bound_has_passed(
+    services: Services, edge_node: EdgeNode
+) -> None:
+    clock = Clock()
+    cameras = NodeCameras(services.db, clock=clock)
+    node_id, name = edge_node.node.id, edge_node.node.name
+    first = TEST_CAMERAS[0].camera_id
+    owned = await cameras.jurisdictions(node_id=node_id, camera_ids=[first, "cam-nobody"])
+    assert list(owned) == [first]  # a camera the node does not own is not among them
+
+    await remove_camera(services.db, name, first, actor="test")
+    clock.now += NODE_KEY_TTL_SECONDS - 0.01
+    # Inside the bound the kept camera still counts: this is the documented window.
+    assert first in await cameras.jurisdictions(node_id=node_id, camera_ids=[first])
+    clock.now += 0.01
+    assert await cameras.jurisdictions(node_id=node_id, camera_ids=[first]) == {}
+    assert (node_id, first) not in cameras._kept
+
+
+async def test_a_camera_added_is_usable_at_once_and_kept_without_the_registry(
+    services: Services, edge_node: EdgeNode
+) -> None:
+    clock = Clock()
+    cameras = NodeCameras(services.db, ttl_seconds=2.0, clock=clock)
+    node_id, name = edge_node.node.id, edge_node.node.name
+    assert await cameras.jurisdictions(node_id=node_id, camera_ids=["cam-late"]) == {}
+    await add_camera(
+        services.db, name, CameraCreate(camera_id="cam-late", jurisdiction="north"), actor="t"
+    )
+    # Not found before, so not kept: the next batch asks the registry and finds it.
+    assert await cameras.jurisdictions(node_id=node_id, camera_ids=["cam-late"]) == {
+        "cam-late": "north"
+    }
+    await remove_camera(services.db, name, "cam-late", actor="test")
+    clock.now += 1.99
+    assert await cameras.jurisdictions(node_id=node_id, camera_ids=["cam-late"]) == {
+        "cam-late": "north"
+    }  # kept: the registry was not asked
+    clock.now += 0.01
+    assert await cameras.jurisdictions(node_id=node_id, camera_ids=["cam-late"]) == {}
