@@ -10,6 +10,7 @@ import msgspec
 
 from hub.ingest.rules import PreparedEvent
 from hub.kit.db import joined_column
+from hub.media import EventRegions
 from hub.retention import strip_payload
 
 # Text columns arrive as one string each, events separated by ";" and list items by ",":
@@ -18,12 +19,17 @@ from hub.retention import strip_payload
 # id, a label nor a hex digest can hold ";" or "," (the contract's patterns). An event
 # without media is an empty item, and one empty item is no item at all for string_to_array:
 # hence the coalesce.
-_INSERT_EVENTS = """
+#
+# The regions the new events report on their images are recorded by the same statement (a
+# CTE whose SQL hub.media owns, parameters $11..), for the events actually inserted: one
+# statement and one round trip fewer per batch.
+_INSERT_EVENTS = f"""
+WITH inserted AS (
 INSERT INTO detection_event
     (node_id, event_id, captured_at, camera_id, classes, max_confidence, media_sha256,
      disposition, content_sha256, payload)
 SELECT $1, e.event_id, e.captured_at, e.camera_id, string_to_array(e.classes, ','),
-       e.max_confidence, coalesce(string_to_array(e.media, ','), '{}'),
+       e.max_confidence, coalesce(string_to_array(e.media, ','), '{{}}'),
        CASE WHEN e.event_id = ANY($10::uuid[]) THEN 'quarantined' ELSE 'accepted' END, e.sha,
        convert_from(e.payload, 'UTF8')::jsonb
 FROM unnest($2::uuid[], $3::timestamptz[], string_to_array($4::text, ';'),
@@ -35,6 +41,10 @@ WHERE NOT EXISTS (
 )
 ON CONFLICT (node_id, event_id, captured_at) DO NOTHING
 RETURNING event_id, id, captured_at
+), regions AS (
+    {EventRegions.sql(first=11, inserted="inserted")}
+)
+SELECT event_id, id, captured_at FROM inserted
 """
 
 # Where a stored event's row is (its key in every table that refers to it).
@@ -62,6 +72,7 @@ async def insert_events(
     node_id: UUID,
     events: Sequence[PreparedEvent],
     quarantined: set[UUID],
+    regions: EventRegions,
     strip_pii: bool = False,
 ) -> dict[UUID, StoredRow]:
     """Insert in one statement what this node has not stored yet; returns the events
@@ -73,6 +84,9 @@ async def insert_events(
     instead of a look-up and an insert. The existence check probes the (node_id, event_id)
     index once per event (`OFFSET 0` keeps it a per-row probe: as an anti-join the planner
     may hash every stored event of the node, and a prepared generic plan would keep that).
+
+    `regions` are the events' regions on their images (`hub.media.event_regions`); those of
+    the events inserted are recorded with them.
 
     With `strip_pii` the payload is stored without detection attributes (the caller seals them
     in the PII vault in the same transaction); `content_sha256` stays the hash of the event as
@@ -93,6 +107,7 @@ async def insert_events(
         [stored_payload(item, node_id=node_id, strip_pii=strip_pii) for item in events],
         # Quarantine as a (mostly empty) list of ids, not a text per event: see above.
         list(quarantined),
+        *regions.columns,
     )
     return {event_id: (pk, captured_at) for event_id, pk, captured_at in inserted}
 

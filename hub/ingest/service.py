@@ -27,7 +27,7 @@ from hub.kit.clock import Clock, utcnow
 from hub.kit.db import Database
 from hub.kit.errors import UnsupportedMediaTypeError, ValidationError
 from hub.kit.storage import BlobStore
-from hub.media import record_event_regions
+from hub.media import event_regions
 from hub.retention import KeyRing, seal_events
 
 
@@ -165,9 +165,17 @@ async def _store(
     # Sorted, so two requests inserting overlapping batches take row locks in one order (by
     # the id's integer: the order UUIDs compare in, without a Python comparison per pair).
     ordered = sorted(keep, key=lambda p: p.event.event_id.int)
+    # Redaction belongs to the image: every new event's boxes become regions of the images
+    # it references, recorded by the INSERT for the events it inserts (hub.media).
+    regions = event_regions([p.event for p in ordered], node_id=node_id)
     rows = (
         await repository.insert_events(
-            conn, node_id=node_id, events=ordered, quarantined=quarantined, strip_pii=strip_pii
+            conn,
+            node_id=node_id,
+            events=ordered,
+            quarantined=quarantined,
+            regions=regions,
+            strip_pii=strip_pii,
         )
         if ordered
         else {}
@@ -179,9 +187,6 @@ async def _store(
         if len(rows) == len(ordered)
         else [p for p in ordered if p.event.event_id in inserted]
     )
-    # Redaction belongs to the image: every new event's boxes become regions of the images
-    # it references, in this transaction (hub.media).
-    await record_event_regions(conn, node_id=node_id, events=[p.event for p in fresh])
     # Only re-sends (and lost races) need the stored hashes: a batch of new events skips this.
     others = (
         []

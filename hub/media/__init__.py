@@ -9,25 +9,27 @@ releases an image itself: nothing leaves the hub without passing `release()`.
 from hub.media.errors import MediaNotScannedError
 from hub.media.schemas import KnownImage, Region, RegionCreate, ScanOutcome
 from hub.media.service import (
+    EventRegions,
     ScanKit,
+    event_regions,
     load_image,
     read_stored,
-    record_event_regions,
     request_scans,
     scan_image,
     unscanned,
 )
 
 __all__ = [
+    "EventRegions",
     "KnownImage",
     "MediaNotScannedError",
     "Region",
     "RegionCreate",
     "ScanKit",
     "ScanOutcome",
+    "event_regions",
     "load_image",
     "read_stored",
-    "record_event_regions",
     "request_scans",
     "scan_image",
     "unscanned",

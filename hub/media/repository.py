@@ -2,28 +2,42 @@
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
 from hub.contracts.detection_v1 import BoundingBox
 from hub.media.schemas import KnownImage, Region, RegionCreate
 
-_INSERT = """
-INSERT INTO media_region (sha256, source, label, x, y, width, height, node_id, event_id)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[],
-                     $6::float8[], $7::float8[], $8::uuid[], $9::uuid[])
-"""
+_COLUMNS = "sha256, source, label, x, y, width, height, node_id, event_id"
 
 
-async def insert_regions(conn: asyncpg.Connection, regions: Sequence[RegionCreate]) -> int:
-    """Record regions in one statement, in the caller's transaction; returns how many."""
-    if not regions:
-        return 0
+def _unnest(first: int) -> str:
+    """The nine region columns as parameters `first`..`first + 8` (`region_columns`)."""
+    n = range(first, first + 9)
+    types = ("text", "text", "text", "float8", "float8", "float8", "float8", "uuid", "uuid")
+    return "unnest(" + ", ".join(f"${i}::{t}[]" for i, t in zip(n, types, strict=True)) + ")"
+
+
+_INSERT = f"INSERT INTO media_region ({_COLUMNS}) SELECT * FROM {_unnest(1)}"
+
+
+def insert_regions_of_inserted(*, first: int, inserted: str) -> str:
+    """SQL recording regions (parameters `first`.. as `region_columns` gives them) of the
+    events a data-modifying CTE named `inserted` returns (its `event_id`s): the body of a
+    CTE of ingest's events INSERT, so a batch's regions cost no statement of their own."""
+    return f"""INSERT INTO media_region ({_COLUMNS})
+    SELECT * FROM {_unnest(first)} AS r({_COLUMNS})
+    WHERE r.event_id IN (SELECT event_id FROM {inserted})"""
+
+
+def region_columns(regions: Sequence[RegionCreate]) -> tuple[list[Any], ...]:
+    """The regions as the nine parameter columns of `insert_regions_of_inserted`."""
     # One pass per column: the array encoder wants columns, and comprehensions cost half of
     # appending each value to its column in one loop (a batch records ~60 regions).
     shown = [item.region for item in regions]
     boxes = [region.box for region in shown]
-    columns = (
+    return (
         [item.sha256 for item in regions],
         [region.source for region in shown],
         [region.label for region in shown],
@@ -34,7 +48,13 @@ async def insert_regions(conn: asyncpg.Connection, regions: Sequence[RegionCreat
         [item.node_id for item in regions],
         [item.event_id for item in regions],
     )
-    await conn.execute(_INSERT, *columns)
+
+
+async def insert_regions(conn: asyncpg.Connection, regions: Sequence[RegionCreate]) -> int:
+    """Record regions in one statement, in the caller's transaction; returns how many."""
+    if not regions:
+        return 0
+    await conn.execute(_INSERT, *region_columns(regions))
     return len(regions)
 
 

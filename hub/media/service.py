@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -35,12 +36,23 @@ JOB_EXPIRES = timedelta(hours=1)
 log = structlog.get_logger("hub.media")
 
 
-async def record_event_regions(
-    conn: asyncpg.Connection, *, node_id: UUID, events: Iterable[DetectionEvent]
-) -> int:
-    """Record, in the caller's (ingest) transaction, the regions newly stored events report
-    on the images they reference; returns how many."""
-    return await repository.insert_regions(conn, regions_of(events, node_id=node_id))
+@dataclass(frozen=True, slots=True)
+class EventRegions:
+    """A batch's regions as parameters of ingest's events INSERT (media owns the SQL)."""
+
+    columns: tuple[list[Any], ...]
+
+    @staticmethod
+    def sql(*, first: int, inserted: str) -> str:
+        """The CTE body recording the regions of the events CTE `inserted` returns, reading
+        the columns as parameters `first`.. (`first + len(columns) - 1`)."""
+        return repository.insert_regions_of_inserted(first=first, inserted=inserted)
+
+
+def event_regions(events: Iterable[DetectionEvent], *, node_id: UUID) -> EventRegions:
+    """The regions the events report on the images they reference, for ingest to record in
+    its events INSERT (`EventRegions.sql`): only those of the events it actually inserts."""
+    return EventRegions(columns=repository.region_columns(regions_of(events, node_id=node_id)))
 
 
 async def load_image(db: Database, *, sha256: str) -> KnownImage | None:

@@ -35,8 +35,9 @@ async def test_every_event_adds_its_boxes_to_the_image_once(
     plate_event = detection_event("demo-cam-2", sha, plate())
     await upload(client, edge_node, face_event, plate_event)
     await upload(client, edge_node, face_event)  # a re-send adds nothing
-    # A later event naming the image with no face box takes nothing away.
-    await upload(client, edge_node, detection_event("demo-cam-2", sha, person()))
+    # A later event naming the image with no face box takes nothing away; sent beside a
+    # re-send, only the new event's boxes are added.
+    await upload(client, edge_node, face_event, detection_event("demo-cam-2", sha, person()))
     image = await load_image(services.db, sha256=sha)
     assert image is not None
     assert not image.scanned
