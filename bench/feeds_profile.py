@@ -17,10 +17,8 @@ Scratch database, Redis prefix, tokens and keys as in `bench/feeds.py`, removed 
 
 import argparse
 import asyncio
-import cProfile
 import itertools
 import os
-import pstats
 import sys
 import time
 from pathlib import Path
@@ -33,8 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _feedkit import AGENCIES, FEED_PATH, PAGE_LIMIT  # sibling scripts, not a package
 from feeds import Scratch, log, seed
-from ingest import CLK_TCK, sample_cpu
-from ingest_profile import App, StatementCosts, call, lifespan, postgres_ticks
+from ingest_profile import App, StatementCosts, call, lifespan, measured
 
 from hub.app import create_app
 from hub.settings import load_settings
@@ -103,33 +100,15 @@ async def measure(args: argparse.Namespace, scratch: Scratch) -> None:
         statements.reset()
     readers = Readers(app, tokens, args.pages)
     database = scratch.database_url.rsplit("/", 1)[1]
-    profile = cProfile.Profile(time.thread_time) if args.profile else None
-    pg_before, times_before, wall = postgres_ticks(sample_cpu(), database), os.times(), time.time()
-    if profile is not None:
-        profile.enable()
-    await readers.run(args.clients)
-    if profile is not None:
-        profile.disable()
-    wall, times_after = time.time() - wall, os.times()
-    pg_ms = (postgres_ticks(sample_cpu(), database) - pg_before) / CLK_TCK * 1000
-    user = (times_after.user - times_before.user) * 1000
-    system = (times_after.system - times_before.system) * 1000
+    _, window = await measured(readers.run(args.clients), database=database, profile=args.profile)
     n = args.pages
-    latencies = sorted(readers.latencies)
     each = readers.items / n
-    print(f"{n} pages ({each:.1f} items each) from {args.clients} readers in {wall:.1f} s")
-    split = f"user {user / n:.2f}, system {system / n:.2f}"
-    print(f"  API process   {(user + system) / n:.2f} ms CPU per page ({split})")
-    print(f"  PostgreSQL    {pg_ms / n:.2f} ms CPU per page (this run's sessions)")
-    p50, p99 = latencies[n // 2], latencies[min(n - 1, int(n * 0.99))]
-    print(f"  latency       p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    print(f"{n} pages ({each:.1f} items each) from {args.clients} readers in {window.wall:.1f} s")
+    window.print(n, "page", sorted(readers.latencies))
     if statements is not None:
-        statements.print(n)
+        statements.print(n, "page")
         statements.uninstall()
-    if profile is not None:
-        stats = pstats.Stats(profile, stream=sys.stdout)
-        stats.sort_stats("cumulative").print_stats(args.top)
-        stats.sort_stats("tottime").print_stats(args.top)
+    window.print_profile(args.top)
     stop.set()
     await life
 

@@ -24,7 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -48,6 +48,7 @@ from hub.settings import load_settings
 BASE = "http://bench.local"
 Message = dict[str, Any]
 App = Callable[..., Awaitable[None]]  # an ASGI application
+T = TypeVar("T")
 
 
 async def post(app: App, body: bytes, headers: dict[str, str]) -> int:
@@ -209,14 +210,69 @@ class StatementCosts:
         """Forget what the warm-up ran."""
         self.costs.clear()
 
-    def print(self, batches: int) -> None:
-        """Per batch: how many of each statement, its backend CPU and its wall time, in ms."""
-        print("  statements per batch: count, PostgreSQL CPU ms, wall ms (backend schedstat)")
+    def print(self, batches: int, unit: str = "batch") -> None:
+        """Per batch (or other `unit`): how many of each statement, its backend CPU and its
+        wall time, in ms."""
+        print(f"  statements per {unit}: count, PostgreSQL CPU ms, wall ms (backend schedstat)")
         rows = sorted(self.costs.items(), key=lambda kv: -kv[1][1])
         for query, (count, cpu, wall) in rows:
             print(f"    {count / batches:5.2f} {cpu / batches:6.3f} {wall / batches:6.3f}  {query}")
         total = sum(c[1] for c in self.costs.values())
-        print(f"    total PostgreSQL CPU in statements {total / batches:.2f} ms per batch")
+        print(f"    total PostgreSQL CPU in statements {total / batches:.2f} ms per {unit}")
+
+
+class Window:
+    """What one timed stretch cost: wall seconds, this process's CPU (user, system), this
+    run's PostgreSQL sessions' CPU (ms), and cProfile's statistics when asked for."""
+
+    def __init__(self, database: str, *, profile: bool) -> None:
+        self._database = database
+        # Timed by thread CPU time: a wall clock charges a send() to whoever the kernel
+        # preempted.
+        self.profile = cProfile.Profile(time.thread_time) if profile else None
+        self.wall = self.user_ms = self.system_ms = self.pg_ms = 0.0
+
+    async def measure(self, work: Awaitable[T]) -> T:
+        """Run `work`, timed."""
+        pg_before = postgres_ticks(sample_cpu(), self._database)
+        before, wall = os.times(), time.time()
+        if self.profile is not None:
+            self.profile.enable()
+        try:
+            return await work
+        finally:
+            if self.profile is not None:
+                self.profile.disable()
+            after = os.times()
+            self.wall = time.time() - wall
+            self.pg_ms = (postgres_ticks(sample_cpu(), self._database) - pg_before) / CLK_TCK * 1000
+            self.user_ms = (after.user - before.user) * 1000
+            self.system_ms = (after.system - before.system) * 1000
+
+    def print(self, n: int, unit: str, latencies: list[float]) -> None:
+        """CPU per `unit` (n of them) and the latency percentiles (sorted, in ms)."""
+        split = f"user {self.user_ms / n:.2f}, system {self.system_ms / n:.2f}"
+        api = (self.user_ms + self.system_ms) / n
+        print(f"  API process   {api:.2f} ms CPU per {unit} ({split})")
+        print(f"  PostgreSQL    {self.pg_ms / n:.2f} ms CPU per {unit} (this run's sessions)")
+        p50, p99 = latencies[n // 2], latencies[min(n - 1, int(n * 0.99))]
+        print(f"  latency       p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+
+    def print_profile(self, top: int, *, dump: str | None = None) -> None:
+        """cProfile's top functions, by cumulative and by own time (with `profile` only)."""
+        if self.profile is None:
+            return
+        stats = pstats.Stats(self.profile, stream=sys.stdout)
+        stats.sort_stats("cumulative").print_stats(top)
+        stats.sort_stats("tottime").print_stats(top)
+        if dump:
+            stats.dump_stats(dump)
+
+
+async def measured(work: Awaitable[T], *, database: str, profile: bool) -> tuple[T, Window]:
+    """`work`'s result and what it cost."""
+    window = Window(database, profile=profile)
+    return await window.measure(work), window
 
 
 async def measure(args: argparse.Namespace, scratch: Scratch, key_id: str, key_pem: bytes) -> None:
@@ -247,37 +303,19 @@ async def measure(args: argparse.Namespace, scratch: Scratch, key_id: str, key_p
         statements.reset()
     bodies = [source.take() for _ in range(args.requests)]
     database = scratch.database_url.rsplit("/", 1)[1]
-    # Timed by thread CPU time: a wall clock charges a send() to whoever the kernel preempted.
-    profile = cProfile.Profile(time.thread_time) if args.profile else None
-    pg_before, times_before, wall = postgres_ticks(sample_cpu(), database), os.times(), time.time()
-    if profile is not None:
-        profile.enable()
     cpu: list[float] | None = [] if args.per_request else None
-    latencies = await drive(app, bodies, args.clients, cpu)
-    if profile is not None:
-        profile.disable()
-    wall, times_after = time.time() - wall, os.times()
-    pg_ms = (postgres_ticks(sample_cpu(), database) - pg_before) / CLK_TCK * 1000
-    user = (times_after.user - times_before.user) * 1000
-    system = (times_after.system - times_before.system) * 1000
+    latencies, window = await measured(
+        drive(app, bodies, args.clients, cpu), database=database, profile=args.profile
+    )
     n = args.requests
-    print(f"{n} batches of {args.batch} from {args.clients} clients in {wall:.1f} s")
-    split = f"user {user / n:.2f}, system {system / n:.2f}"
-    print(f"  API process   {(user + system) / n:.2f} ms CPU per batch ({split})")
-    print(f"  PostgreSQL    {pg_ms / n:.2f} ms CPU per batch (this run's sessions)")
-    p50, p99 = latencies[n // 2], latencies[min(n - 1, int(n * 0.99))]
-    print(f"  latency       p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    print(f"{n} batches of {args.batch} from {args.clients} clients in {window.wall:.1f} s")
+    window.print(n, "batch", latencies)
     if cpu:
         print_request_cpu(cpu)
     if statements is not None:
         statements.print(n)
         statements.uninstall()
-    if profile is not None:
-        stats = pstats.Stats(profile, stream=sys.stdout)
-        stats.sort_stats("cumulative").print_stats(args.top)
-        stats.sort_stats("tottime").print_stats(args.top)
-        if args.dump:
-            stats.dump_stats(args.dump)
+    window.print_profile(args.top, dump=args.dump)
     stop.set()
     await life
 
