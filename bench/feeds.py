@@ -470,7 +470,7 @@ async def live_phase(scratch: Scratch, base: str, tokens: list[str], count: int)
             committed[str(event.event_id)] = time.perf_counter()
             async with conn.transaction():  # what ingest's after-commit hook does
                 seqs = await sequence_pending(conn)
-            notice = msgspec.json.encode(FeedNotice(first=min(seqs), last=max(seqs)))
+            notice = msgspec.json.encode(FeedNotice(first=seqs.first, last=seqs.last))
             await redis.publish(f"{scratch.redis_prefix}feeds:events", notice)
             await asyncio.sleep(0.02)
         await asyncio.sleep(3)

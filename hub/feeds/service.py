@@ -199,16 +199,18 @@ async def catch_up(kit: FeedKit) -> None:
     await kit.notifier.settle(within=SETTLE_WAIT_SECONDS)
 
 
-async def sequence_and_announce(kit: FeedKit, *, older_than_seconds: float = 0.0) -> list[int]:
+async def sequence_and_announce(
+    kit: FeedKit, *, older_than_seconds: float = 0.0
+) -> repository.Sequenced:
     """Give committed events their feed positions and tell every process about them."""
     async with kit.db.transaction() as conn:
         if older_than_seconds > 0 and not await repository.has_pending(
             conn, older_than_seconds=older_than_seconds
         ):
-            return []
+            return repository.Sequenced(0, 0, 0)
         assigned = await repository.sequence_pending(conn, older_than_seconds=older_than_seconds)
-    if assigned:
-        await kit.bus.publish(FeedNotice(first=min(assigned), last=max(assigned)))
+    if assigned.positions:
+        await kit.bus.publish(FeedNotice(first=assigned.first, last=assigned.last))
     return assigned
 
 

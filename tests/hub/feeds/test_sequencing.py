@@ -95,3 +95,29 @@ async def test_a_fill_judges_a_bounded_number_of_entries(
     assert (first.lo, first.hi) == (0, seqs[5])
     assert second.hi == seqs[7]
     assert third.hi == seqs[8] == third.last
+
+
+async def test_sequencing_answers_how_many_positions_and_the_first_and_last(
+    feed_services: Services,
+) -> None:
+    conn = await asyncpg.connect(feed_services.settings.database_url)
+    try:
+        for _ in range(5):
+            await insert_event(conn, NORTH_CAMERA)
+        await conn.execute(
+            """UPDATE detection_event SET disposition = 'quarantined'
+               WHERE id = (SELECT min(id) FROM detection_event)"""
+        )
+        async with conn.transaction():
+            # Batches of two: the run goes on until a batch moves fewer than that.
+            assigned = await repository.sequence_pending(conn, batch=2)
+        seqs = [r["seq"] for r in await conn.fetch("SELECT seq FROM feed_entry ORDER BY seq")]
+        async with conn.transaction():
+            nothing = await repository.sequence_pending(conn)
+        left = await conn.fetchval("SELECT count(*) FROM feed_pending")
+    finally:
+        await conn.close()
+    assert len(seqs) == 4  # the quarantined event gets no position
+    assert assigned == repository.Sequenced(positions=4, first=seqs[0], last=seqs[-1])
+    assert nothing == repository.Sequenced(0, 0, 0)
+    assert left == 0
