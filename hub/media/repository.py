@@ -25,7 +25,8 @@ _INSERT = f"INSERT INTO media_region ({_COLUMNS}) SELECT * FROM {_unnest(1)}"
 def insert_regions_of_inserted(*, first: int, inserted: str) -> str:
     """SQL recording regions (parameters `first`.. as `region_columns` gives them) of the
     events a data-modifying CTE named `inserted` returns (its `event_id`s): the body of a
-    CTE of ingest's events INSERT, so a batch's regions cost no statement of their own."""
+    CTE of ingest's events INSERT (hub/ingest/repository.py, ADR 0030), so a batch's regions
+    cost no statement of their own."""
     return f"""INSERT INTO media_region ({_COLUMNS})
     SELECT * FROM {_unnest(first)} AS r({_COLUMNS})
     WHERE r.event_id IN (SELECT event_id FROM {inserted})"""

@@ -243,7 +243,8 @@ def sealed_of_event(event_pk: str, captured_at: str) -> str:
     """SQL of a column holding an event's vault rows (`Sealed` records, an array; NULL when
     it has none), for a query that reads events to read their attributes with them: one
     statement instead of a second one by the rows' ids. The arguments are the query's
-    expressions for the event's row id and capture time."""
+    expressions for the event's row id and capture time. Embedded by the feeds' offered
+    look (hub/feeds/repository.py, ADR 0030)."""
     return f"""(SELECT array_agg({_SEALED})
         FROM pii_attribute a JOIN pii_subject_key k ON k.subject = a.subject
         WHERE a.event_pk = {event_pk} AND a.captured_at = {captured_at})"""  # noqa: S608
