@@ -31,7 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _feedkit import AGENCIES, FEED_PATH, PAGE_LIMIT  # sibling scripts, not a package
 from feeds import Scratch, log, seed
-from ingest_profile import App, StatementCosts, call, lifespan, measured
+from ingest_profile import (
+    App,
+    StatementCosts,
+    add_profiler_options,
+    call,
+    lifespan,
+    measured,
+)
 
 from hub.app import create_app
 from hub.settings import load_settings
@@ -120,11 +127,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=1000, help="timed pages")
     parser.add_argument("--warm", type=int, default=60, help="pages before timing")
     parser.add_argument("--clients", type=int, default=4, help="concurrent readers")
-    parser.add_argument("--profile", action="store_true", help="cProfile the timed pages")
-    parser.add_argument("--top", type=int, default=40, help="functions shown with --profile")
-    parser.add_argument(
-        "--statements", action="store_true", help="PostgreSQL CPU and wall time per statement"
-    )
+    add_profiler_options(parser, "pages")
     args = parser.parse_args()
     scratch = Scratch()
     try:

@@ -320,6 +320,15 @@ async def measure(args: argparse.Namespace, scratch: Scratch, key_id: str, key_p
     await life
 
 
+def add_profiler_options(parser: argparse.ArgumentParser, timed: str) -> None:
+    """--profile, --top and --statements, as both in-process profilers take them."""
+    parser.add_argument("--profile", action="store_true", help=f"cProfile the timed {timed}")
+    parser.add_argument("--top", type=int, default=40, help="functions shown with --profile")
+    parser.add_argument(
+        "--statements", action="store_true", help="PostgreSQL CPU and wall time per statement"
+    )
+
+
 def main() -> None:
     """Parse options, make the scratch resources, measure, clean up."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -327,11 +336,7 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=50, help="batches before timing")
     parser.add_argument("--clients", type=int, default=4, help="concurrent requests")
     parser.add_argument("--batch", type=int, default=100, help="events per batch")
-    parser.add_argument("--profile", action="store_true", help="cProfile the timed batches")
-    parser.add_argument("--top", type=int, default=40, help="functions shown with --profile")
-    parser.add_argument(
-        "--statements", action="store_true", help="PostgreSQL CPU and wall time per statement"
-    )
+    add_profiler_options(parser, "batches")
     parser.add_argument("--dump", help="with --profile, also write the pstats file here")
     parser.add_argument(
         "--per-request",

@@ -33,14 +33,18 @@ async def _ingest(client: AsyncTestClient, node: EdgeNode, body: bytes) -> None:
     assert answer.status_code == 200, answer.text
 
 
-async def _stored(settings: Settings) -> list[asyncpg.Record]:
+_STORED = "SELECT id, captured_at, payload::text AS payload FROM detection_event"
+# The events with their vault rows read by the same statement, as a feed page reads them.
+_STORED_WITH_VAULT_ROWS = f"""
+SELECT e.id, e.captured_at, e.payload::text AS payload,
+       {sealed_of_event("e.id", "e.captured_at")} AS sealed
+FROM detection_event e ORDER BY e.id"""  # noqa: S608 (fixed fragments)
+
+
+async def _stored(settings: Settings, query: str = _STORED) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(settings.database_url)
     try:
-        return list(
-            await conn.fetch(
-                "SELECT id, captured_at, payload::text AS payload FROM detection_event"
-            )
-        )
+        return list(await conn.fetch(query))
     finally:
         await conn.close()
 
@@ -167,28 +171,13 @@ async def test_hydrating_by_stored_rows_reads_each_rows_own_attributes(
     assert nothing["detections"][1]["attributes"] == {}
 
 
-async def _stored_with_vault_rows(settings: Settings) -> list[asyncpg.Record]:
-    """The events with their vault rows read by the same statement, as a feed page reads them."""
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        return list(
-            await conn.fetch(
-                f"""SELECT e.id, e.captured_at, e.payload::text AS payload,
-                           {sealed_of_event("e.id", "e.captured_at")} AS sealed
-                    FROM detection_event e ORDER BY e.id"""  # noqa: S608 (fixed fragments)
-            )
-        )
-    finally:
-        await conn.close()
-
-
 async def test_vault_rows_read_with_their_events_open_as_reading_them_after(
     client: AsyncTestClient, edge_node: EdgeNode, services: Services, settings: Settings
 ) -> None:
     other = event()
     other["detections"][1]["attributes"] = {"plate_text": "XY-9"}
     await _ingest(client, edge_node, batch(event(), other))
-    rows = await _stored_with_vault_rows(settings)
+    rows = await _stored(settings, _STORED_WITH_VAULT_ROWS)
     keys = services.retention.keys
 
     def payloads() -> list[dict[str, object]]:
@@ -219,7 +208,7 @@ async def test_vault_rows_read_with_their_events_open_as_reading_them_after(
         "privacy", "forget", "--plate", "XY-9", "--reason", "erasure", env=_env(settings)
     )
     assert forgot.returncode == 0, forgot.stdout + forgot.stderr
-    rows = await _stored_with_vault_rows(settings)
+    rows = await _stored(settings, _STORED_WITH_VAULT_ROWS)
     after = hydrate_sealed(
         keys, payloads(), [(r["id"], r["captured_at"], r["sealed"] or []) for r in rows]
     )
