@@ -1122,10 +1122,22 @@ def compare_figures(args: argparse.Namespace, phases: list[Phase]) -> dict[str, 
         "beside_p99_median_ms": round(beside_p99, 1),
         "p99_ratio": ratio(beside_p99, alone_p99),
         "p99_ratio_to_each_alone": [ratio(beside_p99, p99) for p99 in alone],
+        "p99_ratio_to_neighbours": neighbour_ratios(compared),
         "other_cpu_drift_points": drift,
         "judged": drift <= OTHER_CPU_DRIFT_POINTS,
         "shut_out_p99_ratio": ratio(shut_out[0]["p99_ms"], alone_p99) if shut_out else None,
     }
+
+
+def neighbour_ratios(compared: list[dict[str, Any]]) -> list[float | None]:
+    """Each beside phase's p99 over the mean of the alone phases just before and after it
+    (the phases alternate, alone first and last): a drift over the run (the tables grow every
+    phase) then cancels phase by phase instead of between the medians of the two sides."""
+    return [
+        ratio(phase["p99_ms"], (compared[i - 1]["p99_ms"] + compared[i + 1]["p99_ms"]) / 2)
+        for i, phase in enumerate(compared)
+        if phase["with_readers"] and 0 < i < len(compared) - 1
+    ]
 
 
 def add_reader_figures(
@@ -1179,6 +1191,13 @@ def render_readers(report: dict[str, Any]) -> Iterator[str]:
         f"{found if found is not None else 'n/a'}{judged} (to each alone phase: {each}; "
         "beside / alone, 1.0 = unchanged)"
     )
+    neighbours = [r for r in compare["p99_ratio_to_neighbours"] if r is not None]
+    if len(neighbours) > 1:
+        listed = ", ".join(str(r) for r in neighbours)
+        yield (
+            f"  by neighbours   each beside phase over the mean of the alone phases on either "
+            f"side: {listed}; median {statistics.median(neighbours):.2f}"
+        )
     if compare["shut_out_p99_ratio"] is not None:
         yield (
             f"  shut out        ingest p99 beside readers refused every page, over {alone}: "

@@ -19,12 +19,16 @@ Beyond them a reader gets `FeedsBusyError` (503 `feeds_busy` with Retry-After), 
 """
 
 import asyncio
+import hashlib
 import math
+import os
+import tempfile
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from litestar.enums import ScopeType
@@ -51,6 +55,10 @@ MIN_BURST_NS = 50_000_000
 # A load window older than this says nothing of now: it is started again and reads as idle.
 LOAD_STALE_SECONDS = 2.0
 NS = 1_000_000_000
+# A process whose ingest presses marks it for the host's other API processes (`HostMark`) at
+# most this often, and a process reads the mark at most this often.
+MARK_EVERY_SECONDS = 0.25
+MARK_READ_EVERY_SECONDS = 0.1
 # The route handler option naming a feed route's channel (`feed_channel`).
 FEED_CHANNEL = "feed_channel"
 
@@ -79,6 +87,55 @@ class PageBudget:
         )
 
 
+class HostMark:
+    """When a process of this hub on this host last had ingest pressing on it: the mtime of
+    a file in the host's temporary directory, one file per hub (its database and Redis
+    prefix). The API processes of a host share its cores but not their memory: without the
+    mark, a process that got no ingest connection served its readers the full budget while
+    the other process's ingest saturated the machine (seen in `bench/ingest.py
+    --compare-readers`: 40 pages/s beside ingest, whose p99 rose by half). Best effort: a
+    mark that cannot be written or read leaves each process to its own measure."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock  # wall time: the mark is compared across processes
+        self._touched = -math.inf
+        self._read_at = -math.inf
+        self._marked = -math.inf
+
+    @classmethod
+    def for_hub(cls, database_url: str, redis_prefix: str) -> "HostMark":
+        """The mark of the hub with this database and Redis prefix on this host."""
+        digest = hashlib.sha256(f"{database_url}|{redis_prefix}".encode()).hexdigest()[:16]
+        return cls(Path(tempfile.gettempdir()) / f"hub-ingest-presses-{digest}")
+
+    def touch(self) -> None:
+        """Mark ingest pressing now (at most every `MARK_EVERY_SECONDS`)."""
+        now = self._clock()
+        if now - self._touched < MARK_EVERY_SECONDS:
+            return
+        self._touched = now
+        try:  # never through a link someone else planted
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                os.utime(fd, (now, now))
+            finally:
+                os.close(fd)
+        except OSError:
+            return
+
+    def recent(self, within: float) -> bool:
+        """Whether some process marked ingest pressing within the last `within` seconds."""
+        now = self._clock()
+        if now - self._read_at >= MARK_READ_EVERY_SECONDS:
+            self._read_at = now
+            try:
+                self._marked = self.path.stat(follow_symlinks=False).st_mtime
+            except OSError:
+                self._marked = -math.inf
+        return now - self._marked < within
+
+
 class PageGate:
     """The process's admission of page work: concurrency, a bounded FIFO queue, CPU budget."""
 
@@ -89,11 +146,13 @@ class PageGate:
         metrics: FeedMetrics,
         clock: Callable[[], float] = time.monotonic,
         cpu_clock: Callable[[], int] = time.thread_time_ns,
+        host: HostMark | None = None,
     ) -> None:
         self.budget = budget
         self._metrics = metrics
         self._clock = clock
         self._load = _OtherLoad(clock, cpu_clock)
+        self._host = host  # the host's other API processes' ingest (None: this one's only)
         self._in_flight = 0
         self._waiting: deque[asyncio.Event] = deque()
         self._at = clock()
@@ -101,8 +160,11 @@ class PageGate:
         self._ingest_at = -math.inf
 
     def note_ingest(self) -> None:
-        """Ingest accepted a batch in this process: pages get the lower budget for a while."""
+        """Ingest accepted a batch in this process: pages get the lower budget for a while,
+        here and, while it presses, in the host's other API processes."""
         self._ingest_at = self._clock()
+        if self._host is not None and self._ingest_presses_here():
+            self._host.touch()
 
     def charge(self, cpu_ns: int) -> None:
         """Draw page CPU from the bucket (it may go into debt; new pages then wait). Called
@@ -225,6 +287,13 @@ class PageGate:
         return ms * 1_000_000
 
     def _ingest_presses(self) -> bool:
+        """Whether ingest presses on this process or, by the host's mark, on another API
+        process of this host (they share its cores)."""
+        if self._ingest_presses_here():
+            return True
+        return self._host is not None and self._host.recent(INGEST_RECENT_SECONDS)
+
+    def _ingest_presses_here(self) -> bool:
         """Whether ingest ran lately and, with what else runs here, keeps the process busy."""
         busy = self._load.share() * 100 >= self.budget.ingest_busy_percent  # keeps it fresh
         return busy and self._clock() - self._ingest_at < INGEST_RECENT_SECONDS

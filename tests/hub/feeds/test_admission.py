@@ -3,6 +3,7 @@ and its answers on the REST and SOAP feeds, with ingest never refused."""
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,7 +12,13 @@ from lxml import etree
 from prometheus_client import CollectorRegistry
 
 from hub.app import create_app
-from hub.feeds.admission import FEED_CHANNEL, MeteredFeedRequests, PageBudget, PageGate
+from hub.feeds.admission import (
+    FEED_CHANNEL,
+    HostMark,
+    MeteredFeedRequests,
+    PageBudget,
+    PageGate,
+)
 from hub.feeds.errors import FeedsBusyError
 from hub.feeds.metrics import FeedMetrics
 from hub.kit.soap import SOAP_ENV
@@ -171,6 +178,58 @@ async def test_a_lone_ingest_batch_in_an_idle_process_leaves_readers_the_full_bu
         async with pages.admitted("rest"):
             pass
     assert busy.value.retry_after == 1  # refilled at 1000 ms/s (at 100 ms/s it would be 18)
+
+
+async def test_ingest_pressing_another_process_of_the_host_lowers_this_ones_budget(
+    tmp_path: Path,
+) -> None:
+    # Two API processes of one hub on one host: the ingesting one marks the host's file, the
+    # one with only readers reads it (each with its own clocks; the mark is wall time).
+    wall = FakeClock()
+    mark = tmp_path / "hub-ingest-presses"
+    budget = {"cpu_ms_per_second": 1000, "cpu_ms_beside_ingest": 100, "ingest_busy_percent": 20}
+    clock, cpu = FakeClock(), FakeCpu()
+    ingesting = PageGate(
+        PageBudget(**budget), metrics=FeedMetrics(CollectorRegistry()), clock=clock,
+        cpu_clock=cpu, host=HostMark(mark, clock=wall),
+    )  # fmt: skip
+    async with ingesting.admitted("rest"):  # its load window starts now
+        pass
+    reading = PageGate(
+        PageBudget(**budget), metrics=FeedMetrics(CollectorRegistry()), clock=FakeClock(),
+        cpu_clock=FakeCpu(), host=HostMark(mark, clock=wall),
+    )  # fmt: skip
+
+    async def refill_rate_of(pages: PageGate) -> int:
+        async with pages.admitted("rest"):
+            pages.charge(1_050_000_000)
+        with pytest.raises(FeedsBusyError) as busy:
+            async with pages.admitted("rest"):
+                pass
+        return busy.value.retry_after
+
+    clock.now += 0.5
+    cpu.ns += 100_000_000  # 20 % of a core on ingest, none on the feeds
+    ingesting.note_ingest()
+    assert mark.exists()
+    # The readers' process saved up only the lower budget's 50 ms: 1 s in debt, refilled at
+    # 100 ms/s (10 s), not 1000 ms/s.
+    assert await refill_rate_of(reading) == 10
+    wall.now += 1.0  # no mark for a second: the readers' process has its full budget back
+    reading._balance_ns = 1
+    assert await refill_rate_of(reading) == 2  # 1.05 s in debt at 1000 ms/s (11 at 100)
+
+
+async def test_a_host_mark_that_cannot_be_written_changes_nothing(tmp_path: Path) -> None:
+    wall = FakeClock()
+    unwritable = HostMark(tmp_path / "missing-folder" / "mark", clock=wall)
+    unwritable.touch()  # no error: each process then has only its own measure
+    assert not unwritable.recent(1.0)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere")
+    planted = HostMark(link, clock=wall)
+    planted.touch()  # never followed through a link
+    assert not (tmp_path / "elsewhere").exists()
 
 
 async def nothing() -> dict[str, Any]:
