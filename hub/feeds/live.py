@@ -196,9 +196,10 @@ class LiveHub:
         for subscriber in list(self._subscribers):
             if not subscriber.dropped:
                 audiences[subscriber.audience].append(subscriber)
-        # One vault query per drained batch, shared by every audience; each audience redacts
-        # its own copy (redaction works in place), decoded from this one encoding.
-        records = await hydrate_rows(self._kit, rows)
+        # The vault rows came with the drained rows: opened once per batch, shared by every
+        # audience; each audience redacts its own copy (redaction works in place), decoded
+        # from this one encoding.
+        records = hydrate_rows(self._kit, rows)
         encoded = [msgspec.json.encode(record) for record in records]
         entries = [await self._release_to(members, rows, encoded) for members in audiences.values()]
         # Audited after sending, so the audit's commit (a WAL flush) is not on the live path's

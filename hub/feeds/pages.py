@@ -284,7 +284,7 @@ async def release_rows(
 ) -> ReleasedBatch:
     """Release rows in order for the reader, one decision per distinct verdict, stopping at
     the first policy failure."""
-    records = await hydrate_rows(kit, rows)
+    records = hydrate_rows(kit, rows)
     verdicts = await decide_groups(
         kit.policy, recipient=reader.recipient, purpose=reader.purpose, rows=rows, records=records
     )

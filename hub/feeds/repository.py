@@ -47,9 +47,13 @@ SELECT (SELECT count(*) FROM moved) AS moved, count(*) AS placed, min(seq) AS fi
 FROM placed
 """
 
-_PAGE = """
+# Every query of feed rows reads each event's PII vault rows with it (`sealed`, ADR 0030):
+# hydrating a row then needs no statement of its own.
+_SEALED = sealed_of_event("f.event_pk", "f.captured_at")
+
+_PAGE = f"""
 SELECT f.seq, f.event_pk, e.event_id, e.camera_id, e.classes, e.captured_at,
-       e.payload::text AS payload
+       e.payload::text AS payload, {_SEALED} AS sealed
 FROM feed_entry f
 JOIN detection_event e ON e.id = f.event_pk AND e.captured_at = f.captured_at
 WHERE f.seq > $1 AND f.seq <= $2
@@ -66,9 +70,9 @@ MAX_SEQ = 2**63 - 1
 
 
 class FeedRow(msgspec.Struct, frozen=True, kw_only=True):
-    """An event at its feed position, with the stored (unredacted) payload as JSON text and
-    where its row is (`event_pk`, `captured_at`: its key in the tables that refer to it).
-    `sealed` holds its PII vault rows when the query read them with it (None: not read)."""
+    """An event at its feed position, with the stored (unredacted) payload as JSON text,
+    where its row is (`event_pk`, `captured_at`: its key in the tables that refer to it) and
+    its PII vault rows (`sealed`, read by the same statement)."""
 
     seq: int
     event_pk: int
@@ -77,7 +81,7 @@ class FeedRow(msgspec.Struct, frozen=True, kw_only=True):
     classes: list[str]
     captured_at: datetime
     payload: str
-    sealed: list[Sealed] | None = None
+    sealed: list[Sealed]
 
 
 async def has_pending(
@@ -145,9 +149,9 @@ async def select_page(
     return [_row(r) for r in rows]
 
 
-_LIVE = """
+_LIVE = f"""
 SELECT f.seq, f.event_pk, e.event_id, f.camera_id, f.classes, e.captured_at, f.max_confidence,
-       e.payload::text AS payload
+       e.payload::text AS payload, {_SEALED} AS sealed
 FROM feed_entry f
 JOIN detection_event e ON e.id = f.event_pk AND e.captured_at = f.captured_at
 WHERE f.seq > $1 AND e.disposition = 'accepted'
@@ -176,6 +180,7 @@ async def select_live(conn: asyncpg.Connection, *, after: int, limit: int) -> li
             captured_at=r["captured_at"],
             max_confidence=r["max_confidence"],
             payload=r["payload"],
+            sealed=r["sealed"] or [],
         )
         for r in rows
     ]
@@ -193,7 +198,8 @@ async def select_media_events(
     labels: all a release rule may consult) among those that reference an image; up to
     `limit + 1`, so the caller can tell that more exist than it will decide."""
     rows = await conn.fetch(
-        """SELECT seq, event_pk, event_id, camera_id, classes, captured_at, payload FROM (
+        f"""SELECT f.seq, f.event_pk, f.event_id, f.camera_id, f.classes, f.captured_at,
+                   f.payload, {_SEALED} AS sealed FROM (
                SELECT DISTINCT ON (e.camera_id, e.classes, e.payload ->> 'jurisdiction')
                       f.seq, f.event_pk, e.event_id, e.camera_id, e.classes, e.captured_at,
                       e.payload::text AS payload
@@ -201,8 +207,8 @@ async def select_media_events(
                JOIN detection_event e ON e.id = f.event_pk AND e.captured_at = f.captured_at
                WHERE e.media_sha256 @> ARRAY[$1]::text[] AND e.disposition = 'accepted'
                ORDER BY e.camera_id, e.classes, e.payload ->> 'jurisdiction', f.seq DESC
-           ) AS candidates
-           ORDER BY seq DESC
+           ) AS f
+           ORDER BY f.seq DESC
            LIMIT $2 + 1""",
         sha256,
         limit,
@@ -252,9 +258,8 @@ _KEY_SQL = (
 # entry with every event before it looks at the offers (a hash join: 350 ms for a page of a
 # 100,000-event feed instead of about 1 ms); it does not carry the seq range from the offer
 # to the entry. A row per offer (the audience repeated), or one row without an offer. Each
-# event's PII vault rows come with it (`sealed`): the page opens them without a second
-# statement by the rows' ids (its round trip and its arrays of ids were ~8 % of a page's
-# API CPU).
+# event's PII vault rows come with it (`sealed`, as in every feed query): a second statement
+# by the rows' ids (its round trip and its arrays of ids) was ~8 % of a page's API CPU.
 _LOOK_OFFERED = f"""
 SELECT h.last, a.id, a.revision, a.lo, a.hi, a.touch_due,
        r.seq, r.event_pk, r.event_id, r.camera_id, r.classes, r.captured_at, r.payload,
@@ -530,7 +535,7 @@ async def look_offered(
     return OfferedLook(
         audience=audience,
         last=int(head["last"]),
-        rows=[_row(r, sealed=r["sealed"] or []) for r in rows if r["seq"] is not None],
+        rows=[_row(r) for r in rows if r["seq"] is not None],
     )
 
 
@@ -550,7 +555,7 @@ async def insert_acks(
     return len(rows)
 
 
-def _row(r: asyncpg.Record, *, sealed: list[Sealed] | None = None) -> FeedRow:
+def _row(r: asyncpg.Record) -> FeedRow:
     return FeedRow(
         seq=r["seq"],
         event_pk=r["event_pk"],
@@ -559,5 +564,5 @@ def _row(r: asyncpg.Record, *, sealed: list[Sealed] | None = None) -> FeedRow:
         classes=list(r["classes"]),
         captured_at=r["captured_at"],
         payload=r["payload"],
-        sealed=sealed,
+        sealed=r["sealed"] or [],
     )

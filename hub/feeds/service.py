@@ -26,7 +26,7 @@ from hub.identity.schemas import Subject
 from hub.media import load_image, read_stored
 from hub.policy.release import Released, release, release_media, withheld_for_now
 from hub.policy.schemas import Recipient
-from hub.retention import hydrate, hydrate_sealed, keys_for
+from hub.retention import hydrate_sealed, keys_for
 
 MAX_LIMIT = 500
 MAX_WAIT_SECONDS = 30.0
@@ -88,16 +88,11 @@ async def refuse_paused(kit: FeedKit, reader: Reader) -> None:
         )
 
 
-async def hydrate_rows(kit: FeedKit, rows: Sequence[FeedRow]) -> list[dict[str, Any]]:
-    """Feed rows' payloads as records, their PII from the vault rows read with them or, when
-    a row came without them, read from the vault by the rows' ids."""
+def hydrate_rows(kit: FeedKit, rows: Sequence[FeedRow]) -> list[dict[str, Any]]:
+    """Feed rows' payloads as records, their PII opened from the vault rows read with them."""
     records: list[dict[str, Any]] = [msgspec.json.decode(row.payload) for row in rows]
-    keys = partial(keys_for, kit.settings)
-    if all(row.sealed is not None for row in rows):
-        sealed = [(row.event_pk, row.captured_at, row.sealed or []) for row in rows]
-        return hydrate_sealed(keys, records, sealed)
-    stored = [(row.event_pk, row.captured_at) for row in rows]
-    return await hydrate(kit.db.pool, keys, records, stored=stored)
+    sealed = [(row.event_pk, row.captured_at, row.sealed) for row in rows]
+    return hydrate_sealed(partial(keys_for, kit.settings), records, sealed)
 
 
 async def release_payload(
@@ -132,7 +127,7 @@ async def read_media(kit: FeedKit, reader: Reader, *, sha256: str) -> tuple[byte
     image = await load_image(kit.db, sha256=sha256) if rows else None
     decisions: list[Released] = []
     if image is not None and len(rows) <= MEDIA_CANDIDATES:  # more: not all accounted for
-        for record in await hydrate_rows(kit, rows):
+        for record in hydrate_rows(kit, rows):
             decisions.append(await release_payload(kit, reader, record, data_class="snapshot"))
     shown = None
     if decisions and image is not None:

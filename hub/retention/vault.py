@@ -232,7 +232,6 @@ async def _renew_key(conn: asyncpg.Connection, keys: KeyRing, subject: str) -> t
 # subject's key `k` (the positions are `Sealed`'s).
 _SEALED = """ROW(a.detection, a.subject, a.generation, a.nonce, a.ciphertext, k.generation,
            k.master_key_id, k.wrapped_key)"""
-_SEALED_COLUMNS = f"a.event_pk, a.captured_at, {_SEALED} AS sealed"
 
 # A vault row as `_Opener.open` reads it: (detection, subject, generation, nonce, ciphertext,
 # the subject key's generation, its master key id, the wrapped key).
@@ -243,8 +242,8 @@ def sealed_of_event(event_pk: str, captured_at: str) -> str:
     """SQL of a column holding an event's vault rows (`Sealed` records, an array; NULL when
     it has none), for a query that reads events to read their attributes with them: one
     statement instead of a second one by the rows' ids. The arguments are the query's
-    expressions for the event's row id and capture time. Embedded by the feeds' offered
-    look (hub/feeds/repository.py, ADR 0030)."""
+    expressions for the event's row id and capture time. Embedded by every query of feed
+    rows (hub/feeds/repository.py, ADR 0030)."""
     return f"""(SELECT array_agg({_SEALED})
         FROM pii_attribute a JOIN pii_subject_key k ON k.subject = a.subject
         WHERE a.event_pk = {event_pk} AND a.captured_at = {captured_at})"""  # noqa: S608
@@ -255,7 +254,7 @@ async def read_attributes(
 ) -> dict[int, dict[str, object] | str]:
     """The decrypted attributes of an event by detection index; `"shredded"` when forgotten."""
     rows = await conn.fetch(
-        f"""SELECT {_SEALED_COLUMNS}
+        f"""SELECT {_SEALED} AS sealed
             FROM pii_attribute a JOIN pii_subject_key k USING (subject)
             WHERE a.event_pk = $1 AND a.captured_at = $2 ORDER BY a.detection""",  # noqa: S608 (fixed SQL fragments)
         event_pk,
@@ -324,7 +323,7 @@ def strip_payload(event: DetectionEvent, payload: bytes, *, node_id: UUID) -> by
 
 # Records found by the ids their payloads hold (each event looked up first).
 _HYDRATE = f"""
-SELECT r.n, {_SEALED_COLUMNS}
+SELECT r.n, e.id AS event_pk, e.captured_at, {_SEALED} AS sealed
 FROM unnest($1::int[], string_to_array($2::text, ';')::uuid[],
             string_to_array($3::text, ';')::uuid[], string_to_array($4::text, ';')::timestamptz[])
      AS r(n, node_id, event_id, captured_at)
@@ -334,50 +333,31 @@ JOIN pii_attribute a ON a.event_pk = e.id AND a.captured_at = e.captured_at
 JOIN pii_subject_key k ON k.subject = a.subject
 """  # noqa: S608 (fixed SQL fragments)
 
-# Records whose stored rows the caller read with them: no look-up of the event.
-_HYDRATE_ROWS = f"""
-SELECT r.n, {_SEALED_COLUMNS}
-FROM unnest($1::int[], $2::bigint[], $3::timestamptz[]) AS r(n, event_pk, captured_at)
-JOIN pii_attribute a ON a.event_pk = r.event_pk AND a.captured_at = r.captured_at
-JOIN pii_subject_key k ON k.subject = a.subject
-"""  # noqa: S608 (fixed SQL fragments)
-
 
 async def hydrate(
     db: asyncpg.Connection | asyncpg.Pool,
     keys: KeyRing | Callable[[], KeyRing],
     records: Sequence[dict[str, Any]],
-    *,
-    stored: Sequence[tuple[int, datetime]] | None = None,
 ) -> list[dict[str, Any]]:
     """Put the vault's attributes back into decoded payloads (in place; returned too).
 
     One query for all records. A record without `pii_ref` is left as it is; a forgotten (or
     swept) detection keeps `attributes: {}`. `db` is a connection or a pool; `keys` may be a
-    callable, called only when a record refers to the vault. `stored`, aligned with
-    `records`, gives each record's row (id, captured_at) when the caller read it with the
-    payload: the vault is then read by row, without finding each event by its ids first.
+    callable, called only when a record refers to the vault. A caller that reads the events
+    itself reads their vault rows with them instead (`sealed_of_event`, `hydrate_sealed`).
     """
     refs = _refs(records)
     if not refs:
         return list(records)
-    if stored is not None:
-        rows = await db.fetch(
-            _HYDRATE_ROWS,
-            [n for n, _, _ in refs],
-            [stored[n][0] for n, _, _ in refs],
-            [stored[n][1] for n, _, _ in refs],
-        )
-    else:
-        # The ids and times as the payloads hold them, joined: PostgreSQL parses them in C,
-        # where a UUID and a datetime object per record cost a page ~0.3 ms in Python.
-        rows = await db.fetch(
-            _HYDRATE,
-            [n for n, _, _ in refs],
-            joined_column([str(ref["node_id"]) for _, ref, _ in refs]),
-            joined_column([str(r["event_id"]) for _, _, r in refs]),
-            joined_column([str(r["captured_at"]) for _, _, r in refs]),
-        )
+    # The ids and times as the payloads hold them, joined: PostgreSQL parses them in C, where
+    # a UUID and a datetime object per record cost a page ~0.3 ms in Python.
+    rows = await db.fetch(
+        _HYDRATE,
+        [n for n, _, _ in refs],
+        joined_column([str(ref["node_id"]) for _, ref, _ in refs]),
+        joined_column([str(r["event_id"]) for _, _, r in refs]),
+        joined_column([str(r["captured_at"]) for _, _, r in refs]),
+    )
     _put_back(keys, records, rows)
     return list(records)
 

@@ -134,43 +134,6 @@ async def test_payloads_are_stored_without_pii_and_hydrated_from_the_vault(
     assert PII_REF not in record
 
 
-async def test_hydrating_by_stored_rows_reads_each_rows_own_attributes(
-    client: AsyncTestClient, edge_node: EdgeNode, services: Services, settings: Settings
-) -> None:
-    other = event()
-    other["detections"][1]["attributes"] = {"plate_text": "XY-9"}
-    await _ingest(client, edge_node, batch(event(), other))
-    rows = await _stored(settings)
-    keys, pool = services.retention.keys, services.db.pool
-    by_ids = await hydrate(pool, keys, [msgspec.json.decode(r["payload"]) for r in rows])
-    by_rows = await hydrate(
-        pool,
-        keys,
-        [msgspec.json.decode(r["payload"]) for r in rows],
-        stored=[(r["id"], r["captured_at"]) for r in rows],
-    )
-    assert by_rows == by_ids
-    assert sorted(r["detections"][1]["attributes"]["plate_text"] for r in by_rows) == [
-        "AB-123-CD",
-        "XY-9",
-    ]
-    # The rows given are what is read (the payloads' own ids are not consulted): swapped, each
-    # record gets the other's plate, and a row without vault entries gives none.
-    swapped = await hydrate(
-        pool,
-        keys,
-        [msgspec.json.decode(r["payload"]) for r in rows],
-        stored=[(r["id"], r["captured_at"]) for r in reversed(rows)],
-    )
-    assert [r["detections"][1]["attributes"] for r in swapped] == [
-        r["detections"][1]["attributes"] for r in reversed(by_ids)
-    ]
-    (nothing,) = await hydrate(
-        pool, keys, [msgspec.json.decode(rows[0]["payload"])], stored=[(-1, rows[0]["captured_at"])]
-    )
-    assert nothing["detections"][1]["attributes"] == {}
-
-
 async def test_vault_rows_read_with_their_events_open_as_reading_them_after(
     client: AsyncTestClient, edge_node: EdgeNode, services: Services, settings: Settings
 ) -> None:
@@ -193,6 +156,17 @@ async def test_vault_rows_read_with_their_events_open_as_reading_them_after(
         "XY-9",
     ]
     assert all(PII_REF not in r for r in with_rows)  # the vault's reference never leaves
+    # The rows given are what is opened (the payloads' own ids are not consulted): each
+    # event's row and vault rows handed to the other record give it the other's plate, and
+    # a row without vault entries gives none.
+    exchanged = hydrate_sealed(
+        keys, payloads(), [(r["id"], r["captured_at"], r["sealed"] or []) for r in reversed(rows)]
+    )
+    assert [r["detections"][1]["attributes"] for r in exchanged] == [
+        r["detections"][1]["attributes"] for r in reversed(by_ids)
+    ]
+    (nothing,) = hydrate_sealed(keys, payloads()[:1], [(rows[0]["id"], rows[0]["captured_at"], [])])
+    assert nothing["detections"][1]["attributes"] == {}
     # A vault row opens only for the event it was sealed for: handed to the other event, it
     # opens to nothing rather than to the other's plate.
     swapped = hydrate_sealed(
