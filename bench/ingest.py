@@ -1050,9 +1050,11 @@ def run_phases(
     api: tuple[int, int],
     shut_out: bool,
     rounds: int = 1,
+    control: bool = False,
 ) -> list[Phase]:
     """Time ingest alone, beside the readers and alone again (then, with `shut_out`, beside
-    readers refused every page), each after a VACUUM ANALYZE. `api` is (port, workers)."""
+    readers refused every page), each after a VACUUM ANALYZE. `api` is (port, workers). With
+    `control` the "beside" phases run without readers: how far the ratio strays on its own."""
     database, url = f"hub_bench_{scratch.tag}", scratch.database_url
     compared = compare_phases(rounds)
     todo = [*compared, *([(SHUT_OUT_PHASE, True)] if shut_out else [])]
@@ -1066,7 +1068,7 @@ def run_phases(
         assert scratch.api is not None
         load = run_load(
             plans, api_pid=scratch.api.pid, database=database,
-            readers=readers if with_readers else None,
+            readers=readers if with_readers and not control else None,
         )  # fmt: skip
         phases.append(Phase(name, with_readers, load, asyncio.run(dead_rows(url))))
     return phases
@@ -1147,9 +1149,10 @@ def add_reader_figures(
     phases: list[Phase] | None,
 ) -> None:
     """The readers' figures, ingest's p99 beside them and, with `--compare-readers`, every
-    phase's figures and the ratio (beside / mean of alone: 1.0 is unchanged)."""
-    assert beside.feed is not None
-    report["feed_readers"] = feed_report(args, beside.feed, beside.cpu)
+    phase's figures and the ratio (beside / mean of alone: 1.0 is unchanged). A `--control`
+    run had no readers in its "beside" phases, so it has no reader figures."""
+    if beside.feed is not None:
+        report["feed_readers"] = feed_report(args, beside.feed, beside.cpu)
     report["ingest_p99_with_readers_ms"] = phase_summary(args, beside)["p99_ms"]
     if phases is not None:
         report["compare_readers"] = compare_figures(args, phases)
@@ -1157,17 +1160,9 @@ def add_reader_figures(
 
 def render_readers(report: dict[str, Any]) -> Iterator[str]:
     """The lines of the feed readers and of the with/without comparison."""
-    feed = report["feed_readers"]
-    errors = ", ".join(f"{k}: {v}" for k, v in feed["errors"].items()) or "none"
-    pace = feed["pages_per_s_per_reader_at_most"]
-    paced = f", each at most {pace:g} pages/s" if pace else ", back to back"
-    yield (
-        f"  feed readers    {feed['readers']} REST readers ({', '.join(feed['agencies'])}) in "
-        f"{feed['processes']} process(es), pages of 100{paced}: {feed['pages_per_s']} pages/s, "
-        f"{feed['items_per_s']:,} items/s, page p50 {feed['page_ms']['p50']} ms, "
-        f"p99 {feed['page_ms']['p99']} ms; {feed['laps']} laps; errors {errors}; "
-        f"reader cpu {feed['reader_cpu_percent_of_one_core']} % of a core"
-    )
+    feed = report.get("feed_readers")
+    if feed is not None:
+        yield render_feed(feed)
     compare = report.get("compare_readers")
     if compare is None:
         yield f"  ingest p99      {report['ingest_p99_with_readers_ms']} ms with the feed readers"
@@ -1184,10 +1179,11 @@ def render_readers(report: dict[str, Any]) -> Iterator[str]:
     )
     rounds = compare["rounds"]
     beside = "the beside phase" if rounds == 1 else f"the median of {rounds} beside phases"
+    readers = f"{feed['readers']} feed readers" if feed else "no readers (--control)"
     alone = "the mean of the alone phases" if rounds == 1 else "the median of the alone phases"
     yield (
-        f"  ingest p99      {compare['beside_p99_median_ms']} ms beside {feed['readers']} feed "
-        f"readers ({beside}), {compare['alone_p99_median_ms']} ms {alone}: ratio "
+        f"  ingest p99      {compare['beside_p99_median_ms']} ms beside {readers} "
+        f"({beside}), {compare['alone_p99_median_ms']} ms {alone}: ratio "
         f"{found if found is not None else 'n/a'}{judged} (to each alone phase: {each}; "
         "beside / alone, 1.0 = unchanged)"
     )
@@ -1204,6 +1200,20 @@ def render_readers(report: dict[str, Any]) -> Iterator[str]:
             f"{compare['shut_out_p99_ratio']} (a last phase on a restarted "
             "API; its drift is not balanced)"
         )
+
+
+def render_feed(feed: dict[str, Any]) -> str:
+    """The line of the feed readers' figures."""
+    errors = ", ".join(f"{k}: {v}" for k, v in feed["errors"].items()) or "none"
+    pace = feed["pages_per_s_per_reader_at_most"]
+    paced = f", each at most {pace:g} pages/s" if pace else ", back to back"
+    return (
+        f"  feed readers    {feed['readers']} REST readers ({', '.join(feed['agencies'])}) in "
+        f"{feed['processes']} process(es), pages of 100{paced}: {feed['pages_per_s']} pages/s, "
+        f"{feed['items_per_s']:,} items/s, page p50 {feed['page_ms']['p50']} ms, "
+        f"p99 {feed['page_ms']['p99']} ms; {feed['laps']} laps; errors {errors}; "
+        f"reader cpu {feed['reader_cpu_percent_of_one_core']} % of a core"
+    )
 
 
 def render_phase(number: int, phase: dict[str, Any]) -> Iterator[str]:
@@ -1285,7 +1295,7 @@ def render(report: dict[str, Any]) -> Iterator[str]:
         f"  target          >= {TARGET_EVENTS_PER_S:,} events/s with p99 < {TARGET_P99_MS:g} ms "
         f"per batch: {met}"
     )
-    if "feed_readers" in report:
+    if "feed_readers" in report or "compare_readers" in report:
         yield from render_readers(report)
 
 
@@ -1342,6 +1352,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --compare-readers, a fourth phase beside the readers with the feed page "
         "budget beside ingest at 1 ms/s (every page refused), on a restarted API",
     )  # fmt: skip
+    parser.add_argument(
+        "--control", action="store_true",
+        help="with --compare-readers, run the 'beside' phases without readers (an A-A run): "
+        "the spread of the ratio when readers change nothing, to read a real run against",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
     if not 1 <= args.batch <= 500 or min(args.clients, args.workers, args.procs) < 1:
@@ -1354,8 +1369,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--compare-readers needs --feed-readers N (N > 0)")
     if args.rounds < 1 or (args.rounds > 1 and not args.compare_readers):
         parser.error("--rounds N needs N >= 1 and, above 1, --compare-readers")
-    if args.shut_out_reference and not args.compare_readers:
-        parser.error("--shut-out-reference needs --compare-readers")
+    if (args.shut_out_reference or args.control) and not args.compare_readers:
+        parser.error("--shut-out-reference and --control need --compare-readers")
     return args
 
 
@@ -1379,7 +1394,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.compare_readers and readers:
             phases = run_phases(
                 scratch, plans, readers, api=(port, args.workers),
-                shut_out=args.shut_out_reference, rounds=args.rounds,
+                shut_out=args.shut_out_reference, rounds=args.rounds, control=args.control,
             )  # fmt: skip
             first = phases[0].load
             load = next(p.load for p in phases if p.with_readers)

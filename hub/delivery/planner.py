@@ -1,22 +1,30 @@
 """Routing at ingest: which agencies each new event is offered to (their subscriptions), as
-ledger rows written in the ingest transaction; each agency that got rows is woken right after
-it commits."""
+ledger rows written by the ingest statement itself; each agency that got rows is woken right
+after the transaction commits."""
 
-from collections.abc import Sequence
-from uuid import UUID
+from dataclasses import dataclass
 
-import asyncpg
 import structlog
 from redis.exceptions import RedisError
 
 from hub.delivery import repository
 from hub.delivery.metrics import DeliveryMetrics
 from hub.delivery.queue import DeliveryQueue
-from hub.delivery.repository import PlanRow
-from hub.ingest.ports import Routable
+from hub.ingest.ports import Planned
 from hub.observability import current_traceparent
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRouting:
+    """Implements ingest's `RoutingSql`: one batch's routing, as a CTE of its events INSERT."""
+
+    params: tuple[object, ...]  # attempt limit, traceparent
+
+    def sql(self, *, first: int, inserted: str) -> str:
+        """The CTE body planning the inserted events' deliveries (`plan_of_inserted`)."""
+        return repository.plan_of_inserted(first=first, inserted=inserted)
 
 
 class SubscriptionPlanner:
@@ -27,39 +35,23 @@ class SubscriptionPlanner:
         self.metrics = metrics
         self.attempt_limit = attempt_limit
 
-    async def plan(
-        self, conn: asyncpg.Connection, *, events: Sequence[Routable]
-    ) -> list[tuple[UUID, UUID]]:
-        """One row per (event, subscribed agency), in the caller's transaction."""
-        if not events:
-            return []
-        return await repository.plan_deliveries(
-            conn,
-            events=[
-                PlanRow(
-                    pk=pk,
-                    captured_at=captured_at,
-                    camera_id=p.event.camera_id,
-                    classes=p.classes,
-                    max_confidence=p.best,
-                )
-                for p, (pk, captured_at) in events
-            ],
-            attempt_limit=self.attempt_limit,
-            traceparent=current_traceparent(),  # the ingest request's, continued on delivery
-        )
+    def routing(self) -> SubscriptionRouting:
+        """One row per (accepted event, subscribed agency), written by the events INSERT in
+        the caller's transaction; the rows carry the ingest request's trace, continued on
+        delivery."""
+        return SubscriptionRouting(params=(self.attempt_limit, current_traceparent()))
 
-    async def dispatch(self, planned: list[tuple[UUID, UUID]]) -> None:
+    async def dispatch(self, planned: Planned) -> None:
         """Wake each agency that got committed rows; on a Redis failure, leave them to
         reconcile."""
         if not planned:
             return
         try:
-            await self.queue.wake(agency_id for _, agency_id in planned)
+            await self.queue.wake(planned)
         except (RedisError, OSError) as exc:
             self.metrics.enqueue_failures.inc()
             log.warning(
                 "enqueue after commit failed; reconcile will queue the deliveries",
-                deliveries=len(planned),
+                deliveries=sum(planned.values()),
                 error=type(exc).__name__,
             )

@@ -2,11 +2,8 @@
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal, Protocol
 from uuid import UUID
-
-import asyncpg
 
 from hub.ingest.rules import PreparedEvent
 
@@ -39,23 +36,37 @@ class IngestPolicy(Protocol):
         ...
 
 
-# (delivery id, agency id) of one planned delivery.
-Planned = tuple[UUID, UUID]
-# A newly stored event as routing reads it: the event as screened (camera, labels, best
-# confidence: what subscriptions select on) and its row's key (id, captured_at), so routing
-# never reads the row it was just given back.
-Routable = tuple[PreparedEvent, tuple[int, datetime]]
+# Rows planned per agency by one batch (agency id -> rows), to wake each agency after commit.
+Planned = Mapping[UUID, int]
+
+
+class RoutingSql(Protocol):
+    """Routing's part of ingest's events INSERT (ADR 0030): the body of a CTE that plans the
+    deliveries of the events the statement inserted, in the same statement."""
+
+    @property
+    def params(self) -> tuple[object, ...]:
+        """The CTE's own parameters, numbered from `first` in `sql`."""
+        ...
+
+    def sql(self, *, first: int, inserted: str) -> str:
+        """The CTE body. It reads the rows the CTE named `inserted` returns (columns `id`,
+        `captured_at`, `camera_id`, `classes`, `max_confidence` and `disposition`: every
+        inserted event, quarantined ones included) and returns an `agency_id` per planned
+        delivery; the text must depend on `first` and `inserted` only (it is a prepared
+        statement)."""
+        ...
 
 
 class DeliveryPlanner(Protocol):
     """Creates delivery (outbox) rows for newly stored events inside the ingest transaction,
     and queues them once that transaction has committed."""
 
-    async def plan(self, conn: asyncpg.Connection, *, events: Sequence[Routable]) -> list[Planned]:
-        """Insert deliveries in the caller's transaction; return them, to dispatch later."""
+    def routing(self) -> RoutingSql | None:
+        """How this request's batch is routed inside the events INSERT; None plans nothing."""
         ...
 
-    async def dispatch(self, planned: list[Planned]) -> None:
+    async def dispatch(self, planned: Planned) -> None:
         """Queue committed deliveries. Must not raise: the rows are committed, and the
         delivery reconcile job queues whatever this could not."""
         ...
@@ -78,11 +89,11 @@ class AcceptRegisteredNodes:
 class NoDeliveries:
     """Until agency routing lands: no event is offered to any agency."""
 
-    async def plan(self, conn: asyncpg.Connection, *, events: Sequence[Routable]) -> list[Planned]:
+    def routing(self) -> RoutingSql | None:
         """Plan nothing."""
-        return []
+        return None
 
-    async def dispatch(self, planned: list[Planned]) -> None:
+    async def dispatch(self, planned: Planned) -> None:
         """Nothing to queue."""
 
 

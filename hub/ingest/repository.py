@@ -2,12 +2,14 @@
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 import msgspec
 
+from hub.ingest.ports import Planned, RoutingSql
 from hub.ingest.rules import PreparedEvent
 from hub.kit.db import joined_column
 from hub.media import EventRegions
@@ -21,9 +23,12 @@ from hub.retention import strip_payload
 # hence the coalesce.
 #
 # The regions the new events report on their images are recorded by the same statement (a
-# CTE whose SQL hub.media owns, parameters $11..), for the events actually inserted: one
-# statement and one round trip fewer per batch.
-_INSERT_EVENTS = f"""
+# CTE whose SQL hub.media owns, parameters $11..), for the events actually inserted; so are
+# their deliveries, when a planner routes the batch (a CTE whose SQL hub.delivery owns,
+# parameters after the regions'). One statement and one round trip per batch instead of
+# three, and routing reads the rows inserted instead of their columns sent back as
+# parameters (ADR 0030).
+_INSERT_EVENTS = """
 WITH inserted AS (
 INSERT INTO detection_event
     (node_id, event_id, captured_at, camera_id, classes, max_confidence, media_sha256,
@@ -40,15 +45,42 @@ WHERE NOT EXISTS (
     SELECT FROM detection_event d WHERE d.node_id = $1 AND d.event_id = e.event_id OFFSET 0
 )
 ON CONFLICT (node_id, event_id, captured_at) DO NOTHING
-RETURNING event_id, id, captured_at
+RETURNING event_id, id, captured_at, camera_id, classes, max_confidence, disposition
 ), regions AS (
-    {EventRegions.sql(first=11, inserted="inserted")}
-)
-SELECT event_id, id, captured_at FROM inserted
+    {regions}
+){routing}
 """
+# Without routing: the inserted rows. With it, also one row per agency that got deliveries,
+# with how many (`event_id` NULL): an agency, not a row per delivery, is what is woken.
+_ANSWER = "SELECT event_id, id, captured_at FROM inserted"
+_ANSWER_ROUTED = """, planned AS (
+    {planned}
+)
+SELECT event_id, id, captured_at, NULL::uuid AS agency_id, 0 AS rows FROM inserted
+UNION ALL
+SELECT NULL, NULL, NULL, agency_id, count(*)::int FROM planned GROUP BY agency_id"""
+_FIRST_REGION_PARAM = 11
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_events_sql(planned: str | None) -> str:
+    """The events INSERT, with the routing CTE body `planned` (None: no routing)."""
+    routing = "\n" + _ANSWER if planned is None else _ANSWER_ROUTED.format(planned=planned)
+    regions = EventRegions.sql(first=_FIRST_REGION_PARAM, inserted="inserted")
+    return _INSERT_EVENTS.format(regions=regions, routing=routing)
+
 
 # Where a stored event's row is (its key in every table that refers to it).
 StoredRow = tuple[int, datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    """What the events INSERT did: each inserted event's row, and the deliveries it planned
+    per agency (empty without routing)."""
+
+    rows: dict[UUID, StoredRow]
+    planned: Planned
 
 
 async def stored_hashes(
@@ -73,10 +105,11 @@ async def insert_events(
     events: Sequence[PreparedEvent],
     quarantined: set[UUID],
     regions: EventRegions,
+    routing: RoutingSql | None = None,
     strip_pii: bool = False,
-) -> dict[UUID, StoredRow]:
+) -> Inserted:
     """Insert in one statement what this node has not stored yet; returns the events
-    actually inserted, each with its row's (id, captured_at).
+    actually inserted, each with its row's (id, captured_at), and the deliveries planned.
 
     An event whose id the node already stored (at any capture time, so not only what the
     unique key catches) or that a concurrent request stores first is left out: the caller
@@ -86,15 +119,20 @@ async def insert_events(
     may hash every stored event of the node, and a prepared generic plan would keep that).
 
     `regions` are the events' regions on their images (`hub.media.event_regions`); those of
-    the events inserted are recorded with them.
+    the events inserted are recorded with them. `routing` (the delivery planner's, ADR 0030)
+    plans the deliveries of those inserted as accepted, in the same statement.
 
     With `strip_pii` the payload is stored without detection attributes (the caller seals them
     in the PII vault in the same transaction); `content_sha256` stays the hash of the event as
     sent, so a re-send is still recognised."""
     if not events:
-        return {}
-    inserted = await conn.fetch(
-        _INSERT_EVENTS,
+        return Inserted(rows={}, planned={})
+    answered = await conn.fetch(
+        _insert_events_sql(
+            None
+            if routing is None
+            else routing.sql(first=_routing_first(regions), inserted="inserted")
+        ),
         node_id,
         [item.event.event_id for item in events],
         [item.event.captured_at for item in events],
@@ -108,8 +146,23 @@ async def insert_events(
         # Quarantine as a (mostly empty) list of ids, not a text per event: see above.
         list(quarantined),
         *regions.columns,
+        *(() if routing is None else routing.params),
     )
-    return {event_id: (pk, captured_at) for event_id, pk, captured_at in inserted}
+    if routing is None:
+        return Inserted(rows={r[0]: (r[1], r[2]) for r in answered}, planned={})
+    rows: dict[UUID, StoredRow] = {}
+    planned: dict[UUID, int] = {}
+    for event_id, pk, captured_at, agency_id, count in answered:
+        if event_id is None:
+            planned[agency_id] = count
+        else:
+            rows[event_id] = (pk, captured_at)
+    return Inserted(rows=rows, planned=planned)
+
+
+def _routing_first(regions: EventRegions) -> int:
+    """The number of the routing CTE's first parameter: the one after the regions'."""
+    return _FIRST_REGION_PARAM + len(regions.columns)
 
 
 def stored_payload(item: PreparedEvent, *, node_id: UUID, strip_pii: bool) -> bytes:

@@ -21,6 +21,8 @@ from hub.ingest.ports import (
     IngestPolicy,
     NoDeliveries,
     NoFeeds,
+    Planned,
+    RoutingSql,
 )
 from hub.ingest.rules import PreparedEvent, Screen, screen, verdict_for_existing
 from hub.kit.clock import Clock, utcnow
@@ -64,6 +66,7 @@ async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) ->
             node_id=node_id,
             keep=policy.keep,
             quarantined=policy.quarantined,
+            routing=deps.planner.routing(),
             strip_pii=deps.pii is not None,
         )
         # Quarantined events are stored for review but never offered to any agency.
@@ -72,19 +75,11 @@ async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) ->
             # The attributes live only here; the stored payloads name them (`pii_ref`).
             stored = [p.event for p in outcome.fresh]
             await seal_events(conn, deps.pii, events=stored, rows=outcome.rows)
-        planned = await deps.planner.plan(
-            conn,
-            events=[
-                (p, outcome.rows[p.event.event_id])
-                for p in outcome.fresh
-                if p.event.event_id in routable
-            ],
-        )
         result = _assemble(batch.events, decided, outcome.results)
         entry = _audit(node_id, result, outcome.inserted, decision_id=policy.decision_id)
         await append_entry(conn, entry, clock=deps.clock)
     # After commit: a job must never run before its row is visible.
-    await deps.planner.dispatch(planned)
+    await deps.planner.dispatch(outcome.planned)
     await deps.notifier.published(node_id=node_id, event_ids=routable)
     if deps.partitions is not None and outcome.rows:
         await deps.partitions.written(captured for _, captured in outcome.rows.values())
@@ -120,6 +115,7 @@ class _StoreOutcome:
     inserted: set[UUID]
     rows: dict[UUID, repository.StoredRow]  # where each inserted event's row is
     fresh: list[PreparedEvent]  # the events inserted, in id order
+    planned: Planned  # deliveries the insert planned, per agency (routed: accepted ones)
 
 
 async def _apply_policy(
@@ -158,6 +154,7 @@ async def _store(
     node_id: UUID,
     keep: list[PreparedEvent],
     quarantined: set[UUID],
+    routing: RoutingSql | None,
     strip_pii: bool,
 ) -> _StoreOutcome:
     """Insert what is new; compare what already exists (stored before, or by a concurrent
@@ -168,18 +165,16 @@ async def _store(
     # Redaction belongs to the image: every new event's boxes become regions of the images
     # it references, recorded by the INSERT for the events it inserts (hub.media).
     regions = event_regions([p.event for p in ordered], node_id=node_id)
-    rows = (
-        await repository.insert_events(
-            conn,
-            node_id=node_id,
-            events=ordered,
-            quarantined=quarantined,
-            regions=regions,
-            strip_pii=strip_pii,
-        )
-        if ordered
-        else {}
+    stored = await repository.insert_events(
+        conn,
+        node_id=node_id,
+        events=ordered,
+        quarantined=quarantined,
+        regions=regions,
+        routing=routing,
+        strip_pii=strip_pii,
     )
+    rows = stored.rows
     inserted = set(rows)
     # The common case is a batch of new events: all of them stored, nothing to sort out.
     fresh = (
@@ -205,7 +200,9 @@ async def _store(
             results[event_id] = verdict_for_existing(
                 event_id, stored_sha256=existing[event_id], sent_sha256=p.content_sha256
             )
-    return _StoreOutcome(results=results, inserted=inserted, rows=rows, fresh=fresh)
+    return _StoreOutcome(
+        results=results, inserted=inserted, rows=rows, fresh=fresh, planned=stored.planned
+    )
 
 
 def _assemble(

@@ -17,14 +17,13 @@ from hub.delivery.repository.agencies import (
 from hub.delivery.repository.ledger import (
     Claimed,
     Finish,
-    PlanRow,
     backlog,
     claim_batch,
     due_agencies,
     due_of_agency,
     finish_batch,
     next_due_in,
-    plan_deliveries,
+    plan_of_inserted,
     release_claims,
 )
 from hub.delivery.repository.listings import (
@@ -45,7 +44,6 @@ from hub.delivery.repository.ordered import (
 __all__ = [
     "Claimed",
     "Finish",
-    "PlanRow",
     "attempts_of",
     "backlog",
     "blocked_heads",
@@ -63,7 +61,7 @@ __all__ = [
     "next_due_in",
     "next_head_due_in",
     "number_open",
-    "plan_deliveries",
+    "plan_of_inserted",
     "release_claims",
     "replay",
     "select_agencies",

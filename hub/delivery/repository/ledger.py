@@ -10,60 +10,28 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from hub.kit.db import joined_column
 
-# The events come as parameters (what ingest just inserted), not read back from
-# detection_event: a look-up by (node_id, event_id) probed every partition's unique index once
-# per event (~1 ms of PostgreSQL per 100-event batch). Text columns are joined as in ingest's
-# insert (`joined_column`); labels are joined by "," within an event.
-_PLAN = """
-INSERT INTO delivery (id, event_pk, event_captured_at, agency_id, attempt_limit, traceparent)
-SELECT gen_random_uuid(), e.pk, e.captured_at, a.id, $6, $7
-FROM unnest($1::bigint[], $2::timestamptz[], string_to_array($3::text, ';'),
-            string_to_array($4::text, ';'), $5::real[])
-     AS e(pk, captured_at, camera_id, classes, max_confidence)
-JOIN agency a
-  ON a.status <> 'disabled'
- AND (cardinality(a.sub_classes) = 0
-      OR a.sub_classes && coalesce(string_to_array(e.classes, ','), '{}'))
- AND (cardinality(a.sub_cameras) = 0 OR e.camera_id = ANY (a.sub_cameras))
- AND e.max_confidence >= a.sub_min_confidence
-ORDER BY e.pk, a.id
-ON CONFLICT (event_pk, event_captured_at, agency_id) DO NOTHING
-RETURNING id, agency_id
-"""
-
-
-class PlanRow(msgspec.Struct, frozen=True, kw_only=True):
-    """A newly stored accepted event as routing reads it: its row's key and the fields
-    subscriptions select on (max_confidence as stored: a real)."""
-
-    pk: int
-    captured_at: datetime
-    camera_id: str
-    classes: Sequence[str]
-    max_confidence: float
-
-
-async def plan_deliveries(
-    conn: asyncpg.Connection,
-    *,
-    events: Sequence[PlanRow],
-    attempt_limit: int,
-    traceparent: str | None = None,
-) -> list[tuple[UUID, UUID]]:
-    """Create the ledger rows for new events; (delivery id, agency id) of each."""
-    rows = await conn.fetch(
-        _PLAN,
-        [e.pk for e in events],
-        [e.captured_at for e in events],
-        joined_column([e.camera_id for e in events]),
-        joined_column([",".join(e.classes) for e in events]),
-        [e.max_confidence for e in events],
-        attempt_limit,
-        traceparent,
-    )
-    return [(r["id"], r["agency_id"]) for r in rows]
+def plan_of_inserted(*, first: int, inserted: str) -> str:
+    """SQL planning a ledger row per (accepted event, enabled subscribed agency) for the rows
+    a data-modifying CTE named `inserted` returns, with attempt limit and traceparent as
+    parameters `first` and `first + 1`: the body of a CTE of ingest's events INSERT
+    (hub/ingest/repository.py, ADR 0030), so routing a batch costs no statement of its own
+    and reads what the statement inserted instead of parameters sent back. Returns each
+    planned row's `agency_id`. Rows go in (event, agency) order, the order concurrent
+    batches take the unique index's locks in."""
+    return f"""INSERT INTO delivery
+        (id, event_pk, event_captured_at, agency_id, attempt_limit, traceparent)
+    SELECT gen_random_uuid(), e.id, e.captured_at, a.id, ${first}::int, ${first + 1}::text
+    FROM {inserted} e
+    JOIN agency a
+      ON a.status <> 'disabled'
+     AND (cardinality(a.sub_classes) = 0 OR a.sub_classes && e.classes)
+     AND (cardinality(a.sub_cameras) = 0 OR e.camera_id = ANY (a.sub_cameras))
+     AND e.max_confidence >= a.sub_min_confidence
+    WHERE e.disposition = 'accepted'
+    ORDER BY e.id, a.id
+    ON CONFLICT (event_pk, event_captured_at, agency_id) DO NOTHING
+    RETURNING agency_id"""
 
 
 # Claim a batch of one agency's due rows for one attempt each: count the attempt and take a

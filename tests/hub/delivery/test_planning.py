@@ -3,18 +3,24 @@ subscription (labels, cameras, minimum confidence) selects it, and for no other;
 rejected and re-sent events get none. Planned from the batch as inserted, without reading
 the events back (hub/delivery/repository/ledger.py)."""
 
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
+from hub.contracts.detection_v1 import EventBatch
 from hub.delivery.agencies import add_agency
+from hub.delivery.planner import SubscriptionPlanner
 from hub.delivery.schemas import AgencyCreate, Subscription
+from hub.ingest.ports import Planned
+from hub.ingest.service import IngestDeps, accept_batch
 from hub.runtime import Services
 from hub.settings import Settings
 from tests.hub.delivery.harness import Receivers, ingest
-from tests.hub.ingest.builders import event
+from tests.hub.ingest.builders import ByCamera, event
 from tests.support import EdgeNode
 
 pytestmark = [pytest.mark.db, pytest.mark.redis]
@@ -101,3 +107,40 @@ async def planned_by_event(settings: Settings) -> dict[str, list[Any]]:
         found.setdefault(row["event_id"], []).append(row["agency_id"])
     assert all(len(set(v)) == len(v) for v in found.values()), "a doubled delivery"
     return found
+
+
+async def test_quarantined_and_dropped_events_are_planned_for_no_agency(
+    settings: Settings, services: Services, edge_node: EdgeNode, receivers: Receivers
+) -> None:
+    # Routing runs inside the events INSERT and sees every inserted row, quarantined ones
+    # too: the planner's own SQL keeps them out, and dispatch hears of what it planned only.
+    agency = await add_agency(
+        services.db,
+        services.delivery.adapters,
+        AgencyCreate(name="everything", kind="rest", config=receivers.config("rest")),
+        actor="test",
+    )
+    dispatched: list[Planned] = []
+    planner = services.delivery.planner
+
+    class Recording(SubscriptionPlanner):
+        async def dispatch(self, planned: Planned) -> None:
+            dispatched.append(dict(planned))
+            await planner.dispatch(planned)
+
+    deps = IngestDeps(
+        db=services.db,
+        future_tolerance=timedelta(seconds=60),
+        policy=ByCamera({"demo-cam-2": "quarantine", "demo-cam-3": "drop"}),
+        planner=Recording(planner.queue, planner.metrics, attempt_limit=planner.attempt_limit),
+    )
+    sent = {
+        camera: event(camera_id=camera) for camera in ("demo-cam-1", "demo-cam-2", "demo-cam-3")
+    }
+    batch = msgspec.convert({"events": list(sent.values())}, EventBatch)
+    result = await accept_batch(deps, node_id=edge_node.node.id, batch=batch)
+
+    assert [r.status for r in result.results] == ["accepted", "accepted", "rejected"]
+    planned = await planned_by_event(settings)
+    assert planned == {sent["demo-cam-1"]["event_id"]: [agency.id]}
+    assert dispatched == [{agency.id: 1}]

@@ -1,10 +1,14 @@
 """Builders of hub.detection.v1 events and batches for ingest tests."""
 
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+
+from hub.ingest.ports import Disposition, IngestVerdicts
+from hub.ingest.rules import PreparedEvent
 
 
 def event(**overrides: Any) -> dict[str, Any]:
@@ -37,3 +41,21 @@ def event(**overrides: Any) -> dict[str, Any]:
 def batch(*events: dict[str, Any]) -> bytes:
     """A batch body of the given events (one fresh event when none given)."""
     return msgspec.json.encode({"events": list(events) or [event()]})
+
+
+class ByCamera:
+    """Policy fake: a fixed disposition per camera, accept for the rest."""
+
+    def __init__(self, verdicts: Mapping[str, Disposition]) -> None:
+        self.verdicts = verdicts
+
+    async def decide(
+        self,
+        *,
+        node_id: uuid.UUID,
+        events: Sequence[PreparedEvent],
+        jurisdictions: Mapping[str, str] | None = None,
+    ) -> IngestVerdicts:
+        return IngestVerdicts(
+            dispositions=[self.verdicts.get(p.event.camera_id, "accept") for p in events]
+        )

@@ -1,53 +1,47 @@
 """The ingest use case on real PostgreSQL with a small policy fake: what policy decides per
 event is what is stored (accepted or quarantined), answered (dropped events are rejected) and
-routed (only accepted events reach the planner)."""
+routed (the events INSERT hands routing every inserted row with its disposition; the real
+planner's choice among them is tested in tests/hub/delivery/test_planning.py)."""
 
-from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from uuid import UUID
 
-import asyncpg
 import msgspec
 import pytest
 
 from hub.contracts.detection_v1 import EventBatch
-from hub.ingest.ports import Disposition, IngestVerdicts, NoDeliveries, Planned, Routable
-from hub.ingest.rules import PreparedEvent
+from hub.ingest.ports import NoDeliveries, Planned, RoutingSql
 from hub.ingest.service import IngestDeps, accept_batch
 from hub.runtime import Services
-from tests.hub.ingest.builders import event
+from tests.hub.ingest.builders import ByCamera, event
 from tests.support import EdgeNode
 
 pytestmark = [pytest.mark.db]
 
 
-class ByCamera:
-    """Policy fake: a fixed disposition per camera, accept for the rest."""
+class EventsAsAgencies:
+    """Routing fake: "plans" one row per inserted event that is accepted, under the event's id
+    as its agency, so the answer dispatched names the events routing was given."""
 
-    def __init__(self, verdicts: Mapping[str, Disposition]) -> None:
-        self.verdicts = verdicts
+    params: tuple[object, ...] = ()
 
-    async def decide(
-        self,
-        *,
-        node_id: UUID,
-        events: Sequence[PreparedEvent],
-        jurisdictions: Mapping[str, str] | None = None,
-    ) -> IngestVerdicts:
-        return IngestVerdicts(
-            dispositions=[self.verdicts.get(p.event.camera_id, "accept") for p in events]
-        )
+    def sql(self, *, first: int, inserted: str) -> str:
+        # `inserted` is the CTE's name, given by ingest's own SQL.
+        return f"SELECT event_id AS agency_id FROM {inserted} WHERE disposition = 'accepted'"  # noqa: S608
 
 
 class Routed(NoDeliveries):
-    """Planner fake that remembers which events it was asked to route."""
+    """Planner fake that remembers which events were routed (dispatched after commit)."""
 
     def __init__(self) -> None:
         self.asked: set[UUID] = set()
 
-    async def plan(self, conn: asyncpg.Connection, *, events: Sequence[Routable]) -> list[Planned]:
-        self.asked |= {p.event.event_id for p, _ in events}
-        return []
+    def routing(self) -> RoutingSql | None:
+        return EventsAsAgencies()
+
+    async def dispatch(self, planned: Planned) -> None:
+        assert set(planned.values()) <= {1}
+        self.asked |= set(planned)
 
 
 async def test_policy_dispositions_are_stored_answered_and_routed(
