@@ -1093,6 +1093,11 @@ def phase_summary(args: argparse.Namespace, load: LoadResult) -> dict[str, Any]:
         "errors": dict(sorted(load.tally.errors.items())),
         "cpu_ms_per_batch": cpu_per_batch(load.cpu, requests=len(latencies) / args.duration),
         "cpu_percent_of_one_core": load.cpu["percent_of_one_core"],
+        # What the readers got in this phase (None without readers).
+        "reader_pages_per_s": (
+            None if load.feed is None else round(len(load.feed.latencies_ms) / args.duration, 1)
+        ),
+        "reader_refusals": None if load.feed is None else sum(load.feed.errors.values()),
     }
 
 
@@ -1221,13 +1226,15 @@ def render_phase(number: int, phase: dict[str, Any]) -> Iterator[str]:
     per, split = phase["cpu_ms_per_batch"], phase["cpu_percent_of_one_core"]
     errors = ", ".join(f"{k}: {v}" for k, v in phase["errors"].items()) or "none"
     shared = " (with the readers' pages)" if phase["with_readers"] else ""
+    got = phase.get("reader_pages_per_s")
+    readers = "" if got is None else f"; readers {got} pages/s, {phase['reader_refusals']} errors"
     dead = ", ".join(f"{k} {v:,}" for k, v in phase["dead_rows_after"].items()) or "none"
     yield (
         f"  phase {number} {phase['name']:<14} {phase['events_per_s']:,} events/s, "
         f"p50 {phase['p50_ms']} ms, p99 {phase['p99_ms']} ms, errors {errors}; cpu per batch"
         f"{shared} api {per.get('api', 0)} ms, postgres {per.get('postgres', 0)} ms; % of a "
         f"core: api {split['api']}, postgres {split['postgres']}, other {split['other']}, "
-        f"idle {split['idle']}; dead rows left: {dead}"
+        f"idle {split['idle']}{readers}; dead rows left: {dead}"
     )
 
 

@@ -165,10 +165,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # while ingest does not press on the process, the second while it does: it accepted an
     # ingest batch within the last second and, besides the feeds, used at least
     # `feeds_page_ingest_busy_percent` of a core over the last half second (ingest has
-    # priority; 1000 = no limit; ADR 0026).
+    # priority; 1000 = no limit; ADR 0026). While ingest presses and the host has less than
+    # `feeds_page_host_idle_percent` of its CPU idle, pages get 1 ms per second (0 = never).
     feeds_page_cpu_ms_per_second: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 700
     feeds_page_cpu_ms_beside_ingest: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
     feeds_page_ingest_busy_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] = 20
+    feeds_page_host_idle_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] = 20
 
     # Audit
     # The sealer signs a checkpoint (tree size, root, time) of the audit log this often.

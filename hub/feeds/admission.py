@@ -11,8 +11,10 @@ would take both cores from ingest. The gate gives each process two bounds (ADR 0
   the gate refuses) and drawn from a bucket refilled at `cpu_ms_per_second`, lowered to
   `cpu_ms_beside_ingest` while ingest presses on the process: it accepted a batch within
   `INGEST_RECENT_SECONDS` and, besides the feeds, its event loop used at least
-  `ingest_busy_percent` of a core over the last `LOAD_WINDOW_SECONDS`. A page starts only
-  while the bucket is not in debt.
+  `ingest_busy_percent` of a core over the last `LOAD_WINDOW_SECONDS`; and lowered again to
+  `SATURATED_MS_PER_SECOND` while ingest presses and the host has less than
+  `host_idle_percent` of its CPU idle (`HostIdle`): pages then use only what ingest leaves
+  idle. A page starts only while the bucket is not in debt.
 
 Beyond them a reader gets `FeedsBusyError` (503 `feeds_busy` with Retry-After), never a
 500; ingest never passes through the gate, so it is never refused by it.
@@ -61,6 +63,14 @@ MARK_EVERY_SECONDS = 0.25
 MARK_READ_EVERY_SECONDS = 0.1
 # The route handler option naming a feed route's channel (`feed_channel`).
 FEED_CHANNEL = "feed_channel"
+# The bucket's refill while ingest presses and the host has next to no idle CPU: a trickle,
+# not nothing, so a reader is told when to come back (Retry-After, the debt's refill time)
+# and is never shut out for good; measured in bench/ingest.py --compare-readers, readers
+# at 10 ms/s per process there (~3 pages/s) raised ingest's p99 by ~8 %, at 1 ms/s not
+# measurably (ADR 0026, amendment of 2026-12-06).
+SATURATED_MS_PER_SECOND = 1
+# /proc/stat's aggregate line: user nice system idle iowait irq softirq steal (jiffies).
+PROC_STAT = Path("/proc/stat")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +83,7 @@ class PageBudget:
     cpu_ms_per_second: int = 700
     cpu_ms_beside_ingest: int = 10
     ingest_busy_percent: int = 20
+    host_idle_percent: int = 20
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PageBudget":
@@ -84,6 +95,7 @@ class PageBudget:
             cpu_ms_per_second=settings.feeds_page_cpu_ms_per_second,
             cpu_ms_beside_ingest=settings.feeds_page_cpu_ms_beside_ingest,
             ingest_busy_percent=settings.feeds_page_ingest_busy_percent,
+            host_idle_percent=settings.feeds_page_host_idle_percent,
         )
 
 
@@ -136,6 +148,54 @@ class HostMark:
         return now - self._marked < within
 
 
+class HostIdle:
+    """The share of the host's CPU left idle over the last window (at least
+    `LOAD_WINDOW_SECONDS`), from the kernel's counters: what ingest leaves for pages while it
+    presses. Every process of the host sees the same figure, whichever of them ingest uses.
+    None where the counters cannot be read (not Linux): then only ingest's own share counts."""
+
+    def __init__(
+        self,
+        read: Callable[[], tuple[int, int] | None] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read or read_proc_stat
+        self._clock = clock
+        self._at: float | None = None
+        self._ticks: tuple[int, int] | None = None
+        self._share: float | None = None
+
+    def share(self) -> float | None:
+        """Idle CPU over total CPU (0.0-1.0) in the last full window, None if unknown."""
+        now = self._clock()
+        if self._at is not None and now - self._at < LOAD_WINDOW_SECONDS:
+            return self._share
+        ticks = self._read()
+        stale = self._at is None or now - self._at > LOAD_STALE_SECONDS
+        if ticks is None or self._ticks is None or stale:
+            self._share = None  # nothing to compare with yet (or no counters at all)
+        else:
+            idle, total = ticks[0] - self._ticks[0], ticks[1] - self._ticks[1]
+            self._share = idle / total if total > 0 else self._share
+        self._at, self._ticks = now, ticks
+        return self._share
+
+
+def read_proc_stat(path: Path = PROC_STAT) -> tuple[int, int] | None:
+    """(idle, total) jiffies of all CPUs since boot, from the first line of /proc/stat
+    (idle counts iowait too), None when it cannot be read."""
+    try:
+        with path.open("rb") as f:
+            first = f.readline(512)
+        fields = [int(v) for v in first.split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 5:
+        return None
+    return fields[3] + fields[4], sum(fields)
+
+
 class PageGate:
     """The process's admission of page work: concurrency, a bounded FIFO queue, CPU budget."""
 
@@ -147,12 +207,14 @@ class PageGate:
         clock: Callable[[], float] = time.monotonic,
         cpu_clock: Callable[[], int] = time.thread_time_ns,
         host: HostMark | None = None,
+        idle: HostIdle | None = None,
     ) -> None:
         self.budget = budget
         self._metrics = metrics
         self._clock = clock
         self._load = _OtherLoad(clock, cpu_clock)
         self._host = host  # the host's other API processes' ingest (None: this one's only)
+        self._idle = idle  # the host's idle CPU (None: not looked at)
         self._in_flight = 0
         self._waiting: deque[asyncio.Event] = deque()
         self._at = clock()
@@ -283,8 +345,20 @@ class PageGate:
     def _rate_ns(self) -> int:
         """The bucket's refill rate now, in ns of CPU per second."""
         budget = self.budget
-        ms = budget.cpu_ms_beside_ingest if self._ingest_presses() else budget.cpu_ms_per_second
-        return ms * 1_000_000
+        saturated = self._host_saturated()  # looked at every time: keeps its window fresh
+        if not self._ingest_presses():
+            return budget.cpu_ms_per_second * 1_000_000
+        if saturated:
+            return min(budget.cpu_ms_beside_ingest, SATURATED_MS_PER_SECOND) * 1_000_000
+        return budget.cpu_ms_beside_ingest * 1_000_000
+
+    def _host_saturated(self) -> bool:
+        """Whether the host had less idle CPU than `host_idle_percent` over the last window
+        (never when it cannot tell, or when the setting is 0)."""
+        if self._idle is None or self.budget.host_idle_percent == 0:
+            return False
+        share = self._idle.share()
+        return share is not None and share * 100 < self.budget.host_idle_percent
 
     def _ingest_presses(self) -> bool:
         """Whether ingest presses on this process or, by the host's mark, on another API

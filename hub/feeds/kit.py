@@ -15,7 +15,7 @@ from hub.audit import AuditAppender
 from hub.delivery.agencies import get_agency
 from hub.delivery.kit import release_hash_key
 from hub.delivery.schemas import Agency, Subscription
-from hub.feeds.admission import HostMark, PageBudget, PageGate
+from hub.feeds.admission import HostIdle, HostMark, PageBudget, PageGate
 from hub.feeds.bus import FeedBus
 from hub.feeds.metrics import FeedMetrics, default_feed_metrics
 from hub.feeds.rules import cursor_key
@@ -136,6 +136,7 @@ class FeedKit:
             PageBudget.from_settings(settings),
             metrics=self.metrics,
             host=HostMark.for_hub(settings.database_url, settings.redis_prefix),
+            idle=HostIdle(),
         )
         # Page, media and live-release audit entries have no transaction of their own: they
         # share the process's group commits (ADR 0025). Without one given, the kit owns one.

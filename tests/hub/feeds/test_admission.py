@@ -14,10 +14,12 @@ from prometheus_client import CollectorRegistry
 from hub.app import create_app
 from hub.feeds.admission import (
     FEED_CHANNEL,
+    HostIdle,
     HostMark,
     MeteredFeedRequests,
     PageBudget,
     PageGate,
+    read_proc_stat,
 )
 from hub.feeds.errors import FeedsBusyError
 from hub.feeds.metrics import FeedMetrics
@@ -230,6 +232,92 @@ async def test_a_host_mark_that_cannot_be_written_changes_nothing(tmp_path: Path
     planted = HostMark(link, clock=wall)
     planted.touch()  # never followed through a link
     assert not (tmp_path / "elsewhere").exists()
+
+
+class FakeStat:
+    """The host's (idle, total) CPU ticks, moved by the test; None: no counters."""
+
+    def __init__(self) -> None:
+        self.ticks: tuple[int, int] | None = (0, 0)
+
+    def __call__(self) -> tuple[int, int] | None:
+        return self.ticks
+
+    def spend(self, *, idle: int, busy: int) -> None:
+        assert self.ticks is not None
+        self.ticks = (self.ticks[0] + idle, self.ticks[1] + idle + busy)
+
+
+async def test_pages_get_a_trickle_while_ingest_presses_and_the_host_has_no_idle_cpu() -> None:
+    clock, cpu, stat = FakeClock(), FakeCpu(), FakeStat()
+    pages = PageGate(
+        PageBudget(cpu_ms_per_second=1000, cpu_ms_beside_ingest=100, ingest_busy_percent=20,
+                   host_idle_percent=20),
+        metrics=FeedMetrics(CollectorRegistry()), clock=clock, cpu_clock=cpu,
+        idle=HostIdle(stat, clock=clock),
+    )  # fmt: skip
+    async with pages.admitted("rest"):  # the load and idle windows start now
+        pass
+
+    async def retry_after_a_debt_of(ns: int) -> int:
+        pages._balance_ns = 1
+        async with pages.admitted("rest"):
+            pages.charge(ns)
+        with pytest.raises(FeedsBusyError) as busy:
+            async with pages.admitted("rest"):
+                pass
+        return busy.value.retry_after
+
+    clock.now += 0.5
+    cpu.ns += 150_000_000  # ingest keeps this process 30 % busy
+    stat.spend(idle=10, busy=90)  # and the host 10 % idle: pages get 1 ms/s
+    pages.note_ingest()
+    assert await retry_after_a_debt_of(5_000_000) == 5  # 0.5 ms saved, 4.5 ms of debt
+    clock.now += 0.5
+    cpu.ns += 150_000_000
+    stat.spend(idle=40, busy=60)  # 40 % idle: the beside-ingest budget, 100 ms/s
+    pages.note_ingest()
+    assert await retry_after_a_debt_of(250_000_000) == 2  # 50 ms saved, 200 ms of debt
+
+
+async def test_without_cpu_counters_or_with_the_check_off_the_host_is_never_saturated() -> None:
+    clock, cpu, stat = FakeClock(), FakeCpu(), FakeStat()
+    stat.ticks = None
+    unknown = HostIdle(stat, clock=clock)
+    assert unknown.share() is None
+    clock.now += 1.0
+    assert unknown.share() is None
+    stat.ticks = (0, 0)
+    off = PageGate(
+        PageBudget(cpu_ms_beside_ingest=100, host_idle_percent=0),
+        metrics=FeedMetrics(CollectorRegistry()), clock=clock, cpu_clock=cpu,
+        idle=HostIdle(stat, clock=clock),
+    )  # fmt: skip
+    stat.spend(idle=0, busy=100)
+    assert not off._host_saturated()
+
+
+async def test_host_idle_is_read_per_window_and_restarts_after_a_gap() -> None:
+    clock, stat = FakeClock(), FakeStat()
+    idle = HostIdle(stat, clock=clock)
+    assert idle.share() is None  # the first look only starts a window
+    clock.now += 0.5
+    stat.spend(idle=25, busy=75)
+    assert idle.share() == 0.25
+    clock.now += 0.2
+    stat.spend(idle=0, busy=100)
+    assert idle.share() == 0.25  # inside the window: the last one's figure
+    clock.now += 10
+    assert idle.share() is None  # a stale window says nothing of now
+
+
+def test_proc_stat_is_read_as_idle_and_total_ticks(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 5 50 800 20 1 4 0 0 0\ncpu0 50 2 25 400 10 0 2 0 0 0\n")
+    assert read_proc_stat(stat) == (820, 980)
+    stat.write_text("cpu  garbage\n")
+    assert read_proc_stat(stat) is None
+    assert read_proc_stat(tmp_path / "missing") is None
 
 
 async def nothing() -> dict[str, Any]:
