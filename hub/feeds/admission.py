@@ -69,6 +69,11 @@ FEED_CHANNEL = "feed_channel"
 # at 10 ms/s per process there (~3 pages/s) raised ingest's p99 by ~8 %, at 1 ms/s not
 # measurably (ADR 0026, amendment of 2026-12-06).
 SATURATED_MS_PER_SECOND = 1
+# ... and at that rate the bucket saves up at most this much (not `MIN_BURST_NS`): one page
+# with its authentication, so a page now and then still starts, while a bucket filled before
+# ingest began to press cannot spend a burst of pages at the moment it does (seen in the
+# compared phases: 1-3 pages/s, all at the start of each, raised ingest's p99).
+SATURATED_BURST_NS = 10_000_000
 # /proc/stat's aggregate line: user nice system idle iowait irq softirq steal (jiffies).
 PROC_STAT = Path("/proc/stat")
 
@@ -149,9 +154,11 @@ class HostMark:
 
 
 class HostIdle:
-    """The share of the host's CPU left idle over the last window (at least
-    `LOAD_WINDOW_SECONDS`), from the kernel's counters: what ingest leaves for pages while it
-    presses. Every process of the host sees the same figure, whichever of them ingest uses.
+    """The share of the host's CPU left idle since the last look (at least
+    `LOAD_WINDOW_SECONDS` ago; the first window starts when this is made), from the kernel's
+    counters: what ingest leaves for pages while it presses. Every process of the host sees
+    the same figure, whichever of them ingest uses. A long gap between looks is averaged, not
+    forgotten: readers told to come back in seconds find the saturation of those seconds.
     None where the counters cannot be read (not Linux): then only ingest's own share counts."""
 
     def __init__(
@@ -162,19 +169,18 @@ class HostIdle:
     ) -> None:
         self._read = read or read_proc_stat
         self._clock = clock
-        self._at: float | None = None
-        self._ticks: tuple[int, int] | None = None
+        self._at = clock()
+        self._ticks = self._read()
         self._share: float | None = None
 
     def share(self) -> float | None:
         """Idle CPU over total CPU (0.0-1.0) in the last full window, None if unknown."""
         now = self._clock()
-        if self._at is not None and now - self._at < LOAD_WINDOW_SECONDS:
+        if now - self._at < LOAD_WINDOW_SECONDS:
             return self._share
         ticks = self._read()
-        stale = self._at is None or now - self._at > LOAD_STALE_SECONDS
-        if ticks is None or self._ticks is None or stale:
-            self._share = None  # nothing to compare with yet (or no counters at all)
+        if ticks is None or self._ticks is None:
+            self._share = None  # nothing to compare with (or no counters at all)
         else:
             idle, total = ticks[0] - self._ticks[0], ticks[1] - self._ticks[1]
             self._share = idle / total if total > 0 else self._share
@@ -375,7 +381,11 @@ class PageGate:
     def _refill(self) -> None:
         now = self._clock()
         rate = self._rate_ns()
-        ceiling = self._burst_ns(rate // 1_000_000)
+        ceiling = (
+            SATURATED_BURST_NS
+            if rate <= SATURATED_MS_PER_SECOND * 1_000_000
+            else self._burst_ns(rate // 1_000_000)
+        )
         self._balance_ns = min(ceiling, self._balance_ns + int((now - self._at) * rate))
         self._at = now
 

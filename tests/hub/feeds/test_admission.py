@@ -280,6 +280,27 @@ async def test_pages_get_a_trickle_while_ingest_presses_and_the_host_has_no_idle
     assert await retry_after_a_debt_of(250_000_000) == 2  # 50 ms saved, 200 ms of debt
 
 
+async def test_a_bucket_filled_before_saturation_keeps_one_page_of_it() -> None:
+    clock, cpu, stat = FakeClock(), FakeCpu(), FakeStat()
+    pages = PageGate(
+        PageBudget(cpu_ms_per_second=1000, cpu_ms_beside_ingest=100, ingest_busy_percent=20),
+        metrics=FeedMetrics(CollectorRegistry()), clock=clock, cpu_clock=cpu,
+        idle=HostIdle(stat, clock=clock),
+    )  # fmt: skip
+    async with pages.admitted("rest"):  # the windows start; the bucket holds 200 ms
+        pass
+    clock.now += 0.5
+    cpu.ns += 150_000_000
+    stat.spend(idle=5, busy=95)
+    pages.note_ingest()
+    async with pages.admitted("rest"):  # saturated: what was saved is cut to 10 ms
+        pages.charge(12_000_000)
+    with pytest.raises(FeedsBusyError) as busy:
+        async with pages.admitted("rest"):
+            pass
+    assert busy.value.retry_after == 2  # 2 ms of debt at 1 ms/s, not a burst of pages
+
+
 async def test_without_cpu_counters_or_with_the_check_off_the_host_is_never_saturated() -> None:
     clock, cpu, stat = FakeClock(), FakeCpu(), FakeStat()
     stat.ticks = None
@@ -297,18 +318,19 @@ async def test_without_cpu_counters_or_with_the_check_off_the_host_is_never_satu
     assert not off._host_saturated()
 
 
-async def test_host_idle_is_read_per_window_and_restarts_after_a_gap() -> None:
+async def test_host_idle_is_read_per_window_and_averaged_over_a_gap() -> None:
     clock, stat = FakeClock(), FakeStat()
-    idle = HostIdle(stat, clock=clock)
-    assert idle.share() is None  # the first look only starts a window
+    idle = HostIdle(stat, clock=clock)  # the first window starts here
+    assert idle.share() is None  # not a whole window yet
     clock.now += 0.5
     stat.spend(idle=25, busy=75)
     assert idle.share() == 0.25
     clock.now += 0.2
     stat.spend(idle=0, busy=100)
     assert idle.share() == 0.25  # inside the window: the last one's figure
-    clock.now += 10
-    assert idle.share() is None  # a stale window says nothing of now
+    clock.now += 10  # no look for ten seconds (readers told to come back later)
+    stat.spend(idle=100, busy=900)
+    assert idle.share() == 100 / 1100  # those seconds and the 0.2 before, averaged
 
 
 def test_proc_stat_is_read_as_idle_and_total_ticks(tmp_path: Path) -> None:
