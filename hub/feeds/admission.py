@@ -353,10 +353,13 @@ class PageGate:
         budget = self.budget
         saturated = self._host_saturated()  # looked at every time: keeps its window fresh
         if not self._ingest_presses():
-            return budget.cpu_ms_per_second * 1_000_000
-        if saturated:
-            return min(budget.cpu_ms_beside_ingest, SATURATED_MS_PER_SECOND) * 1_000_000
-        return budget.cpu_ms_beside_ingest * 1_000_000
+            ms = budget.cpu_ms_per_second
+        elif saturated:
+            ms = min(budget.cpu_ms_beside_ingest, SATURATED_MS_PER_SECOND)
+        else:
+            ms = budget.cpu_ms_beside_ingest
+        self._metrics.page_budget.set(ms)  # which of the three operators see
+        return ms * 1_000_000
 
     def _host_saturated(self) -> bool:
         """Whether the host had less idle CPU than `host_idle_percent` over the last window

@@ -48,6 +48,14 @@ class FeedMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=registry,
         )
+        self.page_budget = Gauge(
+            "hub_feeds_page_budget_ms_per_second",
+            "The page budget's refill in each API process as last applied, in ms of CPU per "
+            "second: the full budget, the budget beside pressing ingest, or 1 while ingest "
+            "presses on a host with no idle CPU (ADR 0026).",
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
         self.page_cpu = Counter(
             "hub_feeds_page_cpu_seconds_total",
             "Event-loop CPU used by feed page work (what the page budget meters).",

@@ -250,12 +250,17 @@ class FakeStat:
 
 async def test_pages_get_a_trickle_while_ingest_presses_and_the_host_has_no_idle_cpu() -> None:
     clock, cpu, stat = FakeClock(), FakeCpu(), FakeStat()
+    metrics = FeedMetrics(CollectorRegistry())
     pages = PageGate(
         PageBudget(cpu_ms_per_second=1000, cpu_ms_beside_ingest=100, ingest_busy_percent=20,
                    host_idle_percent=20),
-        metrics=FeedMetrics(CollectorRegistry()), clock=clock, cpu_clock=cpu,
-        idle=HostIdle(stat, clock=clock),
+        metrics=metrics, clock=clock, cpu_clock=cpu, idle=HostIdle(stat, clock=clock),
     )  # fmt: skip
+
+    def budget_shown() -> float:
+        value: float = metrics.page_budget._value.get()
+        return value
+
     async with pages.admitted("rest"):  # the load and idle windows start now
         pass
 
@@ -273,11 +278,13 @@ async def test_pages_get_a_trickle_while_ingest_presses_and_the_host_has_no_idle
     stat.spend(idle=10, busy=90)  # and the host 10 % idle: pages get 1 ms/s
     pages.note_ingest()
     assert await retry_after_a_debt_of(5_000_000) == 5  # 0.5 ms saved, 4.5 ms of debt
+    assert budget_shown() == 1
     clock.now += 0.5
     cpu.ns += 150_000_000
     stat.spend(idle=40, busy=60)  # 40 % idle: the beside-ingest budget, 100 ms/s
     pages.note_ingest()
     assert await retry_after_a_debt_of(250_000_000) == 2  # 50 ms saved, 200 ms of debt
+    assert budget_shown() == 100
 
 
 async def test_a_bucket_filled_before_saturation_keeps_one_page_of_it() -> None:
