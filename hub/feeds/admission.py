@@ -226,6 +226,7 @@ class PageGate:
         self._at = clock()
         self._balance_ns = self._burst_ns(budget.cpu_ms_per_second)
         self._ingest_at = -math.inf
+        self._shown_ms = 0  # the budget the gauge shows
 
     def note_ingest(self) -> None:
         """Ingest accepted a batch in this process: pages get the lower budget for a while,
@@ -310,10 +311,10 @@ class PageGate:
         or inf while every place is taken."""
         if self._in_flight >= self.budget.concurrency:
             return math.inf
-        self._refill()
+        rate_ns = self._refill()
         if self._balance_ns > 0:
             return 0.0
-        return max(-self._balance_ns, 1) / self._rate_ns()
+        return max(-self._balance_ns, 1) / rate_ns
 
     def _take(self, channel: str, *, waited: float) -> None:
         self._in_flight += 1
@@ -348,18 +349,23 @@ class PageGate:
         """Whole seconds a refused reader should wait: the bucket's refill time, at least 1."""
         return max(1, math.ceil(wait)) if math.isfinite(wait) else 1
 
-    def _rate_ns(self) -> int:
-        """The bucket's refill rate now, in ns of CPU per second."""
+    def _rule(self) -> tuple[int, int]:
+        """The bucket's refill rate now and the most it may save up at that rate, both in ns
+        of CPU (per second; in all)."""
         budget = self.budget
         saturated = self._host_saturated()  # looked at every time: keeps its window fresh
         if not self._ingest_presses():
-            ms = budget.cpu_ms_per_second
+            ms, ceiling_ns = budget.cpu_ms_per_second, self._burst_ns(budget.cpu_ms_per_second)
         elif saturated:
             ms = min(budget.cpu_ms_beside_ingest, SATURATED_MS_PER_SECOND)
+            ceiling_ns = SATURATED_BURST_NS
         else:
             ms = budget.cpu_ms_beside_ingest
-        self._metrics.page_budget.set(ms)  # which of the three operators see
-        return ms * 1_000_000
+            ceiling_ns = self._burst_ns(ms)
+        if ms != self._shown_ms:  # which of the three operators see, written on a change only
+            self._shown_ms = ms
+            self._metrics.page_budget.set(ms)
+        return ms * 1_000_000, ceiling_ns
 
     def _host_saturated(self) -> bool:
         """Whether the host had less idle CPU than `host_idle_percent` over the last window
@@ -381,16 +387,13 @@ class PageGate:
         busy = self._load.share() * 100 >= self.budget.ingest_busy_percent  # keeps it fresh
         return busy and self._clock() - self._ingest_at < INGEST_RECENT_SECONDS
 
-    def _refill(self) -> None:
+    def _refill(self) -> int:
+        """Add what the bucket earned since the last refill; the refill rate now (ns/s)."""
         now = self._clock()
-        rate = self._rate_ns()
-        ceiling = (
-            SATURATED_BURST_NS
-            if rate <= SATURATED_MS_PER_SECOND * 1_000_000
-            else self._burst_ns(rate // 1_000_000)
-        )
+        rate, ceiling = self._rule()
         self._balance_ns = min(ceiling, self._balance_ns + int((now - self._at) * rate))
         self._at = now
+        return rate
 
     @staticmethod
     def _burst_ns(ms_per_second: int) -> int:

@@ -50,24 +50,24 @@ RETURNING event_id, id, captured_at, camera_id, classes, max_confidence, disposi
     {regions}
 ){routing}
 """
-# Without routing: the inserted rows. With it, also one row per agency that got deliveries,
-# with how many (`event_id` NULL): an agency, not a row per delivery, is what is woken.
-_ANSWER = "SELECT event_id, id, captured_at FROM inserted"
-_ANSWER_ROUTED = """, planned AS (
+# The answer: the inserted rows, then one row per agency that got deliveries, with how many
+# (`event_id` NULL): an agency, not a row per delivery, is what is woken. Without routing the
+# `planned` CTE plans nothing.
+_ANSWER = """, planned AS (
     {planned}
 )
 SELECT event_id, id, captured_at, NULL::uuid AS agency_id, 0 AS rows FROM inserted
 UNION ALL
 SELECT NULL, NULL, NULL, agency_id, count(*)::int FROM planned GROUP BY agency_id"""
+_NOT_ROUTED = "SELECT NULL::uuid AS agency_id WHERE false"
 _FIRST_REGION_PARAM = 11
 
 
 @functools.lru_cache(maxsize=8)
-def _insert_events_sql(planned: str | None) -> str:
-    """The events INSERT, with the routing CTE body `planned` (None: no routing)."""
-    routing = "\n" + _ANSWER if planned is None else _ANSWER_ROUTED.format(planned=planned)
+def _insert_events_sql(planned: str) -> str:
+    """The events INSERT, with the routing CTE body `planned`."""
     regions = EventRegions.sql(first=_FIRST_REGION_PARAM, inserted="inserted")
-    return _INSERT_EVENTS.format(regions=regions, routing=routing)
+    return _INSERT_EVENTS.format(regions=regions, routing=_ANSWER.format(planned=planned))
 
 
 # Where a stored event's row is (its key in every table that refers to it).
@@ -129,7 +129,7 @@ async def insert_events(
         return Inserted(rows={}, planned={})
     answered = await conn.fetch(
         _insert_events_sql(
-            None
+            _NOT_ROUTED
             if routing is None
             else routing.sql(first=_routing_first(regions), inserted="inserted")
         ),
@@ -148,8 +148,6 @@ async def insert_events(
         *regions.columns,
         *(() if routing is None else routing.params),
     )
-    if routing is None:
-        return Inserted(rows={r[0]: (r[1], r[2]) for r in answered}, planned={})
     rows: dict[UUID, StoredRow] = {}
     planned: dict[UUID, int] = {}
     for event_id, pk, captured_at, agency_id, count in answered:
