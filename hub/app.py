@@ -24,6 +24,7 @@ from hub.ingest.routes import build_router as edge_router
 from hub.kit.logging import configure_logging
 from hub.kit.problems import EXCEPTION_HANDLERS
 from hub.observability import ObservabilityKit
+from hub.observability.drain import ConnectionRecycler
 from hub.observability.middleware import ObservabilityMiddleware
 from hub.observability.routes import build_router as observability_router
 from hub.openapi import openapi_config, schema_assets_router
@@ -110,7 +111,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         middleware=[
             # Outermost: times and traces every request, including those refused below.
             DefineMiddleware(
-                ObservabilityMiddleware, metrics=observability.metrics, drain=observability.drain
+                ObservabilityMiddleware,
+                metrics=observability.metrics,
+                drain=observability.drain,
+                recycler=ConnectionRecycler(
+                    limit=settings.api_keepalive_requests, drain=observability.drain
+                ),
             ),
             # One request decides with one policy revision, even across a bundle swap.
             DefineMiddleware(PolicyPinMiddleware, policy=services.policy),

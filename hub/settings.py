@@ -51,6 +51,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     api_host: str = "127.0.0.1"
     api_port: Port = 8000
     api_workers: Positive = 1
+    # Requests a keep-alive connection serves before the API closes it, so that its client
+    # reconnects to the least busy API worker process (ADR 0031); 0 keeps connections open.
+    api_keepalive_requests: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 100
     # Public base URL the edge signs (@target-uri) and the WSDL names; required (https) in
     # production. Empty elsewhere: the address the API listens on, never the Host header.
     public_base_url: str = ""

@@ -40,6 +40,12 @@ class ObservabilityMetrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        self.http_connections_recycled = Counter(
+            "hub_http_connections_recycled_total",
+            "Responses that closed their keep-alive connection (after HUB_API_KEEPALIVE_REQUESTS"
+            " requests, or while the process drained).",
+            registry=registry,
+        )
         self.http_in_flight = Gauge(
             "hub_http_requests_in_flight",
             "Requests being served now (summed over API processes).",

@@ -1,6 +1,7 @@
 """ASGI middleware of the API: a server span per request (continuing the caller's
-`traceparent`), the latency histogram by route template and status, and in-flight counting
-for graceful shutdown.
+`traceparent`), the latency histogram by route template and status, in-flight counting for
+graceful shutdown, and `Connection: close` on the responses that end a keep-alive connection
+(`ConnectionRecycler`).
 
 Labels stay bounded: the route is Litestar's path template (`/v1/edge/media/{sha256:str}`),
 never the raw path; method and status code come from small fixed sets.
@@ -14,23 +15,32 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from hub.observability.drain import Drain
+from hub.observability.drain import ConnectionRecycler, Drain
 from hub.observability.metrics import ObservabilityMetrics
 from hub.observability.tracing import extract_context, tracer
 
 log = structlog.get_logger(__name__)
 
 # Probes and scrapes are counted but not traced: they would drown the traces that matter.
+CLOSE = (b"connection", b"close")
 UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class ObservabilityMiddleware:
     """Wraps every HTTP route handler of the app."""
 
-    def __init__(self, app: ASGIApp, *, metrics: ObservabilityMetrics, drain: Drain) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: ObservabilityMetrics,
+        drain: Drain,
+        recycler: ConnectionRecycler | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.drain = drain
+        self.recycler = recycler or ConnectionRecycler(limit=0, drain=drain)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Time, trace and count one request."""
@@ -40,11 +50,15 @@ class ObservabilityMiddleware:
         route = scope.get("path_template") or "unmatched"
         method = str(scope.get("method", "GET"))
         status = 500
+        closes = self.recycler.closes(scope.get("client"))
 
         async def send_and_note(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                if closes:  # uvicorn closes the connection after a response that says so
+                    message = {**message, "headers": [*message.get("headers", ()), CLOSE]}
+                    self.metrics.http_connections_recycled.inc()
             await send(message)
 
         self.drain.enter()
