@@ -64,6 +64,9 @@ EVENTS_PATH = "/v1/edge/events"
 TARGET_EVENTS_PER_S = 10_000  # issue 17: at 4 clients
 TARGET_P99_MS = 100.0
 AIM_FRACTION_OF_RAW = 0.40  # of batched COPY (issue 17)
+# Settings a run takes from the caller's environment, to compare them (all others are the
+# bench's own).
+TRIED_SETTINGS = ("HUB_FEEDS_PAGE_", "HUB_API_KEEPALIVE_REQUESTS")
 # The hub accepts a signature whose `created` lies within 300 s of its clock; runs longer
 # than this build and sign every body while sending instead of pre-signing them.
 PRESIGN_MAX_SECONDS = 240.0
@@ -568,8 +571,9 @@ class Scratch:
         )
         if self.tokens_file is not None:
             env["HUB_API_TOKENS_FILE"] = str(self.tokens_file)
-        # The feed page budget may be tried from the caller's environment (ADR 0026).
-        env.update({k: v for k, v in os.environ.items() if k.startswith("HUB_FEEDS_PAGE_")})
+        # The feed page budget (ADR 0026) and connection recycling (ADR 0031) may be tried
+        # from the caller's environment.
+        env.update({k: v for k, v in os.environ.items() if k.startswith(TRIED_SETTINGS)})
         env.update(extra)  # the run's own settings win (the shut-out reference's budget)
         return env
 
