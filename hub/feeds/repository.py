@@ -51,21 +51,6 @@ FROM placed
 # hydrating a row then needs no statement of its own.
 _SEALED = sealed_of_event("f.event_pk", "f.captured_at")
 
-_PAGE = f"""
-SELECT f.seq, f.event_pk, e.event_id, e.camera_id, e.classes, e.captured_at,
-       e.payload::text AS payload, {_SEALED} AS sealed
-FROM feed_entry f
-JOIN detection_event e ON e.id = f.event_pk AND e.captured_at = f.captured_at
-WHERE f.seq > $1 AND f.seq <= $2
-  AND e.disposition = 'accepted'
-  AND ($3::timestamptz IS NULL OR f.captured_at >= $3)
-  AND ($4::timestamptz IS NULL OR f.captured_at < $4)
-  AND (cardinality($5::text[]) = 0 OR f.classes && $5::text[])
-  AND (cardinality($6::text[]) = 0 OR f.camera_id = ANY ($6::text[]))
-ORDER BY f.seq
-LIMIT $7
-"""
-
 MAX_SEQ = 2**63 - 1
 
 
@@ -125,28 +110,6 @@ async def sequence_pending(
         assigned = assigned.add(placed, first, last)
         if moved < batch:
             return assigned
-
-
-async def select_page(
-    conn: asyncpg.Connection,
-    *,
-    after: int,
-    filters: FeedFilters,
-    limit: int,
-    through: int = MAX_SEQ,
-) -> list[FeedRow]:
-    """Up to `limit` events after position `after` (and at most `through`), in order."""
-    rows = await conn.fetch(
-        _PAGE,
-        after,
-        through,
-        filters.since,
-        filters.until,
-        filters.classes,
-        filters.cameras,
-        limit,
-    )
-    return [_row(r) for r in rows]
 
 
 _LIVE = f"""

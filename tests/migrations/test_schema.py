@@ -74,3 +74,27 @@ async def test_detection_event_keeps_only_the_indexes_queries_read(settings: Set
         await conn.close()
     assert applied == 1
     assert {r["name"] for r in names} == set(EVENT_INDEXES)
+
+
+# The feed sequencer inserts each event into every index of feed_entry: it keeps those a query
+# reads (migration 0027 dropped (camera_id, seq), which none did).
+FEED_ENTRY_INDEXES = {
+    "feed_entry_pkey": "(seq): every page, offer fill and live range walks positions",
+    "feed_entry_event_key": "(event_pk, captured_at): an event's position, once",
+}
+
+
+async def test_feed_entry_keeps_only_the_indexes_queries_read(settings: Settings) -> None:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        names = await conn.fetch(
+            "SELECT indexrelid::regclass::text AS name FROM pg_index "
+            "WHERE indrelid = 'feed_entry'::regclass"
+        )
+        applied = await conn.fetchval(
+            "SELECT count(*) FROM migration WHERE name = '2026-12-06T00:00:27:000000'"
+        )
+    finally:
+        await conn.close()
+    assert applied == 1
+    assert {r["name"] for r in names} == set(FEED_ENTRY_INDEXES)
