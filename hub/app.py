@@ -115,7 +115,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                 metrics=observability.metrics,
                 drain=observability.drain,
                 recycler=ConnectionRecycler(
-                    limit=settings.api_keepalive_requests, drain=observability.drain
+                    limit=settings.api_keepalive_requests,
+                    drain=observability.drain,
+                    shared=settings.api_workers > 1,
                 ),
             ),
             # One request decides with one policy revision, even across a bundle swap.

@@ -1,6 +1,7 @@
 """Entry point of the `hub` command."""
 
 import asyncio
+import os
 import sys
 
 import click
@@ -44,6 +45,8 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
 
     settings = settings_or_exit()
     prepare_process(settings)  # metrics folder (inherited by every API worker process)
+    # Each worker builds its app from the environment: it must know how many share the socket.
+    os.environ["HUB_API_WORKERS"] = str(workers or settings.api_workers)
     uvicorn.run(
         "hub.app:create_app",
         factory=True,

@@ -23,6 +23,9 @@ Peer = tuple[str, int]
 # Connections counted at most at once: past it the counts start over (a connection the client
 # closed itself is never seen again, so its count would otherwise stay).
 MAX_COUNTED_CONNECTIONS = 10_000
+# Requests a connection serves at least before a busy worker closes it (workers sharing a
+# socket): a handshake per ten requests of a busy client, at most.
+BUSY_MIN = 10
 
 
 class Drain:
@@ -90,22 +93,32 @@ class ConnectionRecycler:
     API process served all four clients at 74 % of a core while the host was 32 % idle.
     Closing a connection after `limit` requests makes its client reconnect, and the worker
     that accepts first is the one waiting in its event loop, the least busy; a client pays a
-    TCP (and TLS) handshake per `limit` requests. `limit` 0 keeps connections open."""
+    TCP (and TLS) handshake per `limit` requests. `limit` 0 keeps connections open.
 
-    def __init__(self, *, limit: int, drain: Drain) -> None:
+    When workers share the socket (`shared`), a worker that is serving another request as
+    one arrives closes that connection sooner, after `BUSY_MIN` requests: connections leave
+    the worker juggling several for one that waits. Limiting only by `limit`, three of the
+    benchmark's four connections often stayed on one worker (57 % against 26 % of a core).
+    """
+
+    def __init__(self, *, limit: int, drain: Drain, shared: bool = False) -> None:
         self.limit = limit
         self.drain = drain
+        self.shared = shared
         self._served: dict[Peer, int] = {}
 
     def closes(self, peer: Peer | None) -> bool:
-        """Count a request on `peer`'s connection; whether its response closes it (always
-        while draining: clients then move to processes that stay)."""
+        """Count a request on `peer`'s connection (call it before the request counts as in
+        flight); whether its response closes it (always while draining: clients then move to
+        processes that stay)."""
         if self.drain.draining:
             return True
         if not self.limit or peer is None:
             return False
         served = self._served.pop(peer, 0) + 1
         if served >= self.limit:
+            return True
+        if self.shared and served >= BUSY_MIN and self.drain.in_flight > 0:
             return True
         if len(self._served) >= MAX_COUNTED_CONNECTIONS:
             self._served.clear()

@@ -9,7 +9,12 @@ import httpx
 import msgspec
 import pytest
 
-from hub.observability.drain import MAX_COUNTED_CONNECTIONS, ConnectionRecycler, Drain
+from hub.observability.drain import (
+    BUSY_MIN,
+    MAX_COUNTED_CONNECTIONS,
+    ConnectionRecycler,
+    Drain,
+)
 from hub.settings import Settings
 from tests.hub.observability.processes import HubProcess
 
@@ -31,6 +36,21 @@ def test_without_a_limit_or_a_peer_nothing_closes_until_the_process_drains() -> 
     drain.begin()
     assert unlimited.closes(("10.0.0.1", 1)) is True
     assert limited.closes(None) is True
+
+
+def test_a_busy_worker_sharing_the_socket_closes_a_connection_sooner() -> None:
+    drain = Drain()
+    shared = ConnectionRecycler(limit=100, drain=drain, shared=True)
+    alone = ConnectionRecycler(limit=100, drain=drain, shared=False)
+    peer = ("10.0.0.3", 5000)
+    # Idle otherwise: only the limit counts.
+    assert not any(shared.closes(peer) for _ in range(BUSY_MIN + 5))
+    drain.enter()  # another request is being served when the next ones arrive
+    assert shared.closes(peer) is True
+    assert [shared.closes(peer) for _ in range(BUSY_MIN)] == [False] * (BUSY_MIN - 1) + [True]
+    # A single worker has nowhere to send the connection: only the limit counts.
+    assert not any(alone.closes(peer) for _ in range(99))
+    assert alone.closes(peer) is True
 
 
 def test_the_counts_kept_are_bounded() -> None:
