@@ -55,7 +55,7 @@ from _feedkit import (
     register_agencies,
     session,
 )
-from ingest import cpu_split, sample_cpu  # bench/ingest.py: the same /proc sampler
+from ingest import TRIED_SETTINGS, cpu_split, sample_cpu  # bench/ingest.py, a sibling
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake
 
@@ -173,8 +173,9 @@ class Scratch:
             HUB_RATELIMIT_ENABLED="false",
             HUB_DB_POOL_MAX="20",
         )
-        # The feed page budget may be tried from the caller's environment (ADR 0026).
-        env.update({k: v for k, v in os.environ.items() if k.startswith("HUB_FEEDS_PAGE_")})
+        # The feed page budget (ADR 0026) and connection recycling (ADR 0031) may be tried
+        # from the caller's environment.
+        env.update({k: v for k, v in os.environ.items() if k.startswith(TRIED_SETTINGS)})
         return env
 
     def hub(self, *args: str) -> None:
