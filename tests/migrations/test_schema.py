@@ -60,22 +60,6 @@ EVENT_INDEXES = {
 }
 
 
-async def test_detection_event_keeps_only_the_indexes_queries_read(settings: Settings) -> None:
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        names = await conn.fetch(
-            "SELECT indexrelid::regclass::text AS name FROM pg_index "
-            "WHERE indrelid = 'detection_event'::regclass"
-        )
-        applied = await conn.fetchval(
-            "SELECT count(*) FROM migration WHERE name = '2026-12-06T00:00:26:000000'"
-        )
-    finally:
-        await conn.close()
-    assert applied == 1
-    assert {r["name"] for r in names} == set(EVENT_INDEXES)
-
-
 # The feed sequencer inserts each event into every index of feed_entry: it keeps those a query
 # reads (migration 0027 dropped (camera_id, seq), which none did).
 FEED_ENTRY_INDEXES = {
@@ -84,17 +68,24 @@ FEED_ENTRY_INDEXES = {
 }
 
 
-async def test_feed_entry_keeps_only_the_indexes_queries_read(settings: Settings) -> None:
+@pytest.mark.parametrize(
+    ("table", "kept", "migration"),
+    [
+        ("detection_event", EVENT_INDEXES, "2026-12-06T00:00:26:000000"),
+        ("feed_entry", FEED_ENTRY_INDEXES, "2026-12-06T00:00:27:000000"),
+    ],
+)
+async def test_hot_tables_keep_only_the_indexes_queries_read(
+    settings: Settings, table: str, kept: dict[str, str], migration: str
+) -> None:
     conn = await asyncpg.connect(settings.database_url)
     try:
         names = await conn.fetch(
-            "SELECT indexrelid::regclass::text AS name FROM pg_index "
-            "WHERE indrelid = 'feed_entry'::regclass"
+            "SELECT indexrelid::regclass::text AS name FROM pg_index WHERE indrelid = $1::regclass",
+            table,
         )
-        applied = await conn.fetchval(
-            "SELECT count(*) FROM migration WHERE name = '2026-12-06T00:00:27:000000'"
-        )
+        applied = await conn.fetchval("SELECT count(*) FROM migration WHERE name = $1", migration)
     finally:
         await conn.close()
     assert applied == 1
-    assert {r["name"] for r in names} == set(FEED_ENTRY_INDEXES)
+    assert {r["name"] for r in names} == set(kept)
