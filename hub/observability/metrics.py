@@ -43,7 +43,7 @@ class ObservabilityMetrics:
         self.http_connections_recycled = Counter(
             "hub_http_connections_recycled_total",
             "Responses that closed their keep-alive connection (after HUB_API_KEEPALIVE_REQUESTS"
-            " requests, or while the process drained).",
+            " requests, sooner on a worker busy with another, or while the process drained).",
             registry=registry,
         )
         self.http_in_flight = Gauge(

@@ -21,8 +21,9 @@ from hub.observability.tracing import extract_context, tracer
 
 log = structlog.get_logger(__name__)
 
-# Probes and scrapes are counted but not traced: they would drown the traces that matter.
+# The header of a response after which uvicorn closes the connection (ADR 0031).
 CLOSE = (b"connection", b"close")
+# Probes and scrapes are counted but not traced: they would drown the traces that matter.
 UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
@@ -50,7 +51,8 @@ class ObservabilityMiddleware:
         route = scope.get("path_template") or "unmatched"
         method = str(scope.get("method", "GET"))
         status = 500
-        closes = self.recycler.closes(scope.get("client"))
+        client = scope.get("client")  # (host, port); a server may give a list, or None
+        closes = self.recycler.closes((client[0], client[1]) if client else None)
 
         async def send_and_note(message: Message) -> None:
             nonlocal status
