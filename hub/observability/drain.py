@@ -3,8 +3,9 @@ process keeps serving for `HUB_SHUTDOWN_GRACE_SECONDS` (load balancers stop send
 requests), then uvicorn's own shutdown stops accepting and finishes every in-flight request.
 
 And which keep-alive connections an API process closes after a response: every one while it
-drains, and any that served `HUB_API_KEEPALIVE_REQUESTS`, so the API worker processes of a
-host share the work (ADR 0031)."""
+drains, any that served `HUB_API_KEEPALIVE_REQUESTS`, and, where workers share the socket,
+any that served `BUSY_MIN` while the worker serves another request, so the API worker
+processes of a host share the work (ADR 0031)."""
 
 import asyncio
 import signal
