@@ -43,8 +43,7 @@ FROM unnest($2::uuid[], $3::timestamptz[], string_to_array($4::text, ';'),
      AS e(event_id, captured_at, camera_id, classes, max_confidence, media, sha, payload)
 WHERE NOT EXISTS (
     SELECT FROM detection_event d WHERE d.node_id = $1 AND d.event_id = e.event_id OFFSET 0
-)
-ON CONFLICT (node_id, event_id, captured_at) DO NOTHING
+){on_conflict}
 RETURNING event_id, id, captured_at, camera_id, classes, max_confidence, disposition
 ), regions AS (
     {regions}
@@ -61,13 +60,28 @@ UNION ALL
 SELECT NULL, NULL, NULL, agency_id, count(*)::int FROM planned GROUP BY agency_id"""
 _NOT_ROUTED = "SELECT NULL::uuid AS agency_id WHERE false"
 _FIRST_REGION_PARAM = 11
+# Only for a batch that lost a race (`LostRace`): a plain INSERT is cheaper. Speculative
+# insertion probes the unique index once more per row and writes a second WAL record for it,
+# ~5 % of PostgreSQL's CPU per batch (perf, bench/ingest_profile.py), while the NOT EXISTS
+# probe already leaves out every event stored before this statement began.
+_SKIP_CONFLICTS = "\nON CONFLICT (node_id, event_id, captured_at) DO NOTHING"
 
 
 @functools.lru_cache(maxsize=8)
-def _insert_events_sql(planned: str) -> str:
+def _insert_events_sql(planned: str, *, race_tolerant: bool) -> str:
     """The events INSERT, with the routing CTE body `planned`."""
     regions = EventRegions.sql(first=_FIRST_REGION_PARAM, inserted="inserted")
-    return _INSERT_EVENTS.format(regions=regions, routing=_ANSWER.format(planned=planned))
+    return _INSERT_EVENTS.format(
+        on_conflict=_SKIP_CONFLICTS if race_tolerant else "",
+        regions=regions,
+        routing=_ANSWER.format(planned=planned),
+    )
+
+
+class LostRaceError(Exception):
+    """A concurrent request stored one of the batch's events first (after this statement's
+    NOT EXISTS looked, before it inserted): the transaction is aborted, and the caller tries
+    again with `race_tolerant`, which skips such events instead."""
 
 
 # Where a stored event's row is (its key in every table that refers to it).
@@ -107,16 +121,19 @@ async def insert_events(
     regions: EventRegions,
     routing: RoutingSql | None = None,
     strip_pii: bool = False,
+    race_tolerant: bool = False,
 ) -> Inserted:
     """Insert in one statement what this node has not stored yet; returns the events
     actually inserted, each with its row's (id, captured_at), and the deliveries planned.
 
     An event whose id the node already stored (at any capture time, so not only what the
-    unique key catches) or that a concurrent request stores first is left out: the caller
-    asks `stored_hashes` for those alone, so a batch of new events costs one round trip
-    instead of a look-up and an insert. The existence check probes the (node_id, event_id)
-    index once per event (`OFFSET 0` keeps it a per-row probe: as an anti-join the planner
-    may hash every stored event of the node, and a prepared generic plan would keep that).
+    unique key catches) is left out: the caller asks `stored_hashes` for those alone, so a
+    batch of new events costs one round trip instead of a look-up and an insert. One that a
+    concurrent request stores first raises `LostRaceError` (the transaction is then aborted),
+    unless `race_tolerant`, when it is left out too. The existence check probes the
+    (node_id, event_id) index once per event (`OFFSET 0` keeps it a per-row probe: as an
+    anti-join the planner may hash every stored event of the node, and a prepared generic plan
+    would keep that).
 
     `regions` are the events' regions on their images (`hub.media.event_regions`); those of
     the events inserted are recorded with them. `routing` (the delivery planner's, ADR 0030)
@@ -127,12 +144,34 @@ async def insert_events(
     sent, so a re-send is still recognised."""
     if not events:
         return Inserted(rows={}, planned={})
-    answered = await conn.fetch(
-        _insert_events_sql(
-            _NOT_ROUTED
-            if routing is None
-            else routing.sql(first=_routing_first(regions), inserted="inserted")
-        ),
+    sql = _insert_events_sql(
+        _NOT_ROUTED
+        if routing is None
+        else routing.sql(first=_routing_first(regions), inserted="inserted"),
+        race_tolerant=race_tolerant,
+    )
+    params = _event_params(node_id, events, quarantined=quarantined, strip_pii=strip_pii)
+    try:
+        answered = await conn.fetch(
+            sql, *params, *regions.columns, *(() if routing is None else routing.params)
+        )
+    except asyncpg.UniqueViolationError as error:
+        raise LostRaceError(error.constraint_name or "") from error
+    rows: dict[UUID, StoredRow] = {}
+    planned: dict[UUID, int] = {}
+    for event_id, pk, captured_at, agency_id, count in answered:
+        if event_id is None:
+            planned[agency_id] = count
+        else:
+            rows[event_id] = (pk, captured_at)
+    return Inserted(rows=rows, planned=planned)
+
+
+def _event_params(
+    node_id: UUID, events: Sequence[PreparedEvent], *, quarantined: set[UUID], strip_pii: bool
+) -> tuple[object, ...]:
+    """The events INSERT's parameters $1..$10: the batch's columns."""
+    return (
         node_id,
         [item.event.event_id for item in events],
         [item.event.captured_at for item in events],
@@ -145,17 +184,7 @@ async def insert_events(
         [stored_payload(item, node_id=node_id, strip_pii=strip_pii) for item in events],
         # Quarantine as a (mostly empty) list of ids, not a text per event: see above.
         list(quarantined),
-        *regions.columns,
-        *(() if routing is None else routing.params),
     )
-    rows: dict[UUID, StoredRow] = {}
-    planned: dict[UUID, int] = {}
-    for event_id, pk, captured_at, agency_id, count in answered:
-        if event_id is None:
-            planned[agency_id] = count
-        else:
-            rows[event_id] = (pk, captured_at)
-    return Inserted(rows=rows, planned=planned)
 
 
 def _routing_first(regions: EventRegions) -> int:

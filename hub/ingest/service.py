@@ -60,6 +60,34 @@ async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) ->
     policy = await _apply_policy(
         deps, node_id=node_id, keep=keep, decided=decided, batch=batch, cameras=rules.cameras
     )
+    try:
+        outcome, result = await _write(deps, node_id, batch, decided, policy, race_tolerant=False)
+    except repository.LostRaceError:
+        # A concurrent request stored one of these events between this one's existence check
+        # and its insert, and the transaction rolled back: once more, skipping such events
+        # (they are answered as re-sends). Rare, so the common batch keeps the cheaper plain
+        # INSERT.
+        outcome, result = await _write(deps, node_id, batch, decided, policy, race_tolerant=True)
+    # Quarantined events are stored for review but never offered to any agency.
+    routable = outcome.inserted - policy.quarantined
+    # After commit: a job must never run before its row is visible.
+    await deps.planner.dispatch(outcome.planned)
+    await deps.notifier.published(node_id=node_id, event_ids=routable)
+    if deps.partitions is not None and outcome.rows:
+        await deps.partitions.written(captured for _, captured in outcome.rows.values())
+    return result
+
+
+async def _write(
+    deps: IngestDeps,
+    node_id: UUID,
+    batch: EventBatch,
+    decided: dict[int, EventResult],
+    policy: "_PolicyOutcome",
+    *,
+    race_tolerant: bool,
+) -> tuple["_StoreOutcome", BatchResult]:
+    """The batch's one transaction: its new events, their PII sealed, its audit entry."""
     async with deps.db.transaction() as conn:
         outcome = await _store(
             conn,
@@ -68,9 +96,8 @@ async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) ->
             quarantined=policy.quarantined,
             routing=deps.planner.routing(),
             strip_pii=deps.pii is not None,
+            race_tolerant=race_tolerant,
         )
-        # Quarantined events are stored for review but never offered to any agency.
-        routable = outcome.inserted - policy.quarantined
         if deps.pii is not None and outcome.fresh:
             # The attributes live only here; the stored payloads name them (`pii_ref`).
             stored = [p.event for p in outcome.fresh]
@@ -78,12 +105,7 @@ async def accept_batch(deps: IngestDeps, *, node_id: UUID, batch: EventBatch) ->
         result = _assemble(batch.events, decided, outcome.results)
         entry = _audit(node_id, result, outcome.inserted, decision_id=policy.decision_id)
         await append_entry(conn, entry, clock=deps.clock)
-    # After commit: a job must never run before its row is visible.
-    await deps.planner.dispatch(outcome.planned)
-    await deps.notifier.published(node_id=node_id, event_ids=routable)
-    if deps.partitions is not None and outcome.rows:
-        await deps.partitions.written(captured for _, captured in outcome.rows.values())
-    return result
+    return outcome, result
 
 
 async def _screen_rules(deps: IngestDeps, node_id: UUID, batch: EventBatch) -> Screen:
@@ -156,6 +178,7 @@ async def _store(
     quarantined: set[UUID],
     routing: RoutingSql | None,
     strip_pii: bool,
+    race_tolerant: bool,
 ) -> _StoreOutcome:
     """Insert what is new; compare what already exists (stored before, or by a concurrent
     request that won the race) with what was sent."""
@@ -173,6 +196,7 @@ async def _store(
         regions=regions,
         routing=routing,
         strip_pii=strip_pii,
+        race_tolerant=race_tolerant,
     )
     rows = stored.rows
     inserted = set(rows)

@@ -68,11 +68,26 @@ FEED_ENTRY_INDEXES = {
 }
 
 
+# Ingest's trigger queues every accepted event here: no key (migration 0028), the sequencer
+# picks the head by time and deletes by ctid.
+FEED_PENDING_INDEXES = {
+    "feed_pending_queued_idx": "(queued_at): the sequencer's pick of the oldest committed",
+}
+
+# Ingest records ~80 regions per batch: only the index release and the scan read them by
+# (migration 0030 dropped the (id) key, which nothing read).
+MEDIA_REGION_INDEXES = {
+    "media_region_sha256_idx": "(sha256): an image's regions, for release and the scan",
+}
+
+
 @pytest.mark.parametrize(
     ("table", "kept", "migration"),
     [
         ("detection_event", EVENT_INDEXES, "2026-12-06T00:00:26:000000"),
         ("feed_entry", FEED_ENTRY_INDEXES, "2026-12-06T00:00:27:000000"),
+        ("feed_pending", FEED_PENDING_INDEXES, "2026-12-06T00:00:28:000000"),
+        ("media_region", MEDIA_REGION_INDEXES, "2026-12-06T00:00:30:000000"),
     ],
 )
 async def test_hot_tables_keep_only_the_indexes_queries_read(
@@ -89,3 +104,37 @@ async def test_hot_tables_keep_only_the_indexes_queries_read(
         await conn.close()
     assert applied == 1
     assert {r["name"] for r in names} == set(kept)
+
+
+async def test_a_vault_key_row_cannot_be_deleted_so_its_items_need_no_foreign_key(
+    settings: Settings,
+) -> None:
+    """Migration 0029 traded pii_attribute's foreign key for a refusal of every DELETE on
+    pii_subject_key: forgetting shreds a key in place, so an item's key row always exists."""
+    conn = await asyncpg.connect(settings.database_url)
+    subject = "e" * 64
+    try:
+        foreign_keys = await conn.fetchval(
+            """SELECT count(*) FROM pg_constraint
+               WHERE conrelid = 'pii_attribute'::regclass AND contype = 'f'"""
+        )
+        outer = conn.transaction()  # rolled back: the test leaves no key row behind
+        await outer.start()
+        try:
+            await conn.execute(
+                """INSERT INTO pii_subject_key (subject, master_key_id, wrapped_key)
+                   VALUES ($1, 'test', '\\x00')""",
+                subject,
+            )
+            with pytest.raises(asyncpg.RestrictViolationError, match="never deleted"):
+                async with conn.transaction():  # a savepoint, so the row can be counted after
+                    await conn.execute("DELETE FROM pii_subject_key WHERE subject = $1", subject)
+            kept = await conn.fetchval(
+                "SELECT count(*) FROM pii_subject_key WHERE subject = $1", subject
+            )
+        finally:
+            await outer.rollback()
+    finally:
+        await conn.close()
+    assert foreign_keys == 0
+    assert kept == 1

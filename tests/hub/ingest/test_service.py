@@ -3,15 +3,20 @@ event is what is stored (accepted or quarantined), answered (dropped events are 
 routed (the events INSERT hands routing every inserted row with its disposition; the real
 planner's choice among them is tested in tests/hub/delivery/test_planning.py)."""
 
+import asyncio
 from datetime import timedelta
 from uuid import UUID
 
+import asyncpg
 import msgspec
 import pytest
 
-from hub.contracts.detection_v1 import EventBatch
+from hub.contracts.detection_v1 import DetectionEvent, EventBatch
+from hub.ingest import repository
 from hub.ingest.ports import NoDeliveries, Planned, RoutingSql
+from hub.ingest.rules import prepare
 from hub.ingest.service import IngestDeps, accept_batch
+from hub.media import event_regions
 from hub.runtime import Services
 from tests.hub.ingest.builders import ByCamera, event
 from tests.support import EdgeNode
@@ -151,3 +156,62 @@ async def test_a_batch_of_one_event_without_media_stores_an_empty_media_list(
     async with services.db.pool.acquire() as conn:
         row = await conn.fetchrow("SELECT classes, media_sha256 FROM detection_event")
     assert (row["classes"], row["media_sha256"]) == (["car"], [])
+
+
+async def test_an_event_a_concurrent_request_stores_first_is_answered_as_a_resend(
+    services: Services, edge_node: EdgeNode
+) -> None:
+    """The plain INSERT meets an event another transaction inserted after this one's NOT
+    EXISTS looked: it waits for that transaction, gets a unique violation, and the batch is
+    written once more with conflicts skipped: the event is answered as a re-send of the same
+    content is (accepted, not stored again). The first try leaves nothing behind."""
+    node_id = edge_node.node.id
+    snapshot = {"sha256": "d" * 64, "kind": "snapshot"}
+    sent = [event(), event(media=[snapshot]), event()]
+    taken = msgspec.convert(sent[1], DetectionEvent)
+    deps = IngestDeps(db=services.db, future_tolerance=timedelta(seconds=60))
+    other = await asyncpg.connect(services.settings.database_url)
+    try:
+        writing = other.transaction()
+        await writing.start()
+        await repository.insert_events(
+            other,
+            node_id=node_id,
+            events=[prepare(taken)],
+            quarantined=set(),
+            regions=event_regions([taken], node_id=node_id),
+        )
+        batch = msgspec.convert({"events": sent}, EventBatch)
+        task = asyncio.create_task(accept_batch(deps, node_id=node_id, batch=batch))
+        await _until_waiting_on_a_lock(other)
+        await writing.commit()
+        result = await asyncio.wait_for(task, timeout=30)
+        rows = await other.fetch("SELECT event_id, count(*) AS n FROM detection_event GROUP BY 1")
+        regions = await other.fetchval(
+            "SELECT count(*) FROM media_region WHERE sha256 = $1", snapshot["sha256"]
+        )
+        audited = await other.fetch(
+            "SELECT detail::text FROM audit_log WHERE action = 'ingest.batch'"
+        )
+    finally:
+        await other.close()
+    assert [r.status for r in result.results] == ["accepted"] * 3
+    assert {str(r["event_id"]): r["n"] for r in rows} == {e["event_id"]: 1 for e in sent}
+    assert regions == 2  # the concurrent insert's two boxes; the rolled-back try left none
+    assert [msgspec.json.decode(r["detail"]) for r in audited] == [
+        {"accepted": 3, "duplicate": 0, "rejected": 0, "stored": 2}
+    ]
+
+
+async def _until_waiting_on_a_lock(conn: asyncpg.Connection) -> None:
+    """Until some other session of this database waits for a lock (the batch's INSERT
+    waiting on the transaction that holds its event)."""
+    for _ in range(300):
+        waiting = await conn.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+               WHERE datname = current_database() AND wait_event_type = 'Lock'"""
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the batch never waited on the concurrent insert")
