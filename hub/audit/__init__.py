@@ -32,8 +32,10 @@ from hub.audit.schemas import (
 )
 from hub.audit.sealer import Sealer
 from hub.audit.service import (
+    AuditAppend,
     append_entries,
     append_entry,
+    audit_append,
     checkpoint_owed_since,
     prune_entries,
     search,
@@ -42,6 +44,7 @@ from hub.audit.verify import verify_log
 
 __all__ = [
     "AppenderOptions",
+    "AuditAppend",
     "AuditAppender",
     "AuditBusyError",
     "AuditClosedError",
@@ -60,6 +63,7 @@ __all__ = [
     "SignedManifest",
     "append_entries",
     "append_entry",
+    "audit_append",
     "check_bundle",
     "checkpoint_owed_since",
     "checkpoint_stale",

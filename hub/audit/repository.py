@@ -25,19 +25,27 @@ class TreeState(msgspec.Struct, frozen=True, kw_only=True):
     pruned_below: int = 0
 
 
+def append_sql(*, first: int) -> str:
+    """One unsealed entry's INSERT reading `append_params` as parameters `first`.. (no lock:
+    seq comes from a sequence); `RETURNING seq` is the caller's to add."""
+    n = range(first, first + 7)
+    return f"""INSERT INTO audit_log (at, actor, action, target, detail, decision_id, trace_id)
+           VALUES (${n[0]}::timestamptz, ${n[1]}::text, ${n[2]}::text, ${n[3]}::text,
+                   ${n[4]}::jsonb, ${n[5]}::text, ${n[6]}::text)"""
+
+
+_APPEND = append_sql(first=1) + " RETURNING seq"
+
+
+def append_params(entry: AuditEntry, *, at: datetime) -> tuple[object, ...]:
+    """The parameters of `append_sql`, in its order."""
+    detail = msgspec.json.encode(entry.detail).decode()
+    return (at, entry.actor, entry.action, entry.target, detail, entry.decision_id, entry.trace_id)
+
+
 async def append(conn: asyncpg.Connection, entry: AuditEntry, *, at: datetime) -> int:
-    """Insert one unsealed entry (no lock: seq comes from a sequence); returns its seq."""
-    seq: int = await conn.fetchval(
-        """INSERT INTO audit_log (at, actor, action, target, detail, decision_id, trace_id)
-           VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) RETURNING seq""",
-        at,
-        entry.actor,
-        entry.action,
-        entry.target,
-        msgspec.json.encode(entry.detail).decode(),
-        entry.decision_id,
-        entry.trace_id,
-    )
+    """Insert one unsealed entry; returns its seq."""
+    seq: int = await conn.fetchval(_APPEND, *append_params(entry, at=at))
     return seq
 
 

@@ -4,6 +4,7 @@ Sealing, checkpoints and proofs live in `sealer`, `verify` and `proofs`."""
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -36,6 +37,26 @@ async def append_entry(
     the Merkle tree after the transaction commits (ADR 0011).
     """
     return await repository.append(conn, entry, at=clock())
+
+
+@dataclass(frozen=True, slots=True)
+class AuditAppend:
+    """An entry for a neighbour's statement (ADR 0030): `sql(first=)` is the body of a CTE
+    that inserts it, reading `params` as parameters `first`.. . The neighbour's statement
+    then is the append: the entry commits or rolls back with the caller's transaction, as
+    `append_entry`'s does, without a statement and a round trip of its own."""
+
+    params: tuple[object, ...]
+
+    @staticmethod
+    def sql(*, first: int) -> str:
+        """The CTE body (its text depends on `first` only: it is a prepared statement)."""
+        return repository.append_sql(first=first)
+
+
+def audit_append(entry: AuditEntry, *, clock: Clock = utcnow) -> AuditAppend:
+    """`entry`, dated now, as a fragment for a neighbour's statement."""
+    return AuditAppend(params=repository.append_params(entry, at=clock()))
 
 
 async def append_entries(

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import asyncpg
 
-from hub.audit import AuditEntry, append_entry
+from hub.audit import AuditEntry, append_entry, audit_append
 from hub.contracts.detection_v1 import BatchResult, DetectionEvent, EventBatch, EventResult
 from hub.identity import owned_camera_jurisdictions
 from hub.ingest import repository
@@ -98,13 +98,16 @@ async def _write(
             strip_pii=deps.pii is not None,
             race_tolerant=race_tolerant,
         )
-        if deps.pii is not None and outcome.fresh:
-            # The attributes live only here; the stored payloads name them (`pii_ref`).
-            stored = [p.event for p in outcome.fresh]
-            await seal_events(conn, deps.pii, events=stored, rows=outcome.rows)
         result = _assemble(batch.events, decided, outcome.results)
         entry = _audit(node_id, result, outcome.inserted, decision_id=policy.decision_id)
-        await append_entry(conn, entry, clock=deps.clock)
+        if deps.pii is not None and outcome.fresh:
+            # The attributes live only here; the stored payloads name them (`pii_ref`). The
+            # vault's statement writes the audit entry too (ADR 0030): a round trip fewer.
+            stored = [p.event for p in outcome.fresh]
+            also = audit_append(entry, clock=deps.clock)
+            await seal_events(conn, deps.pii, events=stored, rows=outcome.rows, also=also)
+        else:
+            await append_entry(conn, entry, clock=deps.clock)
     return outcome, result
 
 

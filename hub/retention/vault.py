@@ -9,11 +9,12 @@ included, becomes unreadable); its attributes then come back absent. Payloads st
 the vault (clear attributes, no `pii_ref`) are scrubbed by a forget as well.
 """
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -74,12 +75,27 @@ def _items(keys: KeyRing, events: Iterable[DetectionEvent]) -> list[_Item]:
     return found
 
 
+class CteBody(Protocol):
+    """A neighbour's write for the vault's statement (ADR 0030), e.g. `hub.audit`'s
+    `AuditAppend`: a CTE body reading `params` as parameters `first`.. ."""
+
+    @property
+    def params(self) -> tuple[object, ...]:
+        """The body's parameters, numbered from `first` in `sql`."""
+        ...
+
+    def sql(self, *, first: int) -> str:
+        """The CTE body; its text depends on `first` only (a prepared statement)."""
+        ...
+
+
 async def seal_events(
     conn: asyncpg.Connection,
     keys: KeyRing,
     *,
     events: Sequence[DetectionEvent],
     rows: Mapping[UUID, tuple[int, datetime]],
+    also: CteBody | None = None,
 ) -> int:
     """Encrypt the attributes of freshly stored events into the vault; returns rows written.
 
@@ -88,9 +104,14 @@ async def seal_events(
     Usually one statement: every subject gets a fresh data key and its items are sealed under
     it; the statement creates the subjects that are new and stores the items of those only.
     Items of subjects that already had a key (a plate seen before) are sealed again under
-    that key, read by a second statement, and stored by a third, as before (ADR 0024)."""
+    that key, read by a second statement, and stored by a third, as before (ADR 0024).
+
+    `also` (ingest's audit entry) is written by that first statement as a CTE of its own, or
+    alone when there is nothing to seal: one round trip fewer for the caller's transaction."""
     items = _items(keys, events)
     if not items:
+        if also is not None:
+            await conn.execute(_alone(also.sql(first=1)), *also.params)
         return 0
     subjects = sorted({i.subject for i in items})
     made = keys.new_data_keys(subjects)
@@ -98,11 +119,14 @@ async def seal_events(
     fresh = {s: (1, key) for s, (key, _) in made.items()}
     columns = _attribute_columns(keys, items, rows, fresh)
     answered = await conn.fetch(
-        _CREATE_KEYS_AND_SEAL,
+        _CREATE_KEYS_AND_SEAL
+        if also is None
+        else _create_keys_and_seal_with(also.sql(first=_SEAL_PARAMS + 1)),
         subjects,
         keys.current_id,
         [made[s][1] for s in subjects],
         *(columns[:4] + columns[5:]),
+        *(() if also is None else also.params),
     )
     created = {row["subject"] for row in answered}
     rest = [i for i in items if i.subject not in created]
@@ -165,6 +189,22 @@ WITH created AS (
 )
 SELECT subject FROM created
 """
+
+_SEAL_PARAMS = 9  # $1..$9 of _CREATE_KEYS_AND_SEAL
+
+
+@functools.lru_cache(maxsize=8)
+def _create_keys_and_seal_with(body: str) -> str:
+    """_CREATE_KEYS_AND_SEAL with a neighbour's CTE `body` (parameters after the vault's)."""
+    head, tail = _CREATE_KEYS_AND_SEAL.rsplit("\n)\nSELECT subject FROM created", 1)
+    return f"{head}\n), also AS (\n    {body}\n)\nSELECT subject FROM created{tail}"
+
+
+@functools.lru_cache(maxsize=8)
+def _alone(body: str) -> str:
+    """A neighbour's CTE `body` as a statement of its own."""
+    return f"WITH also AS (\n    {body}\n)\nSELECT"
+
 
 # The items of subjects that had a key already: sealed under that key.
 _INSERT_ATTRIBUTES = """

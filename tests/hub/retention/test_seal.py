@@ -8,7 +8,9 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import pytest
 
+from hub.audit import AuditEntry, audit_append
 from hub.contracts.detection_v1 import DetectionEvent
 from hub.retention.crypto import KeyRing
 from hub.retention.vault import SHREDDED, forget_subject, read_attributes, seal_events
@@ -175,3 +177,56 @@ async def test_two_batches_renewing_one_forgotten_subject_share_one_key(
         assert await _read(second, keys, 10) == {"plate_text": "TWICE-1"}
         assert await _read(second, keys, 20) == {"plate_text": "TWICE-1"}
         assert await _read(second, keys, 1) == SHREDDED
+
+
+async def test_a_neighbours_entry_is_written_by_the_sealing_statement(services: Services) -> None:
+    """Ingest hands its audit entry to the vault's statement (ADR 0030): one statement seals
+    the items and appends the entry; without items the entry is written alone."""
+    keys = services.retention.keys
+    entry = AuditEntry(actor="edge_node:x", action="ingest.batch", target="t", detail={"n": 1})
+    bare = msgspec.convert(event(detections=[event()["detections"][0]]), DetectionEvent)
+    async with services.db.transaction() as conn:
+        counting = _Counting(conn)
+        plates = _plates("AL-1", "AL-2")
+        rows = {e.event_id: (1 + n, AT) for n, e in enumerate(plates)}
+        also = audit_append(entry, clock=lambda: AT)
+        written = await seal_events(counting, keys, events=plates, rows=rows, also=also)
+        alone = _Counting(conn)
+        nothing = await seal_events(alone, keys, events=[bare], rows={}, also=also)
+        audited = await conn.fetch(
+            "SELECT at, actor, action, detail::text FROM audit_log ORDER BY seq"
+        )
+        items = await conn.fetchval("SELECT count(*) FROM pii_attribute")
+    assert (written, len(counting.sent), items) == (2, 1, 2)
+    assert (nothing, len(alone.sent)) == (0, 1)
+    assert [tuple(r) for r in audited] == [(AT, "edge_node:x", "ingest.batch", '{"n": 1}')] * 2
+
+
+async def test_the_entry_rolls_back_with_the_sealing_statement(services: Services) -> None:
+    """The entry is part of the vault's statement: when that statement fails (here its items
+    carry a detection index the table's check refuses), neither is written."""
+    keys = services.retention.keys
+    entry = AuditEntry(actor="edge_node:x", action="ingest.batch", target="t")
+    plates = _plates("RB-1")
+    conn = await asyncpg.connect(services.settings.database_url)
+    try:
+        rows = {plates[0].event_id: (1, AT)}
+        with pytest.raises(asyncpg.CheckViolationError):
+            async with conn.transaction():
+                await seal_events(
+                    _NegativeDetection(conn), keys, events=plates, rows=rows,
+                    also=audit_append(entry),
+                )  # fmt: skip
+        audited = await conn.fetchval("SELECT count(*) FROM audit_log WHERE target = 't'")
+    finally:
+        await conn.close()
+    assert audited == 0
+
+
+class _NegativeDetection(_Counting):
+    """Sends the sealing statement with every detection index made -1 (column 6: $6)."""
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        changed = list(args)
+        changed[5] = [-1] * len(changed[5])
+        return await super().fetch(query, *changed)
