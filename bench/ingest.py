@@ -66,7 +66,7 @@ TARGET_P99_MS = 100.0
 AIM_FRACTION_OF_RAW = 0.40  # of batched COPY (issue 17)
 # Settings a run takes from the caller's environment, to compare them (all others are the
 # bench's own).
-TRIED_SETTINGS = ("HUB_FEEDS_PAGE_", "HUB_API_KEEPALIVE_REQUESTS")
+TRIED_SETTINGS = ("HUB_FEEDS_PAGE_", "HUB_FEEDS_SEQUENCE_LINGER_MS", "HUB_API_KEEPALIVE_REQUESTS")
 # The hub accepts a signature whose `created` lies within 300 s of its clock; runs longer
 # than this build and sign every body while sending instead of pre-signing them.
 PRESIGN_MAX_SECONDS = 240.0

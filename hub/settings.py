@@ -154,6 +154,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # How often an open live socket's credential, agency and authorisation are checked again
     # (also at the access token's expiry and as soon as this process runs a new bundle).
     feeds_live_recheck_seconds: Annotated[float, msgspec.Meta(ge=0.1, le=300)] = 5.0
+    # Group commit of feed sequencing (ADR 0033): while a run is under way, the next one waits
+    # this long after it for more committed batches to join (a page that needs positions
+    # starts it at once; a lone batch on a quiet process never waits). 0 = no wait.
+    feeds_sequence_linger_ms: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 30.0
     # A feed audience (a reader's offers) no reader has looked at for this long is pruned by
     # the hourly job, as is one whose agency is gone or disabled; a later reader refills it.
     feeds_audience_idle_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 7

@@ -1,6 +1,7 @@
 """The feed collaborators one API process shares: bus, live hub, agency view, keys."""
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from functools import cached_property
@@ -189,11 +190,20 @@ class FeedKit:
 
 
 class _Run:
-    """One sequencing run that batches may still join until it starts."""
+    """One sequencing run that batches may still join until it starts. One that queues
+    behind a run under way lingers before it starts, until `hurry` is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, linger: float) -> None:
         self.started = False
+        self.linger = linger
+        self.hurry = asyncio.Event()
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def gather(self) -> None:
+        """Wait out the linger (batches committing meanwhile join), or until hurried."""
+        if self.linger > 0 and not self.hurry.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.hurry.wait(), self.linger)
 
 
 # How long a stopping process waits for its last sequencing run (the sweep does the rest).
@@ -205,12 +215,15 @@ class FeedPublisher:
 
     Ingest does not wait for positions (ADR 0022): a committed batch joins the next
     sequencing run of its process (group commit: batches that commit while a run is under
-    way share the next one) and returns. A page calls `settle` first, so it sees what this
-    process accepted before it was asked. What a run could not do (an error, a process
-    stopped between commit and run) the periodic sweep does."""
+    way share the next one) and returns. That next run lingers `feeds_sequence_linger_ms`
+    after the one under way, so under load each run places more batches (ADR 0033); a batch
+    that finds no run under way starts one at once. A page calls `settle` first, which ends
+    any linger, so it sees what this process accepted before it was asked. What a run could
+    not do (an error, a process stopped between commit and run) the periodic sweep does."""
 
     def __init__(self, kit: FeedKit) -> None:
         self._kit = kit
+        self._linger = kit.settings.feeds_sequence_linger_ms / 1000
         self._lock = asyncio.Lock()
         self._next: _Run | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # runs under way, kept from the GC
@@ -231,6 +244,7 @@ class FeedPublisher:
         run = self._next
         if run is None or run.done.done():
             return True
+        run.hurry.set()
         try:
             await asyncio.wait_for(asyncio.shield(run.done), within)
         except TimeoutError:
@@ -240,13 +254,16 @@ class FeedPublisher:
     async def aclose(self) -> None:
         """Let the runs under way finish (bounded), so a stopping process leaves no batch
         it answered for to the sweep."""
+        if self._next is not None:
+            self._next.hurry.set()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=SETTLE_ON_CLOSE_SECONDS)
 
     def _join(self) -> _Run:
         run = self._next
         if run is None or run.started:
-            run = self._next = _Run()
+            # Behind a run under way, wait for company; on a quiet process, go at once.
+            run = self._next = _Run(linger=self._linger if self._lock.locked() else 0.0)
             task = asyncio.create_task(self._sequence(run))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -256,6 +273,7 @@ class FeedPublisher:
         from hub.feeds.service import sequence_and_announce
 
         async with self._lock:
+            await run.gather()
             run.started = True  # committed before this point: included in this run
             try:
                 await sequence_and_announce(self._kit)

@@ -3,15 +3,18 @@ a reader still sees every event committed before it asked, and fills are bounded
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
+import msgspec
 import pytest
 
 from hub.feeds import offers, repository
 from hub.feeds.pages import audience_of, read_page
 from hub.feeds.schemas import FeedFilters
 from hub.feeds.service import resolve_reader, sequence_and_announce
-from hub.runtime import Services
+from hub.runtime import Services, build_services, start_services, stop_services
+from hub.settings import Settings
 from tests.hub.feeds.builders import CENTRAL_CAMERA, NORTH_CAMERA
 from tests.hub.feeds.test_service import POLICE, insert_event
 
@@ -121,3 +124,62 @@ async def test_sequencing_answers_how_many_positions_and_the_first_and_last(
     assert assigned == repository.Sequenced(positions=4, first=seqs[0], last=seqs[-1])
     assert nothing == repository.Sequenced(0, 0, 0)
     assert left == 0
+
+
+@pytest.fixture
+async def lingering(feed_settings: Settings, agencies: None) -> AsyncIterator[Services]:
+    """Feed services whose sequencing runs linger 5 s behind a run under way (ADR 0033)."""
+    built = build_services(msgspec.structs.replace(feed_settings, feeds_sequence_linger_ms=5000))
+    await start_services(built)
+    yield built
+    await stop_services(built)
+
+
+async def test_batches_behind_a_run_share_the_next_which_a_page_starts_at_once(
+    lingering: Services,
+) -> None:
+    notifier = lingering.feeds.notifier
+    conn = await asyncpg.connect(lingering.settings.database_url)
+    blocker = await asyncpg.connect(lingering.settings.database_url)
+    try:
+        await insert_event(conn, NORTH_CAMERA)
+        await blocker.execute("BEGIN")
+        await blocker.execute("SELECT pg_advisory_xact_lock($1)", repository.SEQUENCER_LOCK_KEY)
+        await notifier.published(node_id=uuid.uuid4(), event_ids={uuid.uuid4()})  # runs now
+        await insert_event(conn, NORTH_CAMERA)
+        await notifier.published(node_id=uuid.uuid4(), event_ids={uuid.uuid4()})  # queues
+        await blocker.execute("COMMIT")
+        await _until(conn, "SELECT count(*) = 2 FROM feed_entry")  # the first run placed both
+        await insert_event(conn, NORTH_CAMERA)
+        await notifier.published(node_id=uuid.uuid4(), event_ids={uuid.uuid4()})  # joins it
+        await asyncio.sleep(0.5)
+        lingered = await conn.fetchval("SELECT count(*) FROM feed_pending")
+        started = asyncio.get_running_loop().time()
+        assert await notifier.settle(within=3.0) is True
+        took = asyncio.get_running_loop().time() - started
+        placed = await conn.fetchval("SELECT count(*) FROM feed_entry")
+    finally:
+        await blocker.close()
+        await conn.close()
+    assert lingered == 1  # the queued run waited for company
+    assert took < 2.0  # ... until a page asked for positions
+    assert placed == 3
+
+
+async def test_a_lone_batch_on_a_quiet_process_is_placed_at_once(lingering: Services) -> None:
+    conn = await asyncpg.connect(lingering.settings.database_url)
+    try:
+        await insert_event(conn, NORTH_CAMERA)
+        await lingering.feeds.notifier.published(node_id=uuid.uuid4(), event_ids={uuid.uuid4()})
+        await _until(conn, "SELECT count(*) = 1 FROM feed_entry", seconds=2.0)
+    finally:
+        await conn.close()
+
+
+async def _until(conn: asyncpg.Connection, query: str, *, seconds: float = 10.0) -> None:
+    """Poll `query` (a boolean) until it holds; fail after `seconds`."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await conn.fetchval(query):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"still false after {seconds} s: {query}")
+        await asyncio.sleep(0.05)
