@@ -170,8 +170,8 @@ def _attribute_columns(
 # generic plan made while the table was small (a sequential scan). Sorted subjects take
 # their row locks in one order, as concurrent batches need; DO NOTHING takes no lock on
 # existing rows, so busy plates do not serialise ingest. The generation of a created key is
-# the column's default, read back.
-_CREATE_KEYS_AND_SEAL = """
+# the column's default, read back. `{also}` is where a neighbour's CTE goes (`seal_events`).
+_CREATE_KEYS_AND_SEAL_WITH = """
 WITH created AS (
     INSERT INTO pii_subject_key (subject, master_key_id, wrapped_key)
     SELECT s.subject, $2::text, s.wrapped_key
@@ -186,18 +186,17 @@ WITH created AS (
     FROM unnest($4::bigint[], $5::timestamptz[], $6::int[], $7::text[], $8::bytea[],
                 $9::bytea[]) AS a(event_pk, captured_at, detection, subject, nonce, ciphertext)
     JOIN created c USING (subject)
-)
+){also}
 SELECT subject FROM created
 """
-
+_CREATE_KEYS_AND_SEAL = _CREATE_KEYS_AND_SEAL_WITH.format(also="")
 _SEAL_PARAMS = 9  # $1..$9 of _CREATE_KEYS_AND_SEAL
 
 
 @functools.lru_cache(maxsize=8)
 def _create_keys_and_seal_with(body: str) -> str:
-    """_CREATE_KEYS_AND_SEAL with a neighbour's CTE `body` (parameters after the vault's)."""
-    head, tail = _CREATE_KEYS_AND_SEAL.rsplit("\n)\nSELECT subject FROM created", 1)
-    return f"{head}\n), also AS (\n    {body}\n)\nSELECT subject FROM created{tail}"
+    """The sealing statement with a neighbour's CTE `body` (parameters after the vault's)."""
+    return _CREATE_KEYS_AND_SEAL_WITH.format(also=f", also AS (\n    {body}\n)")
 
 
 @functools.lru_cache(maxsize=8)

@@ -28,8 +28,7 @@ async def test_ingest_does_not_wait_for_the_sequencer(feed_services: Services) -
     try:
         await insert_event(conn, NORTH_CAMERA)
         # Another sequencer holds the lock: a run started now cannot finish until it ends.
-        await blocker.execute("BEGIN")
-        await blocker.execute("SELECT pg_advisory_xact_lock($1)", repository.SEQUENCER_LOCK_KEY)
+        await _hold_sequencer_lock(blocker)
         await asyncio.wait_for(
             kit.notifier.published(node_id=uuid.uuid4(), event_ids={uuid.uuid4()}), 1.0
         )
@@ -143,8 +142,7 @@ async def test_batches_behind_a_run_share_the_next_which_a_page_starts_at_once(
     blocker = await asyncpg.connect(lingering.settings.database_url)
     try:
         await insert_event(conn, NORTH_CAMERA)
-        await blocker.execute("BEGIN")
-        await blocker.execute("SELECT pg_advisory_xact_lock($1)", repository.SEQUENCER_LOCK_KEY)
+        await _hold_sequencer_lock(blocker)
         await notifier.published(node_id=uuid.uuid4(), event_ids={uuid.uuid4()})  # runs now
         await insert_event(conn, NORTH_CAMERA)
         await notifier.published(node_id=uuid.uuid4(), event_ids={uuid.uuid4()})  # queues
@@ -183,3 +181,10 @@ async def _until(conn: asyncpg.Connection, query: str, *, seconds: float = 10.0)
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"still false after {seconds} s: {query}")
         await asyncio.sleep(0.05)
+
+
+async def _hold_sequencer_lock(conn: asyncpg.Connection) -> None:
+    """Take the sequencer lock in an open transaction of `conn`, as another process's run
+    would hold it (released by COMMIT)."""
+    await conn.execute("BEGIN")
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", repository.SEQUENCER_LOCK_KEY)
