@@ -16,11 +16,19 @@ from hub.media import EventRegions
 from hub.retention import strip_payload
 
 # Text columns arrive as one string each, events separated by ";" and list items by ",":
-# asyncpg checks every element of an array parameter against three ABCs in Python (~0.1 µs
-# each, ~1,300 checks a batch for these columns alone), a string not at all. Neither a camera
-# id, a label nor a hex digest can hold ";" or "," (the contract's patterns). An event
-# without media is an empty item, and one empty item is no item at all for string_to_array:
-# hence the coalesce.
+# asyncpg checks every element of an array parameter against up to three ABCs in Python
+# (~0.1 µs each, ~1,300 checks a batch for these columns alone), a string not at all. Neither
+# a camera id, a label nor a hex digest can hold ";" or "," (the contract's patterns). An
+# event without media is an empty item, and one empty item is no item at all for
+# string_to_array: hence the coalesce. The content hashes, 32 bytes each, come as one bytea
+# cut by position for the same reason.
+#
+# Events this node already stored (at any capture time) are found by one index scan per
+# partition for the whole batch (`known`), not a probe per event: a correlated NOT EXISTS
+# re-ran the scan of every partition once per event, and that executor work grew with the
+# partitions (bench/ingest_insert.py). The scan needs the partitions' statistics, as
+# `stored_hashes` does (`PartitionStatistics`): without them the planner may scan a node's
+# rows by node_id alone.
 #
 # The regions the new events report on their images are recorded by the same statement (a
 # CTE whose SQL hub.media owns, parameters $11..), for the events actually inserted; so are
@@ -29,21 +37,24 @@ from hub.retention import strip_payload
 # three, and routing reads the rows inserted instead of their columns sent back as
 # parameters (ADR 0030).
 _INSERT_EVENTS = """
-WITH inserted AS (
+WITH known AS MATERIALIZED (
+    SELECT coalesce(array_agg(d.event_id), '{{}}') AS ids FROM detection_event d
+    WHERE d.node_id = $1 AND d.event_id = ANY($2::uuid[])
+), inserted AS (
 INSERT INTO detection_event
     (node_id, event_id, captured_at, camera_id, classes, max_confidence, media_sha256,
      disposition, content_sha256, payload)
 SELECT $1, e.event_id, e.captured_at, e.camera_id, string_to_array(e.classes, ','),
        e.max_confidence, coalesce(string_to_array(e.media, ','), '{{}}'),
-       CASE WHEN e.event_id = ANY($10::uuid[]) THEN 'quarantined' ELSE 'accepted' END, e.sha,
-       convert_from(e.payload, 'UTF8')::jsonb
+       CASE WHEN e.event_id = ANY($10::uuid[]) THEN 'quarantined' ELSE 'accepted' END,
+       substring($8::bytea FROM e.n::int * 32 - 31 FOR 32), convert_from(e.payload, 'UTF8')::jsonb
 FROM unnest($2::uuid[], $3::timestamptz[], string_to_array($4::text, ';'),
             string_to_array($5::text, ';'), $6::real[], string_to_array($7::text, ';'),
-            $8::bytea[], $9::bytea[])
-     AS e(event_id, captured_at, camera_id, classes, max_confidence, media, sha, payload)
-WHERE NOT EXISTS (
-    SELECT FROM detection_event d WHERE d.node_id = $1 AND d.event_id = e.event_id OFFSET 0
-){on_conflict}
+            $9::bytea[])
+     WITH ORDINALITY AS e(event_id, captured_at, camera_id, classes, max_confidence, media,
+                          payload, n),
+     known
+WHERE e.event_id <> ALL (known.ids){on_conflict}
 RETURNING event_id, id, captured_at, camera_id, classes, max_confidence, disposition
 ), regions AS (
     {regions}
@@ -51,13 +62,14 @@ RETURNING event_id, id, captured_at, camera_id, classes, max_confidence, disposi
 """
 # The answer: the inserted rows, then one row per agency that got deliveries, with how many
 # (`event_id` NULL): an agency, not a row per delivery, is what is woken. Without routing the
-# `planned` CTE plans nothing.
+# `planned` CTE plans nothing. Capture times are not sent back: the caller holds them, and
+# decoding 100 timestamps a batch was ~1.5 % of an API worker's CPU.
 _ANSWER = """, planned AS (
     {planned}
 )
-SELECT event_id, id, captured_at, NULL::uuid AS agency_id, 0 AS rows FROM inserted
+SELECT event_id, id, NULL::uuid AS agency_id, 0 AS rows FROM inserted
 UNION ALL
-SELECT NULL, NULL, NULL, agency_id, count(*)::int FROM planned GROUP BY agency_id"""
+SELECT NULL, NULL, agency_id, count(*)::int FROM planned GROUP BY agency_id"""
 _NOT_ROUTED = "SELECT NULL::uuid AS agency_id WHERE false"
 _FIRST_REGION_PARAM = 11
 # Only for a batch that lost a race (`LostRace`): a plain INSERT is cheaper. Speculative
@@ -130,10 +142,8 @@ async def insert_events(
     unique key catches) is left out: the caller asks `stored_hashes` for those alone, so a
     batch of new events costs one round trip instead of a look-up and an insert. One that a
     concurrent request stores first raises `LostRaceError` (the transaction is then aborted),
-    unless `race_tolerant`, when it is left out too. The existence check probes the
-    (node_id, event_id) index once per event (`OFFSET 0` keeps it a per-row probe: as an
-    anti-join the planner may hash every stored event of the node, and a prepared generic plan
-    would keep that).
+    unless `race_tolerant`, when it is left out too. The existence check looks up the batch's
+    ids in the (node_id, event_id) index of each partition once for the whole batch.
 
     `regions` are the events' regions on their images (`hub.media.event_regions`); those of
     the events inserted are recorded with them. `routing` (the delivery planner's, ADR 0030)
@@ -157,13 +167,14 @@ async def insert_events(
         )
     except asyncpg.UniqueViolationError as error:
         raise LostRaceError(error.constraint_name or "") from error
+    captured = {item.event.event_id: item.event.captured_at for item in events}
     rows: dict[UUID, StoredRow] = {}
     planned: dict[UUID, int] = {}
-    for event_id, pk, captured_at, agency_id, count in answered:
+    for event_id, pk, agency_id, count in answered:
         if event_id is None:
             planned[agency_id] = count
         else:
-            rows[event_id] = (pk, captured_at)
+            rows[event_id] = (pk, captured[event_id])
     return Inserted(rows=rows, planned=planned)
 
 
@@ -179,7 +190,7 @@ def _event_params(
         joined_column([",".join(item.classes) for item in events]),
         [item.best for item in events],
         joined_column([",".join([m.sha256 for m in item.event.media]) for item in events]),
-        [item.content_sha256 for item in events],
+        b"".join([item.content_sha256 for item in events]),
         # As bytes: a str would be decoded here only for the driver to encode it again.
         [stored_payload(item, node_id=node_id, strip_pii=strip_pii) for item in events],
         # Quarantine as a (mostly empty) list of ids, not a text per event: see above.

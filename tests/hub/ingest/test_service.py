@@ -4,7 +4,7 @@ routed (the events INSERT hands routing every inserted row with its disposition;
 planner's choice among them is tested in tests/hub/delivery/test_planning.py)."""
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
@@ -77,17 +77,28 @@ async def test_policy_dispositions_are_stored_answered_and_routed(
     assert planner.asked == accepted
 
 
+@pytest.mark.parametrize(
+    "stored_days_ago",
+    [
+        pytest.param(0, id="same-partition"),
+        # More than a month back: the first send's row lies in another partition than the
+        # re-send's, which the batch's look-up of known ids must search too.
+        pytest.param(40, id="other-partition"),
+    ],
+)
 async def test_a_batch_mixing_new_stored_and_reused_ids_stores_only_the_new(
-    services: Services, edge_node: EdgeNode
+    services: Services, edge_node: EdgeNode, stored_days_ago: int
 ) -> None:
     # The insert leaves out ids the node already stored at any capture time (the unique key
     # alone would let an id come back under another captured_at), and only those are looked
     # up to answer: the same answers as a look-up before the insert gave.
-    stored = [event(), event()]
+    long_ago = (datetime.now(UTC) - timedelta(days=stored_days_ago, seconds=5)).isoformat()
+    stored = [event(captured_at=long_ago), event(captured_at=long_ago)]
     planner = Routed()
     deps = IngestDeps(
         db=services.db,
         future_tolerance=timedelta(seconds=60),
+        max_age=timedelta(days=90),
         policy=ByCamera({}),
         planner=planner,
     )

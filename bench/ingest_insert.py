@@ -1,0 +1,185 @@
+"""The events INSERT alone: client and PostgreSQL CPU per 100-event batch, by partitions.
+
+`bench/ingest_profile.py` measures a whole request; a change to the one statement that stores a
+batch moves its figures by less than the machine's drift between two runs. This calls
+`hub.ingest.repository.insert_events` directly on one connection, each batch in a transaction
+that is rolled back, and reads this process's CPU (`time.process_time`) and the session's
+backend CPU (`/proc/<pid>/schedstat`) around each call. With `--against DIR` (another checkout
+of the hub) the two versions' statements run alternately in this one process, batch set by
+batch set, so drift falls on both alike, and the medians of their ratios are printed.
+
+`--past-months N` first fills N monthly partitions before the current one with events of the
+same node, so the cost of finding re-sent ids across partitions shows (a year of retention
+means ~16 partitions; the scratch database has 5).
+
+    .venv/bin/python bench/ingest_insert.py --rounds 30 [--past-months 11] [--against /tmp/base]
+
+Scratch database as in `bench/ingest.py`, removed afterwards.
+"""
+
+import argparse
+import asyncio
+import importlib.util
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import asyncpg
+import msgspec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ingest import EventMaker, Scratch  # a sibling script, not a package
+
+from hub.contracts.detection_v1 import EventBatch
+from hub.ingest import repository
+from hub.ingest.rules import PreparedEvent, prepare
+from hub.media import EventRegions, event_regions
+from hub.settings import load_settings
+
+BATCH = 100
+SETS = 20  # batches per version per round
+FILL_PER_MONTH = 30  # batches stored in each past month's partition
+FILL_NOW = 300  # batches stored in the current month's partition before timing
+
+Batch = tuple[list[PreparedEvent], EventRegions]
+
+
+def load_repository(checkout: Path) -> ModuleType:
+    """Another checkout's `hub.ingest.repository`, beside this one's (its own imports resolve
+    to this checkout's hub: only the statement and its parameters differ)."""
+    path = checkout / "hub" / "ingest" / "repository.py"
+    spec = importlib.util.spec_from_file_location("against_repository", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"no repository module at {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_batch(maker: EventMaker, node_id: uuid.UUID, now: datetime) -> Batch:
+    """A batch of fresh events captured shortly before `now`, prepared as ingest does."""
+    body = msgspec.json.encode({"events": [maker.event(now) for _ in range(BATCH)]})
+    events = msgspec.json.decode(body, type=EventBatch).events
+    ordered = sorted(
+        (prepare(e, jurisdiction="eu") for e in events), key=lambda p: p.event.event_id.int
+    )
+    return ordered, event_regions([p.event for p in ordered], node_id=node_id)
+
+
+async def store(conn: asyncpg.Connection, node_id: uuid.UUID, batch: Batch) -> None:
+    """Store a batch for good (filling partitions)."""
+    events, regions = batch
+    await repository.insert_events(
+        conn, node_id=node_id, events=events, quarantined=set(), regions=regions, strip_pii=True
+    )
+
+
+async def fill(conn: asyncpg.Connection, node_id: uuid.UUID, past_months: int) -> None:
+    """Past months' partitions with events of this node, then the current one; statistics."""
+    maker = EventMaker(11)
+    this_month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    for back in range(1, past_months + 1):
+        months = this_month.year * 12 + this_month.month - 1 - back
+        start = this_month.replace(year=months // 12, month=months % 12 + 1)
+        end = (start + timedelta(days=32)).replace(day=1)
+        name = f"detection_event_y{start.year}m{start.month:02d}"
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF detection_event "
+            f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+        )
+        for _ in range(FILL_PER_MONTH):
+            await store(conn, node_id, make_batch(maker, node_id, start + timedelta(days=10)))
+    for _ in range(FILL_NOW):
+        await store(conn, node_id, make_batch(maker, node_id, datetime.now(UTC)))
+    await conn.execute("ANALYZE detection_event")
+
+
+async def time_set(
+    conn: asyncpg.Connection, module: Any, node_id: uuid.UUID, batches: list[Batch]
+) -> tuple[float, float]:
+    """Client and backend CPU (ms) per batch for one version over the batch set."""
+    # A /proc file: reading it does not block.
+    with Path(f"/proc/{conn.get_server_pid()}/schedstat").open() as stat:  # noqa: ASYNC230
+        client = server = 0.0
+        for events, regions in batches:
+            transaction = conn.transaction()
+            await transaction.start()
+            stat.seek(0)
+            backend = int(stat.read().split()[0])
+            started = time.process_time()
+            stored = await module.insert_events(
+                conn, node_id=node_id, events=events, quarantined=set(), regions=regions,
+                strip_pii=True,
+            )  # fmt: skip
+            client += time.process_time() - started
+            stat.seek(0)
+            server += (int(stat.read().split()[0]) - backend) / 1e6
+            await transaction.rollback()
+            if len(stored.rows) != len(events):
+                raise SystemExit(f"{module.__name__} stored {len(stored.rows)} of {len(events)}")
+    return client * 1e3 / len(batches), server / len(batches)
+
+
+async def measure(args: argparse.Namespace, url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        node_id = uuid.uuid4()
+        print(f"filling: {args.past_months} past month(s) x {FILL_PER_MONTH} batches, "
+              f"{FILL_NOW} batches this month", flush=True)  # fmt: skip
+        await fill(conn, node_id, args.past_months)
+        partitions = await conn.fetchval(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'detection_event'::regclass"
+        )
+        maker = EventMaker(7)
+        batches = [make_batch(maker, node_id, datetime.now(UTC)) for _ in range(SETS)]
+        versions: dict[str, Any] = {"this": repository}
+        if args.against:
+            versions["against"] = load_repository(Path(args.against))
+        figures: dict[str, tuple[list[float], list[float]]] = {v: ([], []) for v in versions}
+        for round_ in range(args.rounds):
+            order = list(versions) if round_ % 2 == 0 else list(reversed(versions))
+            for name in order:
+                client, server = await time_set(conn, versions[name], node_id, batches)
+                figures[name][0].append(client)
+                figures[name][1].append(server)
+        print(f"{partitions} partitions, {args.rounds} rounds of {SETS} batches of {BATCH}")
+        for name, (client, server) in figures.items():
+            print(f"  {name:8} client {statistics.median(client):.3f} ms, "
+                  f"PostgreSQL {statistics.median(server):.3f} ms per batch (medians)")  # fmt: skip
+        if args.against:
+            ratios = [
+                statistics.median(
+                    a / b for a, b in zip(figures["this"][i], figures["against"][i], strict=True)
+                )
+                for i in (0, 1)
+            ]
+            print(f"  this/against: client {ratios[0]:.3f}, PostgreSQL {ratios[1]:.3f} "
+                  "(medians of the rounds' ratios)")  # fmt: skip
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30, help="alternations of the versions")
+    parser.add_argument(
+        "--past-months", type=int, default=0, help="filled partitions before this month"
+    )
+    parser.add_argument("--against", help="another checkout of the hub whose statement to compare")
+    args = parser.parse_args()
+    scratch = Scratch(settings=load_settings())
+    try:
+        scratch.hub("migrate")
+        asyncio.run(measure(args, scratch.database_url))
+    finally:
+        scratch.close()
+
+
+if __name__ == "__main__":
+    main()
