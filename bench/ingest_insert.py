@@ -12,7 +12,7 @@ batch set, so drift falls on both alike, and the medians of their ratios are pri
 same node, so the cost of finding re-sent ids across partitions shows (a year of retention
 means ~16 partitions; the scratch database has 5).
 
-    .venv/bin/python bench/ingest_insert.py --rounds 30 [--past-months 11] [--against /tmp/base]
+    .venv/bin/python bench/ingest_insert.py --rounds 30 [--past-months 11] [--against /tmp/base] [--json]
 
 Scratch database as in `bench/ingest.py`, removed afterwards.
 """
@@ -20,6 +20,7 @@ Scratch database as in `bench/ingest.py`, removed afterwards.
 import argparse
 import asyncio
 import importlib.util
+import json
 import statistics
 import sys
 import time
@@ -126,12 +127,13 @@ async def time_set(
     return client * 1e3 / len(batches), server / len(batches)
 
 
-async def measure(args: argparse.Namespace, url: str) -> None:
+async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
+    """Fill, then time the versions alternately; the report."""
     conn = await asyncpg.connect(url)
     try:
         node_id = uuid.uuid4()
-        print(f"filling: {args.past_months} past month(s) x {FILL_PER_MONTH} batches, "
-              f"{FILL_NOW} batches this month", flush=True)  # fmt: skip
+        log(f"filling: {args.past_months} past month(s) x {FILL_PER_MONTH} batches, "
+            f"{FILL_NOW} batches this month")  # fmt: skip
         await fill(conn, node_id, args.past_months)
         partitions = await conn.fetchval(
             "SELECT count(*) FROM pg_inherits WHERE inhparent = 'detection_event'::regclass"
@@ -143,26 +145,64 @@ async def measure(args: argparse.Namespace, url: str) -> None:
             versions["against"] = load_repository(Path(args.against))
         figures: dict[str, tuple[list[float], list[float]]] = {v: ([], []) for v in versions}
         for round_ in range(args.rounds):
+            log(f"round {round_ + 1} of {args.rounds}")
             order = list(versions) if round_ % 2 == 0 else list(reversed(versions))
             for name in order:
                 client, server = await time_set(conn, versions[name], node_id, batches)
                 figures[name][0].append(client)
                 figures[name][1].append(server)
-        print(f"{partitions} partitions, {args.rounds} rounds of {SETS} batches of {BATCH}")
-        for name, (client, server) in figures.items():
-            print(f"  {name:8} client {statistics.median(client):.3f} ms, "
-                  f"PostgreSQL {statistics.median(server):.3f} ms per batch (medians)")  # fmt: skip
-        if args.against:
-            ratios = [
-                statistics.median(
-                    a / b for a, b in zip(figures["this"][i], figures["against"][i], strict=True)
-                )
-                for i in (0, 1)
-            ]
-            print(f"  this/against: client {ratios[0]:.3f}, PostgreSQL {ratios[1]:.3f} "
-                  "(medians of the rounds' ratios)")  # fmt: skip
     finally:
         await conn.close()
+    return report(args, partitions, figures)
+
+
+def report(
+    args: argparse.Namespace, partitions: int, figures: dict[str, tuple[list[float], list[float]]]
+) -> dict[str, Any]:
+    """Medians per version and, with `--against`, the medians of the rounds' ratios."""
+    result: dict[str, Any] = {
+        "partitions": partitions,
+        "rounds": args.rounds,
+        "batches_per_round": SETS,
+        "batch": BATCH,
+        "ms_per_batch": {
+            name: {
+                "client": round(statistics.median(c), 3),
+                "postgres": round(statistics.median(s), 3),
+            }
+            for name, (c, s) in figures.items()
+        },
+    }
+    if "against" in figures:
+        this, against = figures["this"], figures["against"]
+        result["this_over_against"] = {
+            side: round(
+                statistics.median(a / b for a, b in zip(this[i], against[i], strict=True)), 3
+            )
+            for i, side in enumerate(("client", "postgres"))
+        }
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    """The report as text."""
+    lines = [
+        f"{result['partitions']} partitions, {result['rounds']} rounds of "
+        f"{result['batches_per_round']} batches of {result['batch']}"
+    ]
+    for name, ms in result["ms_per_batch"].items():
+        lines.append(f"  {name:8} client {ms['client']:.3f} ms, PostgreSQL {ms['postgres']:.3f} ms"
+                     " per batch (medians)")  # fmt: skip
+    ratio = result.get("this_over_against")
+    if ratio:
+        lines.append(f"  this/against: client {ratio['client']:.3f}, PostgreSQL "
+                     f"{ratio['postgres']:.3f} (medians of the rounds' ratios)")  # fmt: skip
+    return "\n".join(lines)
+
+
+def log(message: str) -> None:
+    """Progress, on stderr (stdout holds the figures, or the JSON)."""
+    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 def main() -> None:
@@ -172,11 +212,13 @@ def main() -> None:
         "--past-months", type=int, default=0, help="filled partitions before this month"
     )
     parser.add_argument("--against", help="another checkout of the hub whose statement to compare")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     scratch = Scratch(settings=load_settings())
     try:
         scratch.hub("migrate")
-        asyncio.run(measure(args, scratch.database_url))
+        result = asyncio.run(measure(args, scratch.database_url))
+        print(json.dumps(result, indent=2) if args.json else render(result))
     finally:
         scratch.close()
 
