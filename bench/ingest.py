@@ -453,6 +453,12 @@ def other_database(title: str, database: str) -> bool:
     return bool(database) and is_session and words[2] != database
 
 
+def backend_cpu_ns(conn: asyncpg.Connection) -> int:
+    """The CPU time, in ns, the connection's PostgreSQL backend has used (`schedstat`)."""
+    with Path(f"/proc/{conn.get_server_pid()}/schedstat").open() as stat:
+        return int(stat.read().split()[0])
+
+
 def sample_cpu() -> ProcSample:
     """Read /proc once."""
     procs: dict[int, tuple[str, int, int]] = {}

@@ -12,7 +12,8 @@ batch set, so drift falls on both alike, and the medians of their ratios are pri
 same node, so the cost of finding re-sent ids across partitions shows (a year of retention
 means ~16 partitions; the scratch database has 5).
 
-    .venv/bin/python bench/ingest_insert.py --rounds 30 [--past-months 11] [--against /tmp/base] [--json]
+    .venv/bin/python bench/ingest_insert.py --rounds 30 [--past-months 11] \
+        [--against /tmp/base] [--json]
 
 Scratch database as in `bench/ingest.py`, removed afterwards.
 """
@@ -35,7 +36,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import EventMaker, Scratch  # a sibling script, not a package
+from ingest import EventMaker, Scratch, backend_cpu_ns  # a sibling script, not a package
 
 from hub.contracts.detection_v1 import EventBatch
 from hub.ingest import repository
@@ -105,25 +106,21 @@ async def time_set(
     conn: asyncpg.Connection, module: Any, node_id: uuid.UUID, batches: list[Batch]
 ) -> tuple[float, float]:
     """Client and backend CPU (ms) per batch for one version over the batch set."""
-    # A /proc file: reading it does not block.
-    with Path(f"/proc/{conn.get_server_pid()}/schedstat").open() as stat:  # noqa: ASYNC230
-        client = server = 0.0
-        for events, regions in batches:
-            transaction = conn.transaction()
-            await transaction.start()
-            stat.seek(0)
-            backend = int(stat.read().split()[0])
-            started = time.process_time()
-            stored = await module.insert_events(
-                conn, node_id=node_id, events=events, quarantined=set(), regions=regions,
-                strip_pii=True,
-            )  # fmt: skip
-            client += time.process_time() - started
-            stat.seek(0)
-            server += (int(stat.read().split()[0]) - backend) / 1e6
-            await transaction.rollback()
-            if len(stored.rows) != len(events):
-                raise SystemExit(f"{module.__name__} stored {len(stored.rows)} of {len(events)}")
+    client = server = 0.0
+    for events, regions in batches:
+        transaction = conn.transaction()
+        await transaction.start()
+        backend = backend_cpu_ns(conn)
+        started = time.process_time()
+        stored = await module.insert_events(
+            conn, node_id=node_id, events=events, quarantined=set(), regions=regions,
+            strip_pii=True,
+        )  # fmt: skip
+        client += time.process_time() - started
+        server += (backend_cpu_ns(conn) - backend) / 1e6
+        await transaction.rollback()
+        if len(stored.rows) != len(events):
+            raise SystemExit(f"{module.__name__} stored {len(stored.rows)} of {len(events)}")
     return client * 1e3 / len(batches), server / len(batches)
 
 

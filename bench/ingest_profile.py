@@ -38,6 +38,7 @@ from ingest import (  # a sibling script, not a package
     LoadPlan,
     ProcSample,
     Scratch,
+    backend_cpu_ns,
     other_database,
     sample_cpu,
 )
@@ -174,22 +175,18 @@ class StatementCosts:
         costs, original, simple = self.costs, self._original, self._simple
         inside: set[int] = set()  # connections inside a timed call (execute calls _execute)
 
-        def backend_ns(conn: Any) -> int:
-            with Path(f"/proc/{conn.get_server_pid()}/schedstat").open() as f:
-                return int(f.read().split()[0])
-
         async def timed(runner: Any, conn: Any, query: str, *args: Any, **kw: Any) -> Any:
             if id(conn) in inside:
                 return await runner(conn, query, *args, **kw)
             inside.add(id(conn))
-            cpu, wall = backend_ns(conn), time.perf_counter()
+            cpu, wall = backend_cpu_ns(conn), time.perf_counter()
             try:
                 return await runner(conn, query, *args, **kw)
             finally:
                 inside.discard(id(conn))
                 entry = costs[" ".join(query.split())[:70]]
                 entry[0] += 1
-                entry[1] += (backend_ns(conn) - cpu) / 1e6
+                entry[1] += (backend_cpu_ns(conn) - cpu) / 1e6
                 entry[2] += (time.perf_counter() - wall) * 1000
 
         async def execute(conn: Any, query: str, *args: Any, **kw: Any) -> Any:
