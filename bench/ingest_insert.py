@@ -26,7 +26,7 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -36,10 +36,11 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import EventMaker, Scratch, backend_cpu_ns  # a sibling script, not a package
+from ingest import EventMaker, Scratch, backend_cpu_ns, log  # a sibling script, not a package
 
 from hub.contracts.detection_v1 import EventBatch
 from hub.ingest import repository
+from hub.ingest.partitions import month_start, partition_name
 from hub.ingest.rules import PreparedEvent, prepare
 from hub.media import EventRegions, event_regions
 from hub.settings import load_settings
@@ -85,18 +86,17 @@ async def store(conn: asyncpg.Connection, node_id: uuid.UUID, batch: Batch) -> N
 async def fill(conn: asyncpg.Connection, node_id: uuid.UUID, past_months: int) -> None:
     """Past months' partitions with events of this node, then the current one; statistics."""
     maker = EventMaker(11)
-    this_month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).date()
     for back in range(1, past_months + 1):
-        months = this_month.year * 12 + this_month.month - 1 - back
-        start = this_month.replace(year=months // 12, month=months % 12 + 1)
-        end = (start + timedelta(days=32)).replace(day=1)
-        name = f"detection_event_y{start.year}m{start.month:02d}"
+        month, after = month_start(today, -back), month_start(today, 1 - back)
+        low, high = (datetime(m.year, m.month, 1, tzinfo=UTC).isoformat() for m in (month, after))
         await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF detection_event "
-            f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+            f"CREATE TABLE IF NOT EXISTS {partition_name(month)} PARTITION OF detection_event "
+            f"FOR VALUES FROM ('{low}') TO ('{high}')"
         )
+        middle = datetime(month.year, month.month, 11, tzinfo=UTC)
         for _ in range(FILL_PER_MONTH):
-            await store(conn, node_id, make_batch(maker, node_id, start + timedelta(days=10)))
+            await store(conn, node_id, make_batch(maker, node_id, middle))
     for _ in range(FILL_NOW):
         await store(conn, node_id, make_batch(maker, node_id, datetime.now(UTC)))
     await conn.execute("ANALYZE detection_event")
@@ -195,11 +195,6 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"  this/against: client {ratio['client']:.3f}, PostgreSQL "
                      f"{ratio['postgres']:.3f} (medians of the rounds' ratios)")  # fmt: skip
     return "\n".join(lines)
-
-
-def log(message: str) -> None:
-    """Progress, on stderr (stdout holds the figures, or the JSON)."""
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 def main() -> None:

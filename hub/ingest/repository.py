@@ -74,8 +74,8 @@ _NOT_ROUTED = "SELECT NULL::uuid AS agency_id WHERE false"
 _FIRST_REGION_PARAM = 11
 # Only for a batch that lost a race (`LostRace`): a plain INSERT is cheaper. Speculative
 # insertion probes the unique index once more per row and writes a second WAL record for it,
-# ~5 % of PostgreSQL's CPU per batch (perf, bench/ingest_profile.py), while the NOT EXISTS
-# probe already leaves out every event stored before this statement began.
+# ~5 % of PostgreSQL's CPU per batch (perf, bench/ingest_profile.py), while the `known`
+# look-up already leaves out every event stored before this statement began.
 _SKIP_CONFLICTS = "\nON CONFLICT (node_id, event_id, captured_at) DO NOTHING"
 
 
@@ -92,7 +92,7 @@ def _insert_events_sql(planned: str, *, race_tolerant: bool) -> str:
 
 class LostRaceError(Exception):
     """A concurrent request stored one of the batch's events first (after this statement's
-    NOT EXISTS looked, before it inserted): the transaction is aborted, and the caller tries
+    `known` look-up, before it inserted): the transaction is aborted, and the caller tries
     again with `race_tolerant`, which skips such events instead."""
 
 

@@ -172,8 +172,8 @@ async def test_a_batch_of_one_event_without_media_stores_an_empty_media_list(
 async def test_an_event_a_concurrent_request_stores_first_is_answered_as_a_resend(
     services: Services, edge_node: EdgeNode
 ) -> None:
-    """The plain INSERT meets an event another transaction inserted after this one's NOT
-    EXISTS looked: it waits for that transaction, gets a unique violation, and the batch is
+    """The plain INSERT meets an event another transaction inserted after this one's look-up
+    of known ids: it waits for that transaction, gets a unique violation, and the batch is
     written once more with conflicts skipped: the event is answered as a re-send of the same
     content is (accepted, not stored again). The first try leaves nothing behind."""
     node_id = edge_node.node.id
