@@ -1,7 +1,8 @@
 """Pure rules of ingest: what to do with each event of a batch before touching storage."""
 
 import hashlib
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -133,6 +134,33 @@ def refusal(event: DetectionEvent, *, rules: Screen) -> str | None:
     if event.captured_at < rules.oldest:
         return f"{TOO_OLD} {_days(rules.max_age)} (HUB_INGEST_MAX_AGE_DAYS)"
     return None
+
+
+# The contract's label pattern, for one string of labels joined by newlines (a label cannot
+# hold one, so a newline smuggled into a label fails this and goes to the contract's check).
+_LABELS = re.compile(r"[a-z0-9_.\-]+(?:\n[a-z0-9_.\-]+)*")
+# A NUL can only reach a decoded string as this escape: JSON forbids a raw control character
+# in a string, and msgspec refuses one.
+_NUL_ESCAPE = b"\\u0000"
+
+
+def unchecked_text_valid(body: bytes, events: Iterable[DetectionEvent]) -> bool:
+    """Whether the events decoded from `body` without the contract's label and no-NUL
+    patterns (`hub.ingest.schemas`) meet them anyway: no NUL anywhere in the body, and every
+    label, attribute name and redacted class a label. False sends the body to the contract's
+    own types, which decide event by event (so a false alarm costs time, never a verdict)."""
+    if _NUL_ESCAPE in body:
+        return False
+    labels: set[str] = set()
+    for event in events:
+        for detection in event.detections:
+            labels.add(detection.label)
+            if detection.attributes:
+                labels.update(detection.attributes)
+        for media in event.media:
+            if media.redacted_classes is not msgspec.UNSET:
+                labels.update(media.redacted_classes)
+    return _LABELS.fullmatch("\n".join(labels)) is not None
 
 
 def verdict_for_existing(
