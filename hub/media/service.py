@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -40,7 +39,7 @@ log = structlog.get_logger("hub.media")
 class EventRegions:
     """A batch's regions as parameters of ingest's events INSERT (media owns the SQL)."""
 
-    columns: tuple[list[Any], ...]
+    columns: tuple[str, ...]  # `repository.region_columns`
 
     @staticmethod
     def sql(*, first: int, inserted: str) -> str:

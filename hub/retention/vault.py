@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hub.contracts.detection_v1 import DetectionEvent
-from hub.kit.db import joined_column
+from hub.kit.db import bytes_column, joined_column, literal_column
 from hub.retention.crypto import KeyRing
 
 log = structlog.get_logger(__name__)
@@ -117,14 +117,14 @@ async def seal_events(
     made = keys.new_data_keys(subjects)
     # The generation column is left out below: the statement reads the created key's back.
     fresh = {s: (1, key) for s, (key, _) in made.items()}
-    columns = _attribute_columns(keys, items, rows, fresh)
+    columns = _attribute_params(_attribute_columns(keys, items, rows, fresh))
     answered = await conn.fetch(
         _CREATE_KEYS_AND_SEAL
         if also is None
         else _create_keys_and_seal_with(also.sql(first=_SEAL_PARAMS + 1)),
-        subjects,
+        joined_column(subjects),
         keys.current_id,
-        [made[s][1] for s in subjects],
+        *bytes_column([made[s][1] for s in subjects]),
         *(columns[:4] + columns[5:]),
         *(() if also is None else also.params),
     )
@@ -132,7 +132,9 @@ async def seal_events(
     rest = [i for i in items if i.subject not in created]
     if rest:
         known = await _known_keys(conn, keys, sorted({i.subject for i in rest}))
-        await conn.execute(_INSERT_ATTRIBUTES, *_attribute_columns(keys, rest, rows, known))
+        await conn.execute(
+            _INSERT_ATTRIBUTES, *_attribute_params(_attribute_columns(keys, rest, rows, known))
+        )
     return len(items)
 
 
@@ -161,6 +163,22 @@ def _attribute_columns(
     return [list(column) for column in zip(*sealed_rows, strict=True)] or [[] for _ in range(7)]
 
 
+def _attribute_params(columns: list[list[Any]]) -> tuple[object, ...]:
+    """The `pii_attribute` columns as the statements' parameters: each one text or bytea
+    (`literal_column`, `joined_column`, `bytes_column`) but the capture times, not arrays whose
+    every element asyncpg checks against ABCs in Python (a subject is hex: no ";")."""
+    pk, captured_at, detection, subject, generation, nonce, sealed = columns
+    return (
+        literal_column(pk),
+        captured_at,  # as text, PostgreSQL would parse them instead
+        literal_column(detection),
+        joined_column(subject),
+        literal_column(generation),
+        *bytes_column(nonce),
+        *bytes_column(sealed),
+    )
+
+
 # Creating the subjects' keys and storing their sealed items in one statement. The items join
 # the keys this statement created (RETURNING), so an item sealed under a fresh key is stored
 # only when that key is the subject's: a subject that exists already (or that a concurrent
@@ -171,26 +189,32 @@ def _attribute_columns(
 # their row locks in one order, as concurrent batches need; DO NOTHING takes no lock on
 # existing rows, so busy plates do not serialise ingest. The generation of a created key is
 # the column's default, read back. `{also}` is where a neighbour's CTE goes (`seal_events`).
+# The columns come as texts and bytea cut by position (`_attribute_params`).
 _CREATE_KEYS_AND_SEAL_WITH = """
 WITH created AS (
     INSERT INTO pii_subject_key (subject, master_key_id, wrapped_key)
-    SELECT s.subject, $2::text, s.wrapped_key
-    FROM unnest($1::text[], $3::bytea[]) AS s(subject, wrapped_key)
+    SELECT s.subject, $2::text, substring($3::bytea FROM s.key_at FOR s.key_length)
+    FROM unnest(string_to_array($1::text, ';'), $4::text::int[], $5::text::int[])
+         AS s(subject, key_at, key_length)
     ON CONFLICT (subject) DO NOTHING
     RETURNING subject, generation
 ), sealed AS (
     INSERT INTO pii_attribute
         (event_pk, captured_at, detection, subject, generation, nonce, ciphertext)
-    SELECT a.event_pk, a.captured_at, a.detection, a.subject, c.generation, a.nonce,
-           a.ciphertext
-    FROM unnest($4::bigint[], $5::timestamptz[], $6::int[], $7::text[], $8::bytea[],
-                $9::bytea[]) AS a(event_pk, captured_at, detection, subject, nonce, ciphertext)
+    SELECT a.event_pk, a.captured_at, a.detection, a.subject, c.generation,
+           substring($10::bytea FROM a.nonce_at FOR a.nonce_length),
+           substring($13::bytea FROM a.sealed_at FOR a.sealed_length)
+    FROM unnest($6::text::bigint[], $7::timestamptz[], $8::text::int[],
+                string_to_array($9::text, ';'), $11::text::int[], $12::text::int[],
+                $14::text::int[], $15::text::int[])
+         AS a(event_pk, captured_at, detection, subject, nonce_at, nonce_length, sealed_at,
+              sealed_length)
     JOIN created c USING (subject)
 ){also}
 SELECT subject FROM created
 """
 _CREATE_KEYS_AND_SEAL = _CREATE_KEYS_AND_SEAL_WITH.format(also="")
-_SEAL_PARAMS = 9  # $1..$9 of _CREATE_KEYS_AND_SEAL
+_SEAL_PARAMS = 15  # $1..$15 of _CREATE_KEYS_AND_SEAL
 
 
 @functools.lru_cache(maxsize=8)
@@ -209,8 +233,14 @@ def _alone(body: str) -> str:
 _INSERT_ATTRIBUTES = """
 INSERT INTO pii_attribute
     (event_pk, captured_at, detection, subject, generation, nonce, ciphertext)
-SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::int[], $4::text[], $5::int[],
-                     $6::bytea[], $7::bytea[])
+SELECT a.event_pk, a.captured_at, a.detection, a.subject, a.generation,
+       substring($6::bytea FROM a.nonce_at FOR a.nonce_length),
+       substring($9::bytea FROM a.sealed_at FOR a.sealed_length)
+FROM unnest($1::text::bigint[], $2::timestamptz[], $3::text::int[],
+            string_to_array($4::text, ';'), $5::text::int[], $7::text::int[], $8::text::int[],
+            $10::text::int[], $11::text::int[])
+     AS a(event_pk, captured_at, detection, subject, generation, nonce_at, nonce_length,
+          sealed_at, sealed_length)
 """
 
 

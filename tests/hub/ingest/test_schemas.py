@@ -58,6 +58,15 @@ def _detection(**overrides: Any) -> dict[str, Any]:
     return event()["detections"][0] | overrides
 
 
+def _contract_error(data: dict[str, Any]) -> str | None:
+    """What the contract's own types say of an event (None: valid)."""
+    try:
+        msgspec.convert(data, contract.DetectionEvent)
+    except msgspec.ValidationError as exc:
+        return str(exc)
+    return None
+
+
 CASES = {
     "NUL in the model version": event(model_version="1.\x000"),
     "NUL in a track id": event(detections=[_detection(track_id="t\x001")]),
@@ -79,15 +88,14 @@ def test_what_the_unchecked_types_skip_is_judged_by_the_contract_event_by_event(
     good = event()
     body = batch(good, bad, good | {"event_id": event()["event_id"]})
     decoded = decode_batch(body, max_events=500)
-    try:
-        msgspec.convert(bad, contract.DetectionEvent)
-    except msgspec.ValidationError as exc:
-        assert set(decoded.refused) == {1}
-        assert decoded.refused[1].reason == f"invalid event: {exc}".replace("`$", "`$.events[1]")
-        assert len(decoded.valid) == 2
-    else:
+    error = _contract_error(bad)
+    if error is None:
         assert decoded.refused == {}
         assert len(decoded.valid) == 3
+    else:
+        assert set(decoded.refused) == {1}
+        assert decoded.refused[1].reason == f"invalid event: {error}".replace("`$", "`$.events[1]")
+        assert len(decoded.valid) == 2
     assert all(type(e) is contract.DetectionEvent for e in decoded.valid)  # the strict path
 
 

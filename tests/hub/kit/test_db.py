@@ -1,6 +1,7 @@
 """The database kit on several hosts: replica reads with a lag bound, the primary as fallback,
 and pools that prepare no named statements (PgBouncer in transaction mode)."""
 
+import struct
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -8,7 +9,16 @@ import asyncpg
 import msgspec
 import pytest
 
-from hub.kit.db import Database, PoolOptions, ReplicaReads, with_database
+from hub.kit.db import (
+    Database,
+    PoolOptions,
+    ReplicaReads,
+    bytes_column,
+    float4_values,
+    joined_column,
+    literal_column,
+    with_database,
+)
 from hub.settings import Settings
 
 pytestmark = pytest.mark.db
@@ -178,3 +188,84 @@ async def test_a_connection_that_left_session_state_is_reset_before_reuse(
         assert "RESET ALL" not in await _last_statement(database_url, pid)
     finally:
         await db.stop()
+
+
+def _float4_midpoint() -> float:
+    """A double exactly halfway between two neighbouring float4s (0.1's and the next)."""
+    low = struct.unpack("<I", struct.pack("<f", 0.1))[0]
+    below, above = (struct.unpack("<f", struct.pack("<I", bits))[0] for bits in (low, low + 1))
+    return (below + above) / 2
+
+
+@pytest.mark.parametrize(
+    ("values", "sql_type"),
+    [
+        ([0.1, 0.30000000000000004, 1 / 3, 0.0, -0.0, 1.0, 5e-324, 1e300], "float8"),
+        ([0, 1, -7, 2**31 - 1], "int"),
+        ([0, 2**62, -(2**62)], "bigint"),
+        ([], "float8"),
+        ([], "int"),
+    ],
+    ids=["float8", "int", "bigint", "empty-float8", "empty-int"],
+)
+async def test_a_literal_column_reads_back_as_the_array_sent(
+    database_url: str, values: list[float], sql_type: str
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        read = await conn.fetchval(f"SELECT $1::text::{sql_type}[]", literal_column(values))
+        binary = await conn.fetchval(f"SELECT $1::{sql_type}[]", values)
+    finally:
+        await conn.close()
+    assert read == binary == values
+    assert [str(v) for v in read] == [str(v) for v in values]  # -0.0 stays -0.0
+
+
+async def test_float4_values_round_as_the_binary_encoding_did(database_url: str) -> None:
+    # A decimal read as float4 by PostgreSQL differs from the double's rounding exactly
+    # halfway between two float4s, and fails where the double rounds to 0.
+    values = [0.1, 0.9, 1 / 3, 1.0, 0.0, 1e-40, 1e-50, _float4_midpoint()]
+    conn = await asyncpg.connect(database_url)
+    try:
+        read = await conn.fetchval("SELECT $1::text::real[]", literal_column(float4_values(values)))
+        binary = await conn.fetchval("SELECT $1::real[]", values)
+        every = await conn.fetchval(
+            """SELECT count(*) FILTER (WHERE (t::float8)::real <> t::real)
+               FROM (SELECT (i / 10000.0)::float8::text AS t FROM generate_series(0, 10000) i) s"""
+        )
+    finally:
+        await conn.close()
+    assert read == binary
+    assert every == 0  # 4-decimal values: even unrounded, the text gives the same float4
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), None])
+def test_a_literal_column_refuses_what_json_writes_as_null(value: float | None) -> None:
+    with pytest.raises(ValueError, match="literal column"):
+        literal_column([0.5, value])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    "values", [[b"ab", b"", b"\x00\xff;", b"c"], [b""], []], ids=["several", "one-empty", "none"]
+)
+async def test_a_bytes_column_cuts_back_into_the_values_sent(
+    database_url: str, values: list[bytes]
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        read = await conn.fetch(
+            """SELECT substring($1::bytea FROM b.at FOR b.length) AS value
+               FROM unnest($2::text::int[], $3::text::int[]) WITH ORDINALITY
+                    AS b(at, length, n)
+               ORDER BY b.n""",
+            *bytes_column(values),
+        )
+    finally:
+        await conn.close()
+    assert [bytes(r["value"]) for r in read] == values
+
+
+def test_a_joined_column_of_no_values_is_empty_and_a_separator_in_one_is_refused() -> None:
+    assert joined_column([]) == ""
+    with pytest.raises(ValueError, match="separator"):
+        joined_column(["a;b", "c"])

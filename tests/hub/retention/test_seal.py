@@ -12,6 +12,7 @@ import pytest
 
 from hub.audit import AuditEntry, audit_append
 from hub.contracts.detection_v1 import DetectionEvent
+from hub.kit.db import literal_column
 from hub.retention.crypto import KeyRing
 from hub.retention.vault import SHREDDED, forget_subject, read_attributes, seal_events
 from hub.runtime import Services
@@ -224,9 +225,9 @@ async def test_the_entry_rolls_back_with_the_sealing_statement(services: Service
 
 
 class _NegativeDetection(_Counting):
-    """Sends the sealing statement with every detection index made -1 (column 6: $6)."""
+    """Sends the sealing statement with every detection index made -1 ($8, an array literal)."""
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         changed = list(args)
-        changed[5] = [-1] * len(changed[5])
+        changed[7] = literal_column([-1] * (changed[7].count(",") + 1))
         return await super().fetch(query, *changed)
