@@ -158,6 +158,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # this long after it for more committed batches to join (a page that needs positions
     # starts it at once; a lone batch on a quiet process never waits). 0 = no wait.
     feeds_sequence_linger_ms: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 30.0
+    # Each process vacuums `feed_pending` after sequencing this many rows (0 = leave it to
+    # autovacuum): every sequenced row leaves a dead entry in the queue's index, which the
+    # next run's scan walks past until a vacuum, and autovacuum comes at most once a minute.
+    feeds_pending_vacuum_rows: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 20_000
     # A feed audience (a reader's offers) no reader has looked at for this long is pruned by
     # the hourly job, as is one whose agency is gone or disabled; a later reader refills it.
     feeds_audience_idle_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 7

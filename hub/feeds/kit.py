@@ -116,6 +116,23 @@ class AgencyView:
 FILL_LOCK_STRIPES = 64
 
 
+class VacuumCount:
+    """Rows this process sequenced since it last vacuumed the queue: `due` says when to
+    vacuum again (every `rows`; 0 = never, autovacuum alone)."""
+
+    def __init__(self, rows: int) -> None:
+        self._rows = rows
+        self._since = 0
+
+    def due(self, sequenced: int) -> bool:
+        """Count `sequenced` more rows; whether a vacuum is due now (the count restarts)."""
+        self._since += sequenced
+        if not self._rows or self._since < self._rows:
+            return False
+        self._since = 0
+        return True
+
+
 class FeedKit:
     """Everything the feed use cases need, built once per process (connected lazily)."""
 
@@ -148,6 +165,7 @@ class FeedKit:
         self.agencies = AgencyView(db)
         self.media_root = Path(settings.media_dir)
         self.live_buffer = settings.feeds_live_buffer
+        self.pending_vacuum = VacuumCount(settings.feeds_pending_vacuum_rows)
         # Imported here: live.py needs service.py, which needs this module's types.
         from hub.feeds.live import LiveHub
 

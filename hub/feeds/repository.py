@@ -112,6 +112,14 @@ async def sequence_pending(
             return assigned
 
 
+async def vacuum_pending(conn: asyncpg.Connection) -> None:
+    """Vacuum the sequencing queue (outside any transaction; skipped while another vacuum,
+    autovacuum's say, holds it). Its rows live for milliseconds, so the dead ones soon
+    outnumber the live ones many times; their index entries stay until a vacuum, and each
+    sequencing run's ordered scan starts among them."""
+    await conn.execute("VACUUM (SKIP_LOCKED) feed_pending")
+
+
 _LIVE = f"""
 SELECT f.seq, f.event_pk, e.event_id, f.camera_id, f.classes, e.captured_at, f.max_confidence,
        e.payload::text AS payload, {_SEALED} AS sealed

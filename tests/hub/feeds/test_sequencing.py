@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from hub.feeds import offers, repository
+from hub.feeds.kit import VacuumCount
 from hub.feeds.pages import audience_of, read_page
 from hub.feeds.schemas import FeedFilters
 from hub.feeds.service import resolve_reader, sequence_and_announce
@@ -188,3 +189,45 @@ async def _hold_sequencer_lock(conn: asyncpg.Connection) -> None:
     would hold it (released by COMMIT)."""
     await conn.execute("BEGIN")
     await conn.execute("SELECT pg_advisory_xact_lock($1)", repository.SEQUENCER_LOCK_KEY)
+
+
+@pytest.fixture
+async def vacuuming(feed_settings: Settings, agencies: None) -> AsyncIterator[Services]:
+    """Feed services that vacuum the sequencing queue after every 3 rows they sequence."""
+    built = build_services(msgspec.structs.replace(feed_settings, feeds_pending_vacuum_rows=3))
+    await start_services(built)
+    yield built
+    await stop_services(built)
+
+
+async def test_the_sequencer_vacuums_its_queue_every_so_many_rows(vacuuming: Services) -> None:
+    conn = await asyncpg.connect(vacuuming.settings.database_url)
+    try:
+        before = await _vacuums_of_queue(conn)
+        for _ in range(2):
+            await insert_event(conn, NORTH_CAMERA)
+        await sequence_and_announce(vacuuming.feeds)  # 2 rows of 3: not yet
+        await asyncio.sleep(0.3)
+        not_yet = await _vacuums_of_queue(conn)
+        await insert_event(conn, NORTH_CAMERA)
+        await sequence_and_announce(vacuuming.feeds)  # the third row: vacuumed
+        await _until(conn, f"SELECT {_VACUUMS} > {before}", seconds=5.0)
+    finally:
+        await conn.close()
+    assert not_yet == before
+
+
+def test_a_vacuum_is_due_every_so_many_rows_and_never_with_zero() -> None:
+    every_five = VacuumCount(5)
+    assert [every_five.due(n) for n in (2, 2, 1, 4, 0, 9)] == [
+        False, False, True, False, False, True,
+    ]  # fmt: skip
+    assert not VacuumCount(0).due(1_000_000)
+
+
+_VACUUMS = "(SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'feed_pending')"
+
+
+async def _vacuums_of_queue(conn: asyncpg.Connection) -> int:
+    count: int = await conn.fetchval(f"SELECT {_VACUUMS}")
+    return count
