@@ -4,6 +4,8 @@ a reader still sees every event committed before it asked, and fills are bounded
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -126,13 +128,22 @@ async def test_sequencing_answers_how_many_positions_and_the_first_and_last(
     assert left == 0
 
 
+@asynccontextmanager
+async def _services_with(settings: Settings, **changes: Any) -> AsyncIterator[Services]:
+    """Connected services with `changes` to the feed test settings."""
+    built = build_services(msgspec.structs.replace(settings, **changes))
+    await start_services(built)
+    try:
+        yield built
+    finally:
+        await stop_services(built)
+
+
 @pytest.fixture
 async def lingering(feed_settings: Settings, agencies: None) -> AsyncIterator[Services]:
     """Feed services whose sequencing runs linger 5 s behind a run under way (ADR 0033)."""
-    built = build_services(msgspec.structs.replace(feed_settings, feeds_sequence_linger_ms=5000))
-    await start_services(built)
-    yield built
-    await stop_services(built)
+    async with _services_with(feed_settings, feeds_sequence_linger_ms=5000) as built:
+        yield built
 
 
 async def test_batches_behind_a_run_share_the_next_which_a_page_starts_at_once(
@@ -194,10 +205,8 @@ async def _hold_sequencer_lock(conn: asyncpg.Connection) -> None:
 @pytest.fixture
 async def vacuuming(feed_settings: Settings, agencies: None) -> AsyncIterator[Services]:
     """Feed services that vacuum the sequencing queue after every 3 rows they sequence."""
-    built = build_services(msgspec.structs.replace(feed_settings, feeds_pending_vacuum_rows=3))
-    await start_services(built)
-    yield built
-    await stop_services(built)
+    async with _services_with(feed_settings, feeds_pending_vacuum_rows=3) as built:
+        yield built
 
 
 async def test_the_sequencer_vacuums_its_queue_every_so_many_rows(vacuuming: Services) -> None:
