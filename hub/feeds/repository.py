@@ -20,25 +20,31 @@ SEQUENCE_BATCH = 5_000
 
 # Answers one row, not a row per position: decoding ~250 positions a run was ~4 % of an
 # ingesting API worker's CPU, and the notice needs only the first and the last.
+#
+# The queue's rows carry the columns feed_entry copies (ingest's trigger, migration 0031):
+# joining each event back to detection_event was a third of a run's CPU. A row queued before
+# that migration (no camera_id) is still joined back; the join then meets no row at all.
 _SEQUENCE = """
 WITH moved AS (
     DELETE FROM feed_pending
     WHERE ctid = ANY (ARRAY(SELECT ctid FROM feed_pending
                             WHERE queued_at <= clock_timestamp() - make_interval(secs => $2)
                             ORDER BY queued_at LIMIT $1))
-    RETURNING event_pk, captured_at
+    RETURNING event_pk, captured_at, camera_id, classes, media_sha256, jurisdiction,
+              max_confidence
 ), placed AS (
     INSERT INTO feed_entry
         (seq, event_pk, captured_at, camera_id, classes, media_sha256, jurisdiction,
          max_confidence)
-    SELECT nextval('feed_entry_seq'), e.id, e.captured_at, e.camera_id, e.classes,
-           e.media_sha256, e.jurisdiction, e.max_confidence
-    FROM (SELECT e.id, e.captured_at, e.camera_id, e.classes, e.media_sha256,
-                 e.payload ->> 'jurisdiction' AS jurisdiction, e.max_confidence
+    SELECT nextval('feed_entry_seq'), e.*
+    FROM (SELECT * FROM moved WHERE camera_id IS NOT NULL
+          UNION ALL
+          SELECT e.id, e.captured_at, e.camera_id, e.classes, e.media_sha256,
+                 e.payload ->> 'jurisdiction', e.max_confidence
           FROM moved m
           JOIN detection_event e ON e.id = m.event_pk AND e.captured_at = m.captured_at
-          WHERE e.disposition = 'accepted'
-          ORDER BY e.id) AS e
+          WHERE m.camera_id IS NULL AND e.disposition = 'accepted'
+          ORDER BY event_pk) AS e
     ON CONFLICT (event_pk, captured_at) DO NOTHING
     RETURNING seq
 )

@@ -13,6 +13,13 @@ class FeedPending(Table, tablename="feed_pending"):
     event_pk = BigInt(primary_key=True)
     captured_at = Timestamptz()
     queued_at = Timestamptz()
+    # What the sequencer copies into feed_entry, carried by ingest's trigger (migration 0031;
+    # NULL in rows queued before it, which the sequencer joins back to their event).
+    camera_id = Text(null=True)
+    classes = Array(base_column=Text(), null=True)
+    media_sha256 = Array(base_column=Text(), null=True)
+    jurisdiction = Text(null=True)
+    max_confidence = Real(null=True)
 
 
 class FeedEntry(Table, tablename="feed_entry"):

@@ -107,12 +107,11 @@ async def test_sequencing_answers_how_many_positions_and_the_first_and_last(
 ) -> None:
     conn = await asyncpg.connect(feed_services.settings.database_url)
     try:
-        for _ in range(5):
+        for _ in range(4):
             await insert_event(conn, NORTH_CAMERA)
-        await conn.execute(
-            """UPDATE detection_event SET disposition = 'quarantined'
-               WHERE id = (SELECT min(id) FROM detection_event)"""
-        )
+        # Quarantined at ingest: never queued, so it gets no position.
+        quarantined, _ = await insert_event(conn, NORTH_CAMERA)
+        await conn.execute("DELETE FROM feed_pending WHERE event_pk = $1", quarantined)
         async with conn.transaction():
             # Batches of two: the run goes on until a batch moves fewer than that.
             assigned = await repository.sequence_pending(conn, batch=2)
@@ -122,10 +121,63 @@ async def test_sequencing_answers_how_many_positions_and_the_first_and_last(
         left = await conn.fetchval("SELECT count(*) FROM feed_pending")
     finally:
         await conn.close()
-    assert len(seqs) == 4  # the quarantined event gets no position
+    assert len(seqs) == 4
     assert assigned == repository.Sequenced(positions=4, first=seqs[0], last=seqs[-1])
     assert nothing == repository.Sequenced(0, 0, 0)
     assert left == 0
+
+
+# What feed_entry copies from each event, as the sequencer places it.
+_PLACED = """
+SELECT e.event_id, f.camera_id, f.classes, f.media_sha256, f.jurisdiction, f.max_confidence,
+       e.camera_id AS e_camera_id, e.classes AS e_classes, e.media_sha256 AS e_media,
+       e.payload ->> 'jurisdiction' AS e_jurisdiction, e.max_confidence AS e_confidence
+FROM feed_entry f JOIN detection_event e ON e.id = f.event_pk AND e.captured_at = f.captured_at
+"""
+
+
+async def test_queued_rows_carry_the_events_columns_and_older_rows_are_joined_back(
+    feed_services: Services,
+) -> None:
+    conn = await asyncpg.connect(feed_services.settings.database_url)
+    try:
+        carried, carried_id = await insert_event(conn, NORTH_CAMERA, jurisdiction="north")
+        queued = await conn.fetchrow(
+            "SELECT camera_id, classes, jurisdiction, max_confidence FROM feed_pending"
+            " WHERE event_pk = $1",
+            carried,
+        )
+        # Rows the trigger queued before migration 0031 have none of the columns: the
+        # sequencer joins those back to their event, which must still be accepted.
+        older, older_id = await insert_event(conn, CENTRAL_CAMERA, jurisdiction="central")
+        withdrawn, _ = await insert_event(conn, NORTH_CAMERA)
+        await conn.execute(
+            """UPDATE feed_pending SET camera_id = NULL, classes = NULL, media_sha256 = NULL,
+                      jurisdiction = NULL, max_confidence = NULL
+               WHERE event_pk = ANY($1::bigint[])""",
+            [older, withdrawn],
+        )
+        await conn.execute(
+            "UPDATE detection_event SET disposition = 'quarantined' WHERE id = $1", withdrawn
+        )
+        async with conn.transaction():
+            assigned = await repository.sequence_pending(conn)
+        placed = await conn.fetch(_PLACED)
+    finally:
+        await conn.close()
+    assert queued is not None
+    assert (queued["camera_id"], queued["classes"]) == (NORTH_CAMERA, ["person", "plate"])
+    assert (queued["jurisdiction"], queued["max_confidence"]) == ("north", pytest.approx(0.9))
+    assert assigned.positions == 2
+    assert sorted(str(r["event_id"]) for r in placed) == sorted([carried_id, older_id])
+    for row in placed:  # both ways place the event's own values
+        assert (row["camera_id"], row["classes"], row["media_sha256"]) == (
+            row["e_camera_id"],
+            row["e_classes"],
+            row["e_media"],
+        )
+        assert row["jurisdiction"] == row["e_jurisdiction"] in {"north", "central"}
+        assert row["max_confidence"] == row["e_confidence"]
 
 
 @asynccontextmanager

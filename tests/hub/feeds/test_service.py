@@ -38,9 +38,14 @@ RETURNING id
 """
 
 
-async def insert_event(conn: asyncpg.Connection, camera: str = NORTH_CAMERA) -> tuple[int, str]:
-    """Insert one event the way ingest stores it (the feed trigger queues it)."""
+async def insert_event(
+    conn: asyncpg.Connection, camera: str = NORTH_CAMERA, *, jurisdiction: str | None = None
+) -> tuple[int, str]:
+    """Insert one event the way ingest stores it (the feed trigger queues it), with the
+    camera's registered `jurisdiction` stamped on the payload as ingest does, if given."""
     data: dict[str, Any] = event(camera, captured_at=datetime.now(UTC).isoformat())
+    if jurisdiction is not None:
+        data["jurisdiction"] = jurisdiction
     payload = msgspec.json.encode(data)
     pk = await conn.fetchval(
         _INSERT,
