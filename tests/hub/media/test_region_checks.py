@@ -1,5 +1,6 @@
 """The database refuses region rows whose image hash is not 64 lowercase hex digits (migration
-0019 checks it without the regex engine; the accepted values must be exactly the same)."""
+0019 checks it without the regex engine, 0032 over the text's bytes; the accepted values must
+be exactly the same)."""
 
 import asyncpg
 import pytest
@@ -15,8 +16,12 @@ INSERT = """INSERT INTO media_region (sha256, source, label, x, y, width, height
 
 @pytest.mark.parametrize(
     "sha256",
-    [HEX[:63], HEX + "0", HEX[:63] + "A", HEX[:63] + "g", HEX[:63] + "\n", "", " " + HEX[1:]],
-    ids=["short", "long", "upper", "not-hex", "newline", "empty", "space"],
+    [
+        *(HEX[:63], HEX + "0", HEX[:63] + "A", HEX[:63] + "g", HEX[:63] + "\n", ""),
+        *(" " + HEX[1:], HEX[:63] + "\u00e9", HEX[:62] + "\u00e9"),
+    ],
+    # 64 characters in 65 bytes, and 63 in 64: a multibyte character fails by either count.
+    ids=["short", "long", "upper", "not-hex", "newline", "empty", "space", "é-64", "é-63"],
 )
 async def test_a_hash_that_is_not_64_lowercase_hex_digits_is_refused(
     services: Services, sha256: str
