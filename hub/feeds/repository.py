@@ -22,8 +22,9 @@ SEQUENCE_BATCH = 5_000
 # ingesting API worker's CPU, and the notice needs only the first and the last.
 #
 # The queue's rows carry the columns feed_entry copies (ingest's trigger, migration 0031):
-# joining each event back to detection_event was a third of a run's CPU. A row queued before
-# that migration (no camera_id) is still joined back; the join then meets no row at all.
+# joining each event back to detection_event was a third of a run's CPU (ADR 0037). A row
+# queued before that migration has no camera_id and is still joined back to its event, which
+# must still be accepted; in the common case that branch has no rows to look up.
 _SEQUENCE = """
 WITH moved AS (
     DELETE FROM feed_pending
@@ -37,7 +38,9 @@ WITH moved AS (
         (seq, event_pk, captured_at, camera_id, classes, media_sha256, jurisdiction,
          max_confidence)
     SELECT nextval('feed_entry_seq'), e.*
-    FROM (SELECT * FROM moved WHERE camera_id IS NOT NULL
+    FROM (SELECT event_pk, captured_at, camera_id, classes, media_sha256, jurisdiction,
+                 max_confidence
+          FROM moved WHERE camera_id IS NOT NULL
           UNION ALL
           SELECT e.id, e.captured_at, e.camera_id, e.classes, e.media_sha256,
                  e.payload ->> 'jurisdiction', e.max_confidence
