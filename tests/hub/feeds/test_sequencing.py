@@ -109,8 +109,11 @@ async def test_sequencing_answers_how_many_positions_and_the_first_and_last(
     try:
         for _ in range(4):
             await insert_event(conn, NORTH_CAMERA)
-        # Quarantined at ingest: never queued, so it gets no position.
+        # Stored quarantined, as ingest stores one: never queued, so it gets no position.
         quarantined, _ = await insert_event(conn, NORTH_CAMERA)
+        await conn.execute(
+            "UPDATE detection_event SET disposition = 'quarantined' WHERE id = $1", quarantined
+        )
         await conn.execute("DELETE FROM feed_pending WHERE event_pk = $1", quarantined)
         async with conn.transaction():
             # Batches of two: the run goes on until a batch moves fewer than that.
