@@ -12,8 +12,16 @@ batch set, so drift falls on both alike, and the medians of their ratios are pri
 same node, so the cost of finding re-sent ids across partitions shows (a year of retention
 means ~16 partitions; the scratch database has 5).
 
+`--variant NAME` tries a schema change without a migration: `--up` SQL is run before each of
+the variant's batch sets and `--down` SQL after it (so an index dropped in `--up` is built
+again in `--down`), and `--replace OLD NEW` edits the variant's copy of the statement (a cast
+that follows a column's new type). Both sides warm their plans on two batches before each set.
+
     .venv/bin/python bench/ingest_insert.py --rounds 30 [--past-months 11] \
         [--against /tmp/base] [--json]
+    .venv/bin/python bench/ingest_insert.py --rounds 8 --variant without-camera-index \
+        --up 'DROP INDEX detection_event_camera_idx' \
+        --down 'CREATE INDEX detection_event_camera_idx ON detection_event (camera_id, captured_at)'
 
 Scratch database as in `bench/ingest.py`, removed afterwards.
 """
@@ -26,6 +34,7 @@ import statistics
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -62,6 +71,26 @@ def load_repository(checkout: Path) -> ModuleType:
         raise SystemExit(f"no repository module at {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One side of the comparison: the statement's module and the schema change around it."""
+
+    module: Any
+    up: str = ""  # SQL run before each of this side's batch sets
+    down: str = ""  # SQL run after it
+
+
+def variant_repository(old: str, new: str) -> ModuleType:
+    """A second copy of this checkout's `hub.ingest.repository`, its statement edited."""
+    module = load_repository(Path(__file__).resolve().parent.parent)
+    edited = module._INSERT_EVENTS.replace(old, new)
+    if old and edited == module._INSERT_EVENTS:
+        raise SystemExit(f"--replace: {old!r} is not in the events INSERT")
+    module._INSERT_EVENTS = edited
+    module._insert_events_sql.cache_clear()
     return module
 
 
@@ -124,6 +153,21 @@ async def time_set(
     return client * 1e3 / len(batches), server / len(batches)
 
 
+async def time_version(
+    conn: asyncpg.Connection, version: Version, node_id: uuid.UUID, batches: list[Batch]
+) -> tuple[float, float]:
+    """`time_set` inside the version's schema change; plans warmed first (DDL drops them)."""
+    if version.up:
+        await conn.execute(version.up)
+    try:
+        if version.up or version.down:
+            await time_set(conn, version.module, node_id, batches[:2])
+        return await time_set(conn, version.module, node_id, batches)
+    finally:
+        if version.down:
+            await conn.execute(version.down)
+
+
 async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
     """Fill, then time the versions alternately; the report."""
     conn = await asyncpg.connect(url)
@@ -137,15 +181,18 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
         )
         maker = EventMaker(7)
         batches = [make_batch(maker, node_id, datetime.now(UTC)) for _ in range(SETS)]
-        versions: dict[str, Any] = {"this": repository}
+        versions = {"this": Version(repository)}
         if args.against:
-            versions["against"] = load_repository(Path(args.against))
+            versions["against"] = Version(load_repository(Path(args.against)))
+        if args.variant:
+            old, new = args.replace or ("", "")
+            versions["against"] = Version(variant_repository(old, new), args.up, args.down)
         figures: dict[str, tuple[list[float], list[float]]] = {v: ([], []) for v in versions}
         for round_ in range(args.rounds):
             log(f"round {round_ + 1} of {args.rounds}")
             order = list(versions) if round_ % 2 == 0 else list(reversed(versions))
             for name in order:
-                client, server = await time_set(conn, versions[name], node_id, batches)
+                client, server = await time_version(conn, versions[name], node_id, batches)
                 figures[name][0].append(client)
                 figures[name][1].append(server)
     finally:
@@ -170,6 +217,10 @@ def report(
             for name, (c, s) in figures.items()
         },
     }
+    if args.variant:
+        result["variant"] = {
+            "name": args.variant, "up": args.up, "down": args.down, "replace": args.replace,
+        }  # fmt: skip
     if "against" in figures:
         this, against = figures["this"], figures["against"]
         result["this_over_against"] = {
@@ -190,6 +241,10 @@ def render(result: dict[str, Any]) -> str:
     for name, ms in result["ms_per_batch"].items():
         lines.append(f"  {name:8} client {ms['client']:.3f} ms, PostgreSQL {ms['postgres']:.3f} ms"
                      " per batch (medians)")  # fmt: skip
+    if "variant" in result:
+        lines.append(
+            f"  against = variant {result['variant']['name']!r} (this = the schema as migrated)"
+        )
     ratio = result.get("this_over_against")
     if ratio:
         lines.append(f"  this/against: client {ratio['client']:.3f}, PostgreSQL "
@@ -204,8 +259,18 @@ def main() -> None:
         "--past-months", type=int, default=0, help="filled partitions before this month"
     )
     parser.add_argument("--against", help="another checkout of the hub whose statement to compare")
+    parser.add_argument("--variant", help="name of a schema change compared with this schema")
+    parser.add_argument("--up", default="", help="with --variant: SQL run before its sets")
+    parser.add_argument("--down", default="", help="with --variant: SQL undoing --up after them")
+    parser.add_argument(
+        "--replace", nargs=2, metavar=("OLD", "NEW"), help="with --variant: edit its statement"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
+    if args.variant and args.against:
+        parser.error("--variant and --against each name the other side: give one")
+    if (args.up or args.down or args.replace) and not args.variant:
+        parser.error("--up, --down and --replace belong to a --variant")
     scratch = Scratch(settings=load_settings())
     try:
         scratch.hub("migrate")
