@@ -156,12 +156,12 @@ async def time_set(
 async def time_version(
     conn: asyncpg.Connection, version: Version, node_id: uuid.UUID, batches: list[Batch]
 ) -> tuple[float, float]:
-    """`time_set` inside the version's schema change; plans warmed first (DDL drops them)."""
+    """`time_set` inside the version's schema change. Plans are warmed first on either side:
+    a variant's DDL drops the cached plans of the side timed after it as well."""
     if version.up:
         await conn.execute(version.up)
     try:
-        if version.up or version.down:
-            await time_set(conn, version.module, node_id, batches[:2])
+        await time_set(conn, version.module, node_id, batches[:2])
         return await time_set(conn, version.module, node_id, batches)
     finally:
         if version.down:
