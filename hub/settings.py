@@ -54,6 +54,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Requests a keep-alive connection serves before the API closes it, so that its client
     # reconnects to the least busy API worker process (ADR 0031); 0 keeps connections open.
     api_keepalive_requests: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 100
+    # The file through which API workers sharing a socket see each other's load (ADR 0040).
+    # `hub api --workers N` makes one and sets this for its workers; empty: no board.
+    api_load_board: str = ""
     # Public base URL the edge signs (@target-uri) and the WSDL names; required (https) in
     # production. Empty elsewhere: the address the API listens on, never the Host header.
     public_base_url: str = ""

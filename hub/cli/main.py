@@ -3,12 +3,16 @@
 import asyncio
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 import msgspec
 
 from hub.cli.common import emit, settings_or_exit
 from hub.cli.lazy import LazyGroup
+
+if TYPE_CHECKING:
+    from hub.settings import Settings
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,21 +42,36 @@ def _log_to_stderr() -> None:
 @click.option("--workers", type=int, help="Worker processes (default: HUB_API_WORKERS).")
 def api(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the HTTP API (Litestar on uvicorn)."""
-    import uvicorn
-
-    from hub.identity.mtls import uvicorn_tls_options
     from hub.observability import prepare_process
+    from hub.observability.balance import create_board, remove_board
 
     settings = settings_or_exit()
     prepare_process(settings)  # metrics folder (inherited by every API worker process)
-    # Each worker builds its app from the environment: it must know how many share the socket.
-    os.environ["HUB_API_WORKERS"] = str(workers or settings.api_workers)
+    # Each worker builds its app from the environment: it must know how many share the socket,
+    # and where they publish their load so that connections move to the least busy (ADR 0040).
+    count = workers or settings.api_workers
+    os.environ["HUB_API_WORKERS"] = str(count)
+    board = create_board() if count > 1 else None
+    if board is not None:
+        os.environ["HUB_API_LOAD_BOARD"] = str(board)
+    try:
+        _serve(settings, host=host, port=port, workers=count)
+    finally:
+        if board is not None:
+            remove_board(board)
+
+
+def _serve(settings: "Settings", *, host: str | None, port: int | None, workers: int) -> None:
+    import uvicorn
+
+    from hub.identity.mtls import uvicorn_tls_options
+
     uvicorn.run(
         "hub.app:create_app",
         factory=True,
         host=host or settings.api_host,
         port=port or settings.api_port,
-        workers=workers or settings.api_workers,
+        workers=workers,
         log_level=settings.log_level,
         access_log=False,
         # uvicorn's own lines go through the hub's (JSON) logging, configured by the app.

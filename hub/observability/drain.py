@@ -5,7 +5,9 @@ requests), then uvicorn's own shutdown stops accepting and finishes every in-fli
 And which keep-alive connections an API process closes after a response: every one while it
 drains, any that served `HUB_API_KEEPALIVE_REQUESTS`, and, where workers share the socket,
 any that served `BUSY_MIN` while the worker serves another request, so the API worker
-processes of a host share the work (ADR 0031)."""
+processes of a host share the work (ADR 0031). With the host's load board (`hub api
+--workers N`, ADR 0040) a worker closes one only when another worker serves fewer requests by
+enough that the move evens them out, after `BALANCED_MIN` requests."""
 
 import asyncio
 import signal
@@ -15,6 +17,8 @@ from types import FrameType
 from typing import Any
 
 import structlog
+
+from hub.observability.balance import LoadBoard
 
 log = structlog.get_logger(__name__)
 
@@ -27,24 +31,33 @@ MAX_COUNTED_CONNECTIONS = 10_000
 # Requests a connection serves at least before a busy worker closes it (workers sharing a
 # socket): a handshake per ten requests of a busy client, at most.
 BUSY_MIN = 10
+# The same with the load board: a connection moves only when that evens the workers out, so
+# on a balanced host none moves and on an uneven one there is no reason to wait longer.
+BALANCED_MIN = 2
 
 
 class Drain:
     """Readiness and in-flight requests of one API process."""
 
-    def __init__(self) -> None:
+    def __init__(self, board: LoadBoard | None = None) -> None:
         self.draining = False
         self.in_flight = 0
+        # Where the other API workers of the host see this one's in-flight count (ADR 0040).
+        self.board = board
         self._previous: Handler = None
         self._installed = False
 
     def enter(self) -> None:
         """A request started."""
         self.in_flight += 1
+        if self.board is not None:
+            self.board.publish(self.in_flight)
 
     def leave(self) -> None:
         """A request finished."""
         self.in_flight -= 1
+        if self.board is not None:
+            self.board.publish(self.in_flight)
 
     def begin(self) -> None:
         """Stop being ready (idempotent)."""
@@ -100,6 +113,11 @@ class ConnectionRecycler:
     one arrives closes that connection sooner, after `BUSY_MIN` requests: connections leave
     the worker juggling several for one that waits. Limiting only by `limit`, three of the
     benchmark's four connections often stayed on one worker (57 % against 26 % of a core).
+
+    With the drain's load board (ADR 0040) "busy" means busier than the least busy other
+    worker by two requests, this one included: moving the connection there evens them out.
+    Without a board a balanced host still moved a connection every ten requests, and three of
+    four stayed on one worker for a quarter to a half of the requests.
     """
 
     def __init__(self, *, limit: int, drain: Drain, shared: bool = False) -> None:
@@ -119,9 +137,21 @@ class ConnectionRecycler:
         served = self._served.pop(peer, 0) + 1
         if served >= self.limit:
             return True
-        if self.shared and served >= BUSY_MIN and self.drain.in_flight > 0:
+        if self.shared and self._moves(served):
             return True
         if len(self._served) >= MAX_COUNTED_CONNECTIONS:
             self._served.clear()
         self._served[peer] = served
         return False
+
+    def _moves(self, served: int) -> bool:
+        """Whether a connection that served `served` requests leaves this busy worker."""
+        board = self.drain.board
+        if board is None:
+            return served >= BUSY_MIN and self.drain.in_flight > 0
+        if served < BALANCED_MIN:
+            return False
+        least = board.least_other()
+        # This worker serves `in_flight` others and this request, the other `least`: one
+        # request fewer here and one more there evens them out only if this is two ahead.
+        return least is not None and self.drain.in_flight >= least + 1

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub.observability.balance import open_board
 from hub.observability.drain import Drain
 from hub.observability.looplag import LoopLagMonitor
 from hub.observability.metrics import ObservabilityMetrics, default_metrics
@@ -59,12 +60,18 @@ class ObservabilityKit:
         self._loop_lag.start()
         if self._samples_locally():
             await self.sampler().start()
+        # The host's other API workers see this one's load (ADR 0040; `hub api` made the board).
+        if self.settings.api_workers > 1 and self.settings.api_load_board:
+            self.drain.board = open_board(self.settings.api_load_board)
 
     def _samples_locally(self) -> bool:
         return not self.settings.prometheus_url and Path(self.settings.slo_file).is_file()
 
     async def stop(self) -> None:
-        """Stop measuring and sampling, and flush spans."""
+        """Stop measuring and sampling, give the load board's slot back, and flush spans."""
+        if self.drain.board is not None:
+            board, self.drain.board = self.drain.board, None
+            board.close()
         if self._loop_lag is not None:
             await self._loop_lag.stop()
         if self._sampler is not None:

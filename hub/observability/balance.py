@@ -1,0 +1,135 @@
+"""How busy each API worker process of a host is, shared through one small file (ADR 0040).
+
+`hub api --workers N` creates the board before uvicorn starts its workers and removes it when
+they have stopped; each worker claims a slot in it and writes its in-flight request count there
+on every request. A worker then closes a keep-alive connection only when another worker is
+less busy by enough that the move evens them out (`ConnectionRecycler`), instead of whenever it
+serves another request: on a balanced host no connection moves, and on an uneven one the move
+happens after a couple of requests, not ten.
+
+The board is a shared memory map of `SLOTS` pairs of 64-bit integers (process id, in-flight
+requests). Slots are claimed under an exclusive `flock` of the file; a slot whose process is
+gone (a worker uvicorn restarted) is claimed again. Reads and writes after that take no lock:
+each slot has one writer, an aligned 8-byte store is not torn on the platforms the hub runs on,
+and a count read a moment late only delays a move by a request."""
+
+import fcntl
+import mmap
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+# Worker processes one board holds; a host runs a handful (`HUB_API_WORKERS`).
+SLOTS = 64
+_CELL = 8  # bytes of one integer
+SIZE = SLOTS * 2 * _CELL
+# How often a worker looks again at which slots belong to live processes: a restarted
+# worker's old slot stops counting within this, and the check costs one kill(0) per slot.
+REFRESH_SECONDS = 1.0
+
+
+def create_board(directory: str | None = None) -> Path:
+    """A new, empty board file (in /dev/shm where there is one: it never touches a disk)."""
+    if directory is None and Path("/dev/shm").is_dir():  # noqa: S108 (a private file, mkstemp)
+        directory = "/dev/shm"  # noqa: S108
+    handle, name = tempfile.mkstemp(prefix="hub-api-load-", dir=directory)
+    try:
+        os.ftruncate(handle, SIZE)
+    finally:
+        os.close(handle)
+    return Path(name)
+
+
+def remove_board(path: Path) -> None:
+    """Remove a board once its workers have stopped (no error if it is gone already)."""
+    path.unlink(missing_ok=True)
+
+
+class LoadBoard:
+    """This worker's slot on the host's board, and what the other workers' slots say."""
+
+    def __init__(self, path: Path, *, pid: int | None = None) -> None:
+        self.pid = os.getpid() if pid is None else pid
+        with path.open("r+b") as file:
+            if os.fstat(file.fileno()).st_size < SIZE:
+                raise ValueError(f"{path} is not an API load board ({SIZE} bytes)")
+            self._map = mmap.mmap(file.fileno(), SIZE)
+        self._cells = memoryview(self._map).cast("q")
+        self._slot = self._claim(path)
+        self._others: list[int] = []
+        self._refreshed = float("-inf")
+
+    @property
+    def slot(self) -> int:
+        """The slot this worker writes."""
+        return self._slot
+
+    def publish(self, in_flight: int) -> None:
+        """This worker now serves `in_flight` requests."""
+        self._cells[2 * self._slot + 1] = in_flight
+
+    def least_other(self) -> int | None:
+        """The fewest in-flight requests of any other live worker; None when there is none."""
+        now = time.monotonic()
+        if now - self._refreshed >= REFRESH_SECONDS:
+            self._others = self._live_others()
+            self._refreshed = now
+        cells = self._cells
+        return min((cells[2 * s + 1] for s in self._others), default=None)
+
+    def close(self) -> None:
+        """Give the slot back (a stopping worker)."""
+        if self._cells[2 * self._slot] == self.pid:
+            self._cells[2 * self._slot + 1] = 0
+            self._cells[2 * self._slot] = 0
+        self._cells.release()
+        self._map.close()
+
+    def _claim(self, path: Path) -> int:
+        with path.open("r+b") as file:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX)  # released when the file closes
+            cells = self._cells
+            for slot in range(SLOTS):
+                owner = cells[2 * slot]
+                if owner in (0, self.pid) or not _alive(owner):
+                    cells[2 * slot + 1] = 0
+                    cells[2 * slot] = self.pid
+                    return slot
+        raise RuntimeError(f"the API load board {path} has no free slot ({SLOTS} workers)")
+
+    def _live_others(self) -> list[int]:
+        cells = self._cells
+        return [
+            slot
+            for slot in range(SLOTS)
+            if slot != self._slot and cells[2 * slot] != 0 and _alive(cells[2 * slot])
+        ]
+
+
+def open_board(path: str) -> LoadBoard | None:
+    """This worker's slot on the board `hub api` made; None (and a warning) when it cannot be
+    opened: the worker then falls back to the rule without a board."""
+    try:
+        return LoadBoard(Path(path))
+    except (OSError, ValueError, RuntimeError) as error:
+        log.warning(
+            "API load board not usable: connections recycled by the local rule",
+            board=path,
+            error=str(error),
+        )
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True

@@ -1,0 +1,208 @@
+"""The API workers' load board (ADR 0040): slots, counts, the move rule, and a real `hub api
+--workers 2` whose workers claim their slots and whose board is gone after it stops."""
+
+import asyncio
+import os
+import struct
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from hub.observability import balance
+from hub.observability.balance import SIZE, SLOTS, LoadBoard, create_board, open_board
+from hub.observability.drain import BALANCED_MIN, BUSY_MIN, ConnectionRecycler, Drain
+from hub.settings import Settings
+from tests.hub.observability.processes import HubProcess
+
+PEER = ("10.0.0.9", 6000)
+
+
+@pytest.fixture
+def board_file(tmp_path: Path) -> Iterator[Path]:
+    path = create_board(str(tmp_path))
+    yield path
+    balance.remove_board(path)
+    assert not path.exists()
+
+
+def owners(path: Path) -> list[tuple[int, int]]:
+    """(pid, in-flight) of every claimed slot, read from the file as another process would."""
+    cells = struct.unpack(f"{2 * SLOTS}q", path.read_bytes())
+    return [(cells[2 * s], cells[2 * s + 1]) for s in range(SLOTS) if cells[2 * s]]
+
+
+def write_slot(path: Path, slot: int, pid: int, in_flight: int) -> None:
+    with path.open("r+b") as file:
+        file.seek(slot * 16)
+        file.write(struct.pack("2q", pid, in_flight))
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen(["true"])  # noqa: S607 - coreutils, no input
+    proc.wait()
+    return proc.pid
+
+
+def test_a_new_board_is_empty_and_of_the_right_size(board_file: Path) -> None:
+    assert board_file.stat().st_size == SIZE
+    assert owners(board_file) == []
+
+
+def test_workers_claim_their_own_slots_and_see_each_others_counts(board_file: Path) -> None:
+    mine = LoadBoard(board_file, pid=os.getpid())
+    other = LoadBoard(board_file, pid=os.getppid())  # another live process
+    assert mine.slot != other.slot
+    assert mine.least_other() == 0
+    other.publish(3)
+    mine.publish(1)
+    assert sorted(owners(board_file)) == sorted([(os.getpid(), 1), (os.getppid(), 3)])
+    assert mine.least_other() == 3
+    assert other.least_other() == 1
+    other.close()
+    assert owners(board_file) == [(os.getpid(), 1)]
+    mine._refreshed = float("-inf")  # as a second later: the slot list is looked at again
+    assert mine.least_other() is None
+    mine.close()
+    assert owners(board_file) == []
+
+
+def test_the_slot_of_a_worker_that_died_does_not_count_and_is_claimed_again(
+    board_file: Path,
+) -> None:
+    # A worker that stopped idle (killed, or restarted by uvicorn) would look least busy.
+    write_slot(board_file, 1, dead_pid(), 0)
+    mine = LoadBoard(board_file, pid=os.getpid())
+    assert mine.slot == 0
+    assert mine.least_other() is None
+    other = LoadBoard(board_file, pid=os.getppid())
+    assert other.slot == 1  # the dead worker's
+    other.publish(4)
+    mine._refreshed = float("-inf")  # as a second later
+    assert mine.least_other() == 4
+    for board in (mine, other):
+        board.close()
+
+
+def test_a_full_board_refuses_and_a_worker_falls_back_to_the_local_rule(
+    board_file: Path, tmp_path: Path
+) -> None:
+    with board_file.open("r+b") as file:  # every slot held by this (live) process
+        file.write(struct.pack(f"{2 * SLOTS}q", *[os.getpid(), 0] * SLOTS))
+    with pytest.raises(RuntimeError, match="no free slot"):
+        LoadBoard(board_file, pid=os.getppid())
+    own = open_board(str(board_file))  # this process's own slot is its own again
+    assert own is not None
+    assert own.slot == 0
+    own.close()
+    short = tmp_path / "short"
+    short.write_bytes(b"\0" * 10)
+    assert open_board(str(short)) is None
+    assert open_board(str(tmp_path / "missing")) is None
+
+
+def recycler_on(board: LoadBoard) -> tuple[ConnectionRecycler, Drain]:
+    drain = Drain(board)
+    return ConnectionRecycler(limit=100, drain=drain, shared=True), drain
+
+
+def test_on_a_balanced_host_no_connection_moves(board_file: Path) -> None:
+    other = LoadBoard(board_file, pid=os.getppid())
+    recycler, drain = recycler_on(LoadBoard(board_file, pid=os.getpid()))
+    other.publish(2)
+    drain.enter()  # one other request here; this one makes two, as many as the other worker
+    assert not any(recycler.closes(PEER) for _ in range(99))
+    assert recycler.closes(PEER) is True  # the limit still counts
+    other.publish(1)  # the other worker a request lighter: moving gains nothing
+    assert not any(recycler.closes(PEER) for _ in range(50))
+
+
+def test_a_connection_leaves_a_worker_two_requests_ahead_after_a_couple_of_requests(
+    board_file: Path,
+) -> None:
+    other = LoadBoard(board_file, pid=os.getppid())
+    recycler, drain = recycler_on(LoadBoard(board_file, pid=os.getpid()))
+    other.publish(1)
+    drain.enter()
+    drain.enter()  # two others here, this request the third: three against one
+    assert [recycler.closes(PEER) for _ in range(BALANCED_MIN)] == [False] * (BALANCED_MIN - 1) + [
+        True
+    ]
+    assert BALANCED_MIN < BUSY_MIN
+    other.publish(2)  # the other worker caught up
+    assert not any(recycler.closes(PEER) for _ in range(20))
+
+
+def test_the_drain_publishes_its_in_flight_count(board_file: Path) -> None:
+    drain = Drain(LoadBoard(board_file, pid=os.getpid()))
+    drain.enter()
+    drain.enter()
+    assert owners(board_file) == [(os.getpid(), 2)]
+    drain.leave()
+    assert owners(board_file) == [(os.getpid(), 1)]
+
+
+def test_without_a_board_the_local_rule_still_applies() -> None:
+    drain = Drain()
+    recycler = ConnectionRecycler(limit=100, drain=drain, shared=True)
+    drain.enter()
+    assert [recycler.closes(PEER) for _ in range(BUSY_MIN)] == [False] * (BUSY_MIN - 1) + [True]
+
+
+def children(pid: int) -> list[int]:
+    """Ids of the live child processes of `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def board_of(pid: int) -> str | None:
+    """The board a process was started with (its HUB_API_LOAD_BOARD), if any."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for item in environ:
+        if item.startswith(b"HUB_API_LOAD_BOARD="):
+            return item.split(b"=", 1)[1].decode()
+    return None
+
+
+@pytest.mark.db
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_a_real_api_with_two_workers_shares_a_board_and_removes_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    run = msgspec.structs.replace(settings, metrics_dir=str(tmp_path / "metrics"))
+    api = HubProcess("api", run, tmp_path / "api.log", HUB_API_WORKERS="2").start()
+    try:
+        await asyncio.to_thread(api.wait_ready)
+        assert api.proc is not None
+        workers = {p: board_of(p) for p in children(api.proc.pid)}
+        boards = {b for b in workers.values() if b is not None}
+        assert len(boards) == 1, workers
+        path = Path(boards.pop())
+        claimed = {pid for pid, _ in owners(path)}
+        # Each worker claims its slot when it starts serving: both have within moments.
+        for _ in range(50):
+            if len(claimed) == 2:
+                break
+            await asyncio.sleep(0.1)
+            claimed = {pid for pid, _ in owners(path)}
+        # The two workers (multiprocessing's resource tracker inherits the board too).
+        assert claimed <= {p for p, b in workers.items() if b is not None}
+        assert len(claimed) == 2
+    finally:
+        await asyncio.to_thread(api.stop)
+    assert not path.exists()
