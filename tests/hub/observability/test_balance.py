@@ -136,6 +136,20 @@ def test_a_connection_leaves_a_worker_two_requests_ahead_after_a_couple_of_reque
     assert not any(recycler.closes(PEER) for _ in range(20))
 
 
+def test_with_many_connections_a_swing_of_a_few_requests_moves_none(board_file: Path) -> None:
+    other = LoadBoard(board_file, pid=os.getppid())
+    recycler, drain = recycler_on(LoadBoard(board_file, pid=os.getpid()))
+    for _ in range(10):
+        drain.enter()  # ten others here: this request is the eleventh
+    other.publish(8)  # 11 against 8: a swing, not a lopsided host
+    assert not any(recycler.closes(PEER) for _ in range(50))
+    other.publish(6)  # 11 against 6: moving one evens them out
+    fresh = ("10.0.0.9", 6001)
+    assert [recycler.closes(fresh) for _ in range(BALANCED_MIN)] == [False] * (BALANCED_MIN - 1) + [
+        True
+    ]
+
+
 def test_the_drain_publishes_its_in_flight_count(board_file: Path) -> None:
     drain = Drain(LoadBoard(board_file, pid=os.getpid()))
     drain.enter()
