@@ -33,10 +33,14 @@ SIZE = SLOTS * 2 * _CELL
 REFRESH_SECONDS = 1.0
 
 
+# Where boards go when the host has it: memory, never a disk. mkstemp makes the file private.
+_SHARED_MEMORY = Path("/dev/shm")  # noqa: S108
+
+
 def create_board(directory: str | None = None) -> Path:
-    """A new, empty board file (in /dev/shm where there is one: it never touches a disk)."""
-    if directory is None and Path("/dev/shm").is_dir():  # noqa: S108 (a private file, mkstemp)
-        directory = "/dev/shm"  # noqa: S108
+    """A new, empty board file (in /dev/shm where there is one)."""
+    if directory is None and _SHARED_MEMORY.is_dir():
+        directory = str(_SHARED_MEMORY)
     handle, name = tempfile.mkstemp(prefix="hub-api-load-", dir=directory)
     try:
         os.ftruncate(handle, SIZE)
@@ -59,8 +63,14 @@ class LoadBoard:
             if os.fstat(file.fileno()).st_size < SIZE:
                 raise ValueError(f"{path} is not an API load board ({SIZE} bytes)")
             self._map = mmap.mmap(file.fileno(), SIZE)
-        self._cells = memoryview(self._map).cast("q")
-        self._slot = self._claim(path)
+            self._cells = memoryview(self._map).cast("q")
+            # Unlocked explicitly: the map keeps a duplicate of the descriptor, so closing the
+            # file would not release the lock and the next worker's claim would wait forever.
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+            try:
+                self._slot = self._claim(path)
+            finally:
+                fcntl.flock(file.fileno(), fcntl.LOCK_UN)
         self._others: list[int] = []
         self._refreshed = float("-inf")
 
@@ -91,15 +101,14 @@ class LoadBoard:
         self._map.close()
 
     def _claim(self, path: Path) -> int:
-        with path.open("r+b") as file:
-            fcntl.flock(file.fileno(), fcntl.LOCK_EX)  # released when the file closes
-            cells = self._cells
-            for slot in range(SLOTS):
-                owner = cells[2 * slot]
-                if owner in (0, self.pid) or not _alive(owner):
-                    cells[2 * slot + 1] = 0
-                    cells[2 * slot] = self.pid
-                    return slot
+        """The first slot that is free, this process's, or a dead process's (under the lock)."""
+        cells = self._cells
+        for slot in range(SLOTS):
+            owner = cells[2 * slot]
+            if owner in (0, self.pid) or not _alive(owner):
+                cells[2 * slot + 1] = 0
+                cells[2 * slot] = self.pid
+                return slot
         raise RuntimeError(f"the API load board {path} has no free slot ({SLOTS} workers)")
 
     def _live_others(self) -> list[int]:

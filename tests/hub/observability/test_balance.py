@@ -11,8 +11,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from hub.observability import balance
-from hub.observability.balance import SIZE, SLOTS, LoadBoard, create_board, open_board
+from hub.observability.balance import (
+    SIZE,
+    SLOTS,
+    LoadBoard,
+    create_board,
+    open_board,
+    remove_board,
+)
 from hub.observability.drain import BALANCED_MIN, BUSY_MIN, ConnectionRecycler, Drain
 from hub.settings import Settings
 from tests.hub.observability.processes import HubProcess
@@ -24,7 +30,7 @@ PEER = ("10.0.0.9", 6000)
 def board_file(tmp_path: Path) -> Iterator[Path]:
     path = create_board(str(tmp_path))
     yield path
-    balance.remove_board(path)
+    remove_board(path)
     assert not path.exists()
 
 
