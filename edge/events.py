@@ -49,6 +49,8 @@ def build_event(
         for s in sightings[:MAX_DETECTIONS]
     ]
     return DetectionEvent(
+        # Random, never time-ordered: agencies receive this id even where release policy
+        # coarsens the capture time (ADR 0041).
         event_id=uuid.uuid4(),
         camera_id=camera_id,
         captured_at=captured_at,
