@@ -53,7 +53,7 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
     os.environ["HUB_API_WORKERS"] = str(count)
     board = create_board() if count > 1 else None
     if board is not None:
-        os.environ["HUB_API_LOAD_BOARD"] = str(board)
+        os.environ["HUB_API_LOAD_BOARD"] = str(board.path)
     try:
         _serve(settings, host=host, port=port, workers=count)
     finally:

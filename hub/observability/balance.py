@@ -8,16 +8,23 @@ serves another request: on a balanced host no connection moves, and on an uneven
 happens after a couple of requests, not ten.
 
 The board is a shared memory map of `SLOTS` pairs of 64-bit integers (process id, in-flight
-requests). Slots are claimed under an exclusive `flock` of the file; a slot whose process is
-gone (a worker uvicorn restarted) is claimed again. Reads and writes after that take no lock:
-each slot has one writer, an aligned 8-byte store is not torn on the platforms the hub runs on,
-and a count read a moment late only delays a move by a request."""
+requests). Slots are claimed under an exclusive POSIX lock (`lockf`) of the file; a slot whose
+process is gone (a worker uvicorn restarted) is claimed again. Reads and writes after that take
+no lock: each slot has one writer, an aligned 8-byte store is not torn on the platforms the hub
+runs on, and a count read a moment late only delays a move by a request.
+
+`hub api` holds a shared `flock` on its board for as long as it runs (Linux keeps `flock` and
+POSIX locks apart, so the workers' claims never wait on it). A board that nobody holds was left
+by a `hub api` that was killed before it could remove it; the next `hub api` on the host
+removes such boards (`sweep_stale_boards`)."""
 
 import fcntl
 import mmap
 import os
+import stat
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -35,23 +42,77 @@ REFRESH_SECONDS = 1.0
 
 # Where boards go when the host has it: memory, never a disk. mkstemp makes the file private.
 _SHARED_MEMORY = Path("/dev/shm")  # noqa: S108
+_PREFIX = "hub-api-load-"
+# A board nobody holds is removed by the next `hub api` only once it is this old: between
+# mkstemp and its `flock`, a new board is briefly unheld.
+STALE_AFTER_SECONDS = 60.0
 
 
-def create_board(directory: str | None = None) -> Path:
-    """A new, empty board file (in /dev/shm where there is one)."""
-    if directory is None and _SHARED_MEMORY.is_dir():
-        directory = str(_SHARED_MEMORY)
-    handle, name = tempfile.mkstemp(prefix="hub-api-load-", dir=directory)
+@dataclass(frozen=True, slots=True)
+class HeldBoard:
+    """A board file and the descriptor `hub api` holds its shared `flock` through."""
+
+    path: Path
+    fd: int
+
+
+def create_board(directory: str | None = None) -> HeldBoard:
+    """A new, empty board file (in /dev/shm where there is one), held until `remove_board`;
+    first, the boards in that directory that killed `hub api` processes left behind go."""
+    if directory is None:
+        directory = str(_SHARED_MEMORY) if _SHARED_MEMORY.is_dir() else tempfile.gettempdir()
+    sweep_stale_boards(Path(directory))
+    handle, name = tempfile.mkstemp(prefix=_PREFIX, dir=directory)
     try:
         os.ftruncate(handle, SIZE)
-    finally:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+    except OSError:
         os.close(handle)
-    return Path(name)
+        Path(name).unlink(missing_ok=True)
+        raise
+    return HeldBoard(Path(name), handle)
 
 
-def remove_board(path: Path) -> None:
+def remove_board(board: HeldBoard) -> None:
     """Remove a board once its workers have stopped (no error if it is gone already)."""
-    path.unlink(missing_ok=True)
+    board.path.unlink(missing_ok=True)
+    os.close(board.fd)
+
+
+def sweep_stale_boards(directory: Path, *, now: float | None = None) -> list[Path]:
+    """Remove the boards in `directory` that no `hub api` holds (older than
+    `STALE_AFTER_SECONDS`, this user's, of a board's size); the paths removed."""
+    at = time.time() if now is None else now
+    removed = []
+    for path in sorted(directory.glob(f"{_PREFIX}*")):
+        if _stale(path, at):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+            log.info("stale API load board removed", board=str(path))
+    return removed
+
+
+def _stale(path: Path, now: float) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        if (
+            not stat.S_ISREG(info.st_mode)
+            or info.st_uid != os.getuid()
+            or info.st_size != SIZE
+            or now - info.st_mtime < STALE_AFTER_SECONDS
+        ):
+            return False
+        try:  # taken only if no `hub api` holds its shared lock: then nobody uses the board
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+    finally:
+        os.close(fd)
 
 
 class LoadBoard:
@@ -64,13 +125,14 @@ class LoadBoard:
                 raise ValueError(f"{path} is not an API load board ({SIZE} bytes)")
             self._map = mmap.mmap(file.fileno(), SIZE)
             self._cells = memoryview(self._map).cast("q")
-            # Unlocked explicitly: the map keeps a duplicate of the descriptor, so closing the
-            # file would not release the lock and the next worker's claim would wait forever.
-            fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+            # A POSIX lock, not `flock`: `hub api` holds a shared `flock` on the board while it
+            # runs, which an exclusive `flock` here would wait on forever. Unlocked explicitly
+            # rather than left to the close.
+            fcntl.lockf(file.fileno(), fcntl.LOCK_EX)
             try:
                 self._slot = self._claim(path)
             finally:
-                fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+                fcntl.lockf(file.fileno(), fcntl.LOCK_UN)
         self._others: list[int] = []
         self._refreshed = float("-inf")
 

@@ -3,8 +3,11 @@
 
 import asyncio
 import os
+import signal
 import struct
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +17,12 @@ import pytest
 from hub.observability.balance import (
     SIZE,
     SLOTS,
+    STALE_AFTER_SECONDS,
     LoadBoard,
     create_board,
     open_board,
     remove_board,
+    sweep_stale_boards,
 )
 from hub.observability.drain import BALANCED_MIN, BUSY_MIN, ConnectionRecycler, Drain
 from hub.settings import Settings
@@ -28,10 +33,10 @@ PEER = ("10.0.0.9", 6000)
 
 @pytest.fixture
 def board_file(tmp_path: Path) -> Iterator[Path]:
-    path = create_board(str(tmp_path))
-    yield path
-    remove_board(path)
-    assert not path.exists()
+    board = create_board(str(tmp_path))
+    yield board.path
+    remove_board(board)
+    assert not board.path.exists()
 
 
 def owners(path: Path) -> list[tuple[int, int]]:
@@ -108,6 +113,60 @@ def test_a_full_board_refuses_and_a_worker_falls_back_to_the_local_rule(
     short.write_bytes(b"\0" * 10)
     assert open_board(str(short)) is None
     assert open_board(str(tmp_path / "missing")) is None
+
+
+def age(path: Path, seconds: float) -> None:
+    """Make a file look `seconds` old."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_a_board_left_by_a_killed_hub_api_goes_when_the_next_one_starts(tmp_path: Path) -> None:
+    # A real process makes and holds a board, as `hub api` does, and is killed with SIGKILL.
+    code = (
+        "import sys, time\n"
+        "from hub.observability.balance import create_board\n"
+        "print(create_board(sys.argv[1]).path, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    holder = subprocess.Popen(  # noqa: S603 - this interpreter, our own code
+        [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        left = Path(holder.stdout.readline().strip())
+        age(left, STALE_AFTER_SECONDS + 60)
+        assert sweep_stale_boards(tmp_path) == []  # held: its `hub api` still runs
+        assert left.exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.communicate()
+    assert left.exists()  # nothing removed it
+    board = create_board(str(tmp_path))
+    try:
+        assert not left.exists()
+        assert sorted(tmp_path.iterdir()) == [board.path]
+    finally:
+        remove_board(board)
+
+
+def test_the_sweep_leaves_young_boards_and_other_files_alone(tmp_path: Path) -> None:
+    young = tmp_path / "hub-api-load-young"
+    young.write_bytes(bytes(SIZE))  # unheld, but perhaps a board a moment before its lock
+    odd = tmp_path / "hub-api-load-odd"
+    odd.write_bytes(bytes(SIZE - 1))  # not a board
+    other = tmp_path / "something-else"
+    other.write_bytes(bytes(SIZE))
+    stale = tmp_path / "hub-api-load-stale"
+    stale.write_bytes(bytes(SIZE))
+    for path in (odd, other, stale):
+        age(path, STALE_AFTER_SECONDS + 1)
+    link = tmp_path / "hub-api-load-link"
+    link.symlink_to(other)  # never followed
+    assert sweep_stale_boards(tmp_path) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["hub-api-load-young", "hub-api-load-odd", "something-else", "hub-api-load-link"]
+    )
 
 
 def recycler_on(board: LoadBoard) -> tuple[ConnectionRecycler, Drain]:
@@ -223,6 +282,10 @@ async def test_a_real_api_with_two_workers_shares_a_board_and_removes_it(
         # The two workers (multiprocessing's resource tracker inherits the board too).
         assert claimed <= {p for p, b in workers.items() if b is not None}
         assert len(claimed) == 2
+        # However old it looks, a running `hub api`'s board is held: no sweep removes it.
+        age(path, STALE_AFTER_SECONDS + 60)
+        assert sweep_stale_boards(path.parent) == []
+        assert path.exists()
     finally:
         await asyncio.to_thread(api.stop)
     assert not path.exists()
