@@ -7,9 +7,11 @@ less busy by enough that the move evens them out (`ConnectionRecycler`), instead
 serves another request: on a balanced host no connection moves, and on an uneven one the move
 happens after a couple of requests, not ten.
 
-The board is a shared memory map of `SLOTS` pairs of 64-bit integers (process id, in-flight
-requests). Slots are claimed under an exclusive POSIX lock (`lockf`) of the file; a slot whose
-process is gone (a worker uvicorn restarted) is claimed again. Reads and writes after that take
+The board is a shared memory map of `SLOTS` triples of 64-bit integers (process id, the
+process's start time, in-flight requests). Slots are claimed under an exclusive POSIX lock
+(`lockf`) of the file; a slot whose process is gone (a worker uvicorn restarted) is claimed
+again. The start time (from /proc) tells a worker from an unrelated process that was given a
+dead worker's id later. Reads and writes after that take
 no lock: each slot has one writer, an aligned 8-byte store is not torn on the platforms the hub
 runs on, and a count read a moment late only delays a move by a request.
 
@@ -34,7 +36,9 @@ log = structlog.get_logger(__name__)
 # Worker processes one board holds; a host runs a handful (`HUB_API_WORKERS`).
 SLOTS = 64
 _CELL = 8  # bytes of one integer
-SIZE = SLOTS * 2 * _CELL
+_FIELDS = 3  # a slot's integers: process id, its start time, in-flight requests
+_PID, _START, _IN_FLIGHT = range(_FIELDS)
+SIZE = SLOTS * _FIELDS * _CELL
 # How often a worker looks again at which slots belong to live processes: a restarted
 # worker's old slot stops counting within this, and the check costs one kill(0) per slot.
 REFRESH_SECONDS = 1.0
@@ -120,6 +124,7 @@ class LoadBoard:
 
     def __init__(self, path: Path, *, pid: int | None = None) -> None:
         self.pid = os.getpid() if pid is None else pid
+        self.started = process_start(self.pid) or 0
         with path.open("r+b") as file:
             if os.fstat(file.fileno()).st_size < SIZE:
                 raise ValueError(f"{path} is not an API load board ({SIZE} bytes)")
@@ -143,7 +148,7 @@ class LoadBoard:
 
     def publish(self, in_flight: int) -> None:
         """This worker now serves `in_flight` requests."""
-        self._cells[2 * self._slot + 1] = in_flight
+        self._cells[_FIELDS * self._slot + _IN_FLIGHT] = in_flight
 
     def least_other(self) -> int | None:
         """The fewest in-flight requests of any other live worker; None when there is none."""
@@ -152,13 +157,15 @@ class LoadBoard:
             self._others = self._live_others()
             self._refreshed = now
         cells = self._cells
-        return min((cells[2 * s + 1] for s in self._others), default=None)
+        return min((cells[_FIELDS * s + _IN_FLIGHT] for s in self._others), default=None)
 
     def close(self) -> None:
         """Give the slot back (a stopping worker)."""
-        if self._cells[2 * self._slot] == self.pid:
-            self._cells[2 * self._slot + 1] = 0
-            self._cells[2 * self._slot] = 0
+        base = _FIELDS * self._slot
+        if self._cells[base + _PID] == self.pid:
+            self._cells[base + _IN_FLIGHT] = 0
+            self._cells[base + _START] = 0
+            self._cells[base + _PID] = 0
         self._cells.release()
         self._map.close()
 
@@ -166,10 +173,12 @@ class LoadBoard:
         """The first slot that is free, this process's, or a dead process's (under the lock)."""
         cells = self._cells
         for slot in range(SLOTS):
-            owner = cells[2 * slot]
-            if owner in (0, self.pid) or not _alive(owner):
-                cells[2 * slot + 1] = 0
-                cells[2 * slot] = self.pid
+            base = _FIELDS * slot
+            owner = cells[base + _PID]
+            if owner in (0, self.pid) or not _alive(owner, cells[base + _START]):
+                cells[base + _IN_FLIGHT] = 0
+                cells[base + _START] = self.started
+                cells[base + _PID] = self.pid
                 return slot
         raise RuntimeError(f"the API load board {path} has no free slot ({SLOTS} workers)")
 
@@ -178,7 +187,9 @@ class LoadBoard:
         return [
             slot
             for slot in range(SLOTS)
-            if slot != self._slot and cells[2 * slot] != 0 and _alive(cells[2 * slot])
+            if slot != self._slot
+            and cells[_FIELDS * slot + _PID] != 0
+            and _alive(cells[_FIELDS * slot + _PID], cells[_FIELDS * slot + _START])
         ]
 
 
@@ -196,11 +207,25 @@ def open_board(path: str) -> LoadBoard | None:
         return None
 
 
-def _alive(pid: int) -> bool:
+def process_start(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot (/proc/<pid>/stat, field 22);
+    None where that cannot be read (no such process, or no /proc)."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_bytes()
+        # The command name (field 2) may hold spaces and parentheses: count after its end.
+        return int(stat_line[stat_line.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int, started: int) -> bool:
+    """Whether the worker that claimed a slot as (`pid`, `started`) still runs: a process of
+    that id exists and, where both are known, started when the worker did."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, another user's
-        return True
-    return True
+        pass
+    now = process_start(pid) if started else None
+    return now is None or now == started

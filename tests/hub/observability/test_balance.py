@@ -21,6 +21,7 @@ from hub.observability.balance import (
     LoadBoard,
     create_board,
     open_board,
+    process_start,
     remove_board,
     sweep_stale_boards,
 )
@@ -41,14 +42,18 @@ def board_file(tmp_path: Path) -> Iterator[Path]:
 
 def owners(path: Path) -> list[tuple[int, int]]:
     """(pid, in-flight) of every claimed slot, read from the file as another process would."""
-    cells = struct.unpack(f"{2 * SLOTS}q", path.read_bytes())
-    return [(cells[2 * s], cells[2 * s + 1]) for s in range(SLOTS) if cells[2 * s]]
+    cells = struct.unpack(f"{3 * SLOTS}q", path.read_bytes())
+    return [(cells[3 * s], cells[3 * s + 2]) for s in range(SLOTS) if cells[3 * s]]
 
 
-def write_slot(path: Path, slot: int, pid: int, in_flight: int) -> None:
+def write_slot(
+    path: Path, slot: int, pid: int, in_flight: int, *, started: int | None = None
+) -> None:
+    """Claim `slot` for `pid` as a worker would (by default with the process's start time)."""
+    start = process_start(pid) or 0 if started is None else started
     with path.open("r+b") as file:
-        file.seek(slot * 16)
-        file.write(struct.pack("2q", pid, in_flight))
+        file.seek(slot * 24)
+        file.write(struct.pack("3q", pid, start, in_flight))
 
 
 def dead_pid() -> int:
@@ -98,11 +103,48 @@ def test_the_slot_of_a_worker_that_died_does_not_count_and_is_claimed_again(
         board.close()
 
 
+def test_a_slot_whose_process_id_was_given_to_another_process_does_not_count(
+    board_file: Path,
+) -> None:
+    # The worker died and the kernel gave its id to a process that started later: the id
+    # answers kill(0), the start time does not match.
+    parent = os.getppid()
+    started = process_start(parent)
+    assert started is not None
+    write_slot(board_file, 1, parent, 0, started=started + 1)
+    mine = LoadBoard(board_file, pid=os.getpid())
+    assert mine.slot == 0
+    assert mine.least_other() is None  # not a worker: an idle count that would draw moves
+    other = LoadBoard(board_file, pid=parent)
+    assert other.slot == 1  # claimed again, now with the right start time
+    other.publish(2)
+    mine._refreshed = float("-inf")
+    assert mine.least_other() == 2
+    for board in (mine, other):
+        board.close()
+
+
+def test_a_process_start_time_is_read_from_proc() -> None:
+    here = process_start(os.getpid())
+    assert here is not None
+    assert here == process_start(os.getpid())
+    assert process_start(dead_pid()) is None
+    child = subprocess.Popen(["sleep", "5"])  # noqa: S607 - coreutils, no input
+    try:
+        later = process_start(child.pid)
+        assert later is not None
+        assert later >= here  # started after this test's process
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_a_full_board_refuses_and_a_worker_falls_back_to_the_local_rule(
     board_file: Path, tmp_path: Path
 ) -> None:
     with board_file.open("r+b") as file:  # every slot held by this (live) process
-        file.write(struct.pack(f"{2 * SLOTS}q", *[os.getpid(), 0] * SLOTS))
+        started = process_start(os.getpid()) or 0
+        file.write(struct.pack(f"{3 * SLOTS}q", *[os.getpid(), started, 0] * SLOTS))
     with pytest.raises(RuntimeError, match="no free slot"):
         LoadBoard(board_file, pid=os.getppid())
     own = open_board(str(board_file))  # this process's own slot is its own again
