@@ -11,9 +11,9 @@ The board is a shared memory map of `SLOTS` triples of 64-bit integers (process 
 process's start time, in-flight requests). Slots are claimed under an exclusive POSIX lock
 (`lockf`) of the file; a slot whose process is gone (a worker uvicorn restarted) is claimed
 again. The start time (from /proc) tells a worker from an unrelated process that was given a
-dead worker's id later. Reads and writes after that take
-no lock: each slot has one writer, an aligned 8-byte store is not torn on the platforms the hub
-runs on, and a count read a moment late only delays a move by a request.
+dead worker's id later. Reads and writes after that take no lock: each slot has one writer, an
+aligned 8-byte store is not torn on the platforms the hub runs on, and a count read a moment
+late only delays a move by a request.
 
 `hub api` holds a shared `flock` on its board for as long as it runs (Linux keeps `flock` and
 POSIX locks apart, so the workers' claims never wait on it). A board that nobody holds was left
@@ -40,7 +40,8 @@ _FIELDS = 3  # a slot's integers: process id, its start time, in-flight requests
 _PID, _START, _IN_FLIGHT = range(_FIELDS)
 SIZE = SLOTS * _FIELDS * _CELL
 # How often a worker looks again at which slots belong to live processes: a restarted
-# worker's old slot stops counting within this, and the check costs one kill(0) per slot.
+# worker's old slot stops counting within this, and the check costs one kill(0) and one read
+# of /proc per claimed slot.
 REFRESH_SECONDS = 1.0
 
 
@@ -162,9 +163,8 @@ class LoadBoard:
     def close(self) -> None:
         """Give the slot back (a stopping worker)."""
         base = _FIELDS * self._slot
-        if self._cells[base + _PID] == self.pid:
+        if self._cells[base + _PID] == self.pid:  # the next claim writes the start time anew
             self._cells[base + _IN_FLIGHT] = 0
-            self._cells[base + _START] = 0
             self._cells[base + _PID] = 0
         self._cells.release()
         self._map.close()
