@@ -31,6 +31,8 @@ from pathlib import Path
 
 import structlog
 
+from hub.observability.pids import pid_exists, process_start
+
 log = structlog.get_logger(__name__)
 
 # Worker processes one board holds; a host runs a handful (`HUB_API_WORKERS`).
@@ -99,6 +101,7 @@ def sweep_stale_boards(directory: Path, *, now: float | None = None) -> list[Pat
 
 def _stale(path: Path, now: float) -> bool:
     try:
+        # Never through a link; and a FIFO of that name must not block the start of `hub api`.
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return False
@@ -207,25 +210,10 @@ def open_board(path: str) -> LoadBoard | None:
         return None
 
 
-def process_start(pid: int) -> int | None:
-    """When process `pid` started, in clock ticks since boot (/proc/<pid>/stat, field 22);
-    None where that cannot be read (no such process, or no /proc)."""
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_bytes()
-        # The command name (field 2) may hold spaces and parentheses: count after its end.
-        return int(stat_line[stat_line.rindex(b")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _alive(pid: int, started: int) -> bool:
     """Whether the worker that claimed a slot as (`pid`, `started`) still runs: a process of
     that id exists and, where both are known, started when the worker did."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_exists(pid):
         return False
-    except PermissionError:  # alive, another user's
-        pass
     now = process_start(pid) if started else None
     return now is None or now == started

@@ -21,6 +21,8 @@ from prometheus_client import (
     values,
 )
 
+from hub.observability.pids import pid_exists
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 _GAUGE_FILE = re.compile(r"^gauge_[a-z]+_(\d+)\.db$")
 
@@ -53,21 +55,11 @@ def prune_dead_processes(folder: Path) -> list[int]:
         if match is None:
             continue
         pid = int(match.group(1))
-        if pid == os.getpid() or _alive(pid):
+        if pid == os.getpid() or pid_exists(pid):
             continue
         path.unlink(missing_ok=True)
         dead.add(pid)
     return sorted(dead)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def render_latest() -> tuple[bytes, str]:

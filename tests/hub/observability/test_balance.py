@@ -21,11 +21,11 @@ from hub.observability.balance import (
     LoadBoard,
     create_board,
     open_board,
-    process_start,
     remove_board,
     sweep_stale_boards,
 )
 from hub.observability.drain import BALANCED_MIN, BUSY_MIN, ConnectionRecycler, Drain
+from hub.observability.pids import process_start
 from hub.settings import Settings
 from tests.hub.observability.processes import HubProcess
 
