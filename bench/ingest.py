@@ -935,46 +935,96 @@ def raw_rows(node_id: uuid.UUID, count: int, *, batch: int) -> list[tuple[Any, .
     return rows
 
 
-async def time_copies(conn: asyncpg.Connection, rows: list[tuple[Any, ...]], chunk: int) -> float:
-    """Rows per second copying `rows` in chunks of `chunk`, one transaction (commit) each."""
-    started = time.monotonic()
+@dataclass(frozen=True, slots=True)
+class CopyTiming:
+    """One timed COPY: its rate, and the CPU each chunk cost the server's backend and this
+    process (asyncpg encoding the records), in ms."""
+
+    rows_per_s: float
+    postgres_ms: float
+    client_ms: float
+
+
+async def time_copies(
+    conn: asyncpg.Connection, rows: list[tuple[Any, ...]], chunk: int
+) -> CopyTiming:
+    """Copy `rows` in chunks of `chunk`, one transaction (commit) each: rows per second and
+    CPU per chunk."""
+    backend, client, started = backend_cpu_ns(conn), time.process_time(), time.monotonic()
     for start in range(0, len(rows), chunk):
         records = rows[start : start + chunk]
         await conn.copy_records_to_table(RAW_TABLE, records=records, columns=RAW_COLUMNS)
-    return len(rows) / (time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    chunks = math.ceil(len(rows) / chunk)
+    return CopyTiming(
+        rows_per_s=len(rows) / elapsed,
+        postgres_ms=(backend_cpu_ns(conn) - backend) / 1e6 / chunks,
+        client_ms=(time.process_time() - client) * 1e3 / chunks,
+    )
 
 
-# Batched COPY is timed this many times and its median is the reference: one timing moved
-# between 19.8k and 31.5k rows/s over a session on one machine, more than ingest's gap to its
-# aim, and autovacuum of the tables the load just filled can land in any one of them.
+# Batched COPY is timed this many times on each side of the load (before the API starts and
+# after it stops) and the median of all of them is the reference: one timing moved between
+# 19.8k and 31.5k rows/s over a session on one machine, more than ingest's gap to its aim, and
+# autovacuum of the tables the load just filled, or a checkpoint its WAL set off, can land in
+# any one of them. With timings on both sides, a drift of the machine over the run moves the
+# reference as it moves the load.
 RAW_ROUNDS = 3
 
 
-async def measure_raw(database_url: str, *, node_id: str, count: int, batch: int) -> dict[str, Any]:
-    """COPY into a plain copy of `detection_event` (same columns, indexes and defaults)."""
-    rows = raw_rows(uuid.UUID(node_id), count, batch=batch)
+async def measure_raw(
+    database_url: str, *, rows: list[tuple[Any, ...]], batch: int, whole: bool
+) -> list[CopyTiming]:
+    """COPY into a plain copy of `detection_event` (same columns, indexes and defaults):
+    `RAW_ROUNDS` timings in batches of `batch`, then (with `whole`) one copy of all the rows,
+    last in the list."""
     conn = await asyncpg.connect(database_url)
     try:
         # No CHECKPOINT between the two: the server may be shared, and it would stall others.
         await conn.execute(f"CREATE TABLE {RAW_TABLE} (LIKE detection_event INCLUDING ALL)")
-        rounds = []
+        timings = []
         for _ in range(RAW_ROUNDS):
-            rounds.append(await time_copies(conn, rows, batch))
+            timings.append(await time_copies(conn, rows, batch))
             await conn.execute(f"TRUNCATE {RAW_TABLE}")
-        whole = await time_copies(conn, rows, len(rows))
+        if whole:
+            timings.append(await time_copies(conn, rows, len(rows)))
         await conn.execute(f"DROP TABLE {RAW_TABLE}")
     finally:
         await conn.close()
+    return timings
+
+
+def raw_figures(before: list[CopyTiming], after: list[CopyTiming], *, rows: int) -> dict[str, Any]:
+    """The reference figures from the batched timings on both sides of the load (`after` ends
+    with the one big copy)."""
+    batched = before + after[:-1]
     return {
-        "rows": count,
-        "batched_rows_per_s": round(statistics.median(rounds)),
-        "batched_rounds": [round(r) for r in rounds],
-        "one_copy_rows_per_s": round(whole),
+        "rows": rows,
+        "batched_rows_per_s": round(statistics.median(t.rows_per_s for t in batched)),
+        "batched_rounds_before": [round(t.rows_per_s) for t in before],
+        "batched_rounds_after": [round(t.rows_per_s) for t in after[:-1]],
+        "batched_cpu_ms_per_batch": {
+            "postgres": round(statistics.median(t.postgres_ms for t in batched), 2),
+            "client": round(statistics.median(t.client_ms for t in batched), 2),
+        },
+        "one_copy_rows_per_s": round(after[-1].rows_per_s),
     }
 
 
 # ---------------------------------------------------------------------------------------------
 # Report
+
+
+def _rounds(rates: list[int]) -> str:
+    return ", ".join(f"{r:,}" for r in rates)
+
+
+def _hub_cpu(per: dict[str, float]) -> str:
+    """Ingest's server CPU per batch (API, PostgreSQL and Redis), the figure to set beside
+    COPY's: the load generator stands for the edge nodes, whose CPU is not the hub's."""
+    if not per:
+        return "none measured"
+    return f"{per['api'] + per['postgres'] + per['redis']:.2f} ms"
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -1311,8 +1361,14 @@ def render(report: dict[str, Any]) -> Iterator[str]:
         yield f"  warning: {report['bodies_built_during_run']} bodies were built during the run"
     yield (
         f"  raw COPY        {raw['batched_rows_per_s']:,} rows/s in batches of {c['batch']} "
-        f"(a commit each; median of {', '.join(f'{r:,}' for r in raw['batched_rounds'])}); "
+        f"(a commit each; median of {_rounds(raw['batched_rounds_before'])} before the load "
+        f"and {_rounds(raw['batched_rounds_after'])} after it); "
         f"{raw['one_copy_rows_per_s']:,} rows/s in one copy of {raw['rows']:,}"
+    )
+    copy_cpu = raw["batched_cpu_ms_per_batch"]
+    yield (
+        f"  COPY cpu/batch  postgres {copy_cpu['postgres']} ms, client {copy_cpu['client']} ms "
+        f"(median of the batched timings; ingest's: {_hub_cpu(per)})"
     )
     yield (
         f"  accepted/raw    {frac['batched']:.1%} of batched COPY, "
@@ -1416,6 +1472,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"scratch database hub_bench_{scratch.tag}, Redis prefix {scratch.redis_prefix}")
         scratch.hub("migrate")
         key_id, key_pem = scratch.add_node(cameras=args.cameras)
+        rows = raw_rows(uuid.UUID(key_id), args.raw_rows, batch=args.batch)
+        log(f"raw COPY of {args.raw_rows:,} rows, before the load")
+        before = asyncio.run(
+            measure_raw(scratch.database_url, rows=rows, batch=args.batch, whole=False)
+        )
         tokens = scratch.add_feed_readers(args.feed_readers) if args.feed_readers else []
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
@@ -1437,10 +1498,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             load = run_load(plans, api_pid=scratch.api.pid, database=database, readers=readers)
             first = load
         scratch.stop_api()
-        log(f"raw COPY of {args.raw_rows:,} rows")
-        raw = asyncio.run(
-            measure_raw(scratch.database_url, node_id=key_id, count=args.raw_rows, batch=args.batch)
+        log(f"raw COPY of {args.raw_rows:,} rows, after the load")
+        after = asyncio.run(
+            measure_raw(scratch.database_url, rows=rows, batch=args.batch, whole=True)
         )
+        raw = raw_figures(before, after, rows=args.raw_rows)
         # Compared, the main figures are the first phase's (ingest alone, as without the
         # option) and every phase is summarised beside them.
         report = build_report(args, first, raw, procs=len(plans))
