@@ -176,9 +176,8 @@ class LoadBoard:
         """The first slot that is free, this process's, or a dead process's (under the lock)."""
         cells = self._cells
         for slot in range(SLOTS):
-            base = _FIELDS * slot
-            owner = cells[base + _PID]
-            if owner in (0, self.pid) or not _alive(owner, cells[base + _START]):
+            if cells[_FIELDS * slot + _PID] == self.pid or not self._held(slot):
+                base = _FIELDS * slot
                 cells[base + _IN_FLIGHT] = 0
                 cells[base + _START] = self.started
                 cells[base + _PID] = self.pid
@@ -186,14 +185,13 @@ class LoadBoard:
         raise RuntimeError(f"the API load board {path} has no free slot ({SLOTS} workers)")
 
     def _live_others(self) -> list[int]:
-        cells = self._cells
-        return [
-            slot
-            for slot in range(SLOTS)
-            if slot != self._slot
-            and cells[_FIELDS * slot + _PID] != 0
-            and _alive(cells[_FIELDS * slot + _PID], cells[_FIELDS * slot + _START])
-        ]
+        return [slot for slot in range(SLOTS) if slot != self._slot and self._held(slot)]
+
+    def _held(self, slot: int) -> bool:
+        """Whether a live worker holds `slot` (claimed, and its process still the claimer)."""
+        base = _FIELDS * slot
+        pid = self._cells[base + _PID]
+        return pid != 0 and _alive(pid, self._cells[base + _START])
 
 
 def open_board(path: str) -> LoadBoard | None:

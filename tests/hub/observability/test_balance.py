@@ -50,7 +50,7 @@ def write_slot(
     path: Path, slot: int, pid: int, in_flight: int, *, started: int | None = None
 ) -> None:
     """Claim `slot` for `pid` as a worker would (by default with the process's start time)."""
-    start = process_start(pid) or 0 if started is None else started
+    start = (process_start(pid) or 0) if started is None else started
     with path.open("r+b") as file:
         file.seek(slot * 24)
         file.write(struct.pack("3q", pid, start, in_flight))
