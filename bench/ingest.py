@@ -974,40 +974,39 @@ RAW_ROUNDS = 3
 
 async def measure_raw(
     database_url: str, *, rows: list[tuple[Any, ...]], batch: int, whole: bool
-) -> list[CopyTiming]:
+) -> tuple[list[CopyTiming], CopyTiming | None]:
     """COPY into a plain copy of `detection_event` (same columns, indexes and defaults):
-    `RAW_ROUNDS` timings in batches of `batch`, then (with `whole`) one copy of all the rows,
-    last in the list."""
+    `RAW_ROUNDS` timings in batches of `batch`, and with `whole` one copy of all the rows."""
     conn = await asyncpg.connect(database_url)
     try:
         # No CHECKPOINT between the two: the server may be shared, and it would stall others.
         await conn.execute(f"CREATE TABLE {RAW_TABLE} (LIKE detection_event INCLUDING ALL)")
-        timings = []
+        batched = []
         for _ in range(RAW_ROUNDS):
-            timings.append(await time_copies(conn, rows, batch))
+            batched.append(await time_copies(conn, rows, batch))
             await conn.execute(f"TRUNCATE {RAW_TABLE}")
-        if whole:
-            timings.append(await time_copies(conn, rows, len(rows)))
+        one = await time_copies(conn, rows, len(rows)) if whole else None
         await conn.execute(f"DROP TABLE {RAW_TABLE}")
     finally:
         await conn.close()
-    return timings
+    return batched, one
 
 
-def raw_figures(before: list[CopyTiming], after: list[CopyTiming], *, rows: int) -> dict[str, Any]:
-    """The reference figures from the batched timings on both sides of the load (`after` ends
-    with the one big copy)."""
-    batched = before + after[:-1]
+def raw_figures(
+    before: list[CopyTiming], after: list[CopyTiming], whole: CopyTiming, *, rows: int
+) -> dict[str, Any]:
+    """The reference figures: batched timings from both sides of the load, one big copy."""
+    batched = before + after
     return {
         "rows": rows,
         "batched_rows_per_s": round(statistics.median(t.rows_per_s for t in batched)),
         "batched_rounds_before": [round(t.rows_per_s) for t in before],
-        "batched_rounds_after": [round(t.rows_per_s) for t in after[:-1]],
+        "batched_rounds_after": [round(t.rows_per_s) for t in after],
         "batched_cpu_ms_per_batch": {
             "postgres": round(statistics.median(t.postgres_ms for t in batched), 2),
             "client": round(statistics.median(t.client_ms for t in batched), 2),
         },
-        "one_copy_rows_per_s": round(after[-1].rows_per_s),
+        "one_copy_rows_per_s": round(whole.rows_per_s),
     }
 
 
@@ -1480,7 +1479,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         key_id, key_pem = scratch.add_node(cameras=args.cameras)
         rows = raw_rows(uuid.UUID(key_id), args.raw_rows, batch=args.batch)
         log(f"raw COPY of {args.raw_rows:,} rows, before the load")
-        before = asyncio.run(
+        before, _ = asyncio.run(
             measure_raw(scratch.database_url, rows=rows, batch=args.batch, whole=False)
         )
         tokens = scratch.add_feed_readers(args.feed_readers) if args.feed_readers else []
@@ -1505,10 +1504,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             first = load
         scratch.stop_api()
         log(f"raw COPY of {args.raw_rows:,} rows, after the load")
-        after = asyncio.run(
+        after, whole = asyncio.run(
             measure_raw(scratch.database_url, rows=rows, batch=args.batch, whole=True)
         )
-        raw = raw_figures(before, after, rows=args.raw_rows)
+        assert whole is not None
+        raw = raw_figures(before, after, whole, rows=args.raw_rows)
         # Compared, the main figures are the first phase's (ingest alone, as without the
         # option) and every phase is summarised beside them.
         report = build_report(args, first, raw, procs=len(plans))
