@@ -47,3 +47,9 @@ class FeedsBusyError(UnavailableError):
 
     code = "feeds_busy"
     title = "Feed pages are busy"
+
+
+class PositionError(BadRequestError):
+    """A stated feed position that no position is ever shown as (outside 1..10^15)."""
+
+    code = "position_invalid"

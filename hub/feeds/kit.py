@@ -19,7 +19,7 @@ from hub.delivery.schemas import Agency, Subscription
 from hub.feeds.admission import HostIdle, HostMark, PageBudget, PageGate
 from hub.feeds.bus import FeedBus
 from hub.feeds.metrics import FeedMetrics, default_feed_metrics
-from hub.feeds.rules import cursor_key
+from hub.feeds.rules import Cursors, Positions, etag_key
 from hub.kit.db import Database
 from hub.kit.errors import NotFoundError
 from hub.kit.redis import RedisStore
@@ -188,9 +188,19 @@ class FeedKit:
         return release_hash_key(self.settings)
 
     @cached_property
-    def cursor_key(self) -> bytes:
-        """The key cursors are signed with."""
-        return cursor_key(self.hash_key)
+    def cursors(self) -> Cursors:
+        """Cursors, encrypted and bound to their agency."""
+        return Cursors(self.hash_key)
+
+    @cached_property
+    def positions(self) -> Positions:
+        """The positions agencies are shown (each its own pseudonyms, ADR 0042)."""
+        return Positions(self.hash_key)
+
+    @cached_property
+    def etag_key(self) -> bytes:
+        """The key page validators are made with."""
+        return etag_key(self.hash_key)
 
     @cached_property
     def notifier(self) -> "FeedPublisher":

@@ -32,13 +32,14 @@ from hub.feeds.metrics import FeedMetrics, default_feed_metrics
 from hub.feeds.pages import audience_of
 from hub.feeds.release import ReleasedBatch, apply_verdicts, decide_groups, reader_hash_key
 from hub.feeds.repository import FeedRow, LiveRow
-from hub.feeds.rules import encode_cursor, matches, subscribed
+from hub.feeds.rules import matches, subscribed
 from hub.feeds.schemas import FeedFilters, FeedItem, FeedNotice, LiveEvent
 from hub.feeds.service import (
     SWEEP_GRACE_SECONDS,
     Reader,
     hydrate_rows,
     sequence_and_announce,
+    shown_items,
 )
 
 log = structlog.get_logger("hub.feeds")
@@ -220,9 +221,10 @@ class LiveHub:
             return None
         released = await _release(self._kit, reader, offered, after=self._watermark)
         by_seq = {row.seq: row for row, _ in offered}
-        for item in released.items:
+        shown = shown_items(self._kit, reader, released.items)
+        for item, seen in zip(released.items, shown, strict=True):
             row = by_seq[item.seq]
-            frame = self._frame(reader, item)
+            frame = self._frame(reader, seen, after=item.seq)
             for subscriber in members:
                 if _wants(subscriber, row):
                     subscriber.offer(frame)
@@ -239,14 +241,15 @@ class LiveHub:
             },
         )
 
-    def _frame(self, reader: Reader, item: FeedItem) -> str:
-        """The text frame of one released item, encoded once for its whole audience."""
+    def _frame(self, reader: Reader, item: FeedItem, *, after: int) -> str:
+        """The text frame of one released item as its agency is shown it, encoded once for
+        its whole audience; its cursor resumes after hub-wide position `after`."""
         message = LiveEvent(
             seq=item.seq,
             event_id=item.event_id,
             decision_id=item.decision_id,
             record=item.record,
-            cursor=encode_cursor(item.seq, agency=reader.agency, key=self._kit.cursor_key),
+            cursor=self._kit.cursors.encode(after, agency=reader.agency),
         )
         return _ENCODER.encode(message).decode()
 

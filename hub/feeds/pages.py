@@ -12,7 +12,7 @@ from hub.feeds.offers import AudienceSpec
 from hub.feeds.release import ReleasedBatch, apply_verdicts, decide_groups, reader_hash_key
 from hub.feeds.replica import ReplicaLook, offered_in_snapshot, offered_on_replica
 from hub.feeds.repository import MAX_SEQ, FeedRow
-from hub.feeds.rules import decode_cursor, encode_cursor, etag_matches, page_etag
+from hub.feeds.rules import etag_matches, page_etag
 from hub.feeds.schemas import Channel, FeedFilters, FeedItem, FeedPage
 from hub.feeds.service import (
     MAX_LIMIT,
@@ -21,6 +21,7 @@ from hub.feeds.service import (
     Reader,
     audit_access,
     hydrate_rows,
+    shown_items,
 )
 from hub.kit.errors import UnavailableError
 
@@ -74,7 +75,7 @@ async def _read_page(
     channel: Channel,
     turn: Turn,
 ) -> PageResult:
-    after = decode_cursor(cursor, agency=reader.agency, key=kit.cursor_key) if cursor else 0
+    after = kit.cursors.decode(cursor, agency=reader.agency) if cursor else 0
     limit = max(1, min(limit, MAX_LIMIT))
     deadline = time.monotonic() + max(0.0, min(wait, MAX_WAIT_SECONDS))
     spec = audience_of(reader)
@@ -86,6 +87,7 @@ async def _read_page(
         )
         settle = False  # once per request: later looks follow notices of new positions
         etag = page_etag(
+            key=kit.etag_key,
             agency_state=reader.state,
             after=after,
             limit=limit,
@@ -273,8 +275,8 @@ async def _release_page(
         cursor=(look.after, cursor),
     )
     return FeedPage(
-        items=items,
-        next_cursor=encode_cursor(cursor, agency=reader.agency, key=kit.cursor_key),
+        items=shown_items(kit, reader, items),
+        next_cursor=kit.cursors.encode(cursor, agency=reader.agency),
         has_more=taken.more or stopped,
     )
 

@@ -1,5 +1,5 @@
-"""Pure rules of feeds: opaque signed cursors, ETags, filter and subscription matching, the
-recipient."""
+"""Pure rules of feeds: opaque encrypted cursors, the positions an agency is shown, ETags,
+filter and subscription matching, the recipient."""
 
 import base64
 import hashlib
@@ -9,32 +9,90 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from hub.delivery.schemas import Subscription
-from hub.feeds.errors import CursorError
+from hub.feeds.errors import CursorError, PositionError
 from hub.feeds.schemas import FeedFilters
 from hub.identity.schemas import Subject
+from hub.kit.fpe import FF1
 from hub.policy.schemas import Recipient
 
-CURSOR_VERSION = 1
+# Version 2 (ADR 0042): the body is encrypted, not only signed, so the cursor no longer shows
+# the hub-wide position it stands for. Version 1 cursors (a readable body and a MAC) are still
+# accepted, so agencies that stored one resume where they were.
+CURSOR_VERSION = 2
+_CURSOR_V1 = 1
 _MAC_BYTES = 16
+_CURSOR_BODY = struct.Struct(">BQ")  # fixed width: the length says nothing of the position
+# Shown positions have 15 decimal digits at most (1..10^15): exact as a JSON number in every
+# client (2^53), and far beyond any feed's length.
+POSITION_DIGITS = 15
+_NOT_SHOWN = 10**POSITION_DIGITS
 
 
-def cursor_key(master: bytes) -> bytes:
-    """The cursor-signing key, derived from the hub's release master key."""
-    return hmac.new(master, b"hub.feeds.cursor.v1", hashlib.sha256).digest()
+class Cursors:
+    """Opaque cursors for "after position `seq`", each valid only for the agency it was
+    issued to: encrypted and authenticated with AES-SIV, deterministic (the same position
+    gives the same cursor), bound to the agency as associated data."""
+
+    def __init__(self, master: bytes) -> None:
+        self._siv = AESSIV(hmac.new(master, b"hub.feeds.cursor.v2", hashlib.sha512).digest())
+        self._v1_key = hmac.new(master, b"hub.feeds.cursor.v1", hashlib.sha256).digest()
+
+    def encode(self, seq: int, *, agency: str) -> str:
+        """The cursor after position `seq`, for `agency`."""
+        sealed = self._siv.encrypt(_CURSOR_BODY.pack(CURSOR_VERSION, seq), _bound(agency))
+        return _b64(sealed)
+
+    def decode(self, cursor: str, *, agency: str) -> int:
+        """The position a cursor stands for; `CursorError` if it was altered, forged, or
+        issued to another agency (a cursor is not a way to probe another agency's feed)."""
+        if "." in cursor:
+            return _decode_v1(cursor, agency=agency, key=self._v1_key)
+        try:
+            body = self._siv.decrypt(_unb64(cursor), _bound(agency))
+        except ValueError:
+            raise CursorError("cursor is malformed") from None
+        except InvalidTag:
+            raise CursorError("cursor is not valid for this agency") from None
+        if len(body) != _CURSOR_BODY.size:
+            raise CursorError("cursor is malformed")
+        version, seq = _CURSOR_BODY.unpack(body)
+        if version != CURSOR_VERSION:
+            raise CursorError("cursor is from another version of the hub")
+        return int(seq)
 
 
-def encode_cursor(seq: int, *, agency: str, key: bytes) -> str:
-    """An opaque cursor for "after position `seq`", valid only for `agency`."""
-    body = msgspec.json.encode([CURSOR_VERSION, seq])
-    mac = hmac.new(key, agency.encode() + b"\x00" + body, hashlib.sha256).digest()[:_MAC_BYTES]
-    return f"{_b64(body)}.{_b64(mac)}"
+class Positions:
+    """The feed positions an agency is shown: each agency's own pseudonym of the hub-wide
+    position (FF1 under the agency's name as tweak), 1..10^15. Stable and unique per agency
+    but in no order, so the numbers an agency holds do not tell how many events lie between
+    them (ADR 0042); page order is feed order."""
+
+    def __init__(self, master: bytes) -> None:
+        key = hmac.new(master, b"hub.feeds.position.v1", hashlib.sha256).digest()
+        self._ff1 = FF1(key, radix=10, digits=POSITION_DIGITS)
+
+    def shown(self, seqs: Sequence[int], *, agency: str) -> list[int]:
+        """What `agency` is shown for these hub-wide positions."""
+        return [p + 1 for p in self._ff1.encrypt(seqs, tweak=agency.encode())]
+
+    def stated(self, shown: Sequence[int], *, agency: str) -> list[int]:
+        """The hub-wide positions behind numbers `agency` states (from what it was shown);
+        `PositionError` for a number no position is ever shown as."""
+        if any(not 1 <= n <= _NOT_SHOWN for n in shown):
+            raise PositionError(f"a feed position lies in [1, {_NOT_SHOWN}]")
+        return self._ff1.decrypt([n - 1 for n in shown], tweak=agency.encode())
 
 
-def decode_cursor(cursor: str, *, agency: str, key: bytes) -> int:
-    """The position a cursor stands for; `CursorError` if it was altered, forged, or issued
-    to another agency (a cursor is not a way to probe another agency's feed)."""
+def _bound(agency: str) -> list[bytes]:
+    return [b"hub.feeds.cursor", agency.encode()]
+
+
+def _decode_v1(cursor: str, *, agency: str, key: bytes) -> int:
+    """A version 1 cursor: a JSON body and a truncated HMAC over agency and body."""
     body_text, _, mac_text = cursor.partition(".")
     try:
         body, mac = _unb64(body_text), _unb64(mac_text)
@@ -47,13 +105,19 @@ def decode_cursor(cursor: str, *, agency: str, key: bytes) -> int:
         version, seq = msgspec.json.decode(body, type=tuple[int, int])
     except msgspec.DecodeError:
         raise CursorError("cursor is malformed") from None
-    if version != CURSOR_VERSION or seq < 0:
+    if version != _CURSOR_V1 or seq < 0:
         raise CursorError("cursor is from another version of the hub")
     return seq
 
 
+def etag_key(master: bytes) -> bytes:
+    """The key page validators are made with (derived from the hub's release master key)."""
+    return hmac.new(master, b"hub.feeds.etag.v1", hashlib.sha256).digest()
+
+
 def page_etag(
     *,
+    key: bytes,
     agency_state: bytes,
     after: int,
     limit: int,
@@ -62,8 +126,9 @@ def page_etag(
     revision: str | None,
 ) -> str:
     """A weak validator for a page: the same positions under the same policy revision and
-    agency registry state give the same released content (decision ids aside)."""
-    digest = hashlib.sha256()
+    agency registry state give the same released content (decision ids aside). Keyed, so it
+    cannot be matched against guessed hub-wide positions (ADR 0042)."""
+    digest = hmac.new(key, digestmod=hashlib.sha256)
     for part in (agency_state, msgspec.json.encode([after, limit, filters, list(seqs), revision])):
         digest.update(len(part).to_bytes(4, "big") + part)
     return f'W/"{digest.hexdigest()[:32]}"'

@@ -18,7 +18,8 @@ class FeedFilters(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class FeedItem(msgspec.Struct, frozen=True, kw_only=True):
-    """One released event: its feed position, the release decision and the redacted record."""
+    """One released event: its feed position (hub-wide inside the hub; the agency's own
+    pseudonym of it once shown, ADR 0042), the release decision and the redacted record."""
 
     seq: int
     event_id: UUID

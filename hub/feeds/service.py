@@ -23,7 +23,7 @@ from hub.feeds.errors import AgencyPausedError, MediaNotFoundError, NotAnAgencyE
 from hub.feeds.kit import FeedKit
 from hub.feeds.repository import FeedRow
 from hub.feeds.rules import recipient_for
-from hub.feeds.schemas import AckResult, Channel, FeedNotice
+from hub.feeds.schemas import AckResult, Channel, FeedItem, FeedNotice
 from hub.identity.schemas import Subject
 from hub.media import load_image, read_stored
 from hub.policy.release import Released, release, release_media, withheld_for_now
@@ -99,6 +99,13 @@ def hydrate_rows(kit: FeedKit, rows: Sequence[FeedRow]) -> list[dict[str, Any]]:
     return hydrate_sealed(partial(keys_for, kit.settings), records, sealed)
 
 
+def shown_items(kit: FeedKit, reader: Reader, items: list[FeedItem]) -> list[FeedItem]:
+    """The items as the reader's agency is shown them: each position its agency's own
+    pseudonym (ADR 0042). The audit and the decision log keep the hub-wide positions."""
+    shown = kit.positions.shown([item.seq for item in items], agency=reader.agency)
+    return [msgspec.structs.replace(i, seq=n) for i, n in zip(items, shown, strict=True)]
+
+
 async def release_payload(
     kit: FeedKit, reader: Reader, record: dict[str, Any], *, data_class: str
 ) -> Released:
@@ -168,12 +175,13 @@ async def _media_audit(
     )
 
 
-async def acknowledge(kit: FeedKit, reader: Reader, *, seqs: list[int]) -> AckResult:
-    """Record that the reader's agency processed these feed positions (idempotent).
+async def acknowledge(kit: FeedKit, reader: Reader, *, shown: list[int]) -> AckResult:
+    """Record that the reader's agency processed these feed positions (idempotent), stated
+    as the agency was shown them (`PositionError` for a number never shown).
 
     Positions are recorded as stated, without checking what they point at, so the answer
     says nothing about events the agency was never shown."""
-    unique = sorted(set(seqs))
+    unique = sorted(set(kit.positions.stated(shown, agency=reader.agency)))
     async with kit.db.transaction() as conn:
         new = await repository.insert_acks(
             conn, agency=reader.agency, subject=reader.actor, seqs=unique

@@ -121,8 +121,8 @@ async def acknowledge_call(
 ) -> bytes:
     """Answer one Acknowledge call."""
     reader = await _reader(services, request)
-    seqs = [int(node.text or "0") for node in call.findall(f"{{{TNS}}}seq")]
-    result = await acknowledge(services.feeds, reader, seqs=seqs)
+    shown = [int(node.text or "0") for node in call.findall(f"{{{TNS}}}seq")]
+    result = await acknowledge(services.feeds, reader, shown=shown)
     answer = _TNS.AcknowledgeResponse(
         _TNS.acknowledged(str(result.acknowledged)),
         _TNS.alreadyAcknowledged(str(result.already_acknowledged)),

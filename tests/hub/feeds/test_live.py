@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import httpx
@@ -95,6 +96,10 @@ async def test_events_stored_through_one_process_reach_subscribers_of_another(
             elapsed = time.monotonic() - started
             with pytest.raises(TimeoutError):  # police-north never gets the central event
                 await asyncio.wait_for(police.recv(), 1.0)
+        async with httpx.AsyncClient(base_url=first.url, timeout=10) as http:
+            police_get = partial(http.get, "/v1/feeds/events", headers=bearer(tokens["police"]))
+            pulled = (await police_get()).json()
+            resumed = (await police_get(params={"cursor": to_police["cursor"]})).json()
         for token in (tokens["admin"], tokens["marketing"]):
             with pytest.raises(InvalidStatus) as refused:
                 async with connect(ws_url(second_process), additional_headers=bearer(token)):
@@ -110,6 +115,10 @@ async def test_events_stored_through_one_process_reach_subscribers_of_another(
         assert message["type"] == "event"
         assert message["decision_id"]
         assert message["cursor"]
+    # Live and pulled feeds show the agency the same position, and the live cursor resumes
+    # the pulled feed after the event.
+    assert [i["seq"] for i in pulled["items"]] == [to_police["seq"]]
+    assert resumed["items"] == []
 
 
 async def read_until_closed(ws: Any) -> tuple[int, ConnectionClosed]:

@@ -1,6 +1,7 @@
 """GET /v1/feeds/events and /v1/feeds/media on a real app, PostgreSQL and Redis."""
 
 import asyncio
+import base64
 import io
 import time
 from datetime import UTC, datetime, timedelta
@@ -105,7 +106,10 @@ async def test_a_forgotten_plate_leaves_the_feed(
 
 
 async def test_cursor_pages_through_everything_once_and_filters_apply(
-    feed_client: AsyncTestClient, edge_node: EdgeNode, tokens: dict[str, str]
+    feed_client: AsyncTestClient,
+    feed_services: Services,
+    edge_node: EdgeNode,
+    tokens: dict[str, str],
 ) -> None:
     now = datetime.now(UTC)
     events = [
@@ -132,7 +136,8 @@ async def test_cursor_pages_through_everything_once_and_filters_apply(
             break
     north = [e for e in events if e["camera_id"] == NORTH_CAMERA]
     assert len(seen) == len(set(seen)) == len(north)  # demo-cam-9 has no jurisdiction: withheld
-    assert seen == sorted(seen)
+    hub_wide = feed_services.feeds.positions.stated(seen, agency="police-north")
+    assert hub_wide == sorted(hub_wide)  # pages follow the feed's order
 
     only_camera = await page(feed_client, token, camera=NORTH_CAMERA, limit=500)
     assert len(only_camera["items"]) == len(north)
@@ -146,6 +151,33 @@ async def test_cursor_pages_through_everything_once_and_filters_apply(
     assert len(until["items"]) == len(north) - len(expected)
 
 
+async def test_positions_and_cursors_say_nothing_of_events_the_agency_was_not_shown(
+    feed_client: AsyncTestClient,
+    feed_services: Services,
+    edge_node: EdgeNode,
+    tokens: dict[str, str],
+) -> None:
+    # Thirty events police-north may not see (central jurisdiction) between two it may.
+    await upload(feed_client, edge_node, event(NORTH_CAMERA))
+    await upload(feed_client, edge_node, *[event(CENTRAL_CAMERA) for _ in range(30)])
+    await upload(feed_client, edge_node, event(NORTH_CAMERA))
+    first = await page(feed_client, tokens["police"], limit=1)
+    second = await page(feed_client, tokens["police"], cursor=first["next_cursor"])
+    shown = [i["seq"] for i in first["items"] + second["items"]]
+    central = [i["seq"] for i in (await page(feed_client, tokens["transit"]))["items"]]
+
+    hub_wide = feed_services.feeds.positions.stated(shown, agency="police-north")
+    assert hub_wide[1] - hub_wide[0] == 31  # what the hub knows and police-north must not
+    assert len(central) == 30
+    assert not set(shown) & set(hub_wide)
+    assert abs(shown[1] - shown[0]) > 10**6  # pseudonyms, at no telling distance
+    for cursor in (first["next_cursor"], second["next_cursor"]):
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        assert len(raw) == 25  # one fixed size, encrypted: no position to read
+        assert str(hub_wide[0]).encode() not in raw
+    assert len(first["next_cursor"]) == len(second["next_cursor"])
+
+
 async def test_bad_cursors_are_refused(
     feed_client: AsyncTestClient, edge_node: EdgeNode, tokens: dict[str, str]
 ) -> None:
@@ -153,8 +185,8 @@ async def test_bad_cursors_are_refused(
     police = tokens["police"]
     transit = tokens["transit"]
     cursor = (await page(feed_client, police))["next_cursor"]
-    # One character of the MAC changed, always (writing "AA" over its end left it unchanged
-    # when it already ended so: 1 run in 256). The third from the end holds only MAC bits.
+    # One character of the sealed cursor changed, always (writing "AA" over its end left it
+    # unchanged when it already ended so). The third from the end holds only ciphertext bits.
     tampered = cursor[:-3] + ("B" if cursor[-3] == "A" else "A") + cursor[-2:]
     for token, bad in ((transit, cursor), (police, tampered), (police, "garbage")):
         response = await feed_client.get(

@@ -3,6 +3,7 @@
 import asyncio
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import requests
@@ -78,6 +79,18 @@ async def test_zeep_pages_and_acknowledges(
             return items, [p.hasMore for p in pages], ack, client.service.Acknowledge(seq=seqs)
 
         items, more, ack, again = await asyncio.to_thread(converse)
+    conn = await asyncpg.connect(feed_settings.database_url)
+    try:
+        acked = await conn.fetch(
+            """SELECT e.event_id FROM feed_ack a
+               JOIN feed_entry f ON f.seq = a.seq
+               JOIN detection_event e ON e.id = f.event_pk AND e.captured_at = f.captured_at
+               WHERE a.agency = 'police-north'"""
+        )
+    finally:
+        await conn.close()
+    # The agency acknowledged what it was shown; the hub recorded the events' own positions.
+    assert {str(r["event_id"]) for r in acked} == {e["event_id"] for e in events[:3]}
     assert more[-1] is False
     assert len(more) == 2  # four events in pages of two; the central one is withheld
     assert {e.eventId for e in items} == {e["event_id"] for e in events[:3]}
@@ -101,6 +114,9 @@ async def test_bad_input_gets_client_faults_and_xml_attacks_are_refused(
                     "cursor": call(
                         f'<GetEvents xmlns="{TNS}"><cursor>abc.def</cursor></GetEvents>'
                     ),
+                    "position": call(
+                        f'<Acknowledge xmlns="{TNS}"><seq>1000000000000001</seq></Acknowledge>'
+                    ),
                     "bomb": BILLION_LAUGHS,
                     "xxe": XXE,
                     "soap12": b'<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"/>',
@@ -121,7 +137,7 @@ async def test_bad_input_gets_client_faults_and_xml_attacks_are_refused(
             raise AssertionError("no fault")
 
         zeep_message = await asyncio.to_thread(zeep_fault)
-    for name in ("limit", "unknown", "cursor", "bomb", "xxe"):
+    for name in ("limit", "unknown", "cursor", "position", "bomb", "xxe"):
         assert answers[name].status_code == 500, name
         assert fault_of(answers[name])[0] == "soap:Client", name
     assert "root:x:" not in answers["xxe"].text

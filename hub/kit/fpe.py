@@ -1,0 +1,120 @@
+"""FF1 format-preserving encryption (NIST SP 800-38G, section 5.1) over whole numbers.
+
+A keyed permutation of the numbers of `digits` digits in base `radix`: the feeds show each
+agency its own pseudonym of a feed position (ADR 0042), a number of the same shape that says
+nothing of how many positions lie between two it was shown. No maintained FF1 package exists
+on PyPI (the `ff3` package implements FF3-1, which the standard's 2025 revision drops), so this
+is the standard's algorithm on `cryptography`'s AES, checked against NIST's published samples
+(tests/hub/kit/test_fpe.py).
+
+Numbers go in and out as Python ints; a batch is encrypted round by round, so each round costs
+one AES call for the whole batch instead of one per number (a page's positions at once).
+"""
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+_BLOCK = 16
+_ROUNDS = 10
+
+
+class FF1:
+    """FF1 under one AES key, for numbers of `digits` digits in base `radix` (the tweak, per
+    call, separates domains: the same key gives every tweak its own permutation)."""
+
+    def __init__(self, key: bytes, *, radix: int = 10, digits: int) -> None:
+        if not 2 <= radix <= 2**16 or radix**digits < 1_000_000 or digits < 2:
+            raise ValueError("FF1 needs radix in [2, 65536] and a domain of at least 10^6")
+        if radix ** (digits - digits // 2) >= 2**120:  # [i] || NUM(B) fits Q's last block
+            raise ValueError("this FF1 keeps half a number within 15 bytes")
+        # ECB is the block cipher CIPH_K itself: FF1's CBC-MAC chaining is done here, one
+        # block per number, so a batch goes through AES in one call.
+        self._aes = Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305
+        self.radix, self.digits = radix, digits
+        self.size = radix**digits
+        self._u = digits // 2
+        self._v = digits - self._u
+        self._b = math.ceil(math.ceil(self._v * math.log2(radix)) / 8)
+        self._d = 4 * math.ceil(self._b / 4) + 4
+        self._states = lru_cache(maxsize=1024)(self._state)
+
+    def encrypt(self, numbers: Sequence[int], *, tweak: bytes = b"") -> list[int]:
+        """The numbers' images under the permutation of `tweak`."""
+        a, b = self._split(numbers)
+        for i in range(_ROUNDS):
+            m = self._u if i % 2 == 0 else self._v
+            ys = self._round(tweak, i, b)
+            modulus = self.radix**m
+            a, b = b, [(x + y) % modulus for x, y in zip(a, ys, strict=True)]
+        return [x * self.radix**self._v + y for x, y in zip(a, b, strict=True)]
+
+    def decrypt(self, numbers: Sequence[int], *, tweak: bytes = b"") -> list[int]:
+        """The numbers whose images under the permutation of `tweak` these are."""
+        a, b = self._split(numbers)
+        for i in reversed(range(_ROUNDS)):
+            m = self._u if i % 2 == 0 else self._v
+            ys = self._round(tweak, i, a)
+            modulus = self.radix**m
+            a, b = [(x - y) % modulus for x, y in zip(b, ys, strict=True)], a
+        return [x * self.radix**self._v + y for x, y in zip(a, b, strict=True)]
+
+    def _split(self, numbers: Sequence[int]) -> tuple[list[int], list[int]]:
+        """Each number's first u digits and last v digits (A and B of the standard)."""
+        if any(not 0 <= n < self.size for n in numbers):
+            raise ValueError(f"FF1 numbers must lie in [0, {self.size})")
+        high = self.radix**self._v
+        return [n // high for n in numbers], [n % high for n in numbers]
+
+    def _round(self, tweak: bytes, i: int, halves: list[int]) -> list[int]:
+        """y of round `i` for each half: NUM(S), S the first d bytes of the keystream that
+        PRF(P || Q) starts (steps 6.i-6.iv)."""
+        if not halves:
+            return []
+        state, prefix = self._states(tweak)
+        # Q's last block is prefix || [i] || NUM(B): everything but NUM(B) is one int per round.
+        base = state ^ int.from_bytes(prefix + bytes([i]) + bytes(self._b), "big")
+        encryptor = self._aes.encryptor()
+        r = encryptor.update(b"".join([(base ^ h).to_bytes(_BLOCK, "big") for h in halves]))
+        d = self._d
+        if d <= _BLOCK:
+            return [int.from_bytes(r[k : k + d], "big") for k in range(0, len(r), _BLOCK)]
+        r = self._extend(encryptor, r, len(halves))
+        width = math.ceil(d / _BLOCK) * _BLOCK
+        return [int.from_bytes(r[k : k + d], "big") for k in range(0, len(r), width)]
+
+    def _extend(self, encryptor: object, r: bytes, count: int) -> bytes:
+        """Each R followed by enough CIPH(R xor [j]) blocks for d bytes."""
+        extra = math.ceil(self._d / _BLOCK) - 1
+        parts: list[bytes] = []
+        for k in range(count):
+            block = r[k * _BLOCK : (k + 1) * _BLOCK]
+            value = int.from_bytes(block, "big")
+            more = b"".join((value ^ j).to_bytes(_BLOCK, "big") for j in range(1, extra + 1))
+            parts.append(block + encryptor.update(more))  # type: ignore[attr-defined]
+        return b"".join(parts)
+
+    def _state(self, tweak: bytes) -> tuple[int, bytes]:
+        """CBC-MAC's chaining value after P and every block of Q but the last, and the start
+        of Q's last block (constant per tweak): only [i] || NUM(B) changes per round."""
+        t = len(tweak)
+        p = (
+            bytes([1, 2, 1])
+            + self.radix.to_bytes(3, "big")
+            + bytes([10, self._u % 256])
+            + self.digits.to_bytes(4, "big")
+            + t.to_bytes(4, "big")
+        )
+        # Q = T || [0]^pad || [i] || NUM(B), a whole number of blocks; its last block holds
+        # the last 16 - b - 1 bytes of T || pad, then [i] || NUM(B).
+        q_head = tweak + bytes((-t - self._b - 1) % _BLOCK)
+        cut = len(q_head) - (_BLOCK - self._b - 1)
+        fixed, prefix = p + q_head[:cut], q_head[cut:]
+        encryptor = self._aes.encryptor()
+        state = 0
+        for k in range(0, len(fixed), _BLOCK):
+            block = state ^ int.from_bytes(fixed[k : k + _BLOCK], "big")
+            state = int.from_bytes(encryptor.update(block.to_bytes(_BLOCK, "big")), "big")
+        return state, prefix
