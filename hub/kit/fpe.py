@@ -12,12 +12,16 @@ one AES call for the whole batch instead of one per number (a page's positions a
 """
 
 import math
+import struct
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 _BLOCK = 16
+_HALF = 8
+_LOW = 2**64 - 1
 _ROUNDS = 10
 
 
@@ -77,6 +81,8 @@ class FF1:
         # Q's last block is prefix || [i] || NUM(B): everything but NUM(B) is one int per round.
         base = state ^ int.from_bytes(prefix + bytes([i]) + bytes(self._b), "big")
         encryptor = self._aes.encryptor()
+        if self._d == _HALF:  # NUM(B) and S fit in half a block: packed and read by struct
+            return self._half_block_round(encryptor, base, halves)
         r = encryptor.update(b"".join([(base ^ h).to_bytes(_BLOCK, "big") for h in halves]))
         d = self._d
         if d <= _BLOCK:
@@ -85,7 +91,19 @@ class FF1:
         width = math.ceil(d / _BLOCK) * _BLOCK
         return [int.from_bytes(r[k : k + d], "big") for k in range(0, len(r), width)]
 
-    def _extend(self, encryptor: object, r: bytes, count: int) -> bytes:
+    @staticmethod
+    def _half_block_round(encryptor: Any, base: int, halves: list[int]) -> list[int]:
+        """The common shape (d = 8, so b <= 4): each block is base's first half, then its
+        second half xor NUM(B); y is the first half of each AES output. One struct call packs
+        the whole batch and one reads it (a tenth of the cost of a bytes object per number)."""
+        count = len(halves)
+        low = base & _LOW
+        args: list[Any] = [(base >> 64).to_bytes(_HALF, "big")] * (2 * count)
+        args[1::2] = [low ^ h for h in halves]
+        r = encryptor.update(struct.pack(">" + "8sQ" * count, *args))
+        return list(struct.unpack(">" + "Q8x" * count, r))
+
+    def _extend(self, encryptor: Any, r: bytes, count: int) -> bytes:
         """Each R followed by enough CIPH(R xor [j]) blocks for d bytes."""
         extra = math.ceil(self._d / _BLOCK) - 1
         parts: list[bytes] = []
@@ -93,7 +111,7 @@ class FF1:
             block = r[k * _BLOCK : (k + 1) * _BLOCK]
             value = int.from_bytes(block, "big")
             more = b"".join((value ^ j).to_bytes(_BLOCK, "big") for j in range(1, extra + 1))
-            parts.append(block + encryptor.update(more))  # type: ignore[attr-defined]
+            parts.append(block + encryptor.update(more))
         return b"".join(parts)
 
     def _state(self, tweak: bytes) -> tuple[int, bytes]:
