@@ -39,6 +39,7 @@ from hub.delivery.schemas import (
     ResealResult,
     Subscription,
 )
+from hub.feeds.schemas import PositionRead
 from hub.runtime import Services
 
 ACTOR = "cli:" + os.environ.get("USER", "operator")
@@ -204,6 +205,33 @@ def _block_line(block: OrderBlock) -> str:
         f"{where} by delivery {block.delivery_id} since {since} UTC "
         f"({block.attempts} attempts, {block.waiting} waiting): {block.last_error or '-'}"
     )
+
+
+@agencies.command("positions")
+@click.argument("agency")
+@click.argument("numbers", nargs=-1, required=True, type=int)
+@click.option(
+    "--hub-wide",
+    is_flag=True,
+    help="NUMBERS are hub-wide positions, as the audit log names them; print what AGENCY "
+    "was shown for them.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
+def positions(agency: str, numbers: tuple[int, ...], hub_wide: bool, as_json: bool) -> None:
+    """What feed positions AGENCY reports stand for: each agency is shown its own numbers
+    (ADR 0042); this prints the hub-wide position and the event behind each NUMBER."""
+    from hub.feeds.service import explain_positions
+
+    async def work(services: Services) -> list[PositionRead]:
+        return await explain_positions(
+            services.feeds, agency=agency, numbers=list(numbers), hub_wide=hub_wide
+        )
+
+    found = run_with_services(work)
+    rows: list[list[object]] = [
+        [p.shown, p.seq, p.event_id or "(not kept)", p.captured_at] for p in found
+    ]
+    emit(found, as_json=as_json, text=lambda: table(["SHOWN", "SEQ", "EVENT", "CAPTURED"], rows))
 
 
 @agencies.command("update")

@@ -171,6 +171,20 @@ async def last_seq(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM feed_entry"))
 
 
+async def select_events_at(
+    conn: asyncpg.Connection | asyncpg.Pool, seqs: Sequence[int]
+) -> dict[int, tuple[UUID, datetime]]:
+    """The events at these positions that are still kept: position -> (event id, capture
+    time)."""
+    rows = await conn.fetch(
+        """SELECT f.seq, e.event_id, e.captured_at FROM feed_entry f
+           JOIN detection_event e ON e.id = f.event_pk AND e.captured_at = f.captured_at
+           WHERE f.seq = ANY ($1::bigint[])""",
+        sorted(set(seqs)),
+    )
+    return {r["seq"]: (r["event_id"], r["captured_at"]) for r in rows}
+
+
 async def select_media_events(
     conn: asyncpg.Connection, *, sha256: str, limit: int
 ) -> list[FeedRow]:

@@ -76,7 +76,10 @@ class Positions:
         self._ff1 = FF1(key, radix=10, digits=POSITION_DIGITS)
 
     def shown(self, seqs: Sequence[int], *, agency: str) -> list[int]:
-        """What `agency` is shown for these hub-wide positions."""
+        """What `agency` is shown for these hub-wide positions (`PositionError` past 10^15,
+        which no feed reaches)."""
+        if any(not 0 <= n < _NOT_SHOWN for n in seqs):
+            raise PositionError(f"a hub-wide feed position lies in [0, {_NOT_SHOWN})")
         return [p + 1 for p in self._ff1.encrypt(seqs, tweak=agency.encode())]
 
     def stated(self, shown: Sequence[int], *, agency: str) -> list[int]:

@@ -60,4 +60,15 @@ class AckResult(msgspec.Struct, frozen=True, kw_only=True):
     already_acknowledged: int
 
 
+class PositionRead(msgspec.Struct, frozen=True, kw_only=True):
+    """What one position of an agency's feed stands for: the number the agency was shown,
+    the hub-wide position the audit log names, and the event while the hub keeps it."""
+
+    agency: str
+    shown: int
+    seq: int
+    event_id: UUID | None
+    captured_at: datetime | None
+
+
 Channel = Literal["rest", "soap", "live", "media"]

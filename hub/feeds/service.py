@@ -23,8 +23,9 @@ from hub.feeds.errors import AgencyPausedError, MediaNotFoundError, NotAnAgencyE
 from hub.feeds.kit import FeedKit
 from hub.feeds.repository import FeedRow
 from hub.feeds.rules import recipient_for
-from hub.feeds.schemas import AckResult, Channel, FeedItem, FeedNotice
+from hub.feeds.schemas import AckResult, Channel, FeedItem, FeedNotice, PositionRead
 from hub.identity.schemas import Subject
+from hub.kit.errors import NotFoundError
 from hub.media import load_image, read_stored
 from hub.policy.release import Released, release, release_media, withheld_for_now
 from hub.policy.schemas import Recipient
@@ -198,6 +199,34 @@ async def acknowledge(kit: FeedKit, reader: Reader, *, shown: list[int]) -> AckR
             ),
         )
     return AckResult(acknowledged=new, already_acknowledged=len(unique) - new)
+
+
+async def explain_positions(
+    kit: FeedKit, *, agency: str, numbers: Sequence[int], hub_wide: bool = False
+) -> list[PositionRead]:
+    """What positions of an agency's feed stand for, for an operator looking into what the
+    agency reports (ADR 0042): `numbers` as the agency was shown them or, with `hub_wide`,
+    as the audit log names them. NotFoundError for an agency that is not registered (a
+    misspelt name would give another agency's numbering)."""
+    if await kit.agencies.get(agency) is None:
+        raise NotFoundError(f"no agency {agency!r}", code="agency_not_found")
+    if hub_wide:
+        seqs = list(numbers)
+        shown = kit.positions.shown(seqs, agency=agency)
+    else:
+        shown = list(numbers)
+        seqs = kit.positions.stated(shown, agency=agency)
+    events = await repository.select_events_at(kit.db.pool, seqs)
+    return [
+        PositionRead(
+            agency=agency,
+            shown=n,
+            seq=seq,
+            event_id=events[seq][0] if seq in events else None,
+            captured_at=events[seq][1] if seq in events else None,
+        )
+        for n, seq in zip(shown, seqs, strict=True)
+    ]
 
 
 async def catch_up(kit: FeedKit) -> None:
