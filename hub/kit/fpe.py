@@ -3,9 +3,9 @@
 A keyed permutation of the numbers of `digits` digits in base `radix`: the feeds show each
 agency its own pseudonym of a feed position (ADR 0042), a number of the same shape that says
 nothing of how many positions lie between two it was shown. No maintained FF1 package exists
-on PyPI (the `ff3` package implements FF3-1, which the standard's 2025 revision drops), so this
-is the standard's algorithm on `cryptography`'s AES, checked against NIST's published samples
-(tests/hub/kit/test_fpe.py).
+on PyPI (the `ff3` package implements FF3-1, the standard's other mode, patched after FF3 was
+broken in 2017), so this is the standard's algorithm on `cryptography`'s AES, checked against
+NIST's published samples (tests/hub/kit/test_fpe.py).
 
 Numbers go in and out as Python ints; a batch is encrypted round by round, so each round costs
 one AES call for the whole batch instead of one per number (a page's positions at once).
@@ -32,8 +32,8 @@ class FF1:
     def __init__(self, key: bytes, *, radix: int = 10, digits: int) -> None:
         if not 2 <= radix <= 2**16 or radix**digits < 1_000_000 or digits < 2:
             raise ValueError("FF1 needs radix in [2, 65536] and a domain of at least 10^6")
-        if radix ** (digits - digits // 2) >= 2**120:  # [i] || NUM(B) fits Q's last block
-            raise ValueError("this FF1 keeps half a number within 15 bytes")
+        if radix ** (digits - digits // 2) >= 2**96:  # NUM(B) and S each fit one block
+            raise ValueError("this FF1 keeps half a number within 12 bytes")
         # ECB is the block cipher CIPH_K itself: FF1's CBC-MAC chaining is done here, one
         # block per number, so a batch goes through AES in one call.
         self._aes = Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305
@@ -84,12 +84,8 @@ class FF1:
         if self._d == _HALF:  # NUM(B) and S fit in half a block: packed and read by struct
             return self._half_block_round(encryptor, base, halves)
         r = encryptor.update(b"".join([(base ^ h).to_bytes(_BLOCK, "big") for h in halves]))
-        d = self._d
-        if d <= _BLOCK:
-            return [int.from_bytes(r[k : k + d], "big") for k in range(0, len(r), _BLOCK)]
-        r = self._extend(encryptor, r, len(halves))
-        width = math.ceil(d / _BLOCK) * _BLOCK
-        return [int.from_bytes(r[k : k + d], "big") for k in range(0, len(r), width)]
+        d = self._d  # at most 16 (b <= 12), so S is the first d bytes of R itself
+        return [int.from_bytes(r[k : k + d], "big") for k in range(0, len(r), _BLOCK)]
 
     @staticmethod
     def _half_block_round(encryptor: Any, base: int, halves: list[int]) -> list[int]:
@@ -102,17 +98,6 @@ class FF1:
         args[1::2] = [low ^ h for h in halves]
         r = encryptor.update(struct.pack(">" + "8sQ" * count, *args))
         return list(struct.unpack(">" + "Q8x" * count, r))
-
-    def _extend(self, encryptor: Any, r: bytes, count: int) -> bytes:
-        """Each R followed by enough CIPH(R xor [j]) blocks for d bytes."""
-        extra = math.ceil(self._d / _BLOCK) - 1
-        parts: list[bytes] = []
-        for k in range(count):
-            block = r[k * _BLOCK : (k + 1) * _BLOCK]
-            value = int.from_bytes(block, "big")
-            more = b"".join((value ^ j).to_bytes(_BLOCK, "big") for j in range(1, extra + 1))
-            parts.append(block + encryptor.update(more))
-        return b"".join(parts)
 
     def _state(self, tweak: bytes) -> tuple[int, bytes]:
         """CBC-MAC's chaining value after P and every block of Q but the last, and the start

@@ -71,3 +71,5 @@ def test_numbers_outside_the_domain_and_bad_shapes_are_refused() -> None:
         ff1.decrypt([-1])
     with pytest.raises(ValueError, match="at least 10"):
         FF1(KEY_128, radix=10, digits=5)
+    with pytest.raises(ValueError, match="12 bytes"):
+        FF1(KEY_128, radix=2**16, digits=13)
