@@ -1,5 +1,5 @@
-"""Prometheus collectors of the feeds: open live sockets, why sockets were closed, and the
-admission of page work (admission.py)."""
+"""Prometheus collectors of the feeds: open live sockets, why sockets were closed, the
+admission of page work (admission.py) and the versions of the cursors readers bring."""
 
 from functools import cache
 
@@ -55,6 +55,13 @@ class FeedMetrics:
             "presses on a host with no idle CPU (ADR 0026).",
             registry=registry,
             multiprocess_mode="liveall",
+        )
+        self.cursors = Counter(
+            "hub_feeds_cursors_total",
+            "Cursors readers brought, by version: 1 (a readable position, issued before "
+            "ADR 0042) or 2 (encrypted). Version 1 can be refused once it stays at zero.",
+            ["version"],
+            registry=registry,
         )
         self.page_cpu = Counter(
             "hub_feeds_page_cpu_seconds_total",

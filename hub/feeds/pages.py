@@ -75,7 +75,10 @@ async def _read_page(
     channel: Channel,
     turn: Turn,
 ) -> PageResult:
-    after = kit.cursors.decode(cursor, agency=reader.agency) if cursor else 0
+    after = 0
+    if cursor:
+        kit.metrics.cursors.labels(version=str(kit.cursors.version_of(cursor))).inc()
+        after = kit.cursors.decode(cursor, agency=reader.agency)
     limit = max(1, min(limit, MAX_LIMIT))
     deadline = time.monotonic() + max(0.0, min(wait, MAX_WAIT_SECONDS))
     spec = audience_of(reader)

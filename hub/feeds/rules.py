@@ -46,10 +46,16 @@ class Cursors:
         sealed = self._siv.encrypt(_CURSOR_BODY.pack(CURSOR_VERSION, seq), _bound(agency))
         return _b64(sealed)
 
+    @staticmethod
+    def version_of(cursor: str) -> int:
+        """The version a cursor claims by its shape (version 1 has a readable body and a
+        MAC, joined by a dot; version 2 is one piece of ciphertext)."""
+        return _CURSOR_V1 if "." in cursor else CURSOR_VERSION
+
     def decode(self, cursor: str, *, agency: str) -> int:
         """The position a cursor stands for; `CursorError` if it was altered, forged, or
         issued to another agency (a cursor is not a way to probe another agency's feed)."""
-        if "." in cursor:
+        if self.version_of(cursor) == _CURSOR_V1:
             return _decode_v1(cursor, agency=agency, key=self._v1_key)
         try:
             body = self._siv.decrypt(_unb64(cursor), _bound(agency))

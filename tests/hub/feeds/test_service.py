@@ -1,7 +1,9 @@
 """Feed positions against real PostgreSQL: commit order, concurrent writers, audit."""
 
 import asyncio
+import base64
 import hashlib
+import hmac
 import random
 import uuid
 from datetime import UTC, datetime
@@ -169,3 +171,33 @@ async def test_every_page_is_audited_with_ids_and_decisions(feed_services: Servi
     # The central event (outside north's jurisdiction) is not even offered to the police.
     assert detail["withheld"] == []
     assert detail["decision_ids"] == [item.decision_id for item in result.page.items]
+
+
+async def test_a_version_one_cursor_resumes_where_it_was_and_is_counted(
+    feed_services: Services,
+) -> None:
+    kit = feed_services.feeds
+    reader = await resolve_reader(kit, POLICE, decision_id=None)
+    conn = await asyncpg.connect(feed_services.settings.database_url)
+    try:
+        for _ in range(3):
+            await insert_event(conn, NORTH_CAMERA)
+    finally:
+        await conn.close()
+    await sequence_and_announce(kit)
+    first = await read_page(kit, reader, cursor=None, filters=FeedFilters(), limit=100)
+    assert first.page is not None
+    hub_wide = kit.positions.stated([i.seq for i in first.page.items], agency="police-north")
+    # A cursor as hubs issued it before ADR 0042: readable JSON and a MAC under the v1 key.
+    key = hmac.new(kit.hash_key, b"hub.feeds.cursor.v1", hashlib.sha256).digest()
+    body = msgspec.json.encode([1, hub_wide[0]])
+    mac = hmac.new(key, b"police-north\x00" + body, hashlib.sha256).digest()[:16]
+    old = ".".join(base64.urlsafe_b64encode(p).rstrip(b"=").decode() for p in (body, mac))
+    counted = kit.metrics.cursors.labels(version="1")._value.get()
+
+    resumed = await read_page(kit, reader, cursor=old, filters=FeedFilters(), limit=100)
+
+    assert resumed.page is not None
+    assert [i.event_id for i in resumed.page.items] == [i.event_id for i in first.page.items[1:]]
+    assert "." not in resumed.page.next_cursor  # what it gets back is a version 2 cursor
+    assert kit.metrics.cursors.labels(version="1")._value.get() == counted + 1
