@@ -48,21 +48,19 @@ class FF1:
     def encrypt(self, numbers: Sequence[int], *, tweak: bytes = b"") -> list[int]:
         """The numbers' images under the permutation of `tweak`."""
         a, b = self._split(numbers)
+        rounds = _Rounds(self, tweak, len(numbers))
         for i in range(_ROUNDS):
-            m = self._u if i % 2 == 0 else self._v
-            ys = self._round(tweak, i, b)
-            modulus = self.radix**m
-            a, b = b, [(x + y) % modulus for x, y in zip(a, ys, strict=True)]
+            modulus = self.radix ** (self._u if i % 2 == 0 else self._v)
+            a, b = b, [(x + y) % modulus for x, y in zip(a, rounds.y(i, b), strict=True)]
         return [x * self.radix**self._v + y for x, y in zip(a, b, strict=True)]
 
     def decrypt(self, numbers: Sequence[int], *, tweak: bytes = b"") -> list[int]:
         """The numbers whose images under the permutation of `tweak` these are."""
         a, b = self._split(numbers)
+        rounds = _Rounds(self, tweak, len(numbers))
         for i in reversed(range(_ROUNDS)):
-            m = self._u if i % 2 == 0 else self._v
-            ys = self._round(tweak, i, a)
-            modulus = self.radix**m
-            a, b = [(x - y) % modulus for x, y in zip(b, ys, strict=True)], a
+            modulus = self.radix ** (self._u if i % 2 == 0 else self._v)
+            a, b = [(x - y) % modulus for x, y in zip(b, rounds.y(i, a), strict=True)], a
         return [x * self.radix**self._v + y for x, y in zip(a, b, strict=True)]
 
     def _split(self, numbers: Sequence[int]) -> tuple[list[int], list[int]]:
@@ -71,33 +69,6 @@ class FF1:
             raise ValueError(f"FF1 numbers must lie in [0, {self.size})")
         high = self.radix**self._v
         return [n // high for n in numbers], [n % high for n in numbers]
-
-    def _round(self, tweak: bytes, i: int, halves: list[int]) -> list[int]:
-        """y of round `i` for each half: NUM(S), S the first d bytes of the keystream that
-        PRF(P || Q) starts (steps 6.i-6.iv)."""
-        if not halves:
-            return []
-        state, prefix = self._states(tweak)
-        # Q's last block is prefix || [i] || NUM(B): everything but NUM(B) is one int per round.
-        base = state ^ int.from_bytes(prefix + bytes([i]) + bytes(self._b), "big")
-        encryptor = self._aes.encryptor()
-        if self._d == _HALF:  # NUM(B) and S fit in half a block: packed and read by struct
-            return self._half_block_round(encryptor, base, halves)
-        r = encryptor.update(b"".join([(base ^ h).to_bytes(_BLOCK, "big") for h in halves]))
-        d = self._d  # at most 16 (b <= 12), so S is the first d bytes of R itself
-        return [int.from_bytes(r[k : k + d], "big") for k in range(0, len(r), _BLOCK)]
-
-    @staticmethod
-    def _half_block_round(encryptor: Any, base: int, halves: list[int]) -> list[int]:
-        """The common shape (d = 8, so b <= 4): each block is base's first half, then its
-        second half xor NUM(B); y is the first half of each AES output. One struct call packs
-        the whole batch and one reads it (a tenth of the cost of a bytes object per number)."""
-        count = len(halves)
-        low = base & _LOW
-        args: list[Any] = [(base >> 64).to_bytes(_HALF, "big")] * (2 * count)
-        args[1::2] = [low ^ h for h in halves]
-        r = encryptor.update(struct.pack(">" + "8sQ" * count, *args))
-        return list(struct.unpack(">" + "Q8x" * count, r))
 
     def _state(self, tweak: bytes) -> tuple[int, bytes]:
         """CBC-MAC's chaining value after P and every block of Q but the last, and the start
@@ -121,3 +92,43 @@ class FF1:
             block = state ^ int.from_bytes(fixed[k : k + _BLOCK], "big")
             state = int.from_bytes(encryptor.update(block.to_bytes(_BLOCK, "big")), "big")
         return state, prefix
+
+
+class _Rounds:
+    """The rounds of one batch: one AES context, the tweak's CBC-MAC state and, for the common
+    shape, the struct formats, made once per batch instead of once per round."""
+
+    def __init__(self, ff1: FF1, tweak: bytes, count: int) -> None:
+        self._encryptor = ff1._aes.encryptor()
+        self._state, self._prefix = ff1._states(tweak)
+        self._b, self._d = ff1._b, ff1._d
+        self._pack, self._unpack = _formats(count)
+
+    def y(self, i: int, halves: list[int]) -> list[int]:
+        """y of round `i` for each half: NUM(S), S the first d bytes of R = PRF(P || Q)
+        (steps 6.i-6.iv); d is at most 16 (b <= 12), so S lies within R."""
+        if not halves:
+            return []
+        # Q's last block is prefix || [i] || NUM(B): everything but NUM(B) is one int per round.
+        base = self._state ^ int.from_bytes(self._prefix + bytes([i]) + bytes(self._b), "big")
+        if self._d == _HALF:
+            return self._half_block(base, halves)
+        r = self._encryptor.update(b"".join([(base ^ h).to_bytes(_BLOCK, "big") for h in halves]))
+        d = self._d
+        return [int.from_bytes(r[k : k + d], "big") for k in range(0, len(r), _BLOCK)]
+
+    def _half_block(self, base: int, halves: list[int]) -> list[int]:
+        """The common shape (d = 8, so b <= 4): each block is base's first half, then its
+        second half xor NUM(B); y is the first half of each AES output. One struct call packs
+        the whole batch and one reads it (a tenth of the cost of a bytes object per number)."""
+        low = base & _LOW
+        args: list[Any] = [(base >> 64).to_bytes(_HALF, "big")] * (2 * len(halves))
+        args[1::2] = [low ^ h for h in halves]
+        return list(self._unpack.unpack(self._encryptor.update(self._pack.pack(*args))))
+
+
+@lru_cache(maxsize=64)
+def _formats(count: int) -> tuple[struct.Struct, struct.Struct]:
+    """The common shape's formats for `count` numbers: blocks packed as (8 bytes, u64), AES
+    output read as (u64, 8 skipped). Pages come in a few sizes, so compiled once each."""
+    return struct.Struct(">" + "8sQ" * count), struct.Struct(">" + "Q8x" * count)
