@@ -1,6 +1,8 @@
 """Builders for feed tests: agencies, agency tokens, events with media, signed uploads."""
 
+import base64
 import hashlib
+import hmac
 import io
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -143,3 +145,12 @@ async def upload_to(base_url: str, node: EdgeNode, *events: dict[str, Any]) -> N
         response = await http.post(url, content=body, headers=headers)
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == len(events), response.text
+
+
+def v1_cursor(master: bytes, seq: int, *, agency: str) -> str:
+    """A cursor as hubs issued it before ADR 0042: a readable JSON body and a truncated MAC
+    under the release master key's version 1 cursor key."""
+    key = hmac.new(master, b"hub.feeds.cursor.v1", hashlib.sha256).digest()
+    body = msgspec.json.encode([1, seq])
+    mac = hmac.new(key, agency.encode() + b"\x00" + body, hashlib.sha256).digest()[:16]
+    return ".".join(base64.urlsafe_b64encode(p).rstrip(b"=").decode() for p in (body, mac))

@@ -1,9 +1,7 @@
 """Feed positions against real PostgreSQL: commit order, concurrent writers, audit."""
 
 import asyncio
-import base64
 import hashlib
-import hmac
 import random
 import uuid
 from datetime import UTC, datetime
@@ -18,7 +16,7 @@ from hub.feeds.schemas import FeedFilters
 from hub.feeds.service import Reader, resolve_reader, sequence_and_announce
 from hub.identity.schemas import Subject
 from hub.runtime import Services
-from tests.hub.feeds.builders import CENTRAL_CAMERA, NORTH_CAMERA, event
+from tests.hub.feeds.builders import CENTRAL_CAMERA, NORTH_CAMERA, event, v1_cursor
 
 pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.commits]
 
@@ -188,11 +186,7 @@ async def test_a_version_one_cursor_resumes_where_it_was_and_is_counted(
     first = await read_page(kit, reader, cursor=None, filters=FeedFilters(), limit=100)
     assert first.page is not None
     hub_wide = kit.positions.stated([i.seq for i in first.page.items], agency="police-north")
-    # A cursor as hubs issued it before ADR 0042: readable JSON and a MAC under the v1 key.
-    key = hmac.new(kit.hash_key, b"hub.feeds.cursor.v1", hashlib.sha256).digest()
-    body = msgspec.json.encode([1, hub_wide[0]])
-    mac = hmac.new(key, b"police-north\x00" + body, hashlib.sha256).digest()[:16]
-    old = ".".join(base64.urlsafe_b64encode(p).rstrip(b"=").decode() for p in (body, mac))
+    old = v1_cursor(kit.hash_key, hub_wide[0], agency="police-north")
     counted = kit.metrics.cursors.labels(version="1")._value.get()
 
     resumed = await read_page(kit, reader, cursor=old, filters=FeedFilters(), limit=100)
