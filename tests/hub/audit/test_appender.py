@@ -85,7 +85,12 @@ class Block:
         await self._tx.rollback()
 
     async def waiting_inserts(self) -> list[int]:
-        """Backends of INSERTs into audit_log under way (waiting for the lock)."""
+        """Backends of INSERTs into audit_log under way (waiting for the lock). This
+        connection is inside the transaction that holds the lock, and PostgreSQL keeps one
+        snapshot of pg_stat_activity per transaction: without clearing it, every poll would
+        see what the first one saw, and an INSERT later than the first poll (a slow machine)
+        would never show."""
+        await self.conn.execute("SELECT pg_stat_clear_snapshot()")
         rows = await self.conn.fetch(
             """SELECT pid FROM pg_stat_activity WHERE datname = current_database()
                AND state = 'active' AND query LIKE 'INSERT INTO audit_log%'
@@ -177,6 +182,7 @@ async def test_a_full_queue_pushes_back_and_then_drains(
         appender(services, metrics, batch=2, flushes=1, queue=4, wait_seconds=0.2) as audit,
         inserts_blocked(settings) as lock,
     ):
+        assert await lock.waiting_inserts() == []  # and later polls must still see one come
         first = asyncio.create_task(audit.append(entry(0)))  # goes out, waits for the lock
         await lock.until_an_insert_waits()
         queued = [asyncio.create_task(audit.append(entry(i))) for i in range(1, 5)]

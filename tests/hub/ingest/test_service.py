@@ -216,8 +216,10 @@ async def test_an_event_a_concurrent_request_stores_first_is_answered_as_a_resen
 
 async def _until_waiting_on_a_lock(conn: asyncpg.Connection) -> None:
     """Until some other session of this database waits for a lock (the batch's INSERT
-    waiting on the transaction that holds its event)."""
+    waiting on the transaction that holds its event). `conn` is inside that transaction,
+    where PostgreSQL keeps one snapshot of pg_stat_activity: each poll clears it first."""
     for _ in range(300):
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
         waiting = await conn.fetchval(
             """SELECT count(*) FROM pg_stat_activity
                WHERE datname = current_database() AND wait_event_type = 'Lock'"""
