@@ -136,6 +136,8 @@ async def test_what_reaches_the_recipient(world: World, path: str, recipient: st
         assert_metadata_only(world, seen)
     for item in seen.items:
         assert_envelope(item, allowed=ENVELOPE_KEYS | (LINK_KEYS if "incident" in path else set()))
+    if path in AGENCY_PATHS:
+        await assert_no_hub_wide_position(world, seen)
 
 
 def assert_nothing_reached(world: World, seen: Seen) -> None:
@@ -178,6 +180,14 @@ def assert_metadata_only(world: World, seen: Seen) -> None:
     for body in seen.bodies:
         for leak in (PLATE_TEXT.encode(), exact, FACE_TRACK.encode(), b'"record"'):
             assert leak not in body
+
+
+async def assert_no_hub_wide_position(world: World, seen: Seen) -> None:
+    """An agency is shown its own pseudonyms of feed positions, never the hub's, which would
+    count the events it was not shown (ADR 0042)."""
+    shown = {int(item["seq"]) for item in seen.items if "seq" in item}
+    rows = await world.services.db.pool.fetch("SELECT seq FROM feed_entry")
+    assert not shown & {r["seq"] for r in rows}, "a hub-wide feed position reached an agency"
 
 
 def assert_envelope(item: dict[str, Any], *, allowed: set[str]) -> None:
