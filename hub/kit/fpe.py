@@ -48,7 +48,7 @@ class FF1:
     def encrypt(self, numbers: Sequence[int], *, tweak: bytes = b"") -> list[int]:
         """The numbers' images under the permutation of `tweak`."""
         a, b = self._split(numbers)
-        rounds = _Rounds(self, tweak, len(numbers))
+        rounds = self._rounds(tweak, len(numbers))
         for i in range(_ROUNDS):
             modulus = self.radix ** (self._u if i % 2 == 0 else self._v)
             a, b = b, [(x + y) % modulus for x, y in zip(a, rounds.y(i, b), strict=True)]
@@ -57,11 +57,16 @@ class FF1:
     def decrypt(self, numbers: Sequence[int], *, tweak: bytes = b"") -> list[int]:
         """The numbers whose images under the permutation of `tweak` these are."""
         a, b = self._split(numbers)
-        rounds = _Rounds(self, tweak, len(numbers))
+        rounds = self._rounds(tweak, len(numbers))
         for i in reversed(range(_ROUNDS)):
             modulus = self.radix ** (self._u if i % 2 == 0 else self._v)
             a, b = [(x - y) % modulus for x, y in zip(b, rounds.y(i, a), strict=True)], a
         return [x * self.radix**self._v + y for x, y in zip(a, b, strict=True)]
+
+    def _rounds(self, tweak: bytes, count: int) -> "_Rounds":
+        """The round function for one batch of `count` numbers under `tweak`."""
+        state, prefix = self._states(tweak)
+        return _Rounds(self._aes.encryptor(), state, prefix, b=self._b, d=self._d, count=count)
 
     def _split(self, numbers: Sequence[int]) -> tuple[list[int], list[int]]:
         """Each number's first u digits and last v digits (A and B of the standard)."""
@@ -98,10 +103,12 @@ class _Rounds:
     """The rounds of one batch: one AES context, the tweak's CBC-MAC state and, for the common
     shape, the struct formats, made once per batch instead of once per round."""
 
-    def __init__(self, ff1: FF1, tweak: bytes, count: int) -> None:
-        self._encryptor = ff1._aes.encryptor()
-        self._state, self._prefix = ff1._states(tweak)
-        self._b, self._d = ff1._b, ff1._d
+    def __init__(
+        self, encryptor: Any, state: int, prefix: bytes, *, b: int, d: int, count: int
+    ) -> None:
+        self._encryptor = encryptor
+        self._state, self._prefix = state, prefix
+        self._b, self._d = b, d
         self._pack, self._unpack = _formats(count)
 
     def y(self, i: int, halves: list[int]) -> list[int]:
