@@ -50,6 +50,7 @@ class FeedsBusyError(UnavailableError):
 
 
 class PositionError(BadRequestError):
-    """A stated feed position that no position is ever shown as (outside 1..10^15)."""
+    """A stated feed position that no position is ever shown as (outside [10^15, 2 x 10^15)),
+    such as one from an earlier numbering of feed positions."""
 
     code = "position_invalid"

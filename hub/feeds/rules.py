@@ -26,10 +26,15 @@ CURSOR_VERSION = 2
 _CURSOR_V1 = 1
 _MAC_BYTES = 16
 _CURSOR_BODY = struct.Struct(">BQ")  # fixed width: the length says nothing of the position
-# Shown positions have 15 decimal digits at most (1..10^15): exact as a JSON number in every
-# client (2^53), and far beyond any feed's length.
+# Shown positions are FF1 over 15 decimal digits, moved up by 10^15: every one lies in
+# [10^15, 2 x 10^15), exact as a JSON number in every client (2^53), and far beyond any feed's
+# length. Below that range lie the numbers agencies were shown before: hub-wide positions
+# until ADR 0042, and its first pseudonyms (1..10^15). An agency that acknowledges one it still
+# holds is told so, instead of having some other event's receipt recorded.
 POSITION_DIGITS = 15
 _NOT_SHOWN = 10**POSITION_DIGITS
+FIRST_SHOWN = _NOT_SHOWN
+LAST_SHOWN = 2 * _NOT_SHOWN - 1
 
 
 class Cursors:
@@ -73,9 +78,9 @@ class Cursors:
 
 class Positions:
     """The feed positions an agency is shown: each agency's own pseudonym of the hub-wide
-    position (FF1 under the agency's name as tweak), 1..10^15. Stable and unique per agency
-    but in no order, so the numbers an agency holds do not tell how many events lie between
-    them (ADR 0042); page order is feed order."""
+    position (FF1 under the agency's name as tweak), in [10^15, 2 x 10^15). Stable and unique
+    per agency but in no order, so the numbers an agency holds do not tell how many events lie
+    between them (ADR 0042); page order is feed order."""
 
     def __init__(self, master: bytes) -> None:
         key = hmac.new(master, b"hub.feeds.position.v1", hashlib.sha256).digest()
@@ -86,14 +91,19 @@ class Positions:
         which no feed reaches)."""
         if any(not 0 <= n < _NOT_SHOWN for n in seqs):
             raise PositionError(f"a hub-wide feed position lies in [0, {_NOT_SHOWN})")
-        return [p + 1 for p in self._ff1.encrypt(seqs, tweak=agency.encode())]
+        return [FIRST_SHOWN + p for p in self._ff1.encrypt(seqs, tweak=agency.encode())]
 
     def stated(self, shown: Sequence[int], *, agency: str) -> list[int]:
         """The hub-wide positions behind numbers `agency` states (from what it was shown);
         `PositionError` for a number no position is ever shown as."""
-        if any(not 1 <= n <= _NOT_SHOWN for n in shown):
-            raise PositionError(f"a feed position lies in [1, {_NOT_SHOWN}]")
-        return self._ff1.decrypt([n - 1 for n in shown], tweak=agency.encode())
+        if any(0 <= n < FIRST_SHOWN for n in shown):
+            raise PositionError(
+                "a number below 10^15 is from an earlier numbering of feed positions (hub-wide "
+                "until ADR 0042); acknowledge the seq values your items carry now"
+            )
+        if any(not FIRST_SHOWN <= n <= LAST_SHOWN for n in shown):
+            raise PositionError(f"a feed position lies in [{FIRST_SHOWN}, {LAST_SHOWN}]")
+        return self._ff1.decrypt([n - FIRST_SHOWN for n in shown], tweak=agency.encode())
 
 
 def _bound(agency: str) -> list[bytes]:

@@ -45,7 +45,7 @@ async def test_a_paused_agency_is_refused_pages_media_and_get_events(
     media = await feed_client.get(f"/v1/feeds/media/{SHA}", headers=bearer(police))
     status, fault = await soap(feed_client, police, f'<GetEvents xmlns="{TNS}"/>')
     ack_status, acked = await soap(
-        feed_client, police, f'<Acknowledge xmlns="{TNS}"><seq>1</seq></Acknowledge>'
+        feed_client, police, f'<Acknowledge xmlns="{TNS}"><seq>{10**15}</seq></Acknowledge>'
     )
     transit = await feed_client.get("/v1/feeds/events", headers=bearer(tokens["transit"]))
 

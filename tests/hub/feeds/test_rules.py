@@ -54,7 +54,7 @@ def test_each_agency_is_shown_its_own_unordered_pseudonyms() -> None:
     north = positions.shown(seqs, agency="police-north")
     city = positions.shown(seqs, agency="city-analytics")
     assert len(set(north)) == len(seqs)
-    assert all(1 <= n <= 10**15 for n in north)
+    assert all(10**15 <= n < 2 * 10**15 for n in north)
     assert positions.stated(north, agency="police-north") == seqs
     assert positions.stated(city, agency="city-analytics") == seqs
     assert not set(north) & set(city)
@@ -66,9 +66,19 @@ def test_each_agency_is_shown_its_own_unordered_pseudonyms() -> None:
 
 def test_numbers_never_shown_are_refused() -> None:
     positions = Positions(MASTER)
-    for bad in (0, -5, 10**15 + 1):
-        with pytest.raises(PositionError):
+    for bad in (-5, 2 * 10**15, 2 * 10**15 + 1):
+        with pytest.raises(PositionError, match="lies in"):
             positions.stated([bad], agency="police-north")
+
+
+def test_numbers_from_an_earlier_numbering_are_refused_not_taken_for_others() -> None:
+    # Hub-wide positions (before ADR 0042) and the first pseudonyms (1..10^15) are what an
+    # agency may still hold: read as today's numbers they would name other events.
+    positions = Positions(MASTER)
+    for old in (0, 1, 42, 10**15 - 1):
+        with pytest.raises(PositionError, match="earlier numbering"):
+            positions.stated([old], agency="police-north")
+    assert positions.stated([10**15], agency="police-north")[0] >= 0
 
 
 def test_page_validators_are_keyed() -> None:

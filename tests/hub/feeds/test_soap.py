@@ -115,8 +115,9 @@ async def test_bad_input_gets_client_faults_and_xml_attacks_are_refused(
                         f'<GetEvents xmlns="{TNS}"><cursor>abc.def</cursor></GetEvents>'
                     ),
                     "position": call(
-                        f'<Acknowledge xmlns="{TNS}"><seq>1000000000000001</seq></Acknowledge>'
+                        f'<Acknowledge xmlns="{TNS}"><seq>2000000000000000</seq></Acknowledge>'
                     ),
+                    "old position": call(f'<Acknowledge xmlns="{TNS}"><seq>42</seq></Acknowledge>'),
                     "bomb": BILLION_LAUGHS,
                     "xxe": XXE,
                     "soap12": b'<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"/>',
@@ -137,9 +138,10 @@ async def test_bad_input_gets_client_faults_and_xml_attacks_are_refused(
             raise AssertionError("no fault")
 
         zeep_message = await asyncio.to_thread(zeep_fault)
-    for name in ("limit", "unknown", "cursor", "position", "bomb", "xxe"):
+    for name in ("limit", "unknown", "cursor", "position", "old position", "bomb", "xxe"):
         assert answers[name].status_code == 500, name
         assert fault_of(answers[name])[0] == "soap:Client", name
+    assert "earlier numbering" in fault_of(answers["old position"])[1]
     assert "root:x:" not in answers["xxe"].text
     assert "lollol" not in answers["bomb"].text
     assert "DOCTYPE" in fault_of(answers["bomb"])[1]
