@@ -1412,7 +1412,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="API worker processes")
     parser.add_argument("--procs", type=int, default=2, help="load-generator processes")
     parser.add_argument(
-        "--pool-rate", type=int, default=16_000,
+        "--pool-rate", type=int, default=30_000,
         help="events/s to pre-sign bodies for; beyond it bodies are signed while sending",
     )  # fmt: skip
     parser.add_argument("--raw-rows", type=int, default=30_000, help="rows for raw COPY figures")
