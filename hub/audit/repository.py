@@ -234,6 +234,22 @@ async def mark_witnessed(conn: asyncpg.Connection, ids: list[int], *, at: dateti
     )
 
 
+async def oldest_unwitnessed(
+    conn: asyncpg.Connection | asyncpg.Pool, *, count_up_to: int
+) -> tuple[datetime | None, int]:
+    """When the oldest checkpoint not yet pushed to the witness was signed (None: none is
+    owed), and how many are owed, counted up to `count_up_to`. Both read the partial index
+    of unwitnessed checkpoints, which stays small while the witness keeps up."""
+    row = await conn.fetchrow(
+        """SELECT (SELECT signed_at FROM audit_checkpoint WHERE witnessed_at IS NULL
+                   ORDER BY id LIMIT 1) AS owed_since,
+                  (SELECT count(*) FROM (SELECT 1 FROM audit_checkpoint
+                   WHERE witnessed_at IS NULL LIMIT $1) AS owed) AS owed""",
+        count_up_to,
+    )
+    return row["owed_since"], int(row["owed"])
+
+
 async def newest_checkpoint_at(conn: asyncpg.Connection | asyncpg.Pool) -> datetime | None:
     """When the newest checkpoint was signed, by id (the primary key: no sort of every
     checkpoint; one sealer at a time signs, so ids follow signing order)."""

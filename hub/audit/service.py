@@ -120,6 +120,17 @@ async def checkpoint_owed_since(pool: asyncpg.Pool) -> datetime | None:
     return signed if signed is not None else await repository.oldest_entry_at(pool)
 
 
+# The unwitnessed checkpoints are counted up to this many: enough to see a backlog grow, and
+# a bounded look at the partial index however long the witness has been away.
+UNWITNESSED_COUNTED_UP_TO = 10_000
+
+
+async def witness_owed(pool: asyncpg.Pool) -> tuple[datetime | None, int]:
+    """Since when the outside witness is owed a checkpoint (the oldest it has not received;
+    None: it has them all) and how many it is owed (up to `UNWITNESSED_COUNTED_UP_TO`)."""
+    return await repository.oldest_unwitnessed(pool, count_up_to=UNWITNESSED_COUNTED_UP_TO)
+
+
 async def checkpoints(pool: asyncpg.Pool, *, limit: int) -> list[Checkpoint]:
     """The newest signed checkpoints, newest first."""
     return await repository.list_checkpoints(pool, limit=limit)

@@ -1,5 +1,6 @@
 """arq job of observability: gauges that only the database, the ledger and the breakers know
-(dead letters, circuit states, the audit checkpoint's age), refreshed by one worker at a time."""
+(dead letters, circuit states, the audit checkpoint's age and what the witness is owed),
+refreshed by one worker at a time."""
 
 from datetime import datetime
 from typing import Any
@@ -7,7 +8,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from hub.audit import checkpoint_owed_since, checkpoint_stale
+from hub.audit import checkpoint_owed_since, checkpoint_stale, witness_owed
 from hub.delivery.agencies import agency_health
 from hub.kit.clock import utcnow
 from hub.observability.metrics import ObservabilityMetrics, default_metrics
@@ -28,13 +29,22 @@ async def refresh_gauges_job(ctx: dict[str, Any]) -> dict[str, int]:
         metrics.dead_letters.labels(name).set(item.counts.get("dead", 0))
         for state in BREAKER_STATES:
             metrics.circuit_state.labels(name, state).set(1 if item.breaker.state == state else 0)
+    every_seconds, now = services.settings.audit_checkpoint_seconds, utcnow()
     stale = await refresh_checkpoint_gauges(
+        services.db.pool, metrics, every_seconds=every_seconds, now=now
+    )
+    behind = await refresh_witness_gauges(
         services.db.pool,
         metrics,
-        every_seconds=services.settings.audit_checkpoint_seconds,
-        now=utcnow(),
+        witness=services.settings.audit_witness,
+        every_seconds=every_seconds,
+        now=now,
     )
-    return {"agencies": len(health), "audit_checkpoint_stale": int(stale)}
+    return {
+        "agencies": len(health),
+        "audit_checkpoint_stale": int(stale),
+        "audit_witness_behind": int(behind),
+    }
 
 
 async def refresh_checkpoint_gauges(
@@ -57,3 +67,29 @@ async def refresh_checkpoint_gauges(
             every_seconds=every_seconds,
         )
     return stale
+
+
+async def refresh_witness_gauges(
+    pool: asyncpg.Pool,
+    metrics: ObservabilityMetrics,
+    *,
+    witness: str,
+    every_seconds: int,
+    now: datetime,
+) -> bool:
+    """Publish since when the outside witness is owed a checkpoint and how many; True (and an
+    alert line in the log) when the oldest it lacks was signed over 3 intervals ago. Without
+    a witness nothing is owed: the database is not asked (every checkpoint is unwitnessed)."""
+    owed_since, owed = await witness_owed(pool) if witness else (None, 0)
+    metrics.audit_witness_owed_since.set((owed_since or now).timestamp())
+    metrics.audit_checkpoints_unwitnessed.set(owed)
+    behind = checkpoint_stale(owed_since, now=now, every_seconds=every_seconds)
+    if behind and owed_since is not None:
+        log.error(
+            "the audit witness has not received checkpoints for over 3 intervals",
+            alert="AuditWitnessBehind",
+            owed_since=owed_since.isoformat(),
+            age_seconds=round((now - owed_since).total_seconds()),
+            unwitnessed=owed,
+        )
+    return behind

@@ -119,6 +119,22 @@ class ObservabilityMetrics:
             registry=registry,
             multiprocess_mode="max",
         )
+        # Set from the database like the checkpoint's time, so a dead worker leaves it behind.
+        self.audit_witness_owed_since = Gauge(
+            "hub_audit_witness_owed_since_timestamp_seconds",
+            "Unix time of the oldest signed audit checkpoint not yet pushed to the outside "
+            "witness (HUB_AUDIT_WITNESS); the time of the last look while the witness has them "
+            "all or none is configured. AuditWitnessBehind: older than 3x the interval.",
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.audit_checkpoints_unwitnessed = Gauge(
+            "hub_audit_checkpoints_unwitnessed",
+            "Signed audit checkpoints the outside witness has not received yet (counted up to "
+            "10,000; 0 without a witness).",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
         self.audit_checkpoint_stale = Gauge(
             "hub_audit_checkpoint_stale",
             "1 while the newest audit checkpoint is older than 3x the interval (as the worker "

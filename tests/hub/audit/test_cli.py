@@ -1,8 +1,10 @@
-"""`hub audit` in a subprocess: seal, verify (a cut tail exits 1), consistency between
-checkpoints, and the offline check of an evidence package's inclusion proofs."""
+"""`hub audit` in a subprocess: seal (and what reached the witness), verify (a cut tail exits
+1), consistency between checkpoints, and the offline check of an evidence package's inclusion
+proofs."""
 
 import io
 import json
+import socket
 import zipfile
 from pathlib import Path
 
@@ -59,6 +61,25 @@ async def test_consistency_between_the_two_newest_checkpoints(
     assert (answer["first"], answer["second"], answer["verified"]) == (3, 7, True)
     listed = await run_hub("audit", "checkpoints", env=env)
     assert listed.stdout.count("size") == 2
+
+
+async def test_seal_says_what_reached_the_witness_as_its_runbook_has_an_operator_check(
+    services: Services, settings: Settings, tmp_path: Path
+) -> None:
+    await append_many(services, 2)
+    with socket.socket() as probe:  # a loopback port where nothing listens: a witness down
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}/checkpoints"
+    failed = await run_hub("audit", "seal", env={**hub_env(settings), "HUB_AUDIT_WITNESS": down})
+    assert failed.returncode == 0, failed.stderr
+    assert "checkpoint of 2 entries signed; 0 handed to the witness" in failed.stdout
+    assert "audit witness unreachable" in failed.stdout + failed.stderr
+    witness = tmp_path / "witness.jsonl"
+    env = {**hub_env(settings), "HUB_AUDIT_WITNESS": str(witness)}
+    caught_up = await run_hub("audit", "seal", env=env)
+    assert "; 2 handed to the witness" in caught_up.stdout  # the one it missed, and this one
+    assert len(witness.read_bytes().splitlines()) == 2
+    assert "witness" not in (await run_hub("audit", "seal", env=hub_env(settings))).stdout
 
 
 @pytest.mark.redis
