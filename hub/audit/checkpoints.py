@@ -95,13 +95,19 @@ def checkpoint_problem(checkpoint: Checkpoint, *, public_pem: str) -> str | None
 def read_witness_file(path: Path) -> Checkpoint:
     """The last checkpoint in a witness file (one JSON checkpoint per line) or a JSON file
     holding one checkpoint."""
+    return read_witness_checkpoints(path)[-1]
+
+
+def read_witness_checkpoints(path: Path) -> list[Checkpoint]:
+    """Every checkpoint in a witness file (one JSON checkpoint per line), in the order it was
+    handed them, or the one a JSON file holds."""
     lines = [line for line in path.read_bytes().splitlines() if line.strip()]
     if not lines:
         raise ValueError(f"{path} holds no checkpoint")
     try:
-        return msgspec.json.decode(lines[-1], type=Checkpoint)
+        return [msgspec.json.decode(line, type=Checkpoint) for line in lines]
     except msgspec.DecodeError:
-        return msgspec.json.decode(path.read_bytes(), type=Checkpoint)
+        return [msgspec.json.decode(path.read_bytes(), type=Checkpoint)]
 
 
 async def push_to_witness(witness: str, checkpoints: list[Checkpoint]) -> None:

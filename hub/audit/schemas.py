@@ -24,8 +24,10 @@ class LogReport(msgspec.Struct, frozen=True, kw_only=True):
     """The outcome of checking the log against a signed checkpoint.
 
     `entries` were recomputed from their content; `checkpoint_size` entries (from
-    `pruned_below`) had to give the signed root. `broken_seq`/`broken_index` name the first
-    entry found altered or missing; `unsealed` entries are not yet in the tree."""
+    `pruned_below`) had to give the signed root, and `checkpoints_matched` signed roots were
+    matched in all (the anchor's and those of earlier checkpoints a witness holds).
+    `broken_seq`/`broken_index` name the first entry found altered or missing; `unsealed`
+    entries are not yet in the tree."""
 
     ok: bool
     entries: int
@@ -37,6 +39,7 @@ class LogReport(msgspec.Struct, frozen=True, kw_only=True):
     broken_index: int | None = None
     broken_seq: int | None = None
     problem: str | None = None
+    checkpoints_matched: int = 0
 
 
 class StoredEntry(msgspec.Struct, frozen=True, kw_only=True):

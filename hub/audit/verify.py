@@ -1,8 +1,8 @@
 """Checking the audit log against a signed checkpoint (`hub audit verify`, the console).
 
 Every remaining entry's leaf is recomputed from its content, the leaves are folded (after the
-stored subtree hashes that stand for pruned entries) into the tree, and the tree of the
-checkpoint's size must give the signed root. An edit shows as a leaf that no longer matches,
+stored subtree hashes that stand for pruned entries) into the tree, and the tree of each
+checkpoint's size must give its signed root. An edit shows as a leaf that no longer matches,
 a deletion as a missing position, a cut tail as fewer entries than the checkpoint covers, and
 a rewritten tree as a root the checkpoint did not sign.
 """
@@ -20,11 +20,14 @@ from hub.audit.schemas import Checkpoint, CheckpointKey, LogReport
 
 
 class _Walk:
-    """The state of one pass over the entries in tree order."""
+    """The state of one pass over the entries in tree order, with the checkpoints whose
+    signed roots the tree must give on the way (ascending by size; the last is the anchor)."""
 
-    def __init__(self, edge: merkle.CompactRange, checkpoint: Checkpoint | None) -> None:
+    def __init__(self, edge: merkle.CompactRange, checkpoints: Sequence[Checkpoint]) -> None:
         self.edge = edge
-        self.checkpoint = checkpoint
+        self.anchor = checkpoints[-1] if checkpoints else None
+        self.pending = list(checkpoints)
+        self.matched = 0
         self.entries = 0
         self.problem: Problem | None = None
 
@@ -39,10 +42,9 @@ class _Walk:
         return True
 
     def fold(self, leaves: Sequence[bytes]) -> bool:
-        """Append checked leaves; False if the tree misses the signed root on the way."""
-        checkpoint, size = self.checkpoint, self.edge.size
-        if checkpoint is not None and size < checkpoint.tree_size <= size + len(leaves):
-            upto = checkpoint.tree_size - size
+        """Append checked leaves; False if the tree misses a signed root on the way."""
+        while self.pending and self.pending[0].tree_size <= self.edge.size + len(leaves):
+            upto = self.pending[0].tree_size - self.edge.size
             self._extend(leaves[:upto])
             if not self.check_root():
                 return False
@@ -55,8 +57,8 @@ class _Walk:
         self.entries += len(leaves)
 
     def finish(self, *, tree_size: int) -> None:
-        """After the last entry: the checkpoint and the tree state must be fully covered."""
-        size, checkpoint = self.edge.size, self.checkpoint
+        """After the last entry: the anchor and the tree state must be fully covered."""
+        size, checkpoint = self.edge.size, self.anchor
         if checkpoint is not None and size < checkpoint.tree_size:
             missing = checkpoint.tree_size - size
             self._fail(
@@ -70,18 +72,20 @@ class _Walk:
             self._fail(size, None, f"the log ends at {size} entries but {tree_size} were sealed")
 
     def check_root(self) -> bool:
-        """At the checkpoint's size, the tree must give its signed root."""
-        checkpoint = self.checkpoint
-        if checkpoint is None or self.edge.size != checkpoint.tree_size:
-            return True
-        if self.edge.root().hex() == checkpoint.root_hash:
-            return True
-        return self._fail(
-            None,
-            None,
-            f"the entries do not give the root signed for {checkpoint.tree_size} entries "
-            "(the tree was rewritten)",
-        )
+        """At each pending checkpoint's size (the tree's now), the tree must give its root."""
+        root = None
+        while self.pending and self.pending[0].tree_size == self.edge.size:
+            checkpoint = self.pending.pop(0)
+            root = root or self.edge.root().hex()
+            if root != checkpoint.root_hash:
+                return self._fail(
+                    None,
+                    None,
+                    f"the entries do not give the root signed for {checkpoint.tree_size} "
+                    f"entries at {checkpoint.signed_at.isoformat()} (the tree was rewritten)",
+                )
+            self.matched += 1
+        return True
 
     def _fail(self, index: int | None, seq: int | None, problem: str) -> bool:
         self.problem = (index, seq, problem)
@@ -112,27 +116,37 @@ async def verify_log(
     pool: asyncpg.Pool,
     *,
     key: CheckpointKey | None,
-    trusted: Checkpoint | None = None,
+    trusted: Sequence[Checkpoint] = (),
 ) -> LogReport:
-    """Check every remaining entry against `trusted` (e.g. the witness's copy) or, without
-    it, the newest checkpoint in the database; one repeatable-read snapshot throughout."""
+    """Check every remaining entry against the `trusted` checkpoints (e.g. every one the
+    witness holds) or, without them, the newest checkpoint in the database; one
+    repeatable-read snapshot throughout.
+
+    The largest trusted checkpoint anchors the check (a cut tail shows against it); at every
+    other one's size the tree must give that one's root too, so a log rewritten and sealed
+    again shows against what the witness was handed before, even when the newest checkpoint
+    it holds is of the rewritten log. Those that entries were pruned past are not checked."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         tree = await repository.read_tree(conn)
-        checkpoint = trusted or await repository.latest_checkpoint(conn)
+        newest = await repository.latest_checkpoint(conn)
+        given = list(trusted) or ([] if newest is None else [newest])
+        # Ascending by size; of two of one size, the one signed last is the anchor's candidate.
+        ordered = sorted(given, key=lambda c: (c.tree_size, c.signed_at))
+        anchor = ordered[-1] if ordered else None
         base = LogReport(
             ok=True,
             entries=0,
             tree_size=tree.size,
-            checkpoint_size=None if checkpoint is None else checkpoint.tree_size,
-            checkpoint_at=None if checkpoint is None else checkpoint.signed_at,
+            checkpoint_size=None if anchor is None else anchor.tree_size,
+            checkpoint_at=None if anchor is None else anchor.signed_at,
             pruned_below=tree.pruned_below,
             unsealed=await repository.count_unsealed(conn),
         )
-        problem = _distrust(checkpoint, key, pruned_below=tree.pruned_below)
+        problem = _distrust_all(ordered, key, pruned_below=tree.pruned_below)
         edge = await _pruned_edge(conn, tree.pruned_below)
         if problem is not None or isinstance(edge, str):
             return msgspec.structs.replace(base, ok=False, problem=problem or str(edge))
-        walk = _Walk(edge, checkpoint)
+        walk = _Walk(edge, [c for c in ordered if c.tree_size >= tree.pruned_below])
         if walk.check_root():
             await _walk_entries(conn, walk, start=tree.pruned_below, tree_size=tree.size)
         return _outcome(base, walk)
@@ -152,32 +166,40 @@ async def _walk_entries(
 def _outcome(base: LogReport, walk: _Walk) -> LogReport:
     """The report of a finished (or stopped) walk."""
     if walk.problem is None:
-        return msgspec.structs.replace(base, entries=walk.entries)
+        return msgspec.structs.replace(base, entries=walk.entries, checkpoints_matched=walk.matched)
     index, seq, problem = walk.problem
     return msgspec.structs.replace(
         base,
         ok=False,
         entries=walk.entries,
+        checkpoints_matched=walk.matched,
         broken_index=index,
         broken_seq=seq,
         problem=problem,
     )
 
 
-def _distrust(
-    checkpoint: Checkpoint | None, key: CheckpointKey | None, *, pruned_below: int
+def _distrust_all(
+    ordered: Sequence[Checkpoint], key: CheckpointKey | None, *, pruned_below: int
 ) -> str | None:
-    """Why the checkpoint cannot anchor the check, or None."""
-    if checkpoint is None:
-        return None
+    """Why the checkpoints cannot anchor the check, or None: every one must be signed by the
+    key, and the anchor (the last) must not lie below the pruned entries."""
+    for checkpoint in ordered:
+        problem = _distrust(checkpoint, key)
+        if problem is not None:
+            return problem
+    if ordered and ordered[-1].tree_size < pruned_below:
+        return f"entries were pruned past the checkpoint ({pruned_below} > {ordered[-1].tree_size})"
+    return None
+
+
+def _distrust(checkpoint: Checkpoint, key: CheckpointKey | None) -> str | None:
+    """Why this checkpoint cannot be trusted, or None."""
     if key is None:
         return "there is a checkpoint but no checkpoint key to verify it with"
     if checkpoint.key_id != key.key_id:
         return f"the checkpoint was signed by key {checkpoint.key_id}, not {key.key_id}"
-    problem = checkpoint_problem(checkpoint, public_pem=key.public_key)
-    if problem is None and checkpoint.tree_size < pruned_below:
-        return f"entries were pruned past the checkpoint ({pruned_below} > {checkpoint.tree_size})"
-    return problem
+    return checkpoint_problem(checkpoint, public_pem=key.public_key)
 
 
 async def _pruned_edge(conn: asyncpg.Connection, pruned_below: int) -> merkle.CompactRange | str:

@@ -28,8 +28,8 @@ def audit() -> None:
     "--checkpoint",
     "checkpoint_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Check against this checkpoint (a witness file: its last line) instead of the "
-    "newest one in the database.",
+    help="Check against the checkpoints in this file (a witness file: every line; the last "
+    "anchors the check) instead of the newest one in the database.",
 )
 @click.option(
     "--key",
@@ -38,13 +38,14 @@ def audit() -> None:
     help="Checkpoint public key (PEM); default: the hub's key under HUB_SECRETS_DIR.",
 )
 def audit_verify(as_json: bool, checkpoint_file: Path | None, key_file: Path | None) -> None:
-    """Recompute every entry and check the tree against a signed checkpoint; exit 1 and name
-    the first altered or missing entry, a cut tail or a rewritten tree."""
+    """Recompute every entry and check the tree against signed checkpoints; exit 1 and name
+    the first altered or missing entry, a cut tail or a rewritten tree (also one sealed again
+    after a witness was handed checkpoints of the log before)."""
     from hub.audit import public_key_in, verify_log
-    from hub.audit.checkpoints import read_witness_file
+    from hub.audit.checkpoints import read_witness_checkpoints
 
     settings = settings_or_exit()
-    trusted = read_witness_file(checkpoint_file) if checkpoint_file else None
+    trusted = read_witness_checkpoints(checkpoint_file) if checkpoint_file else []
     key = _key_from(key_file) if key_file else public_key_in(settings.secrets_dir)
 
     async def work(services: Services) -> LogReport:
@@ -64,8 +65,10 @@ def _verify_text(report: LogReport) -> str:
         if report.checkpoint_at is not None
         else "no checkpoint yet"
     )
+    earlier = report.checkpoints_matched - 1
+    also = f" and {earlier} earlier one(s)" if earlier > 0 else ""
     return (
-        f"audit log intact: {report.entries} entries verified against the {anchor}; "
+        f"audit log intact: {report.entries} entries verified against the {anchor}{also}; "
         f"{report.pruned_below} pruned, {report.unsealed} not yet sealed"
     )
 

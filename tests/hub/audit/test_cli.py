@@ -80,6 +80,10 @@ async def test_seal_says_what_reached_the_witness_as_its_runbook_has_an_operator
     assert "; 2 handed to the witness" in caught_up.stdout  # the one it missed, and this one
     assert len(witness.read_bytes().splitlines()) == 2
     assert "witness" not in (await run_hub("audit", "seal", env=hub_env(settings))).stdout
+    checked = await run_hub("audit", "verify", "--checkpoint", str(witness), env=hub_env(settings))
+    assert checked.returncode == 0, checked.stderr
+    assert "against the checkpoint of 2 signed at" in checked.stdout
+    assert "and 1 earlier one(s)" in checked.stdout  # both lines of the witness file matched
 
 
 @pytest.mark.redis

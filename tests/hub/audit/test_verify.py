@@ -1,6 +1,7 @@
 """`verify_log` on real PostgreSQL against signed checkpoints: edits, deletions, a cut tail
-(even of one entry), a rewritten tree, deleted checkpoints (caught by the witness's copy),
-forged checkpoints, and pruning that leaves what remains verifiable."""
+(even of one entry), a rewritten tree, deleted checkpoints (caught by the witness's copy), a
+log rewritten and sealed again (caught by the earlier checkpoints the witness holds), forged
+checkpoints, and pruning that leaves what remains verifiable."""
 
 import contextlib
 from datetime import timedelta
@@ -19,7 +20,7 @@ from hub.audit import (
     public_key_in,
     verify_log,
 )
-from hub.audit.checkpoints import read_witness_file
+from hub.audit.checkpoints import read_witness_checkpoints, read_witness_file
 from hub.audit.merkle import verify_inclusion
 from hub.audit.repository import iter_sealed, stored_entry
 from hub.audit.rules import entry_leaf
@@ -31,7 +32,7 @@ from tests.hub.audit.builders import append_many, fixed, sealer
 pytestmark = pytest.mark.db
 
 
-async def verify(services: Services, trusted: Checkpoint | None = None) -> LogReport:
+async def verify(services: Services, *trusted: Checkpoint) -> LogReport:
     key = public_key_in(services.settings.secrets_dir)
     return await verify_log(services.db.pool, key=key, trusted=trusted)
 
@@ -141,9 +142,48 @@ async def test_the_witness_copy_catches_a_tail_cut_with_its_checkpoints(
     await execute(services, "DELETE FROM audit_checkpoint")
     await execute(services, "UPDATE audit_tree SET size = 4, frontier = ARRAY[frontier[1]]")
     assert (await verify(services)).ok  # the database alone no longer knows
-    caught = await verify(services, trusted=trusted)
+    caught = await verify(services, trusted)
     assert not caught.ok
     assert "the last 2 were deleted" in (caught.problem or "")
+
+
+async def test_a_log_rewritten_and_sealed_again_shows_against_what_the_witness_held_before(
+    services: Services, tmp_path: Path
+) -> None:
+    witness = tmp_path / "witness.jsonl"
+    seqs = await append_many(services, 6)
+    assert (await sealer(services, witness=str(witness)).run(force_checkpoint=True)).witnessed
+    # Someone with write access rewrites an entry, throws the tree and the checkpoints away
+    # and has everything sealed again: the hub then signs, and hands the witness, checkpoints
+    # of the rewritten log, which verify against themselves.
+    await execute(services, "UPDATE audit_log SET target = 'forged' WHERE seq = $1", seqs[1])
+    await execute(services, "UPDATE audit_log SET leaf_index = NULL, leaf_hash = NULL")
+    await execute(services, "DELETE FROM audit_node")
+    await execute(services, "DELETE FROM audit_checkpoint")
+    await execute(services, "UPDATE audit_tree SET size = 0, frontier = '{}'")
+    await append_many(services, 2)
+    later = sealer(services, witness=str(witness), clock=fixed(utcnow() + timedelta(minutes=1)))
+    assert (await later.run(force_checkpoint=True)).witnessed
+    held = read_witness_checkpoints(witness)
+    assert [c.tree_size for c in held] == [6, 8]
+    assert (await verify(services)).ok
+    assert (await verify(services, held[-1])).ok  # the newest the witness holds: rewritten too
+    caught = await verify(services, *held)
+    assert not caught.ok
+    assert "the root signed for 6 entries" in (caught.problem or "")
+    assert caught.checkpoints_matched == 0
+
+
+async def test_every_checkpoint_a_witness_holds_is_matched_on_an_untouched_log(
+    services: Services, tmp_path: Path
+) -> None:
+    witness = tmp_path / "witness.jsonl"
+    for n in (3, 1, 4):  # three checkpoints of 3, 4 and 8 entries
+        await append_many(services, n)
+        await sealer(services, witness=str(witness)).run(force_checkpoint=True)
+    held = read_witness_checkpoints(witness)
+    report = await verify(services, *reversed(held))  # in any order
+    assert (report.ok, report.checkpoint_size, report.checkpoints_matched) == (True, 8, 3)
 
 
 async def test_a_forged_checkpoint_is_refused(services: Services) -> None:
