@@ -14,7 +14,6 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -110,21 +109,16 @@ def read_witness_checkpoints(path: Path) -> list[Checkpoint]:
         return [msgspec.json.decode(path.read_bytes(), type=Checkpoint)]
 
 
-async def push_to_witness(witness: str, checkpoints: list[Checkpoint]) -> None:
-    """Hand checkpoints to the witness: POST each as JSON to an http(s) URL, or append each as
-    one JSON line to a file (flushed to disk). Raises OSError/httpx.HTTPError on failure."""
-    if witness.startswith(("http://", "https://")):
-        async with httpx.AsyncClient(timeout=WITNESS_TIMEOUT_SECONDS) as client:
-            for checkpoint in checkpoints:
-                answer = await client.post(
-                    witness,
-                    content=msgspec.json.encode(checkpoint),
-                    headers={"content-type": "application/json"},
-                )
-                answer.raise_for_status()
-        return
+async def append_to_witness_file(path: Path, checkpoints: list[Checkpoint]) -> None:
+    """Hand checkpoints to a file witness: each appended as one JSON line, flushed to disk.
+    Raises OSError on failure."""
     lines = b"".join(msgspec.json.encode(c) + b"\n" for c in checkpoints)
-    await asyncio.to_thread(_append, Path(witness), lines)
+    await asyncio.to_thread(_append, path, lines)
+
+
+def is_url_witness(witness: str) -> bool:
+    """A verifying witness reached over HTTP (`hub audit witness`), else a file."""
+    return witness.startswith(("http://", "https://"))
 
 
 def _append(path: Path, data: bytes) -> None:

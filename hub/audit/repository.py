@@ -227,6 +227,16 @@ async def unwitnessed(conn: asyncpg.Connection, *, limit: int) -> list[tuple[int
     return [(r["id"], _checkpoint(r)) for r in rows]
 
 
+async def size_before(conn: asyncpg.Connection, checkpoint_id: int) -> int:
+    """The size of the checkpoint signed just before this one (0 for the first): what the
+    witness holds when it has every earlier one. One step back on the primary key."""
+    size = await conn.fetchval(
+        "SELECT tree_size FROM audit_checkpoint WHERE id < $1 ORDER BY id DESC LIMIT 1",
+        checkpoint_id,
+    )
+    return int(size or 0)
+
+
 async def mark_witnessed(conn: asyncpg.Connection, ids: list[int], *, at: datetime) -> None:
     """Record that these checkpoints reached the witness."""
     await conn.execute(

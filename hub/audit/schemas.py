@@ -132,6 +132,26 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
     note: str
 
 
+HashHex = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+
+
+class WitnessRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What the hub POSTs to a verifying witness (`hub audit witness`): a checkpoint and the
+    consistency proof from the size the hub believes the witness holds (`old_size`, 0 for a
+    witness that holds none), as in C2SP tlog-witness's add-checkpoint, in JSON."""
+
+    old_size: Annotated[int, msgspec.Meta(ge=0)]
+    # A consistency proof has at most about 2 x log2(size) hashes: 128 covers any log.
+    consistency: Annotated[list[HashHex], msgspec.Meta(max_length=128)]
+    checkpoint: Checkpoint
+
+
+class WitnessAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """A verifying witness's answer to an accepted checkpoint: the size it now holds."""
+
+    tree_size: int
+
+
 class CheckpointKey(msgspec.Struct, frozen=True, kw_only=True):
     """The public half of the checkpoint key, for witnesses and offline verifiers."""
 

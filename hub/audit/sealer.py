@@ -7,17 +7,27 @@ the witness. Each batch is one transaction, so a crash loses nothing and a secon
 second worker) just finds less to do.
 """
 
+from pathlib import Path
+
 import asyncpg
 import httpx
 import structlog
 
 from hub.audit import repository
-from hub.audit.checkpoints import CheckpointSigner, push_to_witness
-from hub.audit.merkle import CompactRange
+from hub.audit.checkpoints import (
+    WITNESS_TIMEOUT_SECONDS,
+    CheckpointSigner,
+    append_to_witness_file,
+    is_url_witness,
+)
+from hub.audit.merkle import CompactRange, consistency_ranges
+from hub.audit.proofs import subtree_hashes
 from hub.audit.rules import checkpoint_due, entry_leaf, is_stored_height
-from hub.audit.schemas import Checkpoint, CheckpointKey, SealReport
+from hub.audit.schemas import Checkpoint, CheckpointKey, SealReport, WitnessRequest
+from hub.audit.witness import WitnessRefusedError, offer
 from hub.kit.clock import Clock, utcnow
 from hub.kit.db import Database
+from hub.kit.errors import ConflictError
 from hub.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -104,13 +114,51 @@ class Sealer:
             waiting = await repository.unwitnessed(conn, limit=WITNESS_BATCH)
             if not waiting:
                 return 0
+            taken: list[int] = []
             try:
-                await push_to_witness(self._witness, [c for _, c in waiting])
+                if is_url_witness(self._witness):
+                    await _offer_each(conn, self._witness, waiting, taken)
+                else:
+                    await append_to_witness_file(Path(self._witness), [c for _, c in waiting])
+                    taken = [i for i, _ in waiting]
             except (OSError, httpx.HTTPError) as exc:
                 log.warning("audit witness unreachable", error=repr(exc)[:200])
-                return 0
-            await repository.mark_witnessed(conn, [i for i, _ in waiting], at=self._clock())
-        return len(waiting)
+            except (WitnessRefusedError, ConflictError) as exc:
+                # Not a network blip: the witness will not take this checkpoint (the log does
+                # not extend what it holds, or the key is not the one it knows), or the proof
+                # needs pruned entries. AuditWitnessBehind follows; the runbook says what next.
+                log.error("audit witness refused a checkpoint", error=str(exc)[:300])
+            await repository.mark_witnessed(conn, taken, at=self._clock())
+        return len(taken)
+
+
+async def _offer_each(
+    conn: asyncpg.Connection, url: str, waiting: list[tuple[int, Checkpoint]], taken: list[int]
+) -> None:
+    """Offer each checkpoint to a verifying witness with a consistency proof from the size it
+    holds (first guessed: the checkpoint before, which it has when it has every earlier one;
+    a 409 says the real one). Appends the ids it accepted to `taken` as it goes."""
+    held = await repository.size_before(conn, waiting[0][0])
+    async with httpx.AsyncClient(timeout=WITNESS_TIMEOUT_SECONDS) as client:
+        for checkpoint_id, checkpoint in waiting:
+            for _ in range(2):  # once as guessed, once more from the size the witness names
+                if held > checkpoint.tree_size:
+                    raise WitnessRefusedError(
+                        f"the witness holds {held} entries, more than the {checkpoint.tree_size} "
+                        "of the checkpoint waiting for it"
+                    )
+                path = await subtree_hashes(conn, consistency_ranges(held, checkpoint.tree_size))
+                request = WitnessRequest(
+                    old_size=held, consistency=[h.hex() for h in path], checkpoint=checkpoint
+                )
+                stale = await offer(client, url, request)
+                if stale is None:
+                    break
+                held = stale
+            else:
+                raise WitnessRefusedError(f"the witness's size changed again ({held})")
+            taken.append(checkpoint_id)
+            held = checkpoint.tree_size
 
 
 async def _seal_batch(conn: asyncpg.Connection, *, limit: int) -> int:

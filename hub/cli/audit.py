@@ -207,6 +207,36 @@ def audit_prune(older_than_days: int, as_json: bool) -> None:
     )
 
 
+@audit.command("witness")
+@click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="File of the checkpoints accepted, one JSON line each (refused ones, with their "
+    "proofs, go to STATE.refused). `hub audit verify --checkpoint STATE` reads it.",
+)
+@click.option(
+    "--log-key",
+    "key_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The log's checkpoint public key (PEM, as GET /v1/audit/checkpoint-key serves it).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8470, show_default=True)
+def audit_witness(state: Path, key_file: Path, host: str, port: int) -> None:
+    """Run a verifying witness of another hub's audit log: POST /add-checkpoint accepts a
+    checkpoint only when the log key signed it and a consistency proof shows it extends the
+    newest one held (point that hub's HUB_AUDIT_WITNESS at http://HOST:PORT/add-checkpoint)."""
+    import uvicorn
+
+    from hub.audit.witness import WitnessState, create_witness_app
+
+    app = create_witness_app(WitnessState(path=state, log_key=_key_from(key_file)))
+    click.echo(f"witness on http://{host}:{port}/add-checkpoint, state in {state}", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
 def _key_from(path: Path) -> CheckpointKey:
     """A checkpoint key from a public key PEM file."""
     from cryptography.hazmat.primitives import serialization

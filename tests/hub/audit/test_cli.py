@@ -2,20 +2,26 @@
 1), consistency between checkpoints, and the offline check of an evidence package's inclusion
 proofs."""
 
+import asyncio
+import contextlib
 import io
 import json
 import socket
+import sys
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
+from hub.audit import public_key_in
+from hub.audit.checkpoints import read_witness_checkpoints
 from hub.runtime import Services
 from hub.settings import Settings
-from tests.hub.audit.builders import append_many
+from tests.hub.audit.builders import append_many, sealer
 from tests.hub.audit.test_routes import bearer
-from tests.support import run_hub
+from tests.support import free_port, run_hub
 
 pytestmark = pytest.mark.db
 
@@ -122,3 +128,31 @@ async def test_evidence_proofs_verify_offline_and_tampering_is_caught(
     )
     assert bad.returncode == 1
     assert "altered" in bad.stdout
+
+
+async def test_hub_audit_witness_serves_a_verifying_witness(
+    services: Services, settings: Settings, tmp_path: Path
+) -> None:
+    key = public_key_in(settings.secrets_dir) or sealer(services).key
+    (tmp_path / "log.pem").write_text(key.public_key)
+    state, port = tmp_path / "state.jsonl", free_port()
+    witness = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "hub.cli.main", "audit", "witness", "--state", str(state)),
+        *("--log-key", str(tmp_path / "log.pem"), "--port", str(port)),
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(100):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"{url}/checkpoint")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+        await append_many(services, 3)
+        report = await sealer(services, witness=f"{url}/add-checkpoint").run(force_checkpoint=True)
+    finally:
+        witness.terminate()
+        await witness.wait()
+    assert report.witnessed == 1
+    assert [c.tree_size for c in read_witness_checkpoints(state)] == [3]

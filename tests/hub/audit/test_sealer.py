@@ -10,12 +10,11 @@ import pytest
 from arq import create_pool
 from arq.connections import RedisSettings
 from arq.worker import Worker
-from litestar import Litestar, post
-from litestar.params import JSONBody
 
 from hub.audit import Checkpoint, merkle, public_key_in
-from hub.audit.checkpoints import checkpoint_problem
+from hub.audit.checkpoints import checkpoint_problem, read_witness_checkpoints
 from hub.audit.repository import SEALER_LOCK
+from hub.audit.witness import ADD_PATH, WitnessState, create_witness_app
 from hub.kit.clock import utcnow
 from hub.runtime import Services
 from hub.settings import Settings
@@ -92,23 +91,19 @@ async def test_the_witness_file_gets_each_checkpoint_once(
     assert sizes == [2, 2]
 
 
-async def test_an_unreachable_witness_is_retried_on_the_next_run(services: Services) -> None:
-    received: list[Checkpoint] = []
-
-    @post("/witness", status_code=204)
-    async def take(data: JSONBody[Checkpoint]) -> None:
-        received.append(data)
-
-    server = ThreadedServer(Litestar([take]))
-    url = f"{server.url}/witness"
+async def test_an_unreachable_witness_is_retried_on_the_next_run(
+    services: Services, tmp_path: Path
+) -> None:
+    state = WitnessState(path=tmp_path / "witness.jsonl", log_key=sealer(services).key)
+    server = ThreadedServer(create_witness_app(state))
+    url = f"{server.url}{ADD_PATH}"
     await append_many(services, 1)
     down = await sealer(services, witness=url).run(force_checkpoint=True)
     assert down.witnessed == 0
     with server:
         up = await sealer(services, witness=url).run()
     assert up.witnessed == 1
-    assert [c.tree_size for c in received] == [1]
-    assert received[0] == down.checkpoint
+    assert read_witness_checkpoints(state.path) == [down.checkpoint]
 
 
 @pytest.mark.redis

@@ -1,0 +1,161 @@
+"""The verifying witness (`hub audit witness`) as a real server on loopback, fed by the real
+sealer on real PostgreSQL: it takes checkpoints that extend what it holds, refuses a rewritten
+log and keeps the evidence, and a hub whose idea of the witness is stale catches up through
+the 409. Then its rules alone: foreign keys, forged notes, stale sizes, bad proofs."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+
+from hub.audit import Checkpoint, LogReport, public_key_in, verify_log
+from hub.audit.checkpoints import CheckpointSigner, read_witness_checkpoints
+from hub.audit.schemas import WitnessRequest
+from hub.audit.witness import (
+    ADD_PATH,
+    InconsistentError,
+    StaleSizeError,
+    WitnessState,
+    create_witness_app,
+    judge,
+)
+from hub.kit.clock import utcnow
+from hub.kit.errors import BadRequestError, ForbiddenError
+from hub.runtime import Services
+from tests.hub.audit.builders import append_many, fixed, sealer
+from tests.support import ThreadedServer
+
+pytestmark = pytest.mark.db
+
+
+async def execute(services: Services, sql: str, *args: object) -> None:
+    async with services.db.pool.acquire() as conn:
+        await conn.execute(sql, *args)
+
+
+async def verify_against(services: Services, path: Path) -> LogReport:
+    key = public_key_in(services.settings.secrets_dir)
+    return await verify_log(services.db.pool, key=key, trusted=read_witness_checkpoints(path))
+
+
+async def test_the_witness_takes_each_checkpoint_that_extends_what_it_holds(
+    services: Services, tmp_path: Path
+) -> None:
+    state = WitnessState(path=tmp_path / "witness.jsonl", log_key=sealer(services).key)
+    with ThreadedServer(create_witness_app(state)) as server:
+        url = f"{server.url}{ADD_PATH}"
+        for n in (3, 5, 1):  # checkpoints of 3, 8 and 9 entries
+            await append_many(services, n)
+            report = await sealer(services, witness=url).run(force_checkpoint=True)
+            assert report.witnessed == 1
+        async with httpx.AsyncClient() as http:
+            newest = msgspec.json.decode((await http.get(f"{server.url}/checkpoint")).content)
+    held = read_witness_checkpoints(state.path)
+    assert [c.tree_size for c in held] == [3, 8, 9]
+    assert newest["tree_size"] == 9
+    report = await verify_against(services, state.path)
+    assert (report.ok, report.checkpoints_matched) == (True, 3)
+
+
+async def test_a_rewritten_log_is_refused_and_the_witness_keeps_the_evidence(
+    services: Services, tmp_path: Path
+) -> None:
+    state = WitnessState(path=tmp_path / "witness.jsonl", log_key=sealer(services).key)
+    with ThreadedServer(create_witness_app(state)) as server:
+        url = f"{server.url}{ADD_PATH}"
+        seqs = await append_many(services, 6)
+        assert (await sealer(services, witness=url).run(force_checkpoint=True)).witnessed == 1
+        # An entry rewritten, the tree and checkpoints thrown away, everything sealed again
+        # (as in test_verify): the hub signs a checkpoint of the rewritten log and offers it.
+        await execute(services, "UPDATE audit_log SET target = 'forged' WHERE seq = $1", seqs[1])
+        await execute(services, "UPDATE audit_log SET leaf_index = NULL, leaf_hash = NULL")
+        await execute(services, "DELETE FROM audit_node")
+        await execute(services, "DELETE FROM audit_checkpoint WHERE tree_size = 6")
+        await execute(services, "UPDATE audit_tree SET size = 0, frontier = '{}'")
+        await append_many(services, 2)
+        later = sealer(services, witness=url, clock=fixed(utcnow() + timedelta(minutes=1)))
+        refused = await later.run(force_checkpoint=True)
+    assert refused.witnessed == 0
+    assert [c.tree_size for c in read_witness_checkpoints(state.path)] == [6]
+    evidence = msgspec.json.decode(state.path.with_name("witness.jsonl.refused").read_bytes())
+    assert evidence["request"]["checkpoint"]["tree_size"] == 8
+    assert evidence["witnessed"]["tree_size"] == 6
+    # Both signed by the hub's key, and no proof joins them: a rewrite anyone can check.
+    assert evidence["request"]["checkpoint"]["key_id"] == evidence["witnessed"]["key_id"]
+    async with services.db.pool.acquire() as conn:
+        unwitnessed = await conn.fetchval(
+            "SELECT count(*) FROM audit_checkpoint WHERE witnessed_at IS NULL"
+        )
+    assert unwitnessed == 1  # kept waiting: AuditWitnessBehind will say so
+
+
+async def test_a_hub_with_a_stale_idea_of_the_witness_proves_again_from_its_size(
+    services: Services, tmp_path: Path
+) -> None:
+    state = WitnessState(path=tmp_path / "witness.jsonl", log_key=sealer(services).key)
+    await append_many(services, 4)
+    await sealer(services).run(force_checkpoint=True)
+    # The hub believes the witness has the checkpoint of 4 (say a witness restored from an
+    # older backup, holding none): the next offer proves from 4, the witness answers 409 with
+    # 0, and the offer is made again from there.
+    await execute(services, "UPDATE audit_checkpoint SET witnessed_at = now()")
+    await append_many(services, 3)
+    with ThreadedServer(create_witness_app(state)) as server:
+        report = await sealer(services, witness=f"{server.url}{ADD_PATH}").run(
+            force_checkpoint=True
+        )
+    assert report.witnessed == 1
+    assert [c.tree_size for c in read_witness_checkpoints(state.path)] == [7]
+
+
+async def test_bad_bodies_get_problems_not_server_errors(
+    services: Services, tmp_path: Path
+) -> None:
+    state = WitnessState(path=tmp_path / "witness.jsonl", log_key=sealer(services).key)
+    with ThreadedServer(create_witness_app(state)) as server:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            answers = [
+                await http.post(
+                    ADD_PATH, content=body, headers={"content-type": "application/json"}
+                )
+                for body in (b"{", b'{"old_size": -1}', b"[]", b"x" * 40_000)
+            ]
+    for answer in answers:
+        assert 400 <= answer.status_code < 500, answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")
+    assert not state.path.exists()
+
+
+def signed(signer: CheckpointSigner, size: int, root: bytes) -> Checkpoint:
+    return signer.sign(size=size, root=root, at=utcnow())
+
+
+def test_the_rules_refuse_foreign_forged_stale_and_unproven_checkpoints(tmp_path: Path) -> None:
+    signer = CheckpointSigner.from_dir(str(tmp_path / "log"))
+    other = CheckpointSigner.from_dir(str(tmp_path / "other"))
+    key = signer.public
+    first = signed(signer, 2, b"\x01" * 32)
+
+    def request(
+        checkpoint: Checkpoint, old_size: int, proof: list[str] | None = None
+    ) -> WitnessRequest:
+        return WitnessRequest(old_size=old_size, consistency=proof or [], checkpoint=checkpoint)
+
+    assert judge(None, request(first, 0), log_key=key) is None  # the first is taken as it is
+    with pytest.raises(ForbiddenError):
+        judge(None, request(signed(other, 2, b"\x01" * 32), 0), log_key=key)
+    forged = msgspec.structs.replace(first, tree_size=3)
+    with pytest.raises(ForbiddenError):
+        judge(None, request(forged, 0), log_key=key)
+    later = signed(signer, 5, b"\x02" * 32)
+    with pytest.raises(StaleSizeError) as stale:
+        judge(first, request(later, 4), log_key=key)
+    assert stale.value.extra == {"witness_size": 2}
+    with pytest.raises(BadRequestError):
+        judge(first, request(first, 5), log_key=key)
+    with pytest.raises(InconsistentError):
+        judge(first, request(later, 2, ["ab" * 32]), log_key=key)
+    with pytest.raises(InconsistentError):  # one size, two roots
+        judge(first, request(signed(signer, 2, b"\x03" * 32), 2), log_key=key)
