@@ -159,3 +159,13 @@ def test_the_rules_refuse_foreign_forged_stale_and_unproven_checkpoints(tmp_path
         judge(first, request(later, 2, ["ab" * 32]), log_key=key)
     with pytest.raises(InconsistentError):  # one size, two roots
         judge(first, request(signed(signer, 2, b"\x03" * 32), 2), log_key=key)
+
+
+def test_the_witness_reads_only_the_end_of_a_long_state_file(tmp_path: Path) -> None:
+    signer = CheckpointSigner.from_dir(str(tmp_path / "log"))
+    state = WitnessState(path=tmp_path / "state.jsonl", log_key=signer.public)
+    assert state.latest() is None
+    old = msgspec.json.encode(signed(signer, 1, b"\x01" * 32)) + b"\n"
+    newest = signed(signer, 2, b"\x02" * 32)
+    state.path.write_bytes(old * 5_000 + msgspec.json.encode(newest) + b"\n\n")
+    assert state.latest() == newest
