@@ -56,6 +56,13 @@ class AuditMetrics:
         )
         for outcome in REFUSALS:  # present at 0, so rate() sees the first refusal
             self.refused.labels(outcome)
+        self.witness_refusals = Counter(
+            "hub_audit_witness_refusals",
+            "Checkpoints the verifying witness refused for good (not signed by the key it "
+            "knows, or not consistent with the newest it holds: a possible rewrite of the log; "
+            "ADR 0043). AuditWitnessRefused: any increase.",
+            registry=registry,
+        )
 
 
 @cache

@@ -21,6 +21,7 @@ from hub.audit.checkpoints import (
     is_url_witness,
 )
 from hub.audit.merkle import CompactRange, consistency_ranges
+from hub.audit.metrics import default_metrics
 from hub.audit.proofs import subtree_hashes
 from hub.audit.rules import checkpoint_due, entry_leaf, is_stored_height
 from hub.audit.schemas import Checkpoint, CheckpointKey, SealReport, WitnessRequest
@@ -127,7 +128,12 @@ class Sealer:
                 # Not a network blip: the witness will not take this checkpoint (the log does
                 # not extend what it holds, or the key is not the one it knows), or the proof
                 # needs pruned entries. AuditWitnessBehind follows; the runbook says what next.
-                log.error("audit witness refused a checkpoint", error=str(exc)[:300])
+                log.error(
+                    "audit witness refused a checkpoint",
+                    alert="AuditWitnessRefused",
+                    error=str(exc)[:300],
+                )
+                default_metrics().witness_refusals.inc()
             await repository.mark_witnessed(conn, taken, at=self._clock())
         return len(taken)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
+from prometheus_client import REGISTRY
 
 from hub.audit import Checkpoint, LogReport, public_key_in, verify_log
 from hub.audit.checkpoints import CheckpointSigner, read_witness_checkpoints
@@ -23,11 +24,16 @@ from hub.audit.witness import (
 )
 from hub.kit.clock import utcnow
 from hub.kit.errors import BadRequestError, ForbiddenError
+from hub.observability.slo import load_spec
 from hub.runtime import Services
 from tests.hub.audit.builders import append_many, fixed, sealer
 from tests.support import ThreadedServer
 
 pytestmark = pytest.mark.db
+
+
+def refusals() -> float:
+    return REGISTRY.get_sample_value("hub_audit_witness_refusals_total") or 0.0
 
 
 async def execute(services: Services, sql: str, *args: object) -> None:
@@ -76,8 +82,10 @@ async def test_a_rewritten_log_is_refused_and_the_witness_keeps_the_evidence(
         await execute(services, "UPDATE audit_tree SET size = 0, frontier = '{}'")
         await append_many(services, 2)
         later = sealer(services, witness=url, clock=fixed(utcnow() + timedelta(minutes=1)))
+        before = refusals()
         refused = await later.run(force_checkpoint=True)
     assert refused.witnessed == 0
+    assert refusals() == before + 1  # AuditWitnessRefused pages on any increase
     assert [c.tree_size for c in read_witness_checkpoints(state.path)] == [6]
     evidence = msgspec.json.decode(state.path.with_name("witness.jsonl.refused").read_bytes())
     assert evidence["request"]["checkpoint"]["tree_size"] == 8
@@ -169,3 +177,12 @@ def test_the_witness_reads_only_the_end_of_a_long_state_file(tmp_path: Path) -> 
     newest = signed(signer, 2, b"\x02" * 32)
     state.path.write_bytes(old * 5_000 + msgspec.json.encode(newest) + b"\n\n")
     assert state.latest() == newest
+
+
+def test_the_refusal_alert_reads_the_counter_the_sealer_increments() -> None:
+    root = Path(__file__).resolve().parents[3]
+    spec = load_spec(root / "deploy" / "slo.yaml")
+    alert = next(a for a in spec.alerts if a.alert == "AuditWitnessRefused")
+    assert "increase(hub_audit_witness_refusals_total[" in alert.expr
+    assert alert.severity == "page"
+    assert (root / "runbooks" / "AuditWitnessRefused.md").is_file()
