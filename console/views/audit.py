@@ -1,6 +1,6 @@
 """Audit: search by subject, action, record and time; an entry's detail; the check of every
 entry against the latest signed checkpoint, naming the first altered or missing entry or a
-cut tail; signed CSV/JSON exports of a filtered range."""
+cut tail, and what the outside witness holds; signed CSV/JSON exports of a filtered range."""
 
 import json
 from datetime import UTC, date, datetime, time
@@ -18,6 +18,22 @@ def _asked_day(value: str | None) -> date | None:
         return date.fromisoformat(value) if value else None
     except ValueError:
         return None
+
+
+def witness_line(status: dict[str, Any]) -> str:
+    """What the outside witness holds, in a sentence (`GET /v1/audit/witness`)."""
+    if status["kind"] == "none":
+        return (
+            "No outside witness is configured (HUB_AUDIT_WITNESS): a cut of the log's tail "
+            "shows only against the hub's own checkpoints."
+        )
+    kind = "verifying witness" if status["kind"] == "url" else "witness file"
+    if not status["unwitnessed"]:
+        return f"The {kind} holds every signed checkpoint."
+    return (
+        f"The {kind} lacks {status['unwitnessed']} signed checkpoint(s), the oldest signed "
+        f"{status['owed_since']}."
+    )
 
 
 st.title("Audit trail")
@@ -103,6 +119,10 @@ if st.button("Verify against the latest checkpoint", key="audit_verify"):
     else:
         where = f" (entry {report['broken_seq']})" if report["broken_seq"] else ""
         st.error(f"Audit log BROKEN{where}: {report['problem']}")
+
+witness = attempt(lambda: hub.get("/v1/audit/witness"), what="the witness's status")
+if witness:
+    st.caption(witness_line(witness))
 
 st.subheader("Export")
 fmt = st.radio("Format", ["csv", "json"], horizontal=True, key="audit_format")

@@ -1,7 +1,7 @@
 """Audit routes under `/v1/audit` (policy-guarded: compliance officers): search, one entry,
-the check against the latest checkpoint, checkpoints, inclusion and consistency proofs and
-signed exports; the checkpoint key alone is public. Exports are audited; reads are decisions
-in the log."""
+the check against the latest checkpoint, checkpoints, the witness's status, inclusion and
+consistency proofs and signed exports; the checkpoint key alone is public. Exports are
+audited; reads are decisions in the log."""
 
 from datetime import datetime
 from typing import Annotated, Any
@@ -23,8 +23,9 @@ from hub.audit.schemas import (
     ExportRequest,
     InclusionProof,
     LogReport,
+    WitnessStatus,
 )
-from hub.audit.service import checkpoints, export_entries, read_entry, search
+from hub.audit.service import checkpoints, export_entries, read_entry, search, witness_status
 from hub.audit.verify import verify_log
 from hub.kit.params import INT64_MAX, NO_NUL, Position
 from hub.policy.guard import current_decision_id, current_subject
@@ -76,6 +77,11 @@ async def get_checkpoints(
     return CheckpointPage(checkpoints=await checkpoints(services.db.pool, limit=limit))
 
 
+async def get_witness(services: ServicesDep) -> WitnessStatus:
+    """Whether an outside witness is configured and what it has not taken yet."""
+    return await witness_status(services.db.pool, witness=services.settings.audit_witness)
+
+
 async def get_checkpoint_key(services: ServicesDep) -> CheckpointKey:
     """The public key that signs checkpoints (public: witnesses and verifiers need it)."""
     return CheckpointSigner.from_dir(services.settings.secrets_dir).public
@@ -123,6 +129,7 @@ def build_router() -> Router:
             get("/entries/{seq:int}")(get_entry),
             get("/verify")(get_verify),
             get("/checkpoints")(get_checkpoints),
+            get("/witness")(get_witness),
             get("/checkpoint-key", opt={"public": True})(get_checkpoint_key),
             get("/proofs/inclusion/{seq:int}")(get_inclusion),
             get("/proofs/consistency")(get_consistency),

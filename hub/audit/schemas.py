@@ -166,6 +166,16 @@ class CheckpointPage(msgspec.Struct, frozen=True, kw_only=True):
     checkpoints: list[Checkpoint]
 
 
+class WitnessStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """How far the outside witness (`HUB_AUDIT_WITNESS`) is behind: which kind it is (never
+    its address, which may carry credentials), how many signed checkpoints it has not taken
+    (counted up to 10,000) and when the oldest of them was signed."""
+
+    kind: Literal["none", "file", "url"]
+    unwitnessed: int
+    owed_since: datetime | None
+
+
 class InclusionProof(msgspec.Struct, frozen=True, kw_only=True):
     """RFC 9162 inclusion proof of one entry in the tree of `tree_size` leaves (hex hashes,
     the leaf's sibling first)."""

@@ -6,11 +6,13 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import asyncpg
 import msgspec
 
 from hub.audit import repository
+from hub.audit.checkpoints import is_url_witness
 from hub.audit.export import ExportSigner, entry_read, render
 from hub.audit.rules import prune_point
 from hub.audit.schemas import (
@@ -22,6 +24,7 @@ from hub.audit.schemas import (
     Checkpoint,
     ExportRequest,
     PruneReport,
+    WitnessStatus,
 )
 from hub.kit.clock import Clock, utcnow
 from hub.kit.db import Database
@@ -129,6 +132,15 @@ async def witness_owed(pool: asyncpg.Pool) -> tuple[datetime | None, int]:
     """Since when the outside witness is owed a checkpoint (the oldest it has not received;
     None: it has them all) and how many it is owed (up to `UNWITNESSED_COUNTED_UP_TO`)."""
     return await repository.oldest_unwitnessed(pool, count_up_to=UNWITNESSED_COUNTED_UP_TO)
+
+
+async def witness_status(pool: asyncpg.Pool, *, witness: str) -> WitnessStatus:
+    """What the console shows of the witness: its kind and what it has not taken yet."""
+    if not witness:
+        return WitnessStatus(kind="none", unwitnessed=0, owed_since=None)
+    owed_since, owed = await witness_owed(pool)
+    kind: Literal["file", "url"] = "url" if is_url_witness(witness) else "file"
+    return WitnessStatus(kind=kind, unwitnessed=owed, owed_since=owed_since)
 
 
 async def checkpoints(pool: asyncpg.Pool, *, limit: int) -> list[Checkpoint]:

@@ -184,6 +184,7 @@ NO_EVENT_DATA: dict[str, str] = {
     "GET /v1/audit/entries/{seq:int}": "one audit entry (ids only)",
     "GET /v1/audit/verify": "chain check",
     "GET /v1/audit/checkpoints": "signed tree heads (size, root hash, time)",
+    "GET /v1/audit/witness": "the witness's kind and how many checkpoints it lacks",
     "GET /v1/audit/checkpoint-key": "the checkpoint signing public key",
     "GET /v1/audit/proofs/consistency": "Merkle consistency proof (hashes)",
     "GET /v1/audit/proofs/inclusion/{seq:int}": "Merkle inclusion proof (hashes)",

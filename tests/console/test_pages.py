@@ -81,6 +81,7 @@ async def test_audit_search_detail_chain_and_export(seeded: Hub) -> None:
     assert any("user.add" in str(j.value) for j in app.json)
     app.button(key="audit_verify").click().run()
     assert "Audit log intact" in texts(app)
+    assert "No outside witness is configured" in texts(app)
     app.radio(key="audit_format").set_value("csv").run()
     app.button(key="audit_export").click().run()
     assert "3 entries exported" in texts(app)

@@ -1,18 +1,23 @@
 """Audit routes on the real app: search with keyset paging, the check against the latest
-checkpoint, checkpoints and proofs, the public checkpoint key, signed export."""
+checkpoint, checkpoints and proofs, the witness's status, the public checkpoint key, signed
+export."""
 
 import base64
+from pathlib import Path
 
 import msgspec
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from litestar.testing import AsyncTestClient
 
+from hub.app import create_app
 from hub.audit import Checkpoint, merkle
 from hub.audit.checkpoints import checkpoint_problem
 from hub.identity.oauth import UserCreate, add_user
 from hub.runtime import Services
+from hub.settings import Settings
 from tests.hub.audit.builders import append_many, sealer
+from tests.support import BASE_URL
 
 pytestmark = [pytest.mark.db, pytest.mark.redis]
 PASSWORD = "correct horse battery staple"
@@ -139,3 +144,29 @@ async def test_admin_is_denied_audit(client: AsyncTestClient, services: Services
     denied = await client.get("/v1/audit/entries", headers=headers)
     assert denied.status_code == 403
     assert denied.json()["decision_id"]
+
+
+async def test_the_witness_status_names_its_kind_and_what_it_lacks_never_its_address(
+    settings: Settings, services: Services, client: AsyncTestClient, tmp_path: Path
+) -> None:
+    headers = await bearer(client, services, "olga", "compliance_officer")
+    none = (await client.get("/v1/audit/witness", headers=headers)).json()
+    assert none == {"kind": "none", "unwitnessed": 0, "owed_since": None}
+    await append_many(services, 2)
+    signed = (await sealer(services).run(force_checkpoint=True)).checkpoint
+    assert signed is not None
+    secret_url = "https://user:secret@witness.example/add-checkpoint"
+    with_url = msgspec.structs.replace(settings, audit_witness=secret_url)
+    async with AsyncTestClient(app=create_app(with_url), base_url=BASE_URL) as other:
+        answer = await other.get("/v1/audit/witness", headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert "secret" not in answer.text
+    status = answer.json()
+    assert (status["kind"], status["unwitnessed"]) == ("url", 1)
+    assert status["owed_since"].startswith(signed.signed_at.isoformat()[:19])
+    witness = tmp_path / "witness.jsonl"
+    await sealer(services, witness=str(witness)).run()
+    with_file = msgspec.structs.replace(settings, audit_witness=str(witness))
+    async with AsyncTestClient(app=create_app(with_file), base_url=BASE_URL) as other:
+        caught_up = (await other.get("/v1/audit/witness", headers=headers)).json()
+    assert caught_up == {"kind": "file", "unwitnessed": 0, "owed_since": None}
