@@ -43,3 +43,20 @@ def sealer(
 def fixed(at: datetime) -> Clock:
     """A clock that always says `at`."""
     return lambda: at
+
+
+async def execute(services: Services, sql: str, *args: object) -> None:
+    """One statement on a pooled connection (tampering with the log, as an attacker would)."""
+    async with services.db.pool.acquire() as conn:
+        await conn.execute(sql, *args)
+
+
+async def rewrite_log(services: Services, seq: int) -> None:
+    """What someone with write access to the database does to rewrite history: change entry
+    `seq` and throw away the tree and the checkpoints, so that the next sealer run seals
+    everything again and signs checkpoints of the rewritten log."""
+    await execute(services, "UPDATE audit_log SET target = 'forged' WHERE seq = $1", seq)
+    await execute(services, "UPDATE audit_log SET leaf_index = NULL, leaf_hash = NULL")
+    await execute(services, "DELETE FROM audit_node")
+    await execute(services, "DELETE FROM audit_checkpoint")
+    await execute(services, "UPDATE audit_tree SET size = 0, frontier = '{}'")

@@ -27,7 +27,7 @@ from hub.audit.rules import entry_leaf
 from hub.kit.clock import utcnow
 from hub.kit.errors import NotFoundError
 from hub.runtime import Services
-from tests.hub.audit.builders import append_many, fixed, sealer
+from tests.hub.audit.builders import append_many, execute, fixed, rewrite_log, sealer
 
 pytestmark = pytest.mark.db
 
@@ -41,11 +41,6 @@ async def sealed_log(services: Services, n: int) -> list[int]:
     seqs = await append_many(services, n)
     await sealer(services).run(force_checkpoint=True)
     return seqs
-
-
-async def execute(services: Services, sql: str, *args: object) -> None:
-    async with services.db.pool.acquire() as conn:
-        await conn.execute(sql, *args)
 
 
 async def test_an_untouched_log_verifies_against_its_checkpoint(services: Services) -> None:
@@ -153,14 +148,9 @@ async def test_a_log_rewritten_and_sealed_again_shows_against_what_the_witness_h
     witness = tmp_path / "witness.jsonl"
     seqs = await append_many(services, 6)
     assert (await sealer(services, witness=str(witness)).run(force_checkpoint=True)).witnessed
-    # Someone with write access rewrites an entry, throws the tree and the checkpoints away
-    # and has everything sealed again: the hub then signs, and hands the witness, checkpoints
-    # of the rewritten log, which verify against themselves.
-    await execute(services, "UPDATE audit_log SET target = 'forged' WHERE seq = $1", seqs[1])
-    await execute(services, "UPDATE audit_log SET leaf_index = NULL, leaf_hash = NULL")
-    await execute(services, "DELETE FROM audit_node")
-    await execute(services, "DELETE FROM audit_checkpoint")
-    await execute(services, "UPDATE audit_tree SET size = 0, frontier = '{}'")
+    # The log rewritten and sealed again: the hub then signs, and hands the witness,
+    # checkpoints of the rewritten log, which verify against themselves.
+    await rewrite_log(services, seqs[1])
     await append_many(services, 2)
     later = sealer(services, witness=str(witness), clock=fixed(utcnow() + timedelta(minutes=1)))
     assert (await later.run(force_checkpoint=True)).witnessed

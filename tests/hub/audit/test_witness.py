@@ -26,7 +26,7 @@ from hub.kit.clock import utcnow
 from hub.kit.errors import BadRequestError, ForbiddenError
 from hub.observability.slo import load_spec
 from hub.runtime import Services
-from tests.hub.audit.builders import append_many, fixed, sealer
+from tests.hub.audit.builders import append_many, execute, fixed, rewrite_log, sealer
 from tests.support import ThreadedServer
 
 pytestmark = pytest.mark.db
@@ -34,11 +34,6 @@ pytestmark = pytest.mark.db
 
 def refusals() -> float:
     return REGISTRY.get_sample_value("hub_audit_witness_refusals_total") or 0.0
-
-
-async def execute(services: Services, sql: str, *args: object) -> None:
-    async with services.db.pool.acquire() as conn:
-        await conn.execute(sql, *args)
 
 
 async def verify_against(services: Services, path: Path) -> LogReport:
@@ -73,13 +68,8 @@ async def test_a_rewritten_log_is_refused_and_the_witness_keeps_the_evidence(
         url = f"{server.url}{ADD_PATH}"
         seqs = await append_many(services, 6)
         assert (await sealer(services, witness=url).run(force_checkpoint=True)).witnessed == 1
-        # An entry rewritten, the tree and checkpoints thrown away, everything sealed again
-        # (as in test_verify): the hub signs a checkpoint of the rewritten log and offers it.
-        await execute(services, "UPDATE audit_log SET target = 'forged' WHERE seq = $1", seqs[1])
-        await execute(services, "UPDATE audit_log SET leaf_index = NULL, leaf_hash = NULL")
-        await execute(services, "DELETE FROM audit_node")
-        await execute(services, "DELETE FROM audit_checkpoint WHERE tree_size = 6")
-        await execute(services, "UPDATE audit_tree SET size = 0, frontier = '{}'")
+        # The log rewritten and sealed again: the hub signs a checkpoint of it and offers it.
+        await rewrite_log(services, seqs[1])
         await append_many(services, 2)
         later = sealer(services, witness=url, clock=fixed(utcnow() + timedelta(minutes=1)))
         before = refusals()
