@@ -220,10 +220,13 @@ def audit_prune(older_than_days: int, as_json: bool) -> None:
     "key_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
-    help="The log's checkpoint public key (PEM, as GET /v1/audit/checkpoint-key serves it).",
+    help="The log's checkpoint public key: the PEM in `public_key` of the hub's "
+    "GET /v1/audit/checkpoint-key.",
 )
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8470, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8470, show_default=True, help="Port."
+)
 def audit_witness(state: Path, key_file: Path, host: str, port: int) -> None:
     """Run a verifying witness of another hub's audit log: POST /add-checkpoint accepts a
     checkpoint only when the log key signed it and a consistency proof shows it extends the
