@@ -1,6 +1,6 @@
-"""Errors of the audit trail's appender (ADR 0025)."""
+"""Errors of the audit trail's appender (ADR 0025) and of the verifying witness (ADR 0043)."""
 
-from hub.kit.errors import HubError, UnavailableError
+from hub.kit.errors import ConflictError, HubError, UnavailableError, ValidationError
 
 
 class AuditBusyError(UnavailableError):
@@ -29,3 +29,24 @@ class AuditEntryRejectedError(HubError):
     status = 500
     code = "audit_entry_rejected"
     title = "Audit entry rejected"
+
+
+class WitnessRefusedError(Exception):
+    """The witness refused a checkpoint for good (not signed by the key it knows, or not
+    consistent with what it holds): asking again cannot help; an operator must look."""
+
+
+class StaleSizeError(ConflictError):
+    """The hub proved from a size the witness does not hold: it should prove again from
+    `witness_size` (in the problem), which it learns here."""
+
+    code = "witness_size_mismatch"
+    title = "The witness holds another size"
+
+
+class InconsistentError(ValidationError):
+    """The checkpoint does not extend the one the witness holds: the log was rewritten, or the
+    proof is wrong. The witness keeps it as evidence."""
+
+    code = "checkpoint_inconsistent"
+    title = "Checkpoint does not extend the one witnessed"

@@ -20,12 +20,13 @@ from hub.audit.checkpoints import (
     append_to_witness_file,
     is_url_witness,
 )
+from hub.audit.errors import WitnessRefusedError
 from hub.audit.merkle import CompactRange, consistency_ranges
 from hub.audit.metrics import default_metrics
 from hub.audit.proofs import subtree_hashes
 from hub.audit.rules import checkpoint_due, entry_leaf, is_stored_height
 from hub.audit.schemas import Checkpoint, CheckpointKey, SealReport, WitnessRequest
-from hub.audit.witness import WitnessRefusedError, offer
+from hub.audit.witness import offer
 from hub.kit.clock import Clock, utcnow
 from hub.kit.db import Database
 from hub.kit.errors import ConflictError

@@ -22,9 +22,10 @@ from litestar import Litestar, get, post
 from litestar.params import JSONBody
 
 from hub.audit.checkpoints import checkpoint_problem
+from hub.audit.errors import InconsistentError, StaleSizeError, WitnessRefusedError
 from hub.audit.merkle import verify_consistency
 from hub.audit.schemas import Checkpoint, CheckpointKey, WitnessAnswer, WitnessRequest
-from hub.kit.errors import BadRequestError, ConflictError, ForbiddenError, ValidationError
+from hub.kit.errors import BadRequestError, ForbiddenError
 from hub.kit.problems import EXCEPTION_HANDLERS
 
 ADD_PATH = "/add-checkpoint"
@@ -32,27 +33,6 @@ ADD_PATH = "/add-checkpoint"
 MAX_BODY_BYTES = 32 * 1024
 # Enough of the state file's end to hold its last line (a checkpoint is under 1 KB).
 TAIL_BYTES = 16 * 1024
-
-
-class WitnessRefusedError(Exception):
-    """The witness refused a checkpoint for good (not signed by the key it knows, or not
-    consistent with what it holds): asking again cannot help; an operator must look."""
-
-
-class StaleSizeError(ConflictError):
-    """The hub proved from a size the witness does not hold: it should prove again from
-    `witness_size` (in the problem), which it learns here."""
-
-    code = "witness_size_mismatch"
-    title = "The witness holds another size"
-
-
-class InconsistentError(ValidationError):
-    """The checkpoint does not extend the one the witness holds: the log was rewritten, or the
-    proof is wrong. The witness keeps it as evidence."""
-
-    code = "checkpoint_inconsistent"
-    title = "Checkpoint does not extend the one witnessed"
 
 
 def judge(latest: Checkpoint | None, request: WitnessRequest, *, log_key: CheckpointKey) -> None:

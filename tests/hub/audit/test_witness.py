@@ -13,15 +13,9 @@ from prometheus_client import REGISTRY
 
 from hub.audit import Checkpoint, LogReport, public_key_in, verify_log
 from hub.audit.checkpoints import CheckpointSigner, read_witness_checkpoints
+from hub.audit.errors import InconsistentError, StaleSizeError
 from hub.audit.schemas import WitnessRequest
-from hub.audit.witness import (
-    ADD_PATH,
-    InconsistentError,
-    StaleSizeError,
-    WitnessState,
-    create_witness_app,
-    judge,
-)
+from hub.audit.witness import ADD_PATH, WitnessState, create_witness_app, judge
 from hub.kit.clock import utcnow
 from hub.kit.errors import BadRequestError, ForbiddenError
 from hub.observability.slo import load_spec
