@@ -23,7 +23,7 @@ from hub.policy.engines import load_engine
 from hub.runtime import Services
 from hub.settings import Settings
 from tests.hub.feeds.builders import CENTRAL_CAMERA, NORTH_CAMERA, bearer, event, upload_to
-from tests.hub.feeds.test_service import POLICE, insert_event
+from tests.hub.feeds.test_service import POLICE, insert_event, sequenced_north_events
 from tests.support import EdgeNode, ThreadedServer
 
 pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.commits]
@@ -178,13 +178,7 @@ async def test_a_new_bundle_judges_the_offers_again_from_the_readers_cursor(
 async def police_with_three_north_events(services: Services) -> AudienceSpec:
     """Three sequenced events from the north camera; police-north's audience."""
     spec = audience_of(await resolve_reader(services.feeds, POLICE, decision_id=None))
-    conn = await asyncpg.connect(services.settings.database_url)
-    try:
-        for _ in range(3):
-            await insert_event(conn, NORTH_CAMERA)
-    finally:
-        await conn.close()
-    await sequence_and_announce(services.feeds)
+    await sequenced_north_events(services)
     return spec
 
 

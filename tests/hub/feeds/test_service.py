@@ -60,6 +60,17 @@ async def insert_event(
     return int(pk), str(data["event_id"])
 
 
+async def sequenced_north_events(services: Services, n: int = 3) -> None:
+    """`n` events from the north camera, stored and given feed positions."""
+    conn = await asyncpg.connect(services.settings.database_url)
+    try:
+        for _ in range(n):
+            await insert_event(conn, NORTH_CAMERA)
+    finally:
+        await conn.close()
+    await sequence_and_announce(services.feeds)
+
+
 async def drain(
     services: Services, reader: Reader, cursor: str | None
 ) -> tuple[list[str], str | None]:
@@ -176,13 +187,7 @@ async def test_a_version_one_cursor_resumes_where_it_was_and_is_counted(
 ) -> None:
     kit = feed_services.feeds
     reader = await resolve_reader(kit, POLICE, decision_id=None)
-    conn = await asyncpg.connect(feed_services.settings.database_url)
-    try:
-        for _ in range(3):
-            await insert_event(conn, NORTH_CAMERA)
-    finally:
-        await conn.close()
-    await sequence_and_announce(kit)
+    await sequenced_north_events(feed_services)
     first = await read_page(kit, reader, cursor=None, filters=FeedFilters(), limit=100)
     assert first.page is not None
     hub_wide = kit.positions.stated([i.seq for i in first.page.items], agency="police-north")
