@@ -56,16 +56,14 @@ async def refresh_checkpoint_gauges(
     metrics.audit_checkpoint_interval.set(every_seconds)
     # An empty log owes nothing: "now", never 0, which the alert would read as ages ago.
     metrics.audit_checkpoint_at.set((owed_since or now).timestamp())
-    stale = checkpoint_stale(owed_since, now=now, every_seconds=every_seconds)
+    stale = _overdue(
+        owed_since,
+        now=now,
+        every_seconds=every_seconds,
+        alert="AuditCheckpointStale",
+        message="no audit checkpoint signed for over 3 intervals",
+    )
     metrics.audit_checkpoint_stale.set(int(stale))
-    if stale and owed_since is not None:
-        log.error(
-            "no audit checkpoint signed for over 3 intervals",
-            alert="AuditCheckpointStale",
-            owed_since=owed_since.isoformat(),
-            age_seconds=round((now - owed_since).total_seconds()),
-            every_seconds=every_seconds,
-        )
     return stale
 
 
@@ -83,13 +81,35 @@ async def refresh_witness_gauges(
     owed_since, owed = await witness_owed(pool) if witness else (None, 0)
     metrics.audit_witness_owed_since.set((owed_since or now).timestamp())
     metrics.audit_checkpoints_unwitnessed.set(owed)
-    behind = checkpoint_stale(owed_since, now=now, every_seconds=every_seconds)
-    if behind and owed_since is not None:
+    return _overdue(
+        owed_since,
+        now=now,
+        every_seconds=every_seconds,
+        alert="AuditWitnessBehind",
+        message="the audit witness has not received checkpoints for over 3 intervals",
+        unwitnessed=owed,
+    )
+
+
+def _overdue(
+    owed_since: datetime | None,
+    *,
+    now: datetime,
+    every_seconds: int,
+    alert: str,
+    message: str,
+    **detail: object,
+) -> bool:
+    """Whether what is owed since `owed_since` is over 3 intervals late; if so, the alert's
+    line in the log, as other in-process alerts write one."""
+    late = checkpoint_stale(owed_since, now=now, every_seconds=every_seconds)
+    if late and owed_since is not None:
         log.error(
-            "the audit witness has not received checkpoints for over 3 intervals",
-            alert="AuditWitnessBehind",
+            message,
+            alert=alert,
             owed_since=owed_since.isoformat(),
             age_seconds=round((now - owed_since).total_seconds()),
-            unwitnessed=owed,
+            every_seconds=every_seconds,
+            **detail,
         )
-    return behind
+    return late
