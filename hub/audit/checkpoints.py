@@ -91,12 +91,6 @@ def checkpoint_problem(checkpoint: Checkpoint, *, public_pem: str) -> str | None
     return None
 
 
-def read_witness_file(path: Path) -> Checkpoint:
-    """The last checkpoint in a witness file (one JSON checkpoint per line) or a JSON file
-    holding one checkpoint."""
-    return read_witness_checkpoints(path)[-1]
-
-
 def read_witness_checkpoints(path: Path) -> list[Checkpoint]:
     """Every checkpoint in a witness file (one JSON checkpoint per line), in the order it was
     handed them, or the one a JSON file holds."""
