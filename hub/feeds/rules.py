@@ -89,9 +89,11 @@ class Positions:
     def shown(self, seqs: Sequence[int], *, agency: str) -> list[int]:
         """What `agency` is shown for these hub-wide positions (`PositionError` past 10^15,
         which no feed reaches)."""
-        if any(not 0 <= n < _NOT_SHOWN for n in seqs):
-            raise PositionError(f"a hub-wide feed position lies in [0, {_NOT_SHOWN})")
-        return [FIRST_SHOWN + p for p in self._ff1.encrypt(seqs, tweak=agency.encode())]
+        try:  # FF1 checks the domain itself: no second pass over a page's positions here
+            pseudonyms = self._ff1.encrypt(seqs, tweak=agency.encode())
+        except ValueError:
+            raise PositionError(f"a hub-wide feed position lies in [0, {_NOT_SHOWN})") from None
+        return [FIRST_SHOWN + p for p in pseudonyms]
 
     def stated(self, shown: Sequence[int], *, agency: str) -> list[int]:
         """The hub-wide positions behind numbers `agency` states (from what it was shown);
