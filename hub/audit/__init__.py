@@ -39,7 +39,7 @@ from hub.audit.service import (
     checkpoint_owed_since,
     prune_entries,
     search,
-    witness_owed,
+    witness_status,
 )
 from hub.audit.verify import verify_log
 
@@ -77,5 +77,5 @@ __all__ = [
     "verify_log",
     "verify_manifest",
     "verify_manifest_digests",
-    "witness_owed",
+    "witness_status",
 ]

@@ -128,17 +128,16 @@ async def checkpoint_owed_since(pool: asyncpg.Pool) -> datetime | None:
 UNWITNESSED_COUNTED_UP_TO = 10_000
 
 
-async def witness_owed(pool: asyncpg.Pool) -> tuple[datetime | None, int]:
-    """Since when the outside witness is owed a checkpoint (the oldest it has not received;
-    None: it has them all) and how many it is owed (up to `UNWITNESSED_COUNTED_UP_TO`)."""
-    return await repository.oldest_unwitnessed(pool, count_up_to=UNWITNESSED_COUNTED_UP_TO)
-
-
 async def witness_status(pool: asyncpg.Pool, *, witness: str) -> WitnessStatus:
-    """What the console shows of the witness: its kind and what it has not taken yet."""
+    """The outside witness's kind and what it has not taken yet: since when it is owed a
+    checkpoint (the oldest it lacks; None: it has them all) and how many (up to
+    `UNWITNESSED_COUNTED_UP_TO`). Without a witness nothing is owed, and the database is not
+    asked (every checkpoint is unwitnessed then)."""
     if not witness:
         return WitnessStatus(kind="none", unwitnessed=0, owed_since=None)
-    owed_since, owed = await witness_owed(pool)
+    owed_since, owed = await repository.oldest_unwitnessed(
+        pool, count_up_to=UNWITNESSED_COUNTED_UP_TO
+    )
     kind: Literal["file", "url"] = "url" if is_url_witness(witness) else "file"
     return WitnessStatus(kind=kind, unwitnessed=owed, owed_since=owed_since)
 

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from hub.audit import checkpoint_owed_since, checkpoint_stale, witness_owed
+from hub.audit import checkpoint_owed_since, checkpoint_stale, witness_status
 from hub.delivery.agencies import agency_health
 from hub.kit.clock import utcnow
 from hub.observability.metrics import ObservabilityMetrics, default_metrics
@@ -77,17 +77,17 @@ async def refresh_witness_gauges(
 ) -> bool:
     """Publish since when the outside witness is owed a checkpoint and how many; True (and an
     alert line in the log) when the oldest it lacks was signed over 3 intervals ago. Without
-    a witness nothing is owed: the database is not asked (every checkpoint is unwitnessed)."""
-    owed_since, owed = await witness_owed(pool) if witness else (None, 0)
-    metrics.audit_witness_owed_since.set((owed_since or now).timestamp())
-    metrics.audit_checkpoints_unwitnessed.set(owed)
+    a witness nothing is owed (`witness_status`)."""
+    status = await witness_status(pool, witness=witness)
+    metrics.audit_witness_owed_since.set((status.owed_since or now).timestamp())
+    metrics.audit_checkpoints_unwitnessed.set(status.unwitnessed)
     return _overdue(
-        owed_since,
+        status.owed_since,
         now=now,
         every_seconds=every_seconds,
         alert="AuditWitnessBehind",
         message="the audit witness has not received checkpoints for over 3 intervals",
-        unwitnessed=owed,
+        unwitnessed=status.unwitnessed,
     )
 
 
