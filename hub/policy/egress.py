@@ -201,6 +201,14 @@ NO_EVENT_DATA: dict[str, str] = {
     "GET /metrics": "Prometheus counters (no labels from records)",
 }
 
+# Pushes to outside parties that carry no event data, with what they do carry. Each has a
+# test that looks at the bytes its recipient gets (named here).
+OUTBOUND_NO_EVENT_DATA: dict[str, str] = {
+    "audit-witness": "signed audit checkpoints (tree size, root hash, time, signature) and "
+    "consistency-proof hashes, to HUB_AUDIT_WITNESS; no entry content "
+    "(tests/hub/audit/test_witness.py, what the witness receives)",
+}
+
 # Console pages and the ways out they show (the console calls the API as the officer).
 CONSOLE_PAGES: dict[str, tuple[str, ...]] = {
     "login.py": (),

@@ -2,6 +2,7 @@
 kind and every console page is either a listed way out or listed as carrying no event data,
 so a new way out cannot be added without being classified (and so put in the matrix)."""
 
+import re
 from pathlib import Path
 
 from litestar.routes import HTTPRoute, WebSocketRoute
@@ -12,6 +13,7 @@ from hub.policy.egress import (
     CONSOLE_PAGES,
     EGRESS,
     NO_EVENT_DATA,
+    OUTBOUND_NO_EVENT_DATA,
     SCHEMA_PREFIX,
     egress_adapters,
     egress_routes,
@@ -73,3 +75,11 @@ def test_the_egress_document_names_every_way_out() -> None:
     missing = [e.name for e in EGRESS if f"`{e.name}`" not in text]
 
     assert not missing, f"docs/egress.md lacks {missing}"
+
+
+def test_every_outbound_push_without_event_data_names_a_test_that_reads_its_bytes() -> None:
+    root = repo_root()
+    for name, carries in OUTBOUND_NO_EVENT_DATA.items():
+        tests = re.findall(r"tests/[\w/]+\.py", carries)
+        assert tests, f"{name} names no test"
+        assert all((root / t).is_file() for t in tests), name

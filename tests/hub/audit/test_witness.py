@@ -5,13 +5,14 @@ the 409. Then its rules alone: foreign keys, forged notes, stale sizes, bad proo
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
 import pytest
 from prometheus_client import REGISTRY
 
-from hub.audit import Checkpoint, LogReport, public_key_in, verify_log
+from hub.audit import AuditEntry, Checkpoint, LogReport, append_entry, public_key_in, verify_log
 from hub.audit.checkpoints import CheckpointSigner, read_witness_checkpoints
 from hub.audit.errors import InconsistentError, StaleSizeError
 from hub.audit.schemas import WitnessRequest
@@ -170,3 +171,48 @@ def test_the_refusal_alert_reads_the_counter_the_sealer_increments() -> None:
     assert "increase(hub_audit_witness_refusals_total[" in alert.expr
     assert alert.severity == "page"
     assert (root / "runbooks" / "AuditWitnessRefused.md").is_file()
+
+
+async def test_what_the_witness_receives_is_hashes_and_signatures_never_entry_content(
+    services: Services, tmp_path: Path
+) -> None:
+    # Entries that name events and carry a plate-like value, as feed pages' entries name ids.
+    event_id, plate = "5f0c1e2a-7b3d-4c1e-9a2b-0d4e6f8a1b2c", "AB-123-CD"
+    async with services.db.transaction() as conn:
+        entry = AuditEntry(
+            actor="agency:police-north",
+            action="feed.page",
+            target=f"event:{event_id}",
+            detail={"event_ids": [event_id], "note": plate},
+        )
+        await append_entry(conn, entry)
+    await append_many(services, 3)
+    received: list[bytes] = []
+    state = WitnessState(path=tmp_path / "witness.jsonl", log_key=sealer(services).key)
+    witness = create_witness_app(state)
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        async def tap() -> Any:
+            message = await receive()
+            if message.get("type") == "http.request":
+                received.append(message.get("body", b""))
+            return message
+
+        await witness(scope, tap, send)
+
+    with ThreadedServer(recording) as server:
+        url = f"{server.url}{ADD_PATH}"
+        await sealer(services, witness=url).run(force_checkpoint=True)
+        await append_many(services, 2)
+        await sealer(services, witness=url).run(force_checkpoint=True)
+    bodies = [b for b in received if b]
+    assert len(bodies) == 2
+    for body in bodies:
+        request = msgspec.json.decode(body)
+        assert set(request) == {"old_size", "consistency", "checkpoint"}
+        assert set(request["checkpoint"]) == {
+            "tree_size", "root_hash", "signed_at", "key_id", "signature", "note",
+        }  # fmt: skip
+        for value in (event_id, plate, "police-north", "feed.page", "thing.do"):
+            assert value.encode() not in body
+    assert msgspec.json.decode(bodies[1])["consistency"]  # the second proves from the first
