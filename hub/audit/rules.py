@@ -169,8 +169,14 @@ def checkpoint_stale(owed_since: datetime | None, *, now: datetime, every_second
     return (now - owed_since).total_seconds() > STALE_AFTER_INTERVALS * every_seconds
 
 
-def prune_point(*, checkpoint_size: int, first_young: int | None, sealed: int) -> int:
+def prune_point(
+    *, checkpoint_size: int, first_young: int | None, sealed: int, witness_holds: int | None = None
+) -> int:
     """Where pruning may stop: below the first entry to keep, within the latest checkpoint,
-    on a multiple of TILE (so what is pruned is summed up by stored nodes alone)."""
+    on a multiple of TILE (so what is pruned is summed up by stored nodes alone), and below
+    the tile holding `witness_holds`, the size of a verifying witness that lacks checkpoints:
+    its consistency proofs start there, and a size inside a tile needs that tile's leaves."""
     limit = min(checkpoint_size, sealed if first_young is None else first_young)
+    if witness_holds is not None:
+        limit = min(limit, witness_holds)
     return limit - limit % TILE

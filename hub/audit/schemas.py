@@ -236,7 +236,11 @@ class SealReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PruneReport(msgspec.Struct, frozen=True, kw_only=True):
-    """Entries below `pruned_below` (in tree order) are gone; their subtree hashes remain."""
+    """Entries below `pruned_below` (in tree order) are gone; their subtree hashes remain.
+
+    `witness_holds`: the size held by a verifying witness that lacks checkpoints, below whose
+    tile pruning stopped (None: no such witness, or it has every checkpoint)."""
 
     pruned_below: int
     deleted: int
+    witness_holds: int | None = None

@@ -10,6 +10,7 @@ from typing import Literal
 
 import asyncpg
 import msgspec
+import structlog
 
 from hub.audit import repository
 from hub.audit.checkpoints import is_url_witness
@@ -29,6 +30,8 @@ from hub.audit.schemas import (
 from hub.kit.clock import Clock, utcnow
 from hub.kit.db import Database
 from hub.kit.errors import NotFoundError
+
+log = structlog.get_logger(__name__)
 
 
 async def append_entry(
@@ -77,24 +80,43 @@ async def append_entries(
 
 
 async def prune_entries(
-    db: Database, *, before: datetime, actor: str, batch: int = 10_000, clock: Clock = utcnow
+    db: Database,
+    *,
+    before: datetime,
+    actor: str,
+    batch: int = 10_000,
+    clock: Clock = utcnow,
+    witness: str = "",
 ) -> PruneReport:
     """Delete entries older than `before` that a signed checkpoint covers, oldest first in
     tree order, stopping at the first younger entry and on a multiple of 256; the stored
-    subtree hashes stay, so what remains still verifies against every later checkpoint."""
+    subtree hashes stay, so what remains still verifies against every later checkpoint.
+
+    With a verifying `witness` (a URL, HUB_AUDIT_WITNESS) that lacks checkpoints, pruning also
+    stops below the tile of the size it holds, so the sealer can still prove to it that the
+    log only grew: pruned past it, the witness could never be given a checkpoint again."""
     async with db.transaction() as conn:
         tree = await repository.read_tree(conn)
         latest = await repository.latest_checkpoint(conn)
         young = await repository.first_leaf_at_or_after(
             conn, start=tree.pruned_below, cutoff=before
         )
+        holds = await _witness_holds(conn, witness)
         point = prune_point(
             checkpoint_size=0 if latest is None else latest.tree_size,
             first_young=young,
             sealed=tree.size,
+            witness_holds=holds,
         )
+        if holds is not None:
+            log.warning(
+                "audit pruning held for the witness",
+                alert="AuditWitnessBehind",
+                witness_holds=holds,
+                pruned_below=max(point, tree.pruned_below),
+            )
         if point <= tree.pruned_below:
-            return PruneReport(pruned_below=tree.pruned_below, deleted=0)
+            return PruneReport(pruned_below=tree.pruned_below, deleted=0, witness_holds=holds)
         # The prune point moves first, so a verifier never expects what is being deleted.
         await repository.set_pruned_below(conn, point)
         await append_entry(
@@ -113,7 +135,18 @@ async def prune_entries(
             n = await repository.delete_below(conn, point, limit=batch)
         deleted += n
         if n < batch:
-            return PruneReport(pruned_below=point, deleted=deleted)
+            return PruneReport(pruned_below=point, deleted=deleted, witness_holds=holds)
+
+
+async def _witness_holds(conn: asyncpg.Connection, witness: str) -> int | None:
+    """The size a verifying witness holds while it lacks checkpoints: that of the checkpoint
+    before the oldest it lacks (None: a file, no witness, or none lacking)."""
+    if not is_url_witness(witness):
+        return None
+    waiting = await repository.unwitnessed(conn, limit=1)
+    if not waiting:
+        return None
+    return await repository.size_before(conn, waiting[0][0])
 
 
 async def checkpoint_owed_since(pool: asyncpg.Pool) -> datetime | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import msgspec
 
-from hub.audit.schemas import CheckpointKey, LogReport
+from hub.audit.schemas import CheckpointKey, LogReport, PruneReport
 from hub.cli.common import emit, run_with_services, settings_or_exit
 from hub.runtime import Services
 
@@ -192,18 +192,29 @@ def audit_verify_proofs(package: Path, key_file: Path, as_json: bool) -> None:
 def audit_prune(older_than_days: int, as_json: bool) -> None:
     """Delete entries older than N days that a signed checkpoint covers (audited)."""
     from hub.audit import prune_entries
-    from hub.audit.schemas import PruneReport
 
     before = datetime.now(UTC) - timedelta(days=older_than_days)
 
     async def work(services: Services) -> PruneReport:
-        return await prune_entries(services.db, before=before, actor="cli:audit")
+        return await prune_entries(
+            services.db,
+            before=before,
+            actor="cli:audit",
+            witness=services.settings.audit_witness,
+        )
 
     report = run_with_services(work)
-    emit(
-        report,
-        as_json=as_json,
-        text=lambda: f"deleted {report.deleted}; entries below {report.pruned_below} are pruned",
+    emit(report, as_json=as_json, text=lambda: prune_line(report))
+
+
+def prune_line(report: PruneReport) -> str:
+    """What `hub audit prune` did, and what held it back."""
+    line = f"deleted {report.deleted}; entries below {report.pruned_below} are pruned"
+    if report.witness_holds is None:
+        return line
+    return (
+        f"{line}; held back for the witness, which holds {report.witness_holds} entries and "
+        "lacks later checkpoints (runbooks/AuditWitnessBehind.md)"
     )
 
 

@@ -31,6 +31,7 @@ def sweep_deps(
         batch_pause_ms=settings.retention_batch_pause_ms,
         progress=progress,
         actor=actor,
+        audit_witness=settings.audit_witness,
     )
 
 

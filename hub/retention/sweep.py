@@ -69,6 +69,8 @@ class SweepDeps:
     clock: Clock = utcnow
     progress: Progress | None = None
     actor: str = "worker:retention"
+    # HUB_AUDIT_WITNESS: a verifying witness that lacks checkpoints holds audit pruning back.
+    audit_witness: str = ""
 
 
 @dataclass(slots=True)
@@ -372,7 +374,11 @@ async def _delete_globals(
     elif audit_cutoff > NEVER:
         # Only below the latest signed checkpoint; the audit log writes its own entry.
         pruned = await prune_entries(
-            deps.db, before=audit_cutoff, actor=deps.actor, batch=deps.batch_size
+            deps.db,
+            before=audit_cutoff,
+            actor=deps.actor,
+            batch=deps.batch_size,
+            witness=deps.audit_witness,
         )
         tally.rows["audit_entry"] = pruned.deleted
 

@@ -19,7 +19,7 @@ from hub.audit import public_key_in
 from hub.audit.checkpoints import read_witness_checkpoints
 from hub.runtime import Services
 from hub.settings import Settings
-from tests.hub.audit.builders import append_many, sealer
+from tests.hub.audit.builders import append_many, execute, sealer
 from tests.hub.audit.test_routes import bearer
 from tests.support import free_port, run_hub
 
@@ -156,3 +156,26 @@ async def test_hub_audit_witness_serves_a_verifying_witness(
         await witness.wait()
     assert report.witnessed == 1
     assert [c.tree_size for c in read_witness_checkpoints(state)] == [3]
+
+
+async def test_prune_says_when_a_lagging_witness_held_it_back(
+    services: Services, settings: Settings
+) -> None:
+    await append_many(services, 300)
+    await execute(services, "UPDATE audit_log SET at = at - interval '30 days'")
+    await sealer(services).run(force_checkpoint=True)  # never reached a witness
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}/add-checkpoint"
+    held = await run_hub(
+        "audit", "prune", "--older-than-days", "1",
+        env={**hub_env(settings), "HUB_AUDIT_WITNESS": down},
+    )  # fmt: skip
+    assert held.returncode == 0, held.stderr
+    assert "deleted 0; entries below 0 are pruned; held back for the witness, which holds 0" in (
+        held.stdout
+    )
+    pruned = await run_hub(
+        "audit", "prune", "--older-than-days", "1", "--json", env=hub_env(settings)
+    )
+    assert json.loads(pruned.stdout) == {"pruned_below": 256, "deleted": 256, "witness_holds": None}

@@ -8,6 +8,7 @@ from hub.retention.sweep import run_sweep
 from hub.runtime import Services
 from tests.hub.audit.builders import append_many, sealer
 from tests.hub.retention.builders import activate_default_policy, sweep_deps
+from tests.support import free_port
 
 pytestmark = pytest.mark.db
 
@@ -32,3 +33,20 @@ async def test_the_retention_sweep_prunes_below_the_checkpoint(services: Service
     verified = await verify_log(services.db.pool, key=public_key_in(services.settings.secrets_dir))
     assert verified.ok, verified.problem
     assert verified.pruned_below == 256
+
+
+async def test_the_sweep_keeps_what_a_lagging_witness_still_needs(services: Services) -> None:
+    activate_default_policy(services)
+    await append_many(services, 300, tag="old")
+    async with services.db.pool.acquire() as conn:
+        await conn.execute("UPDATE audit_log SET at = at - interval '3000 days'")
+    await sealer(services).run(force_checkpoint=True)  # the witness has none of it yet
+    # Nothing listens on the port taken here: the witness is away.
+    away = sweep_deps(services, audit_witness=f"http://127.0.0.1:{free_port()}/add-checkpoint")
+
+    report = await run_sweep(away, dry_run=False)
+
+    audit = next(c for c in report.classes if c.data_class == "audit_entry")
+    assert audit.rows == 0  # it holds 0 entries: a proof from there needs every leaf
+    report = await run_sweep(sweep_deps(services), dry_run=False)
+    assert next(c for c in report.classes if c.data_class == "audit_entry").rows == 256

@@ -109,6 +109,18 @@ def test_prune_point_stays_within_the_checkpoint_and_on_a_tile() -> None:
     assert prune_point(checkpoint_size=0, first_young=None, sealed=1200) == 0
 
 
+def test_prune_point_keeps_the_tile_a_lagging_witness_holds_a_size_in() -> None:
+    def point(first_young: int | None, holds: int) -> int:
+        return prune_point(
+            checkpoint_size=1000, first_young=first_young, sealed=1200, witness_holds=holds
+        )
+
+    assert point(None, 300) == 256
+    assert point(None, 512) == 512
+    assert point(None, 0) == 0
+    assert point(300, 900) == 256  # a witness ahead of the other limits changes nothing
+
+
 def test_a_leaf_from_stored_columns_is_the_entry_leaf() -> None:
     """Verification reads the detail as PostgreSQL writes jsonb (its own key order and
     spacing, escapes) and the time preformatted; the leaf must not change."""

@@ -12,7 +12,15 @@ import msgspec
 import pytest
 from prometheus_client import REGISTRY
 
-from hub.audit import AuditEntry, Checkpoint, LogReport, append_entry, public_key_in, verify_log
+from hub.audit import (
+    AuditEntry,
+    Checkpoint,
+    LogReport,
+    append_entry,
+    prune_entries,
+    public_key_in,
+    verify_log,
+)
 from hub.audit.checkpoints import CheckpointSigner, read_witness_checkpoints
 from hub.audit.errors import InconsistentError, StaleSizeError
 from hub.audit.schemas import WitnessRequest
@@ -22,13 +30,22 @@ from hub.kit.errors import BadRequestError, ForbiddenError
 from hub.observability.slo import load_spec
 from hub.runtime import Services
 from tests.hub.audit.builders import append_many, execute, fixed, rewrite_log, sealer
-from tests.support import ThreadedServer
+from tests.support import ThreadedServer, free_port
 
 pytestmark = pytest.mark.db
 
 
 def refusals() -> float:
     return REGISTRY.get_sample_value("hub_audit_witness_refusals_total") or 0.0
+
+
+async def old_entries(services: Services, n: int) -> None:
+    """n entries past the default retention of audit entries (2,555 days), before sealing."""
+    await append_many(services, n)
+    await execute(
+        services,
+        "UPDATE audit_log SET at = at - interval '3000 days' WHERE leaf_index IS NULL",
+    )
 
 
 async def verify_against(services: Services, path: Path) -> LogReport:
@@ -216,3 +233,44 @@ async def test_what_the_witness_receives_is_hashes_and_signatures_never_entry_co
         for value in (event_id, plate, "police-north", "feed.page", "thing.do"):
             assert value.encode() not in body
     assert msgspec.json.decode(bodies[1])["consistency"]  # the second proves from the first
+
+
+async def test_pruning_waits_for_a_witness_that_is_behind_so_it_can_still_be_given_a_proof(
+    services: Services, tmp_path: Path
+) -> None:
+    state = WitnessState(path=tmp_path / "witness.jsonl", log_key=sealer(services).key)
+    port = free_port()
+    with ThreadedServer(create_witness_app(state), port=port) as server:
+        url = f"{server.url}{ADD_PATH}"
+        await old_entries(services, 300)  # held by the witness: not on a tile's edge
+        assert (await sealer(services, witness=url).run(force_checkpoint=True)).witnessed == 1
+    # The witness is away while the log grows past three more tiles and is checkpointed.
+    await old_entries(services, 800)
+    assert (await sealer(services, witness=url).run(force_checkpoint=True)).witnessed == 0
+
+    pruned = await prune_entries(services.db, before=utcnow(), actor="test", witness=url, batch=500)
+
+    # The checkpoint covers 1,100 entries (1,024 could go), but the tile of the witness's 300
+    # must stay: a consistency proof from 300 needs its leaves.
+    assert (pruned.pruned_below, pruned.deleted, pruned.witness_holds) == (256, 256, 300)
+    with ThreadedServer(create_witness_app(state), port=port):
+        assert (await sealer(services, witness=url).run()).witnessed == 1
+    assert [c.tree_size for c in read_witness_checkpoints(state.path)] == [300, 1100]
+    report = await verify_against(services, state.path)
+    assert (report.ok, report.pruned_below) == (True, 256), report.problem
+    # Caught up: the next prune goes as far as the checkpoint allows.
+    again = await prune_entries(services.db, before=utcnow(), actor="test", witness=url)
+    assert (again.pruned_below, again.witness_holds) == (1024, None)
+
+
+async def test_a_file_witness_does_not_hold_pruning_back(
+    services: Services, tmp_path: Path
+) -> None:
+    witness = str(tmp_path / "witness.jsonl")
+    await old_entries(services, 300)
+    await sealer(services, witness=witness).run(force_checkpoint=True)
+    await old_entries(services, 800)
+    await sealer(services).run(force_checkpoint=True)  # signed, not yet written to the file
+    pruned = await prune_entries(services.db, before=utcnow(), actor="test", witness=witness)
+    # A file takes checkpoints without proofs: nothing it lacks needs pruned entries.
+    assert (pruned.pruned_below, pruned.witness_holds) == (1024, None)
