@@ -38,6 +38,7 @@ from hub.audit.service import (
     audit_append,
     checkpoint_owed_since,
     prune_entries,
+    prune_plan,
     search,
     witness_status,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "inclusion_proof",
     "prove_entries",
     "prune_entries",
+    "prune_plan",
     "public_key_in",
     "search",
     "verify_log",

@@ -96,27 +96,18 @@ async def prune_entries(
     stops below the tile of the size it holds, so the sealer can still prove to it that the
     log only grew: pruned past it, the witness could never be given a checkpoint again."""
     async with db.transaction() as conn:
-        tree = await repository.read_tree(conn)
-        latest = await repository.latest_checkpoint(conn)
-        young = await repository.first_leaf_at_or_after(
-            conn, start=tree.pruned_below, cutoff=before
-        )
-        holds = await _witness_holds(conn, witness)
-        point = prune_point(
-            checkpoint_size=0 if latest is None else latest.tree_size,
-            first_young=young,
-            sealed=tree.size,
-            witness_holds=holds,
-        )
-        if holds is not None:
+        was = (await repository.read_tree(conn)).pruned_below
+        plan = await prune_plan(conn, before=before, witness=witness)
+        if plan.witness_holds is not None:
             log.warning(
                 "audit pruning held for the witness",
                 alert="AuditWitnessBehind",
-                witness_holds=holds,
-                pruned_below=max(point, tree.pruned_below),
+                witness_holds=plan.witness_holds,
+                pruned_below=plan.pruned_below,
             )
-        if point <= tree.pruned_below:
-            return PruneReport(pruned_below=tree.pruned_below, deleted=0, witness_holds=holds)
+        if not plan.deleted:
+            return plan
+        point = plan.pruned_below
         # The prune point moves first, so a verifier never expects what is being deleted.
         await repository.set_pruned_below(conn, point)
         await append_entry(
@@ -125,10 +116,11 @@ async def prune_entries(
                 actor=actor,
                 action="audit.prune",
                 target=f"audit:below:{point}",
-                detail={"pruned_below": point, "was": tree.pruned_below},
+                detail={"pruned_below": point, "was": was},
             ),
             clock=clock,
         )
+    holds = plan.witness_holds
     deleted = 0
     while True:
         async with db.transaction() as conn:
@@ -136,6 +128,27 @@ async def prune_entries(
         deleted += n
         if n < batch:
             return PruneReport(pruned_below=point, deleted=deleted, witness_holds=holds)
+
+
+async def prune_plan(conn: asyncpg.Connection, *, before: datetime, witness: str) -> PruneReport:
+    """What `prune_entries` would do now, in the caller's transaction, writing nothing: where
+    it would stop and how many entries it would delete (the retention sweep's dry run)."""
+    tree = await repository.read_tree(conn)
+    latest = await repository.latest_checkpoint(conn)
+    young = await repository.first_leaf_at_or_after(conn, start=tree.pruned_below, cutoff=before)
+    holds = await _witness_holds(conn, witness)
+    point = prune_point(
+        checkpoint_size=0 if latest is None else latest.tree_size,
+        first_young=young,
+        sealed=tree.size,
+        witness_holds=holds,
+    )
+    # Entries below the point are in tree order and all older than `before` (`first_young`).
+    return PruneReport(
+        pruned_below=max(point, tree.pruned_below),
+        deleted=max(0, point - tree.pruned_below),
+        witness_holds=holds,
+    )
 
 
 async def _witness_holds(conn: asyncpg.Connection, witness: str) -> int | None:

@@ -299,8 +299,3 @@ async def delete_decisions(
         limit,
     )
     return int(status.split()[-1])
-
-
-async def count_audit(conn: asyncpg.Connection, *, cutoff: datetime) -> int:
-    """Audit entries older than the cutoff (reported; never deleted, see the sweep)."""
-    return int(await conn.fetchval("SELECT count(*) FROM audit_log WHERE at < $1", cutoff))

@@ -18,7 +18,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from hub.audit import AuditEntry, append_entry, prune_entries
+from hub.audit import AuditEntry, append_entry, prune_entries, prune_plan
 from hub.kit.clock import Clock, utcnow
 from hub.kit.db import Database
 from hub.policy.schemas import RetentionResult
@@ -370,7 +370,8 @@ async def _delete_globals(
             await _pause(deps)
     audit_cutoff = cutoff_for(plan.globals["audit_entry"], now=plan.now)
     if audit_cutoff > NEVER and dry_run:
-        tally.rows["audit_entry"] = await repository.count_audit(conn, cutoff=audit_cutoff)
+        would = await prune_plan(conn, before=audit_cutoff, witness=deps.audit_witness)
+        tally.rows["audit_entry"] = would.deleted
     elif audit_cutoff > NEVER:
         # Only below the latest signed checkpoint; the audit log writes its own entry.
         pruned = await prune_entries(

@@ -4,6 +4,7 @@ only below the latest checkpoint, and what remains still verifies."""
 import pytest
 
 from hub.audit import public_key_in, verify_log
+from hub.retention.schemas import SweepReport
 from hub.retention.sweep import run_sweep
 from hub.runtime import Services
 from tests.hub.audit.builders import append_many, sealer
@@ -20,6 +21,8 @@ async def test_the_retention_sweep_prunes_below_the_checkpoint(services: Service
         await conn.execute("UPDATE audit_log SET at = at - interval '3000 days'")
     await append_many(services, 5, tag="young")
     await sealer(services).run(force_checkpoint=True)
+    planned = await run_sweep(sweep_deps(services), dry_run=True)
+    assert audit_rows(planned) == 256  # what the sweep will delete, not the 300 past retention
 
     report = await run_sweep(sweep_deps(services), dry_run=False)
 
@@ -44,9 +47,10 @@ async def test_the_sweep_keeps_what_a_lagging_witness_still_needs(services: Serv
     # Nothing listens on the port taken here: the witness is away.
     away = sweep_deps(services, audit_witness=f"http://127.0.0.1:{free_port()}/add-checkpoint")
 
-    report = await run_sweep(away, dry_run=False)
+    assert audit_rows(await run_sweep(away, dry_run=True)) == 0
+    assert audit_rows(await run_sweep(away, dry_run=False)) == 0  # it holds 0: every leaf counts
+    assert audit_rows(await run_sweep(sweep_deps(services), dry_run=False)) == 256
 
-    audit = next(c for c in report.classes if c.data_class == "audit_entry")
-    assert audit.rows == 0  # it holds 0 entries: a proof from there needs every leaf
-    report = await run_sweep(sweep_deps(services), dry_run=False)
-    assert next(c for c in report.classes if c.data_class == "audit_entry").rows == 256
+
+def audit_rows(report: SweepReport) -> int:
+    return next(c.rows for c in report.classes if c.data_class == "audit_entry")
