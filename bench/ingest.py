@@ -214,6 +214,12 @@ class LoadPlan:
     duration: float
     presigned: int  # bodies to build and sign before the clock starts
     cameras: int = 4
+    # Open loop (`--ingest-rate`): seconds between one client's batches, and where this
+    # process's first client falls among all of them (their first batches are spread over one
+    # interval). 0: closed loop, each client sends its next batch when the last is answered.
+    interval: float = 0.0
+    first_client: int = 0
+    all_clients: int = 1
 
 
 class Counts(msgspec.Struct):
@@ -294,13 +300,20 @@ async def post_once(
 
 
 async def run_client(
-    plan: LoadPlan, source: BodySource, window: tuple[float, float], tally: Tally
+    plan: LoadPlan, source: BodySource, window: tuple[float, float], tally: Tally, *, due: float
 ) -> None:
-    """One keep-alive HTTP/1.1 connection posting batches back to back until the window ends."""
+    """One keep-alive HTTP/1.1 connection posting batches until the window ends: back to back,
+    or (open loop) each `plan.interval` after the one before from `due` on. An open-loop batch's
+    latency counts from when it was due, not from when it was sent: a batch held up behind a
+    slow answer would otherwise hide the wait (coordinated omission)."""
     async with session(plan.base_url, 1, timeout=30.0) as client:
         while time.monotonic() < window[1]:
             body, headers = source.take()
-            started = time.monotonic()
+            if plan.interval:
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                started, due = due, due + plan.interval
+            else:
+                started = time.monotonic()
             status, counts = await post_once(client, body, headers)
             finished = time.monotonic()
             if window[0] <= finished <= window[1]:
@@ -313,7 +326,13 @@ async def drive(plan: LoadPlan, source: BodySource, start_at: float) -> Tally:
     window = (measure_from, measure_from + plan.duration)
     tally = Tally()
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-    await asyncio.gather(*(run_client(plan, source, window, tally) for _ in range(plan.clients)))
+    step = plan.interval / plan.all_clients
+    await asyncio.gather(
+        *(
+            run_client(plan, source, window, tally, due=start_at + (plan.first_client + k) * step)
+            for k in range(plan.clients)
+        )
+    )
     tally.built_live = source.built_live
     return tally
 
@@ -759,6 +778,9 @@ def plan_load(
     per_proc = math.ceil(args.pool_rate * seconds / args.batch / procs)
     per_proc = min(per_proc, PRESIGN_MAX_EVENTS_PER_PROC // args.batch)
     presign = seconds <= PRESIGN_MAX_SECONDS
+    # Open loop: the offered events/s shared by every client, batch after batch.
+    interval = args.clients * args.batch / args.ingest_rate if args.ingest_rate else 0.0
+    counts = split_clients(args.clients, procs)
     return [
         LoadPlan(
             index=i,
@@ -771,8 +793,11 @@ def plan_load(
             duration=args.duration,
             presigned=per_proc + n if presign else 0,
             cameras=args.cameras,
+            interval=interval,
+            first_client=sum(counts[:i]),
+            all_clients=args.clients,
         )
-        for i, n in enumerate(split_clients(args.clients, procs))
+        for i, n in enumerate(counts)
     ]
 
 
@@ -1062,7 +1087,7 @@ def build_report(
         "config": {
             "clients": args.clients, "load_processes": procs, "api_workers": args.workers,
             "batch": args.batch, "cameras": args.cameras, "duration_s": args.duration,
-            "warmup_s": args.warmup,
+            "warmup_s": args.warmup, "offered_events_per_s": args.ingest_rate or None,
         },
         "events_per_s": round(events_per_s),
         "requests_per_s": round(len(latencies) / args.duration, 1),
@@ -1321,6 +1346,12 @@ def render(report: dict[str, Any]) -> Iterator[str]:
         f"hub ingest: {c['clients']} clients in {c['load_processes']} load process(es), "
         f"{c['api_workers']} API worker(s), batches of {c['batch']} from {c['cameras']} camera(s), "
         f"{c['duration_s']:g} s timed after {c['warmup_s']:g} s warm-up"
+        + (
+            f", open loop at {c['offered_events_per_s']:,} events/s offered (latency from when "
+            "each batch was due)"
+            if c["offered_events_per_s"]
+            else ""
+        )
     )
     yield (
         f"  note: the load generator shares this machine's {cpu['cores']} cores "
@@ -1380,6 +1411,8 @@ def render(report: dict[str, Any]) -> Iterator[str]:
         f"{frac['one_copy']:.1%} of one big COPY (aim {frac['aim']:.0%})"
     )
     met = "MET" if report["target"]["met"] else "NOT MET"
+    if c["offered_events_per_s"]:  # the rate is what was offered, not what the hub can take
+        met = "not judged (open loop)"
     yield (
         f"  target          >= {TARGET_EVENTS_PER_S:,} events/s with p99 < {TARGET_P99_MS:g} ms "
         f"per batch: {met}"
@@ -1414,6 +1447,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pool-rate", type=int, default=30_000,
         help="events/s to pre-sign bodies for; beyond it bodies are signed while sending",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ingest-rate", type=int, default=0,
+        help="events/s offered in all, open loop (batches on a schedule, latency from when each "
+        "was due); 0: closed loop, each client sends its next batch when the last is answered",
     )  # fmt: skip
     parser.add_argument("--raw-rows", type=int, default=30_000, help="rows for raw COPY figures")
     parser.add_argument(
@@ -1455,6 +1493,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("need --runs >= 1")
+    if args.ingest_rate < 0 or args.ingest_rate > args.pool_rate:
+        parser.error("need 0 <= --ingest-rate <= --pool-rate (bodies are signed before the run)")
     if not 1 <= args.batch <= 500 or min(args.clients, args.workers, args.procs) < 1:
         parser.error("need 1 <= --batch <= 500 and --clients, --workers, --procs >= 1")
     if args.duration <= 0 or args.warmup < 0 or args.raw_rows < args.batch:
