@@ -375,6 +375,10 @@ class ReaderTally:
     items: int = 0
     laps: int = 0  # times a reader reached the end of its feed and started again
     errors: dict[str, int] = field(default_factory=dict)
+    # Refused before the window opened (in the warm-up): a reader told to come back after
+    # the window (Retry-After) reads nothing in it, and shows no error of its own there.
+    refused_before: int = 0
+    longest_retry_after_s: float = 0.0
 
     def error(self, status: str) -> None:
         """Count one failed page."""
@@ -412,6 +416,9 @@ async def read_feed(
             if page is None:
                 if counted:
                     tally.error(status)
+                elif finished < window[0]:
+                    tally.refused_before += 1
+                tally.longest_retry_after_s = max(tally.longest_retry_after_s, retry_after)
                 # A refused page (503 feeds_busy) says when to ask again: readers honour it.
                 pause = max(READER_ERROR_PAUSE, retry_after)
                 await asyncio.sleep(min(pause, max(0.0, window[1] - time.monotonic())))
@@ -853,6 +860,10 @@ def merge_readers(parts: list[dict[str, Any]]) -> ReaderTally:
         total.items += part["items"]
         total.laps += part["laps"]
         total.errors = dict(Counter(total.errors) + Counter(part["errors"]))
+        total.refused_before += part["refused_before"]
+        total.longest_retry_after_s = max(
+            total.longest_retry_after_s, part["longest_retry_after_s"]
+        )
     return total
 
 
@@ -1128,6 +1139,8 @@ def feed_report(args: argparse.Namespace, feed: ReaderTally, cpu: dict[str, Any]
         },
         "laps": feed.laps,
         "errors": dict(sorted(feed.errors.items())),
+        "refused_before_window": feed.refused_before,
+        "longest_retry_after_s": feed.longest_retry_after_s,
         "reader_cpu_percent_of_one_core": cpu["percent_of_one_core"]["feed_readers"],
     }
 
@@ -1317,6 +1330,8 @@ def render_feed(feed: dict[str, Any]) -> str:
         f"{feed['processes']} process(es), pages of 100{paced}: {feed['pages_per_s']} pages/s, "
         f"{feed['items_per_s']:,} items/s, page p50 {feed['page_ms']['p50']} ms, "
         f"p99 {feed['page_ms']['p99']} ms; {feed['laps']} laps; errors {errors}; "
+        f"refused in the warm-up {feed['refused_before_window']}; longest Retry-After "
+        f"{feed['longest_retry_after_s']:g} s; "
         f"reader cpu {feed['reader_cpu_percent_of_one_core']} % of a core"
     )
 

@@ -74,6 +74,13 @@ SATURATED_MS_PER_SECOND = 1
 # ingest began to press cannot spend a burst of pages at the moment it does (seen in the
 # compared phases: 1-3 pages/s, all at the start of each, raised ingest's p99).
 SATURATED_BURST_NS = 10_000_000
+# The longest Retry-After a refused reader is given. The refill time of a debt holds only while
+# the rate in force lasts: at the saturated trickle (1 ms/s) the debt of one cold page (a
+# fill's wall time is charged) read as minutes (264 s seen in bench/ingest.py), though once
+# ingest eases the same debt refills at the full rate in well under a second. A reader that
+# comes back too early is refused again before it is authenticated, at little cost, so it is
+# asked to look again within this bound rather than told a time the next second may undo.
+MAX_RETRY_AFTER_SECONDS = 10
 # /proc/stat's aggregate line: user nice system idle iowait irq softirq steal (jiffies).
 PROC_STAT = Path("/proc/stat")
 
@@ -346,8 +353,11 @@ class PageGate:
         )
 
     def _retry_after(self, wait: float) -> int:
-        """Whole seconds a refused reader should wait: the bucket's refill time, at least 1."""
-        return max(1, math.ceil(wait)) if math.isfinite(wait) else 1
+        """Whole seconds a refused reader should wait: the bucket's refill time at the rate in
+        force, at least 1 and at most `MAX_RETRY_AFTER_SECONDS`."""
+        if not math.isfinite(wait):
+            return 1
+        return min(MAX_RETRY_AFTER_SECONDS, max(1, math.ceil(wait)))
 
     def _rule(self) -> tuple[int, int]:
         """The bucket's refill rate now and the most it may save up at that rate, both in ns
