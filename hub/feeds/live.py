@@ -291,7 +291,7 @@ async def _release(
         kit.policy, recipient=reader.recipient, purpose=reader.purpose, rows=rows, records=records
     )
     decided = [i for i, verdict in enumerate(verdicts) if verdict.error is None]
-    batch = apply_verdicts(
+    batch = await apply_verdicts(
         [rows[i] for i in decided],
         [records[i] for i in decided],
         [verdicts[i] for i in decided],

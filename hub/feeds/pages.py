@@ -20,7 +20,7 @@ from hub.feeds.service import (
     SETTLE_WAIT_SECONDS,
     Reader,
     audit_access,
-    hydrate_rows,
+    hydrate_rows_yielding,
     shown_items,
 )
 from hub.kit.errors import UnavailableError
@@ -289,11 +289,11 @@ async def release_rows(
 ) -> ReleasedBatch:
     """Release rows in order for the reader, one decision per distinct verdict, stopping at
     the first policy failure."""
-    records = hydrate_rows(kit, rows)
+    records = await hydrate_rows_yielding(kit, rows)
     verdicts = await decide_groups(
         kit.policy, recipient=reader.recipient, purpose=reader.purpose, rows=rows, records=records
     )
-    return apply_verdicts(
+    return await apply_verdicts(
         rows,
         records,
         verdicts,

@@ -21,6 +21,7 @@ from hub.delivery.schemas import Subscription
 from hub.feeds import repository
 from hub.feeds.errors import AgencyPausedError, MediaNotFoundError, NotAnAgencyError
 from hub.feeds.kit import FeedKit
+from hub.feeds.release import YIELD_EVERY_ROWS
 from hub.feeds.repository import FeedRow
 from hub.feeds.rules import recipient_for
 from hub.feeds.schemas import AckResult, Channel, FeedItem, FeedNotice, PositionRead
@@ -98,6 +99,17 @@ def hydrate_rows(kit: FeedKit, rows: Sequence[FeedRow]) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = [msgspec.json.decode(row.payload) for row in rows]
     sealed = [(row.event_pk, row.captured_at, row.sealed) for row in rows]
     return hydrate_sealed(partial(keys_for, kit.settings), records, sealed)
+
+
+async def hydrate_rows_yielding(kit: FeedKit, rows: Sequence[FeedRow]) -> list[dict[str, Any]]:
+    """`hydrate_rows`, `YIELD_EVERY_ROWS` rows at a time with the event loop let go between
+    (a page runs in the process that ingests: hub/feeds/release.py)."""
+    records: list[dict[str, Any]] = []
+    for start in range(0, len(rows), YIELD_EVERY_ROWS):
+        if start:
+            await asyncio.sleep(0)
+        records += hydrate_rows(kit, rows[start : start + YIELD_EVERY_ROWS])
+    return records
 
 
 def shown_items(kit: FeedKit, reader: Reader, items: list[FeedItem]) -> list[FeedItem]:
