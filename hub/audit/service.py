@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Literal
 
 import asyncpg
@@ -137,17 +138,19 @@ async def prune_plan(conn: asyncpg.Connection, *, before: datetime, witness: str
     latest = await repository.latest_checkpoint(conn)
     young = await repository.first_leaf_at_or_after(conn, start=tree.pruned_below, cutoff=before)
     holds = await _witness_holds(conn, witness)
-    point = prune_point(
+    limit = partial(
+        prune_point,
         checkpoint_size=0 if latest is None else latest.tree_size,
         first_young=young,
         sealed=tree.size,
-        witness_holds=holds,
     )
+    point = limit(witness_holds=holds)
     # Entries below the point are in tree order and all older than `before` (`first_young`).
     return PruneReport(
         pruned_below=max(point, tree.pruned_below),
         deleted=max(0, point - tree.pruned_below),
-        witness_holds=holds,
+        # Named only when it held pruning back, which the report and the log then say.
+        witness_holds=holds if point < limit() else None,
     )
 
 
