@@ -47,6 +47,9 @@ FAIL_CLOSED_KEEP_DAYS = 36_500
 # How long a replaced engine stays open for requests that pinned it (hub/policy/pinning.py):
 # longer than any ordinary request; a longer one (a live feed) moves to the new engine.
 RETIRE_GRACE_SECONDS = 30.0
+# A decision that took longer than this (it evaluated rego) lets the event loop go before its
+# caller goes on (`PolicyService.decide`).
+YIELD_AFTER_NS = 50_000
 
 log = structlog.get_logger("hub.policy")
 
@@ -276,11 +279,12 @@ class PolicyService:
                 record, result=msgspec.to_builtins(result), error=f"log_full: {exc}"
             )
         self._count(entrypoint, error, record, elapsed)
-        if cached is None:
-            # An evaluation holds the event loop for about a millisecond, and callers decide
-            # in loops (a page's verdicts, an audience's fill): without letting the loop go
-            # between them, one page of cold verdicts held an ingesting API process's loop
-            # for 26-40 ms in one step (bench/README.md, seventeenth session).
+        if elapsed > YIELD_AFTER_NS:
+            # An evaluation holds the event loop (~0.1 ms an ingest group, ~1 ms a release
+            # verdict), and callers decide in loops (a page's verdicts, an audience's fill):
+            # without letting the loop go between them, one page of cold verdicts held an
+            # ingesting API process's loop for 26-40 ms in one step (bench/README.md,
+            # seventeenth session). A cached answer (microseconds) goes straight on.
             await asyncio.sleep(0)
         return result, record
 
