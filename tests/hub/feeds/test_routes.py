@@ -83,6 +83,31 @@ async def test_each_agency_sees_its_jurisdiction_redacted_its_way(
     assert "AB-123-CD" not in police_entry["detail"]  # ids and decisions only, no payloads
 
 
+async def test_a_page_of_many_events_gives_each_item_its_own_attributes(
+    feed_client: AsyncTestClient, edge_node: EdgeNode, tokens: dict[str, str]
+) -> None:
+    # More rows than a page opens and redacts between two returns to the event loop
+    # (YIELD_EVERY_ROWS): every slice must keep each record with its own vault rows and
+    # redact it as its own verdict says.
+    plates: dict[str, dict[str, str]] = {NORTH_CAMERA: {}, CENTRAL_CAMERA: {}}
+    events = []
+    for n in range(90):
+        camera = NORTH_CAMERA if n % 2 else CENTRAL_CAMERA
+        sent = event(camera)
+        sent["detections"][1]["attributes"] = {"plate_text": f"PL-{n:03d}-XY"}
+        plates[camera][sent["event_id"]] = f"PL-{n:03d}-XY"
+        events.append(sent)
+    await upload(feed_client, edge_node, *events)
+    police = await page(feed_client, tokens["police"], limit=100)
+    shown = {i["event_id"]: i["record"]["detections"][1]["attributes"] for i in police["items"]}
+    assert shown == {e: {"plate_text": plate} for e, plate in plates[NORTH_CAMERA].items()}
+    transit = await page(feed_client, tokens["transit"], limit=100)
+    assert {i["event_id"] for i in transit["items"]} == set(plates[CENTRAL_CAMERA])
+    hashed = [i["record"]["detections"][1]["attributes"]["plate_text"] for i in transit["items"]]
+    assert len(set(hashed)) == 45  # each its own plate's hash
+    assert not any(plate in str(transit) for plate in plates[CENTRAL_CAMERA].values())
+
+
 async def test_a_forgotten_plate_leaves_the_feed(
     feed_client: AsyncTestClient,
     feed_services: Services,
