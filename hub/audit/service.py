@@ -97,7 +97,6 @@ async def prune_entries(
     stops below the tile of the size it holds, so the sealer can still prove to it that the
     log only grew: pruned past it, the witness could never be given a checkpoint again."""
     async with db.transaction() as conn:
-        was = (await repository.read_tree(conn)).pruned_below
         plan = await prune_plan(conn, before=before, witness=witness)
         if plan.witness_holds is not None:
             log.warning(
@@ -108,7 +107,7 @@ async def prune_entries(
             )
         if not plan.deleted:
             return plan
-        point = plan.pruned_below
+        point, was = plan.pruned_below, plan.pruned_below - plan.deleted
         # The prune point moves first, so a verifier never expects what is being deleted.
         await repository.set_pruned_below(conn, point)
         await append_entry(

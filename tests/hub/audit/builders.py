@@ -1,8 +1,10 @@
 """Builders of audit test data: entries appended in their own transactions, a sealer."""
 
 from datetime import datetime
+from pathlib import Path
 
 from hub.audit import AuditEntry, CheckpointSigner, Sealer, append_entry
+from hub.audit.witness import WitnessState
 from hub.kit.clock import Clock, utcnow
 from hub.runtime import Services
 
@@ -60,3 +62,8 @@ async def rewrite_log(services: Services, seq: int) -> None:
     await execute(services, "DELETE FROM audit_node")
     await execute(services, "DELETE FROM audit_checkpoint")
     await execute(services, "UPDATE audit_tree SET size = 0, frontier = '{}'")
+
+
+def witness_state(services: Services, folder: Path) -> WitnessState:
+    """A verifying witness's state in `folder`, trusting the hub's checkpoint key."""
+    return WitnessState(path=folder / "witness.jsonl", log_key=sealer(services).key)

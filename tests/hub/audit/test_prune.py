@@ -1,6 +1,8 @@
 """Pruning by retention policy: the sweep deletes audit entries past `audit_entry`'s retention
 only below the latest checkpoint, and what remains still verifies."""
 
+import json
+
 import pytest
 
 from hub.audit import public_key_in, verify_log
@@ -32,6 +34,9 @@ async def test_the_retention_sweep_prunes_below_the_checkpoint(services: Service
         left = await conn.fetchval("SELECT count(*) FROM audit_log WHERE target LIKE 'old:%'")
         pruned = await conn.fetchval("SELECT pruned_below FROM audit_tree")
     assert (left, pruned) == (300 - 256, 256)
+    async with services.db.pool.acquire() as conn:
+        said = await conn.fetchval("SELECT detail FROM audit_log WHERE action = 'audit.prune'")
+    assert json.loads(said) == {"pruned_below": 256, "was": 0}
     await sealer(services).run(force_checkpoint=True)
     verified = await verify_log(services.db.pool, key=public_key_in(services.settings.secrets_dir))
     assert verified.ok, verified.problem

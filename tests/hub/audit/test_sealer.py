@@ -14,12 +14,12 @@ from arq.worker import Worker
 from hub.audit import Checkpoint, merkle, public_key_in
 from hub.audit.checkpoints import checkpoint_problem, read_witness_checkpoints
 from hub.audit.repository import SEALER_LOCK
-from hub.audit.witness import ADD_PATH, WitnessState, create_witness_app
+from hub.audit.witness import ADD_PATH, create_witness_app
 from hub.kit.clock import utcnow
 from hub.runtime import Services
 from hub.settings import Settings
 from hub.worker import worker_options
-from tests.hub.audit.builders import append_many, fixed, sealer
+from tests.hub.audit.builders import append_many, fixed, sealer, witness_state
 from tests.support import ThreadedServer
 
 pytestmark = pytest.mark.db
@@ -94,7 +94,7 @@ async def test_the_witness_file_gets_each_checkpoint_once(
 async def test_an_unreachable_witness_is_retried_on_the_next_run(
     services: Services, tmp_path: Path
 ) -> None:
-    state = WitnessState(path=tmp_path / "witness.jsonl", log_key=sealer(services).key)
+    state = witness_state(services, tmp_path)
     server = ThreadedServer(create_witness_app(state))
     url = f"{server.url}{ADD_PATH}"
     await append_many(services, 1)

@@ -29,7 +29,7 @@ from hub.kit.clock import utcnow
 from hub.kit.errors import BadRequestError, ForbiddenError
 from hub.observability.slo import load_spec
 from hub.runtime import Services
-from tests.hub.audit.builders import append_many, execute, fixed, rewrite_log, sealer
+from tests.hub.audit.builders import append_many, execute, fixed, rewrite_log, sealer, witness_state
 from tests.support import ThreadedServer, free_port
 
 pytestmark = pytest.mark.db
@@ -56,7 +56,7 @@ async def verify_against(services: Services, path: Path) -> LogReport:
 async def test_the_witness_takes_each_checkpoint_that_extends_what_it_holds(
     services: Services, tmp_path: Path
 ) -> None:
-    state = WitnessState(path=tmp_path / "witness.jsonl", log_key=sealer(services).key)
+    state = witness_state(services, tmp_path)
     with ThreadedServer(create_witness_app(state)) as server:
         url = f"{server.url}{ADD_PATH}"
         for n in (3, 5, 1):  # checkpoints of 3, 8 and 9 entries
@@ -75,7 +75,7 @@ async def test_the_witness_takes_each_checkpoint_that_extends_what_it_holds(
 async def test_a_rewritten_log_is_refused_and_the_witness_keeps_the_evidence(
     services: Services, tmp_path: Path
 ) -> None:
-    state = WitnessState(path=tmp_path / "witness.jsonl", log_key=sealer(services).key)
+    state = witness_state(services, tmp_path)
     with ThreadedServer(create_witness_app(state)) as server:
         url = f"{server.url}{ADD_PATH}"
         seqs = await append_many(services, 6)
@@ -104,7 +104,7 @@ async def test_a_rewritten_log_is_refused_and_the_witness_keeps_the_evidence(
 async def test_a_hub_with_a_stale_idea_of_the_witness_proves_again_from_its_size(
     services: Services, tmp_path: Path
 ) -> None:
-    state = WitnessState(path=tmp_path / "witness.jsonl", log_key=sealer(services).key)
+    state = witness_state(services, tmp_path)
     await append_many(services, 4)
     await sealer(services).run(force_checkpoint=True)
     # The hub believes the witness has the checkpoint of 4 (say a witness restored from an
@@ -123,7 +123,7 @@ async def test_a_hub_with_a_stale_idea_of_the_witness_proves_again_from_its_size
 async def test_bad_bodies_get_problems_not_server_errors(
     services: Services, tmp_path: Path
 ) -> None:
-    state = WitnessState(path=tmp_path / "witness.jsonl", log_key=sealer(services).key)
+    state = witness_state(services, tmp_path)
     with ThreadedServer(create_witness_app(state)) as server:
         async with httpx.AsyncClient(base_url=server.url) as http:
             answers = [
@@ -205,7 +205,7 @@ async def test_what_the_witness_receives_is_hashes_and_signatures_never_entry_co
         await append_entry(conn, entry)
     await append_many(services, 3)
     received: list[bytes] = []
-    state = WitnessState(path=tmp_path / "witness.jsonl", log_key=sealer(services).key)
+    state = witness_state(services, tmp_path)
     witness = create_witness_app(state)
 
     async def recording(scope: Any, receive: Any, send: Any) -> None:
@@ -238,7 +238,7 @@ async def test_what_the_witness_receives_is_hashes_and_signatures_never_entry_co
 async def test_pruning_waits_for_a_witness_that_is_behind_so_it_can_still_be_given_a_proof(
     services: Services, tmp_path: Path
 ) -> None:
-    state = WitnessState(path=tmp_path / "witness.jsonl", log_key=sealer(services).key)
+    state = witness_state(services, tmp_path)
     port = free_port()
     with ThreadedServer(create_witness_app(state), port=port) as server:
         url = f"{server.url}{ADD_PATH}"
