@@ -37,7 +37,7 @@ from hub.feeds.schemas import FeedFilters, FeedItem, FeedNotice, LiveEvent
 from hub.feeds.service import (
     SWEEP_GRACE_SECONDS,
     Reader,
-    hydrate_rows,
+    hydrate_rows_yielding,
     sequence_and_announce,
     shown_items,
 )
@@ -200,7 +200,7 @@ class LiveHub:
         # The vault rows came with the drained rows: opened once per batch, shared by every
         # audience; each audience redacts its own copy (redaction works in place), decoded
         # from this one encoding.
-        records = hydrate_rows(self._kit, rows)
+        records = await hydrate_rows_yielding(self._kit, rows)
         encoded = [msgspec.json.encode(record) for record in records]
         entries = [await self._release_to(members, rows, encoded) for members in audiences.values()]
         # Audited after sending, so the audit's commit (a WAL flush) is not on the live path's
