@@ -26,7 +26,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,7 @@ from _feedkit import (
     register_agencies,
     session,
 )
+from _replica import PrivatePair, free_port, lower_priority
 from redis.asyncio import Redis
 
 from edge.signing import RequestSigner, load_private_key
@@ -125,6 +125,13 @@ OTHER_CPU_DRIFT_POINTS = 25.0
 # ingest at 1 ms/s (ADR 0026), i.e. every page refused: what the readers cost ingest when
 # they get nothing (their refused requests, their process), on an API restarted for it.
 SHUT_OUT_ENV = {"HUB_FEEDS_PAGE_CPU_MS_BESIDE_INGEST": "1"}
+# --reader-api: the readers' own API processes, as docs/deploy.md sets them up ("Feed readers
+# on API processes of their own"): their page budget open, so the operating system's
+# priorities (nice), not the budget, put ingest first.
+READER_API_ENV = {
+    "HUB_FEEDS_PAGE_CPU_MS_BESIDE_INGEST": "700",
+    "HUB_FEEDS_PAGE_HOST_IDLE_PERCENT": "0",
+}
 # Dead rows a phase left, per table (pg_stat_user_tables), for the tables with most of them.
 DEAD_ROWS_SQL = """
 SELECT relname, n_dead_tup FROM pg_stat_user_tables
@@ -468,6 +475,8 @@ class ProcSample:
     busy: int
     total: int
     titles: dict[int, str] = field(default_factory=dict)  # PostgreSQL process titles
+    # pid -> ns its main thread has waited on a run queue (schedstat): runnable, no core free.
+    waited: dict[int, int] = field(default_factory=dict)
 
 
 def other_database(title: str, database: str) -> bool:
@@ -490,6 +499,7 @@ def sample_cpu() -> ProcSample:
     """Read /proc once."""
     procs: dict[int, tuple[str, int, int]] = {}
     titles: dict[int, str] = {}
+    waited: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -500,6 +510,8 @@ def sample_cpu() -> ProcSample:
         comm = raw[raw.index("(") + 1 : raw.rindex(")")]
         rest = raw[raw.rindex(")") + 2 :].split()
         procs[int(entry.name)] = (comm, int(rest[1]), int(rest[11]) + int(rest[12]))
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            waited[int(entry.name)] = int((entry / "schedstat").read_text().split()[1])
         if comm.startswith("postgres"):
             with contextlib.suppress(OSError):
                 titles[int(entry.name)] = (entry / "cmdline").read_bytes().decode(errors="replace")
@@ -507,8 +519,9 @@ def sample_cpu() -> ProcSample:
     idle = values[3] + values[4]
     total = sum(values[:8])
     return ProcSample(
-        at=time.monotonic(), procs=procs, busy=total - idle, total=total, titles=titles
-    )
+        at=time.monotonic(), procs=procs, busy=total - idle, total=total, titles=titles,
+        waited=waited,
+    )  # fmt: skip
 
 
 def descendants(sample: ProcSample, root: int) -> set[int]:
@@ -530,10 +543,13 @@ def cpu_split(
     load_pids: set[int],
     database: str = "",
     reader_pids: set[int] | None = None,
+    roots: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Percent of one core used per group (api, postgres, redis, load generator, other);
     with `database`, sessions of other databases on the shared server count as other; with
-    `reader_pids`, the feed readers are a group of their own."""
+    `reader_pids`, the feed readers are a group of their own; each of `roots` (a name and a
+    process) makes a group of that process and all below it (the readers' API, a private
+    primary, which then is the postgres group, and its replica)."""
     seconds = after.at - before.at
     used: dict[int, float] = {}
     for pid, (_, _, ticks) in after.procs.items():
@@ -553,6 +569,15 @@ def cpu_split(
     }
     if reader_pids is not None:
         groups["feed_readers"] = set().union(*(descendants(after, p) for p in reader_pids))
+    for name, root in (roots or {}).items():
+        groups[name] = descendants(after, root)
+        if name != "postgres":
+            groups["postgres"] -= groups[name]
+    if "reader_api" in groups:  # the sessions the readers' API holds on the primary
+        groups["postgres_for_readers"] = (
+            sessions_of(after, groups["reader_api"]) & groups["postgres"]
+        )
+        groups["postgres"] -= groups["postgres_for_readers"]
     split = {name: round(sum(used.get(p, 0.0) for p in pids), 1) for name, pids in groups.items()}
     busy = (after.busy - before.busy) / CLK_TCK / seconds * 100
     split["other"] = round(max(0.0, busy - sum(split.values())), 1)
@@ -561,7 +586,51 @@ def cpu_split(
     workers = sorted(
         (round(used.get(p, 0.0), 1) for p in api if used.get(p, 0.0) > 1), reverse=True
     )
-    return {"percent_of_one_core": split, "api_processes_busy": workers, "cores": cores}
+    waited = {
+        name: round(sum(_waited_ns(before, after, p) for p in pids) / 1e6 / seconds, 1)
+        for name, pids in groups.items()
+    }
+    return {
+        "percent_of_one_core": split, "api_processes_busy": workers, "cores": cores,
+        "run_queue_ms_per_s": waited,
+    }  # fmt: skip
+
+
+def sessions_of(sample: ProcSample, clients: set[int]) -> set[int]:
+    """The PostgreSQL backends whose TCP peer is a socket of one of `clients`: a backend's
+    title names its client's port (`postgres: user db 127.0.0.1(54321) idle`)."""
+    ports = client_ports(clients)
+    found = set()
+    for pid, title in sample.titles.items():
+        words = title.replace("\x00", " ").split()
+        peer = next((w for w in words if w.startswith("127.0.0.1(") and w.endswith(")")), "")
+        if peer and int(peer[10:-1]) in ports:
+            found.add(pid)
+    return found
+
+
+def client_ports(pids: set[int]) -> set[int]:
+    """The local TCP ports of the sockets `pids` hold open (/proc/<pid>/fd, /proc/net/tcp)."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = str(fd.readlink())
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _waited_ns(before: ProcSample, after: ProcSample, pid: int) -> int:
+    return after.waited.get(pid, 0) - before.waited.get(pid, 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -578,10 +647,17 @@ class Scratch:
     api: subprocess.Popen[bytes] | None = None
     api_log: Path | None = None
     tokens_file: Path | None = None  # agency bearer tokens, made only for feed readers
+    # --replica: a private primary and its streaming replica stand in for the server of
+    # HUB_DATABASE_URL; feed pages read the replica while it is fresh (ADR 0016).
+    pair: PrivatePair | None = None
+    # --reader-api: the readers' API processes, started under `nice` (one more process group).
+    reader_api: subprocess.Popen[bytes] | None = None
 
     @property
     def database_url(self) -> str:
-        """The scratch database on the configured server."""
+        """The scratch database on the configured server (or the private primary)."""
+        if self.pair is not None:
+            return self.pair.url(f"hub_bench_{self.tag}")
         return with_database(self.settings.database_url, f"hub_bench_{self.tag}")
 
     @property
@@ -604,11 +680,25 @@ class Scratch:
         )
         if self.tokens_file is not None:
             env["HUB_API_TOKENS_FILE"] = str(self.tokens_file)
+        if self.pair is not None:
+            env["HUB_DATABASE_REPLICA_URL"] = self.pair.url(f"hub_bench_{self.tag}", replica=True)
         # The feed page budget (ADR 0026) and connection recycling (ADR 0031) may be tried
         # from the caller's environment.
         env.update({k: v for k, v in os.environ.items() if k.startswith(TRIED_SETTINGS)})
         env.update(extra)  # the run's own settings win (the shut-out reference's budget)
         return env
+
+    def roots(self) -> dict[str, int]:
+        """The process groups of their own for `cpu_split`: the readers' API, and the private
+        primary (the postgres group) and replica."""
+        roots = {}
+        if self.reader_api is not None:
+            roots["reader_api"] = self.reader_api.pid
+        for group, server in (("postgres", "primary"), ("replica", "replica")):
+            pid = self.pair.postmaster_pid(server) if self.pair else None
+            if pid is not None:
+                roots[group] = pid
+        return roots
 
     def hub(self, *args: str) -> str:
         """Run one `hub` command; its stdout, or an error with its stderr."""
@@ -650,14 +740,45 @@ class Scratch:
     def start_api(self, *, port: int, workers: int, **extra: str) -> None:
         """Start `hub api` in its own process group, logging to a file."""
         self.api_log = self.folder / "api.log"
+        self.api = self._spawn_api(self.api_log, port=port, workers=workers, settings=extra)
+
+    def start_reader_api(
+        self, *, port: int, workers: int, nice: int, cpus: set[int] | None = None
+    ) -> None:
+        """Start the readers' `hub api` at `nice` (on `cpus` only), its page budget open."""
+        log_file = self.folder / "reader-api.log"
+        self.reader_api = self._spawn_api(
+            log_file, port=port, workers=workers, nice=nice, settings=READER_API_ENV
+        )
+        if cpus:  # before it spawns its workers, which inherit it
+            os.sched_setaffinity(self.reader_api.pid, cpus)
+        deadline = time.monotonic() + 60
+        while not self._answers_ready(f"http://127.0.0.1:{port}"):
+            if self.reader_api.poll() is not None or time.monotonic() > deadline:
+                tail = log_file.read_text(errors="replace").splitlines()[-30:]
+                raise RuntimeError("the readers' hub api did not start:\n" + "\n".join(tail))
+            time.sleep(0.2)
+
+    def _spawn_api(
+        self,
+        log_file: Path,
+        *,
+        port: int,
+        workers: int,
+        settings: dict[str, str],
+        nice: int = 0,
+    ) -> subprocess.Popen[bytes]:
         base = f"http://127.0.0.1:{port}"
-        with self.api_log.open("wb") as sink:
-            self.api = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
+        with log_file.open("wb") as sink:
+            api = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
                 [sys.executable, "-m", "hub.cli.main", "api", "--host", "127.0.0.1",
                  "--port", str(port), "--workers", str(workers)],
-                env=self.env(HUB_PUBLIC_BASE_URL=base, **extra), stdout=sink,
+                env=self.env(HUB_PUBLIC_BASE_URL=base, **settings), stdout=sink,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
+        if nice:  # before it spawns its workers, which inherit it
+            lower_priority(api.pid, nice)
+        return api
 
     def wait_ready(self, base_url: str, *, workers: int, timeout: float = 60.0) -> None:
         """Wait for /readyz and, with several workers, for every worker process to exist."""
@@ -697,20 +818,19 @@ class Scratch:
 
     def stop_api(self) -> None:
         """SIGTERM the API (graceful), SIGKILL its process group if it lingers."""
-        if self.api is None or self.api.poll() is not None:
-            return
-        self.api.send_signal(signal.SIGTERM)
-        try:
-            self.api.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.api.pid, signal.SIGKILL)  # the group we created for it
-            self.api.wait(timeout=5)
+        _stop(self.api)
+
+    def stop_reader_api(self) -> None:
+        """Stop the readers' API the same way."""
+        _stop(self.reader_api)
 
     def close(self) -> None:
         """Stop the API, drop the database, delete the Redis keys and the temp folder."""
         steps = (
             ("stop the API", self.stop_api),
+            ("stop the readers' API", self.stop_reader_api),
             ("drop the database", lambda: asyncio.run(drop_database(self.database_url))),
+            ("stop the private PostgreSQL pair", self.pair.stop if self.pair else lambda: None),
             ("delete Redis keys", lambda: asyncio.run(self._delete_redis_keys())),
             ("remove the temp folder", lambda: shutil.rmtree(self.folder, ignore_errors=True)),
         )
@@ -732,6 +852,17 @@ class Scratch:
             await client.aclose()
 
 
+def _stop(api: subprocess.Popen[bytes] | None) -> None:
+    if api is None or api.poll() is not None:
+        return
+    api.send_signal(signal.SIGTERM)
+    try:
+        api.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(api.pid, signal.SIGKILL)  # the group we created for it
+        api.wait(timeout=5)
+
+
 def with_database(url: str, name: str) -> str:
     """The same server URL pointing at database `name`."""
     parts = urlsplit(url)
@@ -748,14 +879,6 @@ async def drop_database(url: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # ---------------------------------------------------------------------------------------------
@@ -886,6 +1009,7 @@ def run_load(
     api_pid: int,
     database: str = "",
     readers: list[ReaderPlan] | None = None,
+    roots: dict[str, int] | None = None,
 ) -> LoadResult:
     """Start the load processes (and the feed-reader processes), release them together,
     sample the CPU around the window."""
@@ -917,6 +1041,7 @@ def run_load(
             load_pids={p.pid for p in procs if p.pid},
             database=database,
             reader_pids={p.pid for p in reader_procs if p.pid} if readers else None,
+            roots=roots,
         )
         parts = [pipe.recv() for pipe in pipes]
         reader_parts = [pipe.recv() for pipe in reader_pipes]
@@ -937,6 +1062,7 @@ def sample_window(
     load_pids: set[int],
     database: str = "",
     reader_pids: set[int] | None = None,
+    roots: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Sleep through the warm-up, sample /proc at both ends of the timed window."""
     log(f"warming up {plan.warmup:g} s, then measuring {plan.duration:g} s")
@@ -946,7 +1072,7 @@ def sample_window(
     after = sample_cpu()
     return cpu_split(
         before, after, api_pid=api_pid, load_pids=load_pids, database=database,
-        reader_pids=reader_pids,
+        reader_pids=reader_pids, roots=roots,
     )  # fmt: skip
 
 
@@ -1076,6 +1202,19 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[rank - 1]
 
 
+def waited_per_batch(cpu: dict[str, Any], *, requests: float) -> dict[str, float]:
+    """Milliseconds the API's and PostgreSQL's processes stood runnable with no core free,
+    per answered batch: what the scheduler, not the work, added to the latency."""
+    if requests <= 0:
+        return {}
+    waited = cpu["run_queue_ms_per_s"]
+    return {name: round(waited[name] / requests, 2) for name in ("api", "postgres")}
+
+
+def _run_queue(waited: dict[str, float]) -> str:
+    return f"api {waited.get('api', 0)} ms, postgres {waited.get('postgres', 0)} ms"
+
+
 def cpu_per_batch(cpu: dict[str, Any], *, requests: float) -> dict[str, float]:
     """CPU milliseconds per answered batch, by group: steadier than rates on a busy machine."""
     if requests <= 0:
@@ -1099,6 +1238,11 @@ def build_report(
             "clients": args.clients, "load_processes": procs, "api_workers": args.workers,
             "batch": args.batch, "cameras": args.cameras, "duration_s": args.duration,
             "warmup_s": args.warmup, "offered_events_per_s": args.ingest_rate or None,
+            "reader_api": (
+                {"workers": args.reader_workers, "nice": args.reader_nice}
+                if args.reader_api else None
+            ),
+            "replica": {"nice": args.replica_nice} if args.replica else None,
         },
         "events_per_s": round(events_per_s),
         "requests_per_s": round(len(latencies) / args.duration, 1),
@@ -1110,6 +1254,9 @@ def build_report(
         "server_workers": args.workers,
         "cpu": load.cpu,
         "cpu_ms_per_batch": cpu_per_batch(load.cpu, requests=len(latencies) / args.duration),
+        "run_queue_ms_per_batch": waited_per_batch(
+            load.cpu, requests=len(latencies) / args.duration
+        ),
         "raw_copy": raw,
         "fraction_of_raw": {
             "batched": round(events_per_s / raw["batched_rows_per_s"], 3),
@@ -1181,7 +1328,7 @@ def run_phases(
         assert scratch.api is not None
         load = run_load(
             plans, api_pid=scratch.api.pid, database=database,
-            readers=readers if with_readers and not control else None,
+            readers=readers if with_readers and not control else None, roots=scratch.roots(),
         )  # fmt: skip
         phases.append(Phase(name, with_readers, load, asyncio.run(dead_rows(url))))
     return phases
@@ -1205,6 +1352,9 @@ def phase_summary(args: argparse.Namespace, load: LoadResult) -> dict[str, Any]:
         "p99_ms": round(percentile(latencies, 0.99), 1),
         "errors": dict(sorted(load.tally.errors.items())),
         "cpu_ms_per_batch": cpu_per_batch(load.cpu, requests=len(latencies) / args.duration),
+        "run_queue_ms_per_batch": waited_per_batch(
+            load.cpu, requests=len(latencies) / args.duration
+        ),
         "cpu_percent_of_one_core": load.cpu["percent_of_one_core"],
         # What the readers got in this phase (None without readers).
         "reader_pages_per_s": (
@@ -1344,13 +1494,25 @@ def render_phase(number: int, phase: dict[str, Any]) -> Iterator[str]:
     got = phase.get("reader_pages_per_s")
     readers = "" if got is None else f"; readers {got} pages/s, {phase['reader_refusals']} errors"
     dead = ", ".join(f"{k} {v:,}" for k, v in phase["dead_rows_after"].items()) or "none"
+    waited = phase["run_queue_ms_per_batch"]
     yield (
         f"  phase {number} {phase['name']:<14} {phase['events_per_s']:,} events/s, "
         f"p50 {phase['p50_ms']} ms, p99 {phase['p99_ms']} ms, errors {errors}; cpu per batch"
-        f"{shared} api {per.get('api', 0)} ms, postgres {per.get('postgres', 0)} ms; % of a "
-        f"core: api {split['api']}, postgres {split['postgres']}, other {split['other']}, "
-        f"idle {split['idle']}{readers}; dead rows left: {dead}"
+        f"{shared} api {per.get('api', 0)} ms, postgres {per.get('postgres', 0)} ms; waited "
+        f"for a core per batch: {_run_queue(waited)}; % of a "
+        f"core: api {split['api']}, postgres {split['postgres']}{_own_groups(split)}, "
+        f"other {split['other']}, idle {split['idle']}{readers}; dead rows left: {dead}"
     )
+
+
+def _own_groups(split: dict[str, float]) -> str:
+    """The readers' API and the replica, when the run has them."""
+    named = (
+        ("reader_api", "readers' api"),
+        ("postgres_for_readers", "postgres for the readers' api"),
+        ("replica", "replica"),
+    )
+    return "".join(f", {label} {split[key]}" for key, label in named if key in split)
 
 
 def render(report: dict[str, Any]) -> Iterator[str]:
@@ -1372,6 +1534,17 @@ def render(report: dict[str, Any]) -> Iterator[str]:
         f"  note: the load generator shares this machine's {cpu['cores']} cores "
         "with the API, PostgreSQL and Redis"
     )
+    if c["reader_api"]:
+        yield (
+            f"  readers' api    {c['reader_api']['workers']} worker(s) of their own under nice "
+            f"{c['reader_api']['nice']}, page budget open (docs/deploy.md)"
+        )
+    if c["replica"]:
+        yield (
+            "  replica         a private primary and streaming replica (replica under nice "
+            f"{c['replica']['nice']}); feed pages read the replica while it is fresh; COPY's "
+            "reference runs on that primary"
+        )
     yield (
         f"  accepted        {report['events_per_s']:,} events/s "
         f"({report['events_accepted']:,} events)"
@@ -1393,15 +1566,16 @@ def render(report: dict[str, Any]) -> Iterator[str]:
     yield (
         f"  cpu, % of one core (machine = {cpu['cores'] * 100}): api {split['api']}, "
         f"postgres {split['postgres']}, redis {split['redis']}, "
-        f"load generator {split['load_generator']}, "
-        + (f"feed readers {split['feed_readers']}, " if "feed_readers" in split else "")
-        + f"other {split['other']}, idle {split['idle']}"
+        f"load generator {split['load_generator']}"
+        + (f", feed readers {split['feed_readers']}" if "feed_readers" in split else "")
+        + f"{_own_groups(split)}, other {split['other']}, idle {split['idle']}"
     )
     per = report["cpu_ms_per_batch"]
     if per:
         yield (
             f"  cpu per batch   api {per['api']} ms, postgres {per['postgres']} ms, "
-            f"redis {per['redis']} ms, load generator {per['load_generator']} ms"
+            f"redis {per['redis']} ms, load generator {per['load_generator']} ms; waited for "
+            f"a core: {_run_queue(report['run_queue_ms_per_batch'])}"
         )
     if split["other"] > OTHER_CPU_WARNING:
         yield (
@@ -1500,35 +1674,93 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "the spread of the ratio when readers change nothing, to read a real run against",
     )  # fmt: skip
     parser.add_argument(
+        "--reader-api", action="store_true",
+        help="send the feed readers to API processes of their own, started under nice with "
+        "the page budget open (docs/deploy.md, 'Feed readers on API processes of their own')",
+    )  # fmt: skip
+    parser.add_argument("--reader-workers", type=int, default=2, help="with --reader-api: workers")
+    parser.add_argument(
+        "--reader-nice", type=int, default=10, help="with --reader-api: its nice value"
+    )
+    parser.add_argument(
+        "--reader-cpus", type=int, nargs="+", default=None,
+        help="with --reader-api: the CPUs its processes may run on (sched_setaffinity)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--replica", action="store_true",
+        help="run on a private PostgreSQL primary with a streaming replica (this machine's "
+        "binaries, free loopback ports, removed afterwards); the APIs get it as "
+        "HUB_DATABASE_REPLICA_URL, so feed pages read it while it is fresh (ADR 0016); "
+        "COPY's reference runs on the same primary",
+    )  # fmt: skip
+    parser.add_argument(
+        "--replica-nice", type=int, default=10,
+        help="with --replica: the nice value of the replica's server (0: the primary's)",
+    )  # fmt: skip
+    parser.add_argument(
         "--runs", type=int, default=1,
         help="whole runs one after another, each with its own scratch database and COPY "
         "reference; the medians and how many runs met each aim are printed after them",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("need --runs >= 1")
-    if args.ingest_rate < 0 or args.ingest_rate > args.pool_rate:
-        parser.error("need 0 <= --ingest-rate <= --pool-rate (bodies are signed before the run)")
-    if not 1 <= args.batch <= 500 or min(args.clients, args.workers, args.procs) < 1:
-        parser.error("need 1 <= --batch <= 500 and --clients, --workers, --procs >= 1")
-    if args.duration <= 0 or args.warmup < 0 or args.raw_rows < args.batch:
-        parser.error("need --duration > 0, --warmup >= 0 and --raw-rows >= --batch")
-    if args.feed_readers < 0 or args.reader_procs < 1 or args.reader_rate < 0:
-        parser.error("need --feed-readers >= 0, --reader-procs >= 1 and --reader-rate >= 0")
-    if args.compare_readers and not args.feed_readers:
-        parser.error("--compare-readers needs --feed-readers N (N > 0)")
-    if args.rounds < 1 or (args.rounds > 1 and not args.compare_readers):
-        parser.error("--rounds N needs N >= 1 and, above 1, --compare-readers")
-    if (args.shut_out_reference or args.control) and not args.compare_readers:
-        parser.error("--shut-out-reference and --control need --compare-readers")
+    problem = _invalid(args)
+    if problem:
+        parser.error(problem)
     return args
+
+
+def _invalid(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options, or None (each check is cheap: all are made)."""
+    checks = (
+        (args.runs < 1, "need --runs >= 1"),
+        (
+            args.ingest_rate < 0 or args.ingest_rate > args.pool_rate,
+            "need 0 <= --ingest-rate <= --pool-rate (bodies are signed before the run)",
+        ),
+        (
+            not 1 <= args.batch <= 500 or min(args.clients, args.workers, args.procs) < 1,
+            "need 1 <= --batch <= 500 and --clients, --workers, --procs >= 1",
+        ),
+        (
+            args.duration <= 0 or args.warmup < 0 or args.raw_rows < args.batch,
+            "need --duration > 0, --warmup >= 0 and --raw-rows >= --batch",
+        ),
+        (
+            args.feed_readers < 0 or args.reader_procs < 1 or args.reader_rate < 0,
+            "need --feed-readers >= 0, --reader-procs >= 1 and --reader-rate >= 0",
+        ),
+        (
+            args.compare_readers and not args.feed_readers,
+            "--compare-readers needs --feed-readers N (N > 0)",
+        ),
+        (
+            args.rounds < 1 or (args.rounds > 1 and not args.compare_readers),
+            "--rounds N needs N >= 1 and, above 1, --compare-readers",
+        ),
+        (
+            (args.shut_out_reference or args.control) and not args.compare_readers,
+            "--shut-out-reference and --control need --compare-readers",
+        ),
+        (args.reader_api and not args.feed_readers, "--reader-api needs --feed-readers N (N > 0)"),
+        (
+            args.reader_workers < 1 or not 0 <= args.reader_nice <= 19,
+            "need --reader-workers >= 1 and 0 <= --reader-nice <= 19",
+        ),
+        (not 0 <= args.replica_nice <= 19, "need 0 <= --replica-nice <= 19"),
+    )
+    return next((message for wrong, message in checks if wrong), None)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Set up the scratch services, load the API, measure raw COPY, always clean up."""
     scratch = Scratch(settings=load_settings())
     try:
+        if args.replica:
+            scratch.pair = PrivatePair(replica_nice=args.replica_nice)
+            log(f"starting a private primary and streaming replica (replica under nice "
+                f"{args.replica_nice})")  # fmt: skip
+            scratch.pair.start()
         log(f"scratch database hub_bench_{scratch.tag}, Redis prefix {scratch.redis_prefix}")
         scratch.hub("migrate")
         key_id, key_pem = scratch.add_node(cameras=args.cameras)
@@ -1544,7 +1776,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         scratch.wait_ready(base_url, workers=args.workers)
         assert scratch.api is not None
         plans = plan_load(args, base_url=base_url, key_id=key_id, key_pem=key_pem)
-        readers = plan_readers(args, base_url=base_url, tokens=tokens) if tokens else None
+        readers_url = base_url
+        if args.reader_api:
+            reader_port = free_port()
+            scratch.start_reader_api(
+                port=reader_port, workers=args.reader_workers, nice=args.reader_nice,
+                cpus=set(args.reader_cpus) if args.reader_cpus else None,
+            )  # fmt: skip
+            readers_url = f"http://127.0.0.1:{reader_port}"
+        readers = plan_readers(args, base_url=readers_url, tokens=tokens) if tokens else None
         database = f"hub_bench_{scratch.tag}"
         phases = None
         if args.compare_readers and readers:
@@ -1555,9 +1795,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             first = phases[0].load
             load = next(p.load for p in phases if p.with_readers)
         else:
-            load = run_load(plans, api_pid=scratch.api.pid, database=database, readers=readers)
+            load = run_load(
+                plans, api_pid=scratch.api.pid, database=database, readers=readers,
+                roots=scratch.roots(),
+            )  # fmt: skip
             first = load
         scratch.stop_api()
+        scratch.stop_reader_api()
         log(f"raw COPY of {args.raw_rows:,} rows, after the load")
         after, whole = asyncio.run(
             measure_raw(scratch.database_url, rows=rows, batch=args.batch, whole=True)
