@@ -61,6 +61,9 @@ class PrivatePair:
     """A primary and its streaming replica; `start()` makes both, `stop()` removes both."""
 
     replica_nice: int = 10
+    # CPUs each server runs on (None: any), for emulating two hosts on one machine.
+    primary_cpus: set[int] | None = None
+    replica_cpus: set[int] | None = None
     folder: Path | None = None
     primary_port: int = 0
     replica_port: int = 0
@@ -85,6 +88,7 @@ class PrivatePair:
         _append(primary / "postgresql.conf", f"{PRIMARY_CONF}port = {self.primary_port}\n")
         _append(primary / "pg_hba.conf", HBA)
         self._pg_ctl(primary, "primary")
+        self._pin("primary", self.primary_cpus)
         _as_server_user([str(pg_bin() / "pg_basebackup"), "-h", "127.0.0.1",
                          "-p", str(self.primary_port), "-U", "postgres", "-D", str(replica),
                          "-R", "-X", "stream", "-c", "fast"])  # fmt: skip
@@ -93,7 +97,13 @@ class PrivatePair:
         pid = self.postmaster_pid("replica")
         if pid is not None and self.replica_nice:
             lower_priority(pid, self.replica_nice)
+        self._pin("replica", self.replica_cpus)
         self._wait_streaming()
+
+    def _pin(self, server: str, cpus: set[int] | None) -> None:
+        pid = self.postmaster_pid(server)
+        if cpus and pid is not None:
+            pin_tree(pid, cpus)
 
     def _pg_ctl(self, data: Path, name: str) -> None:
         assert self.folder is not None
@@ -147,6 +157,29 @@ def lower_priority(pid: int, nice: int) -> None:
     group = Path(f"/proc/{pid}/autogroup")
     if os.getsid(pid) == pid and group.exists():
         group.write_text(f"{nice}\n")
+
+
+def pin_tree(pid: int, cpus: set[int]) -> None:
+    """Keep `pid` and every process below it now to `cpus`; what it starts later inherits
+    that (a server's backends fork from its postmaster)."""
+    tree, grew = {pid}, True
+    while grew:
+        more = {p for p, parent in _parents().items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    for member in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(member, cpus)
+
+
+def _parents() -> dict[int, int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                raw = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(raw[raw.rindex(")") + 2 :].split()[1])
+    return parents
 
 
 def _own(path: Path) -> None:

@@ -128,6 +128,10 @@ SHUT_OUT_ENV = {"HUB_FEEDS_PAGE_CPU_MS_BESIDE_INGEST": "1"}
 # --reader-api: the readers' own API processes, as docs/deploy.md sets them up ("Feed readers
 # on API processes of their own"): their page budget open, so the operating system's
 # priorities (nice), not the budget, put ingest first.
+# --split-cores: two hosts of one core each on a 2-core machine. Ingest's API and the primary
+# on the first; the readers' API, the replica, and the load and reader processes (which stand
+# for the edge nodes and the agencies, on machines of their own) on the second.
+INGEST_SIDE, FAR_SIDE = {0}, {1}
 READER_API_ENV = {
     "HUB_FEEDS_PAGE_CPU_MS_BESIDE_INGEST": "700",
     "HUB_FEEDS_PAGE_HOST_IDLE_PERCENT": "0",
@@ -652,6 +656,7 @@ class Scratch:
     pair: PrivatePair | None = None
     # --reader-api: the readers' API processes, started under `nice` (one more process group).
     reader_api: subprocess.Popen[bytes] | None = None
+    ingest_cpus: set[int] | None = None  # --split-cores: where the ingest API runs
 
     @property
     def database_url(self) -> str:
@@ -740,7 +745,9 @@ class Scratch:
     def start_api(self, *, port: int, workers: int, **extra: str) -> None:
         """Start `hub api` in its own process group, logging to a file."""
         self.api_log = self.folder / "api.log"
-        self.api = self._spawn_api(self.api_log, port=port, workers=workers, settings=extra)
+        self.api = self._spawn_api(
+            self.api_log, port=port, workers=workers, settings=extra, cpus=self.ingest_cpus
+        )
 
     def start_reader_api(
         self, *, port: int, workers: int, nice: int, cpus: set[int] | None = None
@@ -748,10 +755,8 @@ class Scratch:
         """Start the readers' `hub api` at `nice` (on `cpus` only), its page budget open."""
         log_file = self.folder / "reader-api.log"
         self.reader_api = self._spawn_api(
-            log_file, port=port, workers=workers, nice=nice, settings=READER_API_ENV
+            log_file, port=port, workers=workers, nice=nice, settings=READER_API_ENV, cpus=cpus
         )
-        if cpus:  # before it spawns its workers, which inherit it
-            os.sched_setaffinity(self.reader_api.pid, cpus)
         deadline = time.monotonic() + 60
         while not self._answers_ready(f"http://127.0.0.1:{port}"):
             if self.reader_api.poll() is not None or time.monotonic() > deadline:
@@ -767,6 +772,7 @@ class Scratch:
         workers: int,
         settings: dict[str, str],
         nice: int = 0,
+        cpus: set[int] | None = None,
     ) -> subprocess.Popen[bytes]:
         base = f"http://127.0.0.1:{port}"
         with log_file.open("wb") as sink:
@@ -778,6 +784,8 @@ class Scratch:
             )  # fmt: skip
         if nice:  # before it spawns its workers, which inherit it
             lower_priority(api.pid, nice)
+        if cpus:  # likewise
+            os.sched_setaffinity(api.pid, cpus)
         return api
 
     def wait_ready(self, base_url: str, *, workers: int, timeout: float = 60.0) -> None:
@@ -1694,6 +1702,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "COPY's reference runs on the same primary",
     )  # fmt: skip
     parser.add_argument(
+        "--split-cores", action="store_true",
+        help="with --replica and --reader-api on a 2-core machine: two hosts of a core each, "
+        "ingest's API and the primary on CPU 0, the readers' API, the replica and the load "
+        "and reader processes on CPU 1 (COPY's reference then runs on CPU 0's primary too)",
+    )  # fmt: skip
+    parser.add_argument(
         "--replica-nice", type=int, default=10,
         help="with --replica: the nice value of the replica's server (0: the primary's)",
     )  # fmt: skip
@@ -1748,6 +1762,11 @@ def _invalid(args: argparse.Namespace) -> str | None:
             "need --reader-workers >= 1 and 0 <= --reader-nice <= 19",
         ),
         (not 0 <= args.replica_nice <= 19, "need 0 <= --replica-nice <= 19"),
+        (
+            args.split_cores
+            and not (args.replica and args.reader_api and (os.cpu_count() or 1) >= 2),
+            "--split-cores needs --replica, --reader-api and 2 CPUs",
+        ),
     )
     return next((message for wrong, message in checks if wrong), None)
 
@@ -1755,9 +1774,17 @@ def _invalid(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Set up the scratch services, load the API, measure raw COPY, always clean up."""
     scratch = Scratch(settings=load_settings())
+    everywhere = os.sched_getaffinity(0)
     try:
+        if args.split_cores:  # this process, its load and reader processes: the far side
+            os.sched_setaffinity(0, FAR_SIDE)
+            scratch.ingest_cpus = INGEST_SIDE
         if args.replica:
-            scratch.pair = PrivatePair(replica_nice=args.replica_nice)
+            scratch.pair = PrivatePair(
+                replica_nice=args.replica_nice,
+                primary_cpus=INGEST_SIDE if args.split_cores else None,
+                replica_cpus=FAR_SIDE if args.split_cores else None,
+            )
             log(f"starting a private primary and streaming replica (replica under nice "
                 f"{args.replica_nice})")  # fmt: skip
             scratch.pair.start()
@@ -1779,10 +1806,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         readers_url = base_url
         if args.reader_api:
             reader_port = free_port()
+            cpus = FAR_SIDE if args.split_cores else set(args.reader_cpus or ()) or None
             scratch.start_reader_api(
-                port=reader_port, workers=args.reader_workers, nice=args.reader_nice,
-                cpus=set(args.reader_cpus) if args.reader_cpus else None,
-            )  # fmt: skip
+                port=reader_port, workers=args.reader_workers, nice=args.reader_nice, cpus=cpus
+            )
             readers_url = f"http://127.0.0.1:{reader_port}"
         readers = plan_readers(args, base_url=readers_url, tokens=tokens) if tokens else None
         database = f"hub_bench_{scratch.tag}"
@@ -1816,6 +1843,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return report
     finally:
         scratch.close()
+        os.sched_setaffinity(0, everywhere)
 
 
 def summarise_runs(reports: list[dict[str, Any]]) -> dict[str, Any]:
