@@ -75,7 +75,7 @@ class PrivatePair:
 
     def start(self) -> None:
         """initdb the primary, start it, clone it with pg_basebackup and start the replica
-        (under `nice -n replica_nice`); return once the replica streams."""
+        (at `replica_nice`, see `lower_priority`); return once the replica streams."""
         self.folder = Path(tempfile.mkdtemp(prefix="hub-bench-pg-"))
         self.folder.chmod(0o755)  # the server user must reach its data folders
         self.primary_port, self.replica_port = free_port(), free_port()
