@@ -12,7 +12,6 @@ it, which is how a replica on the same host keeps its reads behind the primary's
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -48,25 +47,18 @@ def _version(path: Path) -> tuple[int, ...]:
     return tuple(int(p) for p in name.split(".") if p.isdigit())
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass(slots=True)
 class PrivatePair:
-    """A primary and its streaming replica; `start()` makes both, `stop()` removes both."""
+    """A primary and its streaming replica on the given free loopback ports; `start()` makes
+    both, `stop()` removes both."""
 
+    primary_port: int
+    replica_port: int
     replica_nice: int = 10
     # CPUs each server runs on (None: any), for emulating two hosts on one machine.
     primary_cpus: set[int] | None = None
     replica_cpus: set[int] | None = None
     folder: Path | None = None
-    primary_port: int = 0
-    replica_port: int = 0
 
     def url(self, database: str, *, replica: bool = False) -> str:
         """A URL of `database` on the primary (or the replica)."""
@@ -77,8 +69,7 @@ class PrivatePair:
         """initdb the primary, start it, clone it with pg_basebackup and start the replica
         (at `replica_nice`, see `lower_priority`); return once the replica streams."""
         self.folder = Path(tempfile.mkdtemp(prefix="hub-bench-pg-"))
-        self.folder.chmod(0o755)  # the server user must reach its data folders
-        self.primary_port, self.replica_port = free_port(), free_port()
+        _own(self.folder)  # the server user writes its logs beside its data folders
         primary, replica = self.folder / "primary", self.folder / "replica"
         for data in (primary, replica):
             data.mkdir(mode=0o700)
@@ -87,30 +78,26 @@ class PrivatePair:
                          "-A", "trust", "-E", "UTF8", "--no-locale"])  # fmt: skip
         _append(primary / "postgresql.conf", f"{PRIMARY_CONF}port = {self.primary_port}\n")
         _append(primary / "pg_hba.conf", HBA)
-        self._pg_ctl(primary, "primary")
-        self._pin("primary", self.primary_cpus)
+        self._pg_ctl(primary, "primary", self.primary_cpus)
         _as_server_user([str(pg_bin() / "pg_basebackup"), "-h", "127.0.0.1",
                          "-p", str(self.primary_port), "-U", "postgres", "-D", str(replica),
                          "-R", "-X", "stream", "-c", "fast"])  # fmt: skip
         _append(replica / "postgresql.auto.conf", f"port = {self.replica_port}\n")
-        self._pg_ctl(replica, "replica")
+        self._pg_ctl(replica, "replica", self.replica_cpus)
         pid = self.postmaster_pid("replica")
         if pid is not None and self.replica_nice:
             lower_priority(pid, self.replica_nice)
-        self._pin("replica", self.replica_cpus)
         self._wait_streaming()
 
-    def _pin(self, server: str, cpus: set[int] | None) -> None:
-        pid = self.postmaster_pid(server)
-        if cpus and pid is not None:
-            pin_tree(pid, cpus)
-
-    def _pg_ctl(self, data: Path, name: str) -> None:
+    def _pg_ctl(self, data: Path, name: str, cpus: set[int] | None) -> None:
+        """Start a server; with `cpus`, under taskset, so the postmaster and every process it
+        forks stay on them."""
         assert self.folder is not None
         log = self.folder / f"{name}.log"
-        _own(self.folder)  # the server user writes its log beside the data folders
-        _as_server_user([str(pg_bin() / "pg_ctl"), "start", "-D", str(data), "-l", str(log),
-                         "-w", "-t", str(START_TIMEOUT_SECONDS)])  # fmt: skip
+        start = [str(pg_bin() / "pg_ctl"), "start", "-D", str(data), "-l", str(log), "-w",
+                 "-t", str(START_TIMEOUT_SECONDS)]  # fmt: skip
+        pinned = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
+        _as_server_user([*pinned, *start])
 
     def _wait_streaming(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -157,29 +144,6 @@ def lower_priority(pid: int, nice: int) -> None:
     group = Path(f"/proc/{pid}/autogroup")
     if os.getsid(pid) == pid and group.exists():
         group.write_text(f"{nice}\n")
-
-
-def pin_tree(pid: int, cpus: set[int]) -> None:
-    """Keep `pid` and every process below it now to `cpus`; what it starts later inherits
-    that (a server's backends fork from its postmaster)."""
-    tree, grew = {pid}, True
-    while grew:
-        more = {p for p, parent in _parents().items() if parent in tree} - tree
-        tree |= more
-        grew = bool(more)
-    for member in tree:
-        with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(member, cpus)
-
-
-def _parents() -> dict[int, int]:
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                raw = (entry / "stat").read_text()
-                parents[int(entry.name)] = int(raw[raw.rindex(")") + 2 :].split()[1])
-    return parents
 
 
 def _own(path: Path) -> None:

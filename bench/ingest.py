@@ -26,6 +26,7 @@ import random
 import secrets
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -53,7 +54,7 @@ from _feedkit import (
     register_agencies,
     session,
 )
-from _replica import PrivatePair, free_port, lower_priority
+from _replica import PrivatePair, lower_priority
 from redis.asyncio import Redis
 
 from edge.signing import RequestSigner, load_private_key
@@ -656,6 +657,7 @@ class Scratch:
     pair: PrivatePair | None = None
     # --reader-api: the readers' API processes, started under `nice` (one more process group).
     reader_api: subprocess.Popen[bytes] | None = None
+    reader_api_log: Path | None = None
     ingest_cpus: set[int] | None = None  # --split-cores: where the ingest API runs
 
     @property
@@ -753,16 +755,16 @@ class Scratch:
         self, *, port: int, workers: int, nice: int, cpus: set[int] | None = None
     ) -> None:
         """Start the readers' `hub api` at `nice` (on `cpus` only), its page budget open."""
-        log_file = self.folder / "reader-api.log"
+        self.reader_api_log = self.folder / "reader-api.log"
         self.reader_api = self._spawn_api(
-            log_file, port=port, workers=workers, nice=nice, settings=READER_API_ENV, cpus=cpus
+            self.reader_api_log,
+            port=port,
+            workers=workers,
+            nice=nice,
+            settings=READER_API_ENV,
+            cpus=cpus,
         )
-        deadline = time.monotonic() + 60
-        while not self._answers_ready(f"http://127.0.0.1:{port}"):
-            if self.reader_api.poll() is not None or time.monotonic() > deadline:
-                tail = log_file.read_text(errors="replace").splitlines()[-30:]
-                raise RuntimeError("the readers' hub api did not start:\n" + "\n".join(tail))
-            time.sleep(0.2)
+        self.wait_ready(f"http://127.0.0.1:{port}", workers=workers, api=self.reader_api)
 
     def _spawn_api(
         self,
@@ -788,16 +790,25 @@ class Scratch:
             os.sched_setaffinity(api.pid, cpus)
         return api
 
-    def wait_ready(self, base_url: str, *, workers: int, timeout: float = 60.0) -> None:
-        """Wait for /readyz and, with several workers, for every worker process to exist."""
+    def wait_ready(
+        self,
+        base_url: str,
+        *,
+        workers: int,
+        timeout: float = 60.0,
+        api: subprocess.Popen[bytes] | None = None,
+    ) -> None:
+        """Wait for /readyz and, with several workers, for every worker process to exist (of
+        the scratch API, or of `api`)."""
+        api = api or self.api
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.api is None or self.api.poll() is not None:
-                raise RuntimeError(f"hub api exited early:\n{self.api_log_tail()}")
-            if self._answers_ready(base_url) and self._worker_count() >= workers:
+            if api is None or api.poll() is not None:
+                raise RuntimeError(f"hub api exited early:\n{self.api_log_tail(api)}")
+            if self._answers_ready(base_url) and _worker_count(api) >= workers:
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"hub api not ready after {timeout:.0f} s:\n{self.api_log_tail()}")
+        raise RuntimeError(f"hub api not ready after {timeout:.0f} s:\n{self.api_log_tail(api)}")
 
     def _answers_ready(self, base_url: str) -> bool:
         try:
@@ -805,24 +816,13 @@ class Scratch:
         except httpx.HTTPError:
             return False
 
-    def _worker_count(self) -> int:
-        if self.api is None:
-            return 0
-        workers = 0  # uvicorn's worker processes are spawned children of the API process
-        for pid, (_, ppid, _) in sample_cpu().procs.items():
-            with contextlib.suppress(OSError):
-                if (
-                    ppid == self.api.pid
-                    and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-                ):
-                    workers += 1
-        return max(1, workers)
-
-    def api_log_tail(self) -> str:
-        """The last lines the API wrote (for error messages)."""
-        if self.api_log is None or not self.api_log.exists():
+    def api_log_tail(self, api: subprocess.Popen[bytes] | None = None) -> str:
+        """The last lines the API (or the readers' API) wrote (for error messages)."""
+        log_file = self.reader_api_log if api is not None and api is self.reader_api else None
+        log_file = log_file or self.api_log
+        if log_file is None or not log_file.exists():
             return "(no log)"
-        return "\n".join(self.api_log.read_text(errors="replace").splitlines()[-30:])
+        return "\n".join(log_file.read_text(errors="replace").splitlines()[-30:])
 
     def stop_api(self) -> None:
         """SIGTERM the API (graceful), SIGKILL its process group if it lingers."""
@@ -858,6 +858,17 @@ class Scratch:
                 await client.delete(*keys[start : start + 1000])
         finally:
             await client.aclose()
+
+
+def _worker_count(api: subprocess.Popen[bytes] | None) -> int:
+    if api is None:
+        return 0
+    workers = 0  # uvicorn's worker processes are spawned children of the API process
+    for pid, (_, ppid, _) in sample_cpu().procs.items():
+        with contextlib.suppress(OSError):
+            if ppid == api.pid and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers += 1
+    return max(1, workers)
 
 
 def _stop(api: subprocess.Popen[bytes] | None) -> None:
@@ -900,6 +911,14 @@ class LoadResult:
     tally: Tally
     cpu: dict[str, Any]
     feed: ReaderTally | None = None
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def split_clients(clients: int, procs: int) -> list[int]:
@@ -1781,6 +1800,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             scratch.ingest_cpus = INGEST_SIDE
         if args.replica:
             scratch.pair = PrivatePair(
+                primary_port=free_port(),
+                replica_port=free_port(),
                 replica_nice=args.replica_nice,
                 primary_cpus=INGEST_SIDE if args.split_cores else None,
                 replica_cpus=FAR_SIDE if args.split_cores else None,
